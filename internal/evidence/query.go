@@ -1,0 +1,185 @@
+package evidence
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"backfill/internal/workspace"
+)
+
+// Key names one workspace of one tenant.
+type Key struct {
+	Tenant      string
+	WorkspaceID string
+}
+
+const captureSelect = `SELECT id, tenant, workspace_id, db_row, method, target, started_at, ended_at, attempt,
+  outcome, reason, sha256, size, provenance, prev_hash, hash FROM captures`
+
+func scanCapture(sc interface{ Scan(...any) error }) (*Capture, captureCols, error) {
+	var c Capture
+	var cc captureCols
+	err := sc.Scan(&c.ID, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
+		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &c.PrevHash, &c.Hash)
+	if err != nil {
+		return nil, cc, err
+	}
+	c.Tenant, c.WorkspaceID, c.Method, c.Target = cc.tenant, cc.workspaceID, cc.method, cc.target
+	c.StartedAt, c.EndedAt = parseTime(cc.startedAt), parseTime(cc.endedAt)
+	c.Attempt, c.Outcome, c.Reason, c.SHA256, c.Size = cc.attempt, cc.outcome, cc.reason, cc.sha.String, cc.size
+	// A row that does not decode is reported by verify; readers get zero values.
+	_ = json.Unmarshal([]byte(cc.dbRow), &c.Row)
+	_ = json.Unmarshal([]byte(cc.provenance), &c.Provenance)
+	return &c, cc, nil
+}
+
+// Captures calls fn for every capture in recording order. Content is not
+// loaded; use Content for the bytes.
+func (s *Store) Captures(ctx context.Context, fn func(*Capture) error) error {
+	rows, err := s.db.QueryContext(ctx, captureSelect+" ORDER BY id")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, _, err := scanCapture(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// CaptureByID returns one capture, without its content.
+func (s *Store) CaptureByID(ctx context.Context, id int64) (*Capture, error) {
+	c, _, err := scanCapture(s.db.QueryRowContext(ctx, captureSelect+" WHERE id = ?", id))
+	if err == sql.ErrNoRows {
+		return nil, fmt.Errorf("capture %d is not in the evidence store", id)
+	}
+	return c, err
+}
+
+// Content returns the bytes stored under a sha256.
+func (s *Store) Content(ctx context.Context, sha string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, "SELECT bytes FROM content WHERE sha256 = ?", sha).Scan(&b)
+	if err == sql.ErrNoRows {
+		return nil, fmt.Errorf("content %s is not in the evidence store", sha)
+	}
+	return b, err
+}
+
+// CapturedKeys returns every workspace that has at least one successful capture.
+func (s *Store) CapturedKeys(ctx context.Context) (map[Key]bool, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT tenant, workspace_id FROM captures WHERE outcome = 'captured'")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[Key]bool{}
+	for rows.Next() {
+		var k Key
+		if err := rows.Scan(&k.Tenant, &k.WorkspaceID); err != nil {
+			return nil, err
+		}
+		out[k] = true
+	}
+	return out, rows.Err()
+}
+
+// LatestListings returns each tenant's most recent listing.
+func (s *Store) LatestListings(ctx context.Context) (map[string]*Listing, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings
+  WHERE id IN (SELECT max(id) FROM listings GROUP BY tenant)`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]*Listing{}
+	for rows.Next() {
+		l, _, err := scanListing(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[l.Tenant] = l
+	}
+	return out, rows.Err()
+}
+
+func scanListing(sc interface{ Scan(...any) error }) (*Listing, listingCols, error) {
+	var l Listing
+	var lc listingCols
+	if err := sc.Scan(&l.ID, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &l.PrevHash, &l.Hash); err != nil {
+		return nil, lc, err
+	}
+	l.Tenant, l.At, l.Outcome, l.Reason = lc.tenant, parseTime(lc.at), lc.outcome, lc.reason
+	_ = json.Unmarshal([]byte(lc.rows), &l.Rows)
+	return &l, lc, nil
+}
+
+// Workspace summarises what the store knows of one workspace.
+type Workspace struct {
+	Key
+	Row           workspace.Row // from the latest listing, else the latest capture
+	Listed        bool          // in its tenant's latest successful listing
+	Attempts      int           // recorded captures of any outcome
+	LatestOutcome string        // "" when never attempted
+	LatestReason  string
+	LatestAt      time.Time
+	Earliest      *Capture // earliest successful capture, nil when none
+}
+
+// Workspaces returns one summary per workspace known from listings or
+// captures, sorted by tenant then workspace id.
+func (s *Store) Workspaces(ctx context.Context) ([]*Workspace, error) {
+	byKey := map[Key]*Workspace{}
+	get := func(k Key) *Workspace {
+		w := byKey[k]
+		if w == nil {
+			w = &Workspace{Key: k}
+			byKey[k] = w
+		}
+		return w
+	}
+	err := s.Captures(ctx, func(c *Capture) error {
+		w := get(Key{c.Tenant, c.WorkspaceID})
+		w.Row = c.Row
+		w.Attempts++
+		w.LatestOutcome, w.LatestReason, w.LatestAt = c.Outcome, c.Reason, c.EndedAt
+		if c.Outcome == Captured && w.Earliest == nil {
+			w.Earliest = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	listings, err := s.LatestListings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range listings {
+		for _, r := range l.Rows {
+			w := get(Key{l.Tenant, r.ID})
+			w.Row, w.Listed = r, true
+		}
+	}
+	out := make([]*Workspace, 0, len(byKey))
+	for _, w := range byKey {
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Tenant != out[j].Tenant {
+			return out[i].Tenant < out[j].Tenant
+		}
+		return out[i].WorkspaceID < out[j].WorkspaceID
+	})
+	return out, nil
+}

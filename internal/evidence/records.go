@@ -1,0 +1,229 @@
+package evidence
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"backfill/internal/workspace"
+)
+
+// Capture outcomes, as the SPEC names them.
+const (
+	Captured = "captured"
+	Gone     = "gone"
+	Failed   = "failed"
+)
+
+// Capture is one recorded attempt to read a workspace's live config.yaml.
+type Capture struct {
+	ID          int64
+	Tenant      string
+	WorkspaceID string
+	Row         workspace.Row // the workspace's DB row as seen when it was listed
+	Method      string
+	Target      string // redacted description of what was read
+	StartedAt   time.Time
+	EndedAt     time.Time
+	Attempt     int
+	Outcome     string
+	Reason      string
+	SHA256      string // of Content; "" when nothing was captured
+	Size        int64
+	Provenance  map[string]string
+	Content     []byte // set when appending; loaded only on request
+	PrevHash    string
+	Hash        string
+}
+
+// Listing records one enumeration of a tenant's live workspaces, or the
+// reason it could not be done.
+type Listing struct {
+	ID       int64
+	Tenant   string
+	At       time.Time
+	Outcome  string // "listed" or "unreachable"
+	Reason   string
+	Rows     []workspace.Row
+	PrevHash string
+	Hash     string
+}
+
+// Listing outcomes.
+const (
+	Listed      = "listed"
+	Unreachable = "unreachable"
+)
+
+// Record is anything the store appends to a hash-chained table.
+type Record interface {
+	table() string
+	// insert writes the record with the given id and previous chain hash
+	// and returns its own chain hash.
+	insert(ctx context.Context, tx *sql.Tx, id int64, prev string) (string, error)
+}
+
+// timeFormat is fixed so that stored times hash identically when re-read.
+const timeFormat = "2006-01-02T15:04:05.000000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(timeFormat, s)
+	return t
+}
+
+// chainHash links a record to its predecessor. cols holds the record's stored
+// column values in a fixed order, so verification needs nothing but the row.
+func chainHash(table, prev string, cols ...any) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", table, prev)
+	enc := json.NewEncoder(h)
+	for _, c := range cols {
+		enc.Encode(c)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SHA256Hex is the content hash used throughout the store.
+func SHA256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called on types that always marshal
+	}
+	return string(b)
+}
+
+// captureCols returns the stored column values that the chain covers.
+type captureCols struct {
+	tenant, workspaceID, dbRow, method, target, startedAt, endedAt string
+	attempt                                                        int
+	outcome, reason                                                string
+	sha                                                            sql.NullString
+	size                                                           int64
+	provenance                                                     string
+}
+
+func (c captureCols) hash(id int64, prev string) string {
+	return chainHash("captures", prev, id, c.tenant, c.workspaceID, c.dbRow, c.method, c.target,
+		c.startedAt, c.endedAt, c.attempt, c.outcome, c.reason, c.sha.String, c.size, c.provenance)
+}
+
+func (c *Capture) cols() captureCols {
+	prov := c.Provenance
+	if prov == nil {
+		prov = map[string]string{}
+	}
+	return captureCols{
+		tenant: c.Tenant, workspaceID: c.WorkspaceID, dbRow: mustJSON(c.Row), method: c.Method,
+		target: c.Target, startedAt: formatTime(c.StartedAt), endedAt: formatTime(c.EndedAt),
+		attempt: c.Attempt, outcome: c.Outcome, reason: c.Reason,
+		sha: sql.NullString{String: c.SHA256, Valid: c.SHA256 != ""}, size: c.Size,
+		provenance: mustJSON(prov),
+	}
+}
+
+func (c *Capture) table() string { return "captures" }
+
+func (c *Capture) insert(ctx context.Context, tx *sql.Tx, id int64, prev string) (string, error) {
+	if c.Outcome == Captured {
+		c.SHA256 = SHA256Hex(c.Content)
+		c.Size = int64(len(c.Content))
+		// Content is stored once per sha256; a second capture of the same
+		// bytes only references it.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
+			c.SHA256, c.Size, c.Content); err != nil {
+			return "", err
+		}
+	}
+	cc := c.cols()
+	h := cc.hash(id, prev)
+	_, err := tx.ExecContext(ctx, `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
+  attempt, outcome, reason, sha256, size, provenance, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		id, cc.tenant, cc.workspaceID, cc.dbRow, cc.method, cc.target, cc.startedAt, cc.endedAt,
+		cc.attempt, cc.outcome, cc.reason, cc.sha, cc.size, cc.provenance, prev, h)
+	if err != nil {
+		return "", err
+	}
+	c.ID, c.PrevHash, c.Hash = id, prev, h
+	return h, nil
+}
+
+type listingCols struct{ tenant, at, outcome, reason, rows string }
+
+func (l listingCols) hash(id int64, prev string) string {
+	return chainHash("listings", prev, id, l.tenant, l.at, l.outcome, l.reason, l.rows)
+}
+
+func (l *Listing) table() string { return "listings" }
+
+func (l *Listing) insert(ctx context.Context, tx *sql.Tx, id int64, prev string) (string, error) {
+	rows := l.Rows
+	if rows == nil {
+		rows = []workspace.Row{}
+	}
+	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(rows)}
+	h := lc.hash(id, prev)
+	_, err := tx.ExecContext(ctx, `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, prev, h)
+	if err != nil {
+		return "", err
+	}
+	l.ID, l.PrevHash, l.Hash = id, prev, h
+	return h, nil
+}
+
+// Append writes records in one transaction, each linked to the head of its
+// table's chain. The chain head is read inside the write transaction, so
+// appends from several processes still form one valid chain.
+func (s *Store) Append(ctx context.Context, recs ...Record) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	type head struct {
+		id   int64
+		hash string
+	}
+	heads := map[string]*head{}
+	for _, r := range recs {
+		t := r.table()
+		hd, ok := heads[t]
+		if !ok {
+			hd = &head{}
+			err := tx.QueryRowContext(ctx, "SELECT id, hash FROM "+t+" ORDER BY id DESC LIMIT 1").Scan(&hd.id, &hd.hash)
+			if err != nil && err != sql.ErrNoRows {
+				tx.Rollback()
+				return err
+			}
+			heads[t] = hd
+		}
+		h, err := r.insert(ctx, tx, hd.id+1, hd.hash)
+		if err != nil {
+			tx.Rollback()
+			return fmt.Errorf("append to %s: %w", t, err)
+		}
+		hd.id, hd.hash = hd.id+1, h
+	}
+	return tx.Commit()
+}
+
+// Head returns the id and hash of the last record of a chained table ("" when empty).
+func (s *Store) Head(ctx context.Context, table string) (int64, string, error) {
+	var id int64
+	var h string
+	err := s.db.QueryRowContext(ctx, "SELECT id, hash FROM "+table+" ORDER BY id DESC LIMIT 1").Scan(&id, &h)
+	if err == sql.ErrNoRows {
+		return 0, "", nil
+	}
+	return id, h, err
+}

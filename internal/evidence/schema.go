@@ -1,0 +1,107 @@
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// migrations are applied in order; PRAGMA user_version records how many have
+// run. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: captures, their content, and the tenant listings they came from.
+	`
+CREATE TABLE content (
+  sha256 TEXT PRIMARY KEY,
+  size   INTEGER NOT NULL,
+  bytes  BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE listings (
+  id         INTEGER PRIMARY KEY,
+  tenant     TEXT NOT NULL,
+  at         TEXT NOT NULL,
+  outcome    TEXT NOT NULL CHECK (outcome IN ('listed', 'unreachable')),
+  reason     TEXT NOT NULL,
+  rows       TEXT NOT NULL,
+  prev_hash  TEXT NOT NULL,
+  hash       TEXT NOT NULL
+);
+CREATE INDEX listings_tenant ON listings (tenant, id);
+
+CREATE TABLE captures (
+  id           INTEGER PRIMARY KEY,
+  tenant       TEXT NOT NULL,
+  workspace_id TEXT NOT NULL,
+  db_row       TEXT NOT NULL,
+  method       TEXT NOT NULL,
+  target       TEXT NOT NULL,
+  started_at   TEXT NOT NULL,
+  ended_at     TEXT NOT NULL,
+  attempt      INTEGER NOT NULL,
+  outcome      TEXT NOT NULL CHECK (outcome IN ('captured', 'gone', 'failed')),
+  reason       TEXT NOT NULL,
+  sha256       TEXT REFERENCES content (sha256),
+  size         INTEGER NOT NULL,
+  provenance   TEXT NOT NULL,
+  prev_hash    TEXT NOT NULL,
+  hash         TEXT NOT NULL
+);
+CREATE INDEX captures_workspace ON captures (tenant, workspace_id, id);
+` + appendOnly("content", "listings", "captures"),
+}
+
+// appendOnly returns triggers that make the database itself refuse UPDATE
+// and DELETE on the named tables, whoever connects to it.
+func appendOnly(tables ...string) string {
+	var b strings.Builder
+	for _, t := range tables {
+		for _, op := range []string{"UPDATE", "DELETE"} {
+			fmt.Fprintf(&b, "CREATE TRIGGER %[1]s_no_%[2]s BEFORE %[3]s ON %[1]s BEGIN SELECT RAISE(ABORT, '%[1]s is append-only'); END;\n",
+				t, strings.ToLower(op), op)
+		}
+	}
+	return b.String()
+}
+
+// appendOnlyTables lists the tables whose triggers verify checks.
+var appendOnlyTables = []string{"content", "listings", "captures"}
+
+func (s *Store) migrate(ctx context.Context) error {
+	var version int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("not a readable SQLite database: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this backfill understands (%d): upgrade backfill", version, len(migrations))
+	}
+	if version == 0 {
+		// A file that has tables but no version is not ours: refuse it rather
+		// than mix evidence into someone else's database.
+		var n int
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+			return fmt.Errorf("not a readable SQLite database: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
+		}
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,307 @@
+package evidence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"backfill/internal/workspace"
+)
+
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "evidence.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func capture(tenant, ws, outcome, content string) *Capture {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	c := &Capture{
+		Tenant: tenant, WorkspaceID: ws,
+		Row:    workspace.Row{ID: ws, Name: "n-" + ws, Runtime: "claude-code", Status: "online", Kind: "workspace", UpdatedAt: now},
+		Method: "file", Target: "file: /x/" + ws, StartedAt: now, EndedAt: now.Add(time.Millisecond),
+		Attempt: 1, Outcome: outcome, Provenance: map[string]string{"size": "1"},
+	}
+	if outcome == Captured {
+		c.Content = []byte(content)
+	} else {
+		c.Reason = "because"
+	}
+	return c
+}
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	s := openTemp(t)
+	if err := s.Append(context.Background(), capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{s.Path(), s.Path() + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode = %v, want 0600", p, fi.Mode().Perm())
+		}
+	}
+}
+
+func TestAppendVerifyAndDedup(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	recs := []Record{
+		capture("a", "w1", Captured, "name: SEO Agent\n"),
+		capture("a", "w2", Captured, "name: SEO Agent\n"),
+		capture("b", "w3", Gone, ""),
+		&Listing{Tenant: "a", At: time.Now(), Outcome: Listed, Rows: []workspace.Row{{ID: "w1"}}},
+	}
+	if err := s.Append(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Captures != 3 || r.Listings != 1 || r.Contents != 1 {
+		t.Fatalf("verify = %+v", r)
+	}
+	keys, err := s.CapturedKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || !keys[Key{"a", "w1"}] || keys[Key{"b", "w3"}] {
+		t.Fatalf("captured keys = %v", keys)
+	}
+	c, err := s.CaptureByID(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Content(ctx, c.SHA256)
+	if err != nil || string(b) != "name: SEO Agent\n" {
+		t.Fatalf("content = %q, %v", b, err)
+	}
+	if c.Row.Name != "n-w1" || c.Provenance["size"] != "1" {
+		t.Fatalf("capture read back = %+v", c)
+	}
+}
+
+func TestDatabaseRefusesUpdateAndDelete(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	if err := s.Append(ctx, capture("a", "w1", Captured, "x"), &Listing{Tenant: "a", Outcome: Listed}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"UPDATE captures SET outcome = 'failed'",
+		"DELETE FROM captures",
+		"UPDATE content SET bytes = x'00'",
+		"DELETE FROM content",
+		"UPDATE listings SET reason = 'x'",
+		"DELETE FROM listings",
+	} {
+		if _, err := s.DB().ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: err = %v, want append-only refusal", q, err)
+		}
+	}
+}
+
+// tamper opens the store's file with a raw SQLite connection, as an attacker
+// or a careless operator would, and runs statements with the triggers gone.
+func tamper(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	cases := []struct {
+		name  string
+		stmts []string
+		want  string
+	}{
+		{"content byte", []string{"DROP TRIGGER content_no_update",
+			"UPDATE content SET bytes = CAST('name: Evil Agent' AS BLOB) WHERE sha256 = (SELECT sha256 FROM captures WHERE id = 2)"},
+			"capture 2 (tenant a, workspace w2)"},
+		{"capture field", []string{"DROP TRIGGER captures_no_update", "UPDATE captures SET target = 'elsewhere' WHERE id = 3"},
+			"capture 3 (tenant a, workspace w3): record was altered"},
+		{"deleted capture", []string{"DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 2"},
+			"capture 3 (tenant a, workspace w3): ids jump"},
+		{"listing", []string{"DROP TRIGGER listings_no_update", "UPDATE listings SET rows = '[]'"},
+			"listing 1 (tenant a): record was altered"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTemp(t)
+			ctx := context.Background()
+			err := s.Append(ctx, capture("a", "w1", Captured, "one"), capture("a", "w2", Captured, "two"),
+				capture("a", "w3", Captured, "three"), &Listing{Tenant: "a", Outcome: Listed, Rows: []workspace.Row{{ID: "w1"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tamper(t, s.Path(), tc.stmts...)
+			r, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.OK() {
+				t.Fatal("verify passed a tampered store")
+			}
+			if !strings.Contains(strings.Join(r.Problems, "\n"), tc.want) {
+				t.Fatalf("problems = %q, want one containing %q", r.Problems, tc.want)
+			}
+		})
+	}
+}
+
+func TestWriterBatchesConcurrentWrites(t *testing.T) {
+	s := openTemp(t)
+	w := s.NewWriter()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2000)
+	for i := 0; i < 2000; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- w.Write(capture("t", fmt.Sprintf("w%04d", i), Captured, fmt.Sprintf("content %d", i%10)))
+		}(i)
+	}
+	wg.Wait()
+	w.Close()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Captures != 2000 || r.Contents != 10 {
+		t.Fatalf("verify = %+v", r)
+	}
+}
+
+func TestTwoProcessesAppendToOneChain(t *testing.T) {
+	// Two Store handles on one file stand in for two processes: SQLite's
+	// own locking serialises them and the chain stays valid.
+	s1 := openTemp(t)
+	s2, err := Open(context.Background(), s1.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var wg sync.WaitGroup
+	for _, s := range []*Store{s1, s2} {
+		wg.Add(1)
+		go func(s *Store) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := s.Append(context.Background(), capture("t", fmt.Sprintf("w%d", i), Captured, "x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(s)
+	}
+	wg.Wait()
+	r, err := s1.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Captures != 100 {
+		t.Fatalf("verify = %+v", r)
+	}
+}
+
+func TestLockIsExclusive(t *testing.T) {
+	s1 := openTemp(t)
+	if err := s1.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(context.Background(), s1.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.Lock(); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second lock: %v, want ErrLocked", err)
+	}
+	s1.Close()
+	if err := s2.Lock(); err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+}
+
+func TestOpenRefusesForeignOrNewerFiles(t *testing.T) {
+	dir := t.TempDir()
+	foreign := filepath.Join(dir, "foreign.db")
+	tamper(t, foreign, "CREATE TABLE t (x)")
+	if _, err := Open(context.Background(), foreign); err == nil || !strings.Contains(err.Error(), "not a backfill evidence store") {
+		t.Errorf("foreign db: %v", err)
+	}
+	newer := filepath.Join(dir, "newer.db")
+	tamper(t, newer, "PRAGMA user_version = 99")
+	if _, err := Open(context.Background(), newer); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("newer db: %v", err)
+	}
+	text := filepath.Join(dir, "text.db")
+	os.WriteFile(text, []byte("this is not sqlite, just some text that is long enough to have a header......"), 0o600)
+	if _, err := Open(context.Background(), text); err == nil {
+		t.Errorf("text file opened as a store")
+	}
+	if _, err := OpenExisting(context.Background(), filepath.Join(dir, "missing.db")); err == nil {
+		t.Errorf("OpenExisting created a missing store")
+	}
+}
+
+func TestWorkspacesSummary(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	err := s.Append(ctx,
+		&Listing{Tenant: "a", Outcome: Listed, Rows: []workspace.Row{{ID: "w1", Name: "one"}, {ID: "w2", Name: "two"}, {ID: "w9", Name: "never"}}},
+		capture("a", "w1", Failed, ""),
+		capture("a", "w1", Captured, "first"),
+		capture("a", "w1", Captured, "second"),
+		capture("a", "w2", Gone, ""),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := s.Workspaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 3 {
+		t.Fatalf("got %d workspaces", len(ws))
+	}
+	w1, w2, w9 := ws[0], ws[1], ws[2]
+	if w1.Attempts != 3 || w1.Earliest == nil || w1.Earliest.ID != 2 || w1.LatestOutcome != Captured {
+		t.Errorf("w1 = %+v", w1)
+	}
+	if w2.Earliest != nil || w2.LatestOutcome != Gone || !w2.Listed {
+		t.Errorf("w2 = %+v", w2)
+	}
+	if w9.Attempts != 0 || w9.LatestOutcome != "" || w9.Row.Name != "never" {
+		t.Errorf("w9 = %+v", w9)
+	}
+}
