@@ -1,0 +1,215 @@
+// Package cli is backfill's command line: one file per subcommand, every
+// side effect (arguments, environment, output streams, clock) injected so
+// that tests drive it in-process exactly as an operator would.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/internal/evidence"
+	"backfill/internal/progress"
+	"backfill/internal/secret"
+)
+
+// Exit codes, as the SPEC defines them.
+const (
+	ExitOK      = 0
+	ExitError   = 1 // bad input, unreachable store, refused plan
+	ExitUsage   = 2
+	ExitPartial = 3 // completed with some targets not done
+)
+
+// Env is everything the command line touches outside its arguments.
+type Env struct {
+	Stdout, Stderr io.Writer
+	LookupEnv      func(string) (string, bool)
+	Now            func() time.Time
+	// Terminal reports whether progress may be drawn on w; nil: detect.
+	Terminal func(w io.Writer) bool
+}
+
+// OSEnv is the process's real environment.
+func OSEnv() Env {
+	return Env{Stdout: os.Stdout, Stderr: os.Stderr, LookupEnv: os.LookupEnv, Now: time.Now}
+}
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// fail is a command error with exit status 1 (or the code given by partial).
+func fail(format string, args ...any) error {
+	return &exitError{ExitError, fmt.Errorf(format, args...)}
+}
+
+// errPartial signals exit 3 after the command has printed its own summary.
+var errPartial = &exitError{ExitPartial, errors.New("completed with some targets not done")}
+
+// Run executes one backfill command line (args[0] is the program name) and
+// returns its exit status.
+func Run(ctx context.Context, args []string, env Env) int {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.LookupEnv == nil {
+		env.LookupEnv = func(string) (string, bool) { return "", false }
+	}
+	if env.Terminal == nil {
+		env.Terminal = progress.IsTerminal
+	}
+	r := &runner{env: env}
+	app := r.app()
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee != errPartial {
+			fmt.Fprintf(env.Stderr, "backfill: %s\n", r.redactor.Redact(ee.err.Error()))
+		}
+		return ee.code
+	}
+	// Anything urfave/cli reports itself (unknown flag, missing required
+	// flag, bad value) is a usage error.
+	fmt.Fprintf(env.Stderr, "backfill: %s\n", r.redactor.Redact(err.Error()))
+	return ExitUsage
+}
+
+type runner struct {
+	env      Env
+	redactor *secret.Redactor
+	log      *slog.Logger
+}
+
+// envVar is the BACKFILL_<FLAG> variable every flag also reads.
+func envVar(flag string) []string {
+	return []string{"BACKFILL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+// globalFlags are accepted before or after the command name.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "evidence", Value: "./evidence.db", EnvVars: envVar("evidence"), Usage: "evidence store `PATH` (created 0600)"},
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envVar("log-format"), Usage: "log format on stderr: text or json"},
+		&cli.BoolFlag{Name: "quiet", EnvVars: envVar("quiet"), Usage: "no progress and no informational logs"},
+	}
+}
+
+func (r *runner) app() *cli.App {
+	cmds := []*cli.Command{
+		r.snapshotCommand(),
+		r.statusCommand(),
+		r.verifyCommand(),
+		r.exportCommand(),
+	}
+	for _, c := range cmds {
+		c.Flags = append(c.Flags, globalFlags()...)
+		c.Before = r.setup
+	}
+	return &cli.App{
+		Name:      "backfill",
+		Usage:     "recover workspaces.template across a fleet of tenant databases",
+		Writer:    r.env.Stdout,
+		ErrWriter: r.env.Stderr,
+		Flags:     globalFlags(),
+		Commands:  cmds,
+		// Exit codes are decided in Run, never by the library.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &exitError{ExitUsage, err}
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(r.env.Stderr, "backfill: unknown command %q\n", name)
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return &exitError{ExitUsage, fmt.Errorf("unknown command %q", c.Args().First())}
+			}
+			cli.ShowAppHelp(c)
+			return &exitError{ExitUsage, errors.New("a command is required")}
+		},
+	}
+}
+
+// global reads a global flag given after the command name, else before it,
+// else its environment variable or default.
+func global(c *cli.Context, name string) *cli.Context {
+	for _, lc := range c.Lineage() {
+		for _, n := range lc.LocalFlagNames() {
+			if n == name {
+				return lc
+			}
+		}
+	}
+	return c
+}
+
+func (r *runner) setup(c *cli.Context) error {
+	format := global(c, "log-format").String("log-format")
+	level := slog.LevelInfo
+	if global(c, "quiet").Bool("quiet") {
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(r.env.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(r.env.Stderr, opts)
+	default:
+		return &exitError{ExitUsage, fmt.Errorf("--log-format must be text or json, not %q", format)}
+	}
+	if r.redactor == nil {
+		r.redactor = secret.NewRedactor()
+	}
+	r.log = slog.New(secret.Handler(h, r.redactor))
+	return nil
+}
+
+func (r *runner) evidencePath(c *cli.Context) string {
+	return global(c, "evidence").String("evidence")
+}
+
+func (r *runner) quiet(c *cli.Context) bool { return global(c, "quiet").Bool("quiet") }
+
+// openStore opens the evidence store; create is false for commands that
+// must not conjure an empty store from a mistyped path.
+func (r *runner) openStore(c *cli.Context, create bool) (*evidence.Store, error) {
+	path := r.evidencePath(c)
+	var s *evidence.Store
+	var err error
+	if create {
+		s, err = evidence.Open(c.Context, path)
+	} else {
+		s, err = evidence.OpenExisting(c.Context, path)
+	}
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	return s, nil
+}
+
+// progressLine returns a drawer for stderr, or nil when stderr is not a
+// terminal or --quiet is set.
+func (r *runner) progressLine(c *cli.Context) *progress.Line {
+	if r.quiet(c) || !r.env.Terminal(r.env.Stderr) {
+		return nil
+	}
+	return progress.NewLine(r.env.Stderr)
+}

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+func (r *runner) exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "export",
+		Usage: "one record per workspace: tenant, workspace, DB row, latest outcome, earliest capture",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "json", EnvVars: envVar("format"), Usage: "json or csv"},
+		},
+		Action: r.export,
+	}
+}
+
+// exportRecord is one workspace in `export`; field names are part of the
+// contract scripts rely on.
+type exportRecord struct {
+	Tenant         string `json:"tenant"`
+	WorkspaceID    string `json:"workspace_id"`
+	Name           string `json:"name"`
+	Runtime        string `json:"runtime"`
+	DBTemplate     string `json:"db_template"`
+	Status         string `json:"status"`
+	LatestOutcome  string `json:"latest_outcome"`
+	LatestReason   string `json:"latest_reason"`
+	Attempts       int    `json:"attempts"`
+	EarliestID     int64  `json:"earliest_capture_id,omitempty"`
+	EarliestSHA256 string `json:"earliest_sha256"`
+	CapturedAt     string `json:"captured_at"`
+}
+
+var exportColumns = []string{"tenant", "workspace_id", "name", "runtime", "db_template", "status", "latest_outcome",
+	"latest_reason", "attempts", "earliest_capture_id", "earliest_sha256", "captured_at"}
+
+func (r *runner) export(c *cli.Context) error {
+	format := c.String("format")
+	if format != "json" && format != "csv" {
+		return &exitError{ExitUsage, fmt.Errorf("--format must be json or csv, not %q", format)}
+	}
+	store, err := r.openStore(c, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ws, err := store.Workspaces(c.Context)
+	if err != nil {
+		return fail("read %s: %v", store.Path(), err)
+	}
+	recs := make([]exportRecord, 0, len(ws))
+	for _, w := range ws {
+		e := exportRecord{
+			Tenant: w.Tenant, WorkspaceID: w.WorkspaceID, Name: w.Row.Name, Runtime: w.Row.Runtime,
+			DBTemplate: w.Row.Template, Status: w.Row.Status, LatestOutcome: w.LatestOutcome,
+			LatestReason: w.LatestReason, Attempts: w.Attempts,
+		}
+		if e.LatestOutcome == "" {
+			e.LatestOutcome = "not attempted"
+		}
+		if w.Earliest != nil {
+			e.EarliestID, e.EarliestSHA256 = w.Earliest.ID, w.Earliest.SHA256
+			e.CapturedAt = w.Earliest.EndedAt.UTC().Format(time.RFC3339Nano)
+		}
+		recs = append(recs, e)
+	}
+	if format == "json" {
+		enc := json.NewEncoder(r.env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(recs)
+	}
+	cw := csv.NewWriter(r.env.Stdout)
+	cw.Write(exportColumns)
+	for _, e := range recs {
+		id := ""
+		if e.EarliestID != 0 {
+			id = strconv.FormatInt(e.EarliestID, 10)
+		}
+		cw.Write([]string{e.Tenant, e.WorkspaceID, e.Name, e.Runtime, e.DBTemplate, e.Status, e.LatestOutcome,
+			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt})
+	}
+	cw.Flush()
+	return cw.Error()
+}

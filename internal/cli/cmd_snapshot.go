@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/internal/evidence"
+	"backfill/internal/inventory"
+	"backfill/internal/progress"
+	"backfill/snapshot"
+)
+
+func (r *runner) snapshotCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "snapshot",
+		Usage: "capture every live workspace's config.yaml into the evidence store (phase one)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
+			&cli.IntFlag{Name: "concurrency", Value: 32, EnvVars: envVar("concurrency"), Usage: "captures in flight across all tenants"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "per-capture timeout"},
+			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
+			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
+			&cli.BoolFlag{Name: "refresh", EnvVars: envVar("refresh"), Usage: "capture again workspaces that already have a capture"},
+		},
+		Action: r.snapshot,
+	}
+}
+
+func (r *runner) snapshot(c *cli.Context) error {
+	if c.Int("concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
+		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive, --retries not negative")}
+	}
+	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+	if err != nil {
+		return fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+
+	store, err := r.openStore(c, true)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Lock(); err != nil {
+		if errors.Is(err, evidence.ErrLocked) {
+			return fail("%v: another snapshot or apply is running on this store; wait for it or use another --evidence", err)
+		}
+		return fail("%v", err)
+	}
+
+	opts := snapshot.Options{
+		Inventory: inv, Store: store,
+		Concurrency: c.Int("concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
+		MaxBytes: c.Int64("max-bytes"), Refresh: c.Bool("refresh"),
+		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
+	}
+	if line := r.progressLine(c); line != nil {
+		defer line.Finish()
+		opts.OnProgress = func(p snapshot.Progress) {
+			s := progress.Format("captured", p.Done, p.Total, p.Failed, p.Elapsed)
+			if p.Listing > 0 {
+				s += fmt.Sprintf("  (listing %d tenants)", p.Listing)
+			}
+			if p.Stopping {
+				s += "  stopping: finishing captures in flight"
+			}
+			line.Draw(s)
+		}
+	}
+	sum, runErr := snapshot.Run(c.Context, opts)
+	if sum != nil {
+		printSnapshotSummary(r.env.Stdout, sum, store.Path())
+	}
+	if runErr != nil {
+		return fail("%v", runErr)
+	}
+	if !sum.Complete() {
+		return errPartial
+	}
+	return nil
+}
+
+// maxListed bounds the failures printed; the full list is in `status` and `export`.
+const maxListed = 50
+
+func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
+	state := "complete"
+	if s.Interrupted {
+		state = "interrupted"
+	} else if !s.Complete() {
+		state = "incomplete"
+	}
+	fmt.Fprintf(w, "snapshot %s in %s: %d tenants (%d not listed), %d live workspaces\n",
+		state, s.Elapsed.Round(1e6), s.Tenants, len(s.TenantsFailed), s.Live)
+	fmt.Fprintf(w, "  captured now %d, captured earlier %d, gone %d, failed %d, not attempted %d\n",
+		s.Captured, s.AlreadyCaptured, s.Gone, s.Failed, s.NotAttempted)
+	for _, t := range s.TenantsFailed {
+		fmt.Fprintf(w, "  tenant %s not listed: %s\n", t.Tenant, t.Reason)
+	}
+	for i, f := range s.Failures {
+		if i == maxListed {
+			fmt.Fprintf(w, "  ... and %d more (see `backfill status` and `backfill export`)\n", len(s.Failures)-maxListed)
+			break
+		}
+		fmt.Fprintf(w, "  %s %s/%s: %s\n", f.Outcome, f.Tenant, f.WorkspaceID, f.Reason)
+	}
+	fmt.Fprintf(w, "evidence: %s\n", path)
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/internal/evidence"
+)
+
+func (r *runner) statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "status",
+		Usage:  "coverage per tenant: live workspaces, captured, gone, failed, last capture time",
+		Action: r.status,
+	}
+}
+
+type tenantStatus struct {
+	live, captured, gone, failed, missing int
+	last                                  time.Time
+	unreachable                           string
+}
+
+func (r *runner) status(c *cli.Context) error {
+	store, err := r.openStore(c, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ws, err := store.Workspaces(c.Context)
+	if err != nil {
+		return fail("read %s: %v", store.Path(), err)
+	}
+	listings, err := store.LatestListings(c.Context)
+	if err != nil {
+		return fail("read %s: %v", store.Path(), err)
+	}
+	byTenant := map[string]*tenantStatus{}
+	get := func(t string) *tenantStatus {
+		if byTenant[t] == nil {
+			byTenant[t] = &tenantStatus{}
+		}
+		return byTenant[t]
+	}
+	for t, l := range listings {
+		if l.Outcome == evidence.Unreachable {
+			get(t).unreachable = l.Reason
+		}
+	}
+	var total tenantStatus
+	for _, w := range ws {
+		ts := get(w.Tenant)
+		for _, s := range []*tenantStatus{ts, &total} {
+			if w.Listed {
+				s.live++
+			}
+			switch {
+			case w.Earliest != nil:
+				s.captured++
+			case w.LatestOutcome == evidence.Gone:
+				s.gone++
+			case w.LatestOutcome == evidence.Failed:
+				s.failed++
+			default:
+				s.missing++
+			}
+			if w.LatestAt.After(s.last) {
+				s.last = w.LatestAt
+			}
+		}
+	}
+	names := make([]string, 0, len(byTenant))
+	for t := range byTenant {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(r.env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tNOTE")
+	row := func(name string, s *tenantStatus) {
+		last := "-"
+		if !s.last.IsZero() {
+			last = s.last.UTC().Format(time.RFC3339)
+		}
+		note := ""
+		if s.unreachable != "" {
+			note = "last listing failed: " + s.unreachable
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", name, s.live, s.captured, s.gone, s.failed, s.missing, last, note)
+	}
+	for _, n := range names {
+		row(n, byTenant[n])
+	}
+	row("TOTAL", &total)
+	return tw.Flush()
+}

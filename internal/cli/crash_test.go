@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// backfillBinary builds cmd/backfill once per test binary, for tests that
+// must kill a real process.
+func backfillBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "backfill-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "backfill")
+		out, err := exec.Command("go", "build", "-o", binPath, "backfill/cmd/backfill").CombinedOutput()
+		if err != nil {
+			binErr = err
+			binPath = string(out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build backfill: %v\n%s", binErr, binPath)
+	}
+	return binPath
+}
+
+func processEnv(env map[string]string) []string {
+	out := os.Environ()
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// countRows polls the store read-only, as an operator's second shell would.
+func countRows(t *testing.T, path, query string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		return 0 // not created yet
+	}
+	return n
+}
+
+type capturedRow struct {
+	id          int64
+	key, sha256 string
+	hash        string
+}
+
+func capturedRows(t *testing.T, path string) map[int64]capturedRow {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT id, tenant || '/' || workspace_id, coalesce(sha256, ''), hash FROM captures WHERE outcome = 'captured'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64]capturedRow{}
+	for rows.Next() {
+		var r capturedRow
+		if err := rows.Scan(&r.id, &r.key, &r.sha256, &r.hash); err != nil {
+			t.Fatal(err)
+		}
+		out[r.id] = r
+	}
+	return out
+}
+
+func TestSnapshotSurvivesSIGKILL(t *testing.T) {
+	bin := backfillBinary(t)
+	f := newFleet(t, 60, 20*time.Millisecond)
+	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "4")
+	cmd.Env = processEnv(f.env)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Kill it once a good share of captures are recorded, mid-run.
+	deadline := time.Now().Add(60 * time.Second)
+	for countRows(t, f.evidence, "SELECT count(*) FROM captures") < 40 {
+		select {
+		case err := <-exited:
+			t.Fatalf("snapshot finished before it could be killed (%v):\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	before := capturedRows(t, f.evidence)
+	if len(before) == 0 || len(before) >= len(f.live) {
+		t.Fatalf("killed with %d of %d captured; want a partial run", len(before), len(f.live))
+	}
+
+	res := f.snapshot(t)
+	if res.code != 0 {
+		t.Fatalf("re-run exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if v := run(t, nil, "verify", "--evidence", f.evidence); v.code != 0 {
+		t.Fatalf("verify after crash: %s %s", v.stdout, v.stderr)
+	}
+	after := capturedRows(t, f.evidence)
+	for id, r := range before {
+		if after[id] != r {
+			t.Errorf("capture %d recorded before the kill changed or vanished: %+v -> %+v", id, r, after[id])
+		}
+	}
+	perWorkspace := map[string]int{}
+	for _, r := range after {
+		perWorkspace[r.key]++
+		if want := sha(f.live[r.key]); r.sha256 != want {
+			t.Errorf("%s captured wrong bytes", r.key)
+		}
+	}
+	for key := range f.live {
+		if perWorkspace[key] != 1 {
+			t.Errorf("%s has %d successful captures, want exactly 1", key, perWorkspace[key])
+		}
+	}
+}

@@ -1,0 +1,387 @@
+// Package collector captures one workspace's config file by one of three
+// methods (exec, http, file) and classifies the attempt as captured, gone or
+// failed. It runs against production minutes before restarts, so it is
+// strict about inputs: placeholder values are checked before anything runs,
+// output is capped rather than trusted, and nothing it reports carries a
+// secret.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"backfill/internal/placeholder"
+)
+
+// DefaultMaxBytes is the per-file size cap used when New is given none.
+const DefaultMaxBytes int64 = 1 << 20
+
+// Collection methods.
+const (
+	MethodExec = "exec"
+	MethodHTTP = "http"
+	MethodFile = "file"
+)
+
+// Spec is one collector definition (a copy of the inventory's, with ${VAR}
+// already expanded).
+type Spec struct {
+	Method    string            // "exec", "http" or "file"
+	Argv      []string          // exec: the command, run without a shell
+	URL       string            // http: GET target
+	Headers   map[string]string // http: request headers; values are secrets
+	JSONField string            // http: when set, the body is JSON and the config is this string field
+	Path      string            // file: path to read
+}
+
+// Outcome classifies one attempt.
+type Outcome string
+
+// Outcomes of an attempt.
+const (
+	// Captured means Content holds the whole config.
+	Captured Outcome = "captured"
+	// Gone means the workspace or its config no longer exists.
+	Gone Outcome = "gone"
+	// Failed means no verdict; Reason says why and Transient whether to retry.
+	Failed Outcome = "failed"
+)
+
+// Result of one attempt.
+type Result struct {
+	Outcome    Outcome
+	Content    []byte            // exactly the bytes read (Captured only)
+	Reason     string            // why, for gone/failed; never holds header values or expanded env values
+	Transient  bool              // a retry may succeed (timeouts, connection errors, HTTP 5xx/429, exec non-zero exits other than gone)
+	Target     string            // redacted description of what was read
+	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name>, mtime, size
+}
+
+// Collector runs one collector definition for many workspaces. It is safe
+// for concurrent use.
+type Collector struct {
+	spec, raw Spec
+	maxBytes  int64
+	client    *http.Client
+	// secrets are strings that must never leave in a Result: the
+	// ${VAR}-expanded parts of spec and literal header values. Longest first,
+	// so a secret containing another is replaced whole.
+	secrets []string
+}
+
+// New validates both specs (exactly one method; placeholders valid; http URL
+// parses with an http/https scheme). raw is the same spec before ${VAR}
+// expansion and is used only to describe targets. maxBytes is the size cap;
+// zero or less means DefaultMaxBytes. A nil client means a shared default
+// tuned for many concurrent captures. Redirects are never followed, even with
+// a caller's client, because secret headers would be resent to wherever the
+// redirect points.
+func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error) {
+	// Errors quote raw, never spec: spec holds the expanded secrets.
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	if err := validate(raw); err != nil {
+		return nil, fmt.Errorf("unexpanded spec: %w", err)
+	}
+	if err := sameShape(spec, raw); err != nil {
+		return nil, err
+	}
+	if spec.Method == MethodHTTP {
+		if err := checkURL(spec.URL, raw.URL); err != nil {
+			return nil, err
+		}
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if client == nil {
+		client = defaultClient()
+	} else {
+		cl := *client
+		cl.CheckRedirect = noRedirect
+		client = &cl
+	}
+	return &Collector{
+		spec:     spec,
+		raw:      raw,
+		maxBytes: maxBytes,
+		client:   client,
+		secrets:  staticSecrets(spec, raw),
+	}, nil
+}
+
+// methodFields lists, per method, the fields it may set; the first one is
+// required.
+var methodFields = map[string][]string{
+	MethodExec: {"argv"},
+	MethodHTTP: {"url", "headers", "json_field"},
+	MethodFile: {"path"},
+}
+
+func validate(s Spec) error {
+	allowed, ok := methodFields[s.Method]
+	switch {
+	case s.Method == "":
+		return errors.New("collector has no method (want exec, http or file)")
+	case !ok:
+		return fmt.Errorf("unknown collector method %q (want exec, http or file)", s.Method)
+	}
+	set := map[string]bool{
+		"argv":       len(s.Argv) > 0,
+		"url":        s.URL != "",
+		"headers":    len(s.Headers) > 0,
+		"json_field": s.JSONField != "",
+		"path":       s.Path != "",
+	}
+	if !set[allowed[0]] {
+		return fmt.Errorf("%s collector needs %s", s.Method, allowed[0])
+	}
+	for _, f := range []string{"argv", "url", "headers", "json_field", "path"} {
+		if set[f] && !slices.Contains(allowed, f) {
+			return fmt.Errorf("%s collector also sets %s: exactly one method per collector", s.Method, f)
+		}
+	}
+	for i, a := range s.Argv {
+		if err := placeholder.Validate(a); err != nil {
+			return fmt.Errorf("argv[%d]: %w", i, err)
+		}
+	}
+	if err := placeholder.Validate(s.URL); err != nil {
+		return fmt.Errorf("url: %w", err)
+	}
+	if err := placeholder.Validate(s.Path); err != nil {
+		return fmt.Errorf("path: %w", err)
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(s.Path), "/"), "..") {
+		return errors.New("path: contains a \"..\" element")
+	}
+	for _, k := range sortedKeys(s.Headers) {
+		if !validHeaderName(k) {
+			return fmt.Errorf("header name %q is not a valid token", k)
+		}
+		v := s.Headers[k]
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return fmt.Errorf("header %s: value contains a line break or NUL", k)
+		}
+		if err := placeholder.Validate(v); err != nil {
+			return fmt.Errorf("header %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// sameShape checks raw really is spec before expansion, since targets are
+// described from raw.
+func sameShape(spec, raw Spec) error {
+	switch {
+	case spec.Method != raw.Method:
+		return fmt.Errorf("unexpanded spec has method %q, spec has %q", raw.Method, spec.Method)
+	case len(spec.Argv) != len(raw.Argv):
+		return errors.New("unexpanded spec has a different argv length")
+	case spec.JSONField != raw.JSONField:
+		return errors.New("unexpanded spec has a different json_field")
+	case !slices.Equal(sortedKeys(spec.Headers), sortedKeys(raw.Headers)):
+		return errors.New("unexpanded spec has different header names")
+	}
+	return nil
+}
+
+// checkURL parses the template with sample values filled in, since braces
+// are not valid in a host. Messages show raw to keep secrets out.
+func checkURL(tmpl, raw string) error {
+	sample := placeholder.Values{Tenant: "t", WorkspaceID: "00000000-0000-0000-0000-000000000000", InstanceID: "i"}
+	s, err := placeholder.Expand(tmpl, sample)
+	if err != nil {
+		return fmt.Errorf("url %s: %w", raw, err)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the expanded URL
+		}
+		return fmt.Errorf("url %s: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("url %s: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("url %s: no host", raw)
+	}
+	return nil
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var defaultClient = sync.OnceValue(func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Thousands of captures hit a handful of hosts at once; the stock limit of
+	// two idle connections per host would churn TLS handshakes.
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ExpectContinueTimeout = time.Second
+	return &http.Client{Transport: t, CheckRedirect: noRedirect}
+})
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Collect makes one attempt for the workspace described by v. Its timeout is
+// ctx's deadline. It never panics on bad input and always returns a Result.
+func (c *Collector) Collect(ctx context.Context, v placeholder.Values) Result {
+	a := attempt{ctx: ctx}
+	if dl, ok := ctx.Deadline(); ok {
+		a.budget = time.Until(dl)
+	}
+	r := Result{Target: c.target(v), Provenance: map[string]string{}}
+	var extra []string
+	switch c.spec.Method {
+	case MethodExec:
+		c.collectExec(a, v, &r)
+	case MethodHTTP:
+		extra = c.collectHTTP(a, v, &r)
+	case MethodFile:
+		c.collectFile(a, v, &r)
+	}
+	if r.Outcome != Captured {
+		r.Content = nil
+	}
+	r.Target = scrub(r.Target, c.secrets)
+	secrets := mergeSecrets(c.secrets, extra)
+	r.Reason = scrub(r.Reason, secrets)
+	for k, val := range r.Provenance {
+		r.Provenance[k] = scrub(val, secrets)
+	}
+	return r
+}
+
+// attempt carries the context of one Collect call and its timeout budget,
+// so a timeout can be reported with its length.
+type attempt struct {
+	ctx    context.Context
+	budget time.Duration
+}
+
+// interrupted reports whether the attempt's context ended and, if so, fills r.
+func (a attempt) interrupted(r *Result) bool {
+	err := a.ctx.Err()
+	if err == nil {
+		return false
+	}
+	reason := "canceled"
+	if errors.Is(err, context.DeadlineExceeded) {
+		reason = "timeout"
+		if a.budget > 0 {
+			reason = "timeout after " + a.budget.Round(time.Millisecond).String()
+		}
+	}
+	fail(r, true, "%s", reason)
+	return true
+}
+
+func fail(r *Result, transient bool, format string, args ...any) {
+	r.Outcome = Failed
+	r.Transient = transient
+	r.Reason = fmt.Sprintf(format, args...)
+}
+
+func gone(r *Result, format string, args ...any) {
+	r.Outcome = Gone
+	r.Transient = false
+	r.Reason = fmt.Sprintf(format, args...)
+}
+
+func tooLarge(r *Result, limit int64) {
+	fail(r, false, "too large: more than %d bytes", limit)
+}
+
+// expand fills placeholders in every template, failing r on the first bad
+// value so that nothing is run or requested.
+func expand(r *Result, v placeholder.Values, tmpls ...string) ([]string, bool) {
+	out := make([]string, len(tmpls))
+	for i, t := range tmpls {
+		s, err := placeholder.Expand(t, v)
+		if err != nil {
+			fail(r, false, "%v", err)
+			return nil, false
+		}
+		out[i] = s
+	}
+	return out, true
+}
+
+// target describes the attempt from raw, so ${VAR} references stay
+// unexpanded; header values are left out entirely.
+func (c *Collector) target(v placeholder.Values) string {
+	fill := func(t string) string {
+		if s, err := placeholder.Expand(t, v); err == nil {
+			return s
+		}
+		return t // bad values are reported in Reason, not echoed here
+	}
+	switch c.raw.Method {
+	case MethodExec:
+		args := make([]string, len(c.raw.Argv))
+		for i, a := range c.raw.Argv {
+			args[i] = quoteArg(fill(a))
+		}
+		return "exec: " + strings.Join(args, " ")
+	case MethodHTTP:
+		s := "GET " + fill(c.raw.URL)
+		if len(c.raw.Headers) > 0 {
+			names := sortedKeys(c.raw.Headers)
+			for i, n := range names {
+				names[i] = http.CanonicalHeaderKey(n)
+			}
+			s += " (headers: " + strings.Join(names, ", ") + ")"
+		}
+		if c.raw.JSONField != "" {
+			s += " field " + strconv.Quote(c.raw.JSONField)
+		}
+		return s
+	case MethodFile:
+		return "file: " + filepath.Clean(fill(c.raw.Path))
+	}
+	return c.raw.Method
+}
+
+func quoteArg(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == 0x7f
+	}) {
+		return strconv.Quote(s)
+	}
+	return s
+}

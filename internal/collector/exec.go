@@ -1,0 +1,248 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"backfill/internal/placeholder"
+)
+
+const (
+	// stderrHeadBytes is how much stderr provenance keeps.
+	stderrHeadBytes = 1024
+	// stderrScanBytes is how much stderr is kept to look for "gone"
+	// messages, which may follow a warning or two.
+	stderrScanBytes = 8 << 10
+	// waitDelay bounds how long Wait waits for output pipes once the
+	// process has exited or been killed. Everything in the process group is
+	// killed first, so only a process that left the group (setsid) can still
+	// hold a pipe; it gets no more than this.
+	waitDelay = 500 * time.Millisecond
+)
+
+var errTooLarge = errors.New("output over the size cap")
+
+func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
+	argv, ok := expand(r, v, c.spec.Argv...)
+	if !ok {
+		return
+	}
+	if argv[0] == "" {
+		fail(r, false, "empty command (argv[0]) after expansion")
+		return
+	}
+	if a.interrupted(r) {
+		return
+	}
+	// Messages name the unexpanded command: argv[0] may hold an env value.
+	name := c.raw.Argv[0]
+	if s, err := placeholder.Expand(name, v); err == nil {
+		name = s
+	}
+
+	runCtx, cancel := context.WithCancel(a.ctx)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
+	if cmd.Err != nil {
+		if errors.Is(cmd.Err, exec.ErrNotFound) {
+			fail(r, false, "command %s not found in PATH", name)
+		} else {
+			fail(r, false, "command %s: %v", name, errnoOf(cmd.Err))
+		}
+		return
+	}
+	stdout := &capWriter{max: c.maxBytes, onOverflow: cancel}
+	stderr := &headWriter{max: stderrScanBytes}
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	// Own process group, so a timeout or overflow kills the command and
+	// everything it started, not just the direct child (docker exec's
+	// helpers, a wrapper script's children).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	g := &group{}
+	cmd.Cancel = func() error { return g.kill(cmd.Process.Pid) }
+	cmd.WaitDelay = waitDelay
+
+	if err := cmd.Start(); err != nil {
+		fail(r, false, "start %s: %v", name, errnoOf(err))
+		return
+	}
+	// Once the leader has exited but before it is reaped its pid cannot be
+	// reused, so this is the one safe moment to kill leftovers in its group
+	// that would otherwise hold stdout open until waitDelay.
+	if waitExitNoReap(cmd.Process.Pid) {
+		g.killAndClose(cmd.Process.Pid)
+	}
+	werr := cmd.Wait()
+
+	state := cmd.ProcessState
+	r.Provenance["exit_code"] = strconv.Itoa(state.ExitCode())
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		r.Provenance["signal"] = ws.Signal().String()
+	}
+	errText := stderr.buf.String()
+	r.Provenance["stderr_head"] = head(scrub(errText, c.secrets), stderrHeadBytes)
+
+	switch {
+	case stdout.over:
+		tooLarge(r, c.maxBytes)
+	case a.interrupted(r):
+	case werr == nil:
+		r.Outcome = Captured
+		r.Content = stdout.bytes()
+	case errors.Is(werr, exec.ErrWaitDelay):
+		// Exit 0, but something still held stdout: the bytes may be partial.
+		fail(r, true, "exit code 0 but output still open %v after exit", waitDelay)
+	case state.ExitCode() > 0 && isGoneMessage(errText):
+		gone(r, "%s", goneLine(errText))
+	case state.ExitCode() > 0:
+		reason := "exit code " + strconv.Itoa(state.ExitCode())
+		if l := firstLine(errText); l != "" {
+			reason += ": " + l
+		}
+		fail(r, true, "%s", reason)
+	case r.Provenance["signal"] != "":
+		fail(r, true, "killed by signal %s", r.Provenance["signal"])
+	default:
+		fail(r, true, "wait: %v", errnoOf(werr))
+	}
+}
+
+// group kills a command's process group, and stops doing so once the
+// leader has been reaped, when the group id could belong to someone else.
+type group struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+func (g *group) kill(pid int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return os.ErrProcessDone
+	}
+	return killGroup(pid)
+}
+
+func (g *group) killAndClose(pid int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_ = killGroup(pid)
+	g.closed = true
+}
+
+func killGroup(pid int) error {
+	err := syscall.Kill(-pid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// errnoOf strips path and command text from an error, which may hold
+// expanded secrets, keeping the system error.
+func errnoOf(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		return ee.Err
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// capWriter keeps up to max bytes and trips once more arrive, so an
+// oversized output is never held in memory.
+type capWriter struct {
+	max        int64
+	buf        bytes.Buffer
+	over       bool
+	onOverflow func()
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	if w.over {
+		return 0, errTooLarge
+	}
+	if int64(w.buf.Len())+int64(len(p)) > w.max {
+		w.over = true
+		w.onOverflow()
+		return 0, errTooLarge
+	}
+	return w.buf.Write(p)
+}
+
+func (w *capWriter) bytes() []byte {
+	if w.buf.Len() == 0 {
+		return []byte{}
+	}
+	return w.buf.Bytes()
+}
+
+// headWriter keeps the first max bytes and swallows the rest, so a chatty
+// stderr neither grows memory nor gets the command killed by SIGPIPE.
+type headWriter struct {
+	max int
+	buf bytes.Buffer
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if room := w.max - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// head cuts s to at most n bytes without splitting a UTF-8 sequence.
+func head(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// goneMessages are the stderr texts meaning the container or the file is
+// not there: docker's for a removed container, cat's for a missing file.
+var goneMessages = []string{"No such container", "No such file or directory"}
+
+func isGoneMessage(stderr string) bool {
+	for _, m := range goneMessages {
+		if strings.Contains(stderr, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// goneLine is the stderr line that said so, as the reason.
+func goneLine(stderr string) string {
+	for _, l := range strings.Split(stderr, "\n") {
+		if isGoneMessage(l) {
+			return head(strings.TrimSpace(l), 200)
+		}
+	}
+	return firstLine(stderr)
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	return head(s, 200)
+}

@@ -1,0 +1,242 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"backfill/internal/placeholder"
+)
+
+// provenanceHeaders are the response headers kept as provenance. A fixed
+// list, because other headers (Set-Cookie, say) can carry secrets.
+var provenanceHeaders = []string{
+	"X-Molecule-Files-Source",
+	"Content-Type",
+	"Content-Length",
+	"Etag",
+	"Last-Modified",
+	"Date",
+}
+
+// provenanceHeaderKey spells each provenance header as the contract does.
+var provenanceHeaderKey = map[string]string{"Etag": "header.ETag"}
+
+// jsonInflation bounds how much larger than its decoded string a JSON body
+// may be: "\u0000"-style escapes take six bytes per byte.
+const (
+	jsonInflation = 6
+	jsonSlack     = 64 << 10
+)
+
+// collectHTTP returns the per-capture header values, which must be scrubbed
+// from the result like the static secrets.
+func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []string {
+	names := sortedKeys(c.spec.Headers)
+	tmpls := []string{c.spec.URL}
+	for _, k := range names {
+		tmpls = append(tmpls, c.spec.Headers[k])
+	}
+	vals, ok := expand(r, v, tmpls...)
+	if !ok {
+		return nil
+	}
+	headerVals := vals[1:]
+	if a.interrupted(r) {
+		return headerVals
+	}
+	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, vals[0], nil)
+	if err != nil {
+		fail(r, false, "bad request: %v", unwrapURLError(err))
+		return headerVals
+	}
+	for i, k := range names {
+		if strings.EqualFold(k, "Host") {
+			req.Host = headerVals[i]
+			continue
+		}
+		req.Header.Set(k, headerVals[i])
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		if !a.interrupted(r) {
+			netFailure(r, "request failed", err)
+		}
+		return headerVals
+	}
+	defer resp.Body.Close()
+
+	r.Provenance["http_status"] = strconv.Itoa(resp.StatusCode)
+	for _, h := range provenanceHeaders {
+		if vs := resp.Header.Values(h); len(vs) > 0 {
+			key := provenanceHeaderKey[h]
+			if key == "" {
+				key = "header." + h
+			}
+			r.Provenance[key] = strings.Join(vs, ", ")
+		}
+	}
+
+	code := resp.StatusCode
+	status := "HTTP " + strconv.Itoa(code)
+	if t := http.StatusText(code); t != "" {
+		status += " " + t
+	}
+	switch {
+	case code == http.StatusOK:
+		c.readBody(a, resp, r)
+		return headerVals
+	case code == http.StatusNotFound || code == http.StatusGone:
+		gone(r, "%s", status)
+	case code >= 300 && code < 400:
+		// Location is not reported: it may echo a token from the query.
+		fail(r, false, "%s: redirect not followed", status)
+	case code == http.StatusTooManyRequests || code >= 500:
+		fail(r, true, "%s", status)
+	default:
+		fail(r, false, "%s: unexpected status", status)
+	}
+	// Read a little so small error bodies leave the connection reusable;
+	// anything bigger is dropped with the connection.
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	return headerVals
+}
+
+func (c *Collector) readBody(a attempt, resp *http.Response, r *Result) {
+	limit := c.maxBytes
+	if c.spec.JSONField != "" {
+		limit = jsonLimit(c.maxBytes)
+	}
+	if resp.ContentLength > limit {
+		// Known to be over before reading a byte.
+		c.bodyTooLarge(r, limit)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		if !a.interrupted(r) {
+			netFailure(r, "reading body", err)
+		}
+		return
+	}
+	if int64(len(body)) > limit {
+		// Closing the body unread drops the connection, so the rest of an
+		// oversized response is never transferred.
+		c.bodyTooLarge(r, limit)
+		return
+	}
+	if c.spec.JSONField == "" {
+		r.Outcome = Captured
+		r.Content = body
+		return
+	}
+	content, why := jsonStringField(body, c.spec.JSONField)
+	switch {
+	case why != "":
+		fail(r, false, "%s", why)
+	case int64(len(content)) > c.maxBytes:
+		tooLarge(r, c.maxBytes)
+	default:
+		r.Outcome = Captured
+		r.Content = content
+	}
+}
+
+func (c *Collector) bodyTooLarge(r *Result, limit int64) {
+	if c.spec.JSONField == "" {
+		tooLarge(r, limit)
+		return
+	}
+	fail(r, false, "too large: JSON body more than %d bytes", limit)
+}
+
+// jsonLimit is the raw body cap for a JSON-wrapped config of at most maxBytes
+// bytes, guarding against overflow for absurd caps.
+func jsonLimit(maxBytes int64) int64 {
+	const most = 1<<62 - 1
+	if maxBytes > (most-jsonSlack)/jsonInflation {
+		return most
+	}
+	return maxBytes*jsonInflation + jsonSlack
+}
+
+// jsonStringField extracts field from a JSON object body, or says why not.
+func jsonStringField(body []byte, field string) ([]byte, string) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, "body is not a JSON object"
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil, "body is not valid JSON: " + jsonErrText(err)
+	}
+	raw, ok := obj[field]
+	if !ok {
+		return nil, fmt.Sprintf("JSON body has no field %q", field)
+	}
+	if kind := jsonKind(raw); kind != "string" {
+		return nil, fmt.Sprintf("JSON field %q is %s, not a string", field, kind)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Sprintf("JSON field %q: %s", field, jsonErrText(err))
+	}
+	return []byte(s), ""
+}
+
+// jsonErrText keeps the position but not the offending text of a JSON
+// error, which could quote the body.
+func jsonErrText(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
+	}
+	return "cannot decode"
+}
+
+func jsonKind(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "empty"
+	}
+	switch raw[0] {
+	case '"':
+		return "string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// netFailure reports a transport error without the URL that net/http
+// wraps around it (the URL may hold a token).
+func netFailure(r *Result, what string, err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		fail(r, true, "%s: timeout", what)
+		return
+	}
+	fail(r, true, "%s: %v", what, unwrapURLError(err))
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

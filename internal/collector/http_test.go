@@ -1,0 +1,270 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fixtureServer serves the canned responses the HTTP tests use.
+func fixtureServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var redirectTargetHits atomic.Int64
+	big := bytes.Repeat([]byte("x"), 5<<20)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/workspaces/{id}/files/config.yaml", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("root") != "/configs" {
+			http.Error(w, "bad root", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Molecule-Files-Source", "container:"+r.PathValue("id"))
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Last-Modified", "Wed, 26 Nov 2025 10:00:00 GMT")
+		w.Header().Set("Set-Cookie", "session=abc")
+		w.Header().Set("X-Other", "not kept")
+		_, _ = w.Write([]byte("name: " + r.PathValue("id") + "\n"))
+	})
+	status := func(code int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { http.Error(w, "status body", code) }
+	}
+	mux.HandleFunc("/404", status(404))
+	mux.HandleFunc("/410", status(410))
+	mux.HandleFunc("/429", status(429))
+	mux.HandleFunc("/500", status(500))
+	mux.HandleFunc("/503", status(503))
+	mux.HandleFunc("/401", status(401))
+	mux.HandleFunc("/403", status(403))
+	mux.HandleFunc("/204", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/redirect-target", http.StatusFound)
+	})
+	mux.HandleFunc("/redirect-target", func(w http.ResponseWriter, r *http.Request) {
+		redirectTargetHits.Add(1)
+		_, _ = w.Write([]byte("followed"))
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		_, _ = w.Write(big)
+	})
+	mux.HandleFunc("/big-chunked", func(w http.ResponseWriter, r *http.Request) {
+		w.(http.Flusher).Flush() // no Content-Length: the cap must catch it while reading
+		_, _ = w.Write(big)
+	})
+	mux.HandleFunc("/exact", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(bytes.Repeat([]byte("y"), 1<<20))
+	})
+	jsonBody := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/json", jsonBody(map[string]any{"content": "a: \"1\"\nb: <2>\n", "path": "/configs/config.yaml"}))
+	mux.HandleFunc("/json-empty", jsonBody(map[string]any{"content": ""}))
+	mux.HandleFunc("/json-missing", jsonBody(map[string]any{"path": "/configs/config.yaml"}))
+	mux.HandleFunc("/json-number", jsonBody(map[string]any{"content": 42}))
+	mux.HandleFunc("/json-null", jsonBody(map[string]any{"content": nil}))
+	mux.HandleFunc("/json-array", jsonBody([]string{"content"}))
+	mux.HandleFunc("/json-big", jsonBody(map[string]any{"content": string(big)}))
+	mux.HandleFunc("/json-escaped", jsonBody(map[string]any{"content": strings.Repeat("\x01", 400<<10)}))
+	mux.HandleFunc("/json-huge-raw", func(w http.ResponseWriter, r *http.Request) {
+		// 8 MiB of JSON whose decoded string would be small: the raw cap
+		// (6x+slack of 1 MiB) must still stop it.
+		_, _ = w.Write([]byte(`{"pad":"`))
+		_, _ = w.Write(bytes.Repeat([]byte(" "), 8<<20))
+		_, _ = w.Write([]byte(`","content":"x"}`))
+	})
+	mux.HandleFunc("/not-json", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("name: yaml\n")) })
+	mux.HandleFunc("/bad-json", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"content": "x",`)) })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, &redirectTargetHits
+}
+
+func TestHTTP(t *testing.T) {
+	srv, redirectHits := fixtureServer(t)
+	tests := []struct {
+		name      string
+		path      string
+		jsonField string
+		outcome   Outcome
+		transient bool
+		reasonHas string
+		content   string
+		status    string
+	}{
+		{"captured", "/workspaces/{workspace_id}/files/config.yaml?root=/configs", "", Captured, false, "", "name: " + testWS + "\n", "200"},
+		{"exactly the cap", "/exact", "", Captured, false, "", strings.Repeat("y", 1<<20), "200"},
+		{"404 gone", "/404", "", Gone, false, "HTTP 404 Not Found", "", "404"},
+		{"410 gone", "/410", "", Gone, false, "HTTP 410 Gone", "", "410"},
+		{"429 transient", "/429", "", Failed, true, "HTTP 429 Too Many Requests", "", "429"},
+		{"500 transient", "/500", "", Failed, true, "HTTP 500 Internal Server Error", "", "500"},
+		{"503 transient", "/503", "", Failed, true, "HTTP 503", "", "503"},
+		{"401 permanent", "/401", "", Failed, false, "HTTP 401 Unauthorized: unexpected status", "", "401"},
+		{"403 permanent", "/403", "", Failed, false, "HTTP 403 Forbidden", "", "403"},
+		{"204 is not a config", "/204", "", Failed, false, "HTTP 204 No Content: unexpected status", "", "204"},
+		{"redirect not followed", "/redirect", "", Failed, false, "HTTP 302 Found: redirect not followed", "", "302"},
+		{"5 MiB with length", "/big", "", Failed, false, "too large: more than 1048576 bytes", "", "200"},
+		{"5 MiB chunked", "/big-chunked", "", Failed, false, "too large: more than 1048576 bytes", "", "200"},
+		{"json field", "/json", "content", Captured, false, "", "a: \"1\"\nb: <2>\n", "200"},
+		{"json empty string", "/json-empty", "content", Captured, false, "", "", "200"},
+		{"json lacks field", "/json-missing", "content", Failed, false, `JSON body has no field "content"`, "", "200"},
+		{"json number field", "/json-number", "content", Failed, false, `JSON field "content" is a number, not a string`, "", "200"},
+		{"json null field", "/json-null", "content", Failed, false, `JSON field "content" is null, not a string`, "", "200"},
+		{"json array body", "/json-array", "content", Failed, false, "body is not a JSON object", "", "200"},
+		{"json yaml body", "/not-json", "content", Failed, false, "body is not a JSON object", "", "200"},
+		{"json truncated", "/bad-json", "content", Failed, false, "body is not valid JSON", "", "200"},
+		{"json 5 MiB content", "/json-big", "content", Failed, false, "too large: more than 1048576 bytes", "", "200"},
+		{"json escapes inflate but fit", "/json-escaped", "content", Captured, false, "", strings.Repeat("\x01", 400<<10), "200"},
+		{"json raw body over cap", "/json-huge-raw", "content", Failed, false, "too large: JSON body more than", "", "200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := same(t, Spec{Method: "http", URL: srv.URL + tt.path, JSONField: tt.jsonField})
+			r := c.Collect(timeoutCtx(t, 10*time.Second), testValues)
+			check(t, r, tt.outcome, tt.transient, tt.reasonHas)
+			if tt.outcome == Captured && string(r.Content) != tt.content {
+				t.Fatalf("content = %.80q (%d bytes), want %.80q", r.Content, len(r.Content), tt.content)
+			}
+			if r.Provenance["http_status"] != tt.status {
+				t.Fatalf("http_status = %q, want %q", r.Provenance["http_status"], tt.status)
+			}
+		})
+	}
+	if n := redirectHits.Load(); n != 0 {
+		t.Fatalf("redirect target was requested %d times", n)
+	}
+}
+
+func TestHTTPProvenanceAndTarget(t *testing.T) {
+	srv, _ := fixtureServer(t)
+	spec := Spec{Method: "http", URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+		Headers: map[string]string{"X-Api-Key": "request-header-value"}}
+	r := same(t, spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Captured, false, "")
+	want := map[string]string{
+		"http_status":                    "200",
+		"header.X-Molecule-Files-Source": "container:" + testWS,
+		"header.Content-Type":            "application/yaml",
+		"header.Content-Length":          strconv.Itoa(len("name: " + testWS + "\n")),
+		"header.ETag":                    `"v1"`,
+		"header.Last-Modified":           "Wed, 26 Nov 2025 10:00:00 GMT",
+	}
+	for k, v := range want {
+		if r.Provenance[k] != v {
+			t.Errorf("provenance[%s] = %q, want %q", k, r.Provenance[k], v)
+		}
+	}
+	if _, err := http.ParseTime(r.Provenance["header.Date"]); err != nil {
+		t.Errorf("provenance header.Date = %q: %v", r.Provenance["header.Date"], err)
+	}
+	if got := keys(r.Provenance); got != "header.Content-Length,header.Content-Type,header.Date,header.ETag,header.Last-Modified,header.X-Molecule-Files-Source,http_status" {
+		t.Errorf("provenance keys = %s (only the allow-list may appear)", got)
+	}
+	wantTarget := "GET " + srv.URL + "/workspaces/" + testWS + "/files/config.yaml?root=/configs (headers: X-Api-Key)"
+	if r.Target != wantTarget {
+		t.Errorf("target = %q, want %q", r.Target, wantTarget)
+	}
+}
+
+func TestHTTPRedirectNotFollowedWithCallerClient(t *testing.T) {
+	srv, hits := fixtureServer(t)
+	spec := Spec{Method: "http", URL: srv.URL + "/redirect"}
+	c := mustNew(t, spec, spec, 0, &http.Client{}) // a client that would follow
+	r := c.Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, false, "redirect not followed")
+	if hits.Load() != 0 {
+		t.Fatal("redirect followed through the caller's client")
+	}
+}
+
+// TestHTTPHugeBodyCutAtCap streams 100 MiB and checks the collector stops
+// reading at the cap: the server sees its writes fail long before the end.
+func TestHTTPHugeBodyCutAtCap(t *testing.T) {
+	const total = 100 << 20
+	var written atomic.Int64
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		chunk := bytes.Repeat([]byte("z"), 32<<10)
+		for written.Load() < total {
+			n, err := w.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+
+	spec := Spec{Method: "http", URL: srv.URL + "/huge"}
+	r := same(t, spec).Collect(timeoutCtx(t, 30*time.Second), testValues)
+	check(t, r, Failed, false, "too large: more than 1048576 bytes")
+	<-done // the handler ends once its writes fail
+	t.Logf("server wrote %d of %d bytes", written.Load(), total)
+	// Socket buffers on loopback absorb a few MiB past the cap; reading it
+	// all would show the full 100 MiB.
+	if n := written.Load(); n >= 32<<20 {
+		t.Fatalf("server wrote %d bytes; the body was not cut at the cap", n)
+	}
+}
+
+func TestHTTPTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // hang until the client gives up
+	}))
+	defer srv.Close()
+	start := time.Now()
+	r := same(t, Spec{Method: "http", URL: srv.URL + "/slow"}).Collect(timeoutCtx(t, 300*time.Millisecond), testValues)
+	checkTimeout(t, r, 300*time.Millisecond)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Collect took %v", d)
+	}
+}
+
+func TestHTTPBodyTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("partial: "))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // stall mid-body
+	}))
+	defer srv.Close()
+	r := same(t, Spec{Method: "http", URL: srv.URL + "/stall"}).Collect(timeoutCtx(t, 300*time.Millisecond), testValues)
+	checkTimeout(t, r, 300*time.Millisecond)
+}
+
+func TestHTTPConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := same(t, Spec{Method: "http", URL: "http://" + addr + "/x"}).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, true, "request failed")
+	if strings.Contains(r.Reason, "/x") {
+		t.Fatalf("reason %q repeats the URL", r.Reason)
+	}
+}
+
+func TestHTTPHostHeader(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Host + " " + r.Header.Get("X-Tenant")
+	}))
+	defer srv.Close()
+	spec := Spec{Method: "http", URL: srv.URL + "/", Headers: map[string]string{"Host": "{tenant}.internal", "X-Tenant": "{tenant}"}}
+	r := same(t, spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Captured, false, "")
+	if g := <-got; g != "acme.internal acme" {
+		t.Fatalf("server saw %q", g)
+	}
+}

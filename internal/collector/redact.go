@@ -1,0 +1,162 @@
+package collector
+
+import (
+	"sort"
+	"strings"
+
+	"backfill/internal/placeholder"
+)
+
+// redacted replaces a secret wherever one would otherwise be reported.
+const redacted = "[REDACTED]"
+
+// minSecretLen skips very short values: replacing every "1" or "ok" would
+// mangle exit codes and reasons while hiding nothing worth hiding.
+const minSecretLen = 4
+
+// staticSecrets lists what must never be reported: every value that ${VAR}
+// expansion put into spec (recovered by aligning spec against raw) and every
+// header value that has no placeholders.
+func staticSecrets(spec, raw Spec) []string {
+	var out []string
+	pair := func(exp, tmpl string) { out = append(out, envValues(tmpl, exp)...) }
+	for i := range spec.Argv {
+		pair(spec.Argv[i], raw.Argv[i])
+	}
+	pair(spec.URL, raw.URL)
+	pair(spec.Path, raw.Path)
+	for k, v := range spec.Headers {
+		pair(v, raw.Headers[k])
+		if !hasPlaceholder(v) {
+			out = append(out, v)
+		}
+	}
+	return mergeSecrets(nil, out)
+}
+
+func hasPlaceholder(s string) bool {
+	for _, p := range []string{placeholder.Tenant, placeholder.WorkspaceID, placeholder.InstanceID} {
+		if strings.Contains(s, "{"+p+"}") {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeSecrets returns the distinct, long-enough secrets of both lists,
+// longest first.
+func mergeSecrets(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	seen := make(map[string]bool, len(a)+len(b))
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if len(s) >= minSecretLen && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if strings.Contains(s, sec) {
+			s = strings.ReplaceAll(s, sec, redacted)
+		}
+	}
+	return s
+}
+
+// envValues recovers what each ${VAR} in tmpl expanded to in exp, by
+// matching the literal text between references. When the two do not line up
+// (other expansion syntax, say) it falls back to everything between their
+// common prefix and suffix, which over-redacts rather than leaks.
+func envValues(tmpl, exp string) []string {
+	if tmpl == exp {
+		return nil
+	}
+	lits := splitEnvRefs(tmpl)
+	if vals, ok := alignLits(lits, exp); ok {
+		return vals
+	}
+	p := 0
+	for p < len(tmpl) && p < len(exp) && tmpl[p] == exp[p] {
+		p++
+	}
+	s := 0
+	for s < len(tmpl)-p && s < len(exp)-p && tmpl[len(tmpl)-1-s] == exp[len(exp)-1-s] {
+		s++
+	}
+	mid := exp[p : len(exp)-s]
+	// Placeholders are filled per capture, so a span containing one would
+	// never match; split there so the pieces still do.
+	var out []string
+	for _, piece := range strings.FieldsFunc(mid, func(r rune) bool { return r == '{' || r == '}' }) {
+		if !hasPlaceholder("{" + piece + "}") {
+			out = append(out, piece)
+		}
+	}
+	return out
+}
+
+// splitEnvRefs returns the literal text around each ${NAME} in tmpl;
+// references are between consecutive elements. Adjacent references share one
+// empty literal, so their values are recovered as one.
+func splitEnvRefs(tmpl string) []string {
+	var lits []string
+	last := 0
+	for i := 0; i+1 < len(tmpl); i++ {
+		if tmpl[i] != '$' || tmpl[i+1] != '{' {
+			continue
+		}
+		end := strings.IndexByte(tmpl[i+2:], '}')
+		if end <= 0 || !isEnvName(tmpl[i+2:i+2+end]) {
+			continue
+		}
+		// An empty literal right after a reference joins the two references.
+		if lit := tmpl[last:i]; lit != "" || last == 0 {
+			lits = append(lits, lit)
+		}
+		last = i + 2 + end + 1
+		i = last - 1
+	}
+	return append(lits, tmpl[last:])
+}
+
+func isEnvName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func alignLits(lits []string, exp string) ([]string, bool) {
+	if len(lits) < 2 || !strings.HasPrefix(exp, lits[0]) {
+		return nil, false
+	}
+	pos := len(lits[0])
+	var vals []string
+	for i := 1; i < len(lits); i++ {
+		lit := lits[i]
+		if i == len(lits)-1 {
+			if len(exp)-pos < len(lit) || !strings.HasSuffix(exp[pos:], lit) {
+				return nil, false
+			}
+			vals = append(vals, exp[pos:len(exp)-len(lit)])
+			break
+		}
+		j := strings.Index(exp[pos:], lit)
+		if j < 0 {
+			return nil, false
+		}
+		vals = append(vals, exp[pos:pos+j])
+		pos += j + len(lit)
+	}
+	return vals, true
+}

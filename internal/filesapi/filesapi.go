@@ -1,0 +1,104 @@
+// Package filesapi serves workspace config files in the shape of the
+// platform's files API, for tests, benchmarks and the rehearsal fleet:
+// GET /workspaces/{id}/files/config.yaml?root=/configs answers
+// {"path","content","size"} with an X-Molecule-Files-Source header, and
+// requires a bearer token.
+package filesapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Server answers files API requests from Root/<workspace_id>/config.yaml.
+type Server struct {
+	Root      string
+	Token     string        // required as "Authorization: Bearer <Token>"
+	Latency   time.Duration // added to every request, as a remote host would
+	ErrorRate float64       // fraction of requests answered 503, for retries
+}
+
+var workspaceID = regexp.MustCompile(`^[0-9a-fA-F-]{36}$`)
+
+// Response is the files API's JSON body.
+type Response struct {
+	Path    string `json:"path"`
+	Content string `json:"content"`
+	Size    int    `json:"size"`
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.Latency > 0 {
+		t := time.NewTimer(s.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	if r.Header.Get("Authorization") != "Bearer "+s.Token {
+		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+		return
+	}
+	if s.ErrorRate > 0 && rand.Float64() < s.ErrorRate {
+		http.Error(w, `{"error":"upstream unavailable"}`, http.StatusServiceUnavailable)
+		return
+	}
+	id := r.PathValue("id")
+	if !workspaceID.MatchString(id) || r.URL.Query().Get("root") != "/configs" {
+		http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(s.Root, id, "config.yaml"))
+	if errors.Is(err, fs.ErrNotExist) {
+		http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, `{"error":"read failed"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Molecule-Files-Source", "container")
+	json.NewEncoder(w).Encode(Response{Path: "/configs/config.yaml", Content: string(b), Size: len(b)})
+}
+
+// Handler returns a mux routing the files API path to s.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /workspaces/{id}/files/config.yaml", s)
+	return mux
+}
+
+// WriteConfig replaces a workspace's config atomically (write, then rename),
+// as a restart does, so a concurrent reader sees the old bytes or the new
+// ones, never a mix.
+func WriteConfig(root, id string, content []byte) error {
+	dir := filepath.Join(root, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".config-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(content); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, "config.yaml"))
+}

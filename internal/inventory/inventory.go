@@ -1,0 +1,194 @@
+// Package inventory loads the tenant inventory: which tenant databases
+// backfill works on, and how it collects each workspace's config file.
+//
+// The file is YAML, decoded strictly: unknown or duplicate keys are errors,
+// because a misspelt key in an operator's file would otherwise be silently
+// ignored and backfill would run against the wrong target. ${NAME} references
+// are expanded from the environment after parsing, in string values only, so
+// a secret holding YAML syntax cannot change the document's structure.
+//
+//	version: 1
+//	defaults:
+//	  collector:
+//	    exec: ["docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"]
+//	tenants:
+//	  - name: jrs-seo
+//	    dsn: "postgres://backfill:${JRS_PG_PASSWORD}@jrs-db:5432/molecule?sslmode=require"
+//	    collector:
+//	      http:
+//	        url: "https://jrs.example/workspaces/{workspace_id}/files/config.yaml"
+//	        headers: {Authorization: "Bearer ${JRS_ADMIN_TOKEN}"}
+//	        json_field: content
+//	  - name: concierge
+//	    dsn: "${CONCIERGE_DSN}"
+//	    collector:
+//	      file: "/mnt/concierge/{workspace_id}/configs/config.yaml"
+package inventory
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"backfill/internal/secret"
+)
+
+// Inventory is a loaded, validated inventory file.
+type Inventory struct {
+	// Path is the file the inventory came from, as given to Load or Parse.
+	Path string
+	// Tenants are in file order.
+	Tenants []Tenant
+
+	// envValues are the values of every ${NAME} expanded, in first-use
+	// order; they are secrets whatever field they landed in.
+	envValues []string
+}
+
+// Tenant is one tenant database and how to collect its workspaces' configs.
+type Tenant struct {
+	// Name is a unique slug: [A-Za-z0-9._-]+, never "." or ".." and never
+	// starting with "-".
+	Name string
+	// DSN is expanded: it holds secrets; never log it (use secret.RedactDSN).
+	DSN string
+	// Collector is the effective collector (the tenant's override, else the
+	// defaults), ${NAME}-expanded. Its placeholders are left for the caller.
+	Collector Collector
+	// Raw is the same collector before ${NAME} expansion: safe to store or
+	// log as a target description, since secrets belong in the environment.
+	// A secret written literally in the file is still in Raw; pass Raw
+	// through a Redactor fed with Secrets to catch that.
+	Raw Collector
+	// Line is the line of the tenant's entry in the file.
+	Line int
+}
+
+// Collector says how to fetch one workspace's config. Exactly one method is
+// set. Strings may hold the placeholders {tenant}, {workspace_id} and
+// {instance_id}.
+type Collector struct {
+	// Method is "exec", "http" or "file".
+	Method string
+	// Argv is the command to run, for exec.
+	Argv []string
+	// URL is the address to GET, for http.
+	URL string
+	// Headers are sent with the request, for http. Values are secrets.
+	Headers map[string]string
+	// JSONField, when set, names the field of a JSON response that holds
+	// the file, for http.
+	JSONField string
+	// Path is the file to read, for file.
+	Path string
+}
+
+// clone returns c with its slice and map copied, so tenants sharing the
+// defaults cannot alter each other's collector.
+func (c Collector) clone() Collector {
+	c.Argv = slices.Clone(c.Argv)
+	c.Headers = maps.Clone(c.Headers)
+	return c
+}
+
+// Load reads and validates the inventory at path. getenv resolves ${NAME}
+// references; pass os.LookupEnv in production (nil means the same).
+func Load(path string, getenv func(string) (string, bool)) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// The *PathError names the file; there is no line to give.
+		return nil, fmt.Errorf("reading inventory: %w", err)
+	}
+	return Parse(path, data, getenv)
+}
+
+// Parse validates data as an inventory file called name (used in error
+// messages and as Inventory.Path). getenv resolves ${NAME} references; nil
+// means os.LookupEnv.
+//
+// Every problem found is reported, each as an *Error naming the file, the
+// line and, where one is involved, the tenant; several are joined with
+// errors.Join. No error ever contains an expanded value.
+func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inventory, error) {
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	p := &parser{file: name, getenv: getenv}
+	inv := p.parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	inv.Path = name
+	return inv, nil
+}
+
+// Secrets returns every secret value the inventory holds: each expanded
+// environment value used, each DSN password (as written and decoded) and
+// each header value. Feed them to a secret.Redactor before writing anything.
+func (inv *Inventory) Secrets() []string {
+	if inv == nil {
+		return nil
+	}
+	var out []string
+	seen := make(map[string]bool)
+	add := func(vs ...string) {
+		for _, v := range vs {
+			if v != "" && !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+	}
+	add(inv.envValues...)
+	for _, t := range inv.Tenants {
+		// Parse rejected unparsable DSNs, so the error cannot happen here
+		// unless the caller edited the DSN; then the whole DSN is the secret.
+		pw, err := secret.DSNPasswords(t.DSN)
+		if err != nil {
+			add(t.DSN)
+		}
+		add(pw...)
+		for _, k := range slices.Sorted(maps.Keys(t.Collector.Headers)) {
+			add(t.Collector.Headers[k])
+		}
+	}
+	return out
+}
+
+// Tenant returns the tenant called name.
+func (inv *Inventory) Tenant(name string) (Tenant, bool) {
+	if inv == nil {
+		return Tenant{}, false
+	}
+	for _, t := range inv.Tenants {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Tenant{}, false
+}
+
+// Error is one problem in an inventory file. Msg never holds a secret.
+type Error struct {
+	// File is the inventory's name as given to Load or Parse.
+	File string
+	// Line is 1-based.
+	Line int
+	// Tenant names the tenant involved, or is empty.
+	Tenant string
+	// Msg describes the problem.
+	Msg string
+}
+
+// Error formats e as file:line: tenant "name": msg.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	if e.Tenant != "" {
+		fmt.Fprintf(&b, "tenant %q: ", e.Tenant)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}

@@ -1,0 +1,172 @@
+// Package placeholder fills the {tenant}, {workspace_id} and {instance_id}
+// placeholders of a collector template. Values come from tenant databases and
+// end up in argv, URLs and file paths, so every value a template uses is
+// checked to be a plain name before it is substituted.
+package placeholder
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Values holds the placeholder values for one capture.
+type Values struct {
+	Tenant, WorkspaceID, InstanceID string
+}
+
+// Placeholder names, as written between braces in a template.
+const (
+	Tenant      = "tenant"
+	WorkspaceID = "workspace_id"
+	InstanceID  = "instance_id"
+)
+
+// ref is one {identifier} occurrence in a template.
+type ref struct {
+	start, end int // byte offsets of '{' and one past '}'
+	name       string
+}
+
+// scan returns every {identifier} in tmpl. A '{' right after '$' opens an
+// environment reference (${VAR}), which the inventory expands, not us; raw
+// specs still contain those and must not read as unknown placeholders.
+func scan(tmpl string) []ref {
+	var refs []ref
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] != '{' || (i > 0 && tmpl[i-1] == '$') {
+			continue
+		}
+		j := i + 1
+		for j < len(tmpl) && isIdentByte(tmpl[j], j == i+1) {
+			j++
+		}
+		if j == i+1 || j >= len(tmpl) || tmpl[j] != '}' {
+			continue // not {identifier}: literal text
+		}
+		refs = append(refs, ref{start: i, end: j + 1, name: tmpl[i+1 : j]})
+		i = j
+	}
+	return refs
+}
+
+func isIdentByte(c byte, first bool) bool {
+	switch {
+	case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		return true
+	case '0' <= c && c <= '9':
+		return !first
+	}
+	return false
+}
+
+func known(name string) bool {
+	return name == Tenant || name == WorkspaceID || name == InstanceID
+}
+
+// Validate checks a template uses only known placeholders ({tenant},
+// {workspace_id}, {instance_id}); a brace sequence that is not {identifier}
+// is left literal, and so is ${VAR}, which is environment syntax.
+func Validate(tmpl string) error {
+	for _, r := range scan(tmpl) {
+		if !known(r.name) {
+			return fmt.Errorf("unknown placeholder {%s} (known: {%s}, {%s}, {%s})",
+				r.name, Tenant, WorkspaceID, InstanceID)
+		}
+	}
+	return nil
+}
+
+// Expand substitutes the placeholders the template uses, refusing (error
+// naming the placeholder and why) a used value that is empty, not
+// [A-Za-z0-9._-]+, "." or "..", starts with "-", or a {workspace_id} that is
+// not a UUID. Unused placeholders are not checked.
+func Expand(tmpl string, v Values) (string, error) {
+	refs := scan(tmpl)
+	if len(refs) == 0 {
+		return tmpl, nil
+	}
+	var b strings.Builder
+	b.Grow(len(tmpl) + 32)
+	last := 0
+	for _, r := range refs {
+		val, err := value(r.name, v)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(tmpl[last:r.start])
+		b.WriteString(val)
+		last = r.end
+	}
+	b.WriteString(tmpl[last:])
+	return b.String(), nil
+}
+
+// value returns the checked value for a placeholder name.
+func value(name string, v Values) (string, error) {
+	var val string
+	switch name {
+	case Tenant:
+		val = v.Tenant
+	case WorkspaceID:
+		val = v.WorkspaceID
+	case InstanceID:
+		val = v.InstanceID
+	default:
+		return "", fmt.Errorf("unknown placeholder {%s}", name)
+	}
+	if why := check(name, val); why != "" {
+		return "", fmt.Errorf("invalid %s %q: %s", name, val, why)
+	}
+	return val, nil
+}
+
+// check returns why val is unsafe for placeholder name, or "".
+func check(name, val string) string {
+	switch {
+	case val == "":
+		return "empty"
+	case val == "." || val == "..":
+		return "a path step, not a name"
+	case !plain(val):
+		return "not a plain name (allowed: A-Z a-z 0-9 . _ -)"
+	case val[0] == '-':
+		// A leading dash would be read as an option by the exec'd command.
+		return "starts with \"-\""
+	case name == WorkspaceID && !IsUUID(val):
+		return "not a UUID"
+	}
+	return ""
+}
+
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsUUID reports whether s is a UUID in the canonical 8-4-4-4-12 hex form
+// (either case), the only form workspace ids take.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,100 @@
+// Package tenantdb is backfill's access to a tenant's PostgreSQL database:
+// read-only listings of its workspaces for snapshot and plan, and the
+// compare-and-swap writes of apply.
+package tenantdb
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"backfill/internal/workspace"
+)
+
+// ApplicationName identifies backfill's sessions in pg_stat_activity.
+const ApplicationName = "backfill"
+
+// Options tune a tenant session.
+type Options struct {
+	ConnectTimeout   time.Duration // default 10s
+	LockTimeout      time.Duration // 0: server default
+	StatementTimeout time.Duration // 0: server default
+}
+
+// Connect opens one session to a tenant database with backfill's session
+// settings. Errors never contain the DSN's password: pgx reports host, user
+// and database only.
+func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors can quote the DSN; say only what kind of problem it is.
+		return nil, fmt.Errorf("invalid dsn (not shown: it may hold a password)")
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	cfg.ConnectTimeout = o.ConnectTimeout
+	cfg.RuntimeParams["application_name"] = ApplicationName
+	if o.LockTimeout > 0 {
+		cfg.RuntimeParams["lock_timeout"] = fmt.Sprintf("%dms", o.LockTimeout.Milliseconds())
+	}
+	if o.StatementTimeout > 0 {
+		cfg.RuntimeParams["statement_timeout"] = fmt.Sprintf("%dms", o.StatementTimeout.Milliseconds())
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(status::text, ''), kind, instance_id,
+  coalesce(updated_at, 'epoch'::timestamptz)`
+
+// ListLive returns every workspace whose status is not 'removed', those with
+// an empty template first, read in a READ ONLY transaction so that a bug here
+// can never write.
+func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
+	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces
+  WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`)
+}
+
+// ListAll returns every workspace row, removed ones included, by id, in a
+// READ ONLY transaction.
+func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
+	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces ORDER BY id`)
+}
+
+func list(ctx context.Context, dsn string, o Options, query string) ([]workspace.Row, error) {
+	conn, err := Connect(ctx, dsn, o)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var out []workspace.Row
+	err = ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, query)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, ScanRow)
+		return err
+	})
+	return out, err
+}
+
+// ReadOnly runs fn in a READ ONLY transaction and always rolls it back.
+func ReadOnly(ctx context.Context, conn *pgx.Conn, fn func(pgx.Tx) error) error {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	return fn(tx)
+}
+
+// ScanRow reads the columns of rowColumns.
+func ScanRow(r pgx.CollectableRow) (workspace.Row, error) {
+	var w workspace.Row
+	err := r.Scan(&w.ID, &w.Name, &w.Runtime, &w.Template, &w.Status, &w.Kind, &w.InstanceID, &w.UpdatedAt)
+	w.UpdatedAt = w.UpdatedAt.UTC()
+	return w, err
+}

@@ -1,0 +1,124 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"backfill/internal/evidence"
+	"backfill/internal/filesapi"
+	"backfill/internal/inventory"
+	"backfill/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// envInt reads a benchmark size override, so `make bench` can scale up
+// without code changes.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// benchFleet creates n workspaces over tenants databases, each with a
+// config of size bytes served over the files API with the given latency.
+func benchFleet(tb testing.TB, n, tenants, size int, latency time.Duration) *inventory.Inventory {
+	tb.Helper()
+	ctx := context.Background()
+	root := tb.TempDir()
+	srv := httptest.NewServer((&filesapi.Server{Root: root, Token: "bench-token", Latency: latency}).Handler())
+	tb.Cleanup(srv.Close)
+	content := []byte("name: SEO Agent\nruntime: claude-code\n" + strings.Repeat("# padding to the configured size\n", size/33+1))[:size]
+	inv := &inventory.Inventory{Path: "bench.yaml"}
+	for t := 0; t < tenants; t++ {
+		dsn := pgtest.NewTenantDB(tb)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var rows [][]any
+		for i := t; i < n; i += tenants {
+			id := fmt.Sprintf("%08d-0000-4000-8000-%012d", t, i)
+			rows = append(rows, []any{id, fmt.Sprintf("ws-%d", i), "claude-code", ""})
+			if err := filesapi.WriteConfig(root, id, content); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		_, err = conn.CopyFrom(ctx, pgx.Identifier{"workspaces"}, []string{"id", "name", "runtime", "template"}, pgx.CopyFromRows(rows))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		conn.Close(ctx)
+		col := inventory.Collector{Method: "http", URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+			Headers: map[string]string{"Authorization": "Bearer bench-token"}, JSONField: "content"}
+		inv.Tenants = append(inv.Tenants, inventory.Tenant{Name: fmt.Sprintf("t%02d", t), DSN: dsn, Collector: col, Raw: col})
+	}
+	return inv
+}
+
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Maxrss) / 1024 // Linux reports KiB
+}
+
+func benchSnapshot(b *testing.B, n, tenants, size, conc int, latency time.Duration) {
+	inv := benchFleet(b, n, tenants, size, latency)
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		store, err := evidence.Open(context.Background(), filepath.Join(b.TempDir(), "evidence.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		sum, err := Run(context.Background(), Options{Inventory: inv, Store: store, Concurrency: conc, Timeout: 30 * time.Second})
+		total += time.Since(start)
+		b.StopTimer()
+		if err != nil || sum.Captured != n {
+			b.Fatalf("captured %d of %d: %v", sum.Captured, n, err)
+		}
+		store.Close()
+		b.StartTimer()
+	}
+	wall := total.Seconds() / float64(b.N)
+	b.ReportMetric(float64(n)/wall, "captures/s")
+	b.ReportMetric(wall, "wall-s")
+	if latency > 0 {
+		ideal := float64(n) * latency.Seconds() / float64(conc)
+		b.ReportMetric(ideal, "ideal-s")
+		b.ReportMetric(wall/ideal, "x-ideal")
+	}
+	b.ReportMetric(peakRSSMB(), "peak-rss-MB")
+}
+
+// BenchmarkSnapshotLatency: N=5,000 over HTTP with 20ms per request and
+// concurrency 64; the target is a wall time within 1.25x of N*L/C.
+func BenchmarkSnapshotLatency(b *testing.B) {
+	benchSnapshot(b, envInt("BENCH_N", 5000), 10, 2048, 64, 20*time.Millisecond)
+}
+
+// BenchmarkSnapshotThroughput: no latency, 2 KiB configs; the target is at
+// least 10,000 captures/s into the evidence store.
+func BenchmarkSnapshotThroughput(b *testing.B) {
+	benchSnapshot(b, envInt("BENCH_N", 20000), 10, 2048, 64, 0)
+}
+
+// BenchmarkSnapshotMemory: N=50,000; the target is a peak RSS under 150 MB.
+// Run it alone (-bench Memory) so the peak is its own.
+func BenchmarkSnapshotMemory(b *testing.B) {
+	benchSnapshot(b, envInt("BENCH_N", 50000), 20, 2048, 64, 0)
+}
