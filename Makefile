@@ -3,9 +3,11 @@
 test:
 	go test ./... -count=1 -timeout 20m
 
-# Placeholder: runs every benchmark once until real benchmarks exist.
+# Benchmarks report ratios and rates; each memory benchmark runs in its own
+# process so that its peak RSS is its own.
 bench:
-	go test -run '^$$' -bench . -benchtime 1x ./...
+	go test ./snapshot/ -run '^$$' -bench 'SnapshotLatency|SnapshotThroughput' -benchtime 3x -count 1
+	go test ./snapshot/ -run '^$$' -bench 'SnapshotMemory' -benchtime 1x -count 1
 
 build:
 	go build -o bin/backfill ./cmd/backfill

@@ -307,24 +307,33 @@ func (e *engine) capture(ctx context.Context, it item) {
 	for k, val := range res.Provenance {
 		c.Provenance[k] = e.o.Redactor.Redact(val)
 	}
-	if !e.record(c) {
-		return
-	}
+	// The worker moves on at once; the capture counts only once committed.
+	e.writer.Submit(c, func(err error) {
+		if err != nil {
+			e.writeFailed(err)
+			return
+		}
+		e.counted(c)
+	})
+}
+
+// counted updates the summary for a committed capture.
+func (e *engine) counted(c *evidence.Capture) {
 	e.done.Add(1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	switch res.Outcome {
-	case collector.Captured:
+	switch c.Outcome {
+	case evidence.Captured:
 		e.sum.Captured++
 		return
-	case collector.Gone:
+	case evidence.Gone:
 		e.sum.Gone++
 	default:
 		e.sum.Failed++
 	}
 	e.failed.Add(1)
-	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: t.Name, WorkspaceID: it.row.ID, Outcome: c.Outcome, Reason: c.Reason})
-	e.o.Logger.Warn("capture not successful", "tenant", t.Name, "workspace", it.row.ID, "outcome", c.Outcome, "reason", c.Reason)
+	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID, Outcome: c.Outcome, Reason: c.Reason})
+	e.o.Logger.Warn("capture not successful", "tenant", c.Tenant, "workspace", c.WorkspaceID, "outcome", c.Outcome, "reason", c.Reason)
 }
 
 // backoff is exponential with full jitter, so retries against a struggling
@@ -338,13 +347,17 @@ func (e *engine) backoff(attempt int) time.Duration {
 // since captures that cannot be recorded are not evidence.
 func (e *engine) record(r evidence.Record) bool {
 	if err := e.writer.Write(r); err != nil {
-		if e.writeErr.CompareAndSwap(nil, &err) {
-			e.o.Logger.Error("evidence store write failed; stopping", "err", err)
-		}
-		e.sched.stop()
+		e.writeFailed(err)
 		return false
 	}
 	return true
+}
+
+func (e *engine) writeFailed(err error) {
+	if e.writeErr.CompareAndSwap(nil, &err) {
+		e.o.Logger.Error("evidence store write failed; stopping", "err", err)
+	}
+	e.sched.stop()
 }
 
 func (e *engine) notAttempted() {

@@ -64,7 +64,27 @@ type Record interface {
 	table() string
 	// insert writes the record with the given id and previous chain hash
 	// and returns its own chain hash.
-	insert(ctx context.Context, tx *sql.Tx, id int64, prev string) (string, error)
+	insert(ctx context.Context, tx *txn, id int64, prev string) (string, error)
+}
+
+// txn is a write transaction that prepares each statement once, since a
+// batch inserts hundreds of rows with the same few statements.
+type txn struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (t *txn) exec(ctx context.Context, query string, args ...any) error {
+	st, ok := t.stmts[query]
+	if !ok {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, query); err != nil {
+			return err
+		}
+		t.stmts[query] = st
+	}
+	_, err := st.ExecContext(ctx, args...)
+	return err
 }
 
 // timeFormat is fixed so that stored times hash identically when re-read.
@@ -134,20 +154,20 @@ func (c *Capture) cols() captureCols {
 
 func (c *Capture) table() string { return "captures" }
 
-func (c *Capture) insert(ctx context.Context, tx *sql.Tx, id int64, prev string) (string, error) {
+func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
 	if c.Outcome == Captured {
 		c.SHA256 = SHA256Hex(c.Content)
 		c.Size = int64(len(c.Content))
 		// Content is stored once per sha256; a second capture of the same
 		// bytes only references it.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
+		if err := tx.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
 			c.SHA256, c.Size, c.Content); err != nil {
 			return "", err
 		}
 	}
 	cc := c.cols()
 	h := cc.hash(id, prev)
-	_, err := tx.ExecContext(ctx, `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
+	err := tx.exec(ctx, `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
   attempt, outcome, reason, sha256, size, provenance, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		id, cc.tenant, cc.workspaceID, cc.dbRow, cc.method, cc.target, cc.startedAt, cc.endedAt,
 		cc.attempt, cc.outcome, cc.reason, cc.sha, cc.size, cc.provenance, prev, h)
@@ -166,14 +186,14 @@ func (l listingCols) hash(id int64, prev string) string {
 
 func (l *Listing) table() string { return "listings" }
 
-func (l *Listing) insert(ctx context.Context, tx *sql.Tx, id int64, prev string) (string, error) {
+func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
 	rows := l.Rows
 	if rows == nil {
 		rows = []workspace.Row{}
 	}
 	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(rows)}
 	h := lc.hash(id, prev)
-	_, err := tx.ExecContext(ctx, `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+	err := tx.exec(ctx, `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
 		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, prev, h)
 	if err != nil {
 		return "", err
@@ -190,6 +210,7 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 	if err != nil {
 		return err
 	}
+	w := &txn{tx: tx, stmts: map[string]*sql.Stmt{}}
 	type head struct {
 		id   int64
 		hash string
@@ -207,7 +228,7 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 			}
 			heads[t] = hd
 		}
-		h, err := r.insert(ctx, tx, hd.id+1, hd.hash)
+		h, err := r.insert(ctx, w, hd.id+1, hd.hash)
 		if err != nil {
 			tx.Rollback()
 			return fmt.Errorf("append to %s: %w", t, err)

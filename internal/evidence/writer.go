@@ -6,10 +6,9 @@ import "context"
 // small enough that a crash loses little that was not yet acknowledged.
 const maxBatch = 512
 
-// Writer is the store's single writer goroutine. Callers hand it records and
-// wait until the transaction holding them has committed, so a record that
-// Write returned nil for is durable. Concurrent writers are batched into one
-// transaction.
+// Writer is the store's single writer goroutine. Records handed to it are
+// batched into one transaction; a record is durable once its callback (or
+// Write) reports success, and not before.
 type Writer struct {
 	s    *Store
 	reqs chan writeReq
@@ -17,8 +16,8 @@ type Writer struct {
 }
 
 type writeReq struct {
-	rec Record
-	err chan error
+	rec  Record
+	done func(error)
 }
 
 // NewWriter starts the writer goroutine. Close it to stop.
@@ -33,8 +32,17 @@ func (s *Store) NewWriter() *Writer {
 // captured.
 func (w *Writer) Write(rec Record) error {
 	errc := make(chan error, 1)
-	w.reqs <- writeReq{rec: rec, err: errc}
+	w.Submit(rec, func(err error) { errc <- err })
 	return <-errc
+}
+
+// Submit queues rec and returns at once, unless the queue is full; done is
+// called from the writer goroutine once the record's transaction has
+// committed or failed. Callers that only need the record eventually durable
+// (a capture worker moving on to the next workspace) use it so that they
+// never wait on fsync.
+func (w *Writer) Submit(rec Record, done func(error)) {
+	w.reqs <- writeReq{rec: rec, done: done}
 }
 
 // Close stops the writer after it has committed every record handed to it.
@@ -69,7 +77,7 @@ func (w *Writer) loop() {
 		// Background context: a cancelled run must still commit what it has.
 		err := w.s.Append(context.Background(), recs...)
 		for _, r := range batch {
-			r.err <- err
+			r.done(err)
 		}
 	}
 }

@@ -225,6 +225,7 @@ func TestDerive(t *testing.T) {
 		{"runtime_config as a list is not a stub", []byte("name: SEO Agent\nruntime_config: [model]\n"), named("seo-agent", "claude-code", false)},
 		{"extra top-level key is not a stub", []byte("name: SEO Agent\nskills: []\n"), named("seo-agent", "claude-code", false)},
 		{"non-string key is not a stub", []byte("name: SEO Agent\n1: x\n"), named("seo-agent", "claude-code", false)},
+		{"null key is not a stub key", []byte("name: SEO Agent\n~: x\n"), named("seo-agent", "claude-code", false)},
 		{"openclaw's own config is stub-shaped", openclaw, want{rule: RuleStub, reason: "OpenClaw Agent"}},
 	}
 	for _, tt := range tests {
