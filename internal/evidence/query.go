@@ -20,7 +20,7 @@ type Key struct {
 const captureSelect = `SELECT id, tenant, workspace_id, db_row, method, target, started_at, ended_at, attempt,
   outcome, reason, sha256, size, provenance, prev_hash, hash FROM captures`
 
-func scanCapture(sc interface{ Scan(...any) error }) (*Capture, captureCols, error) {
+func scanCapture(sc scanner) (*Capture, captureCols, error) {
 	var c Capture
 	var cc captureCols
 	err := sc.Scan(&c.ID, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
@@ -113,7 +113,7 @@ func (s *Store) LatestListings(ctx context.Context) (map[string]*Listing, error)
 	return out, rows.Err()
 }
 
-func scanListing(sc interface{ Scan(...any) error }) (*Listing, listingCols, error) {
+func scanListing(sc scanner) (*Listing, listingCols, error) {
 	var l Listing
 	var lc listingCols
 	if err := sc.Scan(&l.ID, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &l.PrevHash, &l.Hash); err != nil {

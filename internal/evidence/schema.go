@@ -49,6 +49,20 @@ CREATE TABLE captures (
 );
 CREATE INDEX captures_workspace ON captures (tenant, workspace_id, id);
 ` + appendOnly("content", "listings", "captures"),
+
+	// 2: approvals of plan fingerprints.
+	`
+CREATE TABLE approvals (
+  id          INTEGER PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  approved_by TEXT NOT NULL,
+  plan_author TEXT NOT NULL,
+  at          TEXT NOT NULL,
+  prev_hash   TEXT NOT NULL,
+  hash        TEXT NOT NULL
+);
+CREATE INDEX approvals_fingerprint ON approvals (fingerprint);
+` + appendOnly("approvals"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -65,7 +79,7 @@ func appendOnly(tables ...string) string {
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.
-var appendOnlyTables = []string{"content", "listings", "captures"}
+var appendOnlyTables = []string{"content", "listings", "captures", "approvals"}
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int

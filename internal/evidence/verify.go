@@ -10,6 +10,7 @@ type VerifyReport struct {
 	Captures  int
 	Listings  int
 	Contents  int
+	Approvals int
 	ChainHead string   // hash of the last capture
 	Problems  []string // empty when the store verifies
 }
@@ -40,6 +41,9 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 		return nil, err
 	}
 	if err := s.verifyListings(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.verifyApprovals(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -97,36 +101,22 @@ func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (map[string]
 }
 
 func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent map[string]string) error {
-	rows, err := s.db.QueryContext(ctx, captureSelect+" ORDER BY id")
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	prev, lastID := "", int64(0)
-	for rows.Next() {
-		c, cc, err := scanCapture(rows)
+	err := s.verifyChain(ctx, r, captureSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+		c, cc, err := scanCapture(sc)
 		if err != nil {
-			return err
+			return chainRow{}, err
 		}
 		r.Captures++
 		name := fmt.Sprintf("capture %d (tenant %s, workspace %s)", c.ID, c.Tenant, c.WorkspaceID)
-		if c.ID != lastID+1 {
-			r.problem("%s: ids jump from %d: records were removed", name, lastID)
-		}
-		if c.PrevHash != prev {
-			r.problem("%s: chain broken: prev_hash does not match the previous record", name)
-		}
-		if got := cc.hash(c.ID, c.PrevHash); got != c.Hash {
-			r.problem("%s: record was altered: its hash does not match its contents", name)
-		}
 		if c.SHA256 != "" {
 			if why, ok := badContent[c.SHA256]; ok {
 				r.problem("%s: %s", name, why)
 			}
 		}
-		prev, lastID = c.Hash, c.ID
-	}
-	if err := rows.Err(); err != nil {
+		r.ChainHead = c.Hash
+		return chainRow{c.ID, c.PrevHash, c.Hash, cc.hash(c.ID, c.PrevHash), name}, nil
+	})
+	if err != nil {
 		return err
 	}
 	// Captures whose content row is gone (only possible with the triggers
@@ -145,34 +135,53 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 		}
 		r.problem("capture %d (tenant %s, workspace %s): content %s is missing", id, tenant, ws, sha)
 	}
-	r.ChainHead = prev
 	return missing.Err()
 }
 
 func (s *Store) verifyListings(ctx context.Context, r *VerifyReport) error {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id")
+	return s.verifyChain(ctx, r, "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id",
+		func(sc scanner) (chainRow, error) {
+			l, lc, err := scanListing(sc)
+			if err != nil {
+				return chainRow{}, err
+			}
+			r.Listings++
+			return chainRow{l.ID, l.PrevHash, l.Hash, lc.hash(l.ID, l.PrevHash), fmt.Sprintf("listing %d (tenant %s)", l.ID, l.Tenant)}, nil
+		})
+}
+
+type scanner interface{ Scan(...any) error }
+
+// chainRow is what verifyChain needs of one record.
+type chainRow struct {
+	id               int64
+	prev, hash, want string // stored links and the hash recomputed from the columns
+	name             string
+}
+
+// verifyChain walks one hash-chained table in id order.
+func (s *Store) verifyChain(ctx context.Context, r *VerifyReport, query string, scan func(scanner) (chainRow, error)) error {
+	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	prev, lastID := "", int64(0)
 	for rows.Next() {
-		l, lc, err := scanListing(rows)
+		c, err := scan(rows)
 		if err != nil {
 			return err
 		}
-		r.Listings++
-		name := fmt.Sprintf("listing %d (tenant %s)", l.ID, l.Tenant)
-		if l.ID != lastID+1 {
-			r.problem("%s: ids jump from %d: records were removed", name, lastID)
+		if c.id != lastID+1 {
+			r.problem("%s: ids jump from %d: records were removed", c.name, lastID)
 		}
-		if l.PrevHash != prev {
-			r.problem("%s: chain broken: prev_hash does not match the previous record", name)
+		if c.prev != prev {
+			r.problem("%s: chain broken: prev_hash does not match the previous record", c.name)
 		}
-		if got := lc.hash(l.ID, l.PrevHash); got != l.Hash {
-			r.problem("%s: record was altered: its hash does not match its contents", name)
+		if c.want != c.hash {
+			r.problem("%s: record was altered: its hash does not match its contents", c.name)
 		}
-		prev, lastID = l.Hash, l.ID
+		prev, lastID = c.hash, c.id
 	}
 	return rows.Err()
 }

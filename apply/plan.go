@@ -1,0 +1,269 @@
+package apply
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// FormatVersion is the plan file format this backfill writes and reads.
+const FormatVersion = 1
+
+// Plan is the reviewed, fingerprinted decision for every workspace.
+type Plan struct {
+	FormatVersion int            `json:"format_version"`
+	Fingerprint   string         `json:"fingerprint"`
+	Author        string         `json:"author"`
+	CreatedAt     string         `json:"created_at"`
+	Inputs        Inputs         `json:"inputs"`
+	Counts        map[string]int `json:"counts"`
+	Items         []Item         `json:"items"`
+}
+
+// Inputs are the digests of what the plan was made from.
+type Inputs struct {
+	Evidence  EvidenceInput `json:"evidence"`
+	Inventory FileInput     `json:"inventory"`
+	CP        CPInput       `json:"cp"`
+	Catalog   FileInput     `json:"catalog"`
+}
+
+// EvidenceInput identifies the evidence store state the plan saw.
+type EvidenceInput struct {
+	Path      string `json:"path"`
+	ChainHead string `json:"chain_head"` // hash of the last capture
+	Captures  int    `json:"captures"`
+}
+
+// FileInput is a file or directory input and its digest.
+type FileInput struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// CPInput is the CP records source (never with a password) and its digest.
+type CPInput struct {
+	Source string `json:"source"`
+	SHA256 string `json:"sha256"`
+	Claims int    `json:"claims"`
+}
+
+// Item is the plan's decision for one workspace.
+type Item struct {
+	Tenant        string        `json:"tenant"`
+	WorkspaceID   string        `json:"workspace_id"`
+	WorkspaceName string        `json:"workspace_name"`
+	Kind          string        `json:"kind"`
+	Runtime       string        `json:"runtime"`
+	DBTemplate    string        `json:"db_template"`
+	DBStatus      string        `json:"db_status"` // "" when the row no longer exists
+	Evidence      *ItemEvidence `json:"evidence"`
+	CP            *ItemCP       `json:"cp"`
+	Verdict       Verdict       `json:"verdict"`
+	Reason        string        `json:"reason"`
+	Notes         []string      `json:"notes,omitempty"`
+	Drift         bool          `json:"drift,omitempty"`
+	Action        *Action       `json:"action,omitempty"`
+}
+
+// ItemEvidence is the capture an item's verdict rests on.
+type ItemEvidence struct {
+	CaptureID  int64  `json:"capture_id"`
+	SHA256     string `json:"sha256"`
+	CapturedAt string `json:"captured_at"`
+	Template   string `json:"template"`
+	Rule       string `json:"rule"`
+	Captures   int    `json:"captures"` // successful captures considered
+}
+
+// ItemCP is the CP claim that applied.
+type ItemCP struct {
+	Templates []string `json:"templates"`
+	Level     string   `json:"level"`
+	Sources   []string `json:"sources"`
+}
+
+// Action is the one write an agree item asks for.
+type Action struct {
+	SetTemplate   string `json:"set_template"`
+	ExpectCurrent string `json:"expect_current"`
+}
+
+// Key names the item's workspace.
+func (it *Item) Key() string { return it.Tenant + "/" + it.WorkspaceID }
+
+// encode is the plan's one canonical form: what Write writes, what the
+// fingerprint covers, and what Load insists a file still is.
+func (p *Plan) encode() []byte {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		panic(err) // a Plan always marshals
+	}
+	return append(b, '\n')
+}
+
+// ComputeFingerprint is the sha256 of the canonical form with the
+// fingerprint field empty.
+func (p *Plan) ComputeFingerprint() string {
+	c := *p
+	c.Fingerprint = ""
+	sum := sha256.Sum256(c.encode())
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Seal sets the counts and the fingerprint.
+func (p *Plan) Seal() {
+	p.Counts = map[string]int{}
+	for _, v := range Verdicts {
+		p.Counts[string(v)] = 0
+	}
+	p.Counts["drift"] = 0
+	for _, it := range p.Items {
+		p.Counts[string(it.Verdict)]++
+		if it.Drift {
+			p.Counts["drift"]++
+		}
+	}
+	p.Fingerprint = p.ComputeFingerprint()
+}
+
+// Bytes is the plan file's content.
+func (p *Plan) Bytes() []byte { return p.encode() }
+
+// WriteFile writes the plan atomically with mode 0644: it holds no secrets,
+// and reviewers read it.
+func (p *Plan) WriteFile(path string) error {
+	return writeAtomic(path, p.encode(), 0o644)
+}
+
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ErrEdited means a plan file is not what backfill wrote.
+var ErrEdited = errors.New("the plan was edited after it was written")
+
+// LoadPlan reads a plan and refuses one that was edited in any way: its bytes
+// must be exactly the canonical form of what they decode to, and the
+// fingerprint must match.
+func LoadPlan(path string) (*Plan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParsePlan(b)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// ParsePlan is LoadPlan on bytes.
+func ParsePlan(b []byte) (*Plan, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p Plan
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("not a plan file: %v", jsonError(b, err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("not a plan file: data after the plan object")
+	}
+	if p.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("format_version %d, this backfill reads %d", p.FormatVersion, FormatVersion)
+	}
+	if !bytes.Equal(p.encode(), b) {
+		return nil, fmt.Errorf("%w: it is not byte for byte the form backfill writes", ErrEdited)
+	}
+	if got := p.ComputeFingerprint(); got != p.Fingerprint {
+		return nil, fmt.Errorf("%w: fingerprint %s does not match its content (%s)", ErrEdited, p.Fingerprint, got)
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// check enforces what backfill itself guarantees of every plan it writes,
+// so a plan forged with a valid fingerprint still cannot ask for a write
+// that reconciliation would not have produced.
+func (p *Plan) check() error {
+	known := map[Verdict]bool{}
+	for _, v := range Verdicts {
+		known[v] = true
+	}
+	for i := range p.Items {
+		it := &p.Items[i]
+		if !known[it.Verdict] {
+			return fmt.Errorf("item %s: unknown verdict %q", it.Key(), it.Verdict)
+		}
+		if (it.Action != nil) != (it.Verdict == Agree) {
+			return fmt.Errorf("item %s: only agree items carry an action", it.Key())
+		}
+		if it.Action != nil && (it.Action.SetTemplate == "" || it.Action.ExpectCurrent != "" || it.DBTemplate != "") {
+			return fmt.Errorf("item %s: an action must set a template over an empty one", it.Key())
+		}
+		if i > 0 && !itemLess(&p.Items[i-1], it) {
+			return fmt.Errorf("item %s: items are not sorted by tenant and workspace id, or repeat", it.Key())
+		}
+	}
+	return nil
+}
+
+func itemLess(a, b *Item) bool {
+	if a.Tenant != b.Tenant {
+		return a.Tenant < b.Tenant
+	}
+	return a.WorkspaceID < b.WorkspaceID
+}
+
+func sortItems(items []Item) {
+	sort.Slice(items, func(i, j int) bool { return itemLess(&items[i], &items[j]) })
+}
+
+// jsonError adds a line number to a JSON decoding error.
+func jsonError(b []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 || off > int64(len(b)) {
+		return err.Error()
+	}
+	return fmt.Sprintf("line %d: %v", bytes.Count(b[:off], []byte("\n"))+1, err)
+}
+
+// Agreed returns the plan's agree items in plan order.
+func (p *Plan) Agreed() []Item {
+	var out []Item
+	for _, it := range p.Items {
+		if it.Verdict == Agree {
+			out = append(out, it)
+		}
+	}
+	return out
+}

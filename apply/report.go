@@ -1,0 +1,136 @@
+package apply
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteReport writes the Markdown review report: counts, every item that
+// needs a person, then the writes grouped by tenant. It is meant to be
+// pasted into a ticket whole.
+func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "# backfill plan review\n\n")
+	fmt.Fprintf(b, "- Plan: `%s`\n- Fingerprint: `%s`\n- Author: %s\n- Created: %s\n", planPath, p.Fingerprint, cell(p.Author), p.CreatedAt)
+	in := p.Inputs
+	fmt.Fprintf(b, "- Evidence: `%s`, %d captures, chain head `%s`\n", in.Evidence.Path, in.Evidence.Captures, in.Evidence.ChainHead)
+	fmt.Fprintf(b, "- Inventory: `%s` (sha256 `%s`)\n", in.Inventory.Path, in.Inventory.SHA256)
+	fmt.Fprintf(b, "- CP records: `%s`, %d claims (sha256 `%s`)\n", in.CP.Source, in.CP.Claims, in.CP.SHA256)
+	fmt.Fprintf(b, "- Catalog: `%s` (sha256 `%s`)\n", in.Catalog.Path, in.Catalog.SHA256)
+	for _, wn := range warnings {
+		fmt.Fprintf(b, "- **Warning:** %s\n", cell(wn))
+	}
+
+	fmt.Fprintf(b, "\n## Counts\n\n| verdict | workspaces | writes |\n|---|---:|---:|\n")
+	for _, v := range Verdicts {
+		writes := 0
+		if v == Agree {
+			writes = p.Counts[string(v)]
+		}
+		fmt.Fprintf(b, "| %s | %d | %d |\n", v, p.Counts[string(v)], writes)
+	}
+	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", len(p.Items), p.Counts[string(Agree)])
+	fmt.Fprintf(b, "\n%d already-set workspaces show drift (their value differs from the evidence or the CP).\n", p.Counts["drift"])
+
+	review := NeedsReview(p)
+	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))
+	if len(review) == 0 {
+		fmt.Fprintf(b, "\nNothing.\n")
+	}
+	for _, group := range reviewGroups() {
+		var items []Item
+		for _, it := range review {
+			if reviewGroup(it) == group {
+				items = append(items, it)
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n### %s (%d)\n\n| tenant | workspace | name | runtime | DB | evidence | CP | reason |\n|---|---|---|---|---|---|---|---|\n", group, len(items))
+		for _, it := range items {
+			fmt.Fprintf(b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", cell(it.Tenant), it.WorkspaceID, cell(it.WorkspaceName),
+				cell(it.Runtime), cell(orDash(it.DBTemplate)), cell(evidenceCell(it)), cell(cpCell(it)), cell(it.Reason))
+		}
+	}
+
+	agreed := p.Agreed()
+	fmt.Fprintf(b, "\n## Writes by tenant (%d)\n", len(agreed))
+	if len(agreed) == 0 {
+		fmt.Fprintf(b, "\nNo writes.\n")
+	}
+	for i := 0; i < len(agreed); {
+		j := i
+		for j < len(agreed) && agreed[j].Tenant == agreed[i].Tenant {
+			j++
+		}
+		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(agreed[i].Tenant), j-i)
+		for _, it := range agreed[i:j] {
+			fmt.Fprintf(b, "| `%s` | %s | %s | **%s** | %s | %s | %s |\n", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Runtime),
+				cell(it.Action.SetTemplate), cell(evidenceCell(it)), cell(cpCell(it)), cell(strings.Join(it.Notes, "; ")))
+		}
+		i = j
+	}
+	fmt.Fprintf(b, "\nEach write is `UPDATE workspaces SET template = <set template>, updated_at = now() WHERE id = <workspace> AND template = '' AND status <> 'removed'`, applied only after `backfill approve` of fingerprint `%s`.\n", p.Fingerprint)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// NeedsReview returns the items a person must look at, in plan order.
+func NeedsReview(p *Plan) []Item {
+	var out []Item
+	for _, it := range p.Items {
+		if it.Verdict.NeedsPerson() || it.Drift {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func reviewGroup(it Item) string {
+	if it.Drift {
+		return "drift"
+	}
+	return string(it.Verdict)
+}
+
+// reviewGroups orders the report's sections: disagreements first.
+func reviewGroups() []string {
+	return []string{string(Conflict), string(CPAmbiguous), string(CPMissing), string(UnknownTemplate), string(RuntimeMismatch),
+		string(UnstableEvidence), string(StubEvidence), string(NoEvidence), "drift"}
+}
+
+func evidenceCell(it Item) string {
+	if it.Evidence == nil {
+		return "-"
+	}
+	e := it.Evidence
+	s := fmt.Sprintf("capture %d: %s", e.CaptureID, e.Rule)
+	if e.Template != "" {
+		s += " → " + e.Template
+	}
+	return s
+}
+
+func cpCell(it Item) string {
+	if it.CP == nil {
+		return "-"
+	}
+	return strings.Join(it.CP.Templates, ", ") + " (" + it.CP.Level + ")"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "''"
+	}
+	return s
+}
+
+// cell makes text safe inside a Markdown table cell.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "\\", "\\\\")
+	s = strings.ReplaceAll(s, "|", "\\|")
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.ReplaceAll(s, "\n", " ")
+}

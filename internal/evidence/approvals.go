@@ -1,0 +1,88 @@
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Approval records that a person approved one plan fingerprint.
+type Approval struct {
+	ID          int64
+	Fingerprint string
+	By          string
+	PlanAuthor  string
+	At          time.Time
+	PrevHash    string
+	Hash        string
+}
+
+type approvalCols struct{ fingerprint, by, author, at string }
+
+func (a approvalCols) hash(id int64, prev string) string {
+	return chainHash("approvals", prev, id, a.fingerprint, a.by, a.author, a.at)
+}
+
+func (a *Approval) table() string { return "approvals" }
+
+func (a *Approval) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
+	ac := approvalCols{a.Fingerprint, a.By, a.PlanAuthor, formatTime(a.At)}
+	h := ac.hash(id, prev)
+	err := tx.exec(ctx, `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`,
+		id, ac.fingerprint, ac.by, ac.author, ac.at, prev, h)
+	if err != nil {
+		return "", err
+	}
+	a.ID, a.PrevHash, a.Hash = id, prev, h
+	return h, nil
+}
+
+const approvalSelect = "SELECT id, fingerprint, approved_by, plan_author, at, prev_hash, hash FROM approvals"
+
+func scanApproval(sc scanner) (*Approval, approvalCols, error) {
+	var a Approval
+	var ac approvalCols
+	if err := sc.Scan(&a.ID, &ac.fingerprint, &ac.by, &ac.author, &ac.at, &a.PrevHash, &a.Hash); err != nil {
+		return nil, ac, err
+	}
+	a.Fingerprint, a.By, a.PlanAuthor, a.At = ac.fingerprint, ac.by, ac.author, parseTime(ac.at)
+	return &a, ac, nil
+}
+
+// Approvals returns the approvals of a fingerprint, oldest first.
+func (s *Store) Approvals(ctx context.Context, fingerprint string) ([]Approval, error) {
+	rows, err := s.db.QueryContext(ctx, approvalSelect+" WHERE fingerprint = ? ORDER BY id", fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Approval
+	for rows.Next() {
+		a, _, err := scanApproval(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *a)
+	}
+	return out, rows.Err()
+}
+
+// HasCaptureHash reports whether a capture with this chain hash exists: a
+// plan's evidence chain head must be in the store it is approved or applied
+// against.
+func (s *Store) HasCaptureHash(ctx context.Context, hash string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM captures WHERE hash = ?", hash).Scan(&n)
+	return n > 0, err
+}
+
+func (s *Store) verifyApprovals(ctx context.Context, r *VerifyReport) error {
+	return s.verifyChain(ctx, r, approvalSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+		a, ac, err := scanApproval(sc)
+		if err != nil {
+			return chainRow{}, err
+		}
+		r.Approvals++
+		return chainRow{a.ID, a.PrevHash, a.Hash, ac.hash(a.ID, a.PrevHash), fmt.Sprintf("approval %d (by %s)", a.ID, a.By)}, nil
+	})
+}
