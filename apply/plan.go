@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -98,14 +99,54 @@ type Action struct {
 // Key names the item's workspace.
 func (it *Item) Key() string { return it.Tenant + "/" + it.WorkspaceID }
 
-// encode is the plan's one canonical form: what Write writes, what the
-// fingerprint covers, and what Load insists a file still is.
-func (p *Plan) encode() []byte {
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
-		panic(err) // a Plan always marshals
+// encodeTo writes the plan's one canonical form: what WriteFile writes,
+// what the fingerprint covers, and what LoadPlan insists a file still is. It
+// streams the canonical form (the same bytes json.MarshalIndent
+// with two-space indent gives, and a final newline) one item at a time, so
+// that a plan of 100,000 items is never held in memory twice.
+func (p *Plan) encodeTo(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	field := func(name string, v any, last bool) {
+		b, err := json.MarshalIndent(v, "  ", "  ")
+		if err != nil {
+			panic(err) // plan fields always marshal
+		}
+		fmt.Fprintf(bw, "  %q: %s", name, b)
+		if !last {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n")
 	}
-	return append(b, '\n')
+	bw.WriteString("{\n")
+	field("format_version", p.FormatVersion, false)
+	field("fingerprint", p.Fingerprint, false)
+	field("author", p.Author, false)
+	field("created_at", p.CreatedAt, false)
+	field("inputs", p.Inputs, false)
+	field("counts", p.Counts, false)
+	if p.Items == nil {
+		bw.WriteString("  \"items\": null\n}\n")
+		return bw.Flush()
+	}
+	if len(p.Items) == 0 {
+		bw.WriteString("  \"items\": []\n}\n")
+		return bw.Flush()
+	}
+	bw.WriteString("  \"items\": [\n")
+	for i := range p.Items {
+		b, err := json.MarshalIndent(&p.Items[i], "    ", "  ")
+		if err != nil {
+			panic(err)
+		}
+		bw.WriteString("    ")
+		bw.Write(b)
+		if i < len(p.Items)-1 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n")
+	}
+	bw.WriteString("  ]\n}\n")
+	return bw.Flush()
 }
 
 // ComputeFingerprint is the sha256 of the canonical form with the
@@ -113,8 +154,9 @@ func (p *Plan) encode() []byte {
 func (p *Plan) ComputeFingerprint() string {
 	c := *p
 	c.Fingerprint = ""
-	sum := sha256.Sum256(c.encode())
-	return "sha256:" + hex.EncodeToString(sum[:])
+	h := sha256.New()
+	c.encodeTo(h)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // Seal sets the counts and the fingerprint.
@@ -133,30 +175,41 @@ func (p *Plan) Seal() {
 	p.Fingerprint = p.ComputeFingerprint()
 }
 
-// Bytes is the plan file's content.
-func (p *Plan) Bytes() []byte { return p.encode() }
-
 // WriteFile writes the plan atomically with mode 0644: it holds no secrets,
 // and reviewers read it.
 func (p *Plan) WriteFile(path string) error {
-	return writeAtomic(path, p.encode(), 0o644)
-}
-
-func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
 		return err
 	}
-	f, err := os.Open(tmp)
+	err = p.encodeTo(f)
 	if err == nil {
 		err = f.Sync()
-		f.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// sameWriter compares what is written to it with want, without buffering.
+type sameWriter struct {
+	want []byte
+	off  int
+	diff bool
+}
+
+func (s *sameWriter) Write(b []byte) (int, error) {
+	if !s.diff && (s.off+len(b) > len(s.want) || !bytes.Equal(s.want[s.off:s.off+len(b)], b)) {
+		s.diff = true
+	}
+	s.off += len(b)
+	return len(b), nil
 }
 
 // ErrEdited means a plan file is not what backfill wrote.
@@ -191,7 +244,9 @@ func ParsePlan(b []byte) (*Plan, error) {
 	if p.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("format_version %d, this backfill reads %d", p.FormatVersion, FormatVersion)
 	}
-	if !bytes.Equal(p.encode(), b) {
+	sw := &sameWriter{want: b}
+	p.encodeTo(sw)
+	if sw.diff || sw.off != len(b) {
 		return nil, fmt.Errorf("%w: it is not byte for byte the form backfill writes", ErrEdited)
 	}
 	if got := p.ComputeFingerprint(); got != p.Fingerprint {
@@ -207,6 +262,11 @@ func ParsePlan(b []byte) (*Plan, error) {
 // so a plan forged with a valid fingerprint still cannot ask for a write
 // that reconciliation would not have produced.
 func (p *Plan) check() error {
+	c := *p
+	c.Seal()
+	if c.Fingerprint != p.Fingerprint {
+		return fmt.Errorf("counts do not match the items")
+	}
 	known := map[Verdict]bool{}
 	for _, v := range Verdicts {
 		known[v] = true

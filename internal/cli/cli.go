@@ -73,7 +73,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	}
 	r := &runner{env: env}
 	app := r.app()
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return ExitOK
 	}
@@ -116,6 +116,9 @@ func (r *runner) app() *cli.App {
 		r.statusCommand(),
 		r.verifyCommand(),
 		r.exportCommand(),
+		r.planCommand(),
+		r.showCommand(),
+		r.approveCommand(),
 	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)

@@ -133,7 +133,14 @@ type Workspace struct {
 	LatestOutcome string        // "" when never attempted
 	LatestReason  string
 	LatestAt      time.Time
-	Earliest      *Capture // earliest successful capture, nil when none
+	Earliest      *CaptureRef // earliest successful capture, nil when none
+}
+
+// CaptureRef identifies one capture without holding its record.
+type CaptureRef struct {
+	ID      int64
+	SHA256  string
+	EndedAt time.Time
 }
 
 // Workspaces returns one summary per workspace known from listings or
@@ -154,7 +161,7 @@ func (s *Store) Workspaces(ctx context.Context) ([]*Workspace, error) {
 		w.Attempts++
 		w.LatestOutcome, w.LatestReason, w.LatestAt = c.Outcome, c.Reason, c.EndedAt
 		if c.Outcome == Captured && w.Earliest == nil {
-			w.Earliest = c
+			w.Earliest = &CaptureRef{ID: c.ID, SHA256: c.SHA256, EndedAt: c.EndedAt}
 		}
 		return nil
 	})

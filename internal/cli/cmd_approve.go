@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/internal/evidence"
+)
+
+func (r *runner) approveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "approve",
+		Usage:     "record the approval of a plan's fingerprint in the evidence store",
+		ArgsUsage: "PLAN",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "by", Required: true, EnvVars: envVar("by"), Usage: "who approves"},
+			&cli.BoolFlag{Name: "allow-self-approval", EnvVars: envVar("allow-self-approval"), Usage: "let the plan's author approve it"},
+		},
+		Action: r.approve,
+	}
+}
+
+func (r *runner) approve(c *cli.Context) error {
+	by := strings.TrimSpace(c.String("by"))
+	if by == "" {
+		return &exitError{ExitUsage, errors.New("--by must name the approver")}
+	}
+	p, path, err := r.loadPlanArg(c)
+	if err != nil {
+		return err
+	}
+	if by == p.Author && !c.Bool("allow-self-approval") {
+		return fail("%s is the plan's author; a second person must approve (or pass --allow-self-approval)", by)
+	}
+	store, err := r.openStore(c, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := planMatchesStore(c, store, p.Inputs.Evidence.ChainHead); err != nil {
+		return err
+	}
+	a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: r.env.Now()}
+	if err := store.Append(c.Context, a); err != nil {
+		return fail("record approval: %v", err)
+	}
+	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s; %d writes\n", p.Fingerprint, path, by, len(p.Agreed()))
+	return nil
+}
+
+// planMatchesStore refuses a plan made from another evidence store.
+func planMatchesStore(c *cli.Context, store *evidence.Store, head string) error {
+	if head == "" {
+		return nil
+	}
+	ok, err := store.HasCaptureHash(c.Context, head)
+	if err != nil {
+		return fail("read %s: %v", store.Path(), err)
+	}
+	if !ok {
+		return fail("the plan was made from other evidence: its chain head %s is not in %s", head, store.Path())
+	}
+	return nil
+}

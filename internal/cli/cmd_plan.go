@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/apply"
+	"backfill/internal/catalog"
+	"backfill/internal/cp"
+	"backfill/internal/inventory"
+	"backfill/internal/secret"
+)
+
+func (r *runner) planCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "plan",
+		Usage: "reconcile evidence, CP records and the databases as they are now into a plan (phase two)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
+			&cli.StringFlag{Name: "cp", Required: true, EnvVars: envVar("cp"), Usage: "CP records: FILE.csv, FILE.json, FILE.yaml or postgres://… with --cp-query"},
+			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "SQL returning tenant, workspace_id, template (for a postgres --cp)"},
+			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`"},
+			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
+			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
+			&cli.StringFlag{Name: "author", EnvVars: envVar("author"), Usage: "plan author (default: $USER)"},
+		},
+		Action: r.plan,
+	}
+}
+
+func (r *runner) plan(c *cli.Context) error {
+	author := c.String("author")
+	if author == "" {
+		author, _ = r.env.LookupEnv("USER")
+	}
+	if strings.TrimSpace(author) == "" {
+		return &exitError{ExitUsage, errors.New("no author: pass --author or set USER")}
+	}
+	invPath := c.String("inventory")
+	invBytes, err := os.ReadFile(invPath)
+	if err != nil {
+		return fail("inventory: %v", err)
+	}
+	inv, err := inventory.Parse(invPath, invBytes, r.env.LookupEnv)
+	if err != nil {
+		return fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+	cat, err := catalog.Load(c.String("catalog"))
+	if err != nil {
+		return fail("catalog: %v", err)
+	}
+	src := c.String("cp")
+	cpSource := src
+	if isPostgresURL(src) {
+		cpSource = secret.RedactDSN(src)
+		if pws, err := secret.DSNPasswords(src); err == nil {
+			r.redactor.Add(pws...)
+		}
+	}
+	records, err := cp.Load(c.Context, src, c.String("cp-query"))
+	if err != nil {
+		return fail("CP records: %v", err)
+	}
+	store, err := r.openStore(c, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	p, warnings, err := apply.Build(c.Context, apply.BuildOptions{
+		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,
+		Catalog: cat, CatalogDir: c.String("catalog"), Author: author, Now: r.env.Now, Logger: r.log,
+	})
+	if err != nil {
+		return fail("plan: %v", err)
+	}
+	for _, w := range warnings {
+		r.log.Warn(w)
+	}
+	out := c.String("out")
+	if err := p.WriteFile(out); err != nil {
+		return fail("write plan: %v", err)
+	}
+	if rp := c.String("report"); rp != "" {
+		var b bytes.Buffer
+		if err := apply.WriteReport(&b, p, out, warnings); err != nil {
+			return fail("report: %v", err)
+		}
+		if err := os.WriteFile(rp, b.Bytes(), 0o644); err != nil {
+			return fail("write report: %v", err)
+		}
+	}
+	fmt.Fprintf(r.env.Stdout, "plan written to %s\nfingerprint %s\n", out, p.Fingerprint)
+	printCounts(r.env.Stdout, p)
+	fmt.Fprintf(r.env.Stdout, "%d items need a person; review with `backfill show %s`, then `backfill approve %s --by NAME`\n",
+		len(apply.NeedsReview(p)), out, out)
+	return nil
+}
+
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
