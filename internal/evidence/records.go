@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"time"
 
 	"backfill/internal/workspace"
@@ -99,12 +102,28 @@ func parseTime(s string) time.Time {
 
 // chainHash links a record to its predecessor. cols holds the record's stored
 // column values in a fixed order, so verification needs nothing but the row.
+// Each value is length-prefixed, so no two different rows hash alike.
 func chainHash(table, prev string, cols ...any) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", table, prev)
-	enc := json.NewEncoder(h)
+	var buf []byte
+	put := func(s string) {
+		buf = binary.AppendUvarint(buf[:0], uint64(len(s)))
+		h.Write(buf)
+		io.WriteString(h, s)
+	}
+	put(table)
+	put(prev)
 	for _, c := range cols {
-		enc.Encode(c)
+		switch v := c.(type) {
+		case string:
+			put(v)
+		case int64:
+			put(strconv.FormatInt(v, 10))
+		case int:
+			put(strconv.Itoa(v))
+		default:
+			panic(fmt.Sprintf("chainHash: unsupported column type %T", c))
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
