@@ -68,8 +68,8 @@ type Claim struct {
 
 // Input is everything reconciliation looks at for one workspace.
 type Input struct {
-	Captures []Evidence    // successful captures, earliest first
-	Claim    Claim         // the CP claim that applies
+	Captures []Evidence     // successful captures, earliest first
+	Claim    Claim          // the CP claim that applies
 	Row      *workspace.Row // the row as it is now; nil when it no longer exists
 	Catalog  *catalog.Catalog
 }

@@ -58,8 +58,12 @@ func TestReconcileVerdictTable(t *testing.T) {
 	row := func(runtime, template, status string) *workspace.Row {
 		return &workspace.Row{ID: "w", Name: "w", Runtime: runtime, Template: template, Status: status, Kind: "workspace"}
 	}
-	tenantClaim := func(tpl ...string) Claim { return Claim{Templates: tpl, Level: "tenant", Sources: []string{"cp.csv:2"}} }
-	wsClaim := func(tpl ...string) Claim { return Claim{Templates: tpl, Level: "workspace", Sources: []string{"cp.csv:5"}} }
+	tenantClaim := func(tpl ...string) Claim {
+		return Claim{Templates: tpl, Level: "tenant", Sources: []string{"cp.csv:2"}}
+	}
+	wsClaim := func(tpl ...string) Claim {
+		return Claim{Templates: tpl, Level: "workspace", Sources: []string{"cp.csv:5"}}
+	}
 
 	cases := []struct {
 		name      string

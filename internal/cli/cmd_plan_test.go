@@ -86,8 +86,8 @@ func newPlanFixture(t *testing.T) *planFixture {
 
 	type wsSpec struct {
 		name, runtime, kind, dbNow, status string // the row as it is now ("gone": deleted)
-		captures                               []string
-		verdict                                apply.Verdict
+		captures                           []string
+		verdict                            apply.Verdict
 	}
 	tenants := []struct {
 		name string
