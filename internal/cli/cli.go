@@ -119,6 +119,8 @@ func (r *runner) app() *cli.App {
 		r.planCommand(),
 		r.showCommand(),
 		r.approveCommand(),
+		r.applyCommand(),
+		r.rollbackCommand(),
 	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)

@@ -36,10 +36,12 @@ type exportRecord struct {
 	EarliestID     int64  `json:"earliest_capture_id,omitempty"`
 	EarliestSHA256 string `json:"earliest_sha256"`
 	CapturedAt     string `json:"captured_at"`
+	ApplyOutcome   string `json:"apply_outcome"`
+	AppliedValue   string `json:"applied_value"`
 }
 
 var exportColumns = []string{"tenant", "workspace_id", "name", "runtime", "db_template", "status", "latest_outcome",
-	"latest_reason", "attempts", "earliest_capture_id", "earliest_sha256", "captured_at"}
+	"latest_reason", "attempts", "earliest_capture_id", "earliest_sha256", "captured_at", "apply_outcome", "applied_value"}
 
 func (r *runner) export(c *cli.Context) error {
 	format := c.String("format")
@@ -55,12 +57,19 @@ func (r *runner) export(c *cli.Context) error {
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
+	latest, err := latestJournal(c, store)
+	if err != nil {
+		return err
+	}
 	recs := make([]exportRecord, 0, len(ws))
 	for _, w := range ws {
 		e := exportRecord{
 			Tenant: w.Tenant, WorkspaceID: w.WorkspaceID, Name: w.Row.Name, Runtime: w.Row.Runtime,
 			DBTemplate: w.Row.Template, Status: w.Row.Status, LatestOutcome: w.LatestOutcome,
 			LatestReason: w.LatestReason, Attempts: w.Attempts,
+		}
+		if j, ok := latest[w.Key]; ok {
+			e.ApplyOutcome, e.AppliedValue = j.Outcome, j.After
 		}
 		if e.LatestOutcome == "" {
 			e.LatestOutcome = "not attempted"
@@ -84,7 +93,7 @@ func (r *runner) export(c *cli.Context) error {
 			id = strconv.FormatInt(e.EarliestID, 10)
 		}
 		cw.Write([]string{e.Tenant, e.WorkspaceID, e.Name, e.Runtime, e.DBTemplate, e.Status, e.LatestOutcome,
-			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt})
+			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt, e.ApplyOutcome, e.AppliedValue})
 	}
 	cw.Flush()
 	return cw.Error()

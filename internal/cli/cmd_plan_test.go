@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,9 +39,12 @@ func runAt(t *testing.T, env map[string]string, args ...string) result {
 // times, so that its plan is byte-for-byte reproducible. Each workspace is
 // built to reach one verdict.
 type planFixture struct {
-	dir  string
-	env  map[string]string
-	want map[string]apply.Verdict // workspace name -> verdict
+	dir      string
+	env      map[string]string
+	want     map[string]apply.Verdict // workspace name -> verdict
+	dsns     map[string]string        // tenant -> DSN
+	ids      map[string]string        // workspace name -> id
+	clusters map[string]*pgtest.Cluster
 }
 
 func copyDir(t *testing.T, src, dst string) {
@@ -73,7 +77,9 @@ func readLive(t *testing.T, name string) string {
 	return string(b)
 }
 
-func newPlanFixture(t *testing.T) *planFixture {
+// newPlanFixture builds the fleet; tenants named in separate get a cluster
+// of their own, so that a test can stop one tenant's server.
+func newPlanFixture(t *testing.T, separate ...string) *planFixture {
 	t.Helper()
 	seo := readLive(t, "custom-seo-agent.yaml")
 	restarted := readLive(t, "runtime-default-after-restart.yaml")
@@ -81,7 +87,8 @@ func newPlanFixture(t *testing.T) *planFixture {
 	concierge := "name: Org Concierge\ndescription: routes requests\nruntime: claude-code\nprompt_files:\n  - prompts/concierge.md\n"
 	unknown := "name: Research\ntemplate: research-agent\nruntime: claude-code\n"
 
-	f := &planFixture{dir: t.TempDir(), env: map[string]string{"USER": "alice"}, want: map[string]apply.Verdict{}}
+	f := &planFixture{dir: t.TempDir(), env: map[string]string{"USER": "alice"}, want: map[string]apply.Verdict{},
+		dsns: map[string]string{}, ids: map[string]string{}, clusters: map[string]*pgtest.Cluster{}}
 	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(f.dir, "catalog"))
 
 	type wsSpec struct {
@@ -128,7 +135,22 @@ func newPlanFixture(t *testing.T) *planFixture {
 	cpCSV.WriteString("tenant,workspace_id,template\nacme,,seo-agent\nconcierge,,platform-agent\nghost,,seo-agent\n")
 	var recs []evidence.Record
 	for ti, tn := range tenants {
-		dsn := pgtest.NewTenantDB(t)
+		dsn := ""
+		if slices.Contains(separate, tn.name) {
+			cl, err := pgtest.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cl.Close)
+			if dsn, err = cl.CreateDB(context.Background(), tn.name, true); err != nil {
+				t.Fatal(err)
+			}
+			f.clusters[tn.name] = cl
+		} else {
+			dsn = pgtest.NewTenantDB(t)
+		}
+		f.dsns[tn.name] = dsn
+		countWrites(t, dsn)
 		envName := strings.ToUpper(tn.name) + "_DSN"
 		f.env[envName] = dsn
 		fmt.Fprintf(&inv, "  - name: %s\n    dsn: \"${%s}\"\n", tn.name, envName)
@@ -137,6 +159,7 @@ func newPlanFixture(t *testing.T) *planFixture {
 		for i, s := range tn.ws {
 			id := uuidFor(ti+1, i+1)
 			f.want[s.name] = s.verdict
+			f.ids[s.name] = id
 			r := workspace.Row{ID: id, Name: s.name, Runtime: "claude-code", Status: "online", Kind: "workspace", UpdatedAt: at}
 			if s.runtime != "" {
 				r.Runtime = s.runtime

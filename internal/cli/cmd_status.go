@@ -21,6 +21,7 @@ func (r *runner) statusCommand() *cli.Command {
 
 type tenantStatus struct {
 	live, captured, gone, failed, missing int
+	applied, skipped, applyFailed         int
 	last                                  time.Time
 	unreachable                           string
 }
@@ -51,7 +52,23 @@ func (r *runner) status(c *cli.Context) error {
 			get(t).unreachable = l.Reason
 		}
 	}
+	latest, err := latestJournal(c, store)
+	if err != nil {
+		return err
+	}
 	var total tenantStatus
+	for k, e := range latest {
+		for _, s := range []*tenantStatus{get(k.Tenant), &total} {
+			switch e.Outcome {
+			case "applied", "already-applied":
+				s.applied++
+			case "failed", "committing":
+				s.applyFailed++
+			default:
+				s.skipped++
+			}
+		}
+	}
 	for _, w := range ws {
 		ts := get(w.Tenant)
 		for _, s := range []*tenantStatus{ts, &total} {
@@ -79,7 +96,7 @@ func (r *runner) status(c *cli.Context) error {
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(r.env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tNOTE")
+	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tAPPLIED\tSKIPPED\tAPPLY FAILED\tNOTE")
 	row := func(name string, s *tenantStatus) {
 		last := "-"
 		if !s.last.IsZero() {
@@ -89,11 +106,32 @@ func (r *runner) status(c *cli.Context) error {
 		if s.unreachable != "" {
 			note = "last listing failed: " + s.unreachable
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", name, s.live, s.captured, s.gone, s.failed, s.missing, last, note)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", name, s.live, s.captured, s.gone, s.failed, s.missing, last,
+			s.applied, s.skipped, s.applyFailed, note)
 	}
 	for _, n := range names {
 		row(n, byTenant[n])
 	}
 	row("TOTAL", &total)
 	return tw.Flush()
+}
+
+// latestJournal is each workspace's most recent apply outcome (rollbacks
+// included: a rolled-back write is no longer applied).
+func latestJournal(c *cli.Context, store *evidence.Store) (map[evidence.Key]evidence.Entry, error) {
+	entries, err := store.Journal(c.Context, "")
+	if err != nil {
+		return nil, fail("read %s: %v", store.Path(), err)
+	}
+	out := map[evidence.Key]evidence.Entry{}
+	for _, e := range entries {
+		if e.Operation == evidence.OpRollback && e.Outcome != "rolled-back" && e.Outcome != "already-rolled-back" {
+			continue // a rollback that touched nothing leaves the apply outcome standing
+		}
+		if e.Operation == evidence.OpRollback {
+			e.Outcome = "rolled-back"
+		}
+		out[evidence.Key{Tenant: e.Tenant, WorkspaceID: e.WorkspaceID}] = e
+	}
+	return out, nil
 }

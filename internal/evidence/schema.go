@@ -63,6 +63,26 @@ CREATE TABLE approvals (
 );
 CREATE INDEX approvals_fingerprint ON approvals (fingerprint);
 ` + appendOnly("approvals"),
+
+	// 3: the apply and rollback journal.
+	`
+CREATE TABLE journal (
+  id           INTEGER PRIMARY KEY,
+  fingerprint  TEXT NOT NULL,
+  operation    TEXT NOT NULL CHECK (operation IN ('apply', 'rollback')),
+  operator     TEXT NOT NULL,
+  tenant       TEXT NOT NULL,
+  workspace_id TEXT NOT NULL,
+  before       TEXT NOT NULL,
+  after        TEXT NOT NULL,
+  outcome      TEXT NOT NULL,
+  reason       TEXT NOT NULL,
+  at           TEXT NOT NULL,
+  prev_hash    TEXT NOT NULL,
+  hash         TEXT NOT NULL
+);
+CREATE INDEX journal_plan ON journal (fingerprint, tenant, workspace_id, id);
+` + appendOnly("journal"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -79,7 +99,7 @@ func appendOnly(tables ...string) string {
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.
-var appendOnlyTables = []string{"content", "listings", "captures", "approvals"}
+var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal"}
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int

@@ -11,6 +11,7 @@ type VerifyReport struct {
 	Listings  int
 	Contents  int
 	Approvals int
+	Journal   int
 	ChainHead string   // hash of the last capture
 	Problems  []string // empty when the store verifies
 }
@@ -44,6 +45,9 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 		return nil, err
 	}
 	if err := s.verifyApprovals(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.verifyJournal(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil

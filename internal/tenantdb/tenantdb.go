@@ -98,3 +98,21 @@ func ScanRow(r pgx.CollectableRow) (workspace.Row, error) {
 	w.UpdatedAt = w.UpdatedAt.UTC()
 	return w, err
 }
+
+// SetTemplateSQL is apply's compare-and-swap: it writes only over an empty
+// template of a live row, so it can never overwrite a value someone set.
+const SetTemplateSQL = `UPDATE workspaces SET template = $2, updated_at = now() WHERE id = $1 AND template = '' AND status <> 'removed'`
+
+// ClearTemplateSQL is rollback's inverse compare-and-swap: it empties the
+// template only while it still holds the value apply wrote.
+const ClearTemplateSQL = `UPDATE workspaces SET template = '', updated_at = now() WHERE id = $1 AND template = $2`
+
+// Current reads one row's template and status inside tx; exists is false
+// when the row is gone.
+func Current(ctx context.Context, tx pgx.Tx, id string) (template, status string, exists bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT template, coalesce(status::text, '') FROM workspaces WHERE id = $1`, id).Scan(&template, &status)
+	if err == pgx.ErrNoRows {
+		return "", "", false, nil
+	}
+	return template, status, err == nil, err
+}

@@ -1,0 +1,441 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"backfill/internal/evidence"
+	"backfill/internal/inventory"
+	"backfill/internal/secret"
+	"backfill/internal/tenantdb"
+)
+
+// Outcomes of apply and rollback, as journaled and printed.
+const (
+	Applied           = "applied"
+	AlreadyApplied    = "already-applied"
+	SkippedChanged    = "skipped-changed"
+	SkippedRemoved    = "skipped-removed"
+	Failed            = "failed"
+	Committing        = "committing" // journaled just before COMMIT; a crash leaves it as the trace of our write
+	WouldWrite        = "would-write"
+	RolledBack        = "rolled-back"
+	AlreadyRolledBack = "already-rolled-back"
+	WouldRollBack     = "would-roll-back"
+)
+
+// Options configure apply and rollback.
+type Options struct {
+	Plan             *Plan
+	Inventory        *inventory.Inventory
+	Store            *evidence.Store
+	Execute          bool
+	Canary           int // apply to the first N tenants in plan order only, then read back
+	Concurrency      int // tenants at once, default 4
+	LockTimeout      time.Duration
+	StatementTimeout time.Duration
+	Operator         string
+	Now              func() time.Time
+	Logger           *slog.Logger
+	Redactor         *secret.Redactor
+}
+
+// Result is what happened to one workspace.
+type Result struct {
+	Tenant      string
+	WorkspaceID string
+	Name        string
+	Before      string
+	After       string
+	Outcome     string
+	Reason      string
+}
+
+// TenantReport is one tenant's results.
+type TenantReport struct {
+	Tenant   string
+	Results  []Result
+	Err      string   // why the tenant failed as a whole, if it did
+	Readback []Result // canary: every written row read back
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Execute bool
+	Tenants []TenantReport
+	Counts  map[string]int
+}
+
+// Complete reports whether every action ended applied or already applied
+// (rolled back or already rolled back, for rollback).
+func (r *Report) Complete() bool {
+	for k, n := range r.Counts {
+		switch k {
+		case Applied, AlreadyApplied, RolledBack, AlreadyRolledBack, WouldWrite, WouldRollBack:
+		default:
+			if n > 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (o *Options) defaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 2 * time.Second
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// GateError is a refusal before any tenant is touched.
+type GateError struct{ Reason string }
+
+func (e *GateError) Error() string { return "refused: " + e.Reason }
+
+// Gate checks, without opening any tenant connection, everything that must
+// hold before apply --execute may write: the plan is approved, the evidence
+// store verifies, it is the store the plan was made from, every capture the
+// plan cites is present with the same sha256, and every tenant to write is
+// in the inventory. (That the plan is unedited was checked when it loaded.)
+func Gate(ctx context.Context, o Options) error {
+	p := o.Plan
+	approvals, err := o.Store.Approvals(ctx, p.Fingerprint)
+	if err != nil {
+		return err
+	}
+	if len(approvals) == 0 {
+		return &GateError{fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
+	}
+	if err := verifyEvidence(ctx, o); err != nil {
+		return err
+	}
+	keys, shas, err := o.Store.CaptureHashes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, it := range p.Items {
+		if it.Evidence == nil {
+			continue
+		}
+		id := it.Evidence.CaptureID
+		k, ok := keys[id]
+		switch {
+		case !ok:
+			return &GateError{fmt.Sprintf("capture %d cited by %s is not in the evidence store", id, it.Key())}
+		case k.Tenant != it.Tenant || k.WorkspaceID != it.WorkspaceID || shas[id] != it.Evidence.SHA256:
+			return &GateError{fmt.Sprintf("capture %d cited by %s does not match the evidence store (sha256 %s, plan says %s)",
+				id, it.Key(), shas[id], it.Evidence.SHA256)}
+		}
+	}
+	return checkTenants(o)
+}
+
+// verifyEvidence runs verify and checks the plan's chain head is in the store.
+func verifyEvidence(ctx context.Context, o Options) error {
+	rep, err := o.Store.Verify(ctx)
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return &GateError{fmt.Sprintf("the evidence store does not verify: %s", rep.Problems[0])}
+	}
+	if head := o.Plan.Inputs.Evidence.ChainHead; head != "" {
+		ok, err := o.Store.HasCaptureHash(ctx, head)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &GateError{fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
+		}
+	}
+	return nil
+}
+
+func checkTenants(o Options) error {
+	for _, it := range o.Plan.Agreed() {
+		if _, ok := o.Inventory.Tenant(it.Tenant); !ok {
+			return &GateError{fmt.Sprintf("tenant %q has writes in the plan but is not in the inventory %s", it.Tenant, o.Inventory.Path)}
+		}
+	}
+	return nil
+}
+
+// group splits items by tenant, keeping plan order.
+func group(items []Item) [][]Item {
+	var out [][]Item
+	for i := 0; i < len(items); {
+		j := i
+		for j < len(items) && items[j].Tenant == items[i].Tenant {
+			j++
+		}
+		out = append(out, items[i:j])
+		i = j
+	}
+	return out
+}
+
+// Apply writes the plan's agreed values (or, without Execute, reports what
+// it would write). With Execute the caller must have passed Gate.
+func Apply(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	if err := checkTenants(o); err != nil {
+		return nil, err
+	}
+	groups := group(o.Plan.Agreed())
+	if o.Canary > 0 && o.Canary < len(groups) {
+		groups = groups[:o.Canary]
+	}
+	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
+		if !o.Execute {
+			return dryRun(ctx, o, t, items, false)
+		}
+		tr := applyTenant(ctx, o, t, items)
+		if o.Canary > 0 {
+			tr.Readback = readBack(ctx, o, t, items)
+		}
+		return tr
+	})
+	return rep, nil
+}
+
+// runTenants runs fn for each tenant group, Concurrency at a time, starting
+// them in plan order, and collects reports in plan order.
+func runTenants(ctx context.Context, o Options, groups [][]Item, fn func(context.Context, inventory.Tenant, []Item) TenantReport) *Report {
+	reports := make([]TenantReport, len(groups))
+	next := make(chan int, len(groups))
+	for i := range groups {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < min(o.Concurrency, len(groups)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				items := groups[i]
+				t, _ := o.Inventory.Tenant(items[0].Tenant)
+				if ctx.Err() != nil {
+					// Interrupted: tenants not yet begun are left untouched.
+					reports[i] = failAll(o, t.Name, items, "not started: interrupted")
+					continue
+				}
+				reports[i] = fn(ctx, t, items)
+			}
+		}()
+	}
+	wg.Wait()
+	rep := &Report{Execute: o.Execute, Tenants: reports, Counts: map[string]int{}}
+	for _, tr := range reports {
+		for _, r := range tr.Results {
+			rep.Counts[r.Outcome]++
+		}
+	}
+	return rep
+}
+
+func failAll(o Options, tenant string, items []Item, reason string) TenantReport {
+	tr := TenantReport{Tenant: tenant, Err: reason}
+	for _, it := range items {
+		tr.Results = append(tr.Results, Result{Tenant: tenant, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName,
+			After: it.DBTemplate, Outcome: Failed, Reason: reason})
+	}
+	return tr
+}
+
+func (o Options) sessionOptions() tenantdb.Options {
+	return tenantdb.Options{LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout}
+}
+
+func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()) }
+
+// applyTenant writes one tenant's items in one transaction.
+func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item) TenantReport {
+	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
+	// transaction either commits or rolls back, bounded by the timeouts.
+	ctx = context.WithoutCancel(ctx)
+	tr := TenantReport{Tenant: t.Name}
+	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
+	if err != nil {
+		return journalAll(ctx, o, failAll(o, t.Name, items, "connect: "+o.redact(err)))
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return journalAll(ctx, o, failAll(o, t.Name, items, "begin: "+o.redact(err)))
+	}
+	defer tx.Rollback(ctx)
+	for _, it := range items {
+		set := it.Action.SetTemplate
+		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
+		tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
+		if err != nil {
+			return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+		}
+		if tag.RowsAffected() == 1 {
+			r.Before, r.After, r.Outcome = "", set, Applied
+		} else if r, err = classify(ctx, tx, r, set); err != nil {
+			return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+		}
+		tr.Results = append(tr.Results, r)
+	}
+	// Journal our writes before COMMIT: if the process dies between the two,
+	// the journal still shows which rows this plan wrote, for rollback.
+	var pending []evidence.Record
+	for _, r := range tr.Results {
+		if r.Outcome == Applied {
+			pending = append(pending, o.entry(evidence.OpApply, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before,
+				After: r.After, Outcome: Committing, Reason: "written, commit pending"}))
+		}
+	}
+	if len(pending) > 0 {
+		if err := o.Store.Append(ctx, pending...); err != nil {
+			return failAll(o, t.Name, items, "journal: "+err.Error()+"; nothing was committed")
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		reason := "commit: " + o.redact(err) + "; the outcome of this tenant's writes is unknown: re-run apply to resolve"
+		return journalAll(ctx, o, failAll(o, t.Name, items, reason))
+	}
+	return journalAll(ctx, o, tr)
+}
+
+// classify resolves an UPDATE that matched no row, without writing.
+func classify(ctx context.Context, tx pgx.Tx, r Result, set string) (Result, error) {
+	cur, status, exists, err := tenantdb.Current(ctx, tx, r.WorkspaceID)
+	if err != nil {
+		return r, err
+	}
+	r.Before, r.After = cur, cur
+	switch {
+	case !exists:
+		r.Outcome, r.Reason = SkippedRemoved, "the row no longer exists"
+	case cur == set:
+		r.Outcome, r.Reason = AlreadyApplied, "the row already holds the planned value"
+	case status == "removed":
+		r.Outcome, r.Reason = SkippedRemoved, "the workspace is removed"
+	default:
+		r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since the plan: now %q; not overwritten", cur)
+	}
+	return r, nil
+}
+
+func (o Options) entry(op string, r Result) *evidence.Entry {
+	return &evidence.Entry{Fingerprint: o.Plan.Fingerprint, Operation: op, Operator: o.Operator, Tenant: r.Tenant,
+		WorkspaceID: r.WorkspaceID, Before: r.Before, After: r.After, Outcome: r.Outcome, Reason: r.Reason, At: o.Now()}
+}
+
+// journalAll records a tenant's outcomes as soon as its transaction ended.
+func journalAll(ctx context.Context, o Options, tr TenantReport) TenantReport {
+	return journalOp(ctx, o, tr, evidence.OpApply)
+}
+
+func journalOp(ctx context.Context, o Options, tr TenantReport, op string) TenantReport {
+	recs := make([]evidence.Record, 0, len(tr.Results))
+	for _, r := range tr.Results {
+		recs = append(recs, o.entry(op, r))
+	}
+	if err := o.Store.Append(ctx, recs...); err != nil {
+		o.Logger.Error("journal write failed; the tenant databases hold the truth, re-run to journal it", "tenant", tr.Tenant, "err", err)
+		if tr.Err == "" {
+			tr.Err = "journal: " + err.Error()
+		}
+	}
+	if tr.Err != "" {
+		o.Logger.Error("tenant failed", "tenant", tr.Tenant, "reason", tr.Err)
+	}
+	return tr
+}
+
+// dryRun compares items with the rows as they are now, read-only.
+func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool) TenantReport {
+	tr := TenantReport{Tenant: t.Name}
+	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
+	if err != nil {
+		return failAll(o, t.Name, items, "connect: "+o.redact(err))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+		for _, it := range items {
+			set := it.Action.SetTemplate
+			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
+			cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			if err != nil {
+				return err
+			}
+			r.Before, r.After = cur, cur
+			switch {
+			case !exists || status == "removed":
+				r.Outcome, r.Reason = SkippedRemoved, "the workspace is removed or gone"
+			case rollback && cur == set:
+				r.After, r.Outcome, r.Reason = "", WouldRollBack, "would set template back to ''"
+			case rollback && cur == "":
+				r.Outcome, r.Reason = AlreadyRolledBack, "template is already ''"
+			case rollback:
+				r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since apply: now %q; would not be touched", cur)
+			case cur == "":
+				r.After, r.Outcome, r.Reason = set, WouldWrite, "would write"
+			case cur == set:
+				r.Outcome, r.Reason = AlreadyApplied, "the row already holds the planned value"
+			default:
+				r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since the plan: now %q; would not be overwritten", cur)
+			}
+			tr.Results = append(tr.Results, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return failAll(o, t.Name, items, o.redact(err))
+	}
+	return tr
+}
+
+// readBack reads every written row of a canary tenant in a new session.
+func readBack(ctx context.Context, o Options, t inventory.Tenant, items []Item) []Result {
+	var out []Result
+	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
+	if err != nil {
+		return []Result{{Tenant: t.Name, Outcome: Failed, Reason: "read back: " + o.redact(err)}}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+		for _, it := range items {
+			cur, _, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			if err != nil {
+				return err
+			}
+			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName, After: cur, Outcome: "ok"}
+			if !exists || cur != it.Action.SetTemplate {
+				r.Outcome, r.Reason = "mismatch", fmt.Sprintf("planned %q", it.Action.SetTemplate)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		out = append(out, Result{Tenant: t.Name, Outcome: Failed, Reason: "read back: " + o.redact(err)})
+	}
+	return out
+}
+
+// ErrNothingApplied is returned by Rollback when the journal holds no
+// write of the plan.
+var ErrNothingApplied = errors.New("the journal holds no write of this plan to roll back")

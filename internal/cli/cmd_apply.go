@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/apply"
+	"backfill/internal/evidence"
+	"backfill/internal/inventory"
+)
+
+// writeFlags are shared by apply and rollback.
+func writeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE` (tenant DSNs)"},
+		&cli.StringFlag{Name: "plan", Required: true, EnvVars: envVar("plan"), Usage: "approved plan `FILE`"},
+		&cli.BoolFlag{Name: "execute", EnvVars: envVar("execute"), Usage: "write; without it, a read-only dry run"},
+		&cli.IntFlag{Name: "concurrency", Value: 4, EnvVars: envVar("concurrency"), Usage: "tenants at once"},
+		&cli.DurationFlag{Name: "lock-timeout", Value: 2 * time.Second, EnvVars: envVar("lock-timeout"), Usage: "tenant session lock_timeout"},
+		&cli.DurationFlag{Name: "statement-timeout", Value: 30 * time.Second, EnvVars: envVar("statement-timeout"), Usage: "tenant session statement_timeout"},
+		&cli.StringFlag{Name: "operator", EnvVars: envVar("operator"), Usage: "who runs this, for the journal (default: $USER)"},
+	}
+}
+
+func (r *runner) applyCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "apply",
+		Usage:  "write an approved plan's agreed values with compare-and-swap (dry run unless --execute)",
+		Flags:  append(writeFlags(), &cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"}),
+		Action: r.apply,
+	}
+}
+
+// writeSetup loads and checks everything apply and rollback share; the
+// returned store is locked against other snapshot and apply runs.
+func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, error) {
+	var o apply.Options
+	if c.Int("concurrency") < 1 || c.Duration("lock-timeout") <= 0 || c.Duration("statement-timeout") <= 0 || c.Int("canary") < 0 {
+		return o, nil, &exitError{ExitUsage, errors.New("--concurrency, --lock-timeout and --statement-timeout must be positive, --canary not negative")}
+	}
+	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+	if err != nil {
+		return o, nil, fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+	p, err := apply.LoadPlan(c.String("plan"))
+	if err != nil {
+		return o, nil, fail("%v", err)
+	}
+	operator := c.String("operator")
+	if operator == "" {
+		operator, _ = r.env.LookupEnv("USER")
+	}
+	if strings.TrimSpace(operator) == "" {
+		return o, nil, &exitError{ExitUsage, errors.New("no operator: pass --operator or set USER")}
+	}
+	store, err := r.openStore(c, false)
+	if err != nil {
+		return o, nil, err
+	}
+	if err := store.Lock(); err != nil {
+		store.Close()
+		return o, nil, fail("%v", err)
+	}
+	return apply.Options{
+		Plan: p, Inventory: inv, Store: store, Execute: c.Bool("execute"), Canary: c.Int("canary"),
+		Concurrency: c.Int("concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
+		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,
+	}, store, nil
+}
+
+func (r *runner) apply(c *cli.Context) error {
+	o, store, err := r.writeSetup(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if o.Execute {
+		// Everything is checked before the first tenant connection.
+		if err := apply.Gate(c.Context, o); err != nil {
+			return fail("apply %s: %v", c.String("plan"), err)
+		}
+	} else if as, err := store.Approvals(c.Context, o.Plan.Fingerprint); err == nil && len(as) == 0 {
+		fmt.Fprintf(r.env.Stdout, "note: this plan is not approved yet; apply --execute will refuse it\n")
+	}
+	rep, err := apply.Apply(c.Context, o)
+	if err != nil {
+		return fail("apply: %v", err)
+	}
+	mode := "dry run, nothing written"
+	if o.Execute {
+		mode = "executed"
+	}
+	if o.Canary > 0 {
+		mode += fmt.Sprintf(", canary: first %d tenants", o.Canary)
+	}
+	fmt.Fprintf(r.env.Stdout, "apply of plan %s (%s)\n", o.Plan.Fingerprint, mode)
+	printReport(r.env.Stdout, rep)
+	if o.Canary > 0 && o.Execute {
+		printReadback(r.env.Stdout, rep)
+	}
+	if o.Execute && !rep.Complete() {
+		return errPartial
+	}
+	return nil
+}
+
+func printReport(w io.Writer, rep *apply.Report) {
+	for _, t := range rep.Tenants {
+		counts := map[string]int{}
+		for _, res := range t.Results {
+			counts[res.Outcome]++
+		}
+		fmt.Fprintf(w, "tenant %s: %s\n", t.Tenant, countLine(counts))
+		if t.Err != "" {
+			fmt.Fprintf(w, "  FAILED: %s\n", t.Err)
+			continue
+		}
+		for _, res := range t.Results {
+			fmt.Fprintf(w, "  %-19s %s %s: %q -> %q", res.Outcome, res.WorkspaceID, res.Name, res.Before, res.After)
+			if res.Reason != "" && res.Outcome != apply.Applied {
+				fmt.Fprintf(w, " (%s)", res.Reason)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintf(w, "summary: %s\n", countLine(rep.Counts))
+}
+
+func printReadback(w io.Writer, rep *apply.Report) {
+	fmt.Fprintln(w, "canary read-back:")
+	for _, t := range rep.Tenants {
+		for _, res := range t.Readback {
+			fmt.Fprintf(w, "  %-8s %s/%s template=%q %s\n", res.Outcome, res.Tenant, res.WorkspaceID, res.After, res.Reason)
+		}
+	}
+}
+
+func countLine(counts map[string]int) string {
+	if len(counts) == 0 {
+		return "nothing to do"
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,126 @@
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Journal operations.
+const (
+	OpApply    = "apply"
+	OpRollback = "rollback"
+)
+
+// Entry is one journaled outcome of apply or rollback for one workspace.
+type Entry struct {
+	ID          int64
+	Fingerprint string // of the plan
+	Operation   string // OpApply or OpRollback
+	Operator    string
+	Tenant      string
+	WorkspaceID string
+	Before      string // template before the statement, as far as known
+	After       string // template after it (the current value when skipped)
+	Outcome     string
+	Reason      string
+	At          time.Time
+	PrevHash    string
+	Hash        string
+}
+
+type entryCols struct {
+	fingerprint, operation, operator, tenant, workspaceID, before, after, outcome, reason, at string
+}
+
+func (e entryCols) hash(id int64, prev string) string {
+	return chainHash("journal", prev, id, e.fingerprint, e.operation, e.operator, e.tenant, e.workspaceID,
+		e.before, e.after, e.outcome, e.reason, e.at)
+}
+
+func (e *Entry) table() string { return "journal" }
+
+func (e *Entry) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
+	ec := entryCols{e.Fingerprint, e.Operation, e.Operator, e.Tenant, e.WorkspaceID, e.Before, e.After, e.Outcome, e.Reason, formatTime(e.At)}
+	h := ec.hash(id, prev)
+	err := tx.exec(ctx, `INSERT INTO journal (id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
+  prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		id, ec.fingerprint, ec.operation, ec.operator, ec.tenant, ec.workspaceID, ec.before, ec.after, ec.outcome, ec.reason, ec.at, prev, h)
+	if err != nil {
+		return "", err
+	}
+	e.ID, e.PrevHash, e.Hash = id, prev, h
+	return h, nil
+}
+
+const entrySelect = `SELECT id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
+  prev_hash, hash FROM journal`
+
+func scanEntry(sc scanner) (*Entry, entryCols, error) {
+	var e Entry
+	var ec entryCols
+	err := sc.Scan(&e.ID, &ec.fingerprint, &ec.operation, &ec.operator, &ec.tenant, &ec.workspaceID, &ec.before, &ec.after,
+		&ec.outcome, &ec.reason, &ec.at, &e.PrevHash, &e.Hash)
+	if err != nil {
+		return nil, ec, err
+	}
+	e.Fingerprint, e.Operation, e.Operator, e.Tenant, e.WorkspaceID = ec.fingerprint, ec.operation, ec.operator, ec.tenant, ec.workspaceID
+	e.Before, e.After, e.Outcome, e.Reason, e.At = ec.before, ec.after, ec.outcome, ec.reason, parseTime(ec.at)
+	return &e, ec, nil
+}
+
+// Journal returns journal entries in order: those of one plan when
+// fingerprint is set, else all.
+func (s *Store) Journal(ctx context.Context, fingerprint string) ([]Entry, error) {
+	q, args := entrySelect+" ORDER BY id", []any{}
+	if fingerprint != "" {
+		q, args = entrySelect+" WHERE fingerprint = ? ORDER BY id", []any{fingerprint}
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e, _, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) verifyJournal(ctx context.Context, r *VerifyReport) error {
+	return s.verifyChain(ctx, r, entrySelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+		e, ec, err := scanEntry(sc)
+		if err != nil {
+			return chainRow{}, err
+		}
+		r.Journal++
+		return chainRow{e.ID, e.PrevHash, e.Hash, ec.hash(e.ID, e.PrevHash),
+			fmt.Sprintf("journal entry %d (tenant %s, workspace %s)", e.ID, e.Tenant, e.WorkspaceID)}, nil
+	})
+}
+
+// CaptureHashes returns every capture's content sha256 by id ("" for
+// captures without content), for checking the captures a plan cites.
+func (s *Store) CaptureHashes(ctx context.Context) (map[int64]Key, map[int64]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT id, tenant, workspace_id, coalesce(sha256, '') FROM captures")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	keys, shas := map[int64]Key{}, map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var k Key
+		var sha string
+		if err := rows.Scan(&id, &k.Tenant, &k.WorkspaceID, &sha); err != nil {
+			return nil, nil, err
+		}
+		keys[id], shas[id] = k, sha
+	}
+	return keys, shas, rows.Err()
+}
