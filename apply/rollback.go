@@ -33,7 +33,7 @@ func Written(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, error) {
 }
 
 // Rollback undoes the plan's writes with the inverse compare-and-swap: a row
-// is set back to '' only while it still holds the value apply wrote.
+// is set back to ” only while it still holds the value apply wrote.
 func Rollback(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
 	if err := verifyEvidence(ctx, o); err != nil {
