@@ -10,6 +10,7 @@ bench:
 	go test ./snapshot/ -run '^$$' -bench 'SnapshotMemory' -benchtime 1x -count 1
 	go test ./apply/ -run '^$$' -bench 'Reconcile100k' -benchtime 3x -count 1
 	go test ./apply/ -run '^$$' -bench 'Plan100k' -benchtime 1x -count 1
+	go test ./apply/ -run '^$$' -bench 'Apply10k' -benchtime 3x -count 1
 
 build:
 	go build -o bin/backfill ./cmd/backfill
