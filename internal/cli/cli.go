@@ -121,6 +121,7 @@ func (r *runner) app() *cli.App {
 		r.approveCommand(),
 		r.applyCommand(),
 		r.rollbackCommand(),
+		r.mergeCommand(),
 	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)

@@ -25,6 +25,7 @@ func (r *runner) snapshotCommand() *cli.Command {
 			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
 			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
 			&cli.BoolFlag{Name: "refresh", EnvVars: envVar("refresh"), Usage: "capture again workspaces that already have a capture"},
+			&cli.StringFlag{Name: "shard", EnvVars: envVar("shard"), Usage: "capture only the tenants of shard `K/N` (0 <= K < N); merge the shards' stores with `backfill merge`"},
 		},
 		Action: r.snapshot,
 	}
@@ -33,6 +34,14 @@ func (r *runner) snapshotCommand() *cli.Command {
 func (r *runner) snapshot(c *cli.Context) error {
 	if c.Int("concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
 		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive, --retries not negative")}
+	}
+	var only func(string) bool
+	if s := c.String("shard"); s != "" {
+		shard, err := snapshot.ParseShard(s)
+		if err != nil {
+			return &exitError{ExitUsage, err}
+		}
+		only = shard.Has
 	}
 	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
 	if err != nil {
@@ -53,7 +62,7 @@ func (r *runner) snapshot(c *cli.Context) error {
 	}
 
 	opts := snapshot.Options{
-		Inventory: inv, Store: store,
+		Inventory: inv, Store: store, Tenants: only,
 		Concurrency: c.Int("concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
 		MaxBytes: c.Int64("max-bytes"), Refresh: c.Bool("refresh"),
 		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,

@@ -83,6 +83,18 @@ CREATE TABLE journal (
 );
 CREATE INDEX journal_plan ON journal (fingerprint, tenant, workspace_id, id);
 ` + appendOnly("journal"),
+
+	// 4: the stores a merged store was made from.
+	`
+CREATE TABLE merged_from (
+  id         INTEGER PRIMARY KEY,
+  path       TEXT NOT NULL,
+  chain_head TEXT NOT NULL,
+  captures   INTEGER NOT NULL,
+  listings   INTEGER NOT NULL,
+  at         TEXT NOT NULL
+);
+` + appendOnly("merged_from"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -99,7 +111,7 @@ func appendOnly(tables ...string) string {
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.
-var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal"}
+var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from"}
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int

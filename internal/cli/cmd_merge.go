@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/internal/evidence"
+)
+
+func (r *runner) mergeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "merge",
+		Usage:     "combine the evidence stores of snapshot shards into one new store",
+		ArgsUsage: "OUT IN...",
+		Action:    r.merge,
+	}
+}
+
+func (r *runner) merge(c *cli.Context) error {
+	if c.NArg() < 2 {
+		return &exitError{ExitUsage, errors.New("merge needs OUT and at least one IN store")}
+	}
+	outPath := c.Args().First()
+	if _, err := os.Stat(outPath); err == nil {
+		return fail("%s already exists: merge writes a new store", outPath)
+	}
+	var inputs []*evidence.Store
+	defer func() {
+		for _, s := range inputs {
+			s.Close()
+		}
+	}()
+	for _, p := range c.Args().Slice()[1:] {
+		s, err := evidence.OpenExisting(c.Context, p)
+		if err != nil {
+			return fail("%v", err)
+		}
+		inputs = append(inputs, s)
+	}
+	out, err := evidence.Open(c.Context, outPath)
+	if err != nil {
+		return fail("%v", err)
+	}
+	sources, err := evidence.Merge(c.Context, out, r.env.Now(), inputs...)
+	out.Close()
+	if err != nil {
+		// Leave nothing half-made behind: OUT did not exist before.
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(outPath + suffix)
+		}
+		return fail("merge: %v", err)
+	}
+	total := 0
+	for _, s := range sources {
+		fmt.Fprintf(r.env.Stdout, "  %s: %d captures, %d listings, chain head %s\n", s.Path, s.Captures, s.Listings, s.ChainHead)
+		total += s.Captures
+	}
+	fmt.Fprintf(r.env.Stdout, "merged %d stores, %d captures, into %s; run `backfill verify --evidence %s`\n", len(sources), total, outPath, outPath)
+	return nil
+}

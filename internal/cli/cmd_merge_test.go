@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"backfill/apply"
+)
+
+type captureKey struct{ key, sha string }
+
+func capturedSet(t *testing.T, f *fleet, evidencePath string) map[captureKey]bool {
+	t.Helper()
+	recs := exportJSON(t, &fleet{evidence: evidencePath})
+	out := map[captureKey]bool{}
+	for k, r := range recs {
+		out[captureKey{k, r.EarliestSHA256}] = true
+	}
+	return out
+}
+
+func TestShardsMergedEqualOneRun(t *testing.T) {
+	f := newFleet(t, 5, 0)
+	var shards []string
+	for k := 0; k < 3; k++ {
+		p := filepath.Join(f.dir, fmt.Sprintf("shard-%d.db", k))
+		res := run(t, f.env, "--evidence", p, "snapshot", "--inventory", f.inventory, "--shard", fmt.Sprintf("%d/3", k))
+		if res.code != 0 {
+			t.Fatalf("shard %d: %d %s %s", k, res.code, res.stdout, res.stderr)
+		}
+		shards = append(shards, p)
+	}
+	merged := filepath.Join(f.dir, "merged.db")
+	res := run(t, nil, append([]string{"merge", merged}, shards...)...)
+	if res.code != 0 {
+		t.Fatalf("merge: %d %s %s", res.code, res.stdout, res.stderr)
+	}
+	if v := run(t, nil, "verify", "--evidence", merged); v.code != 0 {
+		t.Fatalf("verify merged: %s", v.stdout)
+	}
+	whole := f.snapshot(t)
+	if whole.code != 0 {
+		t.Fatalf("unsharded: %s", whole.stderr)
+	}
+	got, want := capturedSet(t, f, merged), capturedSet(t, f, f.evidence)
+	if len(want) != len(f.live) || len(got) != len(want) {
+		t.Fatalf("merged %d workspaces, unsharded %d, live %d", len(got), len(want), len(f.live))
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("merged store lacks %v", k)
+		}
+	}
+	// Provenance survives the merge.
+	db, _ := sql.Open("sqlite", "file:"+merged+"?mode=ro")
+	defer db.Close()
+	var n int
+	db.QueryRow(`SELECT count(*) FROM captures WHERE method = 'http' AND json_extract(provenance, '$."header.X-Molecule-Files-Source"') = 'container'`).Scan(&n)
+	if n != 5 {
+		t.Errorf("%d http captures kept their provenance, want 5", n)
+	}
+	db.QueryRow(`SELECT count(*) FROM merged_from`).Scan(&n)
+	if n != 3 {
+		t.Errorf("merged_from has %d rows, want 3", n)
+	}
+	// And plan works on the merged store.
+	catalog, _ := filepath.Abs(filepath.Join("testdata", "catalog"))
+	cp := writeFile(t, filepath.Join(f.dir, "cp.csv"), "tenant,workspace_id,template\nalpha,,seo-agent\nbeta,,seo-agent\ngamma,,seo-agent\n")
+	planPath := filepath.Join(f.dir, "plan.json")
+	pr := runAt(t, f.env, "--evidence", merged, "plan", "--inventory", f.inventory, "--cp", cp, "--catalog", catalog, "--out", planPath, "--author", "ops")
+	if pr.code != 0 {
+		t.Fatalf("plan on merged store: %d %s", pr.code, pr.stderr)
+	}
+	p, err := apply.LoadPlan(planPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Of five workspaces per tenant, only the third is templated (see newFleet).
+	if p.Counts["agree"] != 12 || p.Counts["already-set"] != 3 {
+		t.Errorf("plan on merged store: %v", p.Counts)
+	}
+}
+
+func TestMergeRefusesSelfAndTampered(t *testing.T) {
+	f := newFleet(t, 2, 0)
+	if res := f.snapshot(t); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	copyPath := filepath.Join(f.dir, "copy.db")
+	b, _ := os.ReadFile(f.evidence)
+	os.WriteFile(copyPath, b, 0o600)
+	if wal, err := os.ReadFile(f.evidence + "-wal"); err == nil {
+		os.WriteFile(copyPath+"-wal", wal, 0o600)
+	}
+	out := filepath.Join(f.dir, "out.db")
+	for name, ins := range map[string][]string{"itself": {f.evidence, f.evidence}, "its copy": {f.evidence, copyPath}} {
+		res := run(t, nil, append([]string{"merge", out}, ins...)...)
+		if res.code != 1 || !strings.Contains(res.stderr, "cannot be merged with itself") {
+			t.Errorf("%s: exit %d %s", name, res.code, res.stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: a refused merge left %s behind", name, out)
+		}
+	}
+	tamper := filepath.Join(f.dir, "tampered.db")
+	os.WriteFile(tamper, b, 0o600)
+	if wal, err := os.ReadFile(f.evidence + "-wal"); err == nil {
+		os.WriteFile(tamper+"-wal", wal, 0o600)
+	}
+	db, _ := sql.Open("sqlite", "file:"+tamper)
+	for _, q := range []string{"DROP TRIGGER captures_no_update", "UPDATE captures SET reason = 'x' WHERE id = 1"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	res := run(t, nil, "merge", out, tamper)
+	if res.code != 1 || !strings.Contains(res.stderr, "does not verify") {
+		t.Errorf("tampered: exit %d %s", res.code, res.stderr)
+	}
+	if res := run(t, nil, "merge", f.evidence, copyPath); res.code != 1 || !strings.Contains(res.stderr, "already exists") {
+		t.Errorf("existing output: exit %d %s", res.code, res.stderr)
+	}
+}
