@@ -3,14 +3,10 @@
 test:
 	go test ./... -count=1 -timeout 20m
 
-# Benchmarks report ratios and rates; each memory benchmark runs in its own
-# process so that its peak RSS is its own.
+# Every benchmark, each in its own process so that peak RSS is its own;
+# writes bench/RESULTS.md with the machine's description and the ratios.
 bench:
-	go test ./snapshot/ -run '^$$' -bench 'SnapshotLatency|SnapshotThroughput' -benchtime 3x -count 1
-	go test ./snapshot/ -run '^$$' -bench 'SnapshotMemory' -benchtime 1x -count 1
-	go test ./apply/ -run '^$$' -bench 'Reconcile100k' -benchtime 3x -count 1
-	go test ./apply/ -run '^$$' -bench 'Plan100k' -benchtime 1x -count 1
-	go test ./apply/ -run '^$$' -bench 'Apply10k' -benchtime 3x -count 1
+	bash scripts/bench.sh
 
 build:
 	go build -o bin/backfill ./cmd/backfill

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,6 +35,13 @@ func envInt(name string, def int) int {
 // benchFleet creates n workspaces over tenants databases, each with a
 // config of size bytes served over the files API with the given latency.
 func benchFleet(tb testing.TB, n, tenants, size int, latency time.Duration) *inventory.Inventory {
+	inv, _ := benchFleetURLs(tb, n, tenants, size, latency)
+	return inv
+}
+
+// benchFleetURLs is benchFleet that also returns every workspace's URL, for
+// the shell alternative.
+func benchFleetURLs(tb testing.TB, n, tenants, size int, latency time.Duration) (*inventory.Inventory, []string) {
 	tb.Helper()
 	ctx := context.Background()
 	root := tb.TempDir()
@@ -41,6 +49,7 @@ func benchFleet(tb testing.TB, n, tenants, size int, latency time.Duration) *inv
 	tb.Cleanup(srv.Close)
 	content := []byte("name: SEO Agent\nruntime: claude-code\n" + strings.Repeat("# padding to the configured size\n", size/33+1))[:size]
 	inv := &inventory.Inventory{Path: "bench.yaml"}
+	var urls []string
 	for t := 0; t < tenants; t++ {
 		dsn := pgtest.NewTenantDB(tb)
 		conn, err := pgx.Connect(ctx, dsn)
@@ -54,6 +63,7 @@ func benchFleet(tb testing.TB, n, tenants, size int, latency time.Duration) *inv
 			if err := filesapi.WriteConfig(root, id, content); err != nil {
 				tb.Fatal(err)
 			}
+			urls = append(urls, srv.URL+"/workspaces/"+id+"/files/config.yaml?root=/configs")
 		}
 		_, err = conn.CopyFrom(ctx, pgx.Identifier{"workspaces"}, []string{"id", "name", "runtime", "template"}, pgx.CopyFromRows(rows))
 		if err != nil {
@@ -64,7 +74,7 @@ func benchFleet(tb testing.TB, n, tenants, size int, latency time.Duration) *inv
 			Headers: map[string]string{"Authorization": "Bearer bench-token"}, JSONField: "content"}
 		inv.Tenants = append(inv.Tenants, inventory.Tenant{Name: fmt.Sprintf("t%02d", t), DSN: dsn, Collector: col, Raw: col})
 	}
-	return inv
+	return inv, urls
 }
 
 func peakRSSMB() float64 {
@@ -74,7 +84,14 @@ func peakRSSMB() float64 {
 }
 
 func benchSnapshot(b *testing.B, n, tenants, size, conc int, latency time.Duration) {
-	inv := benchFleet(b, n, tenants, size, latency)
+	benchSnapshotVsShell(b, n, tenants, size, conc, latency, 0)
+}
+
+// benchSnapshotVsShell also times, in the same run, the script an operator
+// would otherwise write: `xargs -P C curl` into one file per workspace, over
+// shellN of the URLs (scaled to n), given the URL list for free.
+func benchSnapshotVsShell(b *testing.B, n, tenants, size, conc int, latency time.Duration, shellN int) {
+	inv, urls := benchFleetURLs(b, n, tenants, size, latency)
 	var total time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -103,6 +120,34 @@ func benchSnapshot(b *testing.B, n, tenants, size, conc int, latency time.Durati
 		b.ReportMetric(wall/ideal, "x-ideal")
 	}
 	b.ReportMetric(peakRSSMB(), "peak-rss-MB")
+	b.StopTimer()
+	if shellN > 0 {
+		shell := shellCapture(b, urls, min(shellN, n), conc)
+		b.ReportMetric(shell, "shell-s")
+		b.ReportMetric(shell/wall, "x-shell")
+	}
+}
+
+// shellCapture runs `xargs -P conc -n 2 curl -sf -H ... -o FILE URL` over a
+// sample of the URLs and returns the time scaled to all of them.
+func shellCapture(b *testing.B, urls []string, sample, conc int) float64 {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		b.Logf("curl not found: shell comparison skipped")
+		return 0
+	}
+	dir := b.TempDir()
+	var in strings.Builder
+	for i := 0; i < sample; i++ {
+		fmt.Fprintf(&in, "%s %s\n", filepath.Join(dir, strconv.Itoa(i)), urls[i*len(urls)/sample])
+	}
+	cmd := exec.Command("xargs", "-P", strconv.Itoa(conc), "-n", "2", curl, "-sf", "-H", "Authorization: Bearer bench-token", "-o")
+	cmd.Stdin = strings.NewReader(in.String())
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("xargs curl: %v %s", err, out)
+	}
+	return time.Since(start).Seconds() * float64(len(urls)) / float64(sample)
 }
 
 // BenchmarkSnapshotLatency: N=5,000 over HTTP with 20ms per request and
@@ -115,6 +160,17 @@ func BenchmarkSnapshotLatency(b *testing.B) {
 // least 10,000 captures/s into the evidence store.
 func BenchmarkSnapshotThroughput(b *testing.B) {
 	benchSnapshot(b, envInt("BENCH_N", 20000), 10, 2048, 64, 0)
+}
+
+// BenchmarkSnapshotFleet10k and 100k: the files API with 10 ms per request
+// and concurrency 64, beside `xargs -P 64 curl` (timed over up to
+// BENCH_SHELL_N URLs, default 10,000, and scaled).
+func BenchmarkSnapshotFleet10k(b *testing.B) {
+	benchSnapshotVsShell(b, 10000, 20, 2048, 64, 10*time.Millisecond, envInt("BENCH_SHELL_N", 10000))
+}
+
+func BenchmarkSnapshotFleet100k(b *testing.B) {
+	benchSnapshotVsShell(b, 100000, 50, 2048, 64, 10*time.Millisecond, envInt("BENCH_SHELL_N", 10000))
 }
 
 // BenchmarkSnapshotMemory: N=50,000; the target is a peak RSS under 150 MB.
