@@ -2,6 +2,8 @@ package cli
 
 import (
 	"database/sql"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,5 +151,61 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 		if perWorkspace[key] != 1 {
 			t.Errorf("%s has %d successful captures, want exactly 1", key, perWorkspace[key])
 		}
+	}
+}
+
+func TestSnapshotSIGINTStopsCleanly(t *testing.T) {
+	bin := backfillBinary(t)
+	f := newFleet(t, 60, 20*time.Millisecond)
+	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "2")
+	cmd.Env = processEnv(f.env)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for countRows(t, f.evidence, "SELECT count(*) FROM captures") < 20 {
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("exit %v, want 3\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "snapshot interrupted") || !strings.Contains(out, "not attempted") {
+		t.Fatalf("summary:\n%s", out)
+	}
+	if v := run(t, nil, "verify", "--evidence", f.evidence); v.code != 0 {
+		t.Fatalf("verify: %s", v.stdout)
+	}
+	// In-flight captures finished and were recorded: nothing is left
+	// half-recorded, and a re-run completes the rest.
+	if res := f.snapshot(t); res.code != 0 {
+		t.Fatalf("re-run: %d %s", res.code, res.stdout)
+	}
+	for _, r := range exportJSON(t, f) {
+		if r.LatestOutcome != "captured" || r.Attempts != 1 {
+			t.Errorf("%s/%s: %+v", r.Tenant, r.WorkspaceID, r)
+		}
+	}
+}
+
+func TestSnapshotProgressOnTerminalOnly(t *testing.T) {
+	f := newFleet(t, 30, 20*time.Millisecond)
+	var out, errb syncBuffer
+	code := Run(t.Context(), []string{"backfill", "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "4"}, Env{
+		Stdout: &out, Stderr: &errb,
+		LookupEnv: func(k string) (string, bool) { v, ok := f.env[k]; return v, ok },
+		Terminal:  func(io.Writer) bool { return true },
+	})
+	if code != 0 || !strings.Contains(errb.String(), "captured 90/90 (100.0%)") || !strings.Contains(errb.String(), "failures 0") {
+		t.Fatalf("exit %d, stderr:\n%q", code, errb.String())
+	}
+	// Not a terminal (the default in tests): no progress line at all.
+	res := f.snapshot(t, "--refresh")
+	if strings.Contains(res.stderr, "\r") || strings.Contains(res.stderr, "ETA") {
+		t.Fatalf("progress drawn on a non-terminal:\n%q", res.stderr)
 	}
 }
