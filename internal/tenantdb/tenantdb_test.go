@@ -1,0 +1,85 @@
+package tenantdb
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"backfill/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func seed(t *testing.T) string {
+	t.Helper()
+	dsn := pgtest.NewTenantDB(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(context.Background(), `INSERT INTO workspaces (id, name, template, status, kind, instance_id) VALUES
+  ('00000000-0000-4000-8000-000000000001', 'set', 'seo-agent', 'online', 'workspace', 'ws-1'),
+  ('00000000-0000-4000-8000-000000000002', 'empty', '', 'hibernated', 'platform', NULL),
+  ('00000000-0000-4000-8000-000000000003', 'gone', '', 'removed', 'workspace', NULL)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
+func TestListLiveSkipsRemovedAndPutsEmptyTemplatesFirst(t *testing.T) {
+	rows, err := ListLive(context.Background(), seed(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Name != "empty" || rows[1].Name != "set" {
+		t.Fatalf("rows = %+v", rows)
+	}
+	if rows[0].Status != "hibernated" || rows[0].Kind != "platform" || rows[0].InstanceID != nil || rows[1].Instance() != "ws-1" {
+		t.Fatalf("pre-image columns: %+v", rows)
+	}
+	all, err := ListAll(context.Background(), seed(t), Options{})
+	if err != nil || len(all) != 3 {
+		t.Fatalf("ListAll: %d rows, %v", len(all), err)
+	}
+}
+
+func TestReadOnlyRefusesWrites(t *testing.T) {
+	dsn := seed(t)
+	conn, err := Connect(context.Background(), dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	err = ReadOnly(context.Background(), conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(context.Background(), SetTemplateSQL, "00000000-0000-4000-8000-000000000002", "seo-agent")
+		return err
+	})
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "25006" {
+		t.Fatalf("write in a READ ONLY transaction: %v, want SQLSTATE 25006", err)
+	}
+}
+
+func TestSessionSettings(t *testing.T) {
+	conn, err := Connect(context.Background(), seed(t), Options{LockTimeout: 1500 * time.Millisecond, StatementTimeout: 7 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for setting, want := range map[string]string{"application_name": "backfill", "lock_timeout": "1500ms", "statement_timeout": "7s"} {
+		var got string
+		if err := conn.QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&got); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", setting, got, err, want)
+		}
+	}
+	if _, err := Connect(context.Background(), "postgres://u:hunter2@[bad", Options{}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad dsn error: %v", err)
+	}
+}
