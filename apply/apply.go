@@ -73,8 +73,19 @@ type Report struct {
 }
 
 // Complete reports whether every action ended applied or already applied
-// (rolled back or already rolled back, for rollback).
+// (rolled back or already rolled back, for rollback), every outcome was
+// journaled, and every canary row read back as planned.
 func (r *Report) Complete() bool {
+	for _, t := range r.Tenants {
+		if t.Err != "" {
+			return false
+		}
+		for _, rb := range t.Readback {
+			if rb.Outcome != "ok" {
+				return false
+			}
+		}
+	}
 	for k, n := range r.Counts {
 		switch k {
 		case Applied, AlreadyApplied, RolledBack, AlreadyRolledBack, WouldWrite, WouldRollBack:
@@ -123,6 +134,17 @@ func Gate(ctx context.Context, o Options) error {
 	}
 	if len(approvals) == 0 {
 		return &GateError{fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
+	}
+	entries, err := o.Store.Journal(ctx, p.Fingerprint)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Operation == evidence.OpRollback && e.Outcome == RolledBack {
+			// Applying again would write rows a second time; a new plan
+			// shows the reviewer the fleet as it is now.
+			return &GateError{fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", p.Fingerprint, e.At.Format(time.RFC3339))}
+		}
 	}
 	if err := verifyEvidence(ctx, o); err != nil {
 		return err
@@ -193,9 +215,14 @@ func group(items []Item) [][]Item {
 }
 
 // Apply writes the plan's agreed values (or, without Execute, reports what
-// it would write). With Execute the caller must have passed Gate.
+// it would write). With Execute it runs Gate first, whatever the caller did.
 func Apply(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
+	if o.Execute {
+		if err := Gate(ctx, o); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
@@ -209,7 +236,7 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 		}
 		tr := applyTenant(ctx, o, t, items)
 		if o.Canary > 0 {
-			tr.Readback = readBack(ctx, o, t, items)
+			tr.Readback = readBack(ctx, o, t, items, tr.Results)
 		}
 		return tr
 	})
@@ -263,6 +290,13 @@ func failAll(o Options, tenant string, items []Item, reason string) TenantReport
 
 func (o Options) sessionOptions() tenantdb.Options {
 	return tenantdb.Options{LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout}
+}
+
+// readOptions are for sessions that must never write (dry run, read-back).
+func (o Options) readOptions() tenantdb.Options {
+	so := o.sessionOptions()
+	so.ReadOnly = true
+	return so
 }
 
 func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()) }
@@ -368,7 +402,7 @@ func journalOp(ctx context.Context, o Options, tr TenantReport, op string) Tenan
 // dryRun compares items with the rows as they are now, read-only.
 func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool) TenantReport {
 	tr := TenantReport{Tenant: t.Name}
-	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
+	conn, err := tenantdb.Connect(ctx, t.DSN, o.readOptions())
 	if err != nil {
 		return failAll(o, t.Name, items, "connect: "+o.redact(err))
 	}
@@ -383,7 +417,7 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 			}
 			r.Before, r.After = cur, cur
 			switch {
-			case !exists || status == "removed":
+			case !exists || (!rollback && status == "removed"):
 				r.Outcome, r.Reason = SkippedRemoved, "the workspace is removed or gone"
 			case rollback && cur == set:
 				r.After, r.Outcome, r.Reason = "", WouldRollBack, "would set template back to ''"
@@ -408,10 +442,26 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 	return tr
 }
 
-// readBack reads every written row of a canary tenant in a new session.
-func readBack(ctx context.Context, o Options, t inventory.Tenant, items []Item) []Result {
+// readBack reads, in a new session, every row of a canary tenant that
+// applied or was already applied; skipped rows were not written.
+func readBack(ctx context.Context, o Options, t inventory.Tenant, all []Item, results []Result) []Result {
+	done := map[string]bool{}
+	for _, r := range results {
+		if r.Outcome == Applied || r.Outcome == AlreadyApplied {
+			done[r.WorkspaceID] = true
+		}
+	}
+	var items []Item
+	for _, it := range all {
+		if done[it.WorkspaceID] {
+			items = append(items, it)
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
 	var out []Result
-	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
+	conn, err := tenantdb.Connect(ctx, t.DSN, o.readOptions())
 	if err != nil {
 		return []Result{{Tenant: t.Name, Outcome: Failed, Reason: "read back: " + o.redact(err)}}
 	}

@@ -192,7 +192,9 @@ func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[e
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			rows, err := tenantdb.ListAll(ctx, t.DSN, tenantdb.Options{})
+			// Timeouts, so a tenant stuck behind a migration's lock fails the
+			// plan with its name instead of hanging it.
+			rows, err := tenantdb.ListAll(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 )
 
 // FormatVersion is the plan file format this backfill writes and reads.
@@ -236,10 +237,12 @@ func ParsePlan(b []byte) (*Plan, error) {
 	dec.DisallowUnknownFields()
 	var p Plan
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("not a plan file: %v", jsonError(b, err))
+		return nil, fmt.Errorf("not a plan file: %v", jsonError(b, err, dec.InputOffset()))
 	}
+	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("not a plan file: data after the plan object")
+		end += int64(len(b[end:]) - len(bytes.TrimLeft(b[end:], " \t\r\n")))
+		return nil, fmt.Errorf("not a plan file: line %d: data after the plan object", lineAt(b, end))
 	}
 	if p.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("format_version %d, this backfill reads %d", p.FormatVersion, FormatVersion)
@@ -282,6 +285,11 @@ func (p *Plan) check() error {
 		if it.Action != nil && (it.Action.SetTemplate == "" || it.Action.ExpectCurrent != "" || it.DBTemplate != "") {
 			return fmt.Errorf("item %s: an action must set a template over an empty one", it.Key())
 		}
+		// An agree item rests on evidence naming the value it writes and on
+		// a CP claim; one that does not was not written by reconciliation.
+		if it.Action != nil && (it.Evidence == nil || it.Evidence.Template != it.Action.SetTemplate || it.CP == nil || len(it.CP.Templates) == 0) {
+			return fmt.Errorf("item %s: an agree item must cite evidence naming %q and a CP claim", it.Key(), it.Action.SetTemplate)
+		}
 		if i > 0 && !itemLess(&p.Items[i-1], it) {
 			return fmt.Errorf("item %s: items are not sorted by tenant and workspace id, or repeat", it.Key())
 		}
@@ -300,8 +308,9 @@ func sortItems(items []Item) {
 	sort.Slice(items, func(i, j int) bool { return itemLess(&items[i], &items[j]) })
 }
 
-// jsonError adds a line number to a JSON decoding error.
-func jsonError(b []byte, err error) string {
+// jsonError adds a line number to a JSON decoding error. stopped is where
+// the decoder stopped, for errors that carry no offset of their own.
+func jsonError(b []byte, err error, stopped int64) string {
 	var off int64 = -1
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
@@ -310,11 +319,27 @@ func jsonError(b []byte, err error) string {
 		off = se.Offset
 	case errors.As(err, &te):
 		off = te.Offset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("line %d: the file ends before the plan does", lineAt(b, int64(len(b))))
+	default:
+		// An unknown field has no offset: point at its key when it is
+		// spelled plainly, else at the end of the object that holds it.
+		off = stopped
+		if key, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			if i := bytes.Index(b, []byte(key+":")); i >= 0 {
+				off = int64(i)
+			}
+		}
 	}
 	if off < 0 || off > int64(len(b)) {
 		return err.Error()
 	}
-	return fmt.Sprintf("line %d: %v", bytes.Count(b[:off], []byte("\n"))+1, err)
+	return fmt.Sprintf("line %d: %v", lineAt(b, off), err)
+}
+
+// lineAt is the 1-based line of byte offset off in b.
+func lineAt(b []byte, off int64) int {
+	return bytes.Count(b[:off], []byte("\n")) + 1
 }
 
 // Agreed returns the plan's agree items in plan order.

@@ -22,20 +22,21 @@ type tenantState struct {
 
 // scheduler hands out captures across tenants. Workspaces with an empty
 // template go first, fleet-wide. Among tenants with work of the same urgency
-// it picks the one with the fewest captures in flight, so a tenant whose
-// collector hangs until the timeout holds at most its fair share of workers
-// and never stalls the others.
+// it picks the one with the fewest captures in flight, and while other
+// tenants have work no tenant gets more than its share of the workers, so a
+// tenant whose collector hangs until the timeout never stalls the others.
 type scheduler struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
+	workers int
 	tenants []*tenantState
 	pending int  // queued, not yet handed out
 	open    bool // more work may still be added (tenants still listing)
 	stopped bool
 }
 
-func newScheduler(n int) *scheduler {
-	s := &scheduler{open: true}
+func newScheduler(n, workers int) *scheduler {
+	s := &scheduler{open: true, workers: workers}
 	s.cond = sync.NewCond(&s.mu)
 	for i := 0; i < n; i++ {
 		s.tenants = append(s.tenants, &tenantState{index: i})
@@ -100,16 +101,17 @@ func (s *scheduler) next() (item, bool) {
 }
 
 func (s *scheduler) pick() item {
-	var best *tenantState
-	bestUrgent := false
+	active := 0
 	for _, t := range s.tenants {
-		u := len(t.urgent) > 0
-		if !u && len(t.rest) == 0 {
-			continue
+		if t.inflight > 0 || len(t.urgent)+len(t.rest) > 0 {
+			active++
 		}
-		if best == nil || (u && !bestUrgent) || (u == bestUrgent && t.inflight < best.inflight) {
-			best, bestUrgent = t, u
-		}
+	}
+	share := max(2, (s.workers+active-1)/max(active, 1))
+	best, bestUrgent := s.choose(func(t *tenantState) bool { return t.inflight < share })
+	if best == nil {
+		// Every tenant with work is at its share: nobody else is waiting.
+		best, bestUrgent = s.choose(func(*tenantState) bool { return true })
 	}
 	var r workspace.Row
 	if bestUrgent {
@@ -120,6 +122,23 @@ func (s *scheduler) pick() item {
 	best.inflight++
 	s.pending--
 	return item{tenant: best, row: r}
+}
+
+// choose returns the tenant to serve among those allowed: urgent work
+// first, then the fewest captures in flight.
+func (s *scheduler) choose(allowed func(*tenantState) bool) (*tenantState, bool) {
+	var best *tenantState
+	bestUrgent := false
+	for _, t := range s.tenants {
+		u := len(t.urgent) > 0
+		if (!u && len(t.rest) == 0) || !allowed(t) {
+			continue
+		}
+		if best == nil || (u && !bestUrgent) || (u == bestUrgent && t.inflight < best.inflight) {
+			best, bestUrgent = t, u
+		}
+	}
+	return best, bestUrgent
 }
 
 // done marks a handed-out item finished.

@@ -76,15 +76,18 @@ type Summary struct {
 	Gone            int
 	Failed          int
 	NotAttempted    int // queued when the run was interrupted
+	CoveredEarlier  int // --refresh: not captured again, but captured by an earlier run
+	NotRecorded     int // read, but lost to an evidence store failure
 	Interrupted     bool
 	Failures        []WorkspaceFailure
 	Elapsed         time.Duration
 }
 
 // Complete reports whether every live workspace of every tenant has a
-// successful capture, which is what exit status 0 promises.
+// successful capture, this run or an earlier one, which is what exit status
+// 0 promises.
 func (s *Summary) Complete() bool {
-	return len(s.TenantsFailed) == 0 && s.AlreadyCaptured+s.Captured == s.Live
+	return len(s.TenantsFailed) == 0 && s.AlreadyCaptured+s.Captured+s.CoveredEarlier == s.Live
 }
 
 type engine struct {
@@ -94,8 +97,9 @@ type engine struct {
 	writer     *evidence.Writer
 	sched      *scheduler
 
-	mu  sync.Mutex
-	sum Summary
+	mu      sync.Mutex
+	sum     Summary
+	earlier map[evidence.Key]bool // workspaces with a successful capture before this run; read-only
 
 	total, done, failed, listing atomic.Int64
 	writeErr                     atomic.Pointer[error]
@@ -120,16 +124,14 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		e.tenants = append(e.tenants, t)
 		e.collectors = append(e.collectors, c)
 	}
-	var captured map[evidence.Key]bool
-	if !o.Refresh {
-		var err error
-		if captured, err = o.Store.CapturedKeys(ctx); err != nil {
-			return nil, fmt.Errorf("read evidence store: %w", err)
-		}
+	captured, err := o.Store.CapturedKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read evidence store: %w", err)
 	}
+	e.earlier = captured
 	start := o.Now()
 	e.sum.Tenants = len(e.tenants)
-	e.sched = newScheduler(len(e.tenants))
+	e.sched = newScheduler(len(e.tenants), o.Concurrency)
 	defer e.sched.watch(ctx)()
 	e.writer = o.Store.NewWriter()
 
@@ -238,7 +240,7 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 	todo := rows[:0:0]
 	skipped := 0
 	for _, r := range rows {
-		if captured[evidence.Key{Tenant: t.Name, WorkspaceID: r.ID}] {
+		if !e.o.Refresh && captured[evidence.Key{Tenant: t.Name, WorkspaceID: r.ID}] {
 			skipped++
 			continue
 		}
@@ -311,10 +313,21 @@ func (e *engine) capture(ctx context.Context, it item) {
 	e.writer.Submit(c, func(err error) {
 		if err != nil {
 			e.writeFailed(err)
+			e.notRecorded(c)
 			return
 		}
 		e.counted(c)
 	})
+}
+
+// notRecorded names a capture lost with its batch when the store failed, so
+// that the summary still accounts for every listed workspace.
+func (e *engine) notRecorded(c *evidence.Capture) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sum.NotRecorded++
+	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID,
+		Outcome: "not recorded", Reason: "read, but the evidence store failed before it was committed"})
 }
 
 // counted updates the summary for a committed capture.
@@ -331,15 +344,19 @@ func (e *engine) counted(c *evidence.Capture) {
 	default:
 		e.sum.Failed++
 	}
+	if e.earlier[evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}] {
+		e.sum.CoveredEarlier++
+	}
 	e.failed.Add(1)
 	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID, Outcome: c.Outcome, Reason: c.Reason})
 	e.o.Logger.Warn("capture not successful", "tenant", c.Tenant, "workspace", c.WorkspaceID, "outcome", c.Outcome, "reason", c.Reason)
 }
 
-// backoff is exponential with full jitter, so retries against a struggling
-// host spread out instead of arriving together.
+// backoff is exponential with equal jitter (half fixed, half random), so
+// retries against a struggling host spread out instead of arriving
+// together. It is capped at 30s.
 func (e *engine) backoff(attempt int) time.Duration {
-	d := e.o.Backoff << (attempt - 1)
+	d := min(e.o.Backoff<<min(attempt-1, 16), 30*time.Second)
 	return d/2 + rand.N(d/2+1)
 }
 

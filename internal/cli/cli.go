@@ -126,6 +126,7 @@ func (r *runner) app() *cli.App {
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)
 		c.Before = r.setup
+		c.Action = checkArgs(c.Action, argCounts[c.Name])
 	}
 	return &cli.App{
 		Name:      "backfill",
@@ -149,6 +150,24 @@ func (r *runner) app() *cli.App {
 			cli.ShowAppHelp(c)
 			return &exitError{ExitUsage, errors.New("a command is required")}
 		},
+	}
+}
+
+// argCounts bounds each command's positional arguments: min and max (-1:
+// any). A stray word such as `apply --execute false` must be an error, never
+// silently dropped.
+var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}}
+
+func checkArgs(action cli.ActionFunc, bounds [2]int) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		n := c.NArg()
+		if n < bounds[0] || (bounds[1] >= 0 && n > bounds[1]) {
+			if bounds[1] == 0 {
+				return &exitError{ExitUsage, fmt.Errorf("%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())}
+			}
+			return &exitError{ExitUsage, fmt.Errorf("%s: wrong number of arguments (%d): usage: backfill %s %s", c.Command.Name, n, c.Command.Name, c.Command.ArgsUsage)}
+		}
+		return action(c)
 	}
 }
 

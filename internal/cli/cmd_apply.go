@@ -20,7 +20,9 @@ func writeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE` (tenant DSNs)"},
 		&cli.StringFlag{Name: "plan", Required: true, EnvVars: envVar("plan"), Usage: "approved plan `FILE`"},
-		&cli.BoolFlag{Name: "execute", EnvVars: envVar("execute"), Usage: "write; without it, a read-only dry run"},
+		// Deliberately no BACKFILL_EXECUTE: a variable left in a shell must
+		// never turn a dry run into a production write.
+		&cli.BoolFlag{Name: "execute", Usage: "write; without it, a read-only dry run (command line only)"},
 		&cli.IntFlag{Name: "concurrency", Value: 4, EnvVars: envVar("concurrency"), Usage: "tenants at once"},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 2 * time.Second, EnvVars: envVar("lock-timeout"), Usage: "tenant session lock_timeout"},
 		&cli.DurationFlag{Name: "statement-timeout", Value: 30 * time.Second, EnvVars: envVar("statement-timeout"), Usage: "tenant session statement_timeout"},
@@ -81,17 +83,18 @@ func (r *runner) apply(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	if o.Execute {
-		// Everything is checked before the first tenant connection.
-		if err := apply.Gate(c.Context, o); err != nil {
-			return fail("apply %s: %v", c.String("plan"), err)
+	if !o.Execute {
+		if as, err := store.Approvals(c.Context, o.Plan.Fingerprint); err != nil {
+			return fail("read %s: %v", store.Path(), err)
+		} else if len(as) == 0 {
+			fmt.Fprintf(r.env.Stdout, "note: this plan is not approved yet; apply --execute will refuse it\n")
 		}
-	} else if as, err := store.Approvals(c.Context, o.Plan.Fingerprint); err == nil && len(as) == 0 {
-		fmt.Fprintf(r.env.Stdout, "note: this plan is not approved yet; apply --execute will refuse it\n")
 	}
+	// With --execute, Apply checks everything before the first tenant
+	// connection and refuses the plan if anything is off.
 	rep, err := apply.Apply(c.Context, o)
 	if err != nil {
-		return fail("apply: %v", err)
+		return fail("apply %s: %v", c.String("plan"), err)
 	}
 	mode := "dry run, nothing written"
 	if o.Execute {
@@ -119,13 +122,12 @@ func printReport(w io.Writer, rep *apply.Report) {
 		}
 		fmt.Fprintf(w, "tenant %s: %s\n", t.Tenant, countLine(counts))
 		if t.Err != "" {
-			fmt.Fprintf(w, "  FAILED: %s\n", t.Err)
-			continue
+			fmt.Fprintf(w, "  FAILED: %s\n", oneLine(t.Err))
 		}
 		for _, res := range t.Results {
 			fmt.Fprintf(w, "  %-19s %s %s: %q -> %q", res.Outcome, res.WorkspaceID, res.Name, res.Before, res.After)
-			if res.Reason != "" && res.Outcome != apply.Applied {
-				fmt.Fprintf(w, " (%s)", res.Reason)
+			if res.Reason != "" && res.Outcome != apply.Applied && res.Reason != t.Err {
+				fmt.Fprintf(w, " (%s)", oneLine(res.Reason))
 			}
 			fmt.Fprintln(w)
 		}
@@ -140,6 +142,11 @@ func printReadback(w io.Writer, rep *apply.Report) {
 			fmt.Fprintf(w, "  %-8s %s/%s template=%q %s\n", res.Outcome, res.Tenant, res.WorkspaceID, res.After, res.Reason)
 		}
 	}
+}
+
+// oneLine keeps multi-line driver errors from breaking line-oriented output.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func countLine(counts map[string]int) string {

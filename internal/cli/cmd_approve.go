@@ -17,7 +17,9 @@ func (r *runner) approveCommand() *cli.Command {
 		ArgsUsage: "PLAN",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "by", Required: true, EnvVars: envVar("by"), Usage: "who approves"},
-			&cli.BoolFlag{Name: "allow-self-approval", EnvVars: envVar("allow-self-approval"), Usage: "let the plan's author approve it"},
+			// No environment variable: the two-person rule is waived only
+			// on the command line, where the reviewer sees it.
+			&cli.BoolFlag{Name: "allow-self-approval", Usage: "let the plan's author approve it (command line only)"},
 		},
 		Action: r.approve,
 	}
@@ -32,7 +34,7 @@ func (r *runner) approve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if by == p.Author && !c.Bool("allow-self-approval") {
+	if strings.EqualFold(by, strings.TrimSpace(p.Author)) && !c.Bool("allow-self-approval") {
 		return fail("%s is the plan's author; a second person must approve (or pass --allow-self-approval)", by)
 	}
 	store, err := r.openStore(c, false)

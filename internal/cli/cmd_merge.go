@@ -33,12 +33,27 @@ func (r *runner) merge(c *cli.Context) error {
 			s.Close()
 		}
 	}()
+	var seen []os.FileInfo
 	for _, p := range c.Args().Slice()[1:] {
+		if fi, err := os.Stat(p); err == nil {
+			for _, prev := range seen {
+				if os.SameFile(fi, prev) {
+					return fail("%s is given twice: a store cannot be merged with itself", p)
+				}
+			}
+			seen = append(seen, fi)
+		}
 		s, err := evidence.OpenExisting(c.Context, p)
 		if err != nil {
 			return fail("%v", err)
 		}
 		inputs = append(inputs, s)
+		// A shard whose snapshot is still running would merge partially.
+		if err := s.Lock(); err != nil && !errors.Is(err, evidence.ErrLocked) {
+			return fail("%v", err)
+		} else if err != nil {
+			return fail("%v: is a snapshot still writing it? merge it when it has finished", err)
+		}
 	}
 	out, err := evidence.Open(c.Context, outPath)
 	if err != nil {

@@ -57,11 +57,13 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	src := c.String("cp")
 	cpSource := src
+	// Any --cp value may be a connection string, whatever its form, and an
+	// error may echo it: register its password before anything can fail.
+	if pws, err := secret.DSNPasswords(src); err == nil {
+		r.redactor.Add(pws...)
+	}
 	if isPostgresURL(src) {
 		cpSource = secret.RedactDSN(src)
-		if pws, err := secret.DSNPasswords(src); err == nil {
-			r.redactor.Add(pws...)
-		}
 	}
 	records, err := cp.Load(c.Context, src, c.String("cp-query"))
 	if err != nil {
@@ -72,6 +74,11 @@ func (r *runner) plan(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
+	// A snapshot still appending would add evidence the plan's digest does
+	// not cover.
+	if err := store.Lock(); err != nil {
+		return fail("%v", err)
+	}
 
 	p, warnings, err := apply.Build(c.Context, apply.BuildOptions{
 		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,

@@ -67,8 +67,8 @@ func (r *runner) snapshot(c *cli.Context) error {
 		MaxBytes: c.Int64("max-bytes"), Refresh: c.Bool("refresh"),
 		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
 	}
-	if line := r.progressLine(c); line != nil {
-		defer line.Finish()
+	line := r.progressLine(c)
+	if line != nil {
 		opts.OnProgress = func(p snapshot.Progress) {
 			s := progress.Format("captured", p.Done, p.Total, p.Failed, p.Elapsed)
 			if p.Listing > 0 {
@@ -81,6 +81,9 @@ func (r *runner) snapshot(c *cli.Context) error {
 		}
 	}
 	sum, runErr := snapshot.Run(c.Context, opts)
+	if line != nil {
+		line.Finish() // the summary starts on a line of its own
+	}
 	if sum != nil {
 		printSnapshotSummary(r.env.Stdout, sum, store.Path())
 	}
@@ -105,17 +108,24 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
 	}
 	fmt.Fprintf(w, "snapshot %s in %s: %d tenants (%d not listed), %d live workspaces\n",
 		state, s.Elapsed.Round(1e6), s.Tenants, len(s.TenantsFailed), s.Live)
-	fmt.Fprintf(w, "  captured now %d, captured earlier %d, gone %d, failed %d, not attempted %d\n",
+	fmt.Fprintf(w, "  captured now %d, captured earlier %d, gone %d, failed %d, not attempted %d",
 		s.Captured, s.AlreadyCaptured, s.Gone, s.Failed, s.NotAttempted)
+	if s.CoveredEarlier > 0 {
+		fmt.Fprintf(w, ", %d of those captured by an earlier run", s.CoveredEarlier)
+	}
+	if s.NotRecorded > 0 {
+		fmt.Fprintf(w, ", not recorded %d (evidence store failure)", s.NotRecorded)
+	}
+	fmt.Fprintln(w)
 	for _, t := range s.TenantsFailed {
-		fmt.Fprintf(w, "  tenant %s not listed: %s\n", t.Tenant, t.Reason)
+		fmt.Fprintf(w, "  tenant %s not listed: %s\n", t.Tenant, oneLine(t.Reason))
 	}
 	for i, f := range s.Failures {
 		if i == maxListed {
 			fmt.Fprintf(w, "  ... and %d more (see `backfill status` and `backfill export`)\n", len(s.Failures)-maxListed)
 			break
 		}
-		fmt.Fprintf(w, "  %s %s/%s: %s\n", f.Outcome, f.Tenant, f.WorkspaceID, f.Reason)
+		fmt.Fprintf(w, "  %s %s/%s: %s\n", f.Outcome, f.Tenant, f.WorkspaceID, oneLine(f.Reason))
 	}
 	fmt.Fprintf(w, "evidence: %s\n", path)
 }

@@ -36,7 +36,7 @@ func (r *runner) status(c *cli.Context) error {
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	listings, err := store.LatestListings(c.Context)
+	listings, err := store.LatestListings(c.Context, false)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}

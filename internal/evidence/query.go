@@ -31,7 +31,8 @@ func scanCapture(sc scanner) (*Capture, captureCols, error) {
 	c.Tenant, c.WorkspaceID, c.Method, c.Target = cc.tenant, cc.workspaceID, cc.method, cc.target
 	c.StartedAt, c.EndedAt = parseTime(cc.startedAt), parseTime(cc.endedAt)
 	c.Attempt, c.Outcome, c.Reason, c.SHA256, c.Size = cc.attempt, cc.outcome, cc.reason, cc.sha.String, cc.size
-	// A row that does not decode is reported by verify; readers get zero values.
+	// Stored JSON that does not decode (only possible by hand) leaves zero
+	// values; its hash still covers the stored text, so verify sees edits.
 	_ = json.Unmarshal([]byte(cc.dbRow), &c.Row)
 	_ = json.Unmarshal([]byte(cc.provenance), &c.Provenance)
 	return &c, cc, nil
@@ -94,10 +95,16 @@ func (s *Store) CapturedKeys(ctx context.Context) (map[Key]bool, error) {
 	return out, rows.Err()
 }
 
-// LatestListings returns each tenant's most recent listing.
-func (s *Store) LatestListings(ctx context.Context) (map[string]*Listing, error) {
+// LatestListings returns each tenant's most recent listing, or with
+// listedOnly its most recent successful one: a later failure to list a
+// tenant says nothing about which workspaces it has.
+func (s *Store) LatestListings(ctx context.Context, listedOnly bool) (map[string]*Listing, error) {
+	where := ""
+	if listedOnly {
+		where = "WHERE outcome = 'listed'"
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings
-  WHERE id IN (SELECT max(id) FROM listings GROUP BY tenant)`)
+  WHERE id IN (SELECT max(id) FROM listings `+where+` GROUP BY tenant)`)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +175,7 @@ func (s *Store) Workspaces(ctx context.Context) ([]*Workspace, error) {
 	if err != nil {
 		return nil, err
 	}
-	listings, err := s.LatestListings(ctx)
+	listings, err := s.LatestListings(ctx, true)
 	if err != nil {
 		return nil, err
 	}

@@ -103,11 +103,17 @@ func appendOnly(tables ...string) string {
 	var b strings.Builder
 	for _, t := range tables {
 		for _, op := range []string{"UPDATE", "DELETE"} {
-			fmt.Fprintf(&b, "CREATE TRIGGER %[1]s_no_%[2]s BEFORE %[3]s ON %[1]s BEGIN SELECT RAISE(ABORT, '%[1]s is append-only'); END;\n",
-				t, strings.ToLower(op), op)
+			b.WriteString(triggerSQL(t, op) + ";\n")
 		}
 	}
 	return b.String()
+}
+
+// triggerSQL is one append-only trigger exactly as SQLite stores it, so
+// verify can tell a trigger replaced by a no-op from the real one.
+func triggerSQL(table, op string) string {
+	return fmt.Sprintf("CREATE TRIGGER %[1]s_no_%[2]s BEFORE %[3]s ON %[1]s BEGIN SELECT RAISE(ABORT, '%[1]s is append-only'); END",
+		table, strings.ToLower(op), op)
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.

@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // VerifyReport is the result of recomputing every chain and content hash.
@@ -54,26 +55,31 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 }
 
 func (s *Store) verifyTriggers(ctx context.Context, r *VerifyReport) error {
-	have := map[string]bool{}
-	rows, err := s.db.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'trigger'")
+	have := map[string]string{}
+	rows, err := s.db.QueryContext(ctx, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
+		var n, q string
+		if err := rows.Scan(&n, &q); err != nil {
 			return err
 		}
-		have[n] = true
+		have[n] = q
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	for _, t := range appendOnlyTables {
 		for _, op := range []string{"update", "delete"} {
-			if name := t + "_no_" + op; !have[name] {
+			name := t + "_no_" + op
+			q, ok := have[name]
+			switch {
+			case !ok:
 				r.problem("append-only trigger %s is missing: the store may have been altered", name)
+			case q != triggerSQL(t, strings.ToUpper(op)):
+				r.problem("append-only trigger %s was replaced: the store may have been altered", name)
 			}
 		}
 	}

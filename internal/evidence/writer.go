@@ -75,9 +75,16 @@ func (w *Writer) loop() {
 			recs = append(recs, r.rec)
 		}
 		// Background context: a cancelled run must still commit what it has.
-		err := w.s.Append(context.Background(), recs...)
+		if err := w.s.Append(context.Background(), recs...); err == nil || len(batch) == 1 {
+			for _, r := range batch {
+				r.done(err)
+			}
+			continue
+		}
+		// The batch failed as a whole; try each record alone so that one
+		// that cannot be written does not take the others with it.
 		for _, r := range batch {
-			r.done(err)
+			r.done(w.s.Append(context.Background(), r.rec))
 		}
 	}
 }

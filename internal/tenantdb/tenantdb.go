@@ -21,6 +21,9 @@ type Options struct {
 	ConnectTimeout   time.Duration // default 10s
 	LockTimeout      time.Duration // 0: server default
 	StatementTimeout time.Duration // 0: server default
+	// ReadOnly makes every transaction of the session read-only, a second
+	// guard beside BEGIN READ ONLY for sessions that must never write.
+	ReadOnly bool
 }
 
 // Connect opens one session to a tenant database with backfill's session
@@ -43,6 +46,9 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	if o.StatementTimeout > 0 {
 		cfg.RuntimeParams["statement_timeout"] = fmt.Sprintf("%dms", o.StatementTimeout.Milliseconds())
 	}
+	if o.ReadOnly {
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
@@ -64,6 +70,7 @@ func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error
 }
 
 func list(ctx context.Context, dsn string, o Options, query string) ([]workspace.Row, error) {
+	o.ReadOnly = true
 	conn, err := Connect(ctx, dsn, o)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"backfill/apply"
+)
+
+// answerKey is answer-key.json: what plan and apply --execute must make of
+// every workspace row of the fleet. It holds no address, port or secret, so
+// the same flags give the same bytes.
+type answerKey struct {
+	FormatVersion int               `json:"format_version"`
+	Seed          uint64            `json:"seed"`
+	Tenants       []keyTenant       `json:"tenants"`
+	Counts        map[string]int    `json:"counts"`
+	NotSimulated  map[string]string `json:"not_simulated"`
+	Workspaces    []keyWorkspace    `json:"workspaces"`
+}
+
+// keyTenant says where a tenant's DSN is and how it is collected.
+type keyTenant struct {
+	Name      string `json:"name"`
+	DSNEnv    string `json:"dsn_env"`
+	Collector string `json:"collector"`
+	CPClaim   string `json:"cp_claim"` // tenant-wide; "" when the CP has no record of the tenant
+}
+
+// keyWorkspace is one row's expected outcome.
+type keyWorkspace struct {
+	Tenant      string `json:"tenant"`
+	WorkspaceID string `json:"workspace_id"`
+	Name        string `json:"name"`
+	Runtime     string `json:"runtime"`
+	Kind        string `json:"kind"`
+	LiveConfig  string `json:"live_config"`
+	Case        string `json:"case"`
+	// Verdict is plan's verdict; "" for a row plan never sees.
+	Verdict apply.Verdict `json:"verdict"`
+	Drift   bool          `json:"drift,omitempty"`
+	// Template is the row's template after apply --execute.
+	Template string `json:"template"`
+	// Row is "live", "removed" or "deleted": the row's state after snapshot.
+	Row string `json:"row"`
+}
+
+// keyFormat is answer-key.json's format_version.
+const keyFormat = 1
+
+// Row states in the key.
+const (
+	rowLive    = "live"
+	rowRemoved = "removed"
+	rowDeleted = "deleted"
+)
+
+func (f *fleetSpec) key() *answerKey {
+	k := &answerKey{FormatVersion: keyFormat, Seed: f.Seed, Counts: map[string]int{}, NotSimulated: map[string]string{}}
+	for _, v := range apply.Verdicts {
+		k.Counts[string(v)] = 0
+	}
+	k.Counts["drift"], k.Counts["not-planned"] = 0, 0
+	for v, why := range notSimulated {
+		k.NotSimulated[string(v)] = why
+	}
+	for _, t := range f.Tenants {
+		k.Tenants = append(k.Tenants, keyTenant{Name: t.Name, DSNEnv: t.DSNEnv, Collector: t.Collector, CPClaim: t.Claim})
+		for _, w := range t.Workspaces {
+			row := rowLive
+			switch {
+			case w.After == afterDelete:
+				row = rowDeleted
+			case w.After == afterRemove || w.Status == "removed":
+				row = rowRemoved
+			}
+			k.Workspaces = append(k.Workspaces, keyWorkspace{Tenant: t.Name, WorkspaceID: w.ID, Name: w.Name, Runtime: w.Runtime,
+				Kind: w.Kind, LiveConfig: w.LiveDesc, Case: w.Case, Verdict: w.Verdict, Drift: w.Drift, Template: w.Final, Row: row})
+			if w.planned() {
+				k.Counts[string(w.Verdict)]++
+			} else {
+				k.Counts["not-planned"]++
+			}
+			if w.Drift {
+				k.Counts["drift"]++
+			}
+		}
+	}
+	// The plan's order: tenant, then workspace id.
+	sort.Slice(k.Workspaces, func(i, j int) bool {
+		a, b := k.Workspaces[i], k.Workspaces[j]
+		if a.Tenant != b.Tenant {
+			return a.Tenant < b.Tenant
+		}
+		return a.WorkspaceID < b.WorkspaceID
+	})
+	return k
+}
+
+// marshal is the key file's bytes.
+func (k *answerKey) marshal() []byte {
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		panic(err) // plain data always marshals
+	}
+	return append(b, '\n')
+}
+
+// loadKey reads answer-key.json.
+func loadKey(path string) (*answerKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var k answerKey
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if k.FormatVersion != keyFormat {
+		return nil, fmt.Errorf("%s: format_version %d, want %d", path, k.FormatVersion, keyFormat)
+	}
+	return &k, nil
+}
+
+// cpCSV is the CP records file: tenant-wide records, then workspace-level
+// ones, tenant by tenant. The last tenant has none at all.
+func (f *fleetSpec) cpCSV() []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write([]string{"tenant", "workspace_id", "template"})
+	for _, t := range f.Tenants {
+		if t.Claim != "" {
+			w.Write([]string{t.Name, "", t.Claim})
+		}
+		if t.ExtraCP != "" {
+			w.Write([]string{t.Name, "", t.ExtraCP})
+		}
+		for _, ws := range t.Workspaces {
+			for _, c := range ws.Claims {
+				w.Write([]string{t.Name, ws.ID, c})
+			}
+		}
+	}
+	w.Flush()
+	return b.Bytes()
+}
+
+// Inventory file shapes, in the order backfill documents the keys.
+type (
+	invFile struct {
+		Version int         `yaml:"version"`
+		Tenants []invTenant `yaml:"tenants"`
+	}
+	invTenant struct {
+		Name      string       `yaml:"name"`
+		DSN       string       `yaml:"dsn"`
+		Collector invCollector `yaml:"collector"`
+	}
+	invCollector struct {
+		HTTP *invHTTP `yaml:"http,omitempty"`
+		File string   `yaml:"file,omitempty"`
+	}
+	invHTTP struct {
+		URL       string            `yaml:"url"`
+		Headers   map[string]string `yaml:"headers"`
+		JSONField string            `yaml:"json_field"`
+	}
+)
+
+// tokenEnv holds the files API's bearer token.
+const tokenEnv = "FLEET_TOKEN"
+
+// inventory is inventory.yaml: DSNs and the token are ${VAR} references to
+// the env file, so the inventory itself holds no secret. urls maps each http
+// tenant to its files API base URL; liveRoot is DIR/live.
+func (f *fleetSpec) inventory(urls map[string]string, liveRoot string) []byte {
+	inv := invFile{Version: 1}
+	for _, t := range f.Tenants {
+		it := invTenant{Name: t.Name, DSN: "${" + t.DSNEnv + "}"}
+		if t.Collector == collectHTTP {
+			it.Collector.HTTP = &invHTTP{
+				URL:       urls[t.Name] + "/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+				Headers:   map[string]string{"Authorization": "Bearer ${" + tokenEnv + "}"},
+				JSONField: "content",
+			}
+		} else {
+			it.Collector.File = liveRoot + "/" + t.Name + "/{workspace_id}/config.yaml"
+		}
+		inv.Tenants = append(inv.Tenants, it)
+	}
+	var b bytes.Buffer
+	b.WriteString("# Simulated fleet written by fleetsim; `source env` first: the ${VAR}s are defined there.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(inv); err != nil {
+		panic(err) // plain data always marshals
+	}
+	enc.Close()
+	return b.Bytes()
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// envFile is the env file's content: one export line per variable, in the
+// order given.
+func envFile(names []string, values map[string]string) []byte {
+	var b strings.Builder
+	b.WriteString("# fleetsim: the simulated fleet's secrets; source this before running backfill.\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "export %s=%s\n", n, shellQuote(values[n]))
+	}
+	return []byte(b.String())
+}
+
+// parseEnvFile reads back what envFile wrote.
+func parseEnvFile(data []byte) (map[string]string, error) {
+	out := map[string]string{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "export ")
+		name, quoted, ok2 := strings.Cut(rest, "=")
+		if !ok || !ok2 || name == "" {
+			return nil, fmt.Errorf("line %d: want export NAME='value'", i+1)
+		}
+		v, err := shellUnquote(quoted)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %v", i+1, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// shellUnquote undoes shellQuote.
+func shellUnquote(s string) (string, error) {
+	var b strings.Builder
+	for s != "" {
+		switch {
+		case strings.HasPrefix(s, `\'`):
+			b.WriteByte('\'')
+			s = s[2:]
+		case s[0] == '\'':
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return "", fmt.Errorf("unterminated quote")
+			}
+			b.WriteString(s[1 : 1+end])
+			s = s[2+end:]
+		default:
+			return "", fmt.Errorf("value not single-quoted")
+		}
+	}
+	return b.String(), nil
+}
