@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
+
+	"backfill/apply"
+	"backfill/internal/evidence"
 )
 
 func TestExecuteIsCommandLineOnly(t *testing.T) {
@@ -82,5 +86,35 @@ func TestCanaryReadsBackOnlyWrittenRows(t *testing.T) {
 	res := f.apply(t, "--execute", "--canary", "1")
 	if res.code != 3 || strings.Contains(res.stdout, "mismatch") || strings.Count(res.stdout, "  ok ") != 1 {
 		t.Fatalf("canary: %d\n%s", res.code, res.stdout)
+	}
+}
+
+func TestApplyRefusesAnotherStoreEvenWithAnApproval(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	p, err := apply.LoadPlan("plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another store, holding an approval of this very fingerprint but not
+	// the evidence the plan was made from.
+	os.Rename("evidence.db", "evidence.orig")
+	os.Remove("evidence.db-wal")
+	os.Remove("evidence.db-shm")
+	other, err := evidence.Open(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = other.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "mallory", PlanAuthor: p.Author, At: planClock})
+	other.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := f.apply(t, "--execute")
+	if res.code != 1 || !strings.Contains(res.stderr, "other evidence") {
+		t.Fatalf("exit %d: %s%s", res.code, res.stdout, res.stderr)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" {
+		t.Fatalf("written: %+v", s)
 	}
 }
