@@ -152,7 +152,9 @@ func TestFaultDiskFullDuringSnapshot(t *testing.T) {
 
 func TestConcurrentSnapshotsOnOneStore(t *testing.T) {
 	bin := backfillBinary(t)
-	f := newFleet(t, 60, 20*time.Millisecond)
+	// About 3.6 s of captures: well past the second run's one-second wait
+	// for a lock being released.
+	f := newFleet(t, 60, 40*time.Millisecond)
 	args := []string{"--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "2"}
 	first := exec.Command(bin, args...)
 	first.Env = processEnv(f.env)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"syscall"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -78,6 +79,11 @@ func (s *Store) Path() string { return s.path }
 // DB exposes the underlying connection pool for read-only queries in tests.
 func (s *Store) DB() *sql.DB { return s.db }
 
+// lockGrace is how long Lock waits for a lock that is being released: a
+// process that just died can leave its descriptor, and so its lock, open for
+// a moment in a child it was starting (between fork and exec).
+const lockGrace = time.Second
+
 // Lock takes an exclusive advisory lock on the store for the life of this
 // Store, so that two snapshot or apply runs never interleave on one file.
 func (s *Store) Lock() error {
@@ -85,8 +91,16 @@ func (s *Store) Lock() error {
 	if err != nil {
 		return err
 	}
-	// flock locks are independent of SQLite's own fcntl locks on Linux.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	deadline := time.Now().Add(lockGrace)
+	for {
+		// flock locks are independent of SQLite's own fcntl locks on Linux.
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return fmt.Errorf("%s: %w", s.path, ErrLocked)
