@@ -119,7 +119,11 @@ func (c *Collector) readBody(a attempt, resp *http.Response, r *Result) {
 		c.bodyTooLarge(r, limit)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	// Size the buffer from Content-Length when the server sent one, so a
+	// typical config is read without repeated growing and copying.
+	buf := bytes.NewBuffer(make([]byte, 0, max(min(resp.ContentLength+1, limit+1), 512)))
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	body := buf.Bytes()
 	if err != nil {
 		if !a.interrupted(r) {
 			netFailure(r, "reading body", err)
