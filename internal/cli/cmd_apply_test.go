@@ -270,6 +270,12 @@ func waitForLockWait(t *testing.T, dsn string) {
 
 // lockRow holds FOR UPDATE on one row until the returned func is called.
 func lockRow(t *testing.T, dsn, id string) (release func()) {
+	return holdLock(t, dsn, "SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE", id)
+}
+
+// holdLock runs stmt in a transaction of its own and keeps that transaction,
+// and the locks it took, open until release (or the test's end).
+func holdLock(t *testing.T, dsn, stmt string, args ...any) (release func()) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -280,7 +286,7 @@ func lockRow(t *testing.T, dsn, id string) (release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE", id); err != nil {
+	if _, err := tx.Exec(ctx, stmt, args...); err != nil {
 		t.Fatal(err)
 	}
 	done := false

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"backfill/internal/filesapi"
 	"backfill/internal/pgtest"
 )
@@ -271,29 +269,7 @@ func addOwnClusterTenant(t *testing.T, f *fleet, n int) *pgtest.Cluster {
 // plain SELECT waits for, until the returned func is called. Errors on
 // release are ignored: the server may have been stopped under the session.
 func lockTable(t *testing.T, dsn string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE workspaces IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	release = func() {
-		if !done {
-			done = true
-			tx.Rollback(ctx)
-			conn.Close(ctx)
-		}
-	}
-	t.Cleanup(release)
-	return release
+	return holdLock(t, dsn, "LOCK TABLE workspaces IN ACCESS EXCLUSIVE MODE")
 }
 
 func TestFaultPostgresRestartedDuringSnapshot(t *testing.T) {
