@@ -140,7 +140,9 @@ func Gate(ctx context.Context, o Options) error {
 		return err
 	}
 	for _, e := range entries {
-		if e.Operation == evidence.OpRollback && e.Outcome == RolledBack {
+		// already-rolled-back counts too: it is what a rollback re-run after
+		// a crash between its COMMIT and its journal records.
+		if e.Operation == evidence.OpRollback && (e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack) {
 			// Applying again would write rows a second time; a new plan
 			// shows the reviewer the fleet as it is now.
 			return &GateError{fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", p.Fingerprint, e.At.Format(time.RFC3339))}
