@@ -60,17 +60,12 @@ func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error
 	if len(agreed) == 0 {
 		fmt.Fprintf(b, "\nNo writes.\n")
 	}
-	for i := 0; i < len(agreed); {
-		j := i
-		for j < len(agreed) && agreed[j].Tenant == agreed[i].Tenant {
-			j++
-		}
-		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(agreed[i].Tenant), j-i)
-		for _, it := range agreed[i:j] {
+	for _, items := range group(agreed) {
+		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(items[0].Tenant), len(items))
+		for _, it := range items {
 			fmt.Fprintf(b, "| `%s` | %s | %s | **%s** | %s | %s | %s |\n", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Runtime),
 				cell(it.Action.SetTemplate), cell(evidenceCell(it)), cell(cpCell(it)), cell(strings.Join(it.Notes, "; ")))
 		}
-		i = j
 	}
 	fmt.Fprintf(b, "\nEach write is `UPDATE workspaces SET template = <set template>, updated_at = now() WHERE id = <workspace> AND template = '' AND status <> 'removed'`, applied only after `backfill approve` of fingerprint `%s`.\n", p.Fingerprint)
 	_, err := io.WriteString(w, b.String())

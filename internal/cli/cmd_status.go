@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"backfill/apply"
 	"backfill/internal/evidence"
 )
 
@@ -60,9 +61,9 @@ func (r *runner) status(c *cli.Context) error {
 	for k, e := range latest {
 		for _, s := range []*tenantStatus{get(k.Tenant), &total} {
 			switch e.Outcome {
-			case "applied", "already-applied":
+			case apply.Applied, apply.AlreadyApplied:
 				s.applied++
-			case "failed", "committing":
+			case apply.Failed, apply.Committing:
 				s.applyFailed++
 			default:
 				s.skipped++
@@ -125,11 +126,11 @@ func latestJournal(c *cli.Context, store *evidence.Store) (map[evidence.Key]evid
 	}
 	out := map[evidence.Key]evidence.Entry{}
 	for _, e := range entries {
-		if e.Operation == evidence.OpRollback && e.Outcome != "rolled-back" && e.Outcome != "already-rolled-back" {
+		if e.Operation == evidence.OpRollback && e.Outcome != apply.RolledBack && e.Outcome != apply.AlreadyRolledBack {
 			continue // a rollback that touched nothing leaves the apply outcome standing
 		}
 		if e.Operation == evidence.OpRollback {
-			e.Outcome = "rolled-back"
+			e.Outcome = apply.RolledBack
 		}
 		out[evidence.Key{Tenant: e.Tenant, WorkspaceID: e.WorkspaceID}] = e
 	}

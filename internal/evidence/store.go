@@ -38,7 +38,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("evidence store %s: %w", path, err)
 	}
 	f.Close()
-	return open(ctx, path, false)
+	return open(ctx, path)
 }
 
 // OpenExisting opens an evidence store that must already exist; commands that
@@ -48,10 +48,10 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("evidence store %s: %w", path, err)
 	}
-	return open(ctx, path, false)
+	return open(ctx, path)
 }
 
-func open(ctx context.Context, path string, readOnly bool) (*Store, error) {
+func open(ctx context.Context, path string) (*Store, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
