@@ -57,29 +57,36 @@ func backfill(t *testing.T, lookup func(string) (string, bool), args ...string) 
 	return code, out.String(), errb.String()
 }
 
-// waitFile polls for a file that a running fleet writes, failing early if
-// the fleet has exited.
-func waitFile(t *testing.T, path string, exited <-chan int, timeout time.Duration) {
+// waitFor polls until ready reports true, failing early if the fleet has
+// exited. what names the awaited thing in the failure.
+func waitFor(t *testing.T, what string, ready func() bool, exited <-chan int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.After(timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
+	for !ready() {
 		select {
 		case code := <-exited:
-			t.Fatalf("fleetsim exited %d before %s appeared", code, path)
+			t.Fatalf("fleetsim exited %d before %s", code, what)
 		case <-deadline:
-			t.Fatalf("%s did not appear within %v", path, timeout)
+			t.Fatalf("no %s within %v", what, timeout)
 		case <-tick.C:
 		}
 	}
 }
 
+// waitFile polls for a file that a running fleet writes.
+func waitFile(t *testing.T, path string, exited <-chan int, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, path, func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	}, exited, timeout)
+}
+
 // startCLI starts fleetsim's command line in the background and waits for
-// DIR/ready. stop cancels it and returns its exit status.
+// DIR/ready and the ready message (printed just after the file is written).
+// stop cancels it and returns its exit status.
 func startCLI(t *testing.T, args ...string) (dir string, stdout, stderr *syncBuffer, stop func() int) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "fleet")
@@ -105,6 +112,9 @@ func startCLI(t *testing.T, args ...string) (dir string, stdout, stderr *syncBuf
 		}
 	})
 	waitFile(t, filepath.Join(dir, fileReady), exited, 2*time.Minute)
+	waitFor(t, "ready message", func() bool {
+		return strings.Contains(stdout.String(), "Ctrl-C stops the fleet")
+	}, exited, time.Minute)
 	return dir, stdout, stderr, stop
 }
 
