@@ -140,9 +140,9 @@ func Gate(ctx context.Context, o Options) error {
 		return err
 	}
 	for _, e := range entries {
-		// already-rolled-back counts too: it is what a rollback re-run after
-		// a crash between its COMMIT and its journal records.
-		if e.Operation == evidence.OpRollback && (e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack) {
+		// already-rolled-back and committing count too: they are what a
+		// rollback that died around its COMMIT leaves, or its re-run records.
+		if e.Operation == evidence.OpRollback && (e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack || e.Outcome == Committing) {
 			// Applying again would write rows a second time; a new plan
 			// shows the reviewer the fleet as it is now.
 			return &GateError{fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", p.Fingerprint, e.At.Format(time.RFC3339))}
@@ -333,25 +333,31 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	// Journal our writes before COMMIT: if the process dies between the two,
-	// the journal still shows which rows this plan wrote, for rollback.
+	return commitJournaled(ctx, o, tx, evidence.OpApply, Applied, tr, items, "re-run apply")
+}
+
+// commitJournaled commits a tenant's transaction, journaling its writes
+// (results with outcome wrote) as committing just before COMMIT: if the
+// process dies between the two, the journal still shows which rows op
+// touched. rerun names what resolves an unknown commit outcome.
+func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, rerun string) TenantReport {
 	var pending []evidence.Record
 	for _, r := range tr.Results {
-		if r.Outcome == Applied {
-			pending = append(pending, o.entry(evidence.OpApply, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before,
+		if r.Outcome == wrote {
+			pending = append(pending, o.entry(op, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before,
 				After: r.After, Outcome: Committing, Reason: "written, commit pending"}))
 		}
 	}
 	if len(pending) > 0 {
 		if err := o.Store.Append(ctx, pending...); err != nil {
-			return failAll(o, t.Name, items, "journal: "+err.Error()+"; nothing was committed")
+			return failAll(o, tr.Tenant, items, "journal: "+err.Error()+"; nothing was committed")
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		reason := "commit: " + o.redact(err) + "; the outcome of this tenant's writes is unknown: re-run apply to resolve"
-		return journalAll(ctx, o, failAll(o, t.Name, items, reason))
+		reason := "commit: " + o.redact(err) + "; the outcome of this tenant's writes is unknown: " + rerun + " to resolve"
+		return journalOp(ctx, o, failAll(o, tr.Tenant, items, reason), op)
 	}
-	return journalAll(ctx, o, tr)
+	return journalOp(ctx, o, tr, op)
 }
 
 // classify resolves an UPDATE that matched no row, without writing.

@@ -99,8 +99,5 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fail("commit: " + o.redact(err) + "; the outcome is unknown: re-run rollback to resolve")
-	}
-	return journalOp(ctx, o, tr, evidence.OpRollback)
+	return commitJournaled(ctx, o, tx, evidence.OpRollback, RolledBack, tr, items, "re-run rollback")
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -65,6 +66,74 @@ func TestApplyAfterRollbackIsRefused(t *testing.T) {
 	}
 }
 
+// A rollback that died after its COMMIT leaves only its committing entries;
+// the plan must still be refused for a second write.
+func TestApplyAfterCrashedRollbackIsRefused(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s", res.stdout)
+	}
+	p, err := apply.LoadPlan("plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A real rollback journals committing before its COMMIT.
+	other := t.TempDir()
+	copyStore(t, "evidence.db", filepath.Join(other, "evidence.db"))
+	if res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute"); res.code != 0 {
+		t.Fatalf("rollback: %d %s", res.code, res.stdout)
+	}
+	committing := journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpRollback, apply.Committing)
+	if len(committing) == 0 {
+		t.Fatal("rollback journaled no committing entry before its COMMIT")
+	}
+	// Now the state a crash right after that COMMIT leaves: the rows are
+	// '' again and the journal holds the committing entries only.
+	os.Remove("evidence.db-wal")
+	os.Remove("evidence.db-shm")
+	copyStore(t, filepath.Join(other, "evidence.db"), "evidence.db")
+	s, err := evidence.Open(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Append(context.Background(), committing...)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := f.apply(t, "--execute")
+	if res.code != 1 || !strings.Contains(res.stderr, "rolled back") {
+		t.Fatalf("apply after a crashed rollback: %d %s %s", res.code, res.stdout, res.stderr)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
+		t.Fatalf("row after a refused re-apply: %+v", s)
+	}
+}
+
+// journalOutcomes returns the store's journal entries of one operation and
+// outcome for a plan, ready to append elsewhere.
+func journalOutcomes(t *testing.T, path, fingerprint, op, outcome string) []evidence.Record {
+	t.Helper()
+	s, err := evidence.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	entries, err := s.Journal(context.Background(), fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []evidence.Record
+	for _, e := range entries {
+		if e.Operation == op && e.Outcome == outcome {
+			e := e
+			out = append(out, &e)
+		}
+	}
+	return out
+}
+
 func TestCPSourcePasswordNeverEchoed(t *testing.T) {
 	f := newPlanFixture(t)
 	t.Chdir(f.dir)
@@ -116,5 +185,21 @@ func TestApplyRefusesAnotherStoreEvenWithAnApproval(t *testing.T) {
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "" {
 		t.Fatalf("written: %+v", s)
+	}
+}
+
+// copyStore copies a closed evidence store, refusing one whose WAL still
+// holds pages (they would be left behind).
+func copyStore(t *testing.T, from, to string) {
+	t.Helper()
+	if fi, err := os.Stat(from + "-wal"); err == nil && fi.Size() > 0 {
+		t.Fatalf("%s-wal holds %d bytes: the store is not closed", from, fi.Size())
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
