@@ -360,6 +360,10 @@ func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string
 	return journalOp(ctx, o, tr, op)
 }
 
+// nullStatus explains the one row with template ” that the compare-and-swap
+// cannot match: SQL's NULL <> 'removed' is not true.
+const nullStatus = "status is NULL, which the compare-and-swap (status <> 'removed') never matches; not written"
+
 // classify resolves an UPDATE that matched no row, without writing.
 func classify(ctx context.Context, tx pgx.Tx, r Result, set string) (Result, error) {
 	cur, status, exists, err := tenantdb.Current(ctx, tx, r.WorkspaceID)
@@ -374,6 +378,8 @@ func classify(ctx context.Context, tx pgx.Tx, r Result, set string) (Result, err
 		r.Outcome, r.Reason = AlreadyApplied, "the row already holds the planned value"
 	case status == "removed":
 		r.Outcome, r.Reason = SkippedRemoved, "the workspace is removed"
+	case cur == "" && status == "":
+		r.Outcome, r.Reason = SkippedChanged, nullStatus
 	default:
 		r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since the plan: now %q; not overwritten", cur)
 	}
@@ -433,6 +439,8 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 				r.Outcome, r.Reason = AlreadyRolledBack, "template is already ''"
 			case rollback:
 				r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since apply: now %q; would not be touched", cur)
+			case cur == "" && status == "":
+				r.Outcome, r.Reason = SkippedChanged, nullStatus
 			case cur == "":
 				r.After, r.Outcome, r.Reason = set, WouldWrite, "would write"
 			case cur == set:

@@ -194,6 +194,10 @@ func Reconcile(in Input) Decision {
 		d.Verdict = Agree
 		d.Set = id.Template
 		d.Reason = fmt.Sprintf("%s (%s) and the CP (%s) both name %s", from, id.Rule, cpDesc, id.Template)
+		if in.Row.Status == "" {
+			// Tell the reviewer now rather than let apply skip it unexplained.
+			d.Notes = append(d.Notes, "status is NULL: apply's compare-and-swap (status <> 'removed') will not match the row until a status is set")
+		}
 	}
 	return d
 }

@@ -122,6 +122,8 @@ func TestReconcileVerdictTable(t *testing.T) {
 			verdict: Agree, set: "seo-agent", noteCount: 1},
 		{name: "earliest custom, later stub: agree with a note", in: Input{Captures: caps(seo, stubOfAgent, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: Agree, set: "seo-agent", noteCount: 1},
+		{name: "NULL status: agree with a note that apply cannot match it", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "")},
+			verdict: Agree, set: "seo-agent", noteCount: 1},
 		{name: "concierge platform row", in: Input{Captures: caps(conciergeCfg), Claim: tenantClaim("platform-agent"), Row: &workspace.Row{ID: "c", Runtime: "claude-code", Status: "online", Kind: "platform"}},
 			verdict: Agree, set: "platform-agent"},
 	}

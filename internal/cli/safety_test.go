@@ -134,6 +134,27 @@ func journalOutcomes(t *testing.T, path, fingerprint, op, outcome string) []evid
 	return out
 }
 
+// A row whose status is NULL is never matched by the compare-and-swap; the
+// dry run must say so rather than promise a write that execute skips.
+func TestNullStatusRowDryRunMatchesExecute(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET status = NULL WHERE id = $1", f.ids["seo-1"])
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := f.apply(t, args...)
+		want := 3 // a skip is not success
+		if args == nil {
+			want = 0 // a dry run reports; it does not fail
+		}
+		if res.code != want || !strings.Contains(res.stdout, "status is NULL") {
+			t.Errorf("apply %q: exit %d\n%s", args, res.code, res.stdout)
+		}
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 0 {
+		t.Fatalf("a NULL-status row was written: %+v", s)
+	}
+}
+
 func TestCPSourcePasswordNeverEchoed(t *testing.T) {
 	f := newPlanFixture(t)
 	t.Chdir(f.dir)
