@@ -70,6 +70,9 @@ type Report struct {
 	Execute bool
 	Tenants []TenantReport
 	Counts  map[string]int
+	// EarlierRollbacks counts, for rollback, the plan's writes an earlier
+	// rollback already undid; they are not touched again.
+	EarlierRollbacks int
 }
 
 // Complete reports whether every action ended applied or already applied
@@ -228,15 +231,19 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
+	h, err := loadHistory(ctx, o.Store, o.Plan.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
 	groups := group(o.Plan.Agreed())
 	if o.Canary > 0 && o.Canary < len(groups) {
 		groups = groups[:o.Canary]
 	}
 	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
 		if !o.Execute {
-			return dryRun(ctx, o, t, items, false)
+			return dryRun(ctx, o, t, items, false, h.applied)
 		}
-		tr := applyTenant(ctx, o, t, items)
+		tr := applyTenant(ctx, o, t, items, h.applied)
 		if o.Canary > 0 {
 			tr.Readback = readBack(ctx, o, t, items, tr.Results)
 		}
@@ -303,8 +310,9 @@ func (o Options) readOptions() tenantdb.Options {
 
 func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()) }
 
-// applyTenant writes one tenant's items in one transaction.
-func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item) TenantReport {
+// applyTenant writes one tenant's items in one transaction. Rows in applied
+// were written by an earlier run of this plan and are never written again.
+func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, applied map[string]bool) TenantReport {
 	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
 	// transaction either commits or rolls back, bounded by the timeouts.
 	ctx = context.WithoutCancel(ctx)
@@ -322,14 +330,26 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 	for _, it := range items {
 		set := it.Action.SetTemplate
 		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-		tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
-		if err != nil {
-			return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+		if !applied[it.Key()] {
+			tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
+			if err != nil {
+				return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+			}
+			if tag.RowsAffected() == 1 {
+				r.Before, r.After, r.Outcome = "", set, Applied
+				tr.Results = append(tr.Results, r)
+				continue
+			}
 		}
-		if tag.RowsAffected() == 1 {
-			r.Before, r.After, r.Outcome = "", set, Applied
-		} else if r, err = classify(ctx, tx, r, set); err != nil {
+		cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+		if err != nil {
 			return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+		}
+		r.Before, r.After = cur, cur
+		r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, applied[it.Key()])
+		if r.Outcome == WouldWrite {
+			// Only a concurrent change between the UPDATE and the read.
+			r.Outcome, r.Reason = SkippedChanged, "the row changed while being written; re-run apply"
 		}
 		tr.Results = append(tr.Results, r)
 	}
@@ -364,26 +384,41 @@ func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string
 // cannot match: SQL's NULL <> 'removed' is not true.
 const nullStatus = "status is NULL, which the compare-and-swap (status <> 'removed') never matches; not written"
 
-// classify resolves an UPDATE that matched no row, without writing.
-func classify(ctx context.Context, tx pgx.Tx, r Result, set string) (Result, error) {
-	cur, status, exists, err := tenantdb.Current(ctx, tx, r.WorkspaceID)
-	if err != nil {
-		return r, err
-	}
-	r.Before, r.After = cur, cur
+// applyOutcome is what apply's compare-and-swap makes of a row as it is now:
+// WouldWrite, or why it is not written. wroteBefore: this plan's journal
+// shows the row already written once.
+func applyOutcome(cur, status string, exists bool, set string, wroteBefore bool) (outcome, reason string) {
 	switch {
 	case !exists:
-		r.Outcome, r.Reason = SkippedRemoved, "the row no longer exists"
+		return SkippedRemoved, "the row no longer exists"
 	case cur == set:
-		r.Outcome, r.Reason = AlreadyApplied, "the row already holds the planned value"
+		return AlreadyApplied, "the row already holds the planned value"
 	case status == "removed":
-		r.Outcome, r.Reason = SkippedRemoved, "the workspace is removed"
+		return SkippedRemoved, "the workspace is removed"
+	case wroteBefore:
+		return SkippedChanged, fmt.Sprintf("this plan wrote the row once and it is now %q; not written twice", cur)
 	case cur == "" && status == "":
-		r.Outcome, r.Reason = SkippedChanged, nullStatus
+		return SkippedChanged, nullStatus
+	case cur == "":
+		return WouldWrite, "would write"
 	default:
-		r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since the plan: now %q; not overwritten", cur)
+		return SkippedChanged, fmt.Sprintf("template changed since the plan: now %q; not overwritten", cur)
 	}
-	return r, nil
+}
+
+// rollbackOutcome is what rollback's inverse compare-and-swap makes of a row
+// as it is now: WouldRollBack, or why it is not touched.
+func rollbackOutcome(cur string, exists bool, written string) (outcome, reason string) {
+	switch {
+	case !exists:
+		return SkippedRemoved, "the row no longer exists"
+	case cur == written:
+		return WouldRollBack, "would set template back to ''"
+	case cur == "":
+		return AlreadyRolledBack, "template is already ''"
+	default:
+		return SkippedChanged, fmt.Sprintf("template changed since apply: now %q; not touched", cur)
+	}
 }
 
 func (o Options) entry(op string, r Result) *evidence.Entry {
@@ -413,8 +448,9 @@ func journalOp(ctx context.Context, o Options, tr TenantReport, op string) Tenan
 	return tr
 }
 
-// dryRun compares items with the rows as they are now, read-only.
-func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool) TenantReport {
+// dryRun compares items with the rows as they are now, read-only, using
+// the same rules as the writes it stands in for.
+func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool, applied map[string]bool) TenantReport {
 	tr := TenantReport{Tenant: t.Name}
 	conn, err := tenantdb.Connect(ctx, t.DSN, o.readOptions())
 	if err != nil {
@@ -430,23 +466,16 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 				return err
 			}
 			r.Before, r.After = cur, cur
-			switch {
-			case !exists || (!rollback && status == "removed"):
-				r.Outcome, r.Reason = SkippedRemoved, "the workspace is removed or gone"
-			case rollback && cur == set:
-				r.After, r.Outcome, r.Reason = "", WouldRollBack, "would set template back to ''"
-			case rollback && cur == "":
-				r.Outcome, r.Reason = AlreadyRolledBack, "template is already ''"
-			case rollback:
-				r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since apply: now %q; would not be touched", cur)
-			case cur == "" && status == "":
-				r.Outcome, r.Reason = SkippedChanged, nullStatus
-			case cur == "":
-				r.After, r.Outcome, r.Reason = set, WouldWrite, "would write"
-			case cur == set:
-				r.Outcome, r.Reason = AlreadyApplied, "the row already holds the planned value"
-			default:
-				r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since the plan: now %q; would not be overwritten", cur)
+			if rollback {
+				r.Outcome, r.Reason = rollbackOutcome(cur, exists, set)
+			} else {
+				r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, applied[it.Key()])
+			}
+			switch r.Outcome {
+			case WouldWrite:
+				r.After = set
+			case WouldRollBack:
+				r.After = ""
 			}
 			tr.Results = append(tr.Results, r)
 		}

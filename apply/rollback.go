@@ -9,27 +9,20 @@ import (
 	"backfill/internal/tenantdb"
 )
 
-// Written returns the plan's items that the journal shows this plan wrote
-// (applied, or journaled as committing when a run died before its final
-// entry), in plan order.
-func Written(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, error) {
-	entries, err := s.Journal(ctx, p.Fingerprint)
+// undoable returns the plan's items that rollback may still undo, in plan
+// order, and how many of its writes were already rolled back.
+func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, int, error) {
+	h, err := loadHistory(ctx, s, p.Fingerprint)
 	if err != nil {
-		return nil, err
-	}
-	wrote := map[string]bool{}
-	for _, e := range entries {
-		if e.Operation == evidence.OpApply && (e.Outcome == Applied || e.Outcome == Committing) {
-			wrote[e.Tenant+"/"+e.WorkspaceID] = true
-		}
+		return nil, 0, err
 	}
 	var out []Item
 	for _, it := range p.Agreed() {
-		if wrote[it.Key()] {
+		if h.undoable[it.Key()] {
 			out = append(out, it)
 		}
 	}
-	return out, nil
+	return out, h.rolledBack, nil
 }
 
 // Rollback undoes the plan's writes with the inverse compare-and-swap: a row
@@ -39,9 +32,12 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if err := verifyEvidence(ctx, o); err != nil {
 		return nil, err
 	}
-	items, err := Written(ctx, o.Store, o.Plan)
+	items, undone, err := undoable(ctx, o.Store, o.Plan)
 	if err != nil {
 		return nil, err
+	}
+	if len(items) == 0 && undone > 0 {
+		return nil, fmt.Errorf("%w (all %d of its writes were rolled back by an earlier run)", ErrNothingApplied, undone)
 	}
 	if len(items) == 0 {
 		return nil, ErrNothingApplied
@@ -49,12 +45,14 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if err := checkTenants(Options{Plan: &Plan{Items: items}, Inventory: o.Inventory}); err != nil {
 		return nil, err
 	}
-	return runTenants(ctx, o, group(items), func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
+	rep := runTenants(ctx, o, group(items), func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
 		if !o.Execute {
-			return dryRun(ctx, o, t, items, true)
+			return dryRun(ctx, o, t, items, true, nil)
 		}
 		return rollbackTenant(ctx, o, t, items)
-	}), nil
+	})
+	rep.EarlierRollbacks = undone
+	return rep, nil
 }
 
 func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item) TenantReport {
@@ -88,13 +86,10 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 				return fail(fmt.Sprintf("workspace %s: re-read: %s", it.WorkspaceID, o.redact(err)))
 			}
 			r.Before, r.After = cur, cur
-			switch {
-			case !exists:
-				r.Outcome, r.Reason = SkippedRemoved, "the row no longer exists"
-			case cur == "":
-				r.Outcome, r.Reason = AlreadyRolledBack, "template is already ''"
-			default:
-				r.Outcome, r.Reason = SkippedChanged, fmt.Sprintf("template changed since apply: now %q; not touched", cur)
+			r.Outcome, r.Reason = rollbackOutcome(cur, exists, written)
+			if r.Outcome == WouldRollBack {
+				// Only a concurrent change between the UPDATE and the read.
+				r.Outcome, r.Reason = SkippedChanged, "the row changed while being rolled back; re-run rollback"
 			}
 		}
 		tr.Results = append(tr.Results, r)

@@ -108,7 +108,9 @@ func (r *runner) apply(c *cli.Context) error {
 	if o.Canary > 0 && o.Execute {
 		printReadback(r.env.Stdout, rep)
 	}
-	if o.Execute && !rep.Complete() {
+	// A dry run that finds skips or failures exits 3 too, so a pre-flight
+	// script can stop before --execute.
+	if !rep.Complete() {
 		return errPartial
 	}
 	return nil

@@ -141,10 +141,11 @@ func TestApplyEndToEnd(t *testing.T) {
 		t.Errorf("export apply outcome: %+v", r)
 	}
 
-	// Rollback: someone has since changed one written row; it is left alone.
+	// Rollback: someone has since changed one written row; it is left alone,
+	// and the dry run already exits 3 for it.
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'hand-fixed' WHERE id = $1", f.ids["seo-2-restarted"])
 	rdry := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json")
-	if rdry.code != 0 || !strings.Contains(rdry.stdout, "would-roll-back") || f.row(t, "acme", "seo-1").template != "seo-agent" {
+	if rdry.code != 3 || !strings.Contains(rdry.stdout, "would-roll-back 2") || !strings.Contains(rdry.stdout, "skipped-changed 1") || f.row(t, "acme", "seo-1").template != "seo-agent" {
 		t.Fatalf("rollback dry run: %d\n%s%s", rdry.code, rdry.stdout, rdry.stderr)
 	}
 	rb := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")

@@ -38,7 +38,12 @@ func (r *runner) rollback(c *cli.Context) error {
 	}
 	fmt.Fprintf(r.env.Stdout, "rollback of plan %s (%s)\n", o.Plan.Fingerprint, mode)
 	printReport(r.env.Stdout, rep)
-	if o.Execute && !rep.Complete() {
+	if rep.EarlierRollbacks > 0 {
+		fmt.Fprintf(r.env.Stdout, "not touched again: %d writes of this plan an earlier rollback already undid\n", rep.EarlierRollbacks)
+	}
+	// A dry run that finds skips or failures exits 3 too, so a pre-flight
+	// script can stop before --execute.
+	if !rep.Complete() {
 		return errPartial
 	}
 	return nil

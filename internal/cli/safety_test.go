@@ -142,16 +142,90 @@ func TestNullStatusRowDryRunMatchesExecute(t *testing.T) {
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET status = NULL WHERE id = $1", f.ids["seo-1"])
 	for _, args := range [][]string{nil, {"--execute"}} {
 		res := f.apply(t, args...)
-		want := 3 // a skip is not success
-		if args == nil {
-			want = 0 // a dry run reports; it does not fail
-		}
-		if res.code != want || !strings.Contains(res.stdout, "status is NULL") {
+		if res.code != 3 || !strings.Contains(res.stdout, "status is NULL") {
 			t.Errorf("apply %q: exit %d\n%s", args, res.code, res.stdout)
 		}
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 0 {
 		t.Fatalf("a NULL-status row was written: %+v", s)
+	}
+}
+
+// A rollback undoes its plan's writes once. Re-running it (as a failed
+// commit tells the operator to) must not undo what a later plan wrote.
+func TestRollbackRerunLeavesALaterPlansWrites(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s", res.stdout)
+	}
+	rollback := func(plan string) result {
+		return runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", plan, "--execute")
+	}
+	if res := rollback("plan.json"); res.code != 0 || !strings.Contains(res.stdout, "rolled-back 3") {
+		t.Fatalf("rollback: %d %s", res.code, res.stdout)
+	}
+	if res := f.plan(t, "--out", "plan-b.json", "--report", "report-b.md", "--author", "carol"); res.code != 0 {
+		t.Fatalf("plan B: %s", res.stderr)
+	}
+	if res := runAt(t, nil, "approve", "plan-b.json", "--by", "bob"); res.code != 0 {
+		t.Fatalf("approve B: %s", res.stderr)
+	}
+	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan-b.json", "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
+		t.Fatalf("apply B: %d %s", res.code, res.stdout)
+	}
+	res := rollback("plan.json")
+	if res.code != 0 || !strings.Contains(res.stdout, "all 3 of its writes were rolled back by an earlier run") {
+		t.Fatalf("rollback re-run: %d %s %s", res.code, res.stdout, res.stderr)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 3 {
+		t.Fatalf("the re-run undid plan B's write: %+v", s)
+	}
+}
+
+// Re-running a plan writes nothing twice, even over a row that was set back
+// to '' after this plan wrote it; the dry run says the same.
+func TestApplyNeverWritesARowTwice(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s", res.stdout)
+	}
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = '' WHERE id = $1", f.ids["seo-1"])
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := f.apply(t, args...)
+		if res.code != 3 || !strings.Contains(res.stdout, "not written twice") || !strings.Contains(res.stdout, "already-applied 2") {
+			t.Errorf("apply %q: exit %d\n%s", args, res.code, res.stdout)
+		}
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
+		t.Fatalf("written twice: %+v", s)
+	}
+}
+
+// The dry run and --execute decide a row alike: one removed since the plan
+// that already holds the planned value is already-applied in both.
+func TestDryRunAgreesWithExecuteOnRemovedRows(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent', status = 'removed' WHERE id = $1", f.ids["seo-1"])
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET status = 'removed' WHERE id = $1", f.ids["seo-2-restarted"])
+	var outs []string
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := f.apply(t, args...)
+		if res.code != 3 {
+			t.Errorf("apply %q: exit %d\n%s", args, res.code, res.stdout)
+		}
+		var lines []string
+		for _, l := range strings.Split(res.stdout, "\n") {
+			if strings.Contains(l, f.ids["seo-1"]) || strings.Contains(l, f.ids["seo-2-restarted"]) {
+				lines = append(lines, strings.Fields(l)[0])
+			}
+		}
+		outs = append(outs, strings.Join(lines, " "))
+	}
+	if outs[0] != "already-applied skipped-removed" || outs[1] != outs[0] {
+		t.Fatalf("dry run %q, execute %q", outs[0], outs[1])
 	}
 }
 
