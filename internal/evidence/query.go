@@ -74,6 +74,9 @@ func (s *Store) Content(ctx context.Context, sha string) ([]byte, error) {
 	if err == sql.ErrNoRows {
 		return nil, fmt.Errorf("content %s is not in the evidence store", sha)
 	}
+	if b == nil && err == nil {
+		b = []byte{} // an empty capture reads back as empty, not absent
+	}
 	return b, err
 }
 

@@ -175,6 +175,10 @@ func (c *Capture) table() string { return "captures" }
 
 func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
 	if c.Outcome == Captured {
+		if c.Content == nil {
+			// An empty file is evidence too; nil would bind as NULL.
+			c.Content = []byte{}
+		}
 		c.SHA256 = SHA256Hex(c.Content)
 		c.Size = int64(len(c.Content))
 		// Content is stored once per sha256; a second capture of the same

@@ -305,3 +305,28 @@ func TestWorkspacesSummary(t *testing.T) {
 		t.Errorf("w9 = %+v", w9)
 	}
 }
+
+// An empty config.yaml is evidence like any other: it survives a merge and
+// reads back as empty, not as missing.
+func TestMergeKeepsAnEmptyCapture(t *testing.T) {
+	ctx := context.Background()
+	in := openTemp(t)
+	if err := in.Append(ctx, capture("a", "w1", Captured, ""), capture("a", "w2", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Open(ctx, filepath.Join(t.TempDir(), "out.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := Merge(ctx, out, time.Now(), in); err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	if rep, err := out.Verify(ctx); err != nil || !rep.OK() {
+		t.Fatalf("verify after merge: %+v %v", rep, err)
+	}
+	b, err := out.Content(ctx, SHA256Hex(nil))
+	if err != nil || b == nil || len(b) != 0 {
+		t.Fatalf("empty content: %q (nil %v) %v", b, b == nil, err)
+	}
+}
