@@ -380,7 +380,7 @@ func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string
 	return journalOp(ctx, o, tr, op)
 }
 
-// nullStatus explains the one row with template ” that the compare-and-swap
+// nullStatus explains an empty-template row that the compare-and-swap
 // cannot match: SQL's NULL <> 'removed' is not true.
 const nullStatus = "status is NULL, which the compare-and-swap (status <> 'removed') never matches; not written"
 

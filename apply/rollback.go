@@ -26,7 +26,7 @@ func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, int, err
 }
 
 // Rollback undoes the plan's writes with the inverse compare-and-swap: a row
-// is set back to ” only while it still holds the value apply wrote.
+// is emptied only while it still holds the value apply wrote.
 func Rollback(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
 	if err := verifyEvidence(ctx, o); err != nil {

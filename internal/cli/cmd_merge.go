@@ -55,17 +55,29 @@ func (r *runner) merge(c *cli.Context) error {
 			return fail("%v: is a snapshot still writing it? merge it when it has finished", err)
 		}
 	}
-	out, err := evidence.Open(c.Context, outPath)
+	// Build the store under a temporary name and link it into place only
+	// when complete, so a merge killed half-way never leaves an OUT that
+	// verifies while missing captures.
+	tmpPath := fmt.Sprintf("%s.partial-%d", outPath, os.Getpid())
+	removeTmp := func() {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(tmpPath + suffix)
+		}
+	}
+	defer removeTmp()
+	out, err := evidence.Open(c.Context, tmpPath)
 	if err != nil {
 		return fail("%v", err)
 	}
 	sources, err := evidence.Merge(c.Context, out, r.env.Now(), inputs...)
-	out.Close()
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
-		// Leave nothing half-made behind: OUT did not exist before.
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			os.Remove(outPath + suffix)
-		}
+		return fail("merge: %v", err)
+	}
+	// Link, unlike rename, refuses to replace an OUT created meanwhile.
+	if err := os.Link(tmpPath, outPath); err != nil {
 		return fail("merge: %v", err)
 	}
 	total := 0

@@ -39,6 +39,9 @@ func TestShardsMergedEqualOneRun(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("merge: %d %s %s", res.code, res.stdout, res.stderr)
 	}
+	if left, _ := filepath.Glob(merged + ".partial-*"); len(left) > 0 {
+		t.Errorf("merge left its temporary store: %v", left)
+	}
 	if v := run(t, nil, "verify", "--evidence", merged); v.code != 0 {
 		t.Fatalf("verify merged: %s", v.stdout)
 	}
@@ -121,6 +124,9 @@ func TestMergeRefusesSelfAndTampered(t *testing.T) {
 	res := run(t, nil, "merge", out, tamper)
 	if res.code != 1 || !strings.Contains(res.stderr, "does not verify") {
 		t.Errorf("tampered: exit %d %s", res.code, res.stderr)
+	}
+	if left, _ := filepath.Glob(out + "*"); len(left) > 0 {
+		t.Errorf("a failed merge left files behind: %v", left)
 	}
 	if res := run(t, nil, "merge", f.evidence, copyPath); res.code != 1 || !strings.Contains(res.stderr, "already exists") {
 		t.Errorf("existing output: exit %d %s", res.code, res.stderr)

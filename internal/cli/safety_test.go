@@ -184,7 +184,7 @@ func TestRollbackRerunLeavesALaterPlansWrites(t *testing.T) {
 }
 
 // Re-running a plan writes nothing twice, even over a row that was set back
-// to '' after this plan wrote it; the dry run says the same.
+// to empty after this plan wrote it; the dry run says the same.
 func TestApplyNeverWritesARowTwice(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
