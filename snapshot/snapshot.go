@@ -20,6 +20,7 @@ import (
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
 	"backfill/internal/tenantdb"
+	"backfill/internal/workspace"
 )
 
 // Options configure a snapshot run. Zero values take the SPEC's defaults.
@@ -229,9 +230,28 @@ func withDefaults(o Options) Options {
 
 func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool) {
 	t := e.tenants[i]
-	lctx, cancel := context.WithTimeout(ctx, 3*e.o.Timeout)
-	rows, err := tenantdb.ListLive(lctx, t.DSN, tenantdb.Options{ConnectTimeout: e.o.Timeout})
-	cancel()
+	var rows []workspace.Row
+	var err error
+	for attempt := 1; ; attempt++ {
+		lctx, cancel := context.WithTimeout(ctx, 3*e.o.Timeout)
+		rows, err = tenantdb.ListLive(lctx, t.DSN, tenantdb.Options{ConnectTimeout: e.o.Timeout})
+		cancel()
+		// A blip while listing would cost the whole tenant's evidence:
+		// retry it like a capture.
+		if err == nil || !tenantdb.Transient(err) || attempt > e.o.Retries || ctx.Err() != nil {
+			break
+		}
+		wait := e.backoff(attempt)
+		e.o.Logger.Info("retrying tenant listing", "tenant", t.Name, "attempt", attempt, "reason", e.o.Redactor.Redact(err.Error()), "wait", wait)
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+			continue
+		case <-ctx.Done():
+			timer.Stop()
+		}
+		break
+	}
 	if err != nil {
 		e.tenantFailed(ctx, i, "list workspaces: "+err.Error())
 		return

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -66,8 +67,7 @@ func newFleet(t *testing.T, perTenant int, latency time.Duration) *fleet {
 		insertRows(t, dsn, rows...)
 		envName := strings.ToUpper(tenant) + "_PG_PASSWORD"
 		f.env[envName] = plantedPGPassword
-		dsnRef := strings.Replace(dsn, "postgres://postgres@", "postgres://postgres:${"+envName+"}@", 1)
-		fmt.Fprintf(&tenantsYAML, "  - name: %s\n    dsn: %q\n", tenant, dsnRef)
+		fmt.Fprintf(&tenantsYAML, "  - name: %s\n    dsn: %q\n", tenant, dsnRef(tenant, dsn))
 		switch tenant {
 		case "alpha":
 			fmt.Fprintf(&tenantsYAML, "    collector:\n      exec: [\"cat\", \"%s/{workspace_id}/config.yaml\"]\n", root)
@@ -83,6 +83,26 @@ func newFleet(t *testing.T, perTenant int, latency time.Duration) *fleet {
 	}
 	f.inventory = writeFile(t, filepath.Join(f.dir, "inventory.yaml"), "version: 1\ntenants:\n"+tenantsYAML.String())
 	return f
+}
+
+// dsnRef is how the fleet's inventory spells a tenant's DSN: the password
+// comes from the environment.
+func dsnRef(tenant, dsn string) string {
+	return strings.Replace(dsn, "postgres://postgres@", "postgres://postgres:${"+strings.ToUpper(tenant)+"_PG_PASSWORD}@", 1)
+}
+
+// repoint makes the inventory reach a tenant's database through dsn.
+func (f *fleet) repoint(t *testing.T, tenant, dsn string) {
+	t.Helper()
+	b, err := os.ReadFile(f.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf("%q", dsnRef(tenant, f.dsns[tenant]))
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("inventory lacks %s", old)
+	}
+	writeFile(t, f.inventory, string(bytes.Replace(b, []byte(old), fmt.Appendf(nil, "%q", dsnRef(tenant, dsn)), 1)))
 }
 
 func (f *fleet) snapshot(t *testing.T, extra ...string) result {

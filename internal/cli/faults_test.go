@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"backfill/internal/filesapi"
 	"backfill/internal/pgtest"
@@ -354,5 +361,82 @@ func TestFaultPostgresRestartedInsideApplyTransaction(t *testing.T) {
 	}
 	if v := runAt(t, nil, "verify"); v.code != 0 {
 		t.Fatalf("verify: %s", v.stdout)
+	}
+}
+
+// dropProxy forwards TCP connections on loopback to the server of dsn,
+// closing the first drop of them at once, as a restarting pooler or a
+// failover would. It returns a DSN through the proxy and its connection
+// count.
+func dropProxy(t *testing.T, dsn string, drop int32) (string, *atomic.Int32) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	network, addr := "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	if strings.HasPrefix(cfg.Host, "/") {
+		network, addr = "unix", fmt.Sprintf("%s/.s.PGSQL.%d", cfg.Host, cfg.Port)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns := &atomic.Int32{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if conns.Add(1) <= drop {
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial(network, addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Del("host")
+	q.Del("port")
+	u.Host, u.RawQuery = ln.Addr().String(), q.Encode()
+	return u.String(), conns
+}
+
+// A connection dropped while listing a tenant is retried like a capture
+// would be; a server's refusal is not.
+func TestSnapshotRetriesATenantListing(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	proxied, conns := dropProxy(t, f.dsns["gamma"], 1)
+	f.repoint(t, "gamma", proxied)
+	res := f.snapshot(t, "--retries", "2")
+	if res.code != 0 || conns.Load() < 2 {
+		t.Fatalf("exit %d after %d connections\n%s%s", res.code, conns.Load(), res.stdout, res.stderr)
+	}
+	if got := capturedSet(t, f, f.evidence); len(got) != len(f.live) {
+		t.Fatalf("captured %d of %d", len(got), len(f.live))
+	}
+
+	g := newFleet(t, 1, 0)
+	cfg, _ := pgx.ParseConfig(g.dsns["gamma"])
+	proxied, conns = dropProxy(t, strings.Replace(g.dsns["gamma"], "/"+cfg.Database+"?", "/no_such_database?", 1), 0)
+	g.repoint(t, "gamma", proxied)
+	res = g.snapshot(t, "--retries", "2")
+	if res.code != 3 || !strings.Contains(res.stderr+res.stdout, "no_such_database") || conns.Load() != 1 {
+		t.Fatalf("exit %d after %d connections, want 3 after 1\n%s%s", res.code, conns.Load(), res.stdout, res.stderr)
 	}
 }

@@ -5,6 +5,7 @@ package tenantdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,10 @@ type Options struct {
 	ReadOnly bool
 }
 
+// ErrInvalidDSN is a DSN that does not parse. The DSN is not quoted: it may
+// hold a password.
+var ErrInvalidDSN = errors.New("invalid dsn (not shown: it may hold a password)")
+
 // Connect opens one session to a tenant database with backfill's session
 // settings. Errors never contain the DSN's password: pgx reports host, user
 // and database only.
@@ -33,7 +38,7 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors can quote the DSN; say only what kind of problem it is.
-		return nil, fmt.Errorf("invalid dsn (not shown: it may hold a password)")
+		return nil, ErrInvalidDSN
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second

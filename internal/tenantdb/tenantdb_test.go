@@ -83,3 +83,49 @@ func TestSessionSettings(t *testing.T) {
 		t.Errorf("bad dsn error: %v", err)
 	}
 }
+
+// Only failures that may pass on a second try are retried: a blip, not a
+// server saying no.
+func TestTransient(t *testing.T) {
+	ctx := context.Background()
+	tenant := pgtest.NewTenantDB(t)
+	noSchema := pgtest.NewDB(t)
+	noDB := strings.Replace(tenant, "/"+dbName(t, tenant)+"?", "/no_such_database?", 1)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	cases := []struct {
+		name      string
+		ctx       context.Context
+		dsn       string
+		transient bool
+	}{
+		{"connection refused", ctx, "postgres://u:p@127.0.0.1:1/x?connect_timeout=2", true},
+		{"no workspaces table", ctx, noSchema, false},
+		{"no such database", ctx, noDB, false},
+		{"malformed DSN", ctx, "postgres://u:p@host:notaport/x", false},
+		{"interrupted", cancelled, tenant, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ListLive(tc.ctx, tc.dsn, Options{ConnectTimeout: 2 * time.Second})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := Transient(err); got != tc.transient {
+				t.Errorf("Transient(%v) = %v, want %v", err, got, tc.transient)
+			}
+		})
+	}
+	if Transient(nil) || !Transient(&pgconn.PgError{Code: "57P01"}) || Transient(&pgconn.PgError{Code: "42501"}) {
+		t.Error("SQLSTATE classes misjudged")
+	}
+}
+
+func dbName(t *testing.T, dsn string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
+}
