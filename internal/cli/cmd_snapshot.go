@@ -31,9 +31,20 @@ func (r *runner) snapshotCommand() *cli.Command {
 	}
 }
 
+// Upper bounds of snapshot's sizing flags.
+const (
+	maxConcurrency  = 4096
+	maxCaptureBytes = 1 << 30
+)
+
 func (r *runner) snapshot(c *cli.Context) error {
 	if c.Int("concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
 		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive, --retries not negative")}
+	}
+	// Each worker is a goroutine and each capture is held in memory whole:
+	// a typo of a few extra digits must be a usage error, not an OOM.
+	if c.Int("concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
+		return &exitError{ExitUsage, fmt.Errorf("--concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
 	}
 	var only func(string) bool
 	if s := c.String("shard"); s != "" {

@@ -402,6 +402,15 @@ func TestSnapshotBadInventoryChangesNothing(t *testing.T) {
 	if res := run(t, nil, "nonsense"); res.code != 2 {
 		t.Fatalf("unknown command: exit %d, want 2", res.code)
 	}
+	for _, flags := range [][]string{{"--concurrency", "0"}, {"--concurrency", "100000000"}, {"--max-bytes", "1099511627776"}, {"--retries", "-1"}} {
+		res := run(t, nil, append([]string{"--evidence", ev, "snapshot", "--inventory", inv}, flags...)...)
+		if res.code != 2 || !strings.Contains(res.stderr, flags[0]) {
+			t.Errorf("%q: exit %d, want 2: %s", flags, res.code, res.stderr)
+		}
+	}
+	if _, err := os.Stat(ev); err == nil {
+		t.Fatal("a usage error created an evidence store")
+	}
 }
 
 func TestSecretsNeverLeak(t *testing.T) {

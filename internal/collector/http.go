@@ -120,8 +120,9 @@ func (c *Collector) readBody(a attempt, resp *http.Response, r *Result) {
 		return
 	}
 	// Size the buffer from Content-Length when the server sent one, so a
-	// typical config is read without repeated growing and copying.
-	buf := bytes.NewBuffer(make([]byte, 0, max(min(resp.ContentLength+1, limit+1), 512)))
+	// typical config is read without repeated growing and copying; but
+	// never trust a claimed length past 1 MiB before the bytes arrive.
+	buf := bytes.NewBuffer(make([]byte, 0, max(min(resp.ContentLength+1, limit+1, 1<<20), 512)))
 	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
 	body := buf.Bytes()
 	if err != nil {
