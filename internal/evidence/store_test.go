@@ -145,6 +145,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			"capture 3 (tenant a, workspace w3): record was altered"},
 		{"deleted capture", []string{"DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 2"},
 			"capture 3 (tenant a, workspace w3): ids jump"},
+		{"deleted newest capture, triggers restored", []string{"DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 3",
+			triggerSQL("captures", "DELETE")},
+			"cited by no capture"},
 		{"listing", []string{"DROP TRIGGER listings_no_update", "UPDATE listings SET rows = '[]'"},
 			"listing 1 (tenant a): record was altered"},
 	}

@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -35,11 +36,11 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 	if err := s.verifyTriggers(ctx, r); err != nil {
 		return nil, err
 	}
-	badContent, err := s.verifyContent(ctx, r)
+	badContent, stored, err := s.verifyContent(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.verifyCaptures(ctx, r, badContent); err != nil {
+	if err := s.verifyCaptures(ctx, r, badContent, stored); err != nil {
 		return nil, err
 	}
 	if err := s.verifyListings(ctx, r); err != nil {
@@ -86,11 +87,13 @@ func (s *Store) verifyTriggers(ctx context.Context, r *VerifyReport) error {
 	return nil
 }
 
-func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (map[string]string, error) {
-	bad := map[string]string{}
+// verifyContent rehashes every content row. It returns why each bad one is
+// bad, and every sha256 stored.
+func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (bad map[string]string, stored map[string]bool, err error) {
+	bad, stored = map[string]string{}, map[string]bool{}
 	rows, err := s.db.QueryContext(ctx, "SELECT sha256, size, bytes FROM content")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -98,19 +101,21 @@ func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (map[string]
 		var size int64
 		var b []byte
 		if err := rows.Scan(&sha, &size, &b); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.Contents++
+		stored[sha] = true
 		if got := SHA256Hex(b); got != sha {
 			bad[sha] = fmt.Sprintf("content stored under sha256 %s now hashes to %s", sha, got)
 		} else if int64(len(b)) != size {
 			bad[sha] = fmt.Sprintf("content %s is %d bytes, recorded as %d", sha, len(b), size)
 		}
 	}
-	return bad, rows.Err()
+	return bad, stored, rows.Err()
 }
 
-func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent map[string]string) error {
+func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent map[string]string, stored map[string]bool) error {
+	cited := map[string]bool{}
 	err := s.verifyChain(ctx, r, captureSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		c, cc, err := scanCapture(sc)
 		if err != nil {
@@ -119,6 +124,7 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 		r.Captures++
 		name := fmt.Sprintf("capture %d (tenant %s, workspace %s)", c.ID, c.Tenant, c.WorkspaceID)
 		if c.SHA256 != "" {
+			cited[c.SHA256] = true
 			if why, ok := badContent[c.SHA256]; ok {
 				r.problem("%s: %s", name, why)
 			}
@@ -128,6 +134,19 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 	})
 	if err != nil {
 		return err
+	}
+	// Content is only ever inserted with a capture that cites it, so
+	// content no capture cites means captures were deleted, even from the
+	// end of the chain where no id jump shows it.
+	var orphans []string
+	for sha := range stored {
+		if !cited[sha] {
+			orphans = append(orphans, sha)
+		}
+	}
+	sort.Strings(orphans)
+	for _, sha := range orphans {
+		r.problem("content %s is cited by no capture: the capture that recorded it was deleted", sha)
 	}
 	// Captures whose content row is gone (only possible with the triggers
 	// and foreign keys bypassed).
