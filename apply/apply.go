@@ -73,6 +73,9 @@ type Report struct {
 	// EarlierRollbacks counts, for rollback, the plan's writes an earlier
 	// rollback already undid; they are not touched again.
 	EarlierRollbacks int
+	// Superseded counts, for rollback, the plan's writes that were undone
+	// and then written by another plan; they are that plan's to undo.
+	Superseded int
 }
 
 // Complete reports whether every action ended applied or already applied
@@ -138,18 +141,12 @@ func Gate(ctx context.Context, o Options) error {
 	if len(approvals) == 0 {
 		return &GateError{fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
 	}
-	entries, err := o.Store.Journal(ctx, p.Fingerprint)
+	h, err := loadHistory(ctx, o.Store, p.Fingerprint)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		// already-rolled-back and committing count too: they are what a
-		// rollback that died around its COMMIT leaves, or its re-run records.
-		if e.Operation == evidence.OpRollback && (e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack || e.Outcome == Committing) {
-			// Applying again would write rows a second time; a new plan
-			// shows the reviewer the fleet as it is now.
-			return &GateError{fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", p.Fingerprint, e.At.Format(time.RFC3339))}
-		}
+	if err := h.refusal(p.Fingerprint); err != nil {
+		return err
 	}
 	if err := verifyEvidence(ctx, o); err != nil {
 		return err
@@ -233,6 +230,10 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	}
 	h, err := loadHistory(ctx, o.Store, o.Plan.Fingerprint)
 	if err != nil {
+		return nil, err
+	}
+	// The dry run refuses what --execute would refuse, not just its rows.
+	if err := h.refusal(o.Plan.Fingerprint); err != nil {
 		return nil, err
 	}
 	groups := group(o.Plan.Agreed())

@@ -2,51 +2,94 @@ package apply
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"backfill/internal/evidence"
 )
 
-// history is a plan's journal replayed in order, per workspace key.
+// history is the journal replayed in order, per workspace key, as it bears
+// on one plan.
 type history struct {
-	// applied holds the rows this plan's apply saw committed; apply never
+	// applied holds the rows this plan wrote and saw committed (or found
+	// holding its value after a run that died at COMMIT); apply never
 	// writes them again, whatever they hold now.
 	applied map[string]bool
-	// undoable holds the rows rollback may still undo: applied, or
-	// journaled as committing by a run that died before its final entry,
-	// and not rolled back since.
+	// undoable holds the rows rollback may still undo: written by this
+	// plan, or journaled as committing by a run that died before its final
+	// entry, and neither rolled back nor written by another plan since.
 	undoable map[string]bool
 	// rolledBack counts the rows a rollback of this plan already undid.
 	rolledBack int
+	// superseded holds, per row, the plan that wrote it after this plan's
+	// write was undone; it is that plan's now, not this one's to undo.
+	superseded map[string]string
+	// rollback: a rollback of this plan wrote or tried to commit, first at
+	// rollbackAt.
+	rollback   bool
+	rollbackAt time.Time
 }
 
+// loadHistory replays the whole journal: other plans' writes matter too.
 func loadHistory(ctx context.Context, s *evidence.Store, fingerprint string) (*history, error) {
-	entries, err := s.Journal(ctx, fingerprint)
+	entries, err := s.Journal(ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	return replay(entries), nil
+	return replay(entries, fingerprint), nil
 }
 
-// replay folds journal entries, oldest first, into a history.
-func replay(entries []evidence.Entry) *history {
-	h := &history{applied: map[string]bool{}, undoable: map[string]bool{}}
+// replay folds journal entries, oldest first, into plan fingerprint's history.
+func replay(entries []evidence.Entry, fingerprint string) *history {
+	h := &history{applied: map[string]bool{}, undoable: map[string]bool{}, superseded: map[string]string{}}
 	undone := map[string]bool{}
 	for _, e := range entries {
 		k := e.Tenant + "/" + e.WorkspaceID
+		wrote := e.Operation == evidence.OpApply && (e.Outcome == Applied || e.Outcome == Committing)
+		if e.Fingerprint != fingerprint {
+			// Another plan's compare-and-swap matched only an empty
+			// template: this plan's write was gone by then.
+			if wrote && h.undoable[k] {
+				delete(h.undoable, k)
+				h.superseded[k] = e.Fingerprint
+			}
+			continue
+		}
 		switch {
 		case e.Operation == evidence.OpApply && e.Outcome == Applied:
 			h.applied[k], h.undoable[k] = true, true
 		case e.Operation == evidence.OpApply && e.Outcome == Committing:
 			h.undoable[k] = true
-		case e.Operation == evidence.OpRollback && (e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack):
-			// Once undone, a row is not this plan's to undo again: a later
-			// plan or a person may have set the same value since.
-			if h.undoable[k] {
-				undone[k] = true
+		case e.Operation == evidence.OpApply && e.Outcome == AlreadyApplied && h.undoable[k]:
+			// A run died around its COMMIT and the re-run found the value:
+			// count it written, so it is never written a second time.
+			h.applied[k] = true
+		case e.Operation == evidence.OpRollback:
+			if e.Outcome == Committing || e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack {
+				if !h.rollback {
+					h.rollback, h.rollbackAt = true, e.At
+				}
 			}
-			delete(h.undoable, k)
+			if e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack {
+				// Once undone, a row is not this plan's to undo again: a
+				// later plan or a person may have set the same value since.
+				if h.undoable[k] {
+					undone[k] = true
+				}
+				delete(h.undoable, k)
+			}
 		}
 	}
 	h.rolledBack = len(undone)
 	return h
+}
+
+// refusal is why the plan may not write again, if it may not: a rollback of
+// it wrote or tried to commit. Applying again would write rows a second
+// time; a new plan shows the reviewer the fleet as it is now.
+func (h *history) refusal(fingerprint string) error {
+	if !h.rollback {
+		return nil
+	}
+	return &GateError{fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", fingerprint, h.rollbackAt.Format(time.RFC3339))}
 }

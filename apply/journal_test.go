@@ -8,34 +8,44 @@ import (
 )
 
 func TestReplay(t *testing.T) {
-	e := func(op, outcome string) evidence.Entry {
-		return evidence.Entry{Operation: op, Outcome: outcome, Tenant: "t", WorkspaceID: "w"}
+	e := func(plan, op, outcome string) evidence.Entry {
+		return evidence.Entry{Fingerprint: plan, Operation: op, Outcome: outcome, Tenant: "t", WorkspaceID: "w"}
 	}
-	apply := func(outcome string) evidence.Entry { return e(evidence.OpApply, outcome) }
-	rollback := func(outcome string) evidence.Entry { return e(evidence.OpRollback, outcome) }
+	apply := func(outcome string) evidence.Entry { return e("A", evidence.OpApply, outcome) }
+	rollback := func(outcome string) evidence.Entry { return e("A", evidence.OpRollback, outcome) }
+	other := func(outcome string) evidence.Entry { return e("B", evidence.OpApply, outcome) }
 	cases := []struct {
 		name              string
 		entries           []evidence.Entry
 		applied, undoable bool
 		rolledBack        int
+		superseded        bool
+		refused           bool
 	}{
-		{"nothing", nil, false, false, 0},
-		{"applied", []evidence.Entry{apply(Committing), apply(Applied)}, true, true, 0},
-		{"died before the final entry: undoable, not known applied", []evidence.Entry{apply(Committing)}, false, true, 0},
-		{"commit failed: still undoable, the outcome is unknown", []evidence.Entry{apply(Committing), apply(Failed)}, false, true, 0},
-		{"skipped", []evidence.Entry{apply(SkippedChanged)}, false, false, 0},
-		{"already applied by someone else is not ours to undo", []evidence.Entry{apply(AlreadyApplied)}, false, false, 0},
-		{"rolled back", []evidence.Entry{apply(Applied), rollback(Committing), rollback(RolledBack)}, true, false, 1},
-		{"rollback died at COMMIT: still undoable", []evidence.Entry{apply(Applied), rollback(Committing)}, true, true, 0},
-		{"rollback re-run found it already undone", []evidence.Entry{apply(Applied), rollback(Committing), rollback(Failed), rollback(AlreadyRolledBack)}, true, false, 1},
-		{"rollback skipped a changed row: still undoable", []evidence.Entry{apply(Applied), rollback(SkippedChanged)}, true, true, 0},
+		{name: "nothing"},
+		{name: "applied", entries: []evidence.Entry{apply(Committing), apply(Applied)}, applied: true, undoable: true},
+		{name: "died before the final entry: undoable, not known applied", entries: []evidence.Entry{apply(Committing)}, undoable: true},
+		{name: "died at COMMIT, re-run found the value: applied", entries: []evidence.Entry{apply(Committing), apply(AlreadyApplied)}, applied: true, undoable: true},
+		{name: "commit failed: still undoable, the outcome is unknown", entries: []evidence.Entry{apply(Committing), apply(Failed)}, undoable: true},
+		{name: "skipped", entries: []evidence.Entry{apply(SkippedChanged)}},
+		{name: "already applied by someone else is not ours", entries: []evidence.Entry{apply(AlreadyApplied)}},
+		{name: "rolled back", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(RolledBack)}, applied: true, rolledBack: 1, refused: true},
+		{name: "rollback died at COMMIT: still undoable, plan refused", entries: []evidence.Entry{apply(Applied), rollback(Committing)}, applied: true, undoable: true, refused: true},
+		{name: "rollback died at COMMIT, then another plan wrote the row: not ours", entries: []evidence.Entry{apply(Applied), rollback(Committing), other(Committing), other(Applied)},
+			applied: true, superseded: true, refused: true},
+		{name: "rollback re-run found it already undone", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(Failed), rollback(AlreadyRolledBack)},
+			applied: true, rolledBack: 1, refused: true},
+		{name: "rollback skipped a changed row: still undoable, plan not refused", entries: []evidence.Entry{apply(Applied), rollback(SkippedChanged)}, applied: true, undoable: true},
+		{name: "rollback failed to connect: plan not refused", entries: []evidence.Entry{apply(Applied), rollback(Failed)}, applied: true, undoable: true},
+		{name: "another plan found it already set: still ours", entries: []evidence.Entry{apply(Applied), other(AlreadyApplied)}, applied: true, undoable: true},
+		{name: "another plan wrote first: nothing of ours", entries: []evidence.Entry{other(Applied), apply(AlreadyApplied)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := replay(tc.entries)
-			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack)
-			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack); got != want {
-				t.Errorf("applied, undoable, rolled back = %s, want %s", got, want)
+			h := replay(tc.entries, "A")
+			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack, h.superseded["t/w"] != "", h.refusal("A") != nil)
+			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack, tc.superseded, tc.refused); got != want {
+				t.Errorf("applied, undoable, rolled back, superseded, refused = %s, want %s", got, want)
 			}
 		})
 	}

@@ -10,11 +10,11 @@ import (
 )
 
 // undoable returns the plan's items that rollback may still undo, in plan
-// order, and how many of its writes were already rolled back.
-func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, int, error) {
+// order, and the history that decided it.
+func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, *history, error) {
 	h, err := loadHistory(ctx, s, p.Fingerprint)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var out []Item
 	for _, it := range p.Agreed() {
@@ -22,7 +22,7 @@ func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, int, err
 			out = append(out, it)
 		}
 	}
-	return out, h.rolledBack, nil
+	return out, h, nil
 }
 
 // Rollback undoes the plan's writes with the inverse compare-and-swap: a row
@@ -32,12 +32,13 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if err := verifyEvidence(ctx, o); err != nil {
 		return nil, err
 	}
-	items, undone, err := undoable(ctx, o.Store, o.Plan)
+	items, h, err := undoable(ctx, o.Store, o.Plan)
 	if err != nil {
 		return nil, err
 	}
-	if len(items) == 0 && undone > 0 {
-		return nil, fmt.Errorf("%w (all %d of its writes were rolled back by an earlier run)", ErrNothingApplied, undone)
+	if len(items) == 0 && h.rolledBack+len(h.superseded) > 0 {
+		return nil, fmt.Errorf("%w (%d of its writes were rolled back by an earlier run, %d written over by another plan since)",
+			ErrNothingApplied, h.rolledBack, len(h.superseded))
 	}
 	if len(items) == 0 {
 		return nil, ErrNothingApplied
@@ -51,7 +52,7 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 		}
 		return rollbackTenant(ctx, o, t, items)
 	})
-	rep.EarlierRollbacks = undone
+	rep.EarlierRollbacks, rep.Superseded = h.rolledBack, len(h.superseded)
 	return rep, nil
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -76,8 +77,7 @@ func (r *runner) merge(c *cli.Context) error {
 	if err != nil {
 		return fail("merge: %v", err)
 	}
-	// Link, unlike rename, refuses to replace an OUT created meanwhile.
-	if err := os.Link(tmpPath, outPath); err != nil {
+	if err := publish(tmpPath, outPath); err != nil {
 		return fail("merge: %v", err)
 	}
 	total := 0
@@ -86,5 +86,26 @@ func (r *runner) merge(c *cli.Context) error {
 		total += s.Captures
 	}
 	fmt.Fprintf(r.env.Stdout, "merged %d stores, %d captures, into %s; run `backfill verify --evidence %s`\n", len(sources), total, outPath, outPath)
+	return nil
+}
+
+// publish moves the finished store at tmp to out without ever replacing an
+// out created meanwhile: a hard link fails if out exists. Where the
+// filesystem has no hard links, an exclusive create claims the name first
+// and a rename then fills it.
+func publish(tmp, out string) error {
+	err := os.Link(tmp, out)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	f, cerr := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if cerr != nil {
+		return cerr
+	}
+	f.Close()
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(out) // the placeholder we made, nothing else
+		return err
+	}
 	return nil
 }

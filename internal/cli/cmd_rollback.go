@@ -41,6 +41,9 @@ func (r *runner) rollback(c *cli.Context) error {
 	if rep.EarlierRollbacks > 0 {
 		fmt.Fprintf(r.env.Stdout, "not touched again: %d writes of this plan an earlier rollback already undid\n", rep.EarlierRollbacks)
 	}
+	if rep.Superseded > 0 {
+		fmt.Fprintf(r.env.Stdout, "not touched: %d rows another plan wrote after this plan's write was undone (roll back that plan instead)\n", rep.Superseded)
+	}
 	// A dry run that finds skips or failures exits 3 too, so a pre-flight
 	// script can stop before --execute.
 	if !rep.Complete() {

@@ -74,40 +74,47 @@ func TestApplyAfterCrashedRollbackIsRefused(t *testing.T) {
 	if res := f.apply(t, "--execute"); res.code != 0 {
 		t.Fatalf("apply: %s", res.stdout)
 	}
+	crashAfterCommit(t, f, evidence.OpRollback, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := f.apply(t, args...)
+		if res.code != 1 || !strings.Contains(res.stderr, "rolled back") {
+			t.Fatalf("apply %q after a crashed rollback: %d %s %s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
+		t.Fatalf("row after a refused re-apply: %+v", s)
+	}
+}
+
+// crashAfterCommit runs a command that must commit, then puts the evidence
+// store back as it was before and appends only the command's committing
+// entries (op: apply or rollback): the journal a crash right after COMMIT
+// leaves behind.
+func crashAfterCommit(t *testing.T, f *planFixture, op string, args ...string) {
+	t.Helper()
 	p, err := apply.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A real rollback journals committing before its COMMIT.
-	other := t.TempDir()
-	copyStore(t, "evidence.db", filepath.Join(other, "evidence.db"))
-	if res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute"); res.code != 0 {
-		t.Fatalf("rollback: %d %s", res.code, res.stdout)
+	before := filepath.Join(t.TempDir(), "evidence.db")
+	copyStore(t, "evidence.db", before)
+	if res := runAt(t, f.env, args...); res.code != 0 {
+		t.Fatalf("%q: %d %s", args, res.code, res.stdout)
 	}
-	committing := journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpRollback, apply.Committing)
+	committing := journalOutcomes(t, "evidence.db", p.Fingerprint, op, apply.Committing)
 	if len(committing) == 0 {
-		t.Fatal("rollback journaled no committing entry before its COMMIT")
+		t.Fatalf("%q journaled no committing entry before its COMMIT", args)
 	}
-	// Now the state a crash right after that COMMIT leaves: the rows are
-	// '' again and the journal holds the committing entries only.
 	os.Remove("evidence.db-wal")
 	os.Remove("evidence.db-shm")
-	copyStore(t, filepath.Join(other, "evidence.db"), "evidence.db")
+	copyStore(t, before, "evidence.db")
 	s, err := evidence.Open(context.Background(), "evidence.db")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Append(context.Background(), committing...)
-	s.Close()
-	if err != nil {
+	defer s.Close()
+	if err := s.Append(context.Background(), committing...); err != nil {
 		t.Fatal(err)
-	}
-	res := f.apply(t, "--execute")
-	if res.code != 1 || !strings.Contains(res.stderr, "rolled back") {
-		t.Fatalf("apply after a crashed rollback: %d %s %s", res.code, res.stdout, res.stderr)
-	}
-	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
-		t.Fatalf("row after a refused re-apply: %+v", s)
 	}
 }
 
@@ -175,11 +182,59 @@ func TestRollbackRerunLeavesALaterPlansWrites(t *testing.T) {
 		t.Fatalf("apply B: %d %s", res.code, res.stdout)
 	}
 	res := rollback("plan.json")
-	if res.code != 0 || !strings.Contains(res.stdout, "all 3 of its writes were rolled back by an earlier run") {
+	if res.code != 0 || !strings.Contains(res.stdout, "3 of its writes were rolled back by an earlier run") {
 		t.Fatalf("rollback re-run: %d %s %s", res.code, res.stdout, res.stderr)
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 3 {
 		t.Fatalf("the re-run undid plan B's write: %+v", s)
+	}
+}
+
+// The same when the first rollback died right after its COMMIT: its rows are
+// empty, plan B writes them, and the re-run must leave B's writes alone.
+func TestRollbackRerunAfterACrashLeavesALaterPlansWrites(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s", res.stdout)
+	}
+	crashAfterCommit(t, f, evidence.OpRollback, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if s := f.row(t, "acme", "seo-1"); s.template != "" {
+		t.Fatalf("rollback did not commit: %+v", s)
+	}
+	if res := f.plan(t, "--out", "plan-b.json", "--report", "report-b.md", "--author", "carol"); res.code != 0 {
+		t.Fatalf("plan B: %s", res.stderr)
+	}
+	if res := runAt(t, nil, "approve", "plan-b.json", "--by", "bob"); res.code != 0 {
+		t.Fatalf("approve B: %s", res.stderr)
+	}
+	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan-b.json", "--execute"); res.code != 0 {
+		t.Fatalf("apply B: %d %s", res.code, res.stdout)
+	}
+	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res.code != 0 || !strings.Contains(res.stdout, "3 written over by another plan since") {
+		t.Fatalf("rollback re-run: %d %s %s", res.code, res.stdout, res.stderr)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 3 {
+		t.Fatalf("the re-run undid plan B's write: %+v", s)
+	}
+}
+
+// An apply that died right after its COMMIT is finished by a re-run that
+// finds its values; the plan must still never write those rows again.
+func TestApplyNeverWritesARowTwiceAfterACrash(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	crashAfterCommit(t, f, evidence.OpApply, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res := f.apply(t, "--execute"); res.code != 0 || !strings.Contains(res.stdout, "already-applied 3") {
+		t.Fatalf("re-run: %d %s", res.code, res.stdout)
+	}
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = '' WHERE id = $1", f.ids["seo-1"])
+	if res := f.apply(t, "--execute"); res.code != 3 || !strings.Contains(res.stdout, "not written twice") {
+		t.Fatalf("third run: %d %s", res.code, res.stdout)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
+		t.Fatalf("written twice: %+v", s)
 	}
 }
 

@@ -3,6 +3,7 @@ package tenantdb
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,12 @@ func TestTransient(t *testing.T) {
 	noDB := strings.Replace(tenant, "/"+dbName(t, tenant)+"?", "/no_such_database?", 1)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
+	// A server that accepts and never answers: the connect times out.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
 	cases := []struct {
 		name      string
 		ctx       context.Context
@@ -104,10 +111,11 @@ func TestTransient(t *testing.T) {
 		{"no such database", ctx, noDB, false},
 		{"malformed DSN", ctx, "postgres://u:p@host:notaport/x", false},
 		{"interrupted", cancelled, tenant, false},
+		{"timed out", ctx, "postgres://u:p@" + silent.Addr().String() + "/x?sslmode=disable", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ListLive(tc.ctx, tc.dsn, Options{ConnectTimeout: 2 * time.Second})
+			_, err := ListLive(tc.ctx, tc.dsn, Options{ConnectTimeout: time.Second})
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -3,16 +3,23 @@ package tenantdb
 import (
 	"context"
 	"errors"
+	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Transient reports whether err may pass on retry: a dropped or refused
-// connection, a timeout, a server shutting down or out of connections.
-// A server's refusal of the request itself (bad password, missing table,
-// permission denied, no such database) and a malformed DSN are not.
+// Transient reports whether err may pass on a quick retry: a dropped or
+// refused connection, a server shutting down or out of connections. A
+// server's refusal of the request itself (bad password, missing table,
+// permission denied, no such database), a malformed DSN, and a timeout are
+// not: a host that used its whole timeout would hold a caller's slot as long
+// again on each retry.
 func Transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
 		return false
 	}
 	var pe *pgconn.PgError
