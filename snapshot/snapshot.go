@@ -243,14 +243,9 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 		}
 		wait := e.backoff(attempt)
 		e.o.Logger.Info("retrying tenant listing", "tenant", t.Name, "attempt", attempt, "reason", e.o.Redactor.Redact(err.Error()), "wait", wait)
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-			continue
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep(ctx, wait) {
+			break
 		}
-		break
 	}
 	if err != nil {
 		e.tenantFailed(ctx, i, "list workspaces: "+err.Error())
@@ -310,15 +305,10 @@ func (e *engine) capture(ctx context.Context, it item) {
 		}
 		wait := e.backoff(attempt)
 		e.o.Logger.Debug("retrying capture", "tenant", t.Name, "workspace", it.row.ID, "attempt", attempt, "reason", e.o.Redactor.Redact(res.Reason), "wait", wait)
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-			continue
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep(ctx, wait) {
 			res.Reason += "; interrupted before retry"
+			break
 		}
-		break
 	}
 	c := &evidence.Capture{
 		Tenant: t.Name, WorkspaceID: it.row.ID, Row: it.row, Method: t.Collector.Method,
@@ -370,6 +360,19 @@ func (e *engine) counted(c *evidence.Capture) {
 	e.failed.Add(1)
 	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID, Outcome: c.Outcome, Reason: c.Reason})
 	e.o.Logger.Warn("capture not successful", "tenant", c.Tenant, "workspace", c.WorkspaceID, "outcome", c.Outcome, "reason", c.Reason)
+}
+
+// sleep waits d, or less if ctx ends first; it reports whether it waited
+// the whole time.
+func sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // backoff is exponential with equal jitter (half fixed, half random), so

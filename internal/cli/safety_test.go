@@ -49,11 +49,7 @@ func TestStrayArgumentsAreUsageErrors(t *testing.T) {
 }
 
 func TestApplyAfterRollbackIsRefused(t *testing.T) {
-	f := newPlanFixture(t)
-	f.planAndApprove(t)
-	if res := f.apply(t, "--execute"); res.code != 0 {
-		t.Fatalf("apply: %s", res.stdout)
-	}
+	f := newAppliedFixture(t)
 	if res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute"); res.code != 0 {
 		t.Fatalf("rollback: %d %s", res.code, res.stdout)
 	}
@@ -69,11 +65,7 @@ func TestApplyAfterRollbackIsRefused(t *testing.T) {
 // A rollback that died after its COMMIT leaves only its committing entries;
 // the plan must still be refused for a second write.
 func TestApplyAfterCrashedRollbackIsRefused(t *testing.T) {
-	f := newPlanFixture(t)
-	f.planAndApprove(t)
-	if res := f.apply(t, "--execute"); res.code != 0 {
-		t.Fatalf("apply: %s", res.stdout)
-	}
+	f := newAppliedFixture(t)
 	crashAfterCommit(t, f, evidence.OpRollback, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
 	for _, args := range [][]string{nil, {"--execute"}} {
 		res := f.apply(t, args...)
@@ -83,6 +75,32 @@ func TestApplyAfterCrashedRollbackIsRefused(t *testing.T) {
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
 		t.Fatalf("row after a refused re-apply: %+v", s)
+	}
+}
+
+// newAppliedFixture is a plan fixture whose plan is approved and applied.
+func newAppliedFixture(t *testing.T) *planFixture {
+	t.Helper()
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s", res.stdout)
+	}
+	return f
+}
+
+// applyPlanB makes, approves and applies a second plan over the fleet as it
+// is now, by another author, and expects it to write the three agree rows.
+func (f *planFixture) applyPlanB(t *testing.T) {
+	t.Helper()
+	if res := f.plan(t, "--out", "plan-b.json", "--report", "report-b.md", "--author", "carol"); res.code != 0 {
+		t.Fatalf("plan B: %s", res.stderr)
+	}
+	if res := runAt(t, nil, "approve", "plan-b.json", "--by", "bob"); res.code != 0 {
+		t.Fatalf("approve B: %s", res.stderr)
+	}
+	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan-b.json", "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
+		t.Fatalf("apply B: %d %s", res.code, res.stdout)
 	}
 }
 
@@ -161,26 +179,14 @@ func TestNullStatusRowDryRunMatchesExecute(t *testing.T) {
 // A rollback undoes its plan's writes once. Re-running it (as a failed
 // commit tells the operator to) must not undo what a later plan wrote.
 func TestRollbackRerunLeavesALaterPlansWrites(t *testing.T) {
-	f := newPlanFixture(t)
-	f.planAndApprove(t)
-	if res := f.apply(t, "--execute"); res.code != 0 {
-		t.Fatalf("apply: %s", res.stdout)
-	}
+	f := newAppliedFixture(t)
 	rollback := func(plan string) result {
 		return runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", plan, "--execute")
 	}
 	if res := rollback("plan.json"); res.code != 0 || !strings.Contains(res.stdout, "rolled-back 3") {
 		t.Fatalf("rollback: %d %s", res.code, res.stdout)
 	}
-	if res := f.plan(t, "--out", "plan-b.json", "--report", "report-b.md", "--author", "carol"); res.code != 0 {
-		t.Fatalf("plan B: %s", res.stderr)
-	}
-	if res := runAt(t, nil, "approve", "plan-b.json", "--by", "bob"); res.code != 0 {
-		t.Fatalf("approve B: %s", res.stderr)
-	}
-	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan-b.json", "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
-		t.Fatalf("apply B: %d %s", res.code, res.stdout)
-	}
+	f.applyPlanB(t)
 	res := rollback("plan.json")
 	if res.code != 0 || !strings.Contains(res.stdout, "3 of its writes were rolled back by an earlier run") {
 		t.Fatalf("rollback re-run: %d %s %s", res.code, res.stdout, res.stderr)
@@ -193,24 +199,12 @@ func TestRollbackRerunLeavesALaterPlansWrites(t *testing.T) {
 // The same when the first rollback died right after its COMMIT: its rows are
 // empty, plan B writes them, and the re-run must leave B's writes alone.
 func TestRollbackRerunAfterACrashLeavesALaterPlansWrites(t *testing.T) {
-	f := newPlanFixture(t)
-	f.planAndApprove(t)
-	if res := f.apply(t, "--execute"); res.code != 0 {
-		t.Fatalf("apply: %s", res.stdout)
-	}
+	f := newAppliedFixture(t)
 	crashAfterCommit(t, f, evidence.OpRollback, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
 	if s := f.row(t, "acme", "seo-1"); s.template != "" {
 		t.Fatalf("rollback did not commit: %+v", s)
 	}
-	if res := f.plan(t, "--out", "plan-b.json", "--report", "report-b.md", "--author", "carol"); res.code != 0 {
-		t.Fatalf("plan B: %s", res.stderr)
-	}
-	if res := runAt(t, nil, "approve", "plan-b.json", "--by", "bob"); res.code != 0 {
-		t.Fatalf("approve B: %s", res.stderr)
-	}
-	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan-b.json", "--execute"); res.code != 0 {
-		t.Fatalf("apply B: %d %s", res.code, res.stdout)
-	}
+	f.applyPlanB(t)
 	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
 	if res.code != 0 || !strings.Contains(res.stdout, "3 written over by another plan since") {
 		t.Fatalf("rollback re-run: %d %s %s", res.code, res.stdout, res.stderr)
@@ -241,11 +235,7 @@ func TestApplyNeverWritesARowTwiceAfterACrash(t *testing.T) {
 // Re-running a plan writes nothing twice, even over a row that was set back
 // to empty after this plan wrote it; the dry run says the same.
 func TestApplyNeverWritesARowTwice(t *testing.T) {
-	f := newPlanFixture(t)
-	f.planAndApprove(t)
-	if res := f.apply(t, "--execute"); res.code != 0 {
-		t.Fatalf("apply: %s", res.stdout)
-	}
+	f := newAppliedFixture(t)
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = '' WHERE id = $1", f.ids["seo-1"])
 	for _, args := range [][]string{nil, {"--execute"}} {
 		res := f.apply(t, args...)
