@@ -55,6 +55,10 @@ func replay(entries []evidence.Entry, fingerprint string) *history {
 			}
 			continue
 		}
+		if wrote {
+			// This plan's own write: the row is its again.
+			delete(h.superseded, k)
+		}
 		switch {
 		case e.Operation == evidence.OpApply && e.Outcome == Applied:
 			h.applied[k], h.undoable[k] = true, true
