@@ -242,9 +242,9 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
 		if !o.Execute {
-			return dryRun(ctx, o, t, items, false, h.applied)
+			return dryRun(ctx, o, t, items, false, h)
 		}
-		tr := applyTenant(ctx, o, t, items, h.applied)
+		tr := applyTenant(ctx, o, t, items, h)
 		if o.Canary > 0 {
 			tr.Readback = readBack(ctx, o, t, items, tr.Results)
 		}
@@ -311,30 +311,36 @@ func (o Options) readOptions() tenantdb.Options {
 
 func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()) }
 
-// applyTenant writes one tenant's items in one transaction. Rows in applied
-// were written by an earlier run of this plan and are never written again.
-func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, applied map[string]bool) TenantReport {
+// applyTenant writes one tenant's items in one transaction. A row this plan
+// wrote in an earlier run is never written again, whatever it holds now.
+func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, h *history) TenantReport {
 	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
 	// transaction either commits or rolls back, bounded by the timeouts.
 	ctx = context.WithoutCancel(ctx)
+	fail := func(reason string) TenantReport { return journalAll(ctx, o, failAll(o, t.Name, items, reason)) }
 	tr := TenantReport{Tenant: t.Name}
 	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
 	if err != nil {
-		return journalAll(ctx, o, failAll(o, t.Name, items, "connect: "+o.redact(err)))
+		return fail("connect: " + o.redact(err))
 	}
 	defer conn.Close(ctx)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return journalAll(ctx, o, failAll(o, t.Name, items, "begin: "+o.redact(err)))
+		return fail("begin: " + o.redact(err))
 	}
 	defer tx.Rollback(ctx)
+	st := newSettler(o, tx, t.Name)
 	for _, it := range items {
 		set := it.Action.SetTemplate
 		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-		if !applied[it.Key()] {
+		wroteBefore, why, err := earlierWrite(ctx, st, h, it)
+		if err != nil {
+			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err))
+		}
+		if !wroteBefore {
 			tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
 			if err != nil {
-				return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+				return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err)))
 			}
 			if tag.RowsAffected() == 1 {
 				r.Before, r.After, r.Outcome = "", set, Applied
@@ -344,30 +350,66 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 		}
 		cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
 		if err != nil {
-			return journalAll(ctx, o, failAll(o, t.Name, items, fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))))
+			return fail(fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err)))
 		}
 		r.Before, r.After = cur, cur
-		r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, applied[it.Key()])
+		r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, wroteBefore)
+		if r.Outcome == SkippedChanged && why != "" {
+			r.Reason = why + "; not written"
+		}
 		if r.Outcome == WouldWrite {
 			// Only a concurrent change between the UPDATE and the read.
 			r.Outcome, r.Reason = SkippedChanged, "the row changed while being written; re-run apply"
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	return commitJournaled(ctx, o, tx, evidence.OpApply, Applied, tr, items, "re-run apply")
+	return commitJournaled(ctx, o, tx, evidence.OpApply, Applied, tr, items, "re-run apply", st.facts)
+}
+
+// earlierWrite reports whether this plan wrote the item's row in an earlier
+// run, asking the server when that run died at its COMMIT. When the server
+// cannot say, the answer is yes (never risk a second write) and why says so.
+func earlierWrite(ctx context.Context, st *settler, h *history, it Item) (wrote bool, why string, err error) {
+	k := it.Key()
+	xid, pending := h.pending[k]
+	if h.applied[k] || !pending {
+		return h.applied[k], "", nil
+	}
+	outcome, err := st.settle(ctx, evidence.OpApply, it.WorkspaceID, xid)
+	switch {
+	case err != nil:
+		return false, "", err
+	case outcome == Committed:
+		return true, "", nil
+	case outcome == NotCommitted:
+		return false, "", nil
+	default:
+		return true, outcome, nil
+	}
 }
 
 // commitJournaled commits a tenant's transaction, journaling its writes
 // (results with outcome wrote) as committing just before COMMIT: if the
 // process dies between the two, the journal still shows which rows op
 // touched. rerun names what resolves an unknown commit outcome.
-func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, rerun string) TenantReport {
-	var pending []evidence.Record
+//
+// facts, what the run learnt of earlier runs' transactions, are journaled
+// first: they are true whether or not this transaction commits.
+func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, rerun string, facts []evidence.Record) TenantReport {
+	pending := facts
+	var xid int64
 	for _, r := range tr.Results {
-		if r.Outcome == wrote {
-			pending = append(pending, o.entry(op, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before,
-				After: r.After, Outcome: Committing, Reason: "written, commit pending"}))
+		if r.Outcome != wrote {
+			continue
 		}
+		if xid == 0 {
+			var err error
+			if xid, err = tenantdb.TxID(ctx, tx); err != nil {
+				return journalOp(ctx, o, failAll(o, tr.Tenant, items, "transaction id: "+o.redact(err)+"; the tenant's transaction was rolled back"), op)
+			}
+		}
+		pending = append(pending, o.entry(op, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before,
+			After: r.After, Outcome: Committing, Reason: pendingReason(xid)}))
 	}
 	if len(pending) > 0 {
 		if err := o.Store.Append(ctx, pending...); err != nil {
@@ -450,8 +492,9 @@ func journalOp(ctx context.Context, o Options, tr TenantReport, op string) Tenan
 }
 
 // dryRun compares items with the rows as they are now, read-only, using
-// the same rules as the writes it stands in for.
-func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool, applied map[string]bool) TenantReport {
+// the same rules as the writes it stands in for. What it learns of earlier
+// runs' transactions is not journaled: a dry run records nothing.
+func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool, h *history) TenantReport {
 	tr := TenantReport{Tenant: t.Name}
 	conn, err := tenantdb.Connect(ctx, t.DSN, o.readOptions())
 	if err != nil {
@@ -459,6 +502,7 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+		st := newSettler(o, tx, t.Name)
 		for _, it := range items {
 			set := it.Action.SetTemplate
 			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
@@ -468,9 +512,21 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 			}
 			r.Before, r.After = cur, cur
 			if rollback {
-				r.Outcome, r.Reason = rollbackOutcome(cur, exists, set)
+				if r.Outcome, r.Reason, err = earlierRollback(ctx, st, h, it); err == nil && r.Outcome == "" {
+					r.Outcome, r.Reason = rollbackOutcome(cur, exists, set)
+				}
 			} else {
-				r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, applied[it.Key()])
+				var wrote bool
+				var why string
+				if wrote, why, err = earlierWrite(ctx, st, h, it); err == nil {
+					r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, wrote)
+					if r.Outcome == SkippedChanged && why != "" {
+						r.Reason = why + "; not written"
+					}
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("workspace %s: %w", it.WorkspaceID, err)
 			}
 			switch r.Outcome {
 			case WouldWrite:

@@ -24,6 +24,10 @@ type history struct {
 	// superseded holds, per row, the plan that wrote it after this plan's
 	// write was undone; it is that plan's now, not this one's to undo.
 	superseded map[string]string
+	// pending holds, per row, the tenant transaction of this plan's apply
+	// whose commit no later entry settled (the run died at COMMIT, or
+	// COMMIT failed); rolledBackPending the same for its rollback.
+	pending, rollbackPending map[string]int64
 	// rollback: a rollback of this plan wrote or tried to commit, first at
 	// rollbackAt.
 	rollback   bool
@@ -41,7 +45,8 @@ func loadHistory(ctx context.Context, s *evidence.Store, fingerprint string) (*h
 
 // replay folds journal entries, oldest first, into plan fingerprint's history.
 func replay(entries []evidence.Entry, fingerprint string) *history {
-	h := &history{applied: map[string]bool{}, undoable: map[string]bool{}, superseded: map[string]string{}}
+	h := &history{applied: map[string]bool{}, undoable: map[string]bool{}, superseded: map[string]string{},
+		pending: map[string]int64{}, rollbackPending: map[string]int64{}}
 	undone := map[string]bool{}
 	for _, e := range entries {
 		k := e.Tenant + "/" + e.WorkspaceID
@@ -60,15 +65,27 @@ func replay(entries []evidence.Entry, fingerprint string) *history {
 			delete(h.superseded, k)
 		}
 		switch {
-		case e.Operation == evidence.OpApply && e.Outcome == Applied:
+		case e.Operation == evidence.OpApply && (e.Outcome == Applied || e.Outcome == Committed):
 			h.applied[k], h.undoable[k] = true, true
+			delete(h.pending, k)
 		case e.Operation == evidence.OpApply && e.Outcome == Committing:
 			h.undoable[k] = true
+			h.pending[k] = pendingTx(e.Reason)
+		case e.Operation == evidence.OpApply && e.Outcome == NotCommitted:
+			// The write never landed: the row is not this plan's.
+			delete(h.undoable, k)
+			delete(h.pending, k)
 		case e.Operation == evidence.OpApply && e.Outcome == AlreadyApplied && h.undoable[k]:
 			// A run died around its COMMIT and the re-run found the value:
 			// count it written, so it is never written a second time.
 			h.applied[k] = true
 		case e.Operation == evidence.OpRollback:
+			switch e.Outcome {
+			case Committing:
+				h.rollbackPending[k] = pendingTx(e.Reason)
+			case Committed, NotCommitted, RolledBack, AlreadyRolledBack:
+				delete(h.rollbackPending, k)
+			}
 			if e.Outcome == Committing || e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack {
 				if !h.rollback {
 					h.rollback, h.rollbackAt = true, e.At

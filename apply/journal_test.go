@@ -7,6 +7,14 @@ import (
 	"backfill/internal/evidence"
 )
 
+func TestPendingTx(t *testing.T) {
+	for reason, want := range map[string]int64{pendingReason(7301): 7301, "written, commit pending": 0, "in transaction x": 0, "": 0} {
+		if got := pendingTx(reason); got != want {
+			t.Errorf("pendingTx(%q) = %d, want %d", reason, got, want)
+		}
+	}
+}
+
 func TestReplay(t *testing.T) {
 	e := func(plan, op, outcome string) evidence.Entry {
 		return evidence.Entry{Fingerprint: plan, Operation: op, Outcome: outcome, Tenant: "t", WorkspaceID: "w"}
@@ -21,12 +29,17 @@ func TestReplay(t *testing.T) {
 		rolledBack        int
 		superseded        bool
 		refused           bool
+		pending           bool // an apply's commit awaits settling
 	}{
 		{name: "nothing"},
 		{name: "applied", entries: []evidence.Entry{apply(Committing), apply(Applied)}, applied: true, undoable: true},
-		{name: "died before the final entry: undoable, not known applied", entries: []evidence.Entry{apply(Committing)}, undoable: true},
-		{name: "died at COMMIT, re-run found the value: applied", entries: []evidence.Entry{apply(Committing), apply(AlreadyApplied)}, applied: true, undoable: true},
-		{name: "commit failed: still undoable, the outcome is unknown", entries: []evidence.Entry{apply(Committing), apply(Failed)}, undoable: true},
+		{name: "died before the final entry: undoable, pending", entries: []evidence.Entry{apply(Committing)}, undoable: true, pending: true},
+		{name: "died at COMMIT, settled committed", entries: []evidence.Entry{apply(Committing), apply(Committed), apply(AlreadyApplied)}, applied: true, undoable: true},
+		{name: "died before COMMIT, settled not committed", entries: []evidence.Entry{apply(Committing), apply(NotCommitted)}},
+		{name: "not committed, then a person's value found: not ours", entries: []evidence.Entry{apply(Committing), apply(NotCommitted), apply(AlreadyApplied)}},
+		{name: "not committed, then written: ours", entries: []evidence.Entry{apply(Committing), apply(NotCommitted), apply(Committing), apply(Applied)}, applied: true, undoable: true},
+		{name: "unsettled, the value found: applied, still pending", entries: []evidence.Entry{apply(Committing), apply(AlreadyApplied)}, applied: true, undoable: true, pending: true},
+		{name: "commit failed: still undoable and pending", entries: []evidence.Entry{apply(Committing), apply(Failed)}, undoable: true, pending: true},
 		{name: "skipped", entries: []evidence.Entry{apply(SkippedChanged)}},
 		{name: "already applied by someone else is not ours", entries: []evidence.Entry{apply(AlreadyApplied)}},
 		{name: "rolled back", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(RolledBack)}, applied: true, rolledBack: 1, refused: true},
@@ -47,9 +60,10 @@ func TestReplay(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := replay(tc.entries, "A")
-			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack, h.superseded["t/w"] != "", h.refusal("A") != nil)
-			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack, tc.superseded, tc.refused); got != want {
-				t.Errorf("applied, undoable, rolled back, superseded, refused = %s, want %s", got, want)
+			_, pending := h.pending["t/w"]
+			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack, h.superseded["t/w"] != "", h.refusal("A") != nil, pending)
+			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack, tc.superseded, tc.refused, tc.pending); got != want {
+				t.Errorf("applied, undoable, rolled back, superseded, refused, pending = %s, want %s", got, want)
 			}
 		})
 	}

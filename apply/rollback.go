@@ -48,15 +48,15 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := runTenants(ctx, o, group(items), func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
 		if !o.Execute {
-			return dryRun(ctx, o, t, items, true, nil)
+			return dryRun(ctx, o, t, items, true, h)
 		}
-		return rollbackTenant(ctx, o, t, items)
+		return rollbackTenant(ctx, o, t, items, h)
 	})
 	rep.EarlierRollbacks, rep.Superseded = h.rolledBack, len(h.superseded)
 	return rep, nil
 }
 
-func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item) TenantReport {
+func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, h *history) TenantReport {
 	ctx = context.WithoutCancel(ctx)
 	tr := TenantReport{Tenant: t.Name}
 	fail := func(reason string) TenantReport {
@@ -72,9 +72,23 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 		return fail("begin: " + o.redact(err))
 	}
 	defer tx.Rollback(ctx)
+	st := newSettler(o, tx, t.Name)
 	for _, it := range items {
 		written := it.Action.SetTemplate
 		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
+		outcome, why, err := earlierRollback(ctx, st, h, it)
+		if err != nil {
+			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err))
+		}
+		if outcome != "" {
+			cur, _, _, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			if err != nil {
+				return fail(fmt.Sprintf("workspace %s: re-read: %s", it.WorkspaceID, o.redact(err)))
+			}
+			r.Before, r.After, r.Outcome, r.Reason = cur, cur, outcome, why
+			tr.Results = append(tr.Results, r)
+			continue
+		}
 		tag, err := tx.Exec(ctx, tenantdb.ClearTemplateSQL, it.WorkspaceID, written)
 		if err != nil {
 			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err)))
@@ -95,5 +109,33 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	return commitJournaled(ctx, o, tx, evidence.OpRollback, RolledBack, tr, items, "re-run rollback")
+	return commitJournaled(ctx, o, tx, evidence.OpRollback, RolledBack, tr, items, "re-run rollback", st.facts)
+}
+
+// earlierRollback settles what earlier runs that died at their COMMIT left
+// for a row rollback would undo: the outcome to report without touching it,
+// or "" to go ahead. A rollback that committed already undid the row (what
+// it holds now is someone else's); an apply that never committed never
+// wrote it.
+func earlierRollback(ctx context.Context, st *settler, h *history, it Item) (outcome, why string, err error) {
+	k := it.Key()
+	if xid, ok := h.rollbackPending[k]; ok {
+		settled, err := st.settle(ctx, evidence.OpRollback, it.WorkspaceID, xid)
+		if err != nil {
+			return "", "", err
+		}
+		if settled == Committed {
+			return AlreadyRolledBack, fmt.Sprintf("an earlier rollback (transaction %d) committed; not touched", xid), nil
+		}
+	}
+	if xid, ok := h.pending[k]; ok {
+		settled, err := st.settle(ctx, evidence.OpApply, it.WorkspaceID, xid)
+		if err != nil {
+			return "", "", err
+		}
+		if settled == NotCommitted {
+			return SkippedChanged, fmt.Sprintf("this plan's write (transaction %d) never committed; not touched", xid), nil
+		}
+	}
+	return "", "", nil
 }

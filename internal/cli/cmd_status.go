@@ -126,6 +126,9 @@ func latestJournal(c *cli.Context, store *evidence.Store) (map[evidence.Key]evid
 	}
 	out := map[evidence.Key]evidence.Entry{}
 	for _, e := range entries {
+		if e.Outcome == apply.Committed || e.Outcome == apply.NotCommitted {
+			continue // what a later run learnt of an earlier one; an outcome of its own follows
+		}
 		if e.Operation == evidence.OpRollback && e.Outcome != apply.RolledBack && e.Outcome != apply.AlreadyRolledBack {
 			continue // a rollback that touched nothing leaves the apply outcome standing
 		}

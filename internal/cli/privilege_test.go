@@ -295,4 +295,16 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 	if v := cli("verify"); v.code != 0 {
 		t.Fatalf("verify: %s%s", v.stdout, v.stderr)
 	}
+	// A re-run after a crash at COMMIT asks the server how the earlier
+	// transaction ended; the write role may ask.
+	ctx := context.Background()
+	wconn, err := pgx.Connect(ctx, roleDSN(t, f.dsns["gamma"], write, plantedPGPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wconn.Close(ctx)
+	var st string
+	if err := wconn.QueryRow(ctx, "SELECT coalesce(txid_status(txid_current()), '')").Scan(&st); err != nil || st != "in progress" {
+		t.Fatalf("txid_status as the write role: %q %v", st, err)
+	}
 }

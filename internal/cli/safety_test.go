@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"backfill/apply"
 	"backfill/internal/evidence"
@@ -229,6 +232,119 @@ func TestApplyNeverWritesARowTwiceAfterACrash(t *testing.T) {
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
 		t.Fatalf("written twice: %+v", s)
+	}
+}
+
+// An apply that died right after its COMMIT, then a row emptied by hand
+// before the re-run: the server says the transaction committed, so the
+// plan does not write the row a second time.
+func TestApplySettlesACrashAtCommitWithTheServer(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	crashAfterCommit(t, f, evidence.OpApply, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = '' WHERE id = $1", f.ids["seo-1"])
+	res := f.apply(t, "--execute")
+	if res.code != 3 || !strings.Contains(res.stdout, "not written twice") || !strings.Contains(res.stdout, "already-applied 2") {
+		t.Fatalf("re-run: %d %s", res.code, res.stdout)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
+		t.Fatalf("written twice: %+v", s)
+	}
+	p, _ := apply.LoadPlan("plan.json")
+	if n := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.Committed)); n != 3 {
+		t.Errorf("%d committed entries settle the crash, want 3", n)
+	}
+}
+
+// An apply that died before its COMMIT: the server says its transaction
+// rolled back, so the re-run writes the rows; one a person set meanwhile is
+// not this plan's, and rollback leaves it alone.
+func TestApplySettlesACrashBeforeCommitWithTheServer(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	forgeCommitting(t, f, abortedTx(t, f.dsns["acme"]))
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := f.apply(t, args...)
+		if res.code != 0 || !strings.Contains(res.stdout, "already-applied 1") {
+			t.Fatalf("apply %q: %d %s", args, res.code, res.stdout)
+		}
+	}
+	if s := f.row(t, "acme", "seo-2-restarted"); s.template != "seo-agent" || s.writes != 1 {
+		t.Fatalf("unwritten row after the re-run: %+v", s)
+	}
+	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res.code != 0 || !strings.Contains(res.stdout, "rolled-back 2") {
+		t.Fatalf("rollback: %d %s", res.code, res.stdout)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 1 {
+		t.Fatalf("rollback undid a person's value: %+v", s)
+	}
+}
+
+// A rollback that died right after its COMMIT, then a person sets a row
+// back by hand: the server says the rollback committed, so its re-run
+// leaves the person's value alone.
+func TestRollbackSettlesACrashAtCommitWithTheServer(t *testing.T) {
+	f := newAppliedFixture(t)
+	crashAfterCommit(t, f, evidence.OpRollback, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := runAt(t, f.env, append([]string{"rollback", "--inventory", "inventory.yaml", "--plan", "plan.json"}, args...)...)
+		if res.code != 0 || !strings.Contains(res.stdout, "already-rolled-back 3") || !strings.Contains(res.stdout, "committed; not touched") {
+			t.Fatalf("rollback %q re-run: %d %s", args, res.code, res.stdout)
+		}
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 3 {
+		t.Fatalf("the re-run undid a person's value: %+v", s)
+	}
+}
+
+// abortedTx returns the id of a transaction that wrote and rolled back.
+func abortedTx(t *testing.T, dsn string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xid int64
+	if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return xid
+}
+
+// forgeCommitting journals what an apply that died just before COMMIT in
+// transaction xid leaves: a committing entry for every agree row, and rows
+// that are still empty.
+func forgeCommitting(t *testing.T, f *planFixture, xid int64) {
+	t.Helper()
+	p, err := apply.LoadPlan("plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []evidence.Record
+	for _, it := range p.Agreed() {
+		recs = append(recs, &evidence.Entry{Fingerprint: p.Fingerprint, Operation: evidence.OpApply, Operator: "crashed",
+			Tenant: it.Tenant, WorkspaceID: it.WorkspaceID, After: it.Action.SetTemplate, Outcome: apply.Committing,
+			Reason: fmt.Sprintf("written, commit pending in transaction %d", xid), At: planClock})
+	}
+	s, err := evidence.Open(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -128,3 +128,19 @@ func Current(ctx context.Context, tx pgx.Tx, id string) (template, status string
 	}
 	return template, status, err == nil, err
 }
+
+// TxID returns the id of tx's transaction, which a later session can pass
+// to TxStatus to learn whether it committed.
+func TxID(ctx context.Context, tx pgx.Tx) (int64, error) {
+	var xid int64
+	err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&xid)
+	return xid, err
+}
+
+// TxStatus reports how transaction xid ended: "committed", "aborted" or
+// "in progress", or "" when the server no longer keeps its status.
+func TxStatus(ctx context.Context, tx pgx.Tx, xid int64) (string, error) {
+	var st string
+	err := tx.QueryRow(ctx, `SELECT coalesce(txid_status($1), '')`, xid).Scan(&st)
+	return st, err
+}
