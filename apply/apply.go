@@ -397,12 +397,12 @@ func earlierWrite(ctx context.Context, st *settler, h *history, it Item) (wrote 
 // first: they are true whether or not this transaction commits.
 func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, rerun string, facts []evidence.Record) TenantReport {
 	pending := facts
-	var xid int64
+	var xid tenantdb.Tx
 	for _, r := range tr.Results {
 		if r.Outcome != wrote {
 			continue
 		}
-		if xid == 0 {
+		if xid.ID == 0 {
 			var err error
 			if xid, err = tenantdb.TxID(ctx, tx); err != nil {
 				return journalOp(ctx, o, failAll(o, tr.Tenant, items, "transaction id: "+o.redact(err)+"; the tenant's transaction was rolled back"), op)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"backfill/internal/evidence"
+	"backfill/internal/tenantdb"
 )
 
 // history is the journal replayed in order, per workspace key, as it bears
@@ -27,7 +28,7 @@ type history struct {
 	// pending holds, per row, the tenant transaction of this plan's apply
 	// whose commit no later entry settled (the run died at COMMIT, or
 	// COMMIT failed); rolledBackPending the same for its rollback.
-	pending, rollbackPending map[string]int64
+	pending, rollbackPending map[string]tenantdb.Tx
 	// rollback: a rollback of this plan wrote or tried to commit, first at
 	// rollbackAt.
 	rollback   bool
@@ -46,7 +47,7 @@ func loadHistory(ctx context.Context, s *evidence.Store, fingerprint string) (*h
 // replay folds journal entries, oldest first, into plan fingerprint's history.
 func replay(entries []evidence.Entry, fingerprint string) *history {
 	h := &history{applied: map[string]bool{}, undoable: map[string]bool{}, superseded: map[string]string{},
-		pending: map[string]int64{}, rollbackPending: map[string]int64{}}
+		pending: map[string]tenantdb.Tx{}, rollbackPending: map[string]tenantdb.Tx{}}
 	undone := map[string]bool{}
 	for _, e := range entries {
 		k := e.Tenant + "/" + e.WorkspaceID
@@ -91,7 +92,7 @@ func replay(entries []evidence.Entry, fingerprint string) *history {
 					h.rollback, h.rollbackAt = true, e.At
 				}
 			}
-			if e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack {
+			if e.Outcome == RolledBack || e.Outcome == AlreadyRolledBack || e.Outcome == Committed {
 				// Once undone, a row is not this plan's to undo again: a
 				// later plan or a person may have set the same value since.
 				if h.undoable[k] {

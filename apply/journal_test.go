@@ -5,12 +5,16 @@ import (
 	"testing"
 
 	"backfill/internal/evidence"
+	"backfill/internal/tenantdb"
 )
 
 func TestPendingTx(t *testing.T) {
-	for reason, want := range map[string]int64{pendingReason(7301): 7301, "written, commit pending": 0, "in transaction x": 0, "": 0} {
+	tx := tenantdb.Tx{ID: 7301, System: 7440012345678901234}
+	for reason, want := range map[string]tenantdb.Tx{
+		pendingReason(tx): tx, "written, commit pending": {}, "in transaction 12": {}, "in transaction x of system 3": {}, "": {},
+	} {
 		if got := pendingTx(reason); got != want {
-			t.Errorf("pendingTx(%q) = %d, want %d", reason, got, want)
+			t.Errorf("pendingTx(%q) = %+v, want %+v", reason, got, want)
 		}
 	}
 }
@@ -30,6 +34,7 @@ func TestReplay(t *testing.T) {
 		superseded        bool
 		refused           bool
 		pending           bool // an apply's commit awaits settling
+		rollbackPending   bool // a rollback's commit awaits settling
 	}{
 		{name: "nothing"},
 		{name: "applied", entries: []evidence.Entry{apply(Committing), apply(Applied)}, applied: true, undoable: true},
@@ -43,11 +48,16 @@ func TestReplay(t *testing.T) {
 		{name: "skipped", entries: []evidence.Entry{apply(SkippedChanged)}},
 		{name: "already applied by someone else is not ours", entries: []evidence.Entry{apply(AlreadyApplied)}},
 		{name: "rolled back", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(RolledBack)}, applied: true, rolledBack: 1, refused: true},
-		{name: "rollback died at COMMIT: still undoable, plan refused", entries: []evidence.Entry{apply(Applied), rollback(Committing)}, applied: true, undoable: true, refused: true},
+		{name: "rollback died at COMMIT: still undoable, plan refused", entries: []evidence.Entry{apply(Applied), rollback(Committing)},
+			applied: true, undoable: true, refused: true, rollbackPending: true},
+		{name: "rollback died at COMMIT, settled committed: undone", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(Committed)},
+			applied: true, rolledBack: 1, refused: true},
+		{name: "rollback died before COMMIT, settled not committed: still undoable", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(NotCommitted)},
+			applied: true, undoable: true, refused: true},
 		{name: "rollback died at COMMIT, then another plan wrote the row: not ours", entries: []evidence.Entry{apply(Applied), rollback(Committing), other(Committing), other(Applied)},
-			applied: true, superseded: true, refused: true},
+			applied: true, superseded: true, refused: true, rollbackPending: true},
 		{name: "rollback died at COMMIT, then another plan died at its COMMIT: not ours", entries: []evidence.Entry{apply(Applied), rollback(Committing), other(Committing)},
-			applied: true, superseded: true, refused: true},
+			applied: true, superseded: true, refused: true, rollbackPending: true},
 		{name: "superseded, then this plan wrote the row again: ours", entries: []evidence.Entry{apply(Committing), other(Applied), apply(Committing), apply(Applied)},
 			applied: true, undoable: true},
 		{name: "rollback re-run found it already undone", entries: []evidence.Entry{apply(Applied), rollback(Committing), rollback(Failed), rollback(AlreadyRolledBack)},
@@ -61,9 +71,10 @@ func TestReplay(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := replay(tc.entries, "A")
 			_, pending := h.pending["t/w"]
-			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack, h.superseded["t/w"] != "", h.refusal("A") != nil, pending)
-			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack, tc.superseded, tc.refused, tc.pending); got != want {
-				t.Errorf("applied, undoable, rolled back, superseded, refused, pending = %s, want %s", got, want)
+			_, rollbackPending := h.rollbackPending["t/w"]
+			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack, h.superseded["t/w"] != "", h.refusal("A") != nil, pending, rollbackPending)
+			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack, tc.superseded, tc.refused, tc.pending, tc.rollbackPending); got != want {
+				t.Errorf("applied, undoable, rolled back, superseded, refused, pending, rollback pending = %s, want %s", got, want)
 			}
 		})
 	}

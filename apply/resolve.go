@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -21,22 +20,22 @@ const (
 
 // pendingReason is a committing entry's reason. It names the tenant
 // transaction so that a later run can ask the server whether it committed.
-func pendingReason(xid int64) string {
-	return fmt.Sprintf("written, commit pending in transaction %d", xid)
+func pendingReason(t tenantdb.Tx) string {
+	return fmt.Sprintf("written, commit pending in transaction %d of system %d", t.ID, t.System)
 }
 
-// pendingTx reads the transaction id back from a committing entry's reason;
-// 0 when it names none.
-func pendingTx(reason string) int64 {
+// pendingTx reads the transaction back from a committing entry's reason;
+// the zero Tx when it names none.
+func pendingTx(reason string) tenantdb.Tx {
+	var t tenantdb.Tx
 	i := strings.LastIndex(reason, " transaction ")
 	if i < 0 {
-		return 0
+		return t
 	}
-	xid, err := strconv.ParseInt(reason[i+len(" transaction "):], 10, 64)
-	if err != nil {
-		return 0
+	if _, err := fmt.Sscanf(reason[i:], " transaction %d of system %d", &t.ID, &t.System); err != nil {
+		return tenantdb.Tx{}
 	}
-	return xid
+	return t
 }
 
 // settler asks one tenant's server how earlier runs' transactions ended,
@@ -45,36 +44,43 @@ type settler struct {
 	o      Options
 	tx     pgx.Tx
 	tenant string
-	status map[int64]string
+	status map[tenantdb.Tx]string
 	facts  []evidence.Record
 }
 
 func newSettler(o Options, tx pgx.Tx, tenant string) *settler {
-	return &settler{o: o, tx: tx, tenant: tenant, status: map[int64]string{}}
+	return &settler{o: o, tx: tx, tenant: tenant, status: map[tenantdb.Tx]string{}}
 }
 
 // settle returns Committed or NotCommitted for an earlier run's committing
-// entry of op on workspace id in transaction xid, or, when the server
-// cannot say, why not.
-func (s *settler) settle(ctx context.Context, op, id string, xid int64) (string, error) {
-	st, ok := s.status[xid]
-	if !ok && xid > 0 {
+// entry of op on workspace id in transaction t, or, when the server cannot
+// say, why not.
+func (s *settler) settle(ctx context.Context, op, id string, t tenantdb.Tx) (string, error) {
+	if t.ID <= 0 {
+		return "the journal does not name the transaction of an earlier run that died at its COMMIT, so its outcome cannot be known", nil
+	}
+	st, ok := s.status[t]
+	if !ok {
 		var err error
-		if st, err = tenantdb.TxStatus(ctx, s.tx, xid); err != nil {
-			return "", fmt.Errorf("status of transaction %d: %s", xid, s.o.redact(err))
+		if st, err = tenantdb.TxStatus(ctx, s.tx, t); err != nil {
+			return "", fmt.Errorf("status of transaction %d: %s", t.ID, s.o.redact(err))
 		}
-		s.status[xid] = st
+		s.status[t] = st
 	}
 	var outcome, reason string
 	switch st {
 	case "committed":
-		outcome, reason = Committed, fmt.Sprintf("transaction %d of an earlier run committed", xid)
+		outcome, reason = Committed, fmt.Sprintf("transaction %d of an earlier run committed", t.ID)
 	case "aborted":
-		outcome, reason = NotCommitted, fmt.Sprintf("transaction %d of an earlier run rolled back", xid)
+		outcome, reason = NotCommitted, fmt.Sprintf("transaction %d of an earlier run rolled back", t.ID)
 	case "in progress":
-		return fmt.Sprintf("transaction %d of an earlier run is still open: re-run once it has ended", xid), nil
+		return fmt.Sprintf("transaction %d of an earlier run is still open: re-run once it has ended", t.ID), nil
+	case tenantdb.TxOtherServer:
+		return fmt.Sprintf("transaction %d of an earlier run was on another server than the one this DSN reaches now, so its outcome cannot be known", t.ID), nil
+	case tenantdb.TxNotYetIssued:
+		return fmt.Sprintf("transaction %d of an earlier run is unknown to this server (a failover or restore?), so its outcome cannot be known", t.ID), nil
 	default:
-		return fmt.Sprintf("the outcome of transaction %d of an earlier run is no longer known: make a new plan for this row", xid), nil
+		return fmt.Sprintf("the outcome of transaction %d of an earlier run is no longer kept by the server", t.ID), nil
 	}
 	s.facts = append(s.facts, s.o.entry(op, Result{Tenant: s.tenant, WorkspaceID: id, Outcome: outcome, Reason: reason}))
 	return outcome, nil

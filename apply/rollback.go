@@ -116,25 +116,29 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 // for a row rollback would undo: the outcome to report without touching it,
 // or "" to go ahead. A rollback that committed already undid the row (what
 // it holds now is someone else's); an apply that never committed never
-// wrote it.
+// wrote it; and when the server cannot say, the row is left alone.
 func earlierRollback(ctx context.Context, st *settler, h *history, it Item) (outcome, why string, err error) {
 	k := it.Key()
-	if xid, ok := h.rollbackPending[k]; ok {
-		settled, err := st.settle(ctx, evidence.OpRollback, it.WorkspaceID, xid)
-		if err != nil {
+	if t, ok := h.rollbackPending[k]; ok {
+		settled, err := st.settle(ctx, evidence.OpRollback, it.WorkspaceID, t)
+		switch {
+		case err != nil:
 			return "", "", err
-		}
-		if settled == Committed {
-			return AlreadyRolledBack, fmt.Sprintf("an earlier rollback (transaction %d) committed; not touched", xid), nil
+		case settled == Committed:
+			return AlreadyRolledBack, fmt.Sprintf("an earlier rollback (transaction %d) committed; not touched", t.ID), nil
+		case settled != NotCommitted:
+			return SkippedChanged, settled + "; not touched", nil
 		}
 	}
-	if xid, ok := h.pending[k]; ok {
-		settled, err := st.settle(ctx, evidence.OpApply, it.WorkspaceID, xid)
-		if err != nil {
+	if t, ok := h.pending[k]; ok {
+		settled, err := st.settle(ctx, evidence.OpApply, it.WorkspaceID, t)
+		switch {
+		case err != nil:
 			return "", "", err
-		}
-		if settled == NotCommitted {
-			return SkippedChanged, fmt.Sprintf("this plan's write (transaction %d) never committed; not touched", xid), nil
+		case settled == NotCommitted:
+			return SkippedChanged, fmt.Sprintf("this plan's write (transaction %d) never committed; not touched", t.ID), nil
+		case settled != Committed:
+			return SkippedChanged, settled + "; not touched", nil
 		}
 	}
 	return "", "", nil

@@ -12,6 +12,7 @@ import (
 
 	"backfill/apply"
 	"backfill/internal/evidence"
+	"backfill/internal/tenantdb"
 )
 
 func TestExecuteIsCommandLineOnly(t *testing.T) {
@@ -300,8 +301,94 @@ func TestRollbackSettlesACrashAtCommitWithTheServer(t *testing.T) {
 	}
 }
 
-// abortedTx returns the id of a transaction that wrote and rolled back.
-func abortedTx(t *testing.T, dsn string) int64 {
+// Rollback straight after an apply that died before its COMMIT: the
+// server says that apply never committed, so a value a person set since is
+// not this plan's to undo.
+func TestRollbackLeavesRowsAnUncommittedApplyNeverWrote(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	forgeCommitting(t, f, abortedTx(t, f.dsns["acme"]))
+	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
+	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res.code != 3 || strings.Count(res.stdout, "never committed; not touched") != 3 {
+		t.Fatalf("rollback: %d %s", res.code, res.stdout)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 1 {
+		t.Fatalf("rollback undid a person's value: %+v", s)
+	}
+}
+
+// When the server cannot say how an earlier run's transaction ended, the
+// row is not written again; a dry run says the same and records nothing.
+func TestApplyNeverGuessesAnUnsettledCommit(t *testing.T) {
+	cases := []struct {
+		name string
+		tx   func(f *planFixture) (tenantdb.Tx, func())
+		want string
+	}{
+		{"still open", func(f *planFixture) (tenantdb.Tx, func()) { return openTx(t, f.dsns["acme"]) }, "is still open"},
+		{"another server", func(f *planFixture) (tenantdb.Tx, func()) {
+			x := abortedTx(t, f.dsns["acme"])
+			x.System++
+			return x, func() {}
+		}, "on another server"},
+		{"beyond this server's ids", func(f *planFixture) (tenantdb.Tx, func()) {
+			x := abortedTx(t, f.dsns["acme"])
+			x.ID += 1 << 20
+			return x, func() {}
+		}, "unknown to this server"},
+		{"not named", func(f *planFixture) (tenantdb.Tx, func()) { return tenantdb.Tx{}, func() {} }, "does not name the transaction"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPlanFixture(t)
+			f.planAndApprove(t)
+			tx, done := tc.tx(f)
+			forgeCommitting(t, f, tx)
+			p, _ := apply.LoadPlan("plan.json")
+			journal := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.SkippedChanged))
+			dry := f.apply(t)
+			if dry.code != 3 || strings.Count(dry.stdout, tc.want) != 3 {
+				t.Fatalf("dry run: %d %s", dry.code, dry.stdout)
+			}
+			if n := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.SkippedChanged)); n != journal {
+				t.Fatalf("the dry run journaled %d entries", n-journal)
+			}
+			res := f.apply(t, "--execute")
+			if res.code != 3 || strings.Count(res.stdout, tc.want) != 3 {
+				t.Fatalf("apply: %d %s", res.code, res.stdout)
+			}
+			if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 0 {
+				t.Fatalf("written on a guess: %+v", s)
+			}
+			done()
+		})
+	}
+}
+
+// openTx returns a transaction left open with an id, and a func ending it.
+func openTx(t *testing.T, dsn string) (tenantdb.Tx, func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xid, err := tenantdb.TxID(ctx, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := func() { tx.Rollback(ctx); conn.Close(ctx) }
+	t.Cleanup(end)
+	return xid, end
+}
+
+// abortedTx returns a transaction that took an id and rolled back.
+func abortedTx(t *testing.T, dsn string) tenantdb.Tx {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -313,8 +400,8 @@ func abortedTx(t *testing.T, dsn string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var xid int64
-	if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
+	xid, err := tenantdb.TxID(ctx, tx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -326,7 +413,7 @@ func abortedTx(t *testing.T, dsn string) int64 {
 // forgeCommitting journals what an apply that died just before COMMIT in
 // transaction xid leaves: a committing entry for every agree row, and rows
 // that are still empty.
-func forgeCommitting(t *testing.T, f *planFixture, xid int64) {
+func forgeCommitting(t *testing.T, f *planFixture, xid tenantdb.Tx) {
 	t.Helper()
 	p, err := apply.LoadPlan("plan.json")
 	if err != nil {
@@ -336,7 +423,7 @@ func forgeCommitting(t *testing.T, f *planFixture, xid int64) {
 	for _, it := range p.Agreed() {
 		recs = append(recs, &evidence.Entry{Fingerprint: p.Fingerprint, Operation: evidence.OpApply, Operator: "crashed",
 			Tenant: it.Tenant, WorkspaceID: it.WorkspaceID, After: it.Action.SetTemplate, Outcome: apply.Committing,
-			Reason: fmt.Sprintf("written, commit pending in transaction %d", xid), At: planClock})
+			Reason: fmt.Sprintf("written, commit pending in transaction %d of system %d", xid.ID, xid.System), At: planClock})
 	}
 	s, err := evidence.Open(context.Background(), "evidence.db")
 	if err != nil {

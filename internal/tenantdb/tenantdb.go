@@ -129,18 +129,38 @@ func Current(ctx context.Context, tx pgx.Tx, id string) (template, status string
 	return template, status, err == nil, err
 }
 
-// TxID returns the id of tx's transaction, which a later session can pass
-// to TxStatus to learn whether it committed.
-func TxID(ctx context.Context, tx pgx.Tx) (int64, error) {
-	var xid int64
-	err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&xid)
-	return xid, err
+// Tx names a transaction on one server: its epoch-extended id and the
+// server's system identifier, without which an id means nothing elsewhere.
+type Tx struct {
+	ID     int64
+	System int64
 }
 
-// TxStatus reports how transaction xid ended: "committed", "aborted" or
-// "in progress", or "" when the server no longer keeps its status.
-func TxStatus(ctx context.Context, tx pgx.Tx, xid int64) (string, error) {
+// TxID returns tx's transaction, which a later session can pass to TxStatus
+// to learn whether it committed.
+func TxID(ctx context.Context, tx pgx.Tx) (Tx, error) {
+	var t Tx
+	err := tx.QueryRow(ctx, `SELECT txid_current(), (SELECT system_identifier FROM pg_control_system())`).Scan(&t.ID, &t.System)
+	return t, err
+}
+
+// Statuses of TxStatus besides PostgreSQL's own "committed", "aborted" and
+// "in progress".
+const (
+	TxForgotten    = ""             // too old: the server no longer keeps its status
+	TxOtherServer  = "other server" // run on a server with another system identifier
+	TxNotYetIssued = "not issued"   // beyond this server's ids: a failover or restore lost it
+)
+
+// TxStatus reports how transaction t ended, as far as this server can say.
+// Every id issued before is below this transaction's own, which it takes if
+// it had none (in a read-only transaction too), so a failover that lost t
+// is told apart without txid_status's "in the future" error.
+func TxStatus(ctx context.Context, tx pgx.Tx, t Tx) (string, error) {
 	var st string
-	err := tx.QueryRow(ctx, `SELECT coalesce(txid_status($1), '')`, xid).Scan(&st)
+	err := tx.QueryRow(ctx, `SELECT CASE
+  WHEN (SELECT system_identifier FROM pg_control_system()) <> $2 THEN $3
+  WHEN $1 >= txid_current() THEN $4
+  ELSE coalesce(txid_status($1), $5) END`, t.ID, t.System, TxOtherServer, TxNotYetIssued, TxForgotten).Scan(&st)
 	return st, err
 }
