@@ -9,9 +9,9 @@ import (
 )
 
 func TestPendingTx(t *testing.T) {
-	tx := tenantdb.Tx{ID: 7301, System: 7440012345678901234}
+	tx := tenantdb.Tx{ID: 7301, System: 7440012345678901234, Timeline: "00000002"}
 	for reason, want := range map[string]tenantdb.Tx{
-		pendingReason(tx): tx, "written, commit pending": {}, "in transaction 12": {}, "in transaction x of system 3": {}, "": {},
+		pendingReason(tx): tx, "written, commit pending": {}, "in transaction 12": {}, "in transaction x of system 3 timeline 1": {}, "in transaction 12 of system 3": {}, "": {},
 	} {
 		if got := pendingTx(reason); got != want {
 			t.Errorf("pendingTx(%q) = %+v, want %+v", reason, got, want)

@@ -21,7 +21,7 @@ const (
 // pendingReason is a committing entry's reason. It names the tenant
 // transaction so that a later run can ask the server whether it committed.
 func pendingReason(t tenantdb.Tx) string {
-	return fmt.Sprintf("written, commit pending in transaction %d of system %d", t.ID, t.System)
+	return fmt.Sprintf("written, commit pending in transaction %d of system %d timeline %s", t.ID, t.System, t.Timeline)
 }
 
 // pendingTx reads the transaction back from a committing entry's reason;
@@ -32,7 +32,7 @@ func pendingTx(reason string) tenantdb.Tx {
 	if i < 0 {
 		return t
 	}
-	if _, err := fmt.Sscanf(reason[i:], " transaction %d of system %d", &t.ID, &t.System); err != nil {
+	if _, err := fmt.Sscanf(reason[i:], " transaction %d of system %d timeline %s", &t.ID, &t.System, &t.Timeline); err != nil {
 		return tenantdb.Tx{}
 	}
 	return t
@@ -73,12 +73,12 @@ func (s *settler) settle(ctx context.Context, op, id string, t tenantdb.Tx) (str
 		outcome, reason = Committed, fmt.Sprintf("transaction %d of an earlier run committed", t.ID)
 	case "aborted":
 		outcome, reason = NotCommitted, fmt.Sprintf("transaction %d of an earlier run rolled back", t.ID)
-	case "in progress":
-		return fmt.Sprintf("transaction %d of an earlier run is still open: re-run once it has ended", t.ID), nil
+	case "in progress", tenantdb.TxOpenOrUnknown:
+		return fmt.Sprintf("transaction %d of an earlier run is still open, or unknown to this server: re-run once it has ended", t.ID), nil
 	case tenantdb.TxOtherServer:
-		return fmt.Sprintf("transaction %d of an earlier run was on another server than the one this DSN reaches now, so its outcome cannot be known", t.ID), nil
-	case tenantdb.TxNotYetIssued:
-		return fmt.Sprintf("transaction %d of an earlier run is unknown to this server (a failover or restore?), so its outcome cannot be known", t.ID), nil
+		return fmt.Sprintf("transaction %d of an earlier run was on another server or timeline than the one this DSN reaches now (a failover or restore?), so its outcome cannot be known", t.ID), nil
+	case tenantdb.TxStandby:
+		return fmt.Sprintf("this DSN reaches a standby, which cannot say whether transaction %d of an earlier run committed", t.ID), nil
 	default:
 		return fmt.Sprintf("the outcome of transaction %d of an earlier run is no longer kept by the server", t.ID), nil
 	}

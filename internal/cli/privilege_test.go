@@ -308,7 +308,7 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 			if err != nil {
 				return err
 			}
-			st, err := tenantdb.TxStatus(ctx, tx, tenantdb.Tx{ID: self.ID - 1, System: self.System})
+			st, err := tenantdb.TxStatus(ctx, tx, tenantdb.Tx{ID: self.ID - 1, System: self.System, Timeline: self.Timeline})
 			if err == nil && st != "committed" && st != "aborted" && st != "in progress" {
 				err = fmt.Errorf("status %q", st)
 			}

@@ -263,7 +263,7 @@ func TestApplySettlesACrashAtCommitWithTheServer(t *testing.T) {
 func TestApplySettlesACrashBeforeCommitWithTheServer(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
-	forgeCommitting(t, f, abortedTx(t, f.dsns["acme"]))
+	forgeCommitting(t, f, evidence.OpApply, abortedTx(t, f.dsns["acme"]))
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
 	for _, args := range [][]string{nil, {"--execute"}} {
 		res := f.apply(t, args...)
@@ -307,7 +307,7 @@ func TestRollbackSettlesACrashAtCommitWithTheServer(t *testing.T) {
 func TestRollbackLeavesRowsAnUncommittedApplyNeverWrote(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
-	forgeCommitting(t, f, abortedTx(t, f.dsns["acme"]))
+	forgeCommitting(t, f, evidence.OpApply, abortedTx(t, f.dsns["acme"]))
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
 	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
 	if res.code != 3 || strings.Count(res.stdout, "never committed; not touched") != 3 {
@@ -318,56 +318,100 @@ func TestRollbackLeavesRowsAnUncommittedApplyNeverWrote(t *testing.T) {
 	}
 }
 
-// When the server cannot say how an earlier run's transaction ended, the
-// row is not written again; a dry run says the same and records nothing.
-func TestApplyNeverGuessesAnUnsettledCommit(t *testing.T) {
+// When the server cannot say how an earlier run's transaction ended, apply
+// does not write the row again and rollback does not touch it; a dry run
+// says the same and records nothing.
+func TestNeitherApplyNorRollbackGuessesAnUnsettledCommit(t *testing.T) {
 	cases := []struct {
 		name string
-		tx   func(f *planFixture) (tenantdb.Tx, func())
+		tx   func(t *testing.T, f *planFixture) tenantdb.Tx
 		want string
 	}{
-		{"still open", func(f *planFixture) (tenantdb.Tx, func()) { return openTx(t, f.dsns["acme"]) }, "is still open"},
-		{"another server", func(f *planFixture) (tenantdb.Tx, func()) {
+		{"still open", func(t *testing.T, f *planFixture) tenantdb.Tx { return openTx(t, f.dsns["acme"]) }, "is still open"},
+		{"another server", func(t *testing.T, f *planFixture) tenantdb.Tx {
 			x := abortedTx(t, f.dsns["acme"])
 			x.System++
-			return x, func() {}
-		}, "on another server"},
-		{"beyond this server's ids", func(f *planFixture) (tenantdb.Tx, func()) {
+			return x
+		}, "on another server or timeline"},
+		{"another timeline", func(t *testing.T, f *planFixture) tenantdb.Tx {
+			x := abortedTx(t, f.dsns["acme"])
+			x.Timeline = "0000000F"
+			return x
+		}, "on another server or timeline"},
+		{"never issued here", func(t *testing.T, f *planFixture) tenantdb.Tx {
 			x := abortedTx(t, f.dsns["acme"])
 			x.ID += 1 << 20
-			return x, func() {}
+			return x
 		}, "unknown to this server"},
-		{"not named", func(f *planFixture) (tenantdb.Tx, func()) { return tenantdb.Tx{}, func() {} }, "does not name the transaction"},
+		{"not named", func(t *testing.T, f *planFixture) tenantdb.Tx { return tenantdb.Tx{} }, "does not name the transaction"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newPlanFixture(t)
 			f.planAndApprove(t)
-			tx, done := tc.tx(f)
-			forgeCommitting(t, f, tx)
-			p, _ := apply.LoadPlan("plan.json")
-			journal := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.SkippedChanged))
-			dry := f.apply(t)
-			if dry.code != 3 || strings.Count(dry.stdout, tc.want) != 3 {
-				t.Fatalf("dry run: %d %s", dry.code, dry.stdout)
+			forgeCommitting(t, f, evidence.OpApply, tc.tx(t, f))
+			journal := journalLen(t)
+			for _, args := range [][]string{{"apply"}, {"rollback"}} {
+				dry := runAt(t, f.env, append(args, "--inventory", "inventory.yaml", "--plan", "plan.json")...)
+				if dry.code != 3 || strings.Count(dry.stdout, tc.want) != 3 {
+					t.Fatalf("%s dry run: %d %s", args[0], dry.code, dry.stdout)
+				}
+				if n := journalLen(t); n != journal {
+					t.Fatalf("the %s dry run journaled %d entries", args[0], n-journal)
+				}
 			}
-			if n := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.SkippedChanged)); n != journal {
-				t.Fatalf("the dry run journaled %d entries", n-journal)
-			}
-			res := f.apply(t, "--execute")
-			if res.code != 3 || strings.Count(res.stdout, tc.want) != 3 {
-				t.Fatalf("apply: %d %s", res.code, res.stdout)
+			// A person sets one row meanwhile: rollback must leave it too.
+			execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-2-restarted"])
+			for _, args := range [][]string{{"apply"}, {"rollback"}} {
+				res := runAt(t, f.env, append(args, "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")...)
+				if res.code != 3 || strings.Count(res.stdout, tc.want) < 2 {
+					t.Fatalf("%s: %d %s", args[0], res.code, res.stdout)
+				}
 			}
 			if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 0 {
 				t.Fatalf("written on a guess: %+v", s)
 			}
-			done()
+			if s := f.row(t, "acme", "seo-2-restarted"); s.template != "seo-agent" || s.writes != 1 {
+				t.Fatalf("a person's value undone on a guess: %+v", s)
+			}
 		})
 	}
 }
 
-// openTx returns a transaction left open with an id, and a func ending it.
-func openTx(t *testing.T, dsn string) (tenantdb.Tx, func()) {
+// A rollback that died at a COMMIT the server cannot settle: whether the
+// values now in the rows are the plan's or set since is unknown, so a
+// re-run leaves them.
+func TestRollbackNeverGuessesItsOwnUnsettledCommit(t *testing.T) {
+	f := newAppliedFixture(t)
+	x := abortedTx(t, f.dsns["acme"])
+	x.Timeline = "0000000F"
+	forgeCommitting(t, f, evidence.OpRollback, x)
+	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res.code != 3 || strings.Count(res.stdout, "on another server or timeline") != 3 {
+		t.Fatalf("rollback: %d %s", res.code, res.stdout)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 1 {
+		t.Fatalf("undone on a guess: %+v", s)
+	}
+}
+
+// journalLen counts the evidence store's journal entries.
+func journalLen(t *testing.T) int {
+	t.Helper()
+	s, err := evidence.Open(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	entries, err := s.Journal(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// openTx returns a transaction left open until the test ends.
+func openTx(t *testing.T, dsn string) tenantdb.Tx {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -382,9 +426,8 @@ func openTx(t *testing.T, dsn string) (tenantdb.Tx, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := func() { tx.Rollback(ctx); conn.Close(ctx) }
-	t.Cleanup(end)
-	return xid, end
+	t.Cleanup(func() { tx.Rollback(ctx); conn.Close(ctx) })
+	return xid
 }
 
 // abortedTx returns a transaction that took an id and rolled back.
@@ -410,10 +453,10 @@ func abortedTx(t *testing.T, dsn string) tenantdb.Tx {
 	return xid
 }
 
-// forgeCommitting journals what an apply that died just before COMMIT in
-// transaction xid leaves: a committing entry for every agree row, and rows
-// that are still empty.
-func forgeCommitting(t *testing.T, f *planFixture, xid tenantdb.Tx) {
+// forgeCommitting journals what an apply or rollback (op) that died just
+// before COMMIT in transaction xid leaves: a committing entry for every
+// agree row, whose rows it leaves as they are.
+func forgeCommitting(t *testing.T, f *planFixture, op string, xid tenantdb.Tx) {
 	t.Helper()
 	p, err := apply.LoadPlan("plan.json")
 	if err != nil {
@@ -421,9 +464,13 @@ func forgeCommitting(t *testing.T, f *planFixture, xid tenantdb.Tx) {
 	}
 	var recs []evidence.Record
 	for _, it := range p.Agreed() {
-		recs = append(recs, &evidence.Entry{Fingerprint: p.Fingerprint, Operation: evidence.OpApply, Operator: "crashed",
-			Tenant: it.Tenant, WorkspaceID: it.WorkspaceID, After: it.Action.SetTemplate, Outcome: apply.Committing,
-			Reason: fmt.Sprintf("written, commit pending in transaction %d of system %d", xid.ID, xid.System), At: planClock})
+		before, after := "", it.Action.SetTemplate
+		if op == evidence.OpRollback {
+			before, after = after, before
+		}
+		recs = append(recs, &evidence.Entry{Fingerprint: p.Fingerprint, Operation: op, Operator: "crashed",
+			Tenant: it.Tenant, WorkspaceID: it.WorkspaceID, Before: before, After: after, Outcome: apply.Committing,
+			Reason: fmt.Sprintf("written, commit pending in transaction %d of system %d timeline %s", xid.ID, xid.System, xid.Timeline), At: planClock})
 	}
 	s, err := evidence.Open(context.Background(), "evidence.db")
 	if err != nil {

@@ -129,38 +129,47 @@ func Current(ctx context.Context, tx pgx.Tx, id string) (template, status string
 	return template, status, err == nil, err
 }
 
-// Tx names a transaction on one server: its epoch-extended id and the
-// server's system identifier, without which an id means nothing elsewhere.
+// Tx names a transaction on one server: its epoch-extended id, and the
+// server's system identifier and timeline, without which an id means nothing
+// elsewhere (a promoted replica or a restore shares the system identifier
+// but starts a new timeline, and may issue the same ids again).
 type Tx struct {
-	ID     int64
-	System int64
+	ID       int64
+	System   int64
+	Timeline string // hex, as in WAL file names
 }
 
 // TxID returns tx's transaction, which a later session can pass to TxStatus
 // to learn whether it committed.
 func TxID(ctx context.Context, tx pgx.Tx) (Tx, error) {
 	var t Tx
-	err := tx.QueryRow(ctx, `SELECT txid_current(), (SELECT system_identifier FROM pg_control_system())`).Scan(&t.ID, &t.System)
+	err := tx.QueryRow(ctx, `SELECT txid_current(), (SELECT system_identifier FROM pg_control_system()),
+  substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`).Scan(&t.ID, &t.System, &t.Timeline)
 	return t, err
 }
 
 // Statuses of TxStatus besides PostgreSQL's own "committed", "aborted" and
 // "in progress".
 const (
-	TxForgotten    = ""             // too old: the server no longer keeps its status
-	TxOtherServer  = "other server" // run on a server with another system identifier
-	TxNotYetIssued = "not issued"   // beyond this server's ids: a failover or restore lost it
+	TxForgotten     = ""                // too old: the server no longer keeps its status
+	TxOtherServer   = "other server"    // another system identifier or timeline
+	TxStandby       = "standby"         // a server in recovery, whose answer is not final
+	TxOpenOrUnknown = "open or unknown" // not yet completed here: still running, or never issued
 )
 
 // TxStatus reports how transaction t ended, as far as this server can say.
-// Every id issued before is below this transaction's own, which it takes if
-// it had none (in a read-only transaction too), so a failover that lost t
-// is told apart without txid_status's "in the future" error.
+// It neither writes nor takes a transaction id, so it runs in a dry run's
+// READ ONLY transaction too.
 func TxStatus(ctx context.Context, tx pgx.Tx, t Tx) (string, error) {
 	var st string
+	// CASE stops at the first true branch, so pg_walfile_name never runs on
+	// a standby and txid_status never sees an id it would call "in the
+	// future".
 	err := tx.QueryRow(ctx, `SELECT CASE
-  WHEN (SELECT system_identifier FROM pg_control_system()) <> $2 THEN $3
-  WHEN $1 >= txid_current() THEN $4
-  ELSE coalesce(txid_status($1), $5) END`, t.ID, t.System, TxOtherServer, TxNotYetIssued, TxForgotten).Scan(&st)
+  WHEN (SELECT system_identifier FROM pg_control_system()) <> $2 THEN $4
+  WHEN pg_is_in_recovery() THEN $5
+  WHEN substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) <> $3 THEN $4
+  WHEN $1 >= txid_snapshot_xmax(txid_current_snapshot()) THEN $6
+  ELSE coalesce(txid_status($1), $7) END`, t.ID, t.System, t.Timeline, TxOtherServer, TxStandby, TxOpenOrUnknown, TxForgotten).Scan(&st)
 	return st, err
 }
