@@ -23,7 +23,7 @@ const (
 	SkippedChanged    = "skipped-changed"
 	SkippedRemoved    = "skipped-removed"
 	Failed            = "failed"
-	Committing        = "committing" // journaled just before COMMIT; a crash leaves it as the trace of our write
+	Committing        = "committing" // journaled just before COMMIT by apply and rollback; a crash leaves it as the trace of the write
 	WouldWrite        = "would-write"
 	RolledBack        = "rolled-back"
 	AlreadyRolledBack = "already-rolled-back"
@@ -588,6 +588,7 @@ func readBack(ctx context.Context, o Options, t inventory.Tenant, all []Item, re
 	return out
 }
 
-// ErrNothingApplied is returned by Rollback when the journal holds no
-// write of the plan.
-var ErrNothingApplied = errors.New("the journal holds no write of this plan to roll back")
+// ErrNothingApplied is returned by Rollback when the journal leaves it
+// nothing to undo: the plan wrote nothing, or all it wrote was rolled back
+// already or written over by another plan since.
+var ErrNothingApplied = errors.New("nothing left to roll back")

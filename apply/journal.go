@@ -27,7 +27,7 @@ type history struct {
 	superseded map[string]string
 	// pending holds, per row, the tenant transaction of this plan's apply
 	// whose commit no later entry settled (the run died at COMMIT, or
-	// COMMIT failed); rolledBackPending the same for its rollback.
+	// COMMIT failed); rollbackPending the same for its rollback.
 	pending, rollbackPending map[string]tenantdb.Tx
 	// rollback: a rollback of this plan wrote or tried to commit, first at
 	// rollbackAt.

@@ -37,7 +37,7 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if len(items) == 0 && h.rolledBack+len(h.superseded) > 0 {
-		return nil, fmt.Errorf("%w (%d of its writes were rolled back by an earlier run, %d written over by another plan since)",
+		return nil, fmt.Errorf("%w: %d of its writes were rolled back by an earlier run, %d written over by another plan since",
 			ErrNothingApplied, h.rolledBack, len(h.superseded))
 	}
 	if len(items) == 0 {

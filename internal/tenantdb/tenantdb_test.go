@@ -112,6 +112,8 @@ func TestTransient(t *testing.T) {
 		{"malformed DSN", ctx, "postgres://u:p@host:notaport/x", false},
 		{"interrupted", cancelled, tenant, false},
 		{"timed out", ctx, "postgres://u:p@" + silent.Addr().String() + "/x?sslmode=disable", false},
+		{"socket missing while the server restarts", ctx, "postgres://u@/x?host=" + t.TempDir() + "&port=5432", true},
+		{"no such host", ctx, "postgres://u:p@no-such-host.invalid/x?connect_timeout=2", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

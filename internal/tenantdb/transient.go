@@ -3,17 +3,20 @@ package tenantdb
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Transient reports whether err may pass on a quick retry: a dropped or
-// refused connection, a server shutting down or out of connections. A
-// server's refusal of the request itself (bad password, missing table,
-// permission denied, no such database), a malformed DSN, and a timeout are
-// not: a host that used its whole timeout would hold a caller's slot as long
-// again on each retry.
+// Transient reports whether err may pass on a quick retry: a connection
+// refused, reset or cut short, a unix socket missing while the server
+// restarts, or a server shutting down or out of connections. Anything else
+// is not: a server's refusal of the request itself (bad password, missing
+// table, permission denied, no such database), a malformed DSN, a name that
+// does not resolve, a TLS failure, and a timeout (a host that used its whole
+// timeout would hold a caller's slot as long again on each retry).
 func Transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
 		return false
@@ -36,6 +39,10 @@ func Transient(err error) bool {
 		}
 		return false
 	}
-	var parse *pgconn.ParseConfigError
-	return !errors.As(err, &parse) && !errors.Is(err, ErrInvalidDSN)
+	for _, cut := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ENOENT, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, cut) {
+			return true
+		}
+	}
+	return false
 }
