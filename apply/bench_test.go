@@ -141,11 +141,6 @@ func BenchmarkPlan100k(b *testing.B) {
 func BenchmarkApply10k(b *testing.B) {
 	const tenants, per = 50, 200
 	ctx := context.Background()
-	store, err := evidence.Open(ctx, filepath.Join(b.TempDir(), "evidence.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
 	inv := &inventory.Inventory{Path: "bench.yaml"}
 	p := &Plan{FormatVersion: FormatVersion, Author: "bench", CreatedAt: "2026-11-27T00:00:00Z"}
 	type target struct{ dsn, id string }
@@ -172,8 +167,18 @@ func BenchmarkApply10k(b *testing.B) {
 		conn.Close(ctx)
 	}
 	p.Seal()
-	if err := store.Append(ctx, &evidence.Approval{Fingerprint: p.Fingerprint, By: "reviewer", PlanAuthor: p.Author, At: time.Now()}); err != nil {
-		b.Fatal(err)
+	// Each run gets a fresh store holding only the approval: against a
+	// store that journaled the previous run, the plan would rightly refuse
+	// to write its rows a second time.
+	freshStore := func() *evidence.Store {
+		store, err := evidence.Open(ctx, filepath.Join(b.TempDir(), "evidence.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Append(ctx, &evidence.Approval{Fingerprint: p.Fingerprint, By: "reviewer", PlanAuthor: p.Author, At: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		return store
 	}
 	reset := func() {
 		for _, t := range inv.Tenants {
@@ -190,10 +195,14 @@ func BenchmarkApply10k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		reset()
+		store := freshStore()
 		b.StartTimer()
 		start := time.Now()
 		rep, err := Apply(ctx, Options{Plan: p, Inventory: inv, Store: store, Execute: true, Operator: "bench"})
 		wall += time.Since(start)
+		b.StopTimer()
+		store.Close()
+		b.StartTimer()
 		if err != nil {
 			b.Fatal(err)
 		}
