@@ -298,25 +298,7 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 	// A run after one that died at COMMIT asks the server how that
 	// transaction ended (the dry run as the read role); both roles may ask.
 	ctx := context.Background()
-	committed := func() tenantdb.Tx {
-		conn, err := pgx.Connect(ctx, f.dsns["gamma"])
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x, err := tenantdb.TxID(ctx, tx)
-		if err == nil {
-			err = tx.Commit(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return x
-	}()
+	committed := tenantTx(t, f.dsns["gamma"], "commit")
 	for _, role := range []string{read, write} {
 		conn, err := pgx.Connect(ctx, roleDSN(t, f.dsns["gamma"], role, plantedPGPassword))
 		if err != nil {

@@ -263,7 +263,7 @@ func TestApplySettlesACrashAtCommitWithTheServer(t *testing.T) {
 func TestApplySettlesACrashBeforeCommitWithTheServer(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
-	forgeCommitting(t, f, evidence.OpApply, abortedTx(t, f.dsns["acme"]))
+	forgeCommitting(t, f, evidence.OpApply, tenantTx(t, f.dsns["acme"], "rollback"))
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
 	for _, args := range [][]string{nil, {"--execute"}} {
 		res := f.apply(t, args...)
@@ -307,7 +307,7 @@ func TestRollbackSettlesACrashAtCommitWithTheServer(t *testing.T) {
 func TestRollbackLeavesRowsAnUncommittedApplyNeverWrote(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
-	forgeCommitting(t, f, evidence.OpApply, abortedTx(t, f.dsns["acme"]))
+	forgeCommitting(t, f, evidence.OpApply, tenantTx(t, f.dsns["acme"], "rollback"))
 	execSQL(t, f.dsns["acme"], "UPDATE workspaces SET template = 'seo-agent' WHERE id = $1", f.ids["seo-1"])
 	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
 	if res.code != 3 || strings.Count(res.stdout, "never committed; not touched") != 3 {
@@ -327,19 +327,19 @@ func TestNeitherApplyNorRollbackGuessesAnUnsettledCommit(t *testing.T) {
 		tx   func(t *testing.T, f *planFixture) tenantdb.Tx
 		want string
 	}{
-		{"still open", func(t *testing.T, f *planFixture) tenantdb.Tx { return openTx(t, f.dsns["acme"]) }, "is still open"},
+		{"still open", func(t *testing.T, f *planFixture) tenantdb.Tx { return tenantTx(t, f.dsns["acme"], "open") }, "is still open"},
 		{"another server", func(t *testing.T, f *planFixture) tenantdb.Tx {
-			x := abortedTx(t, f.dsns["acme"])
+			x := tenantTx(t, f.dsns["acme"], "rollback")
 			x.System++
 			return x
 		}, "on another server or timeline"},
 		{"another timeline", func(t *testing.T, f *planFixture) tenantdb.Tx {
-			x := abortedTx(t, f.dsns["acme"])
+			x := tenantTx(t, f.dsns["acme"], "rollback")
 			x.Timeline = "0000000F"
 			return x
 		}, "on another server or timeline"},
 		{"never issued here", func(t *testing.T, f *planFixture) tenantdb.Tx {
-			x := abortedTx(t, f.dsns["acme"])
+			x := tenantTx(t, f.dsns["acme"], "rollback")
 			x.ID += 1 << 20
 			return x
 		}, "unknown to this server"},
@@ -383,7 +383,7 @@ func TestNeitherApplyNorRollbackGuessesAnUnsettledCommit(t *testing.T) {
 // re-run leaves them.
 func TestRollbackNeverGuessesItsOwnUnsettledCommit(t *testing.T) {
 	f := newAppliedFixture(t)
-	x := abortedTx(t, f.dsns["acme"])
+	x := tenantTx(t, f.dsns["acme"], "rollback")
 	x.Timeline = "0000000F"
 	forgeCommitting(t, f, evidence.OpRollback, x)
 	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
@@ -410,8 +410,10 @@ func journalLen(t *testing.T) int {
 	return len(entries)
 }
 
-// openTx returns a transaction left open until the test ends.
-func openTx(t *testing.T, dsn string) tenantdb.Tx {
+// tenantTx starts a transaction on dsn that takes an id, ends it as end
+// says ("commit", "rollback", or "open": left open until the test ends),
+// and returns it.
+func tenantTx(t testing.TB, dsn, end string) tenantdb.Tx {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -423,33 +425,17 @@ func openTx(t *testing.T, dsn string) tenantdb.Tx {
 		t.Fatal(err)
 	}
 	xid, err := tenantdb.TxID(ctx, tx)
+	switch {
+	case err != nil:
+	case end == "commit":
+		err = tx.Commit(ctx)
+	case end == "rollback":
+		err = tx.Rollback(ctx)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tx.Rollback(ctx); conn.Close(ctx) })
-	return xid
-}
-
-// abortedTx returns a transaction that took an id and rolled back.
-func abortedTx(t *testing.T, dsn string) tenantdb.Tx {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	xid, err := tenantdb.TxID(ctx, tx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
 	return xid
 }
 
