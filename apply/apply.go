@@ -133,6 +133,15 @@ func (e *GateError) Error() string { return "refused: " + e.Reason }
 // plan cites is present with the same sha256, and every tenant to write is
 // in the inventory. (That the plan is unedited was checked when it loaded.)
 func Gate(ctx context.Context, o Options) error {
+	h, err := loadHistory(ctx, o.Store, o.Plan.Fingerprint)
+	if err != nil {
+		return err
+	}
+	return gate(ctx, o, h)
+}
+
+// gate is Gate with the plan's history already read.
+func gate(ctx context.Context, o Options, h *history) error {
 	p := o.Plan
 	approvals, err := o.Store.Approvals(ctx, p.Fingerprint)
 	if err != nil {
@@ -140,10 +149,6 @@ func Gate(ctx context.Context, o Options) error {
 	}
 	if len(approvals) == 0 {
 		return &GateError{fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
-	}
-	h, err := loadHistory(ctx, o.Store, p.Fingerprint)
-	if err != nil {
-		return err
 	}
 	if err := h.refusal(p.Fingerprint); err != nil {
 		return err
@@ -220,20 +225,21 @@ func group(items []Item) [][]Item {
 // it would write). With Execute it runs Gate first, whatever the caller did.
 func Apply(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
-	if o.Execute {
-		if err := Gate(ctx, o); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkTenants(o); err != nil {
-		return nil, err
-	}
 	h, err := loadHistory(ctx, o.Store, o.Plan.Fingerprint)
 	if err != nil {
 		return nil, err
 	}
-	// The dry run refuses what --execute would refuse, not just its rows.
-	if err := h.refusal(o.Plan.Fingerprint); err != nil {
+	if o.Execute {
+		err = gate(ctx, o, h)
+	} else {
+		// The dry run refuses a rolled-back plan as --execute would, not
+		// just its rows.
+		err = h.refusal(o.Plan.Fingerprint)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
 	groups := group(o.Plan.Agreed())
@@ -314,11 +320,55 @@ func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()
 // applyTenant writes one tenant's items in one transaction. A row this plan
 // wrote in an earlier run is never written again, whatever it holds now.
 func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, h *history) TenantReport {
+	return writeTenant(ctx, o, t, items, evidence.OpApply, Applied, func(ctx context.Context, tx pgx.Tx, st *settler) ([]Result, string) {
+		var results []Result
+		for _, it := range items {
+			set := it.Action.SetTemplate
+			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
+			wroteBefore, why, err := earlierWrite(ctx, st, h, it)
+			if err != nil {
+				return nil, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err)
+			}
+			if !wroteBefore {
+				tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
+				if err != nil {
+					return nil, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))
+				}
+				if tag.RowsAffected() == 1 {
+					r.Before, r.After, r.Outcome = "", set, Applied
+					results = append(results, r)
+					continue
+				}
+			}
+			cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			if err != nil {
+				return nil, fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))
+			}
+			r.Before, r.After = cur, cur
+			r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, wroteBefore)
+			if r.Outcome == SkippedChanged && why != "" {
+				r.Reason = why + "; not written"
+			}
+			if r.Outcome == WouldWrite {
+				// Only a concurrent change between the UPDATE and the read.
+				r.Outcome, r.Reason = SkippedChanged, "the row changed while being written; re-run apply"
+			}
+			results = append(results, r)
+		}
+		return results, ""
+	})
+}
+
+// writeTenant runs one tenant's writes for op (apply or rollback) in one
+// transaction. rows returns the results, or why the tenant failed; any
+// failure is journaled for every item, and a success is committed by
+// commitJournaled, journaling results with outcome wrote first.
+func writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, op, wrote string,
+	rows func(context.Context, pgx.Tx, *settler) ([]Result, string)) TenantReport {
 	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
 	// transaction either commits or rolls back, bounded by the timeouts.
 	ctx = context.WithoutCancel(ctx)
-	fail := func(reason string) TenantReport { return journalAll(ctx, o, failAll(o, t.Name, items, reason)) }
-	tr := TenantReport{Tenant: t.Name}
+	fail := func(reason string) TenantReport { return journalOp(ctx, o, failAll(o, t.Name, items, reason), op) }
 	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
 	if err != nil {
 		return fail("connect: " + o.redact(err))
@@ -330,40 +380,11 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 	}
 	defer tx.Rollback(ctx)
 	st := newSettler(o, tx, t.Name)
-	for _, it := range items {
-		set := it.Action.SetTemplate
-		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-		wroteBefore, why, err := earlierWrite(ctx, st, h, it)
-		if err != nil {
-			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err))
-		}
-		if !wroteBefore {
-			tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
-			if err != nil {
-				return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err)))
-			}
-			if tag.RowsAffected() == 1 {
-				r.Before, r.After, r.Outcome = "", set, Applied
-				tr.Results = append(tr.Results, r)
-				continue
-			}
-		}
-		cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
-		if err != nil {
-			return fail(fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err)))
-		}
-		r.Before, r.After = cur, cur
-		r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, wroteBefore)
-		if r.Outcome == SkippedChanged && why != "" {
-			r.Reason = why + "; not written"
-		}
-		if r.Outcome == WouldWrite {
-			// Only a concurrent change between the UPDATE and the read.
-			r.Outcome, r.Reason = SkippedChanged, "the row changed while being written; re-run apply"
-		}
-		tr.Results = append(tr.Results, r)
+	results, failed := rows(ctx, tx, st)
+	if failed != "" {
+		return fail(failed)
 	}
-	return commitJournaled(ctx, o, tx, evidence.OpApply, Applied, tr, items, "re-run apply", st.facts)
+	return commitJournaled(ctx, o, tx, op, wrote, TenantReport{Tenant: t.Name, Results: results}, items, st.facts)
 }
 
 // earlierWrite reports whether this plan wrote the item's row in an earlier
@@ -391,11 +412,11 @@ func earlierWrite(ctx context.Context, st *settler, h *history, it Item) (wrote 
 // commitJournaled commits a tenant's transaction, journaling its writes
 // (results with outcome wrote) as committing just before COMMIT: if the
 // process dies between the two, the journal still shows which rows op
-// touched. rerun names what resolves an unknown commit outcome.
+// touched, and re-running op resolves an unknown commit outcome.
 //
 // facts, what the run learnt of earlier runs' transactions, are journaled
 // first: they are true whether or not this transaction commits.
-func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, rerun string, facts []evidence.Record) TenantReport {
+func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, facts []evidence.Record) TenantReport {
 	pending := facts
 	var xid tenantdb.Tx
 	for _, r := range tr.Results {
@@ -417,7 +438,7 @@ func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		reason := "commit: " + o.redact(err) + "; the outcome of this tenant's writes is unknown: " + rerun + " to resolve"
+		reason := "commit: " + o.redact(err) + "; the outcome of this tenant's writes is unknown: re-run " + op + " to resolve"
 		return journalOp(ctx, o, failAll(o, tr.Tenant, items, reason), op)
 	}
 	return journalOp(ctx, o, tr, op)
@@ -469,11 +490,8 @@ func (o Options) entry(op string, r Result) *evidence.Entry {
 		WorkspaceID: r.WorkspaceID, Before: r.Before, After: r.After, Outcome: r.Outcome, Reason: r.Reason, At: o.Now()}
 }
 
-// journalAll records a tenant's outcomes as soon as its transaction ended.
-func journalAll(ctx context.Context, o Options, tr TenantReport) TenantReport {
-	return journalOp(ctx, o, tr, evidence.OpApply)
-}
-
+// journalOp records a tenant's outcomes of op as soon as its transaction
+// ended.
 func journalOp(ctx context.Context, o Options, tr TenantReport, op string) TenantReport {
 	recs := make([]evidence.Record, 0, len(tr.Results))
 	for _, r := range tr.Results {

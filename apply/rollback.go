@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/tenantdb"
@@ -57,59 +59,46 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 }
 
 func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, h *history) TenantReport {
-	ctx = context.WithoutCancel(ctx)
-	tr := TenantReport{Tenant: t.Name}
-	fail := func(reason string) TenantReport {
-		return journalOp(ctx, o, failAll(o, t.Name, items, reason), evidence.OpRollback)
-	}
-	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
-	if err != nil {
-		return fail("connect: " + o.redact(err))
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return fail("begin: " + o.redact(err))
-	}
-	defer tx.Rollback(ctx)
-	st := newSettler(o, tx, t.Name)
-	for _, it := range items {
-		written := it.Action.SetTemplate
-		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-		outcome, why, err := earlierRollback(ctx, st, h, it)
-		if err != nil {
-			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err))
-		}
-		if outcome != "" {
-			cur, _, _, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+	return writeTenant(ctx, o, t, items, evidence.OpRollback, RolledBack, func(ctx context.Context, tx pgx.Tx, st *settler) ([]Result, string) {
+		var results []Result
+		for _, it := range items {
+			written := it.Action.SetTemplate
+			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
+			outcome, why, err := earlierRollback(ctx, st, h, it)
 			if err != nil {
-				return fail(fmt.Sprintf("workspace %s: re-read: %s", it.WorkspaceID, o.redact(err)))
+				return nil, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err)
 			}
-			r.Before, r.After, r.Outcome, r.Reason = cur, cur, outcome, why
-			tr.Results = append(tr.Results, r)
-			continue
-		}
-		tag, err := tx.Exec(ctx, tenantdb.ClearTemplateSQL, it.WorkspaceID, written)
-		if err != nil {
-			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err)))
-		}
-		if tag.RowsAffected() == 1 {
-			r.Before, r.After, r.Outcome = written, "", RolledBack
-		} else {
-			cur, _, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			if outcome != "" {
+				cur, _, _, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+				if err != nil {
+					return nil, fmt.Sprintf("workspace %s: re-read: %s", it.WorkspaceID, o.redact(err))
+				}
+				r.Before, r.After, r.Outcome, r.Reason = cur, cur, outcome, why
+				results = append(results, r)
+				continue
+			}
+			tag, err := tx.Exec(ctx, tenantdb.ClearTemplateSQL, it.WorkspaceID, written)
 			if err != nil {
-				return fail(fmt.Sprintf("workspace %s: re-read: %s", it.WorkspaceID, o.redact(err)))
+				return nil, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))
 			}
-			r.Before, r.After = cur, cur
-			r.Outcome, r.Reason = rollbackOutcome(cur, exists, written)
-			if r.Outcome == WouldRollBack {
-				// Only a concurrent change between the UPDATE and the read.
-				r.Outcome, r.Reason = SkippedChanged, "the row changed while being rolled back; re-run rollback"
+			if tag.RowsAffected() == 1 {
+				r.Before, r.After, r.Outcome = written, "", RolledBack
+			} else {
+				cur, _, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+				if err != nil {
+					return nil, fmt.Sprintf("workspace %s: re-read: %s", it.WorkspaceID, o.redact(err))
+				}
+				r.Before, r.After = cur, cur
+				r.Outcome, r.Reason = rollbackOutcome(cur, exists, written)
+				if r.Outcome == WouldRollBack {
+					// Only a concurrent change between the UPDATE and the read.
+					r.Outcome, r.Reason = SkippedChanged, "the row changed while being rolled back; re-run rollback"
+				}
 			}
+			results = append(results, r)
 		}
-		tr.Results = append(tr.Results, r)
-	}
-	return commitJournaled(ctx, o, tx, evidence.OpRollback, RolledBack, tr, items, "re-run rollback", st.facts)
+		return results, ""
+	})
 }
 
 // earlierRollback settles what earlier runs that died at their COMMIT left
