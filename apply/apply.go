@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"backfill/internal/catalog"
+	"backfill/internal/cp"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/secret"
@@ -32,9 +34,18 @@ const (
 
 // Options configure apply and rollback.
 type Options struct {
-	Plan             *Plan
-	Inventory        *inventory.Inventory
-	Store            *evidence.Store
+	Plan      *Plan
+	Inventory *inventory.Inventory
+	Store     *evidence.Store
+	// Catalog is the plan's catalog (the same digest), against which every
+	// agree item is derived again before any tenant is touched.
+	Catalog *catalog.Catalog
+	// CP, when set, are the plan's CP records given again: their digest and
+	// every agree item's claim are checked too.
+	CP *cp.Records
+	// AllowMoved names tenants whose DSN may reach another database than
+	// the one the plan read.
+	AllowMoved       map[string]bool
 	Execute          bool
 	Canary           int // apply to the first N tenants in plan order only, then read back
 	Concurrency      int // tenants at once, default 4
@@ -239,6 +250,11 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Dry run or not: a dry run of a forged plan must not show its writes
+	// as what would happen.
+	if err := Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
+		return nil, err
+	}
 	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
@@ -379,6 +395,11 @@ func writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 		return fail("begin: " + o.redact(err))
 	}
 	defer tx.Rollback(ctx)
+	if why, err := o.moved(ctx, tx, t.Name); err != nil {
+		return fail("identify the database: " + o.redact(err))
+	} else if why != "" {
+		return fail(why)
+	}
 	st := newSettler(o, tx, t.Name)
 	results, failed := rows(ctx, tx, st)
 	if failed != "" {
@@ -519,7 +540,12 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 		return failAll(o, t.Name, items, "connect: "+o.redact(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	moved := ""
 	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+		var err error
+		if moved, err = o.moved(ctx, tx, t.Name); err != nil || moved != "" {
+			return err
+		}
 		st := newSettler(o, tx, t.Name)
 		for _, it := range items {
 			set := it.Action.SetTemplate
@@ -556,10 +582,36 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 		}
 		return nil
 	})
+	if moved != "" {
+		return failAll(o, t.Name, items, moved)
+	}
 	if err != nil {
 		return failAll(o, t.Name, items, o.redact(err))
 	}
 	return tr
+}
+
+// moved says why tenant's DSN must not be written through, when it now
+// reaches another database than the plan read: a DSN edited or re-pointed
+// since (a clone on the same server included) would write rows of a
+// database nobody reviewed.
+func (o Options) moved(ctx context.Context, tx pgx.Tx, tenant string) (string, error) {
+	if o.AllowMoved[tenant] {
+		return "", nil
+	}
+	now, err := tenantdb.Identify(ctx, tx)
+	if err != nil {
+		return "", err
+	}
+	was, ok := o.Plan.Database(tenant)
+	switch {
+	case !ok:
+		return fmt.Sprintf("the plan records no database for tenant %q (format %d), and its DSN now reaches %s; pass --allow-moved %s to write there anyway",
+			tenant, o.Plan.FormatVersion, now, tenant), nil
+	case !was.Same(now):
+		return fmt.Sprintf("tenant %q's DSN now reaches %s, not %s that the plan read; refused (--allow-moved %s overrides)", tenant, now, was, tenant), nil
+	}
+	return "", nil
 }
 
 // readBack reads, in a new session, every row of a canary tenant that

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
-	"backfill/internal/identity"
 	"backfill/internal/inventory"
 	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
@@ -32,6 +32,9 @@ type BuildOptions struct {
 	Now            func() time.Time
 	Concurrency    int // tenants read at once, default 8
 	Logger         *slog.Logger
+	// Redact scrubs secrets from a tenant's error before it is written into
+	// the plan; nil keeps errors as they are.
+	Redact func(string) string
 }
 
 // Build reconciles every workspace known from the evidence store or the
@@ -46,6 +49,9 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Redact == nil {
+		o.Redact = func(s string) string { return s }
 	}
 	rep, err := o.Store.Verify(ctx)
 	if err != nil {
@@ -65,7 +71,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		}
 	}
 
-	ev, err := loadEvidence(ctx, o.Store, o.Catalog)
+	ev, err := loadEvidenceUpTo(ctx, o.Store, o.Catalog, rep.ChainHead, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,9 +79,14 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err := currentRows(ctx, o.Inventory, o.Concurrency)
-	if err != nil {
-		return nil, nil, err
+	rows, dbs, unreachable := currentRows(ctx, o.Inventory, o.Concurrency)
+	for _, t := range o.Inventory.Tenants {
+		if why, ok := unreachable[t.Name]; ok {
+			why = strings.Join(strings.Fields(o.Redact(why)), " ") // one line: it is shown in tables and logs
+			unreachable[t.Name] = why
+			dbs = append(dbs, TenantDatabase{Tenant: t.Name, Unreachable: why})
+			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: database unreachable, its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, why))
+		}
 	}
 
 	keys := map[evidence.Key]*workspace.Row{} // the last row known from evidence, as a fallback name
@@ -110,6 +121,8 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		},
 		Items: make([]Item, 0, len(keys)),
 	}
+	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Tenant < dbs[j].Tenant })
+	p.Databases = dbs
 	for k, seen := range keys {
 		var now *workspace.Row
 		if r, ok := rows[k]; ok {
@@ -118,7 +131,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		tpls, level, sources := o.CP.For(k.Tenant, k.WorkspaceID)
 		claim := Claim{Templates: tpls, Level: level, Sources: sources}
 		caps := ev[k]
-		d := Reconcile(Input{Captures: caps, Claim: claim, Row: now, Catalog: o.Catalog})
+		d := Reconcile(Input{Captures: caps, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable[k.Tenant]})
 		p.Items = append(p.Items, makeItem(k, seen, now, caps, claim, d))
 	}
 	sortItems(p.Items)
@@ -149,41 +162,15 @@ func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim C
 	return it
 }
 
-// loadEvidence returns each workspace's successful captures, earliest
-// first, with identities derived once per distinct content.
-func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog) (map[evidence.Key][]Evidence, error) {
-	out := map[evidence.Key][]Evidence{}
-	ids := map[string]identity.Identity{}
-	err := s.Captures(ctx, func(c *evidence.Capture) error {
-		if c.Outcome != evidence.Captured {
-			return nil
-		}
-		id, ok := ids[c.SHA256]
-		if !ok {
-			b, err := s.Content(ctx, c.SHA256)
-			if err != nil {
-				return err
-			}
-			id = identity.Derive(b, cat)
-			ids[c.SHA256] = id
-		}
-		k := evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}
-		out[k] = append(out[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read evidence: %w", err)
-	}
-	return out, nil
-}
-
-// currentRows reads every tenant's rows as they are now. A plan over part
-// of the fleet would silently leave the rest out, so any tenant failing
-// fails the plan, naming it.
-func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[evidence.Key]workspace.Row, error) {
+// currentRows reads every tenant's rows as they are now, and the database
+// each DSN reached. A tenant that cannot be read is returned in unreachable
+// with the reason (redacted by the caller's logger, never holding the DSN):
+// its workspaces are planned unreachable and the others go on.
+func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[evidence.Key]workspace.Row, []TenantDatabase, map[string]string) {
 	out := map[evidence.Key]workspace.Row{}
+	unreachable := map[string]string{}
+	var dbs []TenantDatabase
 	var mu sync.Mutex
-	var firstErr error
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	for _, t := range inv.Tenants {
@@ -192,24 +179,23 @@ func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[e
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			// Timeouts, so a tenant stuck behind a migration's lock fails the
-			// plan with its name instead of hanging it.
-			rows, err := tenantdb.ListAll(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
+			// Timeouts, so a tenant stuck behind a migration's lock is
+			// reported with its name instead of hanging the plan.
+			rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s:%d: tenant %q: read workspaces: %v", inv.Path, t.Line, t.Name, err)
-				}
+				unreachable[t.Name] = "read workspaces: " + err.Error()
 				return
 			}
+			dbs = append(dbs, TenantDatabase{Tenant: t.Name, Database: db})
 			for _, r := range rows {
 				out[evidence.Key{Tenant: t.Name, WorkspaceID: r.ID}] = r
 			}
 		}(t)
 	}
 	wg.Wait()
-	return out, firstErr
+	return out, dbs, unreachable
 }
 
 func sha256Hex(b []byte) string {

@@ -3,29 +3,81 @@ package apply
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
 	"strings"
+	"syscall"
+
+	"backfill/internal/tenantdb"
 )
 
-// FormatVersion is the plan file format this backfill writes and reads.
-const FormatVersion = 1
+// FormatVersion is the plan file format this backfill writes.
+//
+// Bump it whenever the plan's fields or the verdict set change: a plan's
+// counts are sealed over its version's verdicts, so a new verdict under an
+// old version would make every plan already written fail to load. Keep
+// reading every earlier version (see verdictsFor and encodeTo):
+//
+//   - 1: the first format.
+//   - 2: adds "databases" (the database each tenant's DSN reached at plan
+//     time) and the verdict unreachable.
+const FormatVersion = 2
+
+// minFormatVersion is the oldest plan format this backfill still reads.
+const minFormatVersion = 1
 
 // Plan is the reviewed, fingerprinted decision for every workspace.
 type Plan struct {
-	FormatVersion int            `json:"format_version"`
-	Fingerprint   string         `json:"fingerprint"`
-	Author        string         `json:"author"`
-	CreatedAt     string         `json:"created_at"`
-	Inputs        Inputs         `json:"inputs"`
-	Counts        map[string]int `json:"counts"`
-	Items         []Item         `json:"items"`
+	FormatVersion int    `json:"format_version"`
+	Fingerprint   string `json:"fingerprint"`
+	Author        string `json:"author"`
+	CreatedAt     string `json:"created_at"`
+	Inputs        Inputs `json:"inputs"`
+	// Databases names, per tenant read at plan time, the database its DSN
+	// reached (format 2 on); apply and rollback refuse a tenant whose DSN
+	// now reaches another.
+	Databases []TenantDatabase `json:"databases,omitempty"`
+	Counts    map[string]int   `json:"counts"`
+	Items     []Item           `json:"items"`
+}
+
+// TenantDatabase is the database one tenant's DSN reached at plan time.
+type TenantDatabase struct {
+	Tenant string `json:"tenant"`
+	tenantdb.Database
+	// Unreachable is why the tenant's database could not be read; the
+	// database fields are then empty.
+	Unreachable string `json:"unreachable,omitempty"`
+}
+
+// Database returns the database the plan read for tenant; false when the
+// plan did not read it.
+func (p *Plan) Database(tenant string) (tenantdb.Database, bool) {
+	for _, d := range p.Databases {
+		if d.Tenant == tenant && d.Unreachable == "" {
+			return d.Database, true
+		}
+	}
+	return tenantdb.Database{}, false
+}
+
+// Unreachable lists the tenants whose database the plan could not read.
+func (p *Plan) Unreachable() []TenantDatabase {
+	var out []TenantDatabase
+	for _, d := range p.Databases {
+		if d.Unreachable != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Inputs are the digests of what the plan was made from.
@@ -124,6 +176,9 @@ func (p *Plan) encodeTo(w io.Writer) error {
 	field("author", p.Author, false)
 	field("created_at", p.CreatedAt, false)
 	field("inputs", p.Inputs, false)
+	if p.FormatVersion >= 2 {
+		field("databases", nonNil(p.Databases), false)
+	}
 	field("counts", p.Counts, false)
 	if p.Items == nil {
 		bw.WriteString("  \"items\": null\n}\n")
@@ -160,10 +215,17 @@ func (p *Plan) ComputeFingerprint() string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
+func nonNil(d []TenantDatabase) []TenantDatabase {
+	if d == nil {
+		return []TenantDatabase{}
+	}
+	return d
+}
+
 // Seal sets the counts and the fingerprint.
 func (p *Plan) Seal() {
 	p.Counts = map[string]int{}
-	for _, v := range Verdicts {
+	for _, v := range verdictsFor(p.FormatVersion) {
 		p.Counts[string(v)] = 0
 	}
 	p.Counts["drift"] = 0
@@ -177,14 +239,26 @@ func (p *Plan) Seal() {
 }
 
 // WriteFile writes the plan atomically with mode 0644: it holds no secrets,
-// and reviewers read it.
+// and reviewers read it. The temporary file is new (O_EXCL) and never a
+// symlink (O_NOFOLLOW), so a link planted beside the plan cannot redirect
+// the write.
 func (p *Plan) WriteFile(path string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	var f *os.File
+	var tmp string
+	var err error
+	for range 10 {
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		tmp = fmt.Sprintf("%s.%x.tmp", path, rnd)
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
-	err = p.encodeTo(f)
+	err = p.Encode(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -197,6 +271,9 @@ func (p *Plan) WriteFile(path string) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// Encode writes the plan's canonical form: the bytes WriteFile writes.
+func (p *Plan) Encode(w io.Writer) error { return p.encodeTo(w) }
 
 // sameWriter compares what is written to it with want, without buffering.
 type sameWriter struct {
@@ -244,8 +321,11 @@ func ParsePlan(b []byte) (*Plan, error) {
 		end += int64(len(b[end:]) - len(bytes.TrimLeft(b[end:], " \t\r\n")))
 		return nil, fmt.Errorf("not a plan file: line %d: data after the plan object", lineAt(b, end))
 	}
-	if p.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("format_version %d, this backfill reads %d", p.FormatVersion, FormatVersion)
+	if p.FormatVersion < minFormatVersion || p.FormatVersion > FormatVersion {
+		return nil, fmt.Errorf("format_version %d, this backfill reads %d to %d", p.FormatVersion, minFormatVersion, FormatVersion)
+	}
+	if p.FormatVersion < 2 && p.Databases != nil {
+		return nil, fmt.Errorf("%w: format_version %d has no databases", ErrEdited, p.FormatVersion)
 	}
 	sw := &sameWriter{want: b}
 	p.encodeTo(sw)
@@ -271,7 +351,7 @@ func (p *Plan) check() error {
 		return fmt.Errorf("counts do not match the items")
 	}
 	known := map[Verdict]bool{}
-	for _, v := range Verdicts {
+	for _, v := range verdictsFor(p.FormatVersion) {
 		known[v] = true
 	}
 	for i := range p.Items {

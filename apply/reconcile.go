@@ -20,6 +20,7 @@ type Verdict string
 
 // The verdicts, in the order the SPEC's table decides them.
 const (
+	Unreachable      Verdict = "unreachable"
 	Removed          Verdict = "removed"
 	AlreadySet       Verdict = "already-set"
 	NoEvidence       Verdict = "no-evidence"
@@ -35,14 +36,24 @@ const (
 )
 
 // Verdicts lists every verdict in decision order.
-var Verdicts = []Verdict{Removed, AlreadySet, NoEvidence, StubEvidence, UnknownTemplate, RuntimeMismatch,
+var Verdicts = []Verdict{Unreachable, Removed, AlreadySet, NoEvidence, StubEvidence, UnknownTemplate, RuntimeMismatch,
 	UnstableEvidence, Default, CPMissing, CPAmbiguous, Conflict, Agree}
+
+// verdictsFor is the verdict set of a plan format version: counts are
+// sealed over it. TestVerdictSetNeedsFormatVersion fails when Verdicts
+// changes without a new version here.
+func verdictsFor(version int) []Verdict {
+	if version < 2 {
+		return Verdicts[1:] // format 1 had no unreachable
+	}
+	return Verdicts
+}
 
 // NeedsPerson reports whether a reviewer must look at items with this
 // verdict (drift is flagged separately on already-set items).
 func (v Verdict) NeedsPerson() bool {
 	switch v {
-	case Conflict, CPMissing, CPAmbiguous, UnknownTemplate, RuntimeMismatch, UnstableEvidence, StubEvidence, NoEvidence:
+	case Unreachable, Conflict, CPMissing, CPAmbiguous, UnknownTemplate, RuntimeMismatch, UnstableEvidence, StubEvidence, NoEvidence:
 		return true
 	}
 	return false
@@ -72,6 +83,9 @@ type Input struct {
 	Claim    Claim          // the CP claim that applies
 	Row      *workspace.Row // the row as it is now; nil when it no longer exists
 	Catalog  *catalog.Catalog
+	// Unreachable, when set, is why the tenant's database could not be read
+	// at plan time: nothing is known of the row as it is now.
+	Unreachable string
 }
 
 // Decision is reconciliation's answer for one workspace.
@@ -102,6 +116,11 @@ func Reconcile(in Input) Decision {
 	}
 	cpDesc := describeClaim(in.Claim)
 
+	if in.Unreachable != "" {
+		d.Verdict = Unreachable
+		d.Reason = "the tenant's database could not be read at plan time: " + in.Unreachable
+		return d
+	}
 	if in.Row == nil || in.Row.Status == "removed" {
 		d.Verdict = Removed
 		if in.Row == nil {

@@ -3,6 +3,7 @@ package apply
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,8 @@ func TestReconcileVerdictTable(t *testing.T) {
 		reason    string // a fragment the reason must contain
 		noteCount int
 	}{
+		{name: "tenant unreachable", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Unreachable: "connect: refused"}, verdict: Unreachable, reason: "connect: refused"},
+		{name: "unreachable wins over a row that is gone", in: Input{Unreachable: "timeout"}, verdict: Unreachable},
 		{name: "row gone", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent")}, verdict: Removed, reason: "no longer exists"},
 		{name: "row removed since snapshot", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "removed")}, verdict: Removed},
 		{name: "removed wins over already-set", in: Input{Row: row("claude-code", "seo-agent", "removed")}, verdict: Removed},
@@ -202,4 +205,29 @@ func TestOnlyAgreeWrites(t *testing.T) {
 		}
 	}
 	t.Logf("%d combinations", n)
+}
+
+// TestVerdictSetNeedsFormatVersion fails when the verdict set changes
+// without a new plan format version: plans seal their counts over their
+// version's verdicts, so a silent change would refuse every plan already
+// written. Add the new version's list here when you bump FormatVersion.
+func TestVerdictSetNeedsFormatVersion(t *testing.T) {
+	v1 := []Verdict{"removed", "already-set", "no-evidence", "stub-evidence", "unknown-template", "runtime-mismatch",
+		"unstable-evidence", "default", "cp-missing", "cp-ambiguous", "conflict", "agree"}
+	released := map[int][]Verdict{
+		1: v1,
+		2: append([]Verdict{"unreachable"}, v1...),
+	}
+	if _, ok := released[FormatVersion]; !ok {
+		t.Fatalf("FormatVersion %d has no released verdict list in this test: add it", FormatVersion)
+	}
+	if !slices.Equal(Verdicts, released[FormatVersion]) {
+		t.Fatalf("Verdicts changed under format version %d: bump FormatVersion and teach verdictsFor the old list\n got %v\nwant %v",
+			FormatVersion, Verdicts, released[FormatVersion])
+	}
+	for v := minFormatVersion; v <= FormatVersion; v++ {
+		if !slices.Equal(verdictsFor(v), released[v]) {
+			t.Errorf("verdictsFor(%d) = %v, released %v", v, verdictsFor(v), released[v])
+		}
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/internal/catalog"
+	"backfill/internal/cp"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 )
@@ -27,14 +29,21 @@ func writeFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "lock-timeout", Value: 2 * time.Second, EnvVars: envVar("lock-timeout"), Usage: "tenant session lock_timeout"},
 		&cli.DurationFlag{Name: "statement-timeout", Value: 30 * time.Second, EnvVars: envVar("statement-timeout"), Usage: "tenant session statement_timeout"},
 		&cli.StringFlag{Name: "operator", EnvVars: envVar("operator"), Usage: "who runs this, for the journal (default: $USER)"},
+		// No environment variable: writing to a database the plan did not
+		// read is decided on the command line, tenant by tenant.
+		&cli.StringSliceFlag{Name: "allow-moved", Usage: "write to `TENANT` even if its DSN now reaches another database than the plan read (repeatable; command line only)"},
 	}
 }
 
 func (r *runner) applyCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "apply",
-		Usage:  "write an approved plan's agreed values with compare-and-swap (dry run unless --execute)",
-		Flags:  append(writeFlags(), &cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"}),
+		Name:  "apply",
+		Usage: "write an approved plan's agreed values with compare-and-swap (dry run unless --execute)",
+		Flags: append(writeFlags(),
+			&cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"},
+			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
+			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
+		),
 		Action: r.apply,
 	}
 }
@@ -62,6 +71,25 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	if strings.TrimSpace(operator) == "" {
 		return o, nil, &exitError{ExitUsage, errors.New("no operator: pass --operator or set USER")}
 	}
+	allowMoved := map[string]bool{}
+	for _, t := range c.StringSlice("allow-moved") {
+		if _, ok := inv.Tenant(t); !ok {
+			return o, nil, &exitError{ExitUsage, fmt.Errorf("--allow-moved %s: no such tenant in %s", t, inv.Path)}
+		}
+		allowMoved[t] = true
+	}
+	var cat *catalog.Catalog
+	var records *cp.Records
+	if c.Command.Name == "apply" {
+		if cat, err = loadPlanCatalog(c, p); err != nil {
+			return o, nil, err
+		}
+		if src := c.String("cp"); src != "" {
+			if records, err = loadPlanCP(c, src); err != nil {
+				return o, nil, err
+			}
+		}
+	}
 	store, err := r.openStore(c, false)
 	if err != nil {
 		return o, nil, err
@@ -71,10 +99,36 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 		return o, nil, fail("%v", err)
 	}
 	return apply.Options{
-		Plan: p, Inventory: inv, Store: store, Execute: c.Bool("execute"), Canary: c.Int("canary"),
+		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved,
+		Execute: c.Bool("execute"), Canary: c.Int("canary"),
 		Concurrency: c.Int("concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
 		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,
 	}, store, nil
+}
+
+// loadPlanCatalog loads the catalog a plan was made with: --catalog, else
+// the path the plan records. Rederive refuses another digest.
+func loadPlanCatalog(c *cli.Context, p *apply.Plan) (*catalog.Catalog, error) {
+	dir := c.String("catalog")
+	if dir == "" {
+		dir = p.Inputs.Catalog.Path
+	}
+	cat, err := catalog.Load(dir)
+	if err != nil {
+		return nil, fail("the plan's catalog (pass --catalog DIR if it moved): %v", err)
+	}
+	return cat, nil
+}
+
+// loadPlanCP loads CP records from a file to check a plan's claims again.
+// A database source is not re-read: its rows may have changed since, and
+// the plan's digest would then refuse a plan that is still right.
+func loadPlanCP(c *cli.Context, src string) (*cp.Records, error) {
+	records, err := cp.Load(c.Context, src, "")
+	if err != nil {
+		return nil, fail("CP records: %v", err)
+	}
+	return records, nil
 }
 
 func (r *runner) apply(c *cli.Context) error {

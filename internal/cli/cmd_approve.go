@@ -7,6 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"backfill/apply"
+	"backfill/internal/cp"
 	"backfill/internal/evidence"
 )
 
@@ -20,6 +22,8 @@ func (r *runner) approveCommand() *cli.Command {
 			// No environment variable: the two-person rule is waived only
 			// on the command line, where the reviewer sees it.
 			&cli.BoolFlag{Name: "allow-self-approval", Usage: "let the plan's author approve it (command line only)"},
+			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
+			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
 		},
 		Action: r.approve,
 	}
@@ -45,11 +49,29 @@ func (r *runner) approve(c *cli.Context) error {
 	if err := planMatchesStore(c, store, p.Inputs.Evidence.ChainHead); err != nil {
 		return err
 	}
+	cat, err := loadPlanCatalog(c, p)
+	if err != nil {
+		return err
+	}
+	// Approving a plan whose writes reconciliation would not produce would
+	// lend a forged plan a person's name.
+	var records *cp.Records
+	if src := c.String("cp"); src != "" {
+		if records, err = loadPlanCP(c, src); err != nil {
+			return err
+		}
+	}
+	if err := apply.Rederive(c.Context, p, store, cat, records); err != nil {
+		return fail("%v", err)
+	}
+	// The approver sees exactly what the approval lets apply write.
+	rollup := p.Rollup()
+	printRollup(r.env.Stdout, p, rollup)
 	a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: r.env.Now()}
 	if err := store.Append(c.Context, a); err != nil {
 		return fail("record approval: %v", err)
 	}
-	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s; %d writes\n", p.Fingerprint, path, by, len(p.Agreed()))
+	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s; %d writes, rollup %s\n", p.Fingerprint, path, by, len(p.Agreed()), apply.RollupDigest(rollup))
 	return nil
 }
 

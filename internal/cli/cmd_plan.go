@@ -51,7 +51,10 @@ func (r *runner) plan(c *cli.Context) error {
 		return fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	cat, err := catalog.Load(c.String("catalog"))
+	// The plan records the catalog's path as given; approve and apply load
+	// it from there (or --catalog) and refuse another digest.
+	catDir := c.String("catalog")
+	cat, err := catalog.Load(catDir)
 	if err != nil {
 		return fail("catalog: %v", err)
 	}
@@ -82,7 +85,7 @@ func (r *runner) plan(c *cli.Context) error {
 
 	p, warnings, err := apply.Build(c.Context, apply.BuildOptions{
 		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,
-		Catalog: cat, CatalogDir: c.String("catalog"), Author: author, Now: r.env.Now, Logger: r.log,
+		Catalog: cat, CatalogDir: catDir, Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
 	})
 	if err != nil {
 		return fail("plan: %v", err)
@@ -107,6 +110,13 @@ func (r *runner) plan(c *cli.Context) error {
 	printCounts(r.env.Stdout, p)
 	fmt.Fprintf(r.env.Stdout, "%d items need a person; review with `backfill show %s`, then `backfill approve %s --by NAME`\n",
 		len(apply.NeedsReview(p)), out, out)
+	if un := p.Unreachable(); len(un) > 0 {
+		for _, d := range un {
+			fmt.Fprintf(r.env.Stdout, "tenant %s unreachable: %s\n", d.Tenant, oneLine(d.Unreachable))
+		}
+		fmt.Fprintf(r.env.Stdout, "%d tenants could not be read; their workspaces are planned unreachable (no write); plan again when they are back\n", len(un))
+		return errPartial
+	}
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"backfill/apply"
 	"backfill/internal/evidence"
 	"backfill/internal/pgtest"
+	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
 )
 
@@ -230,11 +231,64 @@ func golden(t *testing.T, name string, got []byte) {
 
 var goldenDir, _ = filepath.Abs(filepath.Join("testdata", "golden"))
 
+// addDownTenant adds a tenant whose database refuses connections, with one
+// captured workspace: the plan must give it verdict unreachable.
+func (f *planFixture) addDownTenant(t *testing.T) {
+	t.Helper()
+	inv, err := os.ReadFile(filepath.Join(f.dir, "inventory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv = append(inv, "  - name: zz-down\n    dsn: \"postgres://backfill@127.0.0.1:1/x?connect_timeout=2\"\n"...)
+	writeFile(t, filepath.Join(f.dir, "inventory.yaml"), string(inv))
+	store, err := evidence.OpenExisting(context.Background(), filepath.Join(f.dir, "evidence.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	id := uuidFor(9, 1)
+	r := workspace.Row{ID: id, Name: "down-seo", Runtime: "claude-code", Status: "online", Kind: "workspace", UpdatedAt: at}
+	err = store.Append(context.Background(),
+		&evidence.Listing{Tenant: "zz-down", At: at, Outcome: evidence.Listed, Rows: []workspace.Row{r}},
+		&evidence.Capture{Tenant: "zz-down", WorkspaceID: id, Row: r, Method: "exec", Target: "exec: docker exec ws cat /configs/config.yaml",
+			StartedAt: at, EndedAt: at.Add(time.Millisecond), Attempt: 1, Outcome: evidence.Captured,
+			Content: []byte(readLive(t, "custom-seo-agent.yaml")), Provenance: map[string]string{"exit_code": "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.want["down-seo"] = apply.Unreachable
+	f.ids["down-seo"] = id
+}
+
+// stableDatabases gives a plan's databases fixed values and seals it again,
+// so its golden file does not depend on the test cluster; old fingerprint
+// occurrences in other files are replaced with the new one by the caller.
+func stableDatabases(t *testing.T, b []byte) ([]byte, *apply.Plan) {
+	t.Helper()
+	p, err := apply.ParsePlan(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.Databases {
+		if p.Databases[i].Unreachable == "" {
+			p.Databases[i].Database = tenantdb.Database{SystemIdentifier: "7000000000000000001", Name: "tenant_" + p.Databases[i].Tenant, OID: 16384}
+		}
+	}
+	p.Seal()
+	var out bytes.Buffer
+	if err := p.Encode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes(), p
+}
+
 func TestPlanGoldenEveryVerdict(t *testing.T) {
 	f := newPlanFixture(t)
+	f.addDownTenant(t)
 	res := f.plan(t)
-	if res.code != 0 {
-		t.Fatalf("plan exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	if res.code != 3 || !strings.Contains(res.stdout, "tenant zz-down unreachable") {
+		t.Fatalf("plan exit %d, want 3 naming zz-down\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
 	if !strings.Contains(res.stderr, `tenant \"ghost\"`) && !strings.Contains(res.stderr, `tenant "ghost"`) {
 		t.Errorf("no warning about the CP tenant missing from the inventory:\n%s", res.stderr)
@@ -247,8 +301,10 @@ func TestPlanGoldenEveryVerdict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "plan.json", planBytes)
-	golden(t, "report.md", reportBytes)
+	stable, sp := stableDatabases(t, planBytes)
+	golden(t, "plan.json", stable)
+	orig, _ := apply.ParsePlan(planBytes)
+	golden(t, "report.md", bytes.ReplaceAll(reportBytes, []byte(orig.Fingerprint), []byte(sp.Fingerprint)))
 
 	p, err := apply.LoadPlan("plan.json")
 	if err != nil {
@@ -274,7 +330,7 @@ func TestPlanGoldenEveryVerdict(t *testing.T) {
 	}
 
 	// Same inputs, same clock: the same bytes, fingerprint included.
-	if res := f.plan(t, "--out", "plan2.json", "--report", "report2.md"); res.code != 0 {
+	if res := f.plan(t, "--out", "plan2.json", "--report", "report2.md"); res.code != 3 {
 		t.Fatalf("second plan: %s", res.stderr)
 	}
 	again, _ := os.ReadFile("plan2.json")

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/internal/termsafe"
 )
 
 func (r *runner) showCommand() *cli.Command {
@@ -18,6 +20,7 @@ func (r *runner) showCommand() *cli.Command {
 		ArgsUsage: "PLAN",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "machine-readable summary"},
+			&cli.BoolFlag{Name: "writes", EnvVars: envVar("writes"), Usage: "list every write, not only the tenant × template rollup"},
 		},
 		Action: r.show,
 	}
@@ -25,12 +28,30 @@ func (r *runner) showCommand() *cli.Command {
 
 // showJSON is `show --json`'s shape.
 type showJSON struct {
-	Fingerprint string         `json:"fingerprint"`
-	Author      string         `json:"author"`
-	CreatedAt   string         `json:"created_at"`
-	Counts      map[string]int `json:"counts"`
-	Writes      int            `json:"writes"`
-	NeedsReview []apply.Item   `json:"needs_review"`
+	Fingerprint  string            `json:"fingerprint"`
+	Author       string            `json:"author"`
+	CreatedAt    string            `json:"created_at"`
+	Counts       map[string]int    `json:"counts"`
+	Writes       int               `json:"writes"`
+	Rollup       []apply.RollupRow `json:"rollup"`
+	RollupDigest string            `json:"rollup_digest"`
+	Approval     approvalStatus    `json:"approval"`
+	WriteItems   []apply.Item      `json:"write_items,omitempty"`
+	NeedsReview  []apply.Item      `json:"needs_review"`
+}
+
+// approvalStatus is what the evidence store says of a plan's approval.
+type approvalStatus struct {
+	Approved bool           `json:"approved"`
+	By       []approvalJSON `json:"by"`
+	// Unknown is why the store could not be read, when it could not.
+	Unknown string `json:"unknown,omitempty"`
+}
+
+type approvalJSON struct {
+	By     string `json:"by"`
+	At     string `json:"at"`
+	Signed bool   `json:"signed"`
 }
 
 func (r *runner) loadPlanArg(c *cli.Context) (*apply.Plan, string, error) {
@@ -51,17 +72,29 @@ func (r *runner) show(c *cli.Context) error {
 		return err
 	}
 	review := apply.NeedsReview(p)
+	approval := r.approvalStatus(c, p)
+	rollup := p.Rollup()
 	if c.Bool("json") {
 		if review == nil {
 			review = []apply.Item{}
 		}
+		out := showJSON{Fingerprint: p.Fingerprint, Author: p.Author, CreatedAt: p.CreatedAt, Counts: p.Counts,
+			Writes: len(p.Agreed()), Rollup: rollup, RollupDigest: apply.RollupDigest(rollup), Approval: approval, NeedsReview: review}
+		if c.Bool("writes") {
+			out.WriteItems = p.Agreed()
+		}
 		enc := json.NewEncoder(r.env.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(showJSON{p.Fingerprint, p.Author, p.CreatedAt, p.Counts, len(p.Agreed()), review})
+		return enc.Encode(out)
 	}
 	w := r.env.Stdout
-	fmt.Fprintf(w, "plan %s by %s at %s\n", p.Fingerprint, p.Author, p.CreatedAt)
+	fmt.Fprintf(w, "plan %s by %s at %s\n", p.Fingerprint, termsafe.String(p.Author), p.CreatedAt)
+	printApproval(w, approval, r.evidencePath(c))
 	printCounts(w, p)
+	printRollup(w, p, rollup)
+	if c.Bool("writes") {
+		printWrites(w, p)
+	}
 	if len(review) == 0 {
 		fmt.Fprintln(w, "nothing needs a person")
 		return nil
@@ -74,7 +107,8 @@ func (r *runner) show(c *cli.Context) error {
 		if it.Drift {
 			v += " (drift)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v, it.Tenant, it.WorkspaceID, it.WorkspaceName, it.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v, termsafe.String(it.Tenant), termsafe.String(it.WorkspaceID),
+			termsafe.String(it.WorkspaceName), termsafe.String(it.Reason))
 	}
 	return tw.Flush()
 }
@@ -90,5 +124,75 @@ func printCounts(w io.Writer, p *apply.Plan) {
 		fmt.Fprintf(tw, "  %s\t%d%s\n", v, p.Counts[string(v)], note)
 	}
 	fmt.Fprintf(tw, "  drift\t%d\t(already-set, differs)\n", p.Counts["drift"])
+	tw.Flush()
+}
+
+// approvalStatus reads the plan's approvals from the evidence store, if
+// there is one to read.
+func (r *runner) approvalStatus(c *cli.Context, p *apply.Plan) approvalStatus {
+	st := approvalStatus{By: []approvalJSON{}}
+	store, err := r.openStoreReadOnly(c)
+	if err != nil {
+		st.Unknown = err.Error()
+		return st
+	}
+	defer store.Close()
+	as, err := store.Approvals(c.Context, p.Fingerprint)
+	if err != nil {
+		st.Unknown = err.Error()
+		return st
+	}
+	for _, a := range as {
+		st.By = append(st.By, approvalJSON{By: a.By, At: a.At.UTC().Format(time.RFC3339), Signed: false})
+	}
+	st.Approved = len(as) > 0
+	return st
+}
+
+func printApproval(w io.Writer, st approvalStatus, path string) {
+	switch {
+	case st.Unknown != "":
+		fmt.Fprintf(w, "approval: unknown (%s)\n", termsafe.String(st.Unknown))
+	case !st.Approved:
+		fmt.Fprintf(w, "approval: NOT APPROVED in %s\n", path)
+	default:
+		for _, a := range st.By {
+			signed := "unsigned"
+			if a.Signed {
+				signed = "signed"
+			}
+			fmt.Fprintf(w, "approval: approved by %s at %s (%s)\n", termsafe.String(a.By), a.At, signed)
+		}
+	}
+}
+
+// printRollup prints the plan's writes by tenant and template: what the
+// approval of this fingerprint lets apply write.
+func printRollup(w io.Writer, p *apply.Plan, rollup []apply.RollupRow) {
+	fmt.Fprintf(w, "\nwrites: %d (rollup %s)\n", len(p.Agreed()), apply.RollupDigest(rollup))
+	if len(rollup) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TENANT\tSET TEMPLATE\tWRITES")
+	for _, row := range rollup {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\n", termsafe.String(row.Tenant), termsafe.String(row.Template), row.Writes)
+	}
+	tw.Flush()
+}
+
+// printWrites lists every write of the plan.
+func printWrites(w io.Writer, p *apply.Plan) {
+	agreed := p.Agreed()
+	if len(agreed) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tWORKSPACE\tNAME\tSET TEMPLATE\tEVIDENCE")
+	for _, it := range agreed {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tcapture %d (%s)\n", termsafe.String(it.Tenant), termsafe.String(it.WorkspaceID),
+			termsafe.String(it.WorkspaceName), termsafe.String(it.Action.SetTemplate), it.Evidence.CaptureID, termsafe.String(it.Evidence.Rule))
+	}
 	tw.Flush()
 }

@@ -234,10 +234,10 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 	cli(0, "status")
 	cli(0, "verify")
 
-	// Phase two. A plan over an unreachable tenant fails, naming it; a CP
-	// query that fails reports the database error.
-	mustContain(cli(1, "plan", "--inventory", invAll, "--cp", cpSrc, "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims",
-		"--catalog", filepath.Join(dir, "catalog"), "--out", planPath), `tenant "delta"`)
+	// Phase two. A plan over an unreachable tenant plans the others and
+	// exits 3, naming it; a CP query that fails reports the database error.
+	mustContain(cli(3, "plan", "--inventory", invAll, "--cp", cpSrc, "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims",
+		"--catalog", filepath.Join(dir, "catalog"), "--out", planPath), `tenant delta unreachable`)
 	mustContain(cli(1, "plan", "--inventory", invReachable, "--cp", cpSrc, "--cp-query", "SELECT tenant, workspace_id, template FROM no_such_table",
 		"--catalog", filepath.Join(dir, "catalog"), "--out", planPath), "no_such_table")
 	cli(0, "--log-format", "json", "plan", "--inventory", invReachable, "--cp", cpSrc, "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims",

@@ -64,25 +64,40 @@ const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(st
 // an empty template first, read in a READ ONLY transaction so that a bug here
 // can never write.
 func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces
-  WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`)
+	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces
+  WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`, false)
+	return rows, err
 }
 
 // ListAll returns every workspace row, removed ones included, by id, in a
 // READ ONLY transaction.
 func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces ORDER BY id`)
+	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces ORDER BY id`, false)
+	return rows, err
 }
 
-func list(ctx context.Context, dsn string, o Options, query string) ([]workspace.Row, error) {
+// ListAllIdentified is ListAll, also naming the database it read, in the
+// same transaction: a plan records it so that apply can refuse a DSN that
+// has since been pointed elsewhere.
+func ListAllIdentified(ctx context.Context, dsn string, o Options) ([]workspace.Row, Database, error) {
+	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces ORDER BY id`, true)
+}
+
+func list(ctx context.Context, dsn string, o Options, query string, identify bool) ([]workspace.Row, Database, error) {
 	o.ReadOnly = true
+	var db Database
 	conn, err := Connect(ctx, dsn, o)
 	if err != nil {
-		return nil, err
+		return nil, db, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var out []workspace.Row
 	err = ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+		if identify {
+			if db, err = Identify(ctx, tx); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.Query(ctx, query)
 		if err != nil {
 			return err
@@ -90,7 +105,36 @@ func list(ctx context.Context, dsn string, o Options, query string) ([]workspace
 		out, err = pgx.CollectRows(rows, ScanRow)
 		return err
 	})
-	return out, err
+	return out, db, err
+}
+
+// Database names the database a session reached. The system identifier
+// alone is shared by every database of a cluster, by its replicas and by
+// restores of it; the name and OID tell a clone made with CREATE DATABASE
+// … TEMPLATE, or a database renamed into another's place, from the original.
+type Database struct {
+	// SystemIdentifier is decimal text: JSON numbers lose precision past 2^53.
+	SystemIdentifier string `json:"system_identifier"`
+	Name             string `json:"database"`
+	OID              uint32 `json:"oid"`
+}
+
+// Identify reads the database tx runs in.
+func Identify(ctx context.Context, tx pgx.Tx) (Database, error) {
+	var d Database
+	var oid int64
+	err := tx.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system())::text, current_database(),
+  (SELECT oid FROM pg_database WHERE datname = current_database())::bigint`).Scan(&d.SystemIdentifier, &d.Name, &oid)
+	d.OID = uint32(oid)
+	return d, err
+}
+
+// Same reports whether d and e are the same database.
+func (d Database) Same(e Database) bool { return d == e }
+
+// String names the database for messages.
+func (d Database) String() string {
+	return fmt.Sprintf("database %q (oid %d) of system %s", d.Name, d.OID, d.SystemIdentifier)
 }
 
 // ReadOnly runs fn in a READ ONLY transaction and always rolls it back.

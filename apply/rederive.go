@@ -1,0 +1,157 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"backfill/internal/catalog"
+	"backfill/internal/cp"
+	"backfill/internal/evidence"
+	"backfill/internal/identity"
+	"backfill/internal/workspace"
+)
+
+// errStopCaptures ends a walk of the captures at the plan's chain head.
+var errStopCaptures = errors.New("stop")
+
+// Rederive checks, without any tenant connection, that every agree item of
+// p is exactly what reconciliation produces from the evidence store and the
+// catalog: the catalog has the digest the plan recorded, the cited capture
+// is the workspace's earliest successful one as of the plan's chain head
+// and its stored bytes still hash to the cited sha256, the identity rules
+// applied to those bytes give the item's template and rule, and Reconcile
+// on that evidence, the item's CP claim and the row as the plan saw it
+// decides agree with the same catalog name to write.
+//
+// The fingerprint is only a checksum, which anyone who edits a plan can
+// recompute; this is what makes a plan unable to ask for a write that
+// reconciliation would not produce. With records (optional: a CP file given
+// again), the CP digest and each item's claim are checked too. Any mismatch
+// refuses the whole plan, naming the item.
+func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Catalog, records *cp.Records) error {
+	refuse := func(format string, args ...any) error {
+		return &GateError{fmt.Sprintf(format, args...)}
+	}
+	if got := cat.Digest(); got != p.Inputs.Catalog.SHA256 {
+		return refuse("the catalog has digest %s, the plan was made with %s (%s): pass the plan's catalog with --catalog",
+			got, p.Inputs.Catalog.SHA256, p.Inputs.Catalog.Path)
+	}
+	if records != nil && records.Digest() != p.Inputs.CP.SHA256 {
+		return refuse("the CP records have digest %s, the plan was made with %s", records.Digest(), p.Inputs.CP.SHA256)
+	}
+	agreed := p.Agreed()
+	if len(agreed) == 0 {
+		return nil
+	}
+	want := map[evidence.Key]bool{}
+	for _, it := range agreed {
+		want[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = true
+	}
+	ev, err := loadEvidenceUpTo(ctx, s, cat, p.Inputs.Evidence.ChainHead, want)
+	if err != nil {
+		return err
+	}
+	for _, it := range agreed {
+		if err := rederiveItem(p, &it, ev[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}], cat, records); err != nil {
+			return refuse("plan item %s (%s): %s; reconciliation would not write it, so the plan is refused whole",
+				it.Key(), it.WorkspaceName, err)
+		}
+	}
+	return nil
+}
+
+func rederiveItem(p *Plan, it *Item, caps []Evidence, cat *catalog.Catalog, records *cp.Records) error {
+	e := it.Evidence
+	switch {
+	case e == nil || it.Action == nil:
+		return errors.New("an agree item without evidence or action")
+	case len(caps) == 0:
+		return fmt.Errorf("the evidence store has no successful capture of it up to the plan's chain head")
+	case caps[0].CaptureID != e.CaptureID:
+		return fmt.Errorf("it cites capture %d, but its earliest successful capture is %d", e.CaptureID, caps[0].CaptureID)
+	case caps[0].SHA256 != e.SHA256:
+		return fmt.Errorf("capture %d holds sha256 %s, the plan says %s", e.CaptureID, caps[0].SHA256, e.SHA256)
+	case len(caps) != e.Captures:
+		return fmt.Errorf("it counts %d successful captures, the store has %d", e.Captures, len(caps))
+	}
+	id := caps[0].Identity
+	if id.Template != e.Template || string(id.Rule) != e.Rule {
+		return fmt.Errorf("capture %d derives template %q by rule %s, the plan says %q by %s", e.CaptureID, id.Template, id.Rule, e.Template, e.Rule)
+	}
+	if p.FormatVersion >= 2 {
+		if _, ok := p.Database(it.Tenant); !ok {
+			return errors.New("the plan records no database read for its tenant")
+		}
+	}
+	claim := Claim{}
+	if it.CP != nil {
+		claim = Claim{Templates: it.CP.Templates, Level: it.CP.Level, Sources: it.CP.Sources}
+	}
+	if records != nil {
+		tpls, level, sources := records.For(it.Tenant, it.WorkspaceID)
+		if !slices.Equal(tpls, claim.Templates) || level != claim.Level || !slices.Equal(sources, claim.Sources) {
+			return fmt.Errorf("its CP claim %v (%s) is not what the CP records give: %v (%s)", claim.Templates, claim.Level, tpls, level)
+		}
+	}
+	row := &workspace.Row{ID: it.WorkspaceID, Name: it.WorkspaceName, Kind: it.Kind, Runtime: it.Runtime,
+		Template: it.DBTemplate, Status: it.DBStatus}
+	d := Reconcile(Input{Captures: caps, Claim: claim, Row: row, Catalog: cat})
+	if d.Verdict != Agree {
+		return fmt.Errorf("reconciliation gives %s (%s)", d.Verdict, d.Reason)
+	}
+	if d.Set != it.Action.SetTemplate {
+		return fmt.Errorf("it would write %q, reconciliation writes %q", it.Action.SetTemplate, d.Set)
+	}
+	if t, ok := cat.Lookup(d.Set); !ok || t.Name != d.Set {
+		return fmt.Errorf("%q is not a catalog template's canonical name", d.Set)
+	}
+	return nil
+}
+
+// loadEvidenceUpTo is loadEvidence over the captures recorded up to and
+// including the one whose chain hash is head, for the workspaces in want
+// (all when nil), with every content's bytes hashed again: a capture added
+// after the plan was made is not what the plan reviewed.
+func loadEvidenceUpTo(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (map[evidence.Key][]Evidence, error) {
+	out := map[evidence.Key][]Evidence{}
+	if head == "" {
+		return out, nil
+	}
+	ids := map[string]identity.Identity{}
+	seenHead := false
+	err := s.Captures(ctx, func(c *evidence.Capture) error {
+		if seenHead {
+			return errStopCaptures
+		}
+		seenHead = c.Hash == head
+		k := evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}
+		if c.Outcome != evidence.Captured || (want != nil && !want[k]) {
+			return nil
+		}
+		id, ok := ids[c.SHA256]
+		if !ok {
+			b, err := s.Content(ctx, c.SHA256)
+			if err != nil {
+				return err
+			}
+			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != c.SHA256 {
+				return &GateError{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", c.ID, c.SHA256)}
+			}
+			id = identity.Derive(b, cat)
+			ids[c.SHA256] = id
+		}
+		out[k] = append(out[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id})
+		return nil
+	})
+	if err != nil && err != errStopCaptures {
+		return nil, fmt.Errorf("read evidence: %w", err)
+	}
+	if !seenHead {
+		return nil, &GateError{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
+	}
+	return out, nil
+}

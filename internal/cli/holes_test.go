@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"backfill/apply"
+	"backfill/internal/evidence"
+)
+
+// reseal decodes a plan without its checks, lets edit change it, and seals
+// and writes it back as backfill would: a forger who knows the format.
+func reseal(t *testing.T, path, out string, edit func(p *apply.Plan)) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p apply.Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	edit(&p)
+	p.Seal()
+	var buf bytes.Buffer
+	if err := p.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply.ParsePlan(buf.Bytes()); err != nil {
+		t.Fatalf("the forged plan does not even load, so this test shows nothing: %v", err)
+	}
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itemNamed(p *apply.Plan, name string) *apply.Item {
+	for i := range p.Items {
+		if p.Items[i].WorkspaceName == name {
+			return &p.Items[i]
+		}
+	}
+	panic("no item " + name)
+}
+
+// approveRaw records an approval straight into the store, as whoever can
+// write the SQLite file could, bypassing approve's own checks.
+func approveRaw(t *testing.T, planPath string) {
+	t.Helper()
+	b, _ := os.ReadFile(planPath)
+	var p apply.Plan
+	json.Unmarshal(b, &p)
+	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "mallory", PlanAuthor: p.Author, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForgedResealedPlansAreRefused: a plan edited and sealed again with a
+// valid fingerprint asks for writes reconciliation would not produce;
+// approve, the dry run and --execute all refuse it whole, naming the item,
+// and nothing is written.
+func TestForgedResealedPlansAreRefused(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	forgeries := []struct {
+		name string
+		edit func(p *apply.Plan)
+		want string
+	}{
+		{"another catalog template", func(p *apply.Plan) {
+			it := itemNamed(p, "seo-1")
+			it.Action.SetTemplate, it.Evidence.Template = "platform-agent", "platform-agent"
+		}, "derives template"},
+		{"a template in no catalog", func(p *apply.Plan) {
+			it := itemNamed(p, "seo-1")
+			it.Action.SetTemplate, it.Evidence.Template = "evil-agent", "evil-agent"
+		}, "derives template"},
+		{"a conflict turned into agree", func(p *apply.Plan) {
+			it := itemNamed(p, "claimed-other")
+			it.Verdict, it.Action = apply.Agree, &apply.Action{SetTemplate: "seo-agent"}
+		}, "claimed-other"},
+		{"a later capture cited", func(p *apply.Plan) {
+			it := itemNamed(p, "seo-2-restarted")
+			it.Evidence.CaptureID++
+		}, "cite"},
+		{"a stub capture's name used", func(p *apply.Plan) {
+			it := itemNamed(p, "SEO Agent")
+			it.Verdict, it.Action = apply.Agree, &apply.Action{SetTemplate: "seo-agent"}
+			it.Evidence.Template, it.Evidence.Rule = "seo-agent", "display-name"
+		}, "derives template"},
+		{"a case variant of the name", func(p *apply.Plan) {
+			it := itemNamed(p, "seo-1")
+			it.Action.SetTemplate, it.Evidence.Template = "SEO-Agent", "SEO-Agent"
+		}, "SEO-Agent"},
+		{"the catalog digest changed with it", func(p *apply.Plan) {
+			p.Inputs.Catalog.SHA256 = strings.Repeat("0", 64)
+		}, "catalog has digest"},
+	}
+	for i, fg := range forgeries {
+		path := fmt.Sprintf("forged-%d.json", i)
+		reseal(t, "plan.json", path, fg.edit)
+		if res := runAt(t, nil, "approve", path, "--by", "bob"); res.code != 1 || !strings.Contains(res.stderr, fg.want) {
+			t.Errorf("%s: approve: exit %d, want 1 with %q\n%s", fg.name, res.code, fg.want, res.stderr)
+		}
+		approveRaw(t, path)
+		for _, args := range [][]string{{}, {"--execute"}} {
+			res := runAt(t, f.env, append([]string{"apply", "--inventory", "inventory.yaml", "--plan", path}, args...)...)
+			if res.code != 1 || !strings.Contains(res.stderr, "refused") || !strings.Contains(res.stderr, fg.want) {
+				t.Errorf("%s: apply %v: exit %d, want 1 refusing with %q\n%s%s", fg.name, args, res.code, fg.want, res.stdout, res.stderr)
+			}
+		}
+	}
+	for tenant, names := range agreed {
+		for _, n := range names {
+			if s := f.row(t, tenant, n); s.template != "" || s.writes != 0 {
+				t.Errorf("%s was written: %+v", n, s)
+			}
+		}
+	}
+	for _, n := range []string{"claimed-other", "SEO Agent"} {
+		if s := f.row(t, "acme", n); s.template != "" || s.writes != 0 {
+			t.Errorf("%s was written: %+v", n, s)
+		}
+	}
+}
+
+// TestApplyChecksCPRecordsWhenGiven: the CP claims in a plan can only be
+// checked against the records themselves. With --cp, a conflict turned
+// into agree by editing its claim (and re-sealing) is refused by approve
+// and apply; the real records pass.
+func TestApplyChecksCPRecordsWhenGiven(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--cp", "cp.csv"); res.code != 0 {
+		t.Fatalf("dry run with --cp: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	reseal(t, "plan.json", "forged.json", func(p *apply.Plan) {
+		it := itemNamed(p, "claimed-other")
+		it.Verdict, it.Action = apply.Agree, &apply.Action{SetTemplate: "seo-agent"}
+		it.CP.Templates = []string{"seo-agent"}
+	})
+	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
+		t.Fatalf("approve of a forged claim: %d %s", res.code, res.stderr)
+	}
+	approveRaw(t, "forged.json")
+	for _, args := range [][]string{{}, {"--execute"}} {
+		res := runAt(t, f.env, append([]string{"apply", "--inventory", "inventory.yaml", "--plan", "forged.json", "--cp", "cp.csv"}, args...)...)
+		if res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
+			t.Fatalf("forged claim, apply %v: %d %s", args, res.code, res.stderr)
+		}
+	}
+	if s := f.row(t, "acme", "claimed-other"); s.writes != 0 {
+		t.Fatalf("claimed-other was written: %+v", s)
+	}
+	os.WriteFile("other.csv", []byte("tenant,workspace_id,template\nacme,,seo-agent\n"), 0o644)
+	res := f.apply(t, "--cp", "other.csv")
+	if res.code != 1 || !strings.Contains(res.stderr, "CP records have digest") {
+		t.Fatalf("other CP records: %d %s", res.code, res.stderr)
+	}
+}
+
+// TestApplyRefusesADatabaseMovedBehindItsDSN: a clone made with CREATE
+// DATABASE … TEMPLATE and renamed into the original's place shares the
+// server and the name; its OID tells it apart, and apply, its dry run and
+// rollback refuse it, naming the tenant, unless --allow-moved.
+func TestApplyRefusesADatabaseMovedBehindItsDSN(t *testing.T) {
+	f := newPlanFixture(t, "concierge")
+	f.planAndApprove(t)
+	cl := f.clusters["concierge"]
+	admin := cl.DSN("postgres")
+	// Swap the database behind the DSN for a clone of itself.
+	execSQL(t, admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'concierge' AND pid <> pg_backend_pid()`)
+	execSQL(t, admin, `ALTER DATABASE concierge RENAME TO concierge_orig`)
+	execSQL(t, admin, `CREATE DATABASE concierge TEMPLATE concierge_orig`)
+
+	for _, args := range [][]string{{}, {"--execute"}} {
+		res := f.apply(t, args...)
+		if res.code != 3 || !strings.Contains(res.stdout, `tenant "concierge"'s DSN now reaches`) {
+			t.Fatalf("apply %v: exit %d, want 3 refusing concierge\n%s%s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+	if s := f.row(t, "concierge", "org-concierge"); s.template != "" || s.writes != 0 {
+		t.Fatalf("the clone was written: %+v", s)
+	}
+	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--allow-moved", "nope"); res.code != 2 {
+		t.Fatalf("--allow-moved of an unknown tenant: %d %s", res.code, res.stderr)
+	}
+	res := f.apply(t, "--execute", "--allow-moved", "concierge")
+	if res.code != 0 || !strings.Contains(res.stdout, "applied 1") {
+		t.Fatalf("--allow-moved: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	// Rollback checks too: move it once more.
+	execSQL(t, admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'concierge' AND pid <> pg_backend_pid()`)
+	execSQL(t, admin, `ALTER DATABASE concierge RENAME TO concierge_second`)
+	execSQL(t, admin, `CREATE DATABASE concierge TEMPLATE concierge_second`)
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res.code != 3 || !strings.Contains(res.stdout, `tenant "concierge"'s DSN now reaches`) {
+		t.Fatalf("rollback: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestPlanWithADeadTenantPlansTheRest: a tenant whose database is down at
+// plan time gets verdict unreachable for every workspace the evidence
+// lists; the rest are planned, the plan exits 3, and applying it needs
+// nothing from the dead tenant.
+func TestPlanWithADeadTenantPlansTheRest(t *testing.T) {
+	f := newPlanFixture(t, "nocp")
+	if err := f.clusters["nocp"].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	res := f.plan(t)
+	if res.code != 3 || !strings.Contains(res.stdout, "tenant nocp unreachable") {
+		t.Fatalf("plan: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	p, err := apply.LoadPlan("plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range p.Items {
+		want := f.want[it.WorkspaceName]
+		if it.Tenant == "nocp" {
+			want = apply.Unreachable
+		}
+		if it.Verdict != want {
+			t.Errorf("%s/%s: %s, want %s", it.Tenant, it.WorkspaceName, it.Verdict, want)
+		}
+	}
+	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob"); res.code != 0 {
+		t.Fatalf("approve: %s", res.stderr)
+	}
+	if res := f.apply(t, "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
+		t.Fatalf("apply: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+}
