@@ -15,6 +15,7 @@ import (
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
+	"backfill/internal/termsafe"
 )
 
 // writeFlags are shared by apply and rollback.
@@ -176,12 +177,12 @@ func printReport(w io.Writer, rep *apply.Report) {
 		for _, res := range t.Results {
 			counts[res.Outcome]++
 		}
-		fmt.Fprintf(w, "tenant %s: %s\n", t.Tenant, countLine(counts))
+		fmt.Fprintf(w, "tenant %s: %s\n", termsafe.String(t.Tenant), countLine(counts))
 		if t.Err != "" {
 			fmt.Fprintf(w, "  FAILED: %s\n", oneLine(t.Err))
 		}
 		for _, res := range t.Results {
-			fmt.Fprintf(w, "  %-19s %s %s: %q -> %q", res.Outcome, res.WorkspaceID, res.Name, res.Before, res.After)
+			fmt.Fprintf(w, "  %-19s %s %s: %q -> %q", res.Outcome, termsafe.String(res.WorkspaceID), termsafe.String(res.Name), res.Before, res.After)
 			if res.Reason != "" && res.Outcome != apply.Applied && res.Reason != t.Err {
 				fmt.Fprintf(w, " (%s)", oneLine(res.Reason))
 			}
@@ -195,14 +196,15 @@ func printReadback(w io.Writer, rep *apply.Report) {
 	fmt.Fprintln(w, "canary read-back:")
 	for _, t := range rep.Tenants {
 		for _, res := range t.Readback {
-			fmt.Fprintf(w, "  %-8s %s/%s template=%q %s\n", res.Outcome, res.Tenant, res.WorkspaceID, res.After, res.Reason)
+			fmt.Fprintf(w, "  %-8s %s/%s template=%q %s\n", res.Outcome, termsafe.String(res.Tenant), termsafe.String(res.WorkspaceID), res.After, oneLine(res.Reason))
 		}
 	}
 }
 
-// oneLine keeps multi-line driver errors from breaking line-oriented output.
+// oneLine keeps multi-line driver errors from breaking line-oriented output,
+// and control characters from acting on the terminal.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return termsafe.String(strings.Join(strings.Fields(s), " "))
 }
 
 func countLine(counts map[string]int) string {

@@ -14,6 +14,7 @@ import (
 	"backfill/internal/cp"
 	"backfill/internal/inventory"
 	"backfill/internal/secret"
+	"backfill/internal/termsafe"
 )
 
 func (r *runner) planCommand() *cli.Command {
@@ -112,7 +113,7 @@ func (r *runner) plan(c *cli.Context) error {
 		len(apply.NeedsReview(p)), out, out)
 	if un := p.Unreachable(); len(un) > 0 {
 		for _, d := range un {
-			fmt.Fprintf(r.env.Stdout, "tenant %s unreachable: %s\n", d.Tenant, oneLine(d.Unreachable))
+			fmt.Fprintf(r.env.Stdout, "tenant %s unreachable: %s\n", termsafe.String(d.Tenant), oneLine(d.Unreachable))
 		}
 		fmt.Fprintf(r.env.Stdout, "%d tenants could not be read; their workspaces are planned unreachable (no write); plan again when they are back\n", len(un))
 		return errPartial

@@ -11,6 +11,7 @@ import (
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/progress"
+	"backfill/internal/termsafe"
 	"backfill/snapshot"
 )
 
@@ -129,14 +130,14 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
 	}
 	fmt.Fprintln(w)
 	for _, t := range s.TenantsFailed {
-		fmt.Fprintf(w, "  tenant %s not listed: %s\n", t.Tenant, oneLine(t.Reason))
+		fmt.Fprintf(w, "  tenant %s not listed: %s\n", termsafe.String(t.Tenant), oneLine(t.Reason))
 	}
 	for i, f := range s.Failures {
 		if i == maxListed {
 			fmt.Fprintf(w, "  ... and %d more (see `backfill status` and `backfill export`)\n", len(s.Failures)-maxListed)
 			break
 		}
-		fmt.Fprintf(w, "  %s %s/%s: %s\n", f.Outcome, f.Tenant, f.WorkspaceID, oneLine(f.Reason))
+		fmt.Fprintf(w, "  %s %s/%s: %s\n", f.Outcome, termsafe.String(f.Tenant), termsafe.String(f.WorkspaceID), oneLine(f.Reason))
 	}
 	fmt.Fprintf(w, "evidence: %s\n", path)
 }

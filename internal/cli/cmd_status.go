@@ -10,6 +10,7 @@ import (
 
 	"backfill/apply"
 	"backfill/internal/evidence"
+	"backfill/internal/termsafe"
 )
 
 func (r *runner) statusCommand() *cli.Command {
@@ -105,9 +106,9 @@ func (r *runner) status(c *cli.Context) error {
 		}
 		note := ""
 		if s.unreachable != "" {
-			note = "last listing failed: " + s.unreachable
+			note = "last listing failed: " + oneLine(s.unreachable)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", name, s.live, s.captured, s.gone, s.failed, s.missing, last,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", termsafe.String(name), s.live, s.captured, s.gone, s.failed, s.missing, last,
 			s.applied, s.skipped, s.applyFailed, note)
 	}
 	for _, n := range names {

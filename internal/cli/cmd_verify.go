@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"backfill/internal/termsafe"
 )
 
 func (r *runner) verifyCommand() *cli.Command {
@@ -27,7 +29,7 @@ func (r *runner) verify(c *cli.Context) error {
 	if !rep.OK() {
 		fmt.Fprintf(r.env.Stdout, "verify FAILED: %s: %d problems\n", store.Path(), len(rep.Problems))
 		for _, p := range rep.Problems {
-			fmt.Fprintf(r.env.Stdout, "  %s\n", p)
+			fmt.Fprintf(r.env.Stdout, "  %s\n", termsafe.String(p))
 		}
 		return fail("evidence store %s does not verify: %s", store.Path(), rep.Problems[0])
 	}
