@@ -23,6 +23,7 @@ import (
 //     and a pattern is not one;
 //   - cert-authority lines are refused: certificates are not supported;
 //   - only the key types listed in the package comment are accepted;
+//   - a valid-after later than its line's valid-before is refused;
 //   - an empty file, or one with only comments, is refused.
 //
 // The namespaces="…" option is a pattern-list as in ssh-keygen (`*`, `?`,
@@ -104,6 +105,9 @@ func parseLine(line string) (entry, error) {
 	field, rest, err := nextField(line)
 	if err != nil {
 		return e, err
+	}
+	if isKeyTypeName(field) {
+		return e, errors.New("missing principals before the key")
 	}
 	if e.principals, err = parsePrincipals(field); err != nil {
 		return e, err
