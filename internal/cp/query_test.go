@@ -18,7 +18,7 @@ var cpQueryCases = []struct {
 	{"with select", `WITH c AS (SELECT * FROM cp_claims) SELECT tenant, workspace_id, template FROM c`, ""},
 	{"with recursive and column list", `WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r`, ""},
 	{"with materialized", `WITH c AS MATERIALIZED (SELECT 1 AS x), d AS NOT MATERIALIZED (SELECT 2) SELECT * FROM c, d`, ""},
-	{"with search clause", `WITH RECURSIVE t(id) AS (SELECT 1) SEARCH DEPTH FIRST BY id SET ord SELECT * FROM t`, ""},
+	{"with search clause", `WITH RECURSIVE t(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM t WHERE id < 3) SEARCH DEPTH FIRST BY id SET ord SELECT * FROM t`, ""},
 	{"semicolon in string", `SELECT 'a;b' AS tenant`, ""},
 	{"doubled quote in string", `SELECT 'it''s; INSERT' AS x`, ""},
 	{"semicolon in quoted identifier", `SELECT 1 AS "x;y"`, ""},
