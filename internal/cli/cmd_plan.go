@@ -23,8 +23,8 @@ func (r *runner) planCommand() *cli.Command {
 		Usage: "reconcile evidence, CP records and the databases as they are now into a plan (phase two)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
-			&cli.StringFlag{Name: "cp", Required: true, EnvVars: envVar("cp"), Usage: "CP records: FILE.csv, FILE.json, FILE.yaml or postgres://… with --cp-query"},
-			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "SQL returning tenant, workspace_id, template (for a postgres --cp)"},
+			&cli.StringFlag{Name: "cp", Required: true, EnvVars: envVar("cp"), Usage: "CP records: FILE.csv, FILE.json, FILE.yaml, or a postgres://… or host=… dbname=… DSN with --cp-query"},
+			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "one SELECT returning tenant, workspace_id, template (for a DSN --cp), run read-only"},
 			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`"},
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
 			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
@@ -66,7 +66,7 @@ func (r *runner) plan(c *cli.Context) error {
 	if pws, err := secret.DSNPasswords(src); err == nil {
 		r.redactor.Add(pws...)
 	}
-	if isPostgresURL(src) {
+	if cp.IsDatabase(src) {
 		cpSource = secret.RedactDSN(src)
 	}
 	records, err := cp.Load(c.Context, src, c.String("cp-query"))
@@ -119,8 +119,4 @@ func (r *runner) plan(c *cli.Context) error {
 		return errPartial
 	}
 	return nil
-}
-
-func isPostgresURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }

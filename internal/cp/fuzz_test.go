@@ -90,3 +90,31 @@ func encode(t *testing.T, ext string, claims []Claim) []byte {
 	}
 	return out
 }
+
+// FuzzCheckQuery checks the CP query lexer on arbitrary text: it never
+// panics, and whatever it accepts leaves nothing open (no literal, quoted
+// identifier or comment) that could swallow a second statement added after
+// it, since that statement must be refused.
+func FuzzCheckQuery(f *testing.F) {
+	for _, tt := range cpQueryCases {
+		f.Add(tt.query)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		err := checkQuery(q)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "--cp-query: ") {
+				t.Fatalf("error does not name --cp-query: %v", err)
+			}
+			return
+		}
+		toks, _ := lexSQL(q)
+		if !toks[0].is("SELECT", "WITH") {
+			t.Fatalf("accepted %q, which starts with %v", q, toks[0])
+		}
+		for _, tail := range []string{"\n; SELECT 1", "\nINSERT INTO t VALUES (1)", "\n) x; DELETE FROM t"} {
+			if checkQuery(q+tail) == nil {
+				t.Fatalf("accepted %q followed by %q", q, tail)
+			}
+		}
+	})
+}

@@ -13,11 +13,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"backfill/internal/secret"
 )
 
 // Load reads claims from a file path (format from its extension, see Parse)
-// or, when src starts with postgres:// or postgresql://, from the rows of
-// query, run in a READ ONLY transaction. ctx bounds the database work.
+// or, when IsDatabase(src), from the rows of query. ctx bounds the database
+// work.
+//
+// The query must be one SELECT, or WITH … SELECT, and is refused before any
+// connection otherwise (see checkQuery). It is then sent over the extended
+// protocol, whatever default_query_exec_mode the connection string sets, so
+// the server itself refuses a second statement; and it runs in a READ ONLY
+// transaction, in a read-only session, that is always rolled back.
 //
 // The query must return exactly three columns named tenant, workspace_id and
 // template, in any order (alias them with AS). Columns are matched by name,
@@ -28,13 +36,13 @@ import (
 // Errors about the database never contain the connection string's password:
 // they name the source by host and database only.
 func Load(ctx context.Context, src, query string) (*Records, error) {
-	if isPostgres(src) {
+	if IsDatabase(src) {
 		return loadPostgres(ctx, src, query)
 	}
 	if strings.TrimSpace(query) != "" {
 		// A query next to a file would be ignored; refusing it catches a
 		// --cp that was meant to be a database.
-		return nil, fmt.Errorf("%s: a CP query needs a postgres:// source, not a file", src)
+		return nil, fmt.Errorf("%s: --cp-query needs a postgres:// or key=value (host=… dbname=…) source, not a file", src)
 	}
 	data, err := os.ReadFile(src)
 	if err != nil {
@@ -43,19 +51,63 @@ func Load(ctx context.Context, src, query string) (*Records, error) {
 	return Parse(src, data)
 }
 
-func isPostgres(src string) bool {
+// IsDatabase reports whether Load reads src as a PostgreSQL connection string
+// rather than a file: a postgres:// or postgresql:// URL, or a libpq
+// key=value string with at least one connection keyword (host=…, dbname=…,
+// user=…; see connKeywords). So a file whose name holds '=' is still a file
+// unless its name reads as such a DSN (prefix it with ./ then).
+func IsDatabase(src string) bool {
+	if isURL(src) {
+		return true
+	}
+	if set, err := secret.DSNSettings(src); err == nil {
+		for k := range set {
+			if connKeywords[k] {
+				return true
+			}
+		}
+	}
+	// One that does not parse (an unterminated quote, say) is still a
+	// connection string when it opens with a connection keyword: read as a
+	// path, its password would be quoted in the "no such file" error.
+	key, _, ok := strings.Cut(src, "=")
+	return ok && connKeywords[strings.TrimSpace(key)]
+}
+
+func isURL(src string) bool {
 	return strings.HasPrefix(src, "postgres://") || strings.HasPrefix(src, "postgresql://")
+}
+
+// connKeywords are the connection parameters of libpq and pgx. Runtime
+// parameters (search_path=…) are valid in a DSN too, but alone they do not
+// make a string a DSN rather than a path.
+var connKeywords = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true, "password": true,
+	"passfile": true, "service": true, "servicefile": true, "connect_timeout": true,
+	"client_encoding": true, "options": true, "application_name": true, "fallback_application_name": true,
+	"keepalives": true, "keepalives_idle": true, "keepalives_interval": true, "keepalives_count": true,
+	"tcp_user_timeout": true, "require_auth": true, "channel_binding": true, "replication": true,
+	"gssencmode": true, "gsslib": true, "gssdelegation": true, "krbsrvname": true, "requirepeer": true,
+	"sslmode": true, "sslnegotiation": true, "sslcompression": true, "sslcert": true, "sslkey": true,
+	"sslpassword": true, "sslcertmode": true, "sslrootcert": true, "sslcrl": true, "sslcrldir": true,
+	"sslsni": true, "ssl_min_protocol_version": true, "ssl_max_protocol_version": true,
+	"target_session_attrs": true, "load_balance_hosts": true, "min_read_buffer_size": true,
+	"statement_cache_capacity": true, "description_cache_capacity": true, "default_query_exec_mode": true,
 }
 
 // dsnInfo is what may be said about a connection string in errors.
 type dsnInfo struct {
-	label   string   // "postgres://host:port/db"
+	label   string   // "postgres://host:port/db" or "host=… port=… dbname=…"
 	secrets []string // values to blank out of any message
 }
 
-// describeDSN finds the password in every spelling it may take in the URL, so
-// that scrub can remove it from messages written by pgx or the server.
+// describeDSN finds the password in every spelling it may take in the
+// connection string, so that scrub can remove it from messages written by pgx
+// or the server.
 func describeDSN(src string) (dsnInfo, error) {
+	if !isURL(src) {
+		return describeKeywordValue(src)
+	}
 	u, err := url.Parse(src)
 	if err != nil {
 		// url.Error quotes the whole URL, password included: say nothing of it.
@@ -67,27 +119,68 @@ func describeDSN(src string) (dsnInfo, error) {
 		host = q.Get("host") // a unix socket directory
 	}
 	info := dsnInfo{label: "postgres://" + host + u.Path}
-	var raw []string
 	if p, ok := u.User.Password(); ok {
-		raw = append(raw, p)
+		info.addSecret(p)
 	}
 	for k, vs := range q {
 		if strings.Contains(strings.ToLower(k), "password") {
-			raw = append(raw, vs...)
-		}
-	}
-	for _, s := range raw {
-		// Also as it may be written escaped in the URL, in case a message
-		// quotes the URL undecoded.
-		for _, v := range []string{s, url.QueryEscape(s), url.PathEscape(s), url.UserPassword("", s).String()[1:]} {
-			if v != "" && !slices.Contains(info.secrets, v) {
-				info.secrets = append(info.secrets, v)
+			for _, v := range vs {
+				info.addSecret(v)
 			}
 		}
 	}
-	// Longest first, so a secret containing another is replaced whole.
-	slices.SortFunc(info.secrets, func(a, b string) int { return len(b) - len(a) })
 	return info, nil
+}
+
+// describeKeywordValue is describeDSN for host=… dbname=… strings; the label
+// names the host, port and database as the URL form's does.
+func describeKeywordValue(src string) (dsnInfo, error) {
+	set, err := secret.DSNSettings(src)
+	if err != nil {
+		// err never quotes src.
+		return dsnInfo{label: "postgres source"}, fmt.Errorf("cp: postgres source is not a valid key=value connection string: %v", err)
+	}
+	var parts []string
+	for _, k := range []string{"host", "hostaddr", "port", "dbname"} {
+		if v, ok := set[k]; ok {
+			parts = append(parts, k+"="+quoteKeywordValue(v))
+		}
+	}
+	info := dsnInfo{label: strings.Join(parts, " ")}
+	if info.label == "" {
+		info.label = "postgres source"
+	}
+	pws, err := secret.DSNPasswords(src)
+	if err != nil {
+		return dsnInfo{label: "postgres source"}, fmt.Errorf("cp: postgres source is not a valid key=value connection string: %v", err)
+	}
+	for _, p := range pws {
+		info.addSecret(p)
+	}
+	return info, nil
+}
+
+// quoteKeywordValue writes v as libpq would read it back.
+func quoteKeywordValue(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r\v\f'\\") {
+		return v
+	}
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// addSecret records s, and the ways a URL may write it escaped in case a
+// message quotes the URL undecoded, longest first so that a secret containing
+// another is replaced whole.
+func (d *dsnInfo) addSecret(s string) {
+	if s == "" {
+		return
+	}
+	for _, v := range []string{s, url.QueryEscape(s), url.PathEscape(s), url.UserPassword("", s).String()[1:]} {
+		if v != "" && !slices.Contains(d.secrets, v) {
+			d.secrets = append(d.secrets, v)
+		}
+	}
+	slices.SortFunc(d.secrets, func(a, b string) int { return len(b) - len(a) })
 }
 
 func (d dsnInfo) scrub(msg string) string {
@@ -116,15 +209,44 @@ func loadPostgres(ctx context.Context, src, query string) (*Records, error) {
 		return nil, err
 	}
 	if strings.TrimSpace(query) == "" {
-		return nil, fmt.Errorf("cp %s: no query: a postgres source needs one returning tenant, workspace_id, template", d.label)
+		return nil, fmt.Errorf("cp %s: no query: a postgres source needs --cp-query returning tenant, workspace_id, template", d.label)
 	}
+	// Before connecting: a query that could write never reaches the server.
+	if err := checkQuery(query); err != nil {
+		return nil, err
+	}
+	return runQuery(ctx, d, src, query)
+}
+
+// readOnlyConfig parses src and overrides whatever in it could let the query
+// write or run more than one statement.
+func readOnlyConfig(src string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(src)
+	if err != nil {
+		return nil, err
+	}
+	// The extended protocol's Parse message takes one statement only; the
+	// simple protocol, which a DSN can ask for with default_query_exec_mode,
+	// would run "SELECT …; ROLLBACK; BEGIN READ WRITE; INSERT …" whole.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
+	// Read-only for the whole session as well as the transaction. These
+	// startup parameters also win over the same settings given in options=.
+	cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	// So that backslashes in '…' mean to the server what they meant to
+	// checkQuery's lexer.
+	cfg.RuntimeParams["standard_conforming_strings"] = "on"
+	return cfg, nil
+}
+
+// runQuery connects and reads the claims. It does not call checkQuery, so
+// that tests can show the server-side guards hold on their own.
+func runQuery(ctx context.Context, d dsnInfo, src, query string) (*Records, error) {
+	cfg, err := readOnlyConfig(src)
 	if err != nil {
 		return nil, d.fail(ctx, "connection string", err)
 	}
-	// Read-only for the whole session as well as the transaction, so nothing
-	// the query sets can make it writable.
-	cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	// The password may also come from PGPASSWORD or a passfile.
+	d.addSecret(cfg.Password)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, d.fail(ctx, "connect", err)
@@ -137,9 +259,16 @@ func loadPostgres(ctx context.Context, src, query string) (*Records, error) {
 	}
 	// Nothing is written, so the transaction is always rolled back.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// BEGIN READ ONLY is what makes this transaction read-only; this only
+	// keeps the default on within it too, should a role or database setting
+	// have turned it off, so nothing the query inspects says otherwise.
+	if _, err := tx.Exec(ctx, "SET LOCAL default_transaction_read_only = on"); err != nil {
+		return nil, d.fail(ctx, "set read-only", err)
+	}
 
-	// One text format code applies to every column, whatever its type.
-	rows, err := tx.Query(ctx, query, pgx.QueryResultFormats{pgx.TextFormatCode})
+	// The mode is given again here so that nothing set on the connection can
+	// change it; one text format code applies to every column, whatever its type.
+	rows, err := tx.Query(ctx, query, pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode})
 	if err != nil {
 		return nil, d.fail(ctx, "query", err)
 	}

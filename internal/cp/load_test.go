@@ -3,6 +3,7 @@ package cp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -74,31 +75,6 @@ func TestLoadPostgres(t *testing.T) {
 	}
 }
 
-func TestLoadPostgresReadOnly(t *testing.T) {
-	dsn := cpDB(t)
-	_, err := Load(t.Context(), dsn,
-		`WITH x AS (INSERT INTO t VALUES (1) RETURNING 1) SELECT 'a' AS tenant, NULL AS workspace_id, 'b' AS template FROM x`)
-	if err == nil || !strings.Contains(err.Error(), "read-only transaction") || !strings.Contains(err.Error(), "25006") {
-		t.Fatalf("writing query: error %v, want a read-only transaction error", err)
-	}
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var n int
-	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
-		t.Errorf("table t has %d rows (err %v), want 0", n, err)
-	}
-	// The transaction itself is read-only, not only the session default that
-	// a query could override.
-	recs, err := Load(t.Context(), dsn,
-		`SELECT current_setting('transaction_read_only') AS tenant, NULL AS workspace_id, 'x' AS template`)
-	if err != nil || recs.Tenants()[0] != "on" {
-		t.Errorf("transaction_read_only: %v %v", recs.Claims(), err)
-	}
-}
-
 func TestLoadPostgresErrors(t *testing.T) {
 	dsn := cpDB(t)
 	label := dsnLabel(t, dsn)
@@ -113,7 +89,7 @@ func TestLoadPostgresErrors(t *testing.T) {
 		{"empty template", `SELECT 'a' AS tenant, NULL AS workspace_id, '' AS template`, label + ": query row 1: template is empty"},
 		{"bad workspace id", `SELECT 'a' AS tenant, 'abc' AS workspace_id, 'x' AS template`, label + `: query row 1: workspace_id "abc" is not a UUID`},
 		{"sql error", `SELECT nope AS tenant, NULL AS workspace_id, 'x' AS template`, label + `: query: ERROR: column "nope" does not exist (SQLSTATE 42703)`},
-		{"two statements", `SELECT 1; SELECT 2`, label + ": query: ERROR: cannot insert multiple commands into a prepared statement"},
+		{"two statements", `SELECT 1; SELECT 2`, "--cp-query: line 1: ';' ends the statement before the end of the query"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,4 +211,76 @@ func TestLoadPostgresHidesPassword(t *testing.T) {
 			t.Fatalf("error shows the password: %v", err)
 		}
 	})
+}
+
+func TestIsDatabase(t *testing.T) {
+	for src, want := range map[string]bool{
+		"postgres://h/db":                     true,
+		"postgresql://h/db":                   true,
+		"host=h dbname=cp user=reader":        true,
+		" dbname = cp ":                       true,
+		"search_path=x host=h":                true, // a connection keyword anywhere
+		"host=h password='unterminated":       true, // broken, but a DSN: never read as a path
+		"dbname=cp.csv":                       true,
+		"cp.csv":                              false,
+		"/data/run=3/cp.csv":                  false,
+		"./dbname=cp.csv":                     false,
+		"a=b":                                 false,
+		"search_path=x":                       false,
+		"":                                    false,
+		"/tmp/TestX/host=1/cp.yaml":           false,
+		"postgres.csv":                        false,
+		"C:\\cp\\host=h.json":                 false,
+		"sslmode=disable":                     true,
+		"application_name=backfill dbname=cp": true,
+	} {
+		if got := IsDatabase(src); got != want {
+			t.Errorf("IsDatabase(%q) = %v, want %v", src, got, want)
+		}
+	}
+}
+
+// TestLoadKeywordValueDSN reads claims through a libpq key=value string and
+// checks how errors name it.
+func TestLoadKeywordValueDSN(t *testing.T) {
+	dsn := cpDB(t)
+	src := kvDSN(t, dsn, "")
+	recs, err := Load(t.Context(), src, `SELECT tenant, workspace_id, template FROM cp_claims ORDER BY id`)
+	if err != nil || recs.Len() != 5 {
+		t.Fatalf("key=value source: %d claims, %v", recs.Len(), err)
+	}
+	fromURL, err := Load(t.Context(), dsn, `SELECT tenant, workspace_id, template FROM cp_claims ORDER BY id`)
+	if err != nil || fromURL.Digest() != recs.Digest() {
+		t.Errorf("URL and key=value sources read different claims: %v", err)
+	}
+
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := fmt.Sprintf("cp host=%s port=%d dbname=%s: ", quoteKeywordValue(cfg.Host), cfg.Port, cfg.Database)
+	_, err = Load(t.Context(), src, `SELECT nope AS tenant, NULL AS workspace_id, 'x' AS template`)
+	if err == nil || !strings.HasPrefix(err.Error(), label+`query: ERROR: column "nope" does not exist`) {
+		t.Errorf("error %v, want it to start with %q", err, label)
+	}
+	if _, err := Load(t.Context(), src, ""); err == nil || !strings.HasPrefix(err.Error(), label+"no query") {
+		t.Errorf("no query: error %v", err)
+	}
+}
+
+func TestLoadKeywordValueHidesPassword(t *testing.T) {
+	const secret = "kv-s3cr3t-Pa55"
+	for _, tt := range []struct{ src, want string }{
+		{"host=127.0.0.1 port=1 dbname=control user=cp password=" + secret + " connect_timeout=5",
+			"cp host=127.0.0.1 port=1 dbname=control: connect:"},
+		{`host=127.0.0.1 port=1 dbname='my control' password='` + secret + `\'x' connect_timeout=5`,
+			"cp host=127.0.0.1 port=1 dbname='my control': connect:"},
+		{"host=127.0.0.1 port=1 password=" + secret + " sslmode=bogus", "cp host=127.0.0.1 port=1: connection string:"},
+		{"host=127.0.0.1 password='" + secret, "postgres source is not a valid key=value connection string"},
+	} {
+		_, err := Load(t.Context(), tt.src, claimsSQL)
+		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load(%q): error %v, want it to contain %q and not the password", strings.Fields(tt.src)[0], err, tt.want)
+		}
+	}
 }

@@ -130,7 +130,7 @@ func TestLoadFileErrors(t *testing.T) {
 		t.Errorf("missing file: error %v, want it to name %s", err, missing)
 	}
 	path := writeFile(t, "cp.csv", header)
-	if _, err := Load(t.Context(), path, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "needs a postgres:// source") {
+	if _, err := Load(t.Context(), path, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "--cp-query needs a postgres:// or key=value (host=… dbname=…) source, not a file") {
 		t.Errorf("file with a query: error %v", err)
 	}
 }

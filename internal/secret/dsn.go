@@ -42,12 +42,28 @@ func DSNPasswords(dsn string) ([]string, error) {
 	return d.passwords, nil
 }
 
+// DSNSettings returns the keywords of a key=value DSN with their values, the
+// values of password and sslpassword masked as "xxxxx"; a keyword given twice
+// keeps its last value, as in libpq. A URL, or text that does not parse as
+// key=value, is an error that never quotes the input.
+func DSNSettings(dsn string) (map[string]string, error) {
+	d, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if d.settings == nil {
+		return nil, errors.New("not a key=value DSN")
+	}
+	return d.settings, nil
+}
+
 // parsedDSN records where the secrets of a DSN sit so that the rest of the
 // text can be reproduced byte for byte.
 type parsedDSN struct {
 	text      string
 	spans     [][2]int // [start, end) of each raw password value, in order
 	passwords []string
+	settings  map[string]string // key=value form only; secret values masked
 }
 
 func (d parsedDSN) redacted() string {
@@ -266,6 +282,7 @@ func isSpace(c byte) bool {
 func (d *parsedDSN) parseKeywordValue() error {
 	s := d.text
 	pos := 0
+	d.settings = map[string]string{}
 	skipSpace := func() {
 		for pos < len(s) && isSpace(s[pos]) {
 			pos++
@@ -320,6 +337,9 @@ func (d *parsedDSN) parseKeywordValue() error {
 				ms, me = start-1, next
 			}
 			d.mask(ms, me, s[start:end], unescapeKeywordValue(s[start:end]))
+			d.settings[key] = dsnMask
+		} else {
+			d.settings[key] = unescapeKeywordValue(s[start:end])
 		}
 		pos = next
 		skipSpace()

@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -179,4 +180,21 @@ func FuzzDSN(f *testing.F) {
 			t.Fatalf("RedactDSN(%q) = %q still holds the password", dsn, red)
 		}
 	})
+}
+
+func TestDSNSettings(t *testing.T) {
+	got, err := DSNSettings(` host = /run/pg  dbname='my db' user=cp password='it\'s' sslpassword=k port=5432 port=5433 options=a\ b`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"host": "/run/pg", "dbname": "my db", "user": "cp", "password": "xxxxx",
+		"sslpassword": "xxxxx", "port": "5433", "options": "a b"}
+	if !maps.Equal(got, want) {
+		t.Errorf("DSNSettings = %q\nwant %q", got, want)
+	}
+	for _, bad := range []string{"postgres://u:pw@h/db", "host=h password='unterminated", "no keyword"} {
+		if s, err := DSNSettings(bad); err == nil || strings.Contains(err.Error(), bad) {
+			t.Errorf("DSNSettings(%q) = %q, %v; want an error not quoting it", bad, s, err)
+		}
+	}
 }
