@@ -28,7 +28,7 @@ func (a *Approval) table() string { return "approvals" }
 func (a *Approval) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
 	ac := approvalCols{a.Fingerprint, a.By, a.PlanAuthor, formatTime(a.At)}
 	h := ac.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`,
+	err := tx.insert(ctx, "approvals", `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`,
 		id, ac.fingerprint, ac.by, ac.author, ac.at, prev, h)
 	if err != nil {
 		return "", err

@@ -43,7 +43,7 @@ func (e *Entry) table() string { return "journal" }
 func (e *Entry) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
 	ec := entryCols{e.Fingerprint, e.Operation, e.Operator, e.Tenant, e.WorkspaceID, e.Before, e.After, e.Outcome, e.Reason, formatTime(e.At)}
 	h := ec.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO journal (id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
+	err := tx.insert(ctx, "journal", `INSERT INTO journal (id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
   prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		id, ec.fingerprint, ec.operation, ec.operator, ec.tenant, ec.workspaceID, ec.before, ec.after, ec.outcome, ec.reason, ec.at, prev, h)
 	if err != nil {

@@ -77,17 +77,39 @@ type txn struct {
 	stmts map[string]*sql.Stmt
 }
 
-func (t *txn) exec(ctx context.Context, query string, args ...any) error {
+func (t *txn) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	st, ok := t.stmts[query]
 	if !ok {
 		var err error
 		if st, err = t.tx.PrepareContext(ctx, query); err != nil {
-			return err
+			return 0, err
 		}
 		t.stmts[query] = st
 	}
-	_, err := st.ExecContext(ctx, args...)
-	return err
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// insert runs an INSERT of one row into table and checks that the row was
+// inserted: a BEFORE INSERT trigger that says RAISE(IGNORE) makes SQLite
+// skip the row and report success, and evidence that silently vanishes is
+// worse than a run that stops.
+func (t *txn) insert(ctx context.Context, table, query string, args ...any) error {
+	n, err := t.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return checkInserted(table, n)
+}
+
+func checkInserted(table string, n int64) error {
+	if n != 1 {
+		return fmt.Errorf("insert into %s was dropped (%d rows inserted, want 1): something in the database, such as a trigger, is discarding evidence; run `backfill verify`", table, n)
+	}
+	return nil
 }
 
 // timeFormat is fixed so that stored times hash identically when re-read.
@@ -183,14 +205,27 @@ func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 		c.Size = int64(len(c.Content))
 		// Content is stored once per sha256; a second capture of the same
 		// bytes only references it.
-		if err := tx.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
-			c.SHA256, c.Size, c.Content); err != nil {
+		n, err := tx.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
+			c.SHA256, c.Size, c.Content)
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			// No row inserted is right only when the bytes are already
+			// stored; otherwise the insert was discarded.
+			var have int64
+			if err := tx.tx.QueryRowContext(ctx, "SELECT count(*) FROM content WHERE sha256 = ?", c.SHA256).Scan(&have); err != nil {
+				return "", err
+			}
+			n = have
+		}
+		if err := checkInserted("content", n); err != nil {
 			return "", err
 		}
 	}
 	cc := c.cols()
 	h := cc.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
+	err := tx.insert(ctx, "captures", `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
   attempt, outcome, reason, sha256, size, provenance, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		id, cc.tenant, cc.workspaceID, cc.dbRow, cc.method, cc.target, cc.startedAt, cc.endedAt,
 		cc.attempt, cc.outcome, cc.reason, cc.sha, cc.size, cc.provenance, prev, h)
@@ -216,7 +251,7 @@ func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 	}
 	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(rows)}
 	h := lc.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+	err := tx.insert(ctx, "listings", `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
 		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, prev, h)
 	if err != nil {
 		return "", err
