@@ -43,6 +43,54 @@ func TestInsertDroppedByATriggerIsAnError(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "insert into "+tc.table+" was dropped") {
 				t.Fatalf("append with %s in place: %v, want an error naming %s", trigger, err, tc.table)
 			}
+			r, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(r.Problems, "\n"), `unexpected trigger "`+trigger+`"`) {
+				t.Fatalf("verify does not name %s: %q", trigger, r.Problems)
+			}
+		})
+	}
+}
+
+// verify compares the whole schema with the one the migrations make: any
+// object added, removed or redefined behind backfill's back is named.
+func TestVerifyChecksTheSchemaExactly(t *testing.T) {
+	cases := []struct {
+		name  string
+		stmts []string
+		want  string
+	}{
+		{"extra trigger", []string{"CREATE TRIGGER sneaky AFTER INSERT ON captures BEGIN SELECT 1; END"}, `unexpected trigger "sneaky" on "captures"`},
+		{"discarding trigger", []string{"CREATE TRIGGER drop_journal BEFORE INSERT ON journal BEGIN SELECT RAISE(IGNORE); END"}, `unexpected trigger "drop_journal"`},
+		{"view", []string{"CREATE VIEW v AS SELECT * FROM captures"}, `unexpected view "v"`},
+		{"table", []string{"CREATE TABLE notes (x)"}, `unexpected table "notes"`},
+		{"index", []string{"CREATE INDEX captures_by_hash ON captures (hash)"}, `unexpected index "captures_by_hash"`},
+		{"missing index", []string{"DROP INDEX journal_plan"}, "index journal_plan is missing"},
+		{"changed index", []string{"DROP INDEX journal_plan", "CREATE INDEX journal_plan ON journal (fingerprint)"}, "index journal_plan differs"},
+		{"changed table", []string{"ALTER TABLE approvals ADD COLUMN note TEXT"}, "table approvals differs"},
+		{"append-only trigger replaced", []string{"DROP TRIGGER journal_no_delete",
+			"CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal BEGIN SELECT 1; END"}, "append-only trigger journal_no_delete was replaced"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTemp(t)
+			ctx := context.Background()
+			if err := s.Append(ctx, capture("a", "w1", Captured, "x")); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := s.Verify(ctx); err != nil || !r.OK() {
+				t.Fatalf("untouched store: %+v %v", r, err)
+			}
+			tamper(t, s.Path(), tc.stmts...)
+			r, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(r.Problems, "\n"), tc.want) {
+				t.Fatalf("problems = %q, want one containing %q", r.Problems, tc.want)
+			}
 		})
 	}
 }

@@ -2,8 +2,10 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // migrations are applied in order; PRAGMA user_version records how many have
@@ -138,6 +140,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
 		}
 	}
+	s.version = len(migrations)
 	for v := version; v < len(migrations); v++ {
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
@@ -156,4 +159,64 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// schemaObject is one row of sqlite_master, less its rootpage.
+type schemaObject struct {
+	Type, Name, TblName string
+	SQL                 sql.NullString // NULL for automatic indexes
+}
+
+func (o schemaObject) String() string { return o.Type + " " + o.Name }
+
+var (
+	schemaMu    sync.Mutex
+	schemaCache = map[int]map[string]schemaObject{}
+)
+
+// expectedSchema is sqlite_master as the first version migrations leave it,
+// made by running them on an empty in-memory database: the schema text is
+// exactly what SQLite stores, with nothing to keep in step by hand.
+func expectedSchema(ctx context.Context, version int) (map[string]schemaObject, error) {
+	schemaMu.Lock()
+	defer schemaMu.Unlock()
+	if m, ok := schemaCache[version]; ok {
+		return m, nil
+	}
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // each connection would be its own empty database
+	for v := 0; v < version; v++ {
+		if _, err := db.ExecContext(ctx, migrations[v]); err != nil {
+			return nil, fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+	m, err := readSchema(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	schemaCache[version] = m
+	return m, nil
+}
+
+// readSchema returns every object of a database's sqlite_master by type and
+// name.
+func readSchema(ctx context.Context, db *sql.DB) (map[string]schemaObject, error) {
+	rows, err := db.QueryContext(ctx, "SELECT type, name, tbl_name, sql FROM sqlite_master")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[string]schemaObject{}
+	for rows.Next() {
+		var o schemaObject
+		if err := rows.Scan(&o.Type, &o.Name, &o.TblName, &o.SQL); err != nil {
+			return nil, err
+		}
+		m[o.String()] = o
+	}
+	return m, rows.Err()
 }

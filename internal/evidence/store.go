@@ -20,9 +20,10 @@ import (
 
 // Store is an open evidence store.
 type Store struct {
-	path string
-	db   *sql.DB
-	lock *os.File
+	path    string
+	db      *sql.DB
+	lock    *os.File
+	version int // schema version (PRAGMA user_version) the store is at
 }
 
 // ErrLocked is returned by Lock when another process holds the store.
