@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -24,28 +25,55 @@ type Entry struct {
 	After       string // template after it (the current value when skipped)
 	Outcome     string
 	Reason      string
-	At          time.Time
-	PrevHash    string
-	Hash        string
+	// Tx is the tenant transaction a committing entry's write is in, so
+	// that a later run can ask the server whether it committed; nil when
+	// none. Entries from before schema version 5 name it only in Reason.
+	Tx       *TenantTx
+	At       time.Time
+	PrevHash string
+	Hash     string
+}
+
+// TenantTx names a transaction on a tenant's PostgreSQL server. The id means
+// nothing without the server's system identifier and timeline: a promoted
+// replica or a restore keeps the one and starts a new other, and may issue
+// the same ids again.
+type TenantTx struct {
+	ID       int64  // epoch-extended transaction id (txid_current)
+	SystemID string // system identifier (pg_control_system), in decimal
+	Timeline int64
 }
 
 type entryCols struct {
 	fingerprint, operation, operator, tenant, workspaceID, before, after, outcome, reason, at string
+	txID, timeline                                                                            sql.NullInt64
+	systemID                                                                                  sql.NullString
 }
 
 func (e entryCols) hash(id int64, prev string) string {
-	return chainHash("journal", prev, id, e.fingerprint, e.operation, e.operator, e.tenant, e.workspaceID,
-		e.before, e.after, e.outcome, e.reason, e.at)
+	cols := addedCols([]any{id, e.fingerprint, e.operation, e.operator, e.tenant, e.workspaceID,
+		e.before, e.after, e.outcome, e.reason, e.at},
+		addedCol{"tx_id", e.txID.Int64, e.txID.Valid},
+		addedCol{"system_id", e.systemID.String, e.systemID.Valid},
+		addedCol{"timeline", e.timeline.Int64, e.timeline.Valid})
+	return chainHash("journal", prev, cols...)
 }
 
 func (e *Entry) table() string { return "journal" }
 
 func (e *Entry) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
-	ec := entryCols{e.Fingerprint, e.Operation, e.Operator, e.Tenant, e.WorkspaceID, e.Before, e.After, e.Outcome, e.Reason, formatTime(e.At)}
+	ec := entryCols{fingerprint: e.Fingerprint, operation: e.Operation, operator: e.Operator, tenant: e.Tenant,
+		workspaceID: e.WorkspaceID, before: e.Before, after: e.After, outcome: e.Outcome, reason: e.Reason, at: formatTime(e.At)}
+	if e.Tx != nil {
+		ec.txID = sql.NullInt64{Int64: e.Tx.ID, Valid: true}
+		ec.systemID = sql.NullString{String: e.Tx.SystemID, Valid: true}
+		ec.timeline = sql.NullInt64{Int64: e.Tx.Timeline, Valid: true}
+	}
 	h := ec.hash(id, prev)
 	err := tx.insert(ctx, "journal", `INSERT INTO journal (id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
-  prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		id, ec.fingerprint, ec.operation, ec.operator, ec.tenant, ec.workspaceID, ec.before, ec.after, ec.outcome, ec.reason, ec.at, prev, h)
+  tx_id, system_id, timeline, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		id, ec.fingerprint, ec.operation, ec.operator, ec.tenant, ec.workspaceID, ec.before, ec.after, ec.outcome, ec.reason, ec.at,
+		ec.txID, ec.systemID, ec.timeline, prev, h)
 	if err != nil {
 		return "", err
 	}
@@ -54,18 +82,21 @@ func (e *Entry) insert(ctx context.Context, tx *txn, id int64, prev string) (str
 }
 
 const entrySelect = `SELECT id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
-  prev_hash, hash FROM journal`
+  tx_id, system_id, timeline, prev_hash, hash FROM journal`
 
 func scanEntry(sc scanner) (*Entry, entryCols, error) {
 	var e Entry
 	var ec entryCols
 	err := sc.Scan(&e.ID, &ec.fingerprint, &ec.operation, &ec.operator, &ec.tenant, &ec.workspaceID, &ec.before, &ec.after,
-		&ec.outcome, &ec.reason, &ec.at, &e.PrevHash, &e.Hash)
+		&ec.outcome, &ec.reason, &ec.at, &ec.txID, &ec.systemID, &ec.timeline, &e.PrevHash, &e.Hash)
 	if err != nil {
 		return nil, ec, err
 	}
 	e.Fingerprint, e.Operation, e.Operator, e.Tenant, e.WorkspaceID = ec.fingerprint, ec.operation, ec.operator, ec.tenant, ec.workspaceID
 	e.Before, e.After, e.Outcome, e.Reason, e.At = ec.before, ec.after, ec.outcome, ec.reason, parseTime(ec.at)
+	if ec.txID.Valid || ec.systemID.Valid || ec.timeline.Valid {
+		e.Tx = &TenantTx{ID: ec.txID.Int64, SystemID: ec.systemID.String, Timeline: ec.timeline.Int64}
+	}
 	return &e, ec, nil
 }
 

@@ -150,6 +150,26 @@ func chainHash(table, prev string, cols ...any) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// addedCol is a column added to a chained table after its creation.
+type addedCol struct {
+	name  string
+	value any // string or int64
+	set   bool
+}
+
+// addedCols appends to cols the added columns that are set, each as its name
+// then its value. A row from before the columns existed has them all NULL
+// and so hashes exactly as it did; names keep one set of values from
+// hashing like another.
+func addedCols(cols []any, added ...addedCol) []any {
+	for _, c := range added {
+		if c.set {
+			cols = append(cols, c.name, c.value)
+		}
+	}
+	return cols
+}
+
 // SHA256Hex is the content hash used throughout the store.
 func SHA256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -268,6 +288,15 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 	if err != nil {
 		return err
 	}
+	if err := appendTx(ctx, tx, recs...); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// appendTx is Append within tx, which the caller commits or rolls back.
+func appendTx(ctx context.Context, tx *sql.Tx, recs ...Record) error {
 	w := &txn{tx: tx, stmts: map[string]*sql.Stmt{}}
 	type head struct {
 		id   int64
@@ -281,19 +310,17 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 			hd = &head{}
 			err := tx.QueryRowContext(ctx, "SELECT id, hash FROM "+t+" ORDER BY id DESC LIMIT 1").Scan(&hd.id, &hd.hash)
 			if err != nil && err != sql.ErrNoRows {
-				tx.Rollback()
 				return err
 			}
 			heads[t] = hd
 		}
 		h, err := r.insert(ctx, w, hd.id+1, hd.hash)
 		if err != nil {
-			tx.Rollback()
 			return fmt.Errorf("append to %s: %w", t, err)
 		}
 		hd.id, hd.hash = hd.id+1, h
 	}
-	return tx.Commit()
+	return nil
 }
 
 // Head returns the id and hash of the last record of a chained table ("" when empty).

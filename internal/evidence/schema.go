@@ -97,6 +97,33 @@ CREATE TABLE merged_from (
   at         TEXT NOT NULL
 );
 ` + appendOnly("merged_from"),
+
+	// 5: typed tenant transactions in the journal; what an approval saw of
+	// its plan; every plan written.
+	//
+	// The columns added to journal and approvals enter a row's chain hash
+	// only when they are not NULL, each as its name then its value, after
+	// the columns the row already had (see addedCols). Rows written before
+	// this migration hold NULL there and hash exactly as they always did,
+	// so old stores still verify, while new rows' values are covered.
+	`
+ALTER TABLE journal ADD COLUMN tx_id INTEGER;
+ALTER TABLE journal ADD COLUMN system_id TEXT;
+ALTER TABLE journal ADD COLUMN timeline INTEGER;
+ALTER TABLE approvals ADD COLUMN writes INTEGER;
+ALTER TABLE approvals ADD COLUMN rollup_sha256 TEXT;
+ALTER TABLE approvals ADD COLUMN signature TEXT;
+
+CREATE TABLE plans (
+  id          INTEGER PRIMARY KEY,
+  fingerprint TEXT NOT NULL UNIQUE,
+  author      TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  bytes       BLOB NOT NULL,
+  prev_hash   TEXT NOT NULL,
+  hash        TEXT NOT NULL
+);
+` + appendOnly("plans"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -119,7 +146,7 @@ func triggerSQL(table, op string) string {
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.
-var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from"}
+var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from", "plans"}
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int

@@ -14,6 +14,7 @@ type VerifyReport struct {
 	Contents  int
 	Approvals int
 	Journal   int
+	Plans     int
 	ChainHead string   // hash of the last capture
 	Problems  []string // empty when the store verifies
 }
@@ -55,6 +56,9 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 		return nil, err
 	}
 	if err := s.verifyJournal(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.verifyPlans(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil
