@@ -28,7 +28,7 @@ type tenantStatus struct {
 }
 
 func (r *runner) status(c *cli.Context) error {
-	store, err := r.openStore(c, false)
+	store, err := r.openStoreReadOnly(c)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -66,6 +67,15 @@ func (a *Approval) insert(ctx context.Context, tx *txn, id int64, prev string) (
 
 const approvalSelect = "SELECT id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature, prev_hash, hash FROM approvals"
 
+// approvalSelect reads NULL for the columns a store older than version 5
+// lacks.
+func (s *Store) approvalSelect() string {
+	if s.version < 5 {
+		return strings.Replace(approvalSelect, "writes, rollup_sha256, signature", "NULL, NULL, NULL", 1)
+	}
+	return approvalSelect
+}
+
 func scanApproval(sc scanner) (*Approval, approvalCols, error) {
 	var a Approval
 	var ac approvalCols
@@ -80,7 +90,10 @@ func scanApproval(sc scanner) (*Approval, approvalCols, error) {
 
 // Approvals returns the approvals of a fingerprint, oldest first.
 func (s *Store) Approvals(ctx context.Context, fingerprint string) ([]Approval, error) {
-	rows, err := s.db.QueryContext(ctx, approvalSelect+" WHERE fingerprint = ? ORDER BY id", fingerprint)
+	if !s.hasTable("approvals") {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, s.approvalSelect()+" WHERE fingerprint = ? ORDER BY id", fingerprint)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +119,10 @@ func (s *Store) HasCaptureHash(ctx context.Context, hash string) (bool, error) {
 }
 
 func (s *Store) verifyApprovals(ctx context.Context, r *VerifyReport) error {
-	return s.verifyChain(ctx, r, approvalSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	if !s.hasTable("approvals") {
+		return nil
+	}
+	return s.verifyChain(ctx, r, s.approvalSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		a, ac, err := scanApproval(sc)
 		if err != nil {
 			return chainRow{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -84,6 +85,15 @@ func (e *Entry) insert(ctx context.Context, tx *txn, id int64, prev string) (str
 const entrySelect = `SELECT id, fingerprint, operation, operator, tenant, workspace_id, before, after, outcome, reason, at,
   tx_id, system_id, timeline, prev_hash, hash FROM journal`
 
+// entrySelect reads NULL for the columns a store older than version 5 lacks:
+// a read-only open reads an old store as it is.
+func (s *Store) entrySelect() string {
+	if s.version < 5 {
+		return strings.Replace(entrySelect, "tx_id, system_id, timeline", "NULL, NULL, NULL", 1)
+	}
+	return entrySelect
+}
+
 func scanEntry(sc scanner) (*Entry, entryCols, error) {
 	var e Entry
 	var ec entryCols
@@ -103,9 +113,12 @@ func scanEntry(sc scanner) (*Entry, entryCols, error) {
 // Journal returns journal entries in order: those of one plan when
 // fingerprint is set, else all.
 func (s *Store) Journal(ctx context.Context, fingerprint string) ([]Entry, error) {
-	q, args := entrySelect+" ORDER BY id", []any{}
+	if !s.hasTable("journal") {
+		return nil, nil
+	}
+	q, args := s.entrySelect()+" ORDER BY id", []any{}
 	if fingerprint != "" {
-		q, args = entrySelect+" WHERE fingerprint = ? ORDER BY id", []any{fingerprint}
+		q, args = s.entrySelect()+" WHERE fingerprint = ? ORDER BY id", []any{fingerprint}
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -124,7 +137,10 @@ func (s *Store) Journal(ctx context.Context, fingerprint string) ([]Entry, error
 }
 
 func (s *Store) verifyJournal(ctx context.Context, r *VerifyReport) error {
-	return s.verifyChain(ctx, r, entrySelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	if !s.hasTable("journal") {
+		return nil
+	}
+	return s.verifyChain(ctx, r, s.entrySelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		e, ec, err := scanEntry(sc)
 		if err != nil {
 			return chainRow{}, err

@@ -57,6 +57,9 @@ func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, created
 	if fingerprint == "" {
 		return fmt.Errorf("put plan: no fingerprint")
 	}
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -83,6 +86,9 @@ func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, created
 
 // Plans lists the plans kept in the store, oldest first, without their bytes.
 func (s *Store) Plans(ctx context.Context) ([]PlanRecord, error) {
+	if !s.hasTable("plans") {
+		return nil, nil
+	}
 	rows, err := s.db.QueryContext(ctx, "SELECT id, fingerprint, author, created_at, length(bytes) FROM plans ORDER BY id")
 	if err != nil {
 		return nil, err
@@ -154,6 +160,9 @@ func (s *Store) PlanBytes(ctx context.Context, fingerprintOrPrefix string) (stri
 }
 
 func (s *Store) verifyPlans(ctx context.Context, r *VerifyReport) error {
+	if !s.hasTable("plans") {
+		return nil
+	}
 	return s.verifyChain(ctx, r, "SELECT id, fingerprint, author, created_at, bytes, prev_hash, hash FROM plans ORDER BY id",
 		func(sc scanner) (chainRow, error) {
 			var id int64

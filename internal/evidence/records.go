@@ -284,6 +284,9 @@ func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 // table's chain. The chain head is read inside the write transaction, so
 // appends from several processes still form one valid chain.
 func (s *Store) Append(ctx context.Context, recs ...Record) error {
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -148,24 +148,40 @@ func triggerSQL(table, op string) string {
 // appendOnlyTables lists the tables whose triggers verify checks.
 var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from", "plans"}
 
-func (s *Store) migrate(ctx context.Context) error {
+// tableSince is the schema version that created each table created after
+// the first: a store at an older version is read as if it were empty.
+var tableSince = map[string]int{"approvals": 2, "journal": 3, "merged_from": 4, "plans": 5}
+
+// hasTable reports whether the store's schema version has table.
+func (s *Store) hasTable(table string) bool { return s.version >= tableSince[table] }
+
+// readVersion reads and checks the store's schema version.
+func (s *Store) readVersion(ctx context.Context) (int, error) {
 	var version int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("not a readable SQLite database: %w", err)
+		return 0, fmt.Errorf("not a readable SQLite database: %w", err)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this backfill understands (%d): upgrade backfill", version, len(migrations))
+		return 0, fmt.Errorf("schema version %d is newer than this backfill understands (%d): upgrade backfill", version, len(migrations))
 	}
 	if version == 0 {
 		// A file that has tables but no version is not ours: refuse it rather
 		// than mix evidence into someone else's database.
 		var n int
 		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
-			return fmt.Errorf("not a readable SQLite database: %w", err)
+			return 0, fmt.Errorf("not a readable SQLite database: %w", err)
 		}
 		if n > 0 {
-			return fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
+			return 0, fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
 		}
+	}
+	return version, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	version, err := s.readVersion(ctx)
+	if err != nil {
+		return err
 	}
 	s.version = len(migrations)
 	for v := version; v < len(migrations); v++ {

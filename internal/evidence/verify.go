@@ -82,6 +82,9 @@ func (s *Store) verifyTriggers(ctx context.Context, r *VerifyReport) error {
 		return err
 	}
 	for _, t := range appendOnlyTables {
+		if !s.hasTable(t) {
+			continue
+		}
 		for _, op := range []string{"update", "delete"} {
 			name := t + "_no_" + op
 			q, ok := have[name]
