@@ -20,15 +20,15 @@ import (
 
 // Outcomes of apply and rollback, as journaled and printed.
 const (
-	Applied           = "applied"
-	AlreadyApplied    = "already-applied"
+	Applied           = evidence.Applied
+	AlreadyApplied    = evidence.AlreadyApplied
 	SkippedChanged    = "skipped-changed"
 	SkippedRemoved    = "skipped-removed"
 	Failed            = "failed"
-	Committing        = "committing" // journaled just before COMMIT by apply and rollback; a crash leaves it as the trace of the write
+	Committing        = evidence.Committing // journaled just before COMMIT by apply and rollback; a crash leaves it as the trace of the write
 	WouldWrite        = "would-write"
-	RolledBack        = "rolled-back"
-	AlreadyRolledBack = "already-rolled-back"
+	RolledBack        = evidence.RolledBack
+	AlreadyRolledBack = evidence.AlreadyRolledBack
 	WouldRollBack     = "would-roll-back"
 )
 
@@ -412,10 +412,10 @@ func writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 // run, asking the server when that run died at its COMMIT. When the server
 // cannot say, the answer is yes (never risk a second write) and why says so.
 func earlierWrite(ctx context.Context, st *settler, h *history, it Item) (wrote bool, why string, err error) {
-	k := it.Key()
-	xid, pending := h.pending[k]
-	if h.applied[k] || !pending {
-		return h.applied[k], "", nil
+	k := itemKey(it)
+	xid, pending := h.Pending[k]
+	if h.Applied[k] || !pending {
+		return h.Applied[k], "", nil
 	}
 	outcome, err := st.settle(ctx, evidence.OpApply, it.WorkspaceID, xid)
 	switch {
@@ -446,12 +446,11 @@ func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string
 		}
 		if xid.ID == 0 {
 			var err error
-			if xid, err = tenantdb.TxID(ctx, tx); err != nil {
+			if xid, err = txID(ctx, tx); err != nil {
 				return journalOp(ctx, o, failAll(o, tr.Tenant, items, "transaction id: "+o.redact(err)+"; the tenant's transaction was rolled back"), op)
 			}
 		}
-		pending = append(pending, o.entry(op, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before,
-			After: r.After, Outcome: Committing, Reason: pendingReason(xid)}))
+		pending = append(pending, committing(o, op, r, xid))
 	}
 	if len(pending) > 0 {
 		if err := o.Store.Append(ctx, pending...); err != nil {

@@ -3,17 +3,37 @@ package apply
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"backfill/internal/evidence"
 	"backfill/internal/tenantdb"
 )
 
+// A committing entry names its tenant transaction in typed columns; one
+// journaled before they existed names it only in its reason, which replay
+// still reads.
 func TestPendingTx(t *testing.T) {
 	tx := tenantdb.Tx{ID: 7301, System: 7440012345678901234, Timeline: "00000002"}
+	k := evidence.Key{Tenant: "t", WorkspaceID: "w"}
+	pendingTx := func(e *evidence.Entry) (evidence.TenantTx, bool) {
+		e.Fingerprint, e.Operation, e.Outcome, e.Tenant, e.WorkspaceID = "A", evidence.OpApply, Committing, "t", "w"
+		t, ok := evidence.Replay([]evidence.Entry{*e}, "A").Pending[k]
+		return t, ok
+	}
+	o := Options{Plan: &Plan{Fingerprint: "A"}, Now: time.Now}
+	typed := committing(o, evidence.OpApply, Result{Tenant: "t", WorkspaceID: "w"}, tx)
+	if typed.Tx == nil || typed.Reason != pendingReason(tx) {
+		t.Fatalf("committing entry = %+v", typed)
+	}
+	typed.Reason = "not a reason replay reads"
+	if got, ok := pendingTx(typed); !ok || serverTx(got) != tx {
+		t.Errorf("typed: pending %+v %v, want %+v", got, ok, tx)
+	}
 	for reason, want := range map[string]tenantdb.Tx{
 		pendingReason(tx): tx, "written, commit pending": {}, "in transaction 12": {}, "in transaction x of system 3 timeline 1": {}, "in transaction 12 of system 3": {}, "": {},
 	} {
-		if got := pendingTx(reason); got != want {
+		got, ok := pendingTx(&evidence.Entry{Reason: reason})
+		if !ok || (want == tenantdb.Tx{}) != (got == evidence.TenantTx{}) || (want != tenantdb.Tx{} && serverTx(got) != want) {
 			t.Errorf("pendingTx(%q) = %+v, want %+v", reason, got, want)
 		}
 	}
@@ -69,10 +89,11 @@ func TestReplay(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := replay(tc.entries, "A")
-			_, pending := h.pending["t/w"]
-			_, rollbackPending := h.rollbackPending["t/w"]
-			got := fmt.Sprint(h.applied["t/w"], h.undoable["t/w"], h.rolledBack, h.superseded["t/w"] != "", h.refusal("A") != nil, pending, rollbackPending)
+			h := &history{evidence.Replay(tc.entries, "A")}
+			k := evidence.Key{Tenant: "t", WorkspaceID: "w"}
+			_, pending := h.Pending[k]
+			_, rollbackPending := h.RollbackPending[k]
+			got := fmt.Sprint(h.Applied[k], h.Undoable[k], h.RolledBack, h.Superseded[k] != "", h.refusal("A") != nil, pending, rollbackPending)
 			if want := fmt.Sprint(tc.applied, tc.undoable, tc.rolledBack, tc.superseded, tc.refused, tc.pending, tc.rollbackPending); got != want {
 				t.Errorf("applied, undoable, rolled back, superseded, refused, pending, rollback pending = %s, want %s", got, want)
 			}

@@ -3,7 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
-	"strings"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,28 +14,46 @@ import (
 // Journal outcomes that settle an earlier run's committing entry, learnt
 // from the tenant's server by a later run.
 const (
-	Committed    = "committed"     // the earlier run's transaction committed
-	NotCommitted = "not-committed" // it rolled back: that run wrote nothing
+	Committed    = evidence.Committed    // the earlier run's transaction committed
+	NotCommitted = evidence.NotCommitted // it rolled back: that run wrote nothing
 )
 
-// pendingReason is a committing entry's reason. It names the tenant
-// transaction so that a later run can ask the server whether it committed.
+// pendingReason is a committing entry's reason: the transaction it is
+// journaled with, for people to read.
 func pendingReason(t tenantdb.Tx) string {
 	return fmt.Sprintf("written, commit pending in transaction %d of system %d timeline %s", t.ID, t.System, t.Timeline)
 }
 
-// pendingTx reads the transaction back from a committing entry's reason;
-// the zero Tx when it names none.
-func pendingTx(reason string) tenantdb.Tx {
-	var t tenantdb.Tx
-	i := strings.LastIndex(reason, " transaction ")
-	if i < 0 {
-		return t
+// committing is op's journal entry for a row about to be committed in
+// tenant transaction t: it names t so that a later run can ask the server
+// whether it committed.
+func committing(o Options, op string, r Result, t tenantdb.Tx) *evidence.Entry {
+	e := o.entry(op, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before, After: r.After,
+		Outcome: Committing, Reason: pendingReason(t)})
+	tl, _ := strconv.ParseInt(t.Timeline, 16, 64) // txID checked it
+	e.Tx = &evidence.TenantTx{ID: t.ID, SystemID: strconv.FormatInt(t.System, 10), Timeline: tl}
+	return e
+}
+
+// txID is tenantdb.TxID, refusing a transaction the journal could not name.
+func txID(ctx context.Context, tx pgx.Tx) (tenantdb.Tx, error) {
+	t, err := tenantdb.TxID(ctx, tx)
+	if err != nil {
+		return t, err
 	}
-	if _, err := fmt.Sscanf(reason[i:], " transaction %d of system %d timeline %s", &t.ID, &t.System, &t.Timeline); err != nil {
-		return tenantdb.Tx{}
+	if _, err := strconv.ParseUint(t.Timeline, 16, 32); err != nil {
+		return t, fmt.Errorf("timeline %q is not a WAL file name's", t.Timeline)
 	}
-	return t
+	return t, nil
+}
+
+// serverTx is the transaction a journal entry names, as tenantdb asks the
+// server about it.
+func serverTx(t evidence.TenantTx) tenantdb.Tx {
+	// A system identifier that does not parse (only by hand) is no server's:
+	// TxStatus then says "other server".
+	system, _ := strconv.ParseInt(t.SystemID, 10, 64)
+	return tenantdb.Tx{ID: t.ID, System: system, Timeline: fmt.Sprintf("%08X", t.Timeline)}
 }
 
 // settler asks one tenant's server how earlier runs' transactions ended,
@@ -44,25 +62,25 @@ type settler struct {
 	o      Options
 	tx     pgx.Tx
 	tenant string
-	status map[tenantdb.Tx]string
+	status map[evidence.TenantTx]string
 	facts  []evidence.Record
 }
 
 func newSettler(o Options, tx pgx.Tx, tenant string) *settler {
-	return &settler{o: o, tx: tx, tenant: tenant, status: map[tenantdb.Tx]string{}}
+	return &settler{o: o, tx: tx, tenant: tenant, status: map[evidence.TenantTx]string{}}
 }
 
 // settle returns Committed or NotCommitted for an earlier run's committing
 // entry of op on workspace id in transaction t, or, when the server cannot
 // say, why not.
-func (s *settler) settle(ctx context.Context, op, id string, t tenantdb.Tx) (string, error) {
+func (s *settler) settle(ctx context.Context, op, id string, t evidence.TenantTx) (string, error) {
 	if t.ID <= 0 {
 		return "the journal does not name the transaction of an earlier run that died at its COMMIT, so its outcome cannot be known", nil
 	}
 	st, ok := s.status[t]
 	if !ok {
 		var err error
-		if st, err = tenantdb.TxStatus(ctx, s.tx, t); err != nil {
+		if st, err = tenantdb.TxStatus(ctx, s.tx, serverTx(t)); err != nil {
 			return "", fmt.Errorf("status of transaction %d: %s", t.ID, s.o.redact(err))
 		}
 		s.status[t] = st

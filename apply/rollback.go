@@ -20,7 +20,7 @@ func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, *history
 	}
 	var out []Item
 	for _, it := range p.Agreed() {
-		if h.undoable[it.Key()] {
+		if h.Undoable[itemKey(it)] {
 			out = append(out, it)
 		}
 	}
@@ -38,9 +38,9 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(items) == 0 && h.rolledBack+len(h.superseded) > 0 {
+	if len(items) == 0 && h.RolledBack+len(h.Superseded) > 0 {
 		return nil, fmt.Errorf("%w: %d of its writes were rolled back by an earlier run, %d written over by another plan since",
-			ErrNothingApplied, h.rolledBack, len(h.superseded))
+			ErrNothingApplied, h.RolledBack, len(h.Superseded))
 	}
 	if len(items) == 0 {
 		return nil, ErrNothingApplied
@@ -54,7 +54,7 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 		}
 		return rollbackTenant(ctx, o, t, items, h)
 	})
-	rep.EarlierRollbacks, rep.Superseded = h.rolledBack, len(h.superseded)
+	rep.EarlierRollbacks, rep.Superseded = h.RolledBack, len(h.Superseded)
 	return rep, nil
 }
 
@@ -107,8 +107,8 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 // it holds now is someone else's); an apply that never committed never
 // wrote it; and when the server cannot say, the row is left alone.
 func earlierRollback(ctx context.Context, st *settler, h *history, it Item) (outcome, why string, err error) {
-	k := it.Key()
-	if t, ok := h.rollbackPending[k]; ok {
+	k := itemKey(it)
+	if t, ok := h.RollbackPending[k]; ok {
 		settled, err := st.settle(ctx, evidence.OpRollback, it.WorkspaceID, t)
 		switch {
 		case err != nil:
@@ -119,7 +119,7 @@ func earlierRollback(ctx context.Context, st *settler, h *history, it Item) (out
 			return SkippedChanged, settled + "; not touched", nil
 		}
 	}
-	if t, ok := h.pending[k]; ok {
+	if t, ok := h.Pending[k]; ok {
 		settled, err := st.settle(ctx, evidence.OpApply, it.WorkspaceID, t)
 		switch {
 		case err != nil:

@@ -230,9 +230,11 @@ func (r *runner) openStore(c *cli.Context, create bool) (*evidence.Store, error)
 	return s, nil
 }
 
-// openStoreReadOnly opens an existing evidence store for reading only.
+// openStoreReadOnly opens an existing evidence store for commands that only
+// read it: nothing can be written through the handle, the schema is not
+// migrated, and a store on read-only media opens.
 func (r *runner) openStoreReadOnly(c *cli.Context) (*evidence.Store, error) {
-	s, err := evidence.OpenExisting(c.Context, r.evidencePath(c))
+	s, err := evidence.OpenReadOnly(c.Context, r.evidencePath(c))
 	if err != nil {
 		return nil, fail("%v", err)
 	}

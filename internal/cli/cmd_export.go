@@ -48,7 +48,7 @@ func (r *runner) export(c *cli.Context) error {
 	if format != "json" && format != "csv" {
 		return &exitError{ExitUsage, fmt.Errorf("--format must be json or csv, not %q", format)}
 	}
-	store, err := r.openStore(c, false)
+	store, err := r.openStoreReadOnly(c)
 	if err != nil {
 		return err
 	}

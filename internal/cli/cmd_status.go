@@ -29,7 +29,7 @@ type tenantStatus struct {
 }
 
 func (r *runner) status(c *cli.Context) error {
-	store, err := r.openStore(c, false)
+	store, err := r.openStoreReadOnly(c)
 	if err != nil {
 		return err
 	}
@@ -118,25 +118,13 @@ func (r *runner) status(c *cli.Context) error {
 	return tw.Flush()
 }
 
-// latestJournal is each workspace's most recent apply outcome (rollbacks
-// included: a rolled-back write is no longer applied).
+// latestJournal is each workspace's most recent standing apply outcome,
+// as evidence.History reads the journal (a rolled-back write reads as
+// rolled back).
 func latestJournal(c *cli.Context, store *evidence.Store) (map[evidence.Key]evidence.Entry, error) {
-	entries, err := store.Journal(c.Context, "")
+	h, err := store.History(c.Context, "")
 	if err != nil {
 		return nil, fail("read %s: %v", store.Path(), err)
 	}
-	out := map[evidence.Key]evidence.Entry{}
-	for _, e := range entries {
-		if e.Outcome == apply.Committed || e.Outcome == apply.NotCommitted {
-			continue // what a later run learnt of an earlier one; an outcome of its own follows
-		}
-		if e.Operation == evidence.OpRollback && e.Outcome != apply.RolledBack && e.Outcome != apply.AlreadyRolledBack {
-			continue // a rollback that touched nothing leaves the apply outcome standing
-		}
-		if e.Operation == evidence.OpRollback {
-			e.Outcome = apply.RolledBack
-		}
-		out[evidence.Key{Tenant: e.Tenant, WorkspaceID: e.WorkspaceID}] = e
-	}
-	return out, nil
+	return h.Latest, nil
 }

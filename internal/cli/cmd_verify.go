@@ -17,7 +17,7 @@ func (r *runner) verifyCommand() *cli.Command {
 }
 
 func (r *runner) verify(c *cli.Context) error {
-	store, err := r.openStore(c, false)
+	store, err := r.openStoreReadOnly(c)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -126,6 +127,11 @@ func crashAfterCommit(t *testing.T, f *planFixture, op string, args ...string) {
 	committing := journalOutcomes(t, "evidence.db", p.Fingerprint, op, apply.Committing)
 	if len(committing) == 0 {
 		t.Fatalf("%q journaled no committing entry before its COMMIT", args)
+	}
+	for _, r := range committing {
+		if e := r.(*evidence.Entry); e.Tx == nil || e.Tx.ID <= 0 || e.Tx.SystemID == "" {
+			t.Fatalf("%q journaled a committing entry without its typed transaction: %+v", args, e)
+		}
 	}
 	os.Remove("evidence.db-wal")
 	os.Remove("evidence.db-shm")
@@ -280,6 +286,23 @@ func TestApplySettlesACrashBeforeCommitWithTheServer(t *testing.T) {
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "seo-agent" || s.writes != 1 {
 		t.Fatalf("rollback undid a person's value: %+v", s)
+	}
+}
+
+// A store journaled before the journal had typed transaction columns names
+// a crashed run's transaction only in the reason: apply still asks the
+// server, learns it never committed, and writes the rows.
+func TestApplySettlesALegacyCommittingEntry(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	forgeCommittingAs(t, f, evidence.OpApply, tenantTx(t, f.dsns["acme"], "rollback"), true)
+	res := f.apply(t, "--execute")
+	if res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
+		t.Fatalf("apply: %d %s", res.code, res.stdout)
+	}
+	p, _ := apply.LoadPlan("plan.json")
+	if n := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.NotCommitted)); n != 3 {
+		t.Errorf("%d not-committed entries settle the legacy entries, want 3", n)
 	}
 }
 
@@ -444,6 +467,14 @@ func tenantTx(t testing.TB, dsn, end string) tenantdb.Tx {
 // agree row, whose rows it leaves as they are.
 func forgeCommitting(t *testing.T, f *planFixture, op string, xid tenantdb.Tx) {
 	t.Helper()
+	forgeCommittingAs(t, f, op, xid, false)
+}
+
+// forgeCommittingAs is forgeCommitting; legacy journals the entries as
+// backfill did before the journal had typed transaction columns, naming the
+// transaction only in the reason.
+func forgeCommittingAs(t *testing.T, f *planFixture, op string, xid tenantdb.Tx, legacy bool) {
+	t.Helper()
 	p, err := apply.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
@@ -454,9 +485,17 @@ func forgeCommitting(t *testing.T, f *planFixture, op string, xid tenantdb.Tx) {
 		if op == evidence.OpRollback {
 			before, after = after, before
 		}
-		recs = append(recs, &evidence.Entry{Fingerprint: p.Fingerprint, Operation: op, Operator: "crashed",
+		e := &evidence.Entry{Fingerprint: p.Fingerprint, Operation: op, Operator: "crashed",
 			Tenant: it.Tenant, WorkspaceID: it.WorkspaceID, Before: before, After: after, Outcome: apply.Committing,
-			Reason: fmt.Sprintf("written, commit pending in transaction %d of system %d timeline %s", xid.ID, xid.System, xid.Timeline), At: planClock})
+			Reason: fmt.Sprintf("written, commit pending in transaction %d of system %d timeline %s", xid.ID, xid.System, xid.Timeline), At: planClock}
+		if !legacy && xid != (tenantdb.Tx{}) {
+			tl, err := strconv.ParseInt(xid.Timeline, 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Tx = &evidence.TenantTx{ID: xid.ID, SystemID: strconv.FormatInt(xid.System, 10), Timeline: tl}
+		}
+		recs = append(recs, e)
 	}
 	s, err := evidence.Open(context.Background(), "evidence.db")
 	if err != nil {

@@ -2,56 +2,98 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
-// Approval records that a person approved one plan fingerprint.
+// Approval records that a person approved one plan fingerprint, and what
+// they were shown of it.
 type Approval struct {
 	ID          int64
 	Fingerprint string
 	By          string
 	PlanAuthor  string
-	At          time.Time
-	PrevHash    string
-	Hash        string
+	// Writes is the number of writes in the approved plan.
+	Writes int
+	// RollupSHA256 is the digest of the plan's tenant×template write
+	// rollup, as the approver saw it.
+	RollupSHA256 string
+	// Signature is an armored OpenSSH SSHSIG over the fingerprint; "" when
+	// the approval is unsigned.
+	Signature string
+	// Legacy: approved before the store recorded Writes, RollupSHA256 and
+	// Signature (schema version 5); they are zero. Ignored when appending.
+	Legacy   bool
+	At       time.Time
+	PrevHash string
+	Hash     string
 }
 
-type approvalCols struct{ fingerprint, by, author, at string }
+type approvalCols struct {
+	fingerprint, by, author, at string
+	writes                      sql.NullInt64
+	rollup, signature           sql.NullString
+}
 
 func (a approvalCols) hash(id int64, prev string) string {
-	return chainHash("approvals", prev, id, a.fingerprint, a.by, a.author, a.at)
+	cols := addedCols([]any{id, a.fingerprint, a.by, a.author, a.at},
+		addedCol{"writes", a.writes.Int64, a.writes.Valid},
+		addedCol{"rollup_sha256", a.rollup.String, a.rollup.Valid},
+		addedCol{"signature", a.signature.String, a.signature.Valid})
+	return chainHash("approvals", prev, cols...)
 }
 
 func (a *Approval) table() string { return "approvals" }
 
 func (a *Approval) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
-	ac := approvalCols{a.Fingerprint, a.By, a.PlanAuthor, formatTime(a.At)}
+	// A new approval always records all three, so that "unsigned" ('') is
+	// told apart from "approved before signatures existed" (NULL).
+	ac := approvalCols{a.Fingerprint, a.By, a.PlanAuthor, formatTime(a.At),
+		sql.NullInt64{Int64: int64(a.Writes), Valid: true},
+		sql.NullString{String: a.RollupSHA256, Valid: true},
+		sql.NullString{String: a.Signature, Valid: true}}
 	h := ac.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`,
-		id, ac.fingerprint, ac.by, ac.author, ac.at, prev, h)
+	err := tx.insert(ctx, "approvals", `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature,
+  prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		id, ac.fingerprint, ac.by, ac.author, ac.at, ac.writes, ac.rollup, ac.signature, prev, h)
 	if err != nil {
 		return "", err
 	}
-	a.ID, a.PrevHash, a.Hash = id, prev, h
+	a.ID, a.PrevHash, a.Hash, a.Legacy = id, prev, h, false
 	return h, nil
 }
 
-const approvalSelect = "SELECT id, fingerprint, approved_by, plan_author, at, prev_hash, hash FROM approvals"
+const approvalSelect = "SELECT id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature, prev_hash, hash FROM approvals"
+
+// approvalSelect reads NULL for the columns a store older than version 5
+// lacks.
+func (s *Store) approvalSelect() string {
+	if s.version < 5 {
+		return strings.Replace(approvalSelect, "writes, rollup_sha256, signature", "NULL, NULL, NULL", 1)
+	}
+	return approvalSelect
+}
 
 func scanApproval(sc scanner) (*Approval, approvalCols, error) {
 	var a Approval
 	var ac approvalCols
-	if err := sc.Scan(&a.ID, &ac.fingerprint, &ac.by, &ac.author, &ac.at, &a.PrevHash, &a.Hash); err != nil {
+	if err := sc.Scan(&a.ID, &ac.fingerprint, &ac.by, &ac.author, &ac.at, &ac.writes, &ac.rollup, &ac.signature, &a.PrevHash, &a.Hash); err != nil {
 		return nil, ac, err
 	}
 	a.Fingerprint, a.By, a.PlanAuthor, a.At = ac.fingerprint, ac.by, ac.author, parseTime(ac.at)
+	a.Writes, a.RollupSHA256, a.Signature = int(ac.writes.Int64), ac.rollup.String, ac.signature.String
+	a.Legacy = !ac.writes.Valid
 	return &a, ac, nil
 }
 
 // Approvals returns the approvals of a fingerprint, oldest first.
 func (s *Store) Approvals(ctx context.Context, fingerprint string) ([]Approval, error) {
-	rows, err := s.db.QueryContext(ctx, approvalSelect+" WHERE fingerprint = ? ORDER BY id", fingerprint)
+	if !s.hasTable("approvals") {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, s.approvalSelect()+" WHERE fingerprint = ? ORDER BY id", fingerprint)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +119,10 @@ func (s *Store) HasCaptureHash(ctx context.Context, hash string) (bool, error) {
 }
 
 func (s *Store) verifyApprovals(ctx context.Context, r *VerifyReport) error {
-	return s.verifyChain(ctx, r, approvalSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	if !s.hasTable("approvals") {
+		return nil
+	}
+	return s.verifyChain(ctx, r, s.approvalSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		a, ac, err := scanApproval(sc)
 		if err != nil {
 			return chainRow{}, err

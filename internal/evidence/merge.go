@@ -113,9 +113,16 @@ func Merge(ctx context.Context, out *Store, now time.Time, inputs ...*Store) ([]
 		}
 	}
 	for _, src := range sources {
-		_, err := out.db.ExecContext(ctx, `INSERT INTO merged_from (path, chain_head, captures, listings, at) VALUES (?,?,?,?,?)`,
+		res, err := out.db.ExecContext(ctx, `INSERT INTO merged_from (path, chain_head, captures, listings, at) VALUES (?,?,?,?,?)`,
 			src.Path, src.ChainHead, src.Captures, src.Listings, formatTime(now))
 		if err != nil {
+			return nil, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkInserted("merged_from", n); err != nil {
 			return nil, err
 		}
 	}

@@ -77,17 +77,39 @@ type txn struct {
 	stmts map[string]*sql.Stmt
 }
 
-func (t *txn) exec(ctx context.Context, query string, args ...any) error {
+func (t *txn) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	st, ok := t.stmts[query]
 	if !ok {
 		var err error
 		if st, err = t.tx.PrepareContext(ctx, query); err != nil {
-			return err
+			return 0, err
 		}
 		t.stmts[query] = st
 	}
-	_, err := st.ExecContext(ctx, args...)
-	return err
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// insert runs an INSERT of one row into table and checks that the row was
+// inserted: a BEFORE INSERT trigger that says RAISE(IGNORE) makes SQLite
+// skip the row and report success, and evidence that silently vanishes is
+// worse than a run that stops.
+func (t *txn) insert(ctx context.Context, table, query string, args ...any) error {
+	n, err := t.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return checkInserted(table, n)
+}
+
+func checkInserted(table string, n int64) error {
+	if n != 1 {
+		return fmt.Errorf("insert into %s was dropped (%d rows inserted, want 1): something in the database, such as a trigger, is discarding evidence; run `backfill verify`", table, n)
+	}
+	return nil
 }
 
 // timeFormat is fixed so that stored times hash identically when re-read.
@@ -126,6 +148,26 @@ func chainHash(table, prev string, cols ...any) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// addedCol is a column added to a chained table after its creation.
+type addedCol struct {
+	name  string
+	value any // string or int64
+	set   bool
+}
+
+// addedCols appends to cols the added columns that are set, each as its name
+// then its value. A row from before the columns existed has them all NULL
+// and so hashes exactly as it did; names keep one set of values from
+// hashing like another.
+func addedCols(cols []any, added ...addedCol) []any {
+	for _, c := range added {
+		if c.set {
+			cols = append(cols, c.name, c.value)
+		}
+	}
+	return cols
 }
 
 // SHA256Hex is the content hash used throughout the store.
@@ -183,14 +225,27 @@ func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 		c.Size = int64(len(c.Content))
 		// Content is stored once per sha256; a second capture of the same
 		// bytes only references it.
-		if err := tx.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
-			c.SHA256, c.Size, c.Content); err != nil {
+		n, err := tx.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
+			c.SHA256, c.Size, c.Content)
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			// No row inserted is right only when the bytes are already
+			// stored; otherwise the insert was discarded.
+			var have int64
+			if err := tx.tx.QueryRowContext(ctx, "SELECT count(*) FROM content WHERE sha256 = ?", c.SHA256).Scan(&have); err != nil {
+				return "", err
+			}
+			n = have
+		}
+		if err := checkInserted("content", n); err != nil {
 			return "", err
 		}
 	}
 	cc := c.cols()
 	h := cc.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
+	err := tx.insert(ctx, "captures", `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
   attempt, outcome, reason, sha256, size, provenance, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		id, cc.tenant, cc.workspaceID, cc.dbRow, cc.method, cc.target, cc.startedAt, cc.endedAt,
 		cc.attempt, cc.outcome, cc.reason, cc.sha, cc.size, cc.provenance, prev, h)
@@ -216,7 +271,7 @@ func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 	}
 	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(rows)}
 	h := lc.hash(id, prev)
-	err := tx.exec(ctx, `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+	err := tx.insert(ctx, "listings", `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
 		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, prev, h)
 	if err != nil {
 		return "", err
@@ -229,10 +284,22 @@ func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 // table's chain. The chain head is read inside the write transaction, so
 // appends from several processes still form one valid chain.
 func (s *Store) Append(ctx context.Context, recs ...Record) error {
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	if err := appendTx(ctx, tx, recs...); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// appendTx is Append within tx, which the caller commits or rolls back.
+func appendTx(ctx context.Context, tx *sql.Tx, recs ...Record) error {
 	w := &txn{tx: tx, stmts: map[string]*sql.Stmt{}}
 	type head struct {
 		id   int64
@@ -246,19 +313,17 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 			hd = &head{}
 			err := tx.QueryRowContext(ctx, "SELECT id, hash FROM "+t+" ORDER BY id DESC LIMIT 1").Scan(&hd.id, &hd.hash)
 			if err != nil && err != sql.ErrNoRows {
-				tx.Rollback()
 				return err
 			}
 			heads[t] = hd
 		}
 		h, err := r.insert(ctx, w, hd.id+1, hd.hash)
 		if err != nil {
-			tx.Rollback()
 			return fmt.Errorf("append to %s: %w", t, err)
 		}
 		hd.id, hd.hash = hd.id+1, h
 	}
-	return tx.Commit()
+	return nil
 }
 
 // Head returns the id and hash of the last record of a chained table ("" when empty).

@@ -2,8 +2,10 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // migrations are applied in order; PRAGMA user_version records how many have
@@ -95,6 +97,33 @@ CREATE TABLE merged_from (
   at         TEXT NOT NULL
 );
 ` + appendOnly("merged_from"),
+
+	// 5: typed tenant transactions in the journal; what an approval saw of
+	// its plan; every plan written.
+	//
+	// The columns added to journal and approvals enter a row's chain hash
+	// only when they are not NULL, each as its name then its value, after
+	// the columns the row already had (see addedCols). Rows written before
+	// this migration hold NULL there and hash exactly as they always did,
+	// so old stores still verify, while new rows' values are covered.
+	`
+ALTER TABLE journal ADD COLUMN tx_id INTEGER;
+ALTER TABLE journal ADD COLUMN system_id TEXT;
+ALTER TABLE journal ADD COLUMN timeline INTEGER;
+ALTER TABLE approvals ADD COLUMN writes INTEGER;
+ALTER TABLE approvals ADD COLUMN rollup_sha256 TEXT;
+ALTER TABLE approvals ADD COLUMN signature TEXT;
+
+CREATE TABLE plans (
+  id          INTEGER PRIMARY KEY,
+  fingerprint TEXT NOT NULL UNIQUE,
+  author      TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  bytes       BLOB NOT NULL,
+  prev_hash   TEXT NOT NULL,
+  hash        TEXT NOT NULL
+);
+` + appendOnly("plans"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -117,27 +146,44 @@ func triggerSQL(table, op string) string {
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.
-var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from"}
+var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from", "plans"}
 
-func (s *Store) migrate(ctx context.Context) error {
+// tableSince is the schema version that created each table created after
+// the first: a store at an older version is read as if it were empty.
+var tableSince = map[string]int{"approvals": 2, "journal": 3, "merged_from": 4, "plans": 5}
+
+// hasTable reports whether the store's schema version has table.
+func (s *Store) hasTable(table string) bool { return s.version >= tableSince[table] }
+
+// readVersion reads and checks the store's schema version.
+func (s *Store) readVersion(ctx context.Context) (int, error) {
 	var version int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("not a readable SQLite database: %w", err)
+		return 0, fmt.Errorf("not a readable SQLite database: %w", err)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this backfill understands (%d): upgrade backfill", version, len(migrations))
+		return 0, fmt.Errorf("schema version %d is newer than this backfill understands (%d): upgrade backfill", version, len(migrations))
 	}
 	if version == 0 {
 		// A file that has tables but no version is not ours: refuse it rather
 		// than mix evidence into someone else's database.
 		var n int
 		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
-			return fmt.Errorf("not a readable SQLite database: %w", err)
+			return 0, fmt.Errorf("not a readable SQLite database: %w", err)
 		}
 		if n > 0 {
-			return fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
+			return 0, fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
 		}
 	}
+	return version, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	version, err := s.readVersion(ctx)
+	if err != nil {
+		return err
+	}
+	s.version = len(migrations)
 	for v := version; v < len(migrations); v++ {
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
@@ -156,4 +202,64 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// schemaObject is one row of sqlite_master, less its rootpage.
+type schemaObject struct {
+	Type, Name, TblName string
+	SQL                 sql.NullString // NULL for automatic indexes
+}
+
+func (o schemaObject) String() string { return o.Type + " " + o.Name }
+
+var (
+	schemaMu    sync.Mutex
+	schemaCache = map[int]map[string]schemaObject{}
+)
+
+// expectedSchema is sqlite_master as the first version migrations leave it,
+// made by running them on an empty in-memory database: the schema text is
+// exactly what SQLite stores, with nothing to keep in step by hand.
+func expectedSchema(ctx context.Context, version int) (map[string]schemaObject, error) {
+	schemaMu.Lock()
+	defer schemaMu.Unlock()
+	if m, ok := schemaCache[version]; ok {
+		return m, nil
+	}
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // each connection would be its own empty database
+	for v := 0; v < version; v++ {
+		if _, err := db.ExecContext(ctx, migrations[v]); err != nil {
+			return nil, fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+	m, err := readSchema(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	schemaCache[version] = m
+	return m, nil
+}
+
+// readSchema returns every object of a database's sqlite_master by type and
+// name.
+func readSchema(ctx context.Context, db *sql.DB) (map[string]schemaObject, error) {
+	rows, err := db.QueryContext(ctx, "SELECT type, name, tbl_name, sql FROM sqlite_master")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[string]schemaObject{}
+	for rows.Next() {
+		var o schemaObject
+		if err := rows.Scan(&o.Type, &o.Name, &o.TblName, &o.SQL); err != nil {
+			return nil, err
+		}
+		m[o.String()] = o
+	}
+	return m, rows.Err()
 }

@@ -12,17 +12,20 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // Store is an open evidence store.
 type Store struct {
-	path string
-	db   *sql.DB
-	lock *os.File
+	path     string
+	db       *sql.DB
+	lock     *os.File
+	version  int  // schema version (PRAGMA user_version) the store is at
+	readOnly bool // opened with OpenReadOnly
 }
 
 // ErrLocked is returned by Lock when another process holds the store.
@@ -49,6 +52,106 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("evidence store %s: %w", path, err)
 	}
 	return open(ctx, path)
+}
+
+// OpenReadOnly opens an existing evidence store for reading only, for
+// commands that must change nothing (verify, status, export). The handle is
+// SQLite's mode=ro, so nothing can be written through it; the schema is not
+// migrated, and a store at an older schema version reads as what it holds
+// (tables and columns added since read as empty). A store on read-only
+// media opens too.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("evidence store %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("evidence store %s: not a regular file", path)
+	}
+	// Fail on an unreadable file here, with the system's reason, rather
+	// than as SQLite's "unable to open".
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("evidence store %s: %w", path, err)
+	}
+	f.Close()
+	s, err := openReadOnly(ctx, path, false)
+	if err == nil || !needsSharedMemory(err) {
+		return s, err
+	}
+	// A WAL database is read through its -shm file, which SQLite could not
+	// create: the directory is read-only to us. immutable=1 reads the file
+	// with no -shm and no locks, which is safe only while nothing can
+	// write it.
+	if why := writerPossible(path); why != "" {
+		return nil, fmt.Errorf("evidence store %s cannot be opened read-only: %s", path, why)
+	}
+	return openReadOnly(ctx, path, true)
+}
+
+func openReadOnly(ctx context.Context, path string, immutable bool) (*Store, error) {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	if immutable {
+		q.Set("immutable", "1")
+	}
+	q.Add("_pragma", "busy_timeout(10000)")
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("evidence store %s: %w", path, err)
+	}
+	s := &Store{path: path, db: db, readOnly: true}
+	v, err := s.readVersion(ctx)
+	if err == nil && v == 0 {
+		err = errors.New("it is empty: nothing has been recorded in it")
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("evidence store %s: %w", path, err)
+	}
+	s.version = v
+	return s, nil
+}
+
+// needsSharedMemory reports whether err is SQLite failing to open a WAL
+// database read-only because it cannot create the -wal or -shm file.
+func needsSharedMemory(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	const (
+		cantOpen          = 14
+		readOnlyCantInit  = 8 | 5<<8
+		readOnlyDirectory = 8 | 6<<8
+	)
+	c := se.Code()
+	return c == cantOpen || c == readOnlyCantInit || c == readOnlyDirectory
+}
+
+// writerPossible says why a backfill might be writing the store at path, or
+// "" when none can be: it has no write-ahead log left to read, and its
+// directory is on a read-only file system or writable by no one, so no
+// writer can create one (SQLite writes a WAL database only through its -wal
+// file).
+func writerPossible(path string) string {
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return fmt.Sprintf("its write-ahead log %s-wal holds records that SQLite cannot read without creating %s-shm, which its directory does not allow; copy the store with its -wal file to a writable directory", path, path)
+	}
+	dir := filepath.Dir(path)
+	const wOK = 2
+	if err := syscall.Access(dir, wOK); errors.Is(err, syscall.EROFS) {
+		return ""
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o222 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("SQLite must create %s-shm to read it while a backfill may be writing it, and this user may not write %s; run as a user who may, or copy the store", path, dir)
+}
+
+func (s *Store) errReadOnly() error {
+	return fmt.Errorf("evidence store %s was opened read-only", s.path)
 }
 
 func open(ctx context.Context, path string) (*Store, error) {

@@ -14,6 +14,7 @@ type VerifyReport struct {
 	Contents  int
 	Approvals int
 	Journal   int
+	Plans     int
 	ChainHead string   // hash of the last capture
 	Problems  []string // empty when the store verifies
 }
@@ -29,11 +30,16 @@ func (r *VerifyReport) problem(format string, args ...any) {
 	}
 }
 
-// Verify recomputes every content hash and every hash chain, and checks that
-// the append-only triggers are still in place.
+// Verify recomputes every content hash and every hash chain, checks that
+// the append-only triggers are still in place, and that the schema is
+// exactly the one this backfill's migrations make: nothing added (a trigger
+// that discards or rewrites inserts, a view), nothing removed or changed.
 func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 	r := &VerifyReport{}
 	if err := s.verifyTriggers(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.verifySchema(ctx, r); err != nil {
 		return nil, err
 	}
 	badContent, stored, err := s.verifyContent(ctx, r)
@@ -50,6 +56,9 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 		return nil, err
 	}
 	if err := s.verifyJournal(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.verifyPlans(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -73,6 +82,9 @@ func (s *Store) verifyTriggers(ctx context.Context, r *VerifyReport) error {
 		return err
 	}
 	for _, t := range appendOnlyTables {
+		if !s.hasTable(t) {
+			continue
+		}
 		for _, op := range []string{"update", "delete"} {
 			name := t + "_no_" + op
 			q, ok := have[name]
@@ -82,6 +94,52 @@ func (s *Store) verifyTriggers(ctx context.Context, r *VerifyReport) error {
 			case q != triggerSQL(t, strings.ToUpper(op)):
 				r.problem("append-only trigger %s was replaced: the store may have been altered", name)
 			}
+		}
+	}
+	return nil
+}
+
+// verifySchema compares sqlite_master, object by object, with the schema
+// the store's migrations make. Append-only triggers are left to
+// verifyTriggers, which names them as such.
+func (s *Store) verifySchema(ctx context.Context, r *VerifyReport) error {
+	want, err := expectedSchema(ctx, s.version)
+	if err != nil {
+		return err
+	}
+	have, err := readSchema(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	appendOnlyTrigger := map[string]bool{}
+	for _, t := range appendOnlyTables {
+		appendOnlyTrigger["trigger "+t+"_no_update"] = true
+		appendOnlyTrigger["trigger "+t+"_no_delete"] = true
+	}
+	var keys []string
+	for k := range want {
+		keys = append(keys, k)
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w, inWant := want[k]
+		h, inHave := have[k]
+		switch {
+		case appendOnlyTrigger[k] && inWant:
+			// verifyTriggers reports it.
+		case !inWant:
+			// %q: the text is whatever someone put there.
+			r.problem("schema: unexpected %s %q on %q, which backfill never creates: the store may have been altered: %q",
+				h.Type, h.Name, h.TblName, h.SQL.String)
+		case !inHave:
+			r.problem("schema: %s %s is missing: the store may have been altered", w.Type, w.Name)
+		case h != w:
+			r.problem("schema: %s %s differs from backfill's definition: the store may have been altered: now %q", w.Type, w.Name, h.SQL.String)
 		}
 	}
 	return nil
