@@ -15,6 +15,7 @@ import (
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/secret"
+	"backfill/internal/sshsig"
 	"backfill/internal/tenantdb"
 )
 
@@ -45,7 +46,10 @@ type Options struct {
 	CP *cp.Records
 	// AllowMoved names tenants whose DSN may reach another database than
 	// the one the plan read.
-	AllowMoved       map[string]bool
+	AllowMoved map[string]bool
+	// AllowedSigners, when set, makes --execute require an approval signed
+	// by a listed principal other than the plan's author.
+	AllowedSigners   *sshsig.AllowedSigners
 	Execute          bool
 	Canary           int // apply to the first N tenants in plan order only, then read back
 	Concurrency      int // tenants at once, default 4
@@ -154,12 +158,8 @@ func Gate(ctx context.Context, o Options) error {
 // gate is Gate with the plan's history already read.
 func gate(ctx context.Context, o Options, h *history) error {
 	p := o.Plan
-	approvals, err := o.Store.Approvals(ctx, p.Fingerprint)
-	if err != nil {
+	if err := checkApprovals(ctx, o); err != nil {
 		return err
-	}
-	if len(approvals) == 0 {
-		return &GateError{fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
 	}
 	if err := h.refusal(p.Fingerprint); err != nil {
 		return err

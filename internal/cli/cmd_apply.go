@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
+	"backfill/internal/sshsig"
 	"backfill/internal/termsafe"
 )
 
@@ -44,6 +46,7 @@ func (r *runner) applyCommand() *cli.Command {
 			&cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"},
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
+			&cli.StringFlag{Name: "allowed-signers", EnvVars: envVar("allowed-signers"), Usage: "OpenSSH allowed_signers `FILE`: --execute then needs an approval signed by a listed principal other than the author"},
 		),
 		Action: r.apply,
 	}
@@ -81,7 +84,17 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	}
 	var cat *catalog.Catalog
 	var records *cp.Records
+	var signers *sshsig.AllowedSigners
 	if c.Command.Name == "apply" {
+		if sp := c.String("allowed-signers"); sp != "" {
+			b, err := os.ReadFile(sp)
+			if err != nil {
+				return o, nil, fail("--allowed-signers: %v", err)
+			}
+			if signers, err = sshsig.ParseAllowedSigners(sp, b); err != nil {
+				return o, nil, fail("--allowed-signers: %v", err)
+			}
+		}
 		if cat, err = loadPlanCatalog(c, p); err != nil {
 			return o, nil, err
 		}
@@ -100,7 +113,7 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 		return o, nil, fail("%v", err)
 	}
 	return apply.Options{
-		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved,
+		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved, AllowedSigners: signers,
 		Execute: c.Bool("execute"), Canary: c.Int("canary"),
 		Concurrency: c.Int("concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
 		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/internal/approver"
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/inventory"
@@ -41,6 +42,11 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	if strings.TrimSpace(author) == "" {
 		return &exitError{ExitUsage, errors.New("no author: pass --author or set USER")}
+	}
+	// The two-person rule compares names: they must be plain identifiers
+	// that cannot look like one another.
+	if err := approver.CheckName(author); err != nil {
+		return &exitError{ExitUsage, fmt.Errorf("--author: %v", err)}
 	}
 	invPath := c.String("inventory")
 	invBytes, err := os.ReadFile(invPath)

@@ -143,7 +143,7 @@ func (r *runner) approvalStatus(c *cli.Context, p *apply.Plan) approvalStatus {
 		return st
 	}
 	for _, a := range as {
-		st.By = append(st.By, approvalJSON{By: a.By, At: a.At.UTC().Format(time.RFC3339), Signed: false})
+		st.By = append(st.By, approvalJSON{By: a.By, At: a.At.UTC().Format(time.RFC3339), Signed: a.Signature != ""})
 	}
 	st.Approved = len(as) > 0
 	return st

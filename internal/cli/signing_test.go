@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"backfill/apply"
+	"backfill/internal/evidence"
+	"backfill/internal/sshsig"
+)
+
+// sshKey makes an ed25519 key pair with the real ssh-keygen and returns the
+// private key's path and the public key's line.
+func sshKey(t *testing.T, dir, name string) (string, string) {
+	t.Helper()
+	kg, err := exec.LookPath("ssh-keygen")
+	if err != nil {
+		t.Skip("ssh-keygen not found")
+	}
+	path := filepath.Join(dir, name)
+	if out, err := exec.Command(kg, "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(path + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, strings.TrimSpace(string(pub))
+}
+
+// TestSignedApprovals: with --allowed-signers, --execute needs an approval
+// signed by a listed principal other than the author. Approval rows that
+// whoever can write the store could add (unsigned, signed by an unlisted
+// key, signed by the author's key, or inserted with raw SQL) do not count,
+// and nothing is written until a real signed approval exists; the
+// signature verifies with ssh-keygen itself.
+func TestSignedApprovals(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	keys := t.TempDir()
+	bobKey, bobPub := sshKey(t, keys, "bob")
+	aliceKey, alicePub := sshKey(t, keys, "alice")
+	malloryKey, _ := sshKey(t, keys, "mallory")
+	signers := filepath.Join(keys, "allowed_signers")
+	writeFile(t, signers, "bob namespaces=\"backfill-approval\" "+bobPub+"\nalice "+alicePub+"\n")
+	p, err := apply.LoadPlan("plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	execute := func() result {
+		return f.apply(t, "--execute", "--allowed-signers", signers)
+	}
+	refused := func(why string) {
+		t.Helper()
+		res := execute()
+		if res.code != 1 || !strings.Contains(res.stderr, "no approval signed by an allowed signer") || !strings.Contains(res.stderr, why) {
+			t.Fatalf("want a refusal naming %q: exit %d\n%s%s", why, res.code, res.stdout, res.stderr)
+		}
+		for tenant, names := range agreed {
+			for _, n := range names {
+				if s := f.row(t, tenant, n); s.writes != 0 {
+					t.Fatalf("%s written: %+v", n, s)
+				}
+			}
+		}
+	}
+
+	// An unsigned approval by bob, and rows forged through the store's own
+	// API: signed by an unlisted key, and by the author's own key.
+	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob"); res.code != 0 || !strings.Contains(res.stdout, "unsigned") {
+		t.Fatalf("approve: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	refused("is not signed")
+	forge := func(by, keyPath string) {
+		key, _ := os.ReadFile(keyPath)
+		sig, err := sshsig.Sign(key, apply.SignatureNamespace, []byte(p.Fingerprint))
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: time.Now(), Writes: 3,
+			RollupSHA256: apply.RollupDigest(p.Rollup()), Signature: string(sig)}
+		if err := store.Append(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge("bob", malloryKey)
+	refused("is not in")
+	forge("alice", aliceKey)
+	refused("signed by a key of the plan's author")
+	forge("bob", aliceKey)
+	refused("signed by a key of the plan's author")
+
+	// A row inserted with raw SQL breaks the chain: refused before any
+	// signature is even looked at.
+	db, err := sql.Open("sqlite", "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobSig, _ := os.ReadFile(bobKey)
+	sig, _ := sshsig.Sign(bobSig, "file", []byte(p.Fingerprint))
+	_, err = db.Exec(`INSERT INTO approvals (fingerprint, approved_by, plan_author, at, prev_hash, hash, writes, rollup_sha256, signature)
+  VALUES (?, 'bob', 'alice', '2026-11-27T15:00:00Z', 'x', 'y', 3, '', ?)`, p.Fingerprint, string(sig))
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := execute(); res.code != 1 || !strings.Contains(res.stderr, "refused") {
+		t.Fatalf("raw SQL approval: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	for tenant, names := range agreed {
+		for _, n := range names {
+			if s := f.row(t, tenant, n); s.writes != 0 {
+				t.Fatalf("%s written: %+v", n, s)
+			}
+		}
+	}
+}
+
+// TestSignedApprovalApplies: bob's signed approval verifies with ssh-keygen
+// and lets apply --execute write.
+func TestSignedApprovalApplies(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	keys := t.TempDir()
+	bobKey, bobPub := sshKey(t, keys, "bob")
+	signers := filepath.Join(keys, "allowed_signers")
+	writeFile(t, signers, "bob "+bobPub+"\n")
+	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob", "--sign-key", bobKey); res.code != 0 || !strings.Contains(res.stdout, "signed;") {
+		t.Fatalf("approve --sign-key: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	p, _ := apply.LoadPlan("plan.json")
+	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := store.Approvals(context.Background(), p.Fingerprint)
+	store.Close()
+	if err != nil || len(as) != 1 || as[0].Writes != 3 || as[0].RollupSHA256 != apply.RollupDigest(p.Rollup()) {
+		t.Fatalf("approval: %+v %v", as, err)
+	}
+	// ssh-keygen agrees the signature is bob's, over the fingerprint.
+	sigPath := filepath.Join(keys, "approval.sig")
+	writeFile(t, sigPath, as[0].Signature)
+	cmd := exec.Command("ssh-keygen", "-Y", "verify", "-f", signers, "-I", "bob", "-n", apply.SignatureNamespace, "-s", sigPath)
+	cmd.Stdin = strings.NewReader(p.Fingerprint)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -Y verify: %v\n%s", err, out)
+	}
+	if show := runAt(t, nil, "show", "plan.json"); !strings.Contains(show.stdout, "approved by bob") || !strings.Contains(show.stdout, "(signed)") {
+		t.Fatalf("show: %s", show.stdout)
+	}
+	if res := f.apply(t, "--execute", "--allowed-signers", signers); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
+		t.Fatalf("apply: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestApproverNames: --by takes only a plain identifier, and author and
+// approver compare after NFKC and case folding.
+func TestApproverNames(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	for _, by := range []string{"b\u043eb", "bob\x1b[2J", "bob smith", "ｂｏｂ", ""} {
+		res := runAt(t, nil, "approve", "plan.json", "--by", by)
+		if res.code == 0 || strings.Contains(res.stderr, "\x1b") {
+			t.Errorf("--by %q: exit %d\n%s", by, res.code, res.stderr)
+		}
+	}
+	for _, by := range []string{"ALICE", "Alice"} {
+		if res := runAt(t, nil, "approve", "plan.json", "--by", by); res.code != 1 || !strings.Contains(res.stderr, "author") {
+			t.Errorf("--by %s: exit %d %s", by, res.code, res.stderr)
+		}
+	}
+	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob.smith@example.com"); res.code != 0 {
+		t.Errorf("plain name refused: %s", res.stderr)
+	}
+}
