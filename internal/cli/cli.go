@@ -121,6 +121,7 @@ func (r *runner) app() *cli.App {
 		r.approveCommand(),
 		r.applyCommand(),
 		r.rollbackCommand(),
+		r.plansCommand(),
 		r.mergeCommand(),
 	}
 	for _, c := range cmds {

@@ -24,7 +24,7 @@ import (
 func writeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE` (tenant DSNs)"},
-		&cli.StringFlag{Name: "plan", Required: true, EnvVars: envVar("plan"), Usage: "approved plan `FILE`"},
+		&cli.StringFlag{Name: "plan", Required: true, EnvVars: envVar("plan"), Usage: "approved plan `FILE`, or a fingerprint (prefix) of a plan kept in the store"},
 		// Deliberately no BACKFILL_EXECUTE: a variable left in a shell must
 		// never turn a dry run into a production write.
 		&cli.BoolFlag{Name: "execute", Usage: "write; without it, a read-only dry run (command line only)"},
@@ -64,9 +64,9 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 		return o, nil, fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	p, err := apply.LoadPlan(c.String("plan"))
+	p, _, err := r.loadPlan(c, c.String("plan"))
 	if err != nil {
-		return o, nil, fail("%v", err)
+		return o, nil, err
 	}
 	operator := c.String("operator")
 	if operator == "" {

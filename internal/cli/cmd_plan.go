@@ -30,6 +30,9 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
 			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
 			&cli.StringFlag{Name: "author", EnvVars: envVar("author"), Usage: "plan author (default: $USER)"},
+			// No environment variable: replacing an approved plan's file is
+			// decided on the command line.
+			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
 		},
 		Action: r.plan,
 	}
@@ -101,9 +104,21 @@ func (r *runner) plan(c *cli.Context) error {
 		r.log.Warn(w)
 	}
 	out := c.String("out")
+	if !c.Bool("force") {
+		if err := apply.CheckReplace(c.Context, store, out, p.Fingerprint); err != nil {
+			return fail("plan --out: %v", err)
+		}
+	}
+	// Kept in the store first: the file can be lost or replaced, the undo
+	// handle cannot.
+	if err := apply.Keep(c.Context, store, p); err != nil {
+		return fail("keep the plan in %s: %v", store.Path(), err)
+	}
 	if err := p.WriteFile(out); err != nil {
 		return fail("write plan: %v", err)
 	}
+	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", len(p.Agreed()),
+		"needs_review", len(apply.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
 	if rp := c.String("report"); rp != "" {
 		var b bytes.Buffer
 		if err := apply.WriteReport(&b, p, out, warnings); err != nil {

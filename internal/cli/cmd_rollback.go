@@ -27,7 +27,7 @@ func (r *runner) rollback(c *cli.Context) error {
 	rep, err := apply.Rollback(c.Context, o)
 	if errors.Is(err, apply.ErrNothingApplied) {
 		fmt.Fprintf(r.env.Stdout, "rollback of plan %s: %v\n", o.Plan.Fingerprint, err)
-		return nil
+		return r.nameWriters(c, o)
 	}
 	if err != nil {
 		return fail("rollback %s: %v", c.String("plan"), err)
@@ -48,6 +48,30 @@ func (r *runner) rollback(c *cli.Context) error {
 	// script can stop before --execute.
 	if !rep.Complete() {
 		return errPartial
+	}
+	return nil
+}
+
+// nameWriters says, for a plan that never wrote to this store's tenants,
+// which plans did: the undo an operator is looking for is probably one of
+// those.
+func (r *runner) nameWriters(c *cli.Context, o apply.Options) error {
+	fps, rows, err := apply.Writers(c.Context, o.Store)
+	if err != nil {
+		return fail("read the journal: %v", err)
+	}
+	for _, fp := range fps {
+		if fp == o.Plan.Fingerprint {
+			return nil
+		}
+	}
+	if len(fps) == 0 {
+		fmt.Fprintf(r.env.Stdout, "plan %s never wrote anything; no plan has written through %s\n", o.Plan.Fingerprint, o.Store.Path())
+		return nil
+	}
+	fmt.Fprintf(r.env.Stdout, "plan %s never wrote anything; plans that wrote through %s (roll back by fingerprint with --plan):\n", o.Plan.Fingerprint, o.Store.Path())
+	for _, fp := range fps {
+		fmt.Fprintf(r.env.Stdout, "  %s  %d rows\n", fp, rows[fp])
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -58,12 +60,35 @@ func (r *runner) loadPlanArg(c *cli.Context) (*apply.Plan, string, error) {
 	if c.NArg() != 1 {
 		return nil, "", &exitError{ExitUsage, fmt.Errorf("%s needs exactly one PLAN argument", c.Command.Name)}
 	}
-	path := c.Args().First()
-	p, err := apply.LoadPlan(path)
+	return r.loadPlan(c, c.Args().First())
+}
+
+// loadPlan loads a plan from a file, or, when no such file exists and arg
+// looks like a fingerprint, the plan kept in the evidence store under that
+// fingerprint or a prefix of it.
+func (r *runner) loadPlan(c *cli.Context, arg string) (*apply.Plan, string, error) {
+	if _, err := os.Stat(arg); err != nil && looksLikeFingerprint(arg) {
+		store, err := r.openStoreReadOnly(c)
+		if err != nil {
+			return nil, "", err
+		}
+		defer store.Close()
+		p, err := apply.LoadKept(c.Context, store, arg)
+		if err != nil {
+			return nil, "", fail("%v", err)
+		}
+		return p, "kept in " + store.Path(), nil
+	}
+	p, err := apply.LoadPlan(arg)
 	if err != nil {
 		return nil, "", fail("%v", err)
 	}
-	return p, path, nil
+	return p, arg, nil
+}
+
+func looksLikeFingerprint(s string) bool {
+	h := strings.TrimPrefix(s, "sha256:")
+	return len(h) >= 8 && strings.Trim(strings.ToLower(h), "0123456789abcdef") == ""
 }
 
 func (r *runner) show(c *cli.Context) error {

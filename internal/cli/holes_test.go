@@ -245,3 +245,77 @@ func TestPlanWithADeadTenantPlansTheRest(t *testing.T) {
 		t.Fatalf("apply: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 }
+
+// TestPlansAreKeptAndTheUndoHandleSurvives: every plan is kept in the
+// store; a second plan written over an applied plan's --out is refused
+// (until --force), rollback by fingerprint prefix still works after the
+// file is gone, `plans` lists both, and rolling back a plan that never
+// wrote names the plan that did.
+func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s%s", res.stdout, res.stderr)
+	}
+	applied, _ := apply.LoadPlan("plan.json")
+	origBytes, _ := os.ReadFile("plan.json")
+
+	// Another plan (another author, so another fingerprint) over the
+	// applied plan's file is refused, and the file is untouched.
+	f.env["USER"] = "carol"
+	res := f.plan(t)
+	if res.code != 1 || !strings.Contains(res.stderr, "refusing to replace plan.json") || !strings.Contains(res.stderr, applied.Fingerprint) {
+		t.Fatalf("second plan over --out: %d %s", res.code, res.stderr)
+	}
+	if now, _ := os.ReadFile("plan.json"); !bytes.Equal(now, origBytes) {
+		t.Fatal("the applied plan's file was replaced")
+	}
+	os.WriteFile("notes.txt", []byte("not a plan"), 0o644)
+	if res := f.plan(t, "--out", "notes.txt"); res.code != 1 || !strings.Contains(res.stderr, "not a plan") {
+		t.Fatalf("plan over a non-plan file: %d %s", res.code, res.stderr)
+	}
+	if res := f.plan(t, "--out", "plan-carol.json"); res.code != 0 {
+		t.Fatalf("plan elsewhere: %d %s", res.code, res.stderr)
+	}
+	carol, _ := apply.LoadPlan("plan-carol.json")
+	if res := f.plan(t, "--out", "plan.json", "--force"); res.code != 0 {
+		t.Fatalf("--force: %d %s", res.code, res.stderr)
+	}
+
+	list := runAt(t, nil, "plans")
+	if list.code != 0 || !strings.Contains(list.stdout, applied.Fingerprint) || !strings.Contains(list.stdout, carol.Fingerprint) {
+		t.Fatalf("plans: %d\n%s%s", list.code, list.stdout, list.stderr)
+	}
+	var pj plansJSON
+	if err := json.Unmarshal([]byte(runAt(t, nil, "plans", "--json").stdout), &pj); err != nil || len(pj.Plans) != 2 {
+		t.Fatalf("plans --json: %v %+v", err, pj)
+	}
+	for _, k := range pj.Plans {
+		if k.Fingerprint == applied.Fingerprint && (k.Applied != 3 || len(k.ApprovedBy) != 1 || k.Writes != 3) {
+			t.Errorf("applied plan listed as %+v", k)
+		}
+	}
+
+	// The applied plan's file is gone; its fingerprint still shows it and
+	// undoes it.
+	os.Remove("plan.json")
+	prefix := strings.TrimPrefix(applied.Fingerprint, "sha256:")[:12]
+	if show := runAt(t, nil, "show", prefix); show.code != 0 || !strings.Contains(show.stdout, applied.Fingerprint) {
+		t.Fatalf("show by prefix: %d %s%s", show.code, show.stdout, show.stderr)
+	}
+	// Rolling back carol's plan, which never wrote, names the one that did.
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan-carol.json")
+	if res.code != 0 || !strings.Contains(res.stdout, "never wrote anything") || !strings.Contains(res.stdout, applied.Fingerprint) {
+		t.Fatalf("rollback of a plan that never wrote: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--execute")
+	if res.code != 0 || !strings.Contains(res.stdout, "rolled-back 3") {
+		t.Fatalf("rollback by prefix: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.template != "" {
+		t.Fatalf("not rolled back: %+v", s)
+	}
+	if res := runAt(t, nil, "show", "00000000"); res.code != 1 || !strings.Contains(res.stderr, "no plan kept") {
+		t.Fatalf("unknown prefix: %d %s", res.code, res.stderr)
+	}
+}

@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/apply"
+	"backfill/internal/termsafe"
+)
+
+func (r *runner) plansCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "plans",
+		Usage: "list every plan kept in the evidence store: fingerprint, author, time, writes, approvals, applied, rolled back",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
+		},
+		Action: r.plans,
+	}
+}
+
+// plansJSON is `plans --json`'s shape.
+type plansJSON struct {
+	SchemaVersion int              `json:"schema_version"`
+	Evidence      string           `json:"evidence"`
+	Plans         []apply.KeptPlan `json:"plans"`
+}
+
+func (r *runner) plans(c *cli.Context) error {
+	store, err := r.openStoreReadOnly(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	kept, err := apply.Kept(c.Context, store)
+	if err != nil {
+		return fail("read %s: %v", store.Path(), err)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(r.env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plansJSON{SchemaVersion: 1, Evidence: store.Path(), Plans: kept})
+	}
+	if len(kept) == 0 {
+		fmt.Fprintf(r.env.Stdout, "no plans kept in %s\n", store.Path())
+		return nil
+	}
+	tw := tabwriter.NewWriter(r.env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FINGERPRINT\tAUTHOR\tCREATED\tWRITES\tAPPROVED BY\tAPPLIED\tROLLED BACK")
+	for _, k := range kept {
+		by := "-"
+		if len(k.ApprovedBy) > 0 {
+			by = termsafe.String(strings.Join(k.ApprovedBy, ","))
+			if k.Signed > 0 {
+				by += fmt.Sprintf(" (%d signed)", k.Signed)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", k.Fingerprint, termsafe.String(k.Author), k.CreatedAt.UTC().Format(time.RFC3339),
+			k.Writes, by, k.Applied, k.RolledBack)
+	}
+	return tw.Flush()
+}
