@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"backfill/internal/termsafe"
 )
 
 func (r *runner) exportCommand() *cli.Command {
@@ -92,8 +94,10 @@ func (r *runner) export(c *cli.Context) error {
 		if e.EarliestID != 0 {
 			id = strconv.FormatInt(e.EarliestID, 10)
 		}
-		cw.Write([]string{e.Tenant, e.WorkspaceID, e.Name, e.Runtime, e.DBTemplate, e.Status, e.LatestOutcome,
-			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt, e.ApplyOutcome, e.AppliedValue})
+		// Control characters are escaped here as on every other text
+		// output: a CSV is read on terminals too. JSON escapes its own.
+		cw.Write(termsafe.Strings([]string{e.Tenant, e.WorkspaceID, e.Name, e.Runtime, e.DBTemplate, e.Status, e.LatestOutcome,
+			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt, e.ApplyOutcome, e.AppliedValue}))
 	}
 	cw.Flush()
 	return cw.Error()

@@ -319,3 +319,47 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 		t.Fatalf("unknown prefix: %d %s", res.code, res.stderr)
 	}
 }
+
+// TestEscapeSequencesReachNoOutputRaw: a workspace named with terminal
+// escape sequences (and a bidirectional override) is shown escaped in
+// every output of phase two, logs included.
+func TestEscapeSequencesReachNoOutputRaw(t *testing.T) {
+	f := newPlanFixture(t)
+	t.Chdir(f.dir)
+	evil := "seo-1\x1b[2J\x1b]0;pwned\x07\u202e"
+	execSQL(t, f.dsns["acme"], `UPDATE workspaces SET name = $2 WHERE id = $1`, f.ids["seo-1"], evil)
+	execSQL(t, f.dsns["acme"], `UPDATE workspaces SET name = $2 WHERE id = $1`, f.ids["never-captured"], "gone\x1b[31m")
+	var outputs []result
+	run := func(env map[string]string, args ...string) {
+		t.Helper()
+		res := runAt(t, env, args...)
+		if res.code != 0 && res.code != 3 {
+			t.Fatalf("%v: %d %s%s", args, res.code, res.stdout, res.stderr)
+		}
+		outputs = append(outputs, res)
+	}
+	run(f.env, "plan", "--inventory", "inventory.yaml", "--cp", "cp.csv", "--catalog", "catalog", "--out", "plan.json", "--report", "report.md")
+	run(nil, "show", "plan.json")
+	run(nil, "show", "plan.json", "--writes")
+	run(nil, "--log-format", "json", "approve", "plan.json", "--by", "bob")
+	run(f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json")
+	run(f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--canary", "1")
+	run(f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json")
+	run(nil, "status")
+	run(nil, "plans")
+	run(nil, "export", "--format", "csv")
+	report, _ := os.ReadFile("report.md")
+	outputs = append(outputs, result{stdout: string(report)})
+	sawEscaped := false
+	for i, o := range outputs {
+		for _, s := range []string{o.stdout, o.stderr} {
+			if strings.ContainsAny(s, "\x1b\x07\u202e") {
+				t.Errorf("output %d holds a raw control character:\n%q", i, s)
+			}
+			sawEscaped = sawEscaped || strings.Contains(s, `seo-1\x1b[2J`)
+		}
+	}
+	if !sawEscaped {
+		t.Error("the evil name is not shown escaped anywhere: the test proves nothing")
+	}
+}
