@@ -14,6 +14,7 @@ import (
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
+	"backfill/internal/identity"
 	"backfill/internal/inventory"
 	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
@@ -28,6 +29,7 @@ type BuildOptions struct {
 	CPSource       string // shown in the plan; must hold no password
 	Catalog        *catalog.Catalog
 	CatalogDir     string
+	Manifest       string // the manifest file given apart from CatalogDir, if any
 	Author         string
 	Now            func() time.Time
 	Concurrency    int // tenants read at once, default 8
@@ -117,7 +119,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 			Evidence:  EvidenceInput{Path: o.Store.Path(), ChainHead: rep.ChainHead, Captures: rep.Captures},
 			Inventory: FileInput{Path: o.Inventory.Path, SHA256: sha256Hex(o.InventoryBytes)},
 			CP:        CPInput{Source: o.CPSource, SHA256: o.CP.Digest(), Claims: o.CP.Len()},
-			Catalog:   FileInput{Path: o.CatalogDir, SHA256: o.Catalog.Digest()},
+			Catalog:   CatalogInput{Path: o.CatalogDir, Manifest: o.Manifest, SHA256: o.Catalog.Digest()},
 		},
 		Items: make([]Item, 0, len(keys)),
 	}
@@ -148,10 +150,14 @@ func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim C
 		it.DBTemplate, it.DBStatus = now.Template, now.Status
 	}
 	it.WorkspaceName, it.Kind, it.Runtime = row.Name, row.Kind, row.Runtime
+	it.Provisioning = ProvisioningOf(row)
 	if len(caps) > 0 {
 		e := caps[0]
 		it.Evidence = &ItemEvidence{CaptureID: e.CaptureID, SHA256: e.SHA256, CapturedAt: e.CapturedAt.UTC().Format(time.RFC3339Nano),
 			Template: e.Identity.Template, Rule: string(e.Identity.Rule), Captures: len(caps)}
+		if r := e.Identity.Resemblance; r != (identity.Resemblance{}) {
+			it.Evidence.Resemblance = &r
+		}
 	}
 	if len(claim.Templates) > 0 {
 		it.CP = &ItemCP{Templates: claim.Templates, Level: claim.Level, Sources: claim.Sources}
@@ -201,4 +207,18 @@ func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[e
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// Provisioning classes of a workspace.
+const (
+	Hosted     = "hosted"      // instance_id set: the control plane provisions it
+	SelfHosted = "self-hosted" // instance_id NULL: the tenant's own server runs ws-<id>
+)
+
+// ProvisioningOf classifies a row by its instance_id.
+func ProvisioningOf(r *workspace.Row) string {
+	if r.InstanceID != nil && *r.InstanceID != "" {
+		return Hosted
+	}
+	return SelfHosted
 }

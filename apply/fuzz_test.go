@@ -138,7 +138,7 @@ func smallPlan() *Plan {
 			Evidence:  EvidenceInput{Path: "./evidence.db", ChainHead: strings.Repeat("0f", 32), Captures: 3},
 			Inventory: FileInput{Path: "inventory.yaml", SHA256: strings.Repeat("1e", 32)},
 			CP:        CPInput{Source: "cp.csv", SHA256: strings.Repeat("2d", 32), Claims: 1},
-			Catalog:   FileInput{Path: "catalog", SHA256: strings.Repeat("3c", 32)},
+			Catalog:   CatalogInput{Path: "catalog", SHA256: strings.Repeat("3c", 32)},
 		},
 		Items: []Item{
 			{Tenant: "acme", WorkspaceID: "00000001-0000-4000-8000-000000000001", WorkspaceName: "seo-1", Kind: "workspace",

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"backfill/internal/identity"
 	"backfill/internal/tenantdb"
 )
 
@@ -85,7 +86,16 @@ type Inputs struct {
 	Evidence  EvidenceInput `json:"evidence"`
 	Inventory FileInput     `json:"inventory"`
 	CP        CPInput       `json:"cp"`
-	Catalog   FileInput     `json:"catalog"`
+	Catalog   CatalogInput  `json:"catalog"`
+}
+
+// CatalogInput is the template catalog a plan was made with: its folder,
+// the manifest file when it was given apart from it, and the digest over
+// both.
+type CatalogInput struct {
+	Path     string `json:"path"`
+	Manifest string `json:"manifest,omitempty"`
+	SHA256   string `json:"sha256"`
 }
 
 // EvidenceInput identifies the evidence store state the plan saw.
@@ -110,20 +120,24 @@ type CPInput struct {
 
 // Item is the plan's decision for one workspace.
 type Item struct {
-	Tenant        string        `json:"tenant"`
-	WorkspaceID   string        `json:"workspace_id"`
-	WorkspaceName string        `json:"workspace_name"`
-	Kind          string        `json:"kind"`
-	Runtime       string        `json:"runtime"`
-	DBTemplate    string        `json:"db_template"`
-	DBStatus      string        `json:"db_status"` // "" when the row no longer exists
-	Evidence      *ItemEvidence `json:"evidence"`
-	CP            *ItemCP       `json:"cp"`
-	Verdict       Verdict       `json:"verdict"`
-	Reason        string        `json:"reason"`
-	Notes         []string      `json:"notes,omitempty"`
-	Drift         bool          `json:"drift,omitempty"`
-	Action        *Action       `json:"action,omitempty"`
+	Tenant        string `json:"tenant"`
+	WorkspaceID   string `json:"workspace_id"`
+	WorkspaceName string `json:"workspace_name"`
+	Kind          string `json:"kind"`
+	Runtime       string `json:"runtime"`
+	DBTemplate    string `json:"db_template"`
+	DBStatus      string `json:"db_status"` // "" when the row no longer exists
+	// Provisioning is "hosted" (instance_id set: the control plane runs it)
+	// or "self-hosted" (instance_id NULL: a container ws-<id> on the
+	// tenant's own server), from the row as last seen. Format 2 on.
+	Provisioning string        `json:"provisioning,omitempty"`
+	Evidence     *ItemEvidence `json:"evidence"`
+	CP           *ItemCP       `json:"cp"`
+	Verdict      Verdict       `json:"verdict"`
+	Reason       string        `json:"reason"`
+	Notes        []string      `json:"notes,omitempty"`
+	Drift        bool          `json:"drift,omitempty"`
+	Action       *Action       `json:"action,omitempty"`
 }
 
 // ItemEvidence is the capture an item's verdict rests on.
@@ -134,6 +148,10 @@ type ItemEvidence struct {
 	Template   string `json:"template"`
 	Rule       string `json:"rule"`
 	Captures   int    `json:"captures"` // successful captures considered
+	// Resemblance is how much the capture's shape is that of the template
+	// its name matched, and of that template's runtime default (display-name
+	// rules only).
+	Resemblance *identity.Resemblance `json:"resemblance,omitempty"`
 }
 
 // ItemCP is the CP claim that applied.

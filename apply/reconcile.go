@@ -106,7 +106,7 @@ func Reconcile(in Input) Decision {
 	var earliest *Evidence
 	if len(in.Captures) > 0 {
 		earliest = &in.Captures[0]
-		if id := earliest.Identity; id.Template != "" && (id.Rule == identity.RuleExplicit || id.Rule == identity.RuleName) {
+		if id := earliest.Identity; id.Template != "" && id.Rule.IsEvidence() {
 			d.Evidence = id.Template
 		}
 	}
@@ -162,7 +162,7 @@ func Reconcile(in Input) Decision {
 		d.Verdict = StubEvidence
 		d.Reason = fmt.Sprintf("%s is a platform-generated stub, which is no evidence of a template (%s)", from, id.Reason)
 		return d
-	case id.Rule != identity.RuleExplicit && id.Rule != identity.RuleName:
+	case !id.Rule.IsEvidence():
 		d.Verdict = UnknownTemplate
 		d.Reason = fmt.Sprintf("%s identifies no template: %s", from, id.Reason)
 		return d
@@ -170,7 +170,10 @@ func Reconcile(in Input) Decision {
 		d.Verdict = UnknownTemplate
 		d.Reason = fmt.Sprintf("%s names template %q, which is not in the catalog", from, id.Template)
 		return d
-	case id.Runtime != in.Row.Runtime:
+	case id.Runtime != in.Row.Runtime && id.Rule != identity.RulePlatformKind:
+		// The platform runs platform-agent on whatever runtime a concierge
+		// has (its default concierge runtime is hermes), so a concierge's
+		// runtime is never a mismatch.
 		d.Verdict = RuntimeMismatch
 		d.Reason = fmt.Sprintf("%s names %s, a %s template, but the workspace runs %q", from, id.Template, id.Runtime, in.Row.Runtime)
 		return d
@@ -178,7 +181,7 @@ func Reconcile(in Input) Decision {
 	d.Notes = laterNotes(in.Captures)
 	for _, later := range in.Captures[1:] {
 		li := later.Identity
-		if (li.Rule == identity.RuleExplicit || li.Rule == identity.RuleName) && !li.Default && li.Template != id.Template {
+		if li.Rule.IsEvidence() && !li.Default && li.Template != id.Template {
 			d.Verdict = UnstableEvidence
 			d.Reason = fmt.Sprintf("%s names %s but capture %d names %s", from, id.Template, later.CaptureID, li.Template)
 			return d

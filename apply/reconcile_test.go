@@ -34,11 +34,12 @@ func live(t testing.TB, name string) string {
 // Config bytes used across the table: real shapes from the platform.
 const (
 	hermesDefault = "name: Hermes Agent\nruntime: hermes\nruntime_config:\n  model: nous-hermes-3-70b\nskills: []\n"
-	conciergeCfg  = "name: Org Concierge\nruntime: claude-code\nprompt_files:\n  - prompts/concierge.md\n"
-	unknownKey    = "name: Custom\ntemplate: research-agent\nruntime: claude-code\n"
-	noIdentity    = "name: My Own Thing\nruntime: claude-code\nplugins: [x]\n"
-	brokenYAML    = "name: [unclosed\n"
-	stubOfAgent   = "name: backend-2\ndescription: x\nversion: 1.0.0\ntier: 2\nruntime: claude-code\nruntime_config:\n  model: sonnet\n"
+	// conciergeCfg is the platform-agent template with a user's edit.
+	conciergeCfg = "name: Org Concierge\ndescription: routes requests\nversion: 2.1.0\ntier: 3\nruntime: claude-code\nruntime_config:\n  model: sonnet\n  timeout: 0\nprompt_files:\n  - prompts/concierge.md\nplugins:\n  - molecule-hitl\ntemplate_schema_version: 1\n"
+	unknownKey   = "name: Custom\ntemplate: research-agent\nruntime: claude-code\n"
+	noIdentity   = "name: My Own Thing\nruntime: claude-code\nplugins: [x]\n"
+	brokenYAML   = "name: [unclosed\n"
+	stubOfAgent  = "name: backend-2\ndescription: x\nversion: 1.0.0\ntier: 2\nruntime: claude-code\nruntime_config:\n  model: sonnet\n"
 )
 
 func TestReconcileVerdictTable(t *testing.T) {

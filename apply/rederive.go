@@ -82,6 +82,9 @@ func rederiveItem(p *Plan, it *Item, caps []Evidence, cat *catalog.Catalog, reco
 	if id.Template != e.Template || string(id.Rule) != e.Rule {
 		return fmt.Errorf("capture %d derives template %q by rule %s, the plan says %q by %s", e.CaptureID, id.Template, id.Rule, e.Template, e.Rule)
 	}
+	if want := e.Resemblance; (want == nil) != (id.Resemblance == identity.Resemblance{}) || want != nil && *want != id.Resemblance {
+		return fmt.Errorf("capture %d's resemblance is %+v, the plan says %+v", e.CaptureID, id.Resemblance, want)
+	}
 	if p.FormatVersion >= 2 {
 		if _, ok := p.Database(it.Tenant); !ok {
 			return errors.New("the plan records no database read for its tenant")
@@ -121,7 +124,8 @@ func loadEvidenceUpTo(ctx context.Context, s *evidence.Store, cat *catalog.Catal
 	if head == "" {
 		return out, nil
 	}
-	ids := map[string]identity.Identity{}
+	type idKey struct{ sha, kind string }
+	ids := map[idKey]identity.Identity{}
 	seenHead := false
 	err := s.Captures(ctx, func(c *evidence.Capture) error {
 		if seenHead {
@@ -132,7 +136,8 @@ func loadEvidenceUpTo(ctx context.Context, s *evidence.Store, cat *catalog.Catal
 		if c.Outcome != evidence.Captured || (want != nil && !want[k]) {
 			return nil
 		}
-		id, ok := ids[c.SHA256]
+		ik := idKey{c.SHA256, c.Row.Kind}
+		id, ok := ids[ik]
 		if !ok {
 			b, err := s.Content(ctx, c.SHA256)
 			if err != nil {
@@ -141,8 +146,10 @@ func loadEvidenceUpTo(ctx context.Context, s *evidence.Store, cat *catalog.Catal
 			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != c.SHA256 {
 				return &GateError{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", c.ID, c.SHA256)}
 			}
-			id = identity.Derive(b, cat)
-			ids[c.SHA256] = id
+			// The kind is the row's as listed with this capture: evidence
+			// is what was seen then, whatever the plan's item says.
+			id = identity.DeriveFor(b, c.Row.Kind, cat)
+			ids[ik] = id
 		}
 		out[k] = append(out[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id})
 		return nil

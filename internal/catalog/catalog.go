@@ -1,7 +1,8 @@
 // Package catalog loads the template catalog that identities are resolved
 // against: the platform's template cache layout, one folder per template
-// (DIR/seo-agent/config.yaml), and optionally DIR/manifest.json whose
-// workspace_templates entries give each template's runtime.
+// (DIR/seo-agent/config.yaml), and a manifest whose workspace_templates
+// entries may give each template's runtime: DIR/manifest.json, or one kept
+// elsewhere (the platform's cache has none in it) passed as a file.
 //
 // Names are matched with ASCII-only case folding: folding the rest of Unicode
 // would let look-alikes such as the Kelvin sign (U+212A) match a 'k', and a
@@ -45,6 +46,7 @@ type Catalog struct {
 	templates []Template // sorted by Name
 	byKey     map[string]int
 	byDisplay map[string]int
+	shapes    map[string]map[string]bool // by Name: see configyaml.Doc.Shape
 	digest    string
 }
 
@@ -76,7 +78,18 @@ type file struct {
 // manifest JSON, a manifest entry without a name, with an empty runtime, with
 // no folder, or listed twice, and a catalog with no templates at all (almost
 // certainly the wrong --catalog folder).
-func Load(dir string) (*Catalog, error) {
+func Load(dir string) (*Catalog, error) { return LoadWith(dir, "") }
+
+// LoadWith is Load with the manifest read from manifestPath instead of
+// DIR/manifest.json (which must then be absent, so that two manifests never
+// disagree unnoticed); "" is Load.
+//
+// A template's runtime is the manifest's, else its own config.yaml's
+// `runtime:`, else its name without "-default" when that names a runtime
+// some other template declares or the folder is called <runtime>-default.
+// A template whose runtime none of these gives is an error naming it: a
+// guess would turn every workspace made from it into runtime-mismatch.
+func LoadWith(dir, manifestPath string) (*Catalog, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
@@ -100,27 +113,40 @@ func Load(dir string) (*Catalog, error) {
 		case info.IsDir():
 			folders = append(folders, name)
 		case name == manifestFile:
-			b, err := readLimited(path, maxManifestSize)
-			if err != nil {
-				return nil, fmt.Errorf("catalog: %w", err)
+			if manifestPath != "" {
+				return nil, fmt.Errorf("catalog: %s has its own %s and --manifest %s was given too: use one", dir, manifestFile, manifestPath)
 			}
-			man = &manifest{}
-			if err := json.Unmarshal(b, man); err != nil {
-				return nil, fmt.Errorf("catalog: %s: invalid JSON: %w", path, err)
-			}
-			files = append(files, file{rel: manifestFile, content: b})
+			manifestPath = path
 		}
+	}
+	if manifestPath != "" {
+		b, err := readLimited(manifestPath, maxManifestSize)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: manifest: %w", err)
+		}
+		man = &manifest{}
+		if err := json.Unmarshal(b, man); err != nil {
+			return nil, fmt.Errorf("catalog: %s: invalid JSON: %w", manifestPath, err)
+		}
+		// Framed as manifest.json wherever it lives: the digest names the
+		// catalog's content, not where its files were kept.
+		files = append(files, file{rel: manifestFile, content: b})
 	}
 	if len(folders) == 0 {
 		return nil, fmt.Errorf("catalog: %s has no template folders", dir)
 	}
 
-	runtimes, err := manifestRuntimes(man, folders, filepath.Join(dir, manifestFile))
+	runtimes, err := manifestRuntimes(man, folders, manifestPath)
 	if err != nil {
 		return nil, err
 	}
 
-	c := &Catalog{byKey: map[string]int{}, byDisplay: map[string]int{}}
+	c := &Catalog{byKey: map[string]int{}, byDisplay: map[string]int{}, shapes: map[string]map[string]bool{}}
+	declared := map[string]bool{} // runtimes the manifest or a config states
+	for _, rt := range runtimes {
+		declared[key(rt)] = true
+	}
+	var undecided []string
 	for _, name := range folders {
 		if key(name) == "" {
 			return nil, fmt.Errorf("catalog: template folder %s: name %q leaves nothing to match once %q is dropped", filepath.Join(dir, name), name, defaultSuffix)
@@ -134,15 +160,34 @@ func Load(dir string) (*Catalog, error) {
 		if err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
-		display, err := displayName(b)
+		doc, err := configyaml.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %s: %w", path, err)
+		}
+		display, err := displayName(doc)
 		if err != nil {
 			return nil, fmt.Errorf("catalog: %s: %w", path, err)
 		}
 		files = append(files, file{rel: name + "/" + configFile, content: b})
+		c.shapes[name] = doc.Shape()
 
 		rt, ok := runtimes[name]
 		if !ok {
+			if v, has := doc.Get("runtime"); has {
+				if s, isStr := configyaml.Str(v); isStr && strings.TrimSpace(s) != "" {
+					rt, ok = strings.TrimSpace(s), true
+				}
+			}
+		}
+		if ok {
+			declared[key(rt)] = true
+		} else {
 			rt = trimDefault(name)
+			if !strings.EqualFold(rt, name) {
+				declared[key(rt)] = true // <runtime>-default states its runtime in its name
+			} else {
+				undecided = append(undecided, name)
+			}
 		}
 		c.templates = append(c.templates, Template{
 			Name:        name,
@@ -163,6 +208,16 @@ func Load(dir string) (*Catalog, error) {
 				dir, c.templates[j].Name, t.Name, t.DisplayName)
 		}
 		c.byDisplay[foldASCII(t.DisplayName)] = i
+	}
+	for _, name := range undecided {
+		if !declared[key(name)] {
+			where := "DIR/manifest.json or --manifest"
+			if manifestPath != "" {
+				where = manifestPath
+			}
+			return nil, fmt.Errorf("catalog: template %s: its runtime cannot be derived: no runtime for it in %s, no `runtime:` in %s, and %q is not the name of a runtime another template declares",
+				name, where, filepath.Join(dir, name, configFile), name)
+		}
 	}
 	c.digest = digest(files)
 	return c, nil
@@ -208,11 +263,7 @@ func manifestRuntimes(man *manifest, folders []string, path string) (map[string]
 
 // displayName returns the trimmed `name:` of a template's config.yaml, read by
 // the same rules as a live config so both sides of a match agree.
-func displayName(b []byte) (string, error) {
-	doc, err := configyaml.Parse(b)
-	if err != nil {
-		return "", err
-	}
+func displayName(doc *configyaml.Doc) (string, error) {
 	v, ok := doc.Get("name")
 	if !ok {
 		return "", errors.New("no `name:` key")
@@ -310,6 +361,15 @@ func (c *Catalog) DefaultFor(runtime string) (Template, bool) {
 		return Template{}, false
 	}
 	return t, true
+}
+
+// Shape returns the shape of a template's config.yaml (see
+// configyaml.Doc.Shape), nil for a name not in the catalog.
+func (c *Catalog) Shape(name string) map[string]bool {
+	if c == nil {
+		return nil
+	}
+	return c.shapes[name]
 }
 
 // Digest is a sha256 hex over every file Load read, framed with its relative

@@ -144,7 +144,8 @@ func TestDefaultNeedsMatchingRuntime(t *testing.T) {
 	dir := writeTree(t, map[string]string{
 		"manifest.json":       `{"workspace_templates":[{"name":"hermes","runtime":"claude-code"}]}`,
 		"hermes/config.yaml":  "name: Odd Hermes\n",
-		"custom/config.yaml":  "name: Custom\n", // no manifest entry: runtime "custom"
+		"custom/config.yaml":  "name: Custom\n", // no manifest entry, no runtime key: runtime "custom", which "other" declares
+		"other/config.yaml":   "name: Other\nruntime: custom\n",
 		".git/config":         "not a template",
 		"README.md":           "ignored",
 		"loose-file.yaml":     "ignored",
@@ -157,6 +158,7 @@ func TestDefaultNeedsMatchingRuntime(t *testing.T) {
 	want := []Template{
 		{Name: "custom", Runtime: "custom", DisplayName: "Custom", Default: true},
 		{Name: "hermes", Runtime: "claude-code", DisplayName: "Odd Hermes"},
+		{Name: "other", Runtime: "custom", DisplayName: "Other"},
 	}
 	if got := c.Templates(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Templates() = %+v, want %+v", got, want)
@@ -322,8 +324,8 @@ func TestLoadMissingDir(t *testing.T) {
 func TestDigest(t *testing.T) {
 	base := map[string]string{
 		"manifest.json":      `{"workspace_templates":[{"name":"a","runtime":"r"}]}`,
-		"a/config.yaml":      "name: A\n",
-		"b/config.yaml":      "name: B\n",
+		"a/config.yaml":      "name: A\nruntime: r\n",
+		"b/config.yaml":      "name: B\nruntime: r\n",
 		"b/prompts/extra.md": "not read by Load",
 	}
 	digestOf := func(files map[string]string) string {
@@ -361,11 +363,11 @@ func TestDigest(t *testing.T) {
 		t.Error("an ignored file changed the digest")
 	}
 	for name, files := range map[string]map[string]string{
-		"config changed":   with("a/config.yaml", "name: A2\n"),
+		"config changed":   with("a/config.yaml", "name: A2\nruntime: r\n"),
 		"manifest changed": with("manifest.json", `{"workspace_templates":[{"name":"a","runtime":"q"}]}`),
 		"manifest removed": with("manifest.json", ""),
-		"template added":   with("c/config.yaml", "name: C\n"),
-		"template renamed": {"manifest.json": base["manifest.json"], "a/config.yaml": "name: A\n", "c/config.yaml": "name: B\n"},
+		"template added":   with("c/config.yaml", "name: C\nruntime: r\n"),
+		"template renamed": {"manifest.json": base["manifest.json"], "a/config.yaml": "name: A\nruntime: r\n", "c/config.yaml": "name: B\nruntime: r\n"},
 	} {
 		if got := digestOf(files); got == d {
 			t.Errorf("%s: digest unchanged", name)
@@ -389,5 +391,44 @@ func TestNilCatalog(t *testing.T) {
 	}
 	if c.Templates() != nil || c.Digest() != "" {
 		t.Error("nil catalog is not empty")
+	}
+}
+
+// TestRuntimeSources: the platform's cache has no manifest.json; a
+// template's runtime comes from --manifest, else its config's runtime:,
+// else <runtime>-default or a runtime another template declares; a custom
+// template none of these covers is an error naming it, not a guess.
+func TestRuntimeSources(t *testing.T) {
+	tree := map[string]string{
+		"claude-code-default/config.yaml": "name: Claude Code Agent\n",
+		"hermes/config.yaml":              "name: Hermes Agent\nruntime: hermes\n",
+		"seo-agent/config.yaml":           "name: SEO Agent\nruntime: claude-code\n",
+		"platform-agent/config.yaml":      "name: Org Concierge\n",
+	}
+	if _, err := Load(writeTree(t, tree)); err == nil || !strings.Contains(err.Error(), "template platform-agent: its runtime cannot be derived") {
+		t.Fatalf("a custom template without a runtime: %v", err)
+	}
+	dir := writeTree(t, tree)
+	man := filepath.Join(t.TempDir(), "manifest.json")
+	os.WriteFile(man, []byte(`{"workspace_templates":[{"name":"platform-agent","runtime":"claude-code"},{"name":"seo-agent","runtime":"codex"}]}`), 0o644)
+	c, err := LoadWith(dir, man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rt := range map[string]string{"claude-code-default": "claude-code", "hermes": "hermes", "seo-agent": "codex", "platform-agent": "claude-code"} {
+		if got, _ := c.Lookup(name); got.Runtime != rt {
+			t.Errorf("%s: runtime %q, want %q (manifest, then config, then name)", name, got.Runtime, rt)
+		}
+	}
+	// The same files with the manifest inside the folder digest the same.
+	inside := writeTree(t, tree)
+	b, _ := os.ReadFile(man)
+	os.WriteFile(filepath.Join(inside, "manifest.json"), b, 0o644)
+	c2, err := Load(inside)
+	if err != nil || c2.Digest() != c.Digest() {
+		t.Fatalf("manifest inside: %v, digest %s vs %s", err, c2.Digest(), c.Digest())
+	}
+	if _, err := LoadWith(inside, man); err == nil || !strings.Contains(err.Error(), "use one") {
+		t.Fatalf("two manifests: %v", err)
 	}
 }

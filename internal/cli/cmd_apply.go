@@ -45,6 +45,7 @@ func (r *runner) applyCommand() *cli.Command {
 		Flags: append(writeFlags(),
 			&cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"},
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
+			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
 			&cli.StringFlag{Name: "allowed-signers", EnvVars: envVar("allowed-signers"), Usage: "OpenSSH allowed_signers `FILE`: --execute then needs an approval signed by a listed principal other than the author"},
 		),
@@ -123,11 +124,14 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 // loadPlanCatalog loads the catalog a plan was made with: --catalog, else
 // the path the plan records. Rederive refuses another digest.
 func loadPlanCatalog(c *cli.Context, p *apply.Plan) (*catalog.Catalog, error) {
-	dir := c.String("catalog")
+	dir, man := c.String("catalog"), c.String("manifest")
 	if dir == "" {
 		dir = p.Inputs.Catalog.Path
 	}
-	cat, err := catalog.Load(dir)
+	if man == "" {
+		man = p.Inputs.Catalog.Manifest
+	}
+	cat, err := catalog.LoadWith(dir, man)
 	if err != nil {
 		return nil, fail("the plan's catalog (pass --catalog DIR if it moved): %v", err)
 	}

@@ -26,7 +26,8 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
 			&cli.StringFlag{Name: "cp", Required: true, EnvVars: envVar("cp"), Usage: "CP records: FILE.csv, FILE.json, FILE.yaml, or a postgres://… or host=… dbname=… DSN with --cp-query"},
 			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "one SELECT returning tenant, workspace_id, template (for a DSN --cp), run read-only"},
-			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`"},
+			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`: the platform's template cache, a folder per template"},
+			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the platform's template manifest `FILE` (workspace_templates[].runtime), when it is not DIR/manifest.json"},
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
 			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
 			&cli.StringFlag{Name: "author", EnvVars: envVar("author"), Usage: "plan author (default: $USER)"},
@@ -64,7 +65,7 @@ func (r *runner) plan(c *cli.Context) error {
 	// The plan records the catalog's path as given; approve and apply load
 	// it from there (or --catalog) and refuse another digest.
 	catDir := c.String("catalog")
-	cat, err := catalog.Load(catDir)
+	cat, err := catalog.LoadWith(catDir, c.String("manifest"))
 	if err != nil {
 		return fail("catalog: %v", err)
 	}
@@ -95,7 +96,7 @@ func (r *runner) plan(c *cli.Context) error {
 
 	p, warnings, err := apply.Build(c.Context, apply.BuildOptions{
 		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,
-		Catalog: cat, CatalogDir: catDir, Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
+		Catalog: cat, CatalogDir: catDir, Manifest: c.String("manifest"), Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
 	})
 	if err != nil {
 		return fail("plan: %v", err)

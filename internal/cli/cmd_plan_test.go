@@ -85,7 +85,8 @@ func newPlanFixture(t *testing.T, separate ...string) *planFixture {
 	seo := readLive(t, "custom-seo-agent.yaml")
 	restarted := readLive(t, "runtime-default-after-restart.yaml")
 	stubSEO := readLive(t, "stub-named-like-a-template.yaml")
-	concierge := "name: Org Concierge\ndescription: routes requests\nruntime: claude-code\nprompt_files:\n  - prompts/concierge.md\n"
+	// The platform-agent template as a concierge runs it, with a user's edit.
+	concierge := "name: Org Concierge\ndescription: routes requests\nversion: 2.1.0\ntier: 3\nruntime: claude-code\nruntime_config:\n  model: sonnet\n  timeout: 0\nprompt_files:\n  - prompts/concierge.md\nplugins:\n  - molecule-hitl\ntemplate_schema_version: 1\n"
 	unknown := "name: Research\ntemplate: research-agent\nruntime: claude-code\n"
 
 	f := &planFixture{dir: t.TempDir(), env: map[string]string{"USER": "alice"}, want: map[string]apply.Verdict{},

@@ -46,6 +46,10 @@ func FuzzDerive(f *testing.F) {
 			if id != (Identity{Rule: id.Rule, Reason: id.Reason}) {
 				t.Fatalf("%s yields a template: %+v", id.Rule, id)
 			}
+		case RuleUnlike:
+			if id.Template != "" || id.Known || id.Resemblance.Template >= MinResemblance && id.Resemblance.Template > id.Resemblance.Default {
+				t.Fatalf("%s yields a template, or resembles it: %+v", id.Rule, id)
+			}
 		case RuleExplicit, RuleName:
 			if id.Template == "" {
 				t.Fatalf("%s without a template: %+v", id.Rule, id)

@@ -9,10 +9,17 @@
 //     template, so it is never evidence, whatever its name says;
 //  3. template-key: an explicit `template:` key, resolved with
 //     catalog.Lookup;
-//  4. display-name: `name:` equals a catalog template's display name;
+//  4. display-name: `name:` equals a catalog template's display name, and
+//     the body resembles that template more than its runtime's default
+//     (else display-name-unlike: a runtime default renamed after a custom
+//     template is no evidence of it);
 //  5. none: anything else, including an empty mapping and a `template:` key
 //     that is empty or null (the file says it has no template, so its name
 //     is not consulted either).
+//
+// Before all of them, DeriveFor gives a row of kind platform (an org's
+// concierge, whose template the platform forces) template platform-agent
+// by rule platform-kind, when the catalog has it.
 package identity
 
 import (
@@ -36,7 +43,39 @@ const (
 	RuleName     Rule = "display-name" // `name:` matched a catalog display name
 	RuleNone     Rule = "none"         // parsed, but nothing identifies a template
 	RuleInvalid  Rule = "invalid"      // could not be read as a YAML mapping: reason says why
+	// RuleUnlike: `name:` matches a display name but the body resembles the
+	// runtime's default (or too little of the template): never evidence.
+	RuleUnlike Rule = "display-name-unlike"
+	// RulePlatformKind: the row is an org's concierge (kind platform); the
+	// platform forces its template to platform-agent whatever its config says.
+	RulePlatformKind Rule = "platform-kind"
 )
+
+// PlatformKind is the kind of a concierge row, and PlatformTemplate the
+// template the platform forces on it.
+const (
+	PlatformKind     = "platform"
+	PlatformTemplate = "platform-agent"
+)
+
+// MinResemblance is the least resemblance, in percent, a config must have
+// to the template its name matches for the match to count.
+const MinResemblance = 50
+
+// Resemblance measures how much a config's shape (configyaml.Doc.Shape:
+// its key paths and list entries, values and name aside) is that of the
+// template its name matches, and that of the template's runtime default.
+type Resemblance struct {
+	Template int    `json:"template_pct"`
+	Default  int    `json:"default_pct"`
+	Against  string `json:"default"` // the runtime default compared with; "" when none
+}
+
+// IsEvidence reports whether the rule names a template the evidence stands
+// for (the template may still be unknown to the catalog, for template-key).
+func (r Rule) IsEvidence() bool {
+	return r == RuleExplicit || r == RuleName || r == RulePlatformKind
+}
 
 // Identity is what a config file says about its template.
 type Identity struct {
@@ -49,6 +88,9 @@ type Identity struct {
 	Default  bool   // Template is its runtime's default
 	Runtime  string // the template's runtime (catalog) when Known
 	Reason   string // human explanation, always set
+	// Resemblance is set for display-name and display-name-unlike (zero
+	// otherwise).
+	Resemblance Resemblance
 }
 
 // stubKeys are the top-level keys of a platform-generated stub config.
@@ -66,6 +108,17 @@ var stubRuntimeConfigKeys = map[string]bool{"model": true, "provider": true, "ti
 // is an empty one. Hostile input (alias bombs, deep nesting, huge files) is
 // answered promptly with RuleInvalid.
 func Derive(content []byte, cat *catalog.Catalog) Identity {
+	return DeriveFor(content, "", cat)
+}
+
+// DeriveFor is Derive for a row of the given kind (workspaces.kind).
+func DeriveFor(content []byte, rowKind string, cat *catalog.Catalog) Identity {
+	if rowKind == PlatformKind {
+		if t, ok := cat.Lookup(PlatformTemplate); ok {
+			return Identity{Rule: RulePlatformKind, Template: t.Name, Known: true, Default: t.Default, Runtime: t.Runtime,
+				Reason: fmt.Sprintf("the row is its org's concierge (kind %q), whose template the platform forces to %s", PlatformKind, t.Name)}
+		}
+	}
 	doc, err := configyaml.Parse(content)
 	if err != nil {
 		return Identity{Rule: RuleInvalid, Reason: err.Error()}
@@ -165,8 +218,22 @@ func byName(doc *configyaml.Doc, cat *catalog.Catalog) Identity {
 	if !ok {
 		return Identity{Rule: RuleNone, Reason: fmt.Sprintf("no template key, and name %q matches no template's display name", name)}
 	}
-	return Identity{Rule: RuleName, Template: t.Name, Known: true, Default: t.Default, Runtime: t.Runtime,
-		Reason: fmt.Sprintf("name %q matches template %s's display name", name, t.Name)}
+	// A name is the one thing a person renames: the body must also look like
+	// the template, and more like it than like its runtime's default.
+	shape := doc.Shape()
+	r := Resemblance{Template: configyaml.Resemblance(shape, cat.Shape(t.Name))}
+	if d, ok := cat.DefaultFor(t.Runtime); ok && d.Name != t.Name {
+		r.Against, r.Default = d.Name, configyaml.Resemblance(shape, cat.Shape(d.Name))
+	}
+	if r.Template < MinResemblance || (r.Against != "" && r.Template <= r.Default) {
+		why := fmt.Sprintf("name %q matches template %s's display name, but the body resembles it %d%%", name, t.Name, r.Template)
+		if r.Against != "" {
+			why += fmt.Sprintf(" and the runtime default %s %d%%", r.Against, r.Default)
+		}
+		return Identity{Rule: RuleUnlike, Resemblance: r, Reason: why + ": a renamed config is no evidence of the template"}
+	}
+	return Identity{Rule: RuleName, Template: t.Name, Known: true, Default: t.Default, Runtime: t.Runtime, Resemblance: r,
+		Reason: fmt.Sprintf("name %q matches template %s's display name, and the body resembles it %d%%", name, t.Name, r.Template)}
 }
 
 // kind names a node's type for a reason: its tag for scalars, else its shape.

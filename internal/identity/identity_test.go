@@ -100,6 +100,11 @@ func TestDerive(t *testing.T) {
 	named := func(tmpl, rt string, dflt bool) want {
 		return want{rule: RuleName, template: tmpl, known: true, dflt: dflt, runtime: rt}
 	}
+	// unlike: the name was read and matched, but a body of a few keys does
+	// not resemble the template, so the match is no evidence.
+	unlike := func(tmpl string) want {
+		return want{rule: RuleUnlike, reason: "matches template " + tmpl + "'s display name"}
+	}
 	tests := []struct {
 		name    string
 		content []byte
@@ -144,16 +149,16 @@ func TestDerive(t *testing.T) {
 		{"two documents", []byte("name: SEO Agent\n---\nname: Hermes Agent\n"), want{rule: RuleInvalid, reason: "more than one YAML document"}},
 		{"trailing document marker", []byte("name: SEO Agent\nskills: []\n---\n"), want{rule: RuleInvalid, reason: "more than one YAML document"}},
 		{"second document broken", []byte("name: SEO Agent\n---\n[\n"), want{rule: RuleInvalid, reason: "invalid YAML"}},
-		{"leading marker, one document", []byte("---\nname: SEO Agent\nskills: []\n...\n"), named("seo-agent", "claude-code", false)},
+		{"leading marker, one document", []byte("---\nname: SEO Agent\nskills: []\n...\n"), unlike("seo-agent")},
 
 		// Keys.
 		{"duplicate top-level key", []byte("name: SEO Agent\nskills: []\nname: Hermes Agent\n"), want{rule: RuleInvalid, reason: `key "name" already defined at line 1`}},
 		{"duplicate nested key", []byte("name: SEO Agent\nrc:\n  a: 1\n  a: 2\n"), want{rule: RuleInvalid, reason: `key "a" already defined`}},
 		{"duplicate key quoted", []byte("name: SEO Agent\n\"name\": Hermes Agent\n"), want{rule: RuleInvalid, reason: "already defined"}},
-		{"int and string keys differ", []byte("1: a\n\"1\": b\nname: SEO Agent\n"), named("seo-agent", "claude-code", false)},
+		{"int and string keys differ", []byte("1: a\n\"1\": b\nname: SEO Agent\n"), unlike("seo-agent")},
 		{"merge key", []byte("base: &b {template: hermes}\n<<: *b\nname: SEO Agent\n"), want{rule: RuleInvalid, reason: "merge key"}},
 		{"complex key", []byte("? [a, b]\n: 1\nname: SEO Agent\n"), want{rule: RuleInvalid, reason: "not a scalar"}},
-		{"quoted merge key is a plain key", []byte("\"<<\": x\nname: SEO Agent\n"), named("seo-agent", "claude-code", false)},
+		{"quoted merge key is a plain key", []byte("\"<<\": x\nname: SEO Agent\n"), unlike("seo-agent")},
 		{"keys are case-sensitive", []byte("Name: SEO Agent\nTemplate: hermes\n"), want{rule: RuleNone, reason: "no template key and no name"}},
 
 		// Bounds.
@@ -163,11 +168,11 @@ func TestDerive(t *testing.T) {
 		{"deep sequence 10000", deepSeq(10000), want{rule: RuleInvalid, reason: "nested more than 100 levels"}},
 		{"deep sequence 20000", deepSeq(20000), want{rule: RuleInvalid, reason: "max depth"}},
 		{"nest just over our limit", deepFlow(100), want{rule: RuleInvalid, reason: "more than 100 levels"}},
-		{"nest within our limit", deepFlow(98), named("seo-agent", "claude-code", false)},
+		{"nest within our limit", deepFlow(98), unlike("seo-agent")},
 		{"alias deepens past the limit", []byte("name: SEO Agent\nd: &d " + strings.Repeat("[", 60) + strings.Repeat("]", 60) + "\ne: " + strings.Repeat("[", 50) + "*d" + strings.Repeat("]", 50) + "\n"),
 			want{rule: RuleInvalid, reason: "alias *d nests more than"}},
 		{"over 1 MiB", bigMapping(1<<20 + 100), want{rule: RuleInvalid, reason: "over the 1048576-byte limit"}},
-		{"just under 1 MiB", bigMapping(1<<20 - 100), named("seo-agent", "claude-code", false)},
+		{"just under 1 MiB", bigMapping(1<<20 - 100), unlike("seo-agent")},
 
 		// Explicit template key.
 		{"template key odd case and spaces", []byte("name: X\ntemplate: \"  SEO-Agent \"\n"),
@@ -202,9 +207,9 @@ func TestDerive(t *testing.T) {
 			want{rule: RuleNone, reason: "matches no template's display name"}},
 		{"name with long s", bytes.Replace(seo, []byte("SEO Agent"), []byte("\u017fEO Agent"), 1), want{rule: RuleNone}},
 		{"name with zero-width space", bytes.Replace(seo, []byte("SEO Agent"), []byte("SEO\u200b Agent"), 1), want{rule: RuleNone}},
-		{"name case and spaces", []byte("name: '  seo AGENT '\nskills: []\n"), named("seo-agent", "claude-code", false)},
-		{"name quoted key", []byte("\"name\": SEO Agent\nskills: []\n"), named("seo-agent", "claude-code", false)},
-		{"name via alias", []byte("n: &n Org Concierge\nname: *n\n"), named("platform-agent", "claude-code", false)},
+		{"name case and spaces", []byte("name: '  seo AGENT '\nskills: []\n"), unlike("seo-agent")},
+		{"name quoted key", []byte("\"name\": SEO Agent\nskills: []\n"), unlike("seo-agent")},
+		{"name via alias", []byte("n: &n Org Concierge\nname: *n\n"), unlike("platform-agent")},
 		{"name not a string", []byte("name: 2024\nskills: []\n"), want{rule: RuleNone, reason: "name is !!int, not a string"}},
 		{"name empty", []byte("name: ''\nskills: []\n"), want{rule: RuleNone, reason: "name is empty"}},
 		{"name unknown", []byte("name: Backend Engineer\nskills: []\n"), want{rule: RuleNone, reason: `"Backend Engineer" matches no`}},
@@ -220,12 +225,12 @@ func TestDerive(t *testing.T) {
 		{"stub without name", []byte("runtime: hermes\n"), want{rule: RuleStub, reason: "not evidence"}},
 		{"stub with non-string name", []byte("name: 7\n"), want{rule: RuleStub}},
 		{"stub with anchors", []byte("name: &n SEO Agent\ndescription: *n\n"), want{rule: RuleStub}},
-		{"runtime_config with extra key is not a stub", []byte("name: SEO Agent\nruntime_config: {model: m, models: []}\n"), named("seo-agent", "claude-code", false)},
-		{"runtime_config as a scalar is not a stub", []byte("name: SEO Agent\nruntime_config: fast\n"), named("seo-agent", "claude-code", false)},
-		{"runtime_config as a list is not a stub", []byte("name: SEO Agent\nruntime_config: [model]\n"), named("seo-agent", "claude-code", false)},
-		{"extra top-level key is not a stub", []byte("name: SEO Agent\nskills: []\n"), named("seo-agent", "claude-code", false)},
-		{"non-string key is not a stub", []byte("name: SEO Agent\n1: x\n"), named("seo-agent", "claude-code", false)},
-		{"null key is not a stub key", []byte("name: SEO Agent\n~: x\n"), named("seo-agent", "claude-code", false)},
+		{"runtime_config with extra key is not a stub", []byte("name: SEO Agent\nruntime_config: {model: m, models: []}\n"), unlike("seo-agent")},
+		{"runtime_config as a scalar is not a stub", []byte("name: SEO Agent\nruntime_config: fast\n"), unlike("seo-agent")},
+		{"runtime_config as a list is not a stub", []byte("name: SEO Agent\nruntime_config: [model]\n"), unlike("seo-agent")},
+		{"extra top-level key is not a stub", []byte("name: SEO Agent\nskills: []\n"), unlike("seo-agent")},
+		{"non-string key is not a stub", []byte("name: SEO Agent\n1: x\n"), unlike("seo-agent")},
+		{"null key is not a stub key", []byte("name: SEO Agent\n~: x\n"), unlike("seo-agent")},
 		{"openclaw's own config is stub-shaped", openclaw, want{rule: RuleStub, reason: "OpenClaw Agent"}},
 	}
 	for _, tt := range tests {
@@ -280,5 +285,44 @@ func BenchmarkDerive(b *testing.B) {
 		if id := Derive(content, cat); id.Template != "seo-agent" {
 			b.Fatalf("Derive = %+v", id)
 		}
+	}
+}
+
+// TestResemblanceAndPlatformKind: a display-name match counts only when the
+// body resembles the template more than its runtime default, so a runtime
+// default renamed after a custom template is no evidence while a real
+// config with edited values is; a concierge row derives platform-agent.
+func TestResemblanceAndPlatformKind(t *testing.T) {
+	cat := loadCatalog(t)
+	seo := readLive(t, "custom-seo-agent.yaml")
+	restarted := readLive(t, "runtime-default-after-restart.yaml")
+	renamed := bytes.Replace(restarted, []byte("name: Claude Code Agent"), []byte("name: SEO Agent"), 1)
+	edited := bytes.Replace(bytes.Replace(seo, []byte("model: sonnet"), []byte("model: opus"), 1), []byte("tier: 2"), []byte("tier: 4"), 1)
+	for _, tt := range []struct {
+		name    string
+		content []byte
+		kind    string
+		rule    Rule
+		tmpl    string
+	}{
+		{"real seo config", seo, "workspace", RuleName, "seo-agent"},
+		{"seo config with edited values", edited, "workspace", RuleName, "seo-agent"},
+		{"runtime default renamed SEO Agent", renamed, "workspace", RuleUnlike, ""},
+		{"runtime default as itself", restarted, "workspace", RuleName, "claude-code-default"},
+		{"concierge: the runtime default renamed", bytes.Replace(restarted, []byte("Claude Code Agent"), []byte("Acme Agent"), 1), "platform", RulePlatformKind, "platform-agent"},
+		{"concierge: whatever the bytes", []byte("not: [yaml"), "platform", RulePlatformKind, "platform-agent"},
+	} {
+		got := DeriveFor(tt.content, tt.kind, cat)
+		if got.Rule != tt.rule || got.Template != tt.tmpl {
+			t.Errorf("%s: %s %q (%s), want %s %q", tt.name, got.Rule, got.Template, got.Reason, tt.rule, tt.tmpl)
+		}
+		if (got.Rule == RuleName || got.Rule == RuleUnlike) && got.Resemblance.Template == 0 && got.Resemblance.Default == 0 {
+			t.Errorf("%s: no resemblance recorded: %+v", tt.name, got)
+		}
+	}
+	// Without platform-agent in the catalog, a concierge's config is read
+	// like any other.
+	if got := DeriveFor(seo, "platform", nil); got.Rule == RulePlatformKind {
+		t.Errorf("platform-kind without the template in the catalog: %+v", got)
 	}
 }
