@@ -42,6 +42,7 @@ type Spec struct {
 	Headers   map[string]string // http: request headers; values are secrets
 	JSONField string            // http: when set, the body is JSON and the config is this string field
 	Path      string            // file: path to read
+	Root      string            // file: the tree reads stay beneath; "" derives it from Path (see FileRoot)
 }
 
 // Outcome classifies one attempt.
@@ -73,6 +74,7 @@ type Collector struct {
 	spec, raw Spec
 	maxBytes  int64
 	client    *http.Client
+	root      string // file: the directory reads stay beneath (FileRoot)
 	// secrets are strings that must never leave in a Result: the
 	// ${VAR}-expanded parts of spec and literal header values. Longest first,
 	// so a secret containing another is replaced whole.
@@ -102,6 +104,14 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 			return nil, err
 		}
 	}
+	var root string
+	if spec.Method == MethodFile {
+		r, err := FileRoot(spec.Path, spec.Root)
+		if err != nil {
+			return nil, err
+		}
+		root = r
+	}
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
@@ -117,6 +127,7 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 		raw:      raw,
 		maxBytes: maxBytes,
 		client:   client,
+		root:     root,
 		secrets:  staticSecrets(spec, raw),
 	}, nil
 }
@@ -126,7 +137,7 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 var methodFields = map[string][]string{
 	MethodExec: {"argv"},
 	MethodHTTP: {"url", "headers", "json_field"},
-	MethodFile: {"path"},
+	MethodFile: {"path", "root"},
 }
 
 func validate(s Spec) error {
@@ -143,11 +154,12 @@ func validate(s Spec) error {
 		"headers":    len(s.Headers) > 0,
 		"json_field": s.JSONField != "",
 		"path":       s.Path != "",
+		"root":       s.Root != "",
 	}
 	if !set[allowed[0]] {
 		return fmt.Errorf("%s collector needs %s", s.Method, allowed[0])
 	}
-	for _, f := range []string{"argv", "url", "headers", "json_field", "path"} {
+	for _, f := range []string{"argv", "url", "headers", "json_field", "path", "root"} {
 		if set[f] && !slices.Contains(allowed, f) {
 			return fmt.Errorf("%s collector also sets %s: exactly one method per collector", s.Method, f)
 		}
@@ -193,6 +205,8 @@ func sameShape(spec, raw Spec) error {
 		return errors.New("unexpanded spec has a different json_field")
 	case !slices.Equal(sortedKeys(spec.Headers), sortedKeys(raw.Headers)):
 		return errors.New("unexpanded spec has different header names")
+	case (spec.Root == "") != (raw.Root == ""):
+		return errors.New("unexpanded spec sets root differently")
 	}
 	return nil
 }

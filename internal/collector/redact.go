@@ -25,6 +25,7 @@ func staticSecrets(spec, raw Spec) []string {
 	}
 	pair(spec.URL, raw.URL)
 	pair(spec.Path, raw.Path)
+	pair(spec.Root, raw.Root)
 	for k, v := range spec.Headers {
 		pair(v, raw.Headers[k])
 		if !hasPlaceholder(v) {

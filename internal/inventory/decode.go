@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"backfill/internal/collector"
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
 )
@@ -361,19 +362,63 @@ func (p *parser) collector(c field, tenant string) (raw, exp Collector, ok bool)
 	case "http":
 		p.http(v, tenant, &raw, &exp)
 	case "file":
-		if r, ok := p.str(v.val, tenant, "file"); ok {
-			line := resolve(v.val).Line
-			if r == "" {
-				p.errorf(line, tenant, "file path is empty")
-			} else if e, ok := p.collectorString(r, line, tenant, "file"); ok {
-				if e == "" {
-					p.errorf(line, tenant, "file path is empty after expanding environment variables")
-				}
-				raw.Path, exp.Path = r, e
-			}
-		}
+		p.fileCollector(v, tenant, &raw, &exp)
 	}
 	return raw, exp, len(p.errs) == errs
+}
+
+// fileCollector validates a file collector: a path, or a mapping {path, root}.
+func (p *parser) fileCollector(v field, tenant string, raw, exp *Collector) {
+	pathField, rootField := v, field{}
+	if n := resolve(v.val); n.Kind == yaml.MappingNode {
+		f, _ := p.fields(n, tenant, "file", "path", "root")
+		if f == nil {
+			return
+		}
+		pf, ok := f["path"]
+		if !ok {
+			p.errorf(v.key.Line, tenant, "file collector has no path")
+			return
+		}
+		pathField, rootField = pf, f["root"]
+	}
+	errs := len(p.errs)
+	line := resolve(pathField.val).Line
+	raw.Path, exp.Path = p.fileString(pathField, tenant, "file path")
+	if rootField.val != nil {
+		line = resolve(rootField.val).Line
+		raw.Root, exp.Root = p.fileString(rootField, tenant, "file root")
+	}
+	if len(p.errs) > errs {
+		return
+	}
+	// The collector's own rule, so that a file read at capture time can
+	// never be refused for a reason the inventory could have caught.
+	if _, err := collector.FileRoot(exp.Path, exp.Root); err != nil {
+		p.errorf(line, tenant, "%v", err)
+	}
+}
+
+// fileString validates one path of a file collector, returning it as
+// written and expanded.
+func (p *parser) fileString(v field, tenant, what string) (raw, exp string) {
+	r, ok := p.str(v.val, tenant, what)
+	if !ok {
+		return "", ""
+	}
+	line := resolve(v.val).Line
+	if r == "" {
+		p.errorf(line, tenant, "%s is empty", what)
+		return "", ""
+	}
+	e, ok := p.collectorString(r, line, tenant, what)
+	if !ok {
+		return "", ""
+	}
+	if e == "" {
+		p.errorf(line, tenant, "%s is empty after expanding environment variables", what)
+	}
+	return r, e
 }
 
 func (p *parser) exec(v field, tenant string) (raw, exp []string) {

@@ -23,6 +23,9 @@
 //	    dsn: "${CONCIERGE_DSN}"
 //	    collector:
 //	      file: "/mnt/concierge/{workspace_id}/configs/config.yaml"
+//
+// A file collector may also be a mapping, {path: ..., root: ...}, whose root
+// is the directory its reads must stay beneath.
 package inventory
 
 import (
@@ -83,6 +86,10 @@ type Collector struct {
 	JSONField string
 	// Path is the file to read, for file.
 	Path string
+	// Root is the directory a file collector's reads stay beneath, for
+	// file; empty means the directory part of Path before its first
+	// placeholder. See collector.FileRoot.
+	Root string
 }
 
 // clone returns c with its slice and map copied, so tenants sharing the

@@ -25,6 +25,7 @@ var testEnv = map[string]string{
 	"EMPTY":           "",
 	"YAMLISH":         "/a\ncollector:\n  exec: [sh] # {\"k\": [1]} &y *z",
 	"BRACED":          "tok{Secret}888",
+	"DEV_DIR":         "/dev/shm",
 }
 
 func getenv(name string) (string, bool) {
@@ -281,6 +282,15 @@ func TestParseErrors(t *testing.T) {
 		{"unknown placeholder in header", head + "  - name: a\n    dsn: h=1\n    collector:\n      http:\n        url: https://x\n        headers: {X-T: \"{Tenant}\"} #<\n", 0, "a", "unknown placeholder {Tenant}"},
 		{"unknown placeholder in argv", "version: 1\ndefaults:\n  collector:\n    exec: [cat, \"{instance}\"] #<\ntenants: [{name: a, dsn: h=1}]\n", 0, "", "unknown placeholder {instance}"},
 		{"placeholder from environment", head + "  - name: a\n    dsn: h=1\n    collector:\n      http:\n        url: https://x\n        headers: {X-T: \"${BRACED}\"} #<\n", 0, "a", "an environment value contains a {name} sequence"},
+		{"file path relative", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: configs/{workspace_id}.yaml #<\n", 0, "a", "file path must be absolute"},
+		{"file under /proc", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: /proc/self/environ #<\n", 0, "a", "file root is under /proc, /sys or /dev"},
+		{"file root under /sys", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /sys/{tenant}/x\n        root: /sys #<\n", 0, "a", "under /proc, /sys or /dev"},
+		{"file root from env under /dev", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: {path: \"${DEV_DIR}/{workspace_id}/c.yaml\"} #<\n", 0, "a", "under /proc, /sys or /dev"},
+		{"file root not holding the path", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        root: /mnt/d #<\n", 0, "a", "not beneath its root"},
+		{"file root with a placeholder", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        root: /mnt/{tenant} #<\n", 0, "a", "must not contain placeholders"},
+		{"file mapping without path", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: #<\n        root: /mnt\n", 0, "a", "file collector has no path"},
+		{"file mapping unknown key", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        follow: true #<\n", 0, "a", `unknown key "follow" in file (allowed: path, root)`},
+		{"file root empty", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        root: \"\" #<\n", 0, "a", "file root is empty"},
 		{"alias repeats a tenant", head + "  - &t {name: a, dsn: h=1, collector: {file: /x}}\n  - *t #<\n", 0, "a", "this alias repeats the tenant entry at line 3"},
 		{"empty tenants", "version: 1\ntenants: [] #<\n", 0, "", "tenants is empty"},
 		{"null tenants", "version: 1\ntenants: #<\n", 0, "", "tenants is empty"},
@@ -412,5 +422,34 @@ func TestNilGetenvUsesEnvironment(t *testing.T) {
 	}
 	if inv.Tenants[0].DSN != "password=env-Secret-999" {
 		t.Errorf("DSN = %q", inv.Tenants[0].DSN)
+	}
+}
+
+func TestFileCollectorMapping(t *testing.T) {
+	inv, err := Parse("inv.yaml", []byte(`version: 1
+tenants:
+  - name: a
+    dsn: host=h
+    collector:
+      file: {path: "/mnt/${JRS_ORG_ID}/{workspace_id}/config.yaml", root: "/mnt"}
+  - name: b
+    dsn: host=h
+    collector:
+      file: {path: "/mnt/c/{workspace_id}/config.yaml"}
+`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Collector{
+		{Method: "file", Path: "/mnt/" + testEnv["JRS_ORG_ID"] + "/{workspace_id}/config.yaml", Root: "/mnt"},
+		{Method: "file", Path: "/mnt/c/{workspace_id}/config.yaml"},
+	}
+	for i, w := range want {
+		if got := inv.Tenants[i].Collector; !reflect.DeepEqual(got, w) {
+			t.Errorf("tenant %d collector = %+v, want %+v", i, got, w)
+		}
+	}
+	if raw := inv.Tenants[0].Raw; raw.Path != "/mnt/${JRS_ORG_ID}/{workspace_id}/config.yaml" || raw.Root != "/mnt" {
+		t.Errorf("raw = %+v", raw)
 	}
 }
