@@ -38,6 +38,8 @@ const (
 type Spec struct {
 	Method    string            // "exec", "http" or "file"
 	Argv      []string          // exec: the command, run without a shell
+	Env       []string          // exec: names of variables passed to the command besides BaseEnv, as the inventory lists them
+	Environ   []string          // exec: NAME=value for BaseEnv and Env, resolved by the inventory; never set in a raw spec
 	URL       string            // http: GET target
 	Headers   map[string]string // http: request headers; values are secrets
 	JSONField string            // http: when set, the body is JSON and the config is this string field
@@ -135,7 +137,7 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 // methodFields lists, per method, the fields it may set; the first one is
 // required.
 var methodFields = map[string][]string{
-	MethodExec: {"argv"},
+	MethodExec: {"argv", "env", "environ"},
 	MethodHTTP: {"url", "headers", "json_field"},
 	MethodFile: {"path", "root"},
 }
@@ -150,6 +152,8 @@ func validate(s Spec) error {
 	}
 	set := map[string]bool{
 		"argv":       len(s.Argv) > 0,
+		"env":        len(s.Env) > 0,
+		"environ":    len(s.Environ) > 0,
 		"url":        s.URL != "",
 		"headers":    len(s.Headers) > 0,
 		"json_field": s.JSONField != "",
@@ -159,7 +163,7 @@ func validate(s Spec) error {
 	if !set[allowed[0]] {
 		return fmt.Errorf("%s collector needs %s", s.Method, allowed[0])
 	}
-	for _, f := range []string{"argv", "url", "headers", "json_field", "path", "root"} {
+	for _, f := range []string{"argv", "env", "environ", "url", "headers", "json_field", "path", "root"} {
 		if set[f] && !slices.Contains(allowed, f) {
 			return fmt.Errorf("%s collector also sets %s: exactly one method per collector", s.Method, f)
 		}
@@ -167,6 +171,18 @@ func validate(s Spec) error {
 	for i, a := range s.Argv {
 		if err := placeholder.Validate(a); err != nil {
 			return fmt.Errorf("argv[%d]: %w", i, err)
+		}
+	}
+	for _, n := range s.Env {
+		if !isEnvName(n) {
+			return fmt.Errorf("env: %q is not a variable name", n)
+		}
+	}
+	for i, kv := range s.Environ {
+		// The value is not quoted: it may be a secret.
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || !isEnvName(name) || strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("environ[%d]: not NAME=value", i)
 		}
 	}
 	if err := placeholder.Validate(s.URL); err != nil {
@@ -201,6 +217,10 @@ func sameShape(spec, raw Spec) error {
 		return fmt.Errorf("unexpanded spec has method %q, spec has %q", raw.Method, spec.Method)
 	case len(spec.Argv) != len(raw.Argv):
 		return errors.New("unexpanded spec has a different argv length")
+	case !slices.Equal(spec.Env, raw.Env):
+		return errors.New("unexpanded spec has a different env list")
+	case len(raw.Environ) > 0:
+		return errors.New("unexpanded spec sets environ: values belong in the expanded spec only")
 	case spec.JSONField != raw.JSONField:
 		return errors.New("unexpanded spec has a different json_field")
 	case !slices.Equal(sortedKeys(spec.Headers), sortedKeys(raw.Headers)):
@@ -371,7 +391,11 @@ func (c *Collector) target(v placeholder.Values) string {
 		for i, a := range c.raw.Argv {
 			args[i] = quoteArg(fill(a))
 		}
-		return "exec: " + strings.Join(args, " ")
+		s := "exec: " + strings.Join(args, " ")
+		if len(c.raw.Env) > 0 {
+			s += " (env: " + strings.Join(c.raw.Env, ", ") + ")"
+		}
+		return s
 	case MethodHTTP:
 		s := "GET " + fill(c.raw.URL)
 		if len(c.raw.Headers) > 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,48 @@ const (
 
 var errTooLarge = errors.New("output over the size cap")
 
+// BaseEnv are the variables every exec command gets from the operator's
+// environment, when set there. Anything else must be listed in the
+// collector's env: the operator's shell holds tenant passwords and tokens,
+// and a command (or a compromised docker CLI plugin) must not see them.
+var BaseEnv = []string{"PATH", "HOME", "LANG", "TZ"}
+
+// DefaultPath is the command's PATH when the operator's environment has
+// none, so that a bare command name is found the same way everywhere.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// childEnv is the command's whole environment: the resolved entries, with
+// DefaultPath when they have no PATH. It also returns the PATH used.
+func childEnv(environ []string) (env []string, path string) {
+	env = append(make([]string, 0, len(environ)+1), environ...)
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			return env, v
+		}
+	}
+	return append(env, "PATH="+DefaultPath), DefaultPath
+}
+
+// lookPath finds a bare command name in the command's own PATH, not in
+// backfill's process environment, so what runs depends only on the
+// environment the command is given. Relative PATH entries are skipped: they
+// would run whatever the working directory holds.
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
 func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	argv, ok := expand(r, v, c.spec.Argv...)
 	if !ok {
@@ -48,17 +91,22 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 		name = s
 	}
 
-	runCtx, cancel := context.WithCancel(a.ctx)
-	defer cancel()
-	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
-	if cmd.Err != nil {
-		if errors.Is(cmd.Err, exec.ErrNotFound) {
-			fail(r, false, "command %s not found in PATH", name)
-		} else {
-			fail(r, false, "command %s: %v", name, errnoOf(cmd.Err))
-		}
+	env, path := childEnv(c.spec.Environ)
+	prog, err := lookPath(argv[0], path)
+	if err != nil {
+		fail(r, false, "command %s not found in PATH", name)
 		return
 	}
+
+	runCtx, cancel := context.WithCancel(a.ctx)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, prog, argv[1:]...)
+	if cmd.Err != nil {
+		fail(r, false, "command %s: %v", name, errnoOf(cmd.Err))
+		return
+	}
+	cmd.Args[0] = argv[0] // as written, like a shell would pass it
+	cmd.Env = env
 	stdout := &capWriter{max: c.maxBytes, onOverflow: cancel}
 	stderr := &headWriter{max: stderrScanBytes}
 	cmd.Stdin = nil // /dev/null

@@ -276,3 +276,63 @@ func liveGroupMembers(t *testing.T, pgid int) []int {
 func keys(m map[string]string) string {
 	return strings.Join(sortedKeys(m), ",")
 }
+
+// TestExecMinimalEnvironment runs the real env(1): the command sees exactly
+// the environment the spec resolved, never backfill's own.
+func TestExecMinimalEnvironment(t *testing.T) {
+	const marker = "os-env-secret-marker-7f3a"
+	t.Setenv("BACKFILL_TEST_OPERATOR_TOKEN", marker)
+	envBin, err := exec.LookPath("env")
+	if err != nil {
+		t.Skip("no env(1)")
+	}
+	binDir := filepath.Dir(envBin)
+
+	t.Run("resolved environment only", func(t *testing.T) {
+		spec := Spec{Method: "exec", Argv: []string{"env"}, Env: []string{"DOCKER_HOST"},
+			Environ: []string{"PATH=" + binDir, "HOME=/nonexistent", "DOCKER_HOST=unix:///run/dock.sock"}}
+		raw := Spec{Method: "exec", Argv: []string{"env"}, Env: []string{"DOCKER_HOST"}}
+		r := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		check(t, r, Captured, false, "")
+		if got, want := string(r.Content), "PATH="+binDir+"\nHOME=/nonexistent\nDOCKER_HOST=unix:///run/dock.sock\n"; got != want {
+			t.Fatalf("environment =\n%s\nwant\n%s", got, want)
+		}
+		if r.Target != "exec: env (env: DOCKER_HOST)" {
+			t.Fatalf("target = %q", r.Target)
+		}
+	})
+	t.Run("no environment resolved", func(t *testing.T) {
+		r := same(t, Spec{Method: "exec", Argv: []string{envBin}}).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		check(t, r, Captured, false, "")
+		if got := string(r.Content); got != "PATH="+DefaultPath+"\n" {
+			t.Fatalf("environment = %q, want only the default PATH", got)
+		}
+	})
+	t.Run("listed value kept out of reasons", func(t *testing.T) {
+		script := writeScript(t, "dock.sh", `echo "cannot connect to $DOCKER_HOST" >&2; exit 1`)
+		spec := Spec{Method: "exec", Argv: []string{script}, Env: []string{"DOCKER_HOST"}, Environ: []string{"DOCKER_HOST=tcp://u:dock-pw-4411@h"}}
+		raw := Spec{Method: "exec", Argv: []string{script}, Env: []string{"DOCKER_HOST"}}
+		r := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		check(t, r, Failed, true, "cannot connect to [REDACTED]")
+		if strings.Contains(r.Provenance["stderr_head"], "dock-pw-4411") {
+			t.Fatalf("stderr_head = %q", r.Provenance["stderr_head"])
+		}
+	})
+}
+
+// TestExecLooksUpInCommandPath: a bare name is found in the PATH the command
+// is given, not in backfill's, and relative PATH entries are never used.
+func TestExecLooksUpInCommandPath(t *testing.T) {
+	dir := filepath.Dir(writeScript(t, "backfill-test-tool", `echo found`))
+	argv := []string{"backfill-test-tool"}
+	r := mustNew(t, Spec{Method: "exec", Argv: argv, Environ: []string{"PATH=" + dir}}, Spec{Method: "exec", Argv: argv}, 0, nil).
+		Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Captured, false, "")
+	if string(r.Content) != "found\n" {
+		t.Fatalf("content = %q", r.Content)
+	}
+	t.Chdir(dir)
+	r = mustNew(t, Spec{Method: "exec", Argv: argv, Environ: []string{"PATH=.:" + t.TempDir()}}, Spec{Method: "exec", Argv: argv}, 0, nil).
+		Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, false, "command backfill-test-tool not found in PATH")
+}

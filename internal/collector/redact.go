@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,6 +23,15 @@ func staticSecrets(spec, raw Spec) []string {
 	pair := func(exp, tmpl string) { out = append(out, envValues(tmpl, exp)...) }
 	for i := range spec.Argv {
 		pair(spec.Argv[i], raw.Argv[i])
+	}
+	// Variables the operator chose to pass may be credentials
+	// (DOCKER_HOST=tcp://user:pw@…); the base ones are not, and hiding a
+	// PATH or HOME would garble every reason.
+	for _, kv := range spec.Environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if slices.Contains(spec.Env, name) && !slices.Contains(BaseEnv, name) {
+			out = append(out, val)
+		}
 	}
 	pair(spec.URL, raw.URL)
 	pair(spec.Path, raw.Path)

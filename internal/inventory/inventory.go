@@ -25,7 +25,9 @@
 //	      file: "/mnt/concierge/{workspace_id}/configs/config.yaml"
 //
 // A file collector may also be a mapping, {path: ..., root: ...}, whose root
-// is the directory its reads must stay beneath.
+// is the directory its reads must stay beneath. An exec collector may be a
+// mapping, {argv: [...], env: [NAME, ...]}, naming the variables its command
+// gets besides PATH, HOME, LANG and TZ.
 package inventory
 
 import (
@@ -77,6 +79,14 @@ type Collector struct {
 	Method string
 	// Argv is the command to run, for exec.
 	Argv []string
+	// Env names the variables passed to an exec command besides PATH,
+	// HOME, LANG and TZ (collector.BaseEnv), as the inventory lists them.
+	Env []string
+	// Environ is the exec command's environment, NAME=value for each of
+	// BaseEnv and Env that is set, resolved through the same lookup as
+	// ${NAME}. Only the expanded collector has it; values of Env are
+	// secrets.
+	Environ []string
 	// URL is the address to GET, for http.
 	URL string
 	// Headers are sent with the request, for http. Values are secrets.
@@ -96,6 +106,8 @@ type Collector struct {
 // defaults cannot alter each other's collector.
 func (c Collector) clone() Collector {
 	c.Argv = slices.Clone(c.Argv)
+	c.Env = slices.Clone(c.Env)
+	c.Environ = slices.Clone(c.Environ)
 	c.Headers = maps.Clone(c.Headers)
 	return c
 }
