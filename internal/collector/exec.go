@@ -120,10 +120,15 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	cmd.Cancel = func() error { return g.kill(cmd.Process.Pid) }
 	cmd.WaitDelay = waitDelay
 
-	if err := cmd.Start(); err != nil {
-		fail(r, false, "start %s: %v", name, errnoOf(err))
+	if err := running.start(cmd, g); err != nil {
+		if errors.Is(err, errExiting) {
+			fail(r, false, "%v", err)
+		} else {
+			fail(r, false, "start %s: %v", name, errnoOf(err))
+		}
 		return
 	}
+	defer running.remove(g)
 	// Once the leader has exited but before it is reaped its pid cannot be
 	// reused, so this is the one safe moment to kill leftovers in its group
 	// that would otherwise hold stdout open until waitDelay.
@@ -170,7 +175,73 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 type group struct {
 	mu     sync.Mutex
 	closed bool
+	pid    int // the leader, once started
 }
+
+// running is every exec command's process group, so that KillAll can reach
+// them: each runs in a group of its own, out of reach of the terminal's
+// Ctrl-C, and os.Exit runs no deferred cleanup.
+var running = &registry{groups: make(map[*group]bool)}
+
+var errExiting = errors.New("not started: backfill is exiting")
+
+type registry struct {
+	// starting is held shared from before a command starts until its
+	// group is registered, and exclusively by KillAll, so no command can
+	// start unseen while KillAll runs.
+	starting sync.RWMutex
+	mu       sync.Mutex
+	groups   map[*group]bool
+	exiting  bool
+}
+
+// start starts cmd and registers its group g, unless KillAll has run.
+func (reg *registry) start(cmd *exec.Cmd, g *group) error {
+	reg.starting.RLock()
+	defer reg.starting.RUnlock()
+	reg.mu.Lock()
+	exiting := reg.exiting
+	reg.mu.Unlock()
+	if exiting {
+		return errExiting
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.pid = cmd.Process.Pid
+	g.mu.Unlock()
+	reg.mu.Lock()
+	reg.groups[g] = true
+	reg.mu.Unlock()
+	return nil
+}
+
+func (reg *registry) remove(g *group) {
+	reg.mu.Lock()
+	delete(reg.groups, g)
+	reg.mu.Unlock()
+}
+
+func (reg *registry) killAll() {
+	reg.starting.Lock()
+	defer reg.starting.Unlock()
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	reg.exiting = true
+	for g := range reg.groups {
+		g.mu.Lock()
+		pid := g.pid
+		g.mu.Unlock()
+		_ = g.kill(pid)
+	}
+}
+
+// KillAll SIGKILLs the process group of every exec command still running,
+// and refuses to start any more. Call it before exiting without waiting for
+// captures in flight (a second Ctrl-C): their commands, and whatever those
+// started, would otherwise outlive backfill.
+func KillAll() { running.killAll() }
 
 func (g *group) kill(pid int) error {
 	g.mu.Lock()

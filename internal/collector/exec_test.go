@@ -336,3 +336,97 @@ func TestExecLooksUpInCommandPath(t *testing.T) {
 		Collect(timeoutCtx(t, 10*time.Second), testValues)
 	check(t, r, Failed, false, "command backfill-test-tool not found in PATH")
 }
+
+// grandchildScript starts a background grandchild and waits for it, the way
+// a wrapper around docker exec would; the grandchild's pid lands in pidFile.
+func grandchildScript(pidFile string) []string {
+	return []string{"/bin/sh", "-c", `sleep 300 & echo $! > "` + pidFile + `"; wait`}
+}
+
+// awaitPID polls (bounded) until pidFile holds a whole pid line.
+func awaitPID(t *testing.T, pidFile string, done <-chan Result) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b := readFile(pidFile); strings.HasSuffix(b, "\n") {
+			return readPID(t, pidFile)
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("command ended before writing its pid: %+v", r)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pid written within 10s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// assertProcessGone polls /proc (bounded) until pid has exited: gone, or a
+// zombie nobody has reaped yet.
+func assertProcessGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return
+		}
+		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still running 10s after its command was killed", pid)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// TestExecTimeoutKillsGrandchild: at the deadline the whole group goes,
+// including a grandchild the command started in the background.
+func TestExecTimeoutKillsGrandchild(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	c := same(t, Spec{Method: "exec", Argv: grandchildScript(pidFile)})
+	done := make(chan Result, 1)
+	go func() { done <- c.Collect(timeoutCtx(t, 500*time.Millisecond), testValues) }()
+	pid := awaitPID(t, pidFile, done)
+	checkTimeout(t, <-done, 500*time.Millisecond)
+	assertProcessGone(t, pid)
+}
+
+// TestKillAllKillsRunningGroups is the second Ctrl-C: the captures in flight
+// are abandoned, and their commands and grandchildren must not outlive
+// backfill. Nothing starts afterwards.
+func TestKillAllKillsRunningGroups(t *testing.T) {
+	saved := running
+	running = &registry{groups: make(map[*group]bool)}
+	t.Cleanup(func() { running = saved })
+
+	dir := t.TempDir()
+	var pids []int
+	var dones []chan Result
+	for i := range 3 {
+		pidFile := filepath.Join(dir, "pid"+strconv.Itoa(i))
+		c := same(t, Spec{Method: "exec", Argv: grandchildScript(pidFile)})
+		done := make(chan Result, 1)
+		go func() { done <- c.Collect(timeoutCtx(t, time.Minute), testValues) }()
+		pids = append(pids, awaitPID(t, pidFile, done))
+		dones = append(dones, done)
+	}
+	KillAll()
+	for _, done := range dones {
+		select {
+		case r := <-done:
+			check(t, r, Failed, true, "killed by signal killed")
+		case <-time.After(10 * time.Second):
+			t.Fatal("a capture still runs 10s after KillAll")
+		}
+	}
+	for _, pid := range pids {
+		assertProcessGone(t, pid)
+	}
+	r := same(t, Spec{Method: "exec", Argv: []string{"/bin/true"}}).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, false, "not started: backfill is exiting")
+}
