@@ -247,37 +247,44 @@ func TestExecCollectorMinimalEnvironment(t *testing.T) {
 	const osMarker = "os-environ-secret-3e8f10"
 	const unlistedMarker = "unlisted-secret-6a2d55"
 	t.Setenv("BACKFILL_TEST_OPERATOR_TOKEN", osMarker)
-	dir := t.TempDir()
-	dsn := pgtest.NewTenantDB(t)
-	id := uuidFor(72, 1)
-	insertRows(t, dsn, ws{id: id, name: "env"})
 	env := map[string]string{
 		"PATH": "/usr/bin:/bin", "HOME": "/nonexistent-home", "TZ": "UTC",
 		"DOCKER_HOST": "unix:///run/test-docker.sock", "JRS_ADMIN_TOKEN": unlistedMarker,
 	}
-	inv := writeFile(t, filepath.Join(dir, "inventory.yaml"), fmt.Sprintf(`version: 1
+	for _, tt := range []struct {
+		name, collector, environ, target string
+	}{
+		{"argv list", `exec: ["env"]`, "PATH=/usr/bin:/bin\nHOME=/nonexistent-home\nTZ=UTC\n", "exec: env"},
+		{"argv and env list", "exec:\n        argv: [\"env\"]\n        env: [DOCKER_HOST]",
+			"PATH=/usr/bin:/bin\nHOME=/nonexistent-home\nTZ=UTC\nDOCKER_HOST=unix:///run/test-docker.sock\n", "exec: env (env: DOCKER_HOST)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			dsn := pgtest.NewTenantDB(t)
+			id := uuidFor(72, 1)
+			insertRows(t, dsn, ws{id: id, name: "env"})
+			inv := writeFile(t, filepath.Join(dir, "inventory.yaml"), fmt.Sprintf(`version: 1
 tenants:
   - name: envt
     dsn: %q
     collector:
-      exec:
-        argv: ["env"]
-        env: [DOCKER_HOST]
-`, dsn))
-	store := filepath.Join(dir, "evidence.db")
-	res := run(t, env, "--evidence", store, "snapshot", "--inventory", inv)
-	if res.code != 0 {
-		t.Fatalf("snapshot exit %d\n%s%s", res.code, res.stdout, res.stderr)
+      %s
+`, dsn, tt.collector))
+			store := filepath.Join(dir, "evidence.db")
+			res := run(t, env, "--evidence", store, "snapshot", "--inventory", inv)
+			if res.code != 0 {
+				t.Fatalf("snapshot exit %d\n%s%s", res.code, res.stdout, res.stderr)
+			}
+			c := storedCaptures(t, store)[id]
+			if got := string(c.content); got != tt.environ {
+				t.Errorf("the command's environment:\n%s\nwant exactly\n%s", got, tt.environ)
+			}
+			if c.target != tt.target {
+				t.Errorf("target %q, want %q", c.target, tt.target)
+			}
+			assertNowhere(t, store, map[string]string{"stdout": res.stdout, "stderr": res.stderr}, osMarker, unlistedMarker)
+		})
 	}
-	c := storedCaptures(t, store)[id]
-	got := string(c.content)
-	if want := "PATH=/usr/bin:/bin\nHOME=/nonexistent-home\nTZ=UTC\nDOCKER_HOST=unix:///run/test-docker.sock\n"; got != want {
-		t.Errorf("the command's environment:\n%s\nwant exactly\n%s", got, want)
-	}
-	if c.target != "exec: env (env: DOCKER_HOST)" {
-		t.Errorf("target %q", c.target)
-	}
-	assertNowhere(t, store, map[string]string{"stdout": res.stdout, "stderr": res.stderr}, osMarker, unlistedMarker)
 }
 
 // TestExecTimeoutKillsGrandchildEndToEnd: at --timeout the command's whole
