@@ -67,7 +67,7 @@ type Result struct {
 	Reason     string            // why, for gone/failed; never holds header values or expanded env values
 	Transient  bool              // a retry may succeed (timeouts, connection errors, HTTP 5xx/429, exec non-zero exits other than gone)
 	Target     string            // redacted description of what was read
-	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name>, mtime, size
+	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name> (ProvenanceHeaders, at most MaxHeaderValue bytes each), mtime, size
 }
 
 // Collector runs one collector definition for many workspaces. It is safe
@@ -318,6 +318,7 @@ func (c *Collector) Collect(ctx context.Context, v placeholder.Values) Result {
 	for k, val := range r.Provenance {
 		r.Provenance[k] = scrub(val, secrets)
 	}
+	capHeaders(r.Provenance)
 	return r
 }
 

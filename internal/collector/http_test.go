@@ -268,3 +268,54 @@ func TestHTTPHostHeader(t *testing.T) {
 		t.Fatalf("server saw %q", g)
 	}
 }
+
+// TestHTTPProvenanceAllowListAndCap: a server echoing the request's
+// credentials into response headers, and sending huge ones, gets neither
+// into provenance: only ProvenanceHeaders are kept, scrubbed, then cut to
+// MaxHeaderValue bytes.
+func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
+	const token = "Bearer echo-tok-91ac"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		h := w.Header()
+		h.Set("Authorization", auth)
+		h.Set("Set-Cookie", "session="+auth)
+		h.Set("WWW-Authenticate", auth)
+		h.Set("X-Echo", auth)
+		h.Set("X-Huge", strings.Repeat("h", 64<<10))
+		// Allowed headers: the echo is scrubbed, the huge value cut, and a
+		// secret straddling the cut is still replaced whole.
+		h.Set("X-Request-Id", "req-"+auth)
+		h.Set("ETag", strings.Repeat("e", 8<<10))
+		h.Set("X-RateLimit-Remaining", strings.Repeat("r", MaxHeaderValue-8)+auth)
+		h.Add("Retry-After", "1")
+		h.Add("Retry-After", "2")
+		_, _ = w.Write([]byte("name: ws\n"))
+	}))
+	defer srv.Close()
+	spec := Spec{Method: "http", URL: srv.URL + "/", Headers: map[string]string{"Authorization": token}}
+	r := same(t, spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Captured, false, "")
+	for k, v := range r.Provenance {
+		if strings.Contains(v, "echo-tok") {
+			t.Errorf("provenance %s carries the token: %q", k, v)
+		}
+		if len(v) > MaxHeaderValue {
+			t.Errorf("provenance %s has %d bytes", k, len(v))
+		}
+	}
+	for _, k := range []string{"header.Authorization", "header.Set-Cookie", "header.WWW-Authenticate", "header.X-Echo", "header.X-Huge"} {
+		if _, ok := r.Provenance[k]; ok {
+			t.Errorf("provenance keeps %s", k)
+		}
+	}
+	if got := r.Provenance["header.X-Request-Id"]; got != "req-"+redacted {
+		t.Errorf("header.X-Request-Id = %q", got)
+	}
+	if got := r.Provenance["header.ETag"]; len(got) != MaxHeaderValue || !strings.HasSuffix(got, headerCut) {
+		t.Errorf("header.ETag has %d bytes, ends %q", len(got), got[max(0, len(got)-12):])
+	}
+	if got := r.Provenance["header.Retry-After"]; got != "1, 2" {
+		t.Errorf("header.Retry-After = %q", got)
+	}
+}
