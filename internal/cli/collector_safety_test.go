@@ -3,8 +3,12 @@ package cli
 import (
 	"bytes"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -380,4 +384,99 @@ tenants:
 	for _, pid := range pids {
 		waitExited(t, pid)
 	}
+}
+
+// TestHTTPCollectorLiteralCredentialsAndEchoes: credentials written
+// literally in the inventory (a header, the URL's password, a token= query
+// value) and echoed back by the server into response headers, with huge
+// headers besides, reach no output, log or column of the evidence store;
+// only the allow-listed headers are kept, each at most 1 KiB.
+func TestHTTPCollectorLiteralCredentialsAndEchoes(t *testing.T) {
+	literals := []string{"abc123literal", "cookie-literal-0f4e", "pw-literal-5a1e", "qtok-literal-73b0"}
+	dir := t.TempDir()
+	dsn := pgtest.NewTenantDB(t)
+	ok, failing := uuidFor(75, 1), uuidFor(75, 2)
+	insertRows(t, dsn, ws{id: ok, name: "ok"}, ws{id: failing, name: "failing"})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		echo := r.Header.Get("Authorization") + ";" + r.Header.Get("Cookie") + ";" + r.URL.RawQuery
+		h := w.Header()
+		for _, name := range []string{"Authorization", "Set-Cookie", "WWW-Authenticate", "X-Request-Id", "X-Molecule-Files-Source"} {
+			h.Set(name, echo)
+		}
+		h.Set("X-Huge", strings.Repeat("h", 64<<10))
+		h.Set("ETag", strings.Repeat("e", 8<<10))
+		if strings.Contains(r.URL.Path, failing) {
+			http.Error(w, "upstream said: "+echo, http.StatusBadGateway)
+			return
+		}
+		_, _ = io.WriteString(w, seoConfig)
+	}))
+	t.Cleanup(srv.Close)
+	url := strings.Replace(srv.URL, "http://", "http://svc:pw-literal-5a1e@", 1) +
+		"/workspaces/{workspace_id}/config.yaml?access_token=qtok-literal-73b0&root=/configs"
+	inv := writeFile(t, filepath.Join(dir, "inventory.yaml"), fmt.Sprintf(`version: 1
+tenants:
+  - name: web
+    dsn: %q
+    collector:
+      http:
+        url: %q
+        headers: {Authorization: "Bearer abc123literal", Cookie: "sid=cookie-literal-0f4e"}
+`, dsn, url))
+	store := filepath.Join(dir, "evidence.db")
+	outputs := map[string]string{}
+	for i, args := range [][]string{
+		{"snapshot", "--inventory", inv, "--retries", "0"},
+		{"--log-format", "json", "snapshot", "--inventory", inv, "--retries", "0", "--refresh"},
+		{"status"},
+		{"export", "--format", "json"},
+		{"verify"},
+	} {
+		res := run(t, nil, append([]string{"--evidence", store}, args...)...)
+		if want := map[string]int{"snapshot": 3, "status": 0, "export": 0, "verify": 0}[firstCommand(args)]; res.code != want {
+			t.Fatalf("%v: exit %d, want %d\n%s%s", args, res.code, want, res.stdout, res.stderr)
+		}
+		outputs[fmt.Sprintf("stdout of run %d (%s)", i, firstCommand(args))] = res.stdout
+		outputs[fmt.Sprintf("stderr of run %d (%s)", i, firstCommand(args))] = res.stderr
+	}
+	assertNowhere(t, store, outputs, literals...)
+
+	c := storedCaptures(t, store)
+	if c[ok].outcome != "captured" || string(c[ok].content) != seoConfig {
+		t.Fatalf("capture of %s: %s %q", ok, c[ok].outcome, c[ok].reason)
+	}
+	wantTarget := "GET " + strings.Replace(srv.URL, "http://", "http://svc:[REDACTED]@", 1) +
+		"/workspaces/" + ok + "/config.yaml?access_token=[REDACTED]&root=/configs (headers: Authorization, Cookie)"
+	if c[ok].target != wantTarget {
+		t.Errorf("target %q, want %q", c[ok].target, wantTarget)
+	}
+	for _, id := range []string{ok, failing} {
+		var prov map[string]string
+		if err := json.Unmarshal([]byte(c[id].provenance), &prov); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range prov {
+			if len(v) > 1024 {
+				t.Errorf("%s: provenance %s has %d bytes", id, k, len(v))
+			}
+		}
+		for _, k := range []string{"header.Authorization", "header.Set-Cookie", "header.WWW-Authenticate", "header.X-Huge"} {
+			if _, found := prov[k]; found {
+				t.Errorf("%s: provenance keeps %s", id, k)
+			}
+		}
+		if prov["header.ETag"] == "" || prov["header.X-Request-Id"] == "" {
+			t.Errorf("%s: allow-listed headers missing: %v", id, prov)
+		}
+	}
+}
+
+// firstCommand names the subcommand in args.
+func firstCommand(args []string) string {
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") && a != "json" {
+			return a
+		}
+	}
+	return ""
 }

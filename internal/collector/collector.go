@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"backfill/internal/placeholder"
+	"backfill/internal/secret"
 )
 
 // DefaultMaxBytes is the per-file size cap used when New is given none.
@@ -378,7 +379,8 @@ func expand(r *Result, v placeholder.Values, tmpls ...string) ([]string, bool) {
 }
 
 // target describes the attempt from raw, so ${VAR} references stay
-// unexpanded; header values are left out entirely.
+// unexpanded; header values are left out entirely, and so are credentials
+// written literally in the URL.
 func (c *Collector) target(v placeholder.Values) string {
 	fill := func(t string) string {
 		if s, err := placeholder.Expand(t, v); err == nil {
@@ -398,7 +400,9 @@ func (c *Collector) target(v placeholder.Values) string {
 		}
 		return s
 	case MethodHTTP:
-		s := "GET " + fill(c.raw.URL)
+		// A password or token= written literally is left out by position,
+		// not only by value: it may be shorter than redaction's minimum.
+		s := "GET " + fill(secret.RedactURL(c.raw.URL))
 		if len(c.raw.Headers) > 0 {
 			names := sortedKeys(c.raw.Headers)
 			for i, n := range names {

@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -317,5 +318,33 @@ func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
 	}
 	if got := r.Provenance["header.Retry-After"]; got != "1, 2" {
 		t.Errorf("header.Retry-After = %q", got)
+	}
+}
+
+// TestHTTPLiteralCredentials: a token written literally in the inventory,
+// in a header, the URL's user-info or a token= query value, is reported
+// nowhere, even when the server echoes it or the request fails.
+func TestHTTPLiteralCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", r.Header.Get("Authorization")+"|"+r.URL.RawQuery)
+		w.Header().Set("X-Molecule-Files-Source", strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://svc:pw-lit-2e7b@", 1) +
+		"/w/{workspace_id}?access_token=qtok-lit-8c1d&root=/configs"
+	spec := Spec{Method: "http", URL: u, Headers: map[string]string{"Authorization": "Bearer abc123literal"}}
+	r := same(t, spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, true, "HTTP 503")
+	all := r.Target + r.Reason + fmt.Sprint(r.Provenance)
+	for _, lit := range []string{"abc123literal", "pw-lit-2e7b", "qtok-lit-8c1d"} {
+		if strings.Contains(all, lit) {
+			t.Errorf("%q reported: target %q, provenance %v", lit, r.Target, r.Provenance)
+		}
+	}
+	wantTarget := "GET " + strings.Replace(srv.URL, "http://", "http://svc:[REDACTED]@", 1) +
+		"/w/" + testWS + "?access_token=[REDACTED]&root=/configs (headers: Authorization)"
+	if r.Target != wantTarget {
+		t.Errorf("target = %q, want %q", r.Target, wantTarget)
 	}
 }

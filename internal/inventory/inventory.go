@@ -144,8 +144,11 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inven
 }
 
 // Secrets returns every secret value the inventory holds: each expanded
-// environment value used, each DSN password (as written and decoded) and
-// each header value. Feed them to a secret.Redactor before writing anything.
+// environment value used, each DSN password (as written and decoded), each
+// header value, each value an exec collector's env list passes, and each
+// credential written literally in a header or URL (secret.HeaderCredentials,
+// secret.URLCredentials). Feed them to a secret.Redactor before writing
+// anything.
 func (inv *Inventory) Secrets() []string {
 	if inv == nil {
 		return nil
@@ -172,6 +175,12 @@ func (inv *Inventory) Secrets() []string {
 		for _, k := range slices.Sorted(maps.Keys(t.Collector.Headers)) {
 			add(t.Collector.Headers[k])
 		}
+		// Credentials written literally rather than as ${NAME}: the token of
+		// "Bearer abc", a URL's password, a token= query value.
+		for _, k := range slices.Sorted(maps.Keys(t.Raw.Headers)) {
+			add(secret.HeaderCredentials(k, t.Raw.Headers[k])...)
+		}
+		add(secret.URLCredentials(t.Raw.URL)...)
 	}
 	return out
 }

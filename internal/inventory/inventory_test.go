@@ -519,3 +519,31 @@ tenants:
 		}
 	}
 }
+
+// TestSecretsLiteralCredentials: credentials written into the file rather
+// than the environment are secrets too, but ordinary URL parts are not.
+func TestSecretsLiteralCredentials(t *testing.T) {
+	inv, err := Parse("inv.yaml", []byte(`version: 1
+tenants:
+  - name: a
+    dsn: host=h
+    collector:
+      http:
+        url: "https://svc:pw-literal-1@h/w/{workspace_id}?access_token=qtok-literal-2&root=/configs"
+        headers: {Authorization: "Bearer abc123literal", X-Molecule-Org-Id: "${JRS_ORG_ID}"}
+`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := inv.Secrets()
+	for _, want := range []string{"abc123literal", "Bearer abc123literal", "pw-literal-1", "qtok-literal-2", testEnv["JRS_ORG_ID"]} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Secrets() lacks %q; got %q", want, got)
+		}
+	}
+	for _, not := range []string{"/configs", "svc", "Bearer", "h"} {
+		if slices.Contains(got, not) {
+			t.Errorf("Secrets() has %q", not)
+		}
+	}
+}
