@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"backfill/internal/cli"
+	"backfill/internal/collector"
 )
 
 func main() {
@@ -21,7 +22,12 @@ func main() {
 		<-sigs
 		cancel()
 		<-sigs
+		// Exec collectors run in their own process groups, which the
+		// terminal's Ctrl-C does not reach: kill them, or they outlive us.
+		collector.KillAll()
 		os.Exit(130)
 	}()
-	os.Exit(cli.Run(ctx, os.Args, cli.OSEnv()))
+	code := cli.Run(ctx, os.Args, cli.OSEnv())
+	collector.KillAll()
+	os.Exit(code)
 }

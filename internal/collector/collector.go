@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"backfill/internal/placeholder"
+	"backfill/internal/secret"
 )
 
 // DefaultMaxBytes is the per-file size cap used when New is given none.
@@ -38,10 +39,13 @@ const (
 type Spec struct {
 	Method    string            // "exec", "http" or "file"
 	Argv      []string          // exec: the command, run without a shell
+	Env       []string          // exec: names of variables passed to the command besides BaseEnv, as the inventory lists them
+	Environ   []string          // exec: NAME=value for BaseEnv and Env, resolved by the inventory; never set in a raw spec
 	URL       string            // http: GET target
 	Headers   map[string]string // http: request headers; values are secrets
 	JSONField string            // http: when set, the body is JSON and the config is this string field
 	Path      string            // file: path to read
+	Root      string            // file: the tree reads stay beneath; "" derives it from Path (see FileRoot)
 }
 
 // Outcome classifies one attempt.
@@ -64,7 +68,7 @@ type Result struct {
 	Reason     string            // why, for gone/failed; never holds header values or expanded env values
 	Transient  bool              // a retry may succeed (timeouts, connection errors, HTTP 5xx/429, exec non-zero exits other than gone)
 	Target     string            // redacted description of what was read
-	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name>, mtime, size
+	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name> (ProvenanceHeaders, at most MaxHeaderValue bytes each), mtime, size
 }
 
 // Collector runs one collector definition for many workspaces. It is safe
@@ -73,6 +77,7 @@ type Collector struct {
 	spec, raw Spec
 	maxBytes  int64
 	client    *http.Client
+	root      string // file: the directory reads stay beneath (FileRoot)
 	// secrets are strings that must never leave in a Result: the
 	// ${VAR}-expanded parts of spec and literal header values. Longest first,
 	// so a secret containing another is replaced whole.
@@ -102,6 +107,14 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 			return nil, err
 		}
 	}
+	var root string
+	if spec.Method == MethodFile {
+		r, err := FileRoot(spec.Path, spec.Root)
+		if err != nil {
+			return nil, err
+		}
+		root = r
+	}
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
@@ -117,6 +130,7 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 		raw:      raw,
 		maxBytes: maxBytes,
 		client:   client,
+		root:     root,
 		secrets:  staticSecrets(spec, raw),
 	}, nil
 }
@@ -124,9 +138,9 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 // methodFields lists, per method, the fields it may set; the first one is
 // required.
 var methodFields = map[string][]string{
-	MethodExec: {"argv"},
+	MethodExec: {"argv", "env", "environ"},
 	MethodHTTP: {"url", "headers", "json_field"},
-	MethodFile: {"path"},
+	MethodFile: {"path", "root"},
 }
 
 func validate(s Spec) error {
@@ -139,15 +153,18 @@ func validate(s Spec) error {
 	}
 	set := map[string]bool{
 		"argv":       len(s.Argv) > 0,
+		"env":        len(s.Env) > 0,
+		"environ":    len(s.Environ) > 0,
 		"url":        s.URL != "",
 		"headers":    len(s.Headers) > 0,
 		"json_field": s.JSONField != "",
 		"path":       s.Path != "",
+		"root":       s.Root != "",
 	}
 	if !set[allowed[0]] {
 		return fmt.Errorf("%s collector needs %s", s.Method, allowed[0])
 	}
-	for _, f := range []string{"argv", "url", "headers", "json_field", "path"} {
+	for _, f := range []string{"argv", "env", "environ", "url", "headers", "json_field", "path", "root"} {
 		if set[f] && !slices.Contains(allowed, f) {
 			return fmt.Errorf("%s collector also sets %s: exactly one method per collector", s.Method, f)
 		}
@@ -155,6 +172,18 @@ func validate(s Spec) error {
 	for i, a := range s.Argv {
 		if err := placeholder.Validate(a); err != nil {
 			return fmt.Errorf("argv[%d]: %w", i, err)
+		}
+	}
+	for _, n := range s.Env {
+		if !isEnvName(n) {
+			return fmt.Errorf("env: %q is not a variable name", n)
+		}
+	}
+	for i, kv := range s.Environ {
+		// The value is not quoted: it may be a secret.
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || !isEnvName(name) || strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("environ[%d]: not NAME=value", i)
 		}
 	}
 	if err := placeholder.Validate(s.URL); err != nil {
@@ -189,10 +218,16 @@ func sameShape(spec, raw Spec) error {
 		return fmt.Errorf("unexpanded spec has method %q, spec has %q", raw.Method, spec.Method)
 	case len(spec.Argv) != len(raw.Argv):
 		return errors.New("unexpanded spec has a different argv length")
+	case !slices.Equal(spec.Env, raw.Env):
+		return errors.New("unexpanded spec has a different env list")
+	case len(raw.Environ) > 0:
+		return errors.New("unexpanded spec sets environ: values belong in the expanded spec only")
 	case spec.JSONField != raw.JSONField:
 		return errors.New("unexpanded spec has a different json_field")
 	case !slices.Equal(sortedKeys(spec.Headers), sortedKeys(raw.Headers)):
 		return errors.New("unexpanded spec has different header names")
+	case (spec.Root == "") != (raw.Root == ""):
+		return errors.New("unexpanded spec sets root differently")
 	}
 	return nil
 }
@@ -284,6 +319,7 @@ func (c *Collector) Collect(ctx context.Context, v placeholder.Values) Result {
 	for k, val := range r.Provenance {
 		r.Provenance[k] = scrub(val, secrets)
 	}
+	capHeaders(r.Provenance)
 	return r
 }
 
@@ -343,7 +379,8 @@ func expand(r *Result, v placeholder.Values, tmpls ...string) ([]string, bool) {
 }
 
 // target describes the attempt from raw, so ${VAR} references stay
-// unexpanded; header values are left out entirely.
+// unexpanded; header values are left out entirely, and so are credentials
+// written literally in the URL.
 func (c *Collector) target(v placeholder.Values) string {
 	fill := func(t string) string {
 		if s, err := placeholder.Expand(t, v); err == nil {
@@ -357,9 +394,15 @@ func (c *Collector) target(v placeholder.Values) string {
 		for i, a := range c.raw.Argv {
 			args[i] = quoteArg(fill(a))
 		}
-		return "exec: " + strings.Join(args, " ")
+		s := "exec: " + strings.Join(args, " ")
+		if len(c.raw.Env) > 0 {
+			s += " (env: " + strings.Join(c.raw.Env, ", ") + ")"
+		}
+		return s
 	case MethodHTTP:
-		s := "GET " + fill(c.raw.URL)
+		// A password or token= written literally is left out by position,
+		// not only by value: it may be shorter than redaction's minimum.
+		s := "GET " + fill(secret.RedactURL(c.raw.URL))
 		if len(c.raw.Headers) > 0 {
 			names := sortedKeys(c.raw.Headers)
 			for i, n := range names {

@@ -95,6 +95,16 @@ func TestNewValidation(t *testing.T) {
 		{"raw headers differ", Spec{Method: "http", URL: "http://h/", Headers: map[string]string{"A": "1"}}, &Spec{Method: "http", URL: "http://h/"}, "header names"},
 		{"raw with env refs ok", Spec{Method: "http", URL: "https://h/x", Headers: map[string]string{"Authorization": "Bearer s3cr3t"}},
 			&Spec{Method: "http", URL: "${BASE}/x", Headers: map[string]string{"Authorization": "Bearer ${TOKEN}"}}, ""},
+		{"exec env ok", Spec{Method: "exec", Argv: []string{"cat"}, Env: []string{"DOCKER_HOST"}, Environ: []string{"PATH=/bin", "DOCKER_HOST=x"}},
+			&Spec{Method: "exec", Argv: []string{"cat"}, Env: []string{"DOCKER_HOST"}}, ""},
+		{"exec env bad name", Spec{Method: "exec", Argv: []string{"cat"}, Env: []string{"A-B"}}, nil, `env: "A-B" is not a variable name`},
+		{"exec environ not an assignment", Spec{Method: "exec", Argv: []string{"cat"}, Environ: []string{"secret-value"}},
+			&Spec{Method: "exec", Argv: []string{"cat"}}, "environ[0]: not NAME=value"},
+		{"raw env differs", Spec{Method: "exec", Argv: []string{"cat"}, Env: []string{"A"}}, &Spec{Method: "exec", Argv: []string{"cat"}}, "different env list"},
+		{"raw sets environ", Spec{Method: "exec", Argv: []string{"cat"}}, &Spec{Method: "exec", Argv: []string{"cat"}, Environ: []string{"A=b"}}, "unexpanded spec sets environ"},
+		{"file with env", Spec{Method: "file", Path: "/x", Env: []string{"A"}}, nil, "also sets env"},
+		{"file relative", Spec{Method: "file", Path: "x/{tenant}"}, nil, "file path must be absolute"},
+		{"file root elsewhere", Spec{Method: "file", Path: "/x/{tenant}", Root: "/y"}, nil, "not beneath its root"},
 		{"raw bad placeholder", Spec{Method: "file", Path: "/x"}, &Spec{Method: "file", Path: "/{pod}"}, "unexpanded spec: path: unknown placeholder"},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,48 @@ const (
 
 var errTooLarge = errors.New("output over the size cap")
 
+// BaseEnv are the variables every exec command gets from the operator's
+// environment, when set there. Anything else must be listed in the
+// collector's env: the operator's shell holds tenant passwords and tokens,
+// and a command (or a compromised docker CLI plugin) must not see them.
+var BaseEnv = []string{"PATH", "HOME", "LANG", "TZ"}
+
+// DefaultPath is the command's PATH when the operator's environment has
+// none, so that a bare command name is found the same way everywhere.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// childEnv is the command's whole environment: the resolved entries, with
+// DefaultPath when they have no PATH. It also returns the PATH used.
+func childEnv(environ []string) (env []string, path string) {
+	env = append(make([]string, 0, len(environ)+1), environ...)
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			return env, v
+		}
+	}
+	return append(env, "PATH="+DefaultPath), DefaultPath
+}
+
+// lookPath finds a bare command name in the command's own PATH, not in
+// backfill's process environment, so what runs depends only on the
+// environment the command is given. Relative PATH entries are skipped: they
+// would run whatever the working directory holds.
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
 func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	argv, ok := expand(r, v, c.spec.Argv...)
 	if !ok {
@@ -48,17 +91,22 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 		name = s
 	}
 
-	runCtx, cancel := context.WithCancel(a.ctx)
-	defer cancel()
-	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
-	if cmd.Err != nil {
-		if errors.Is(cmd.Err, exec.ErrNotFound) {
-			fail(r, false, "command %s not found in PATH", name)
-		} else {
-			fail(r, false, "command %s: %v", name, errnoOf(cmd.Err))
-		}
+	env, path := childEnv(c.spec.Environ)
+	prog, err := lookPath(argv[0], path)
+	if err != nil {
+		fail(r, false, "command %s not found in PATH", name)
 		return
 	}
+
+	runCtx, cancel := context.WithCancel(a.ctx)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, prog, argv[1:]...)
+	if cmd.Err != nil {
+		fail(r, false, "command %s: %v", name, errnoOf(cmd.Err))
+		return
+	}
+	cmd.Args[0] = argv[0] // as written, like a shell would pass it
+	cmd.Env = env
 	stdout := &capWriter{max: c.maxBytes, onOverflow: cancel}
 	stderr := &headWriter{max: stderrScanBytes}
 	cmd.Stdin = nil // /dev/null
@@ -72,10 +120,15 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	cmd.Cancel = func() error { return g.kill(cmd.Process.Pid) }
 	cmd.WaitDelay = waitDelay
 
-	if err := cmd.Start(); err != nil {
-		fail(r, false, "start %s: %v", name, errnoOf(err))
+	if err := running.start(cmd, g); err != nil {
+		if errors.Is(err, errExiting) {
+			fail(r, false, "%v", err)
+		} else {
+			fail(r, false, "start %s: %v", name, errnoOf(err))
+		}
 		return
 	}
+	defer running.remove(g)
 	// Once the leader has exited but before it is reaped its pid cannot be
 	// reused, so this is the one safe moment to kill leftovers in its group
 	// that would otherwise hold stdout open until waitDelay.
@@ -122,7 +175,73 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 type group struct {
 	mu     sync.Mutex
 	closed bool
+	pid    int // the leader, once started
 }
+
+// running is every exec command's process group, so that KillAll can reach
+// them: each runs in a group of its own, out of reach of the terminal's
+// Ctrl-C, and os.Exit runs no deferred cleanup.
+var running = &registry{groups: make(map[*group]bool)}
+
+var errExiting = errors.New("not started: backfill is exiting")
+
+type registry struct {
+	// starting is held shared from before a command starts until its
+	// group is registered, and exclusively by KillAll, so no command can
+	// start unseen while KillAll runs.
+	starting sync.RWMutex
+	mu       sync.Mutex
+	groups   map[*group]bool
+	exiting  bool
+}
+
+// start starts cmd and registers its group g, unless KillAll has run.
+func (reg *registry) start(cmd *exec.Cmd, g *group) error {
+	reg.starting.RLock()
+	defer reg.starting.RUnlock()
+	reg.mu.Lock()
+	exiting := reg.exiting
+	reg.mu.Unlock()
+	if exiting {
+		return errExiting
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.pid = cmd.Process.Pid
+	g.mu.Unlock()
+	reg.mu.Lock()
+	reg.groups[g] = true
+	reg.mu.Unlock()
+	return nil
+}
+
+func (reg *registry) remove(g *group) {
+	reg.mu.Lock()
+	delete(reg.groups, g)
+	reg.mu.Unlock()
+}
+
+func (reg *registry) killAll() {
+	reg.starting.Lock()
+	defer reg.starting.Unlock()
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	reg.exiting = true
+	for g := range reg.groups {
+		g.mu.Lock()
+		pid := g.pid
+		g.mu.Unlock()
+		_ = g.kill(pid)
+	}
+}
+
+// KillAll SIGKILLs the process group of every exec command still running,
+// and refuses to start any more. Call it before exiting without waiting for
+// captures in flight (a second Ctrl-C): their commands, and whatever those
+// started, would otherwise outlive backfill.
+func KillAll() { running.killAll() }
 
 func (g *group) kill(pid int) error {
 	g.mu.Lock()

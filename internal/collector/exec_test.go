@@ -276,3 +276,157 @@ func liveGroupMembers(t *testing.T, pgid int) []int {
 func keys(m map[string]string) string {
 	return strings.Join(sortedKeys(m), ",")
 }
+
+// TestExecMinimalEnvironment runs the real env(1): the command sees exactly
+// the environment the spec resolved, never backfill's own.
+func TestExecMinimalEnvironment(t *testing.T) {
+	const marker = "os-env-secret-marker-7f3a"
+	t.Setenv("BACKFILL_TEST_OPERATOR_TOKEN", marker)
+	envBin, err := exec.LookPath("env")
+	if err != nil {
+		t.Skip("no env(1)")
+	}
+	binDir := filepath.Dir(envBin)
+
+	t.Run("resolved environment only", func(t *testing.T) {
+		spec := Spec{Method: "exec", Argv: []string{"env"}, Env: []string{"DOCKER_HOST"},
+			Environ: []string{"PATH=" + binDir, "HOME=/nonexistent", "DOCKER_HOST=unix:///run/dock.sock"}}
+		raw := Spec{Method: "exec", Argv: []string{"env"}, Env: []string{"DOCKER_HOST"}}
+		r := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		check(t, r, Captured, false, "")
+		if got, want := string(r.Content), "PATH="+binDir+"\nHOME=/nonexistent\nDOCKER_HOST=unix:///run/dock.sock\n"; got != want {
+			t.Fatalf("environment =\n%s\nwant\n%s", got, want)
+		}
+		if r.Target != "exec: env (env: DOCKER_HOST)" {
+			t.Fatalf("target = %q", r.Target)
+		}
+	})
+	t.Run("no environment resolved", func(t *testing.T) {
+		r := same(t, Spec{Method: "exec", Argv: []string{envBin}}).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		check(t, r, Captured, false, "")
+		if got := string(r.Content); got != "PATH="+DefaultPath+"\n" {
+			t.Fatalf("environment = %q, want only the default PATH", got)
+		}
+	})
+	t.Run("listed value kept out of reasons", func(t *testing.T) {
+		script := writeScript(t, "dock.sh", `echo "cannot connect to $DOCKER_HOST" >&2; exit 1`)
+		spec := Spec{Method: "exec", Argv: []string{script}, Env: []string{"DOCKER_HOST"}, Environ: []string{"DOCKER_HOST=tcp://u:dock-pw-4411@h"}}
+		raw := Spec{Method: "exec", Argv: []string{script}, Env: []string{"DOCKER_HOST"}}
+		r := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		check(t, r, Failed, true, "cannot connect to [REDACTED]")
+		if strings.Contains(r.Provenance["stderr_head"], "dock-pw-4411") {
+			t.Fatalf("stderr_head = %q", r.Provenance["stderr_head"])
+		}
+	})
+}
+
+// TestExecLooksUpInCommandPath: a bare name is found in the PATH the command
+// is given, not in backfill's, and relative PATH entries are never used.
+func TestExecLooksUpInCommandPath(t *testing.T) {
+	dir := filepath.Dir(writeScript(t, "backfill-test-tool", `echo found`))
+	argv := []string{"backfill-test-tool"}
+	r := mustNew(t, Spec{Method: "exec", Argv: argv, Environ: []string{"PATH=" + dir}}, Spec{Method: "exec", Argv: argv}, 0, nil).
+		Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Captured, false, "")
+	if string(r.Content) != "found\n" {
+		t.Fatalf("content = %q", r.Content)
+	}
+	t.Chdir(dir)
+	r = mustNew(t, Spec{Method: "exec", Argv: argv, Environ: []string{"PATH=.:" + t.TempDir()}}, Spec{Method: "exec", Argv: argv}, 0, nil).
+		Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, false, "command backfill-test-tool not found in PATH")
+}
+
+// grandchildScript starts a background grandchild and waits for it, the way
+// a wrapper around docker exec would; the grandchild's pid lands in pidFile.
+func grandchildScript(pidFile string) []string {
+	return []string{"/bin/sh", "-c", `sleep 300 & echo $! > "` + pidFile + `"; wait`}
+}
+
+// awaitPID polls (bounded) until pidFile holds a whole pid line.
+func awaitPID(t *testing.T, pidFile string, done <-chan Result) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b := readFile(pidFile); strings.HasSuffix(b, "\n") {
+			return readPID(t, pidFile)
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("command ended before writing its pid: %+v", r)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pid written within 10s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// assertProcessGone polls /proc (bounded) until pid has exited: gone, or a
+// zombie nobody has reaped yet.
+func assertProcessGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return
+		}
+		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still running 10s after its command was killed", pid)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// TestExecTimeoutKillsGrandchild: at the deadline the whole group goes,
+// including a grandchild the command started in the background.
+func TestExecTimeoutKillsGrandchild(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	c := same(t, Spec{Method: "exec", Argv: grandchildScript(pidFile)})
+	done := make(chan Result, 1)
+	go func() { done <- c.Collect(timeoutCtx(t, 500*time.Millisecond), testValues) }()
+	pid := awaitPID(t, pidFile, done)
+	checkTimeout(t, <-done, 500*time.Millisecond)
+	assertProcessGone(t, pid)
+}
+
+// TestKillAllKillsRunningGroups is the second Ctrl-C: the captures in flight
+// are abandoned, and their commands and grandchildren must not outlive
+// backfill. Nothing starts afterwards.
+func TestKillAllKillsRunningGroups(t *testing.T) {
+	saved := running
+	running = &registry{groups: make(map[*group]bool)}
+	t.Cleanup(func() { running = saved })
+
+	dir := t.TempDir()
+	var pids []int
+	var dones []chan Result
+	for i := range 3 {
+		pidFile := filepath.Join(dir, "pid"+strconv.Itoa(i))
+		c := same(t, Spec{Method: "exec", Argv: grandchildScript(pidFile)})
+		done := make(chan Result, 1)
+		go func() { done <- c.Collect(timeoutCtx(t, time.Minute), testValues) }()
+		pids = append(pids, awaitPID(t, pidFile, done))
+		dones = append(dones, done)
+	}
+	KillAll()
+	for _, done := range dones {
+		select {
+		case r := <-done:
+			check(t, r, Failed, true, "killed by signal killed")
+		case <-time.After(10 * time.Second):
+			t.Fatal("a capture still runs 10s after KillAll")
+		}
+	}
+	for _, pid := range pids {
+		assertProcessGone(t, pid)
+	}
+	r := same(t, Spec{Method: "exec", Argv: []string{"/bin/true"}}).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, false, "not started: backfill is exiting")
+}

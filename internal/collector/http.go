@@ -15,19 +15,44 @@ import (
 	"backfill/internal/placeholder"
 )
 
-// provenanceHeaders are the response headers kept as provenance. A fixed
-// list, because other headers (Set-Cookie, say) can carry secrets.
-var provenanceHeaders = []string{
+// ProvenanceHeaders are the only response headers kept as provenance, as
+// header.<Name>: what says where and when the answer came from, and the
+// rate limit's state. A fixed list, because a server may put anything in
+// the others, Set-Cookie or an echoed Authorization among them.
+var ProvenanceHeaders = []string{
 	"X-Molecule-Files-Source",
-	"Content-Type",
-	"Content-Length",
-	"Etag",
+	"ETag",
 	"Last-Modified",
 	"Date",
+	"Content-Type",
+	"Content-Length",
+	"Retry-After",
+	"X-RateLimit-Limit",
+	"X-RateLimit-Remaining",
+	"X-RateLimit-Reset",
+	"X-Request-Id",
 }
 
-// provenanceHeaderKey spells each provenance header as the contract does.
-var provenanceHeaderKey = map[string]string{"Etag": "header.ETag"}
+// MaxHeaderValue caps each provenance header value, in bytes; a longer one
+// is cut and ends in headerCut.
+const MaxHeaderValue = 1024
+
+const headerCut = "...[cut]"
+
+// headerScan is how much of a header value is kept until it has been
+// scrubbed: enough that a secret the server echoed across the cap is still
+// seen whole and replaced, before the value is cut to MaxHeaderValue.
+const headerScan = 16 << 10
+
+// capHeaders cuts every header.* provenance value to MaxHeaderValue bytes.
+// It runs after scrubbing, so it cannot leave part of a secret behind.
+func capHeaders(p map[string]string) {
+	for k, v := range p {
+		if strings.HasPrefix(k, "header.") && len(v) > MaxHeaderValue {
+			p[k] = head(v, MaxHeaderValue-len(headerCut)) + headerCut
+		}
+	}
+}
 
 // jsonInflation bounds how much larger than its decoded string a JSON body
 // may be: "\u0000"-style escapes take six bytes per byte.
@@ -74,13 +99,9 @@ func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []st
 	defer resp.Body.Close()
 
 	r.Provenance["http_status"] = strconv.Itoa(resp.StatusCode)
-	for _, h := range provenanceHeaders {
+	for _, h := range ProvenanceHeaders {
 		if vs := resp.Header.Values(h); len(vs) > 0 {
-			key := provenanceHeaderKey[h]
-			if key == "" {
-				key = "header." + h
-			}
-			r.Provenance[key] = strings.Join(vs, ", ")
+			r.Provenance["header."+h] = head(strings.Join(vs, ", "), headerScan)
 		}
 	}
 

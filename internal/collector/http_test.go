@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -266,5 +267,84 @@ func TestHTTPHostHeader(t *testing.T) {
 	check(t, r, Captured, false, "")
 	if g := <-got; g != "acme.internal acme" {
 		t.Fatalf("server saw %q", g)
+	}
+}
+
+// TestHTTPProvenanceAllowListAndCap: a server echoing the request's
+// credentials into response headers, and sending huge ones, gets neither
+// into provenance: only ProvenanceHeaders are kept, scrubbed, then cut to
+// MaxHeaderValue bytes.
+func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
+	const token = "Bearer echo-tok-91ac"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		h := w.Header()
+		h.Set("Authorization", auth)
+		h.Set("Set-Cookie", "session="+auth)
+		h.Set("WWW-Authenticate", auth)
+		h.Set("X-Echo", auth)
+		h.Set("X-Huge", strings.Repeat("h", 64<<10))
+		// Allowed headers: the echo is scrubbed, the huge value cut, and a
+		// secret straddling the cut is still replaced whole.
+		h.Set("X-Request-Id", "req-"+auth)
+		h.Set("ETag", strings.Repeat("e", 8<<10))
+		h.Set("X-RateLimit-Remaining", strings.Repeat("r", MaxHeaderValue-8)+auth)
+		h.Add("Retry-After", "1")
+		h.Add("Retry-After", "2")
+		_, _ = w.Write([]byte("name: ws\n"))
+	}))
+	defer srv.Close()
+	spec := Spec{Method: "http", URL: srv.URL + "/", Headers: map[string]string{"Authorization": token}}
+	r := same(t, spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Captured, false, "")
+	for k, v := range r.Provenance {
+		if strings.Contains(v, "echo-tok") {
+			t.Errorf("provenance %s carries the token: %q", k, v)
+		}
+		if len(v) > MaxHeaderValue {
+			t.Errorf("provenance %s has %d bytes", k, len(v))
+		}
+	}
+	for _, k := range []string{"header.Authorization", "header.Set-Cookie", "header.WWW-Authenticate", "header.X-Echo", "header.X-Huge"} {
+		if _, ok := r.Provenance[k]; ok {
+			t.Errorf("provenance keeps %s", k)
+		}
+	}
+	if got := r.Provenance["header.X-Request-Id"]; got != "req-"+redacted {
+		t.Errorf("header.X-Request-Id = %q", got)
+	}
+	if got := r.Provenance["header.ETag"]; len(got) != MaxHeaderValue || !strings.HasSuffix(got, headerCut) {
+		t.Errorf("header.ETag has %d bytes, ends %q", len(got), got[max(0, len(got)-12):])
+	}
+	if got := r.Provenance["header.Retry-After"]; got != "1, 2" {
+		t.Errorf("header.Retry-After = %q", got)
+	}
+}
+
+// TestHTTPLiteralCredentials: a token written literally in the inventory,
+// in a header, the URL's user-info or a token= query value, is reported
+// nowhere, even when the server echoes it or the request fails.
+func TestHTTPLiteralCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", r.Header.Get("Authorization")+"|"+r.URL.RawQuery)
+		w.Header().Set("X-Molecule-Files-Source", strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://svc:pw-lit-2e7b@", 1) +
+		"/w/{workspace_id}?access_token=qtok-lit-8c1d&root=/configs"
+	spec := Spec{Method: "http", URL: u, Headers: map[string]string{"Authorization": "Bearer abc123literal"}}
+	r := same(t, spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	check(t, r, Failed, true, "HTTP 503")
+	all := r.Target + r.Reason + fmt.Sprint(r.Provenance)
+	for _, lit := range []string{"abc123literal", "pw-lit-2e7b", "qtok-lit-8c1d"} {
+		if strings.Contains(all, lit) {
+			t.Errorf("%q reported: target %q, provenance %v", lit, r.Target, r.Provenance)
+		}
+	}
+	wantTarget := "GET " + strings.Replace(srv.URL, "http://", "http://svc:[REDACTED]@", 1) +
+		"/w/" + testWS + "?access_token=[REDACTED]&root=/configs (headers: Authorization)"
+	if r.Target != wantTarget {
+		t.Errorf("target = %q, want %q", r.Target, wantTarget)
 	}
 }

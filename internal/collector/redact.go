@@ -1,10 +1,12 @@
 package collector
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
 	"backfill/internal/placeholder"
+	"backfill/internal/secret"
 )
 
 // redacted replaces a secret wherever one would otherwise be reported.
@@ -15,21 +17,35 @@ const redacted = "[REDACTED]"
 const minSecretLen = 4
 
 // staticSecrets lists what must never be reported: every value that ${VAR}
-// expansion put into spec (recovered by aligning spec against raw) and every
-// header value that has no placeholders.
+// expansion put into spec (recovered by aligning spec against raw), every
+// header value that has no placeholders, the values an exec env list passes,
+// and credentials written literally in a header or the URL.
 func staticSecrets(spec, raw Spec) []string {
 	var out []string
 	pair := func(exp, tmpl string) { out = append(out, envValues(tmpl, exp)...) }
 	for i := range spec.Argv {
 		pair(spec.Argv[i], raw.Argv[i])
 	}
+	// Variables the operator chose to pass may be credentials
+	// (DOCKER_HOST=tcp://user:pw@…); the base ones are not, and hiding a
+	// PATH or HOME would garble every reason.
+	for _, kv := range spec.Environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if slices.Contains(spec.Env, name) && !slices.Contains(BaseEnv, name) {
+			out = append(out, val)
+		}
+	}
 	pair(spec.URL, raw.URL)
 	pair(spec.Path, raw.Path)
+	pair(spec.Root, raw.Root)
+	// Credentials written literally in the inventory, not as ${NAME}.
+	out = append(out, secret.URLCredentials(raw.URL)...)
 	for k, v := range spec.Headers {
 		pair(v, raw.Headers[k])
 		if !hasPlaceholder(v) {
 			out = append(out, v)
 		}
+		out = append(out, secret.HeaderCredentials(k, raw.Headers[k])...)
 	}
 	return mergeSecrets(nil, out)
 }

@@ -99,7 +99,7 @@ func TestSecretsNeverReported(t *testing.T) {
 		raw := Spec{Method: "file", Path: "/nonexistent/${DIR}/{workspace_id}/config.yaml"}
 		spec := Spec{Method: "file", Path: "/nonexistent/" + secretToken + "/{workspace_id}/config.yaml"}
 		r := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
-		check(t, r, Gone, false, "no such file")
+		check(t, r, Failed, false, "root directory: no such file or directory")
 		assertNoSecret(t, r)
 		if want := "file: /nonexistent/${DIR}/" + testWS + "/config.yaml"; r.Target != want {
 			t.Fatalf("target = %q, want %q", r.Target, want)

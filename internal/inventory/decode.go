@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"backfill/internal/collector"
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
 )
@@ -357,23 +358,143 @@ func (p *parser) collector(c field, tenant string) (raw, exp Collector, ok bool)
 	v := f[set[0]]
 	switch set[0] {
 	case "exec":
-		raw.Argv, exp.Argv = p.exec(v, tenant)
+		p.execCollector(v, tenant, &raw, &exp)
 	case "http":
 		p.http(v, tenant, &raw, &exp)
 	case "file":
-		if r, ok := p.str(v.val, tenant, "file"); ok {
-			line := resolve(v.val).Line
-			if r == "" {
-				p.errorf(line, tenant, "file path is empty")
-			} else if e, ok := p.collectorString(r, line, tenant, "file"); ok {
-				if e == "" {
-					p.errorf(line, tenant, "file path is empty after expanding environment variables")
-				}
-				raw.Path, exp.Path = r, e
+		p.fileCollector(v, tenant, &raw, &exp)
+	}
+	return raw, exp, len(p.errs) == errs
+}
+
+// fileCollector validates a file collector: a path, or a mapping {path, root}.
+func (p *parser) fileCollector(v field, tenant string, raw, exp *Collector) {
+	pathField, rootField := v, field{}
+	if n := resolve(v.val); n.Kind == yaml.MappingNode {
+		f, _ := p.fields(n, tenant, "file", "path", "root")
+		if f == nil {
+			return
+		}
+		pf, ok := f["path"]
+		if !ok {
+			p.errorf(v.key.Line, tenant, "file collector has no path")
+			return
+		}
+		pathField, rootField = pf, f["root"]
+	}
+	errs := len(p.errs)
+	line := resolve(pathField.val).Line
+	raw.Path, exp.Path = p.fileString(pathField, tenant, "file path")
+	if rootField.val != nil {
+		line = resolve(rootField.val).Line
+		raw.Root, exp.Root = p.fileString(rootField, tenant, "file root")
+	}
+	if len(p.errs) > errs {
+		return
+	}
+	// The collector's own rule, so that a file read at capture time can
+	// never be refused for a reason the inventory could have caught.
+	if _, err := collector.FileRoot(exp.Path, exp.Root); err != nil {
+		p.errorf(line, tenant, "%v", err)
+	}
+}
+
+// fileString validates one path of a file collector, returning it as
+// written and expanded.
+func (p *parser) fileString(v field, tenant, what string) (raw, exp string) {
+	r, ok := p.str(v.val, tenant, what)
+	if !ok {
+		return "", ""
+	}
+	line := resolve(v.val).Line
+	if r == "" {
+		p.errorf(line, tenant, "%s is empty", what)
+		return "", ""
+	}
+	e, ok := p.collectorString(r, line, tenant, what)
+	if !ok {
+		return "", ""
+	}
+	if e == "" {
+		p.errorf(line, tenant, "%s is empty after expanding environment variables", what)
+	}
+	return r, e
+}
+
+// execCollector validates an exec collector: an argv list, or a mapping
+// {argv, env}. The command's environment is resolved here, through the same
+// lookup as ${NAME}, so that it is decided once and never taken from
+// whatever else the process environment holds.
+func (p *parser) execCollector(v field, tenant string, raw, exp *Collector) {
+	argv := v
+	var env field
+	if n := resolve(v.val); n.Kind == yaml.MappingNode {
+		f, _ := p.fields(n, tenant, "exec", "argv", "env")
+		if f == nil {
+			return
+		}
+		a, ok := f["argv"]
+		if !ok {
+			p.errorf(v.key.Line, tenant, "exec collector has no argv")
+			return
+		}
+		argv, env = a, f["env"]
+	}
+	raw.Argv, exp.Argv = p.exec(argv, tenant)
+	if env.val != nil {
+		raw.Env = p.envNames(env, tenant)
+		exp.Env = slices.Clone(raw.Env)
+	}
+	for _, name := range collector.BaseEnv {
+		if v, ok := p.getenv(name); ok && !slices.Contains(raw.Env, name) {
+			exp.Environ = append(exp.Environ, name+"="+v)
+		}
+	}
+	for _, name := range raw.Env {
+		if v, ok := p.getenv(name); ok {
+			exp.Environ = append(exp.Environ, name+"="+v)
+			if !slices.Contains(collector.BaseEnv, name) {
+				p.useEnv(v)
 			}
 		}
 	}
-	return raw, exp, len(p.errs) == errs
+}
+
+// envNames validates an exec collector's env list: variable names, each
+// once, each set in the environment (a command missing its DOCKER_HOST
+// would talk to the wrong daemon, so unset is an error, as for ${NAME}).
+func (p *parser) envNames(v field, tenant string) []string {
+	n := resolve(v.val)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n.Line, tenant, "exec env must be a list of variable names such as [DOCKER_HOST], not %s", kindName(n))
+		return nil
+	}
+	var names []string
+	seen := make(map[string]int)
+	for _, item := range n.Content {
+		name, ok := p.str(item, tenant, "exec env entry")
+		if !ok {
+			continue
+		}
+		line := resolve(item).Line
+		switch first, dup := seen[name]; {
+		case !validVarName(name):
+			p.errorf(line, tenant, "exec env: %q is not a variable name (letters, digits and _, not starting with a digit)", truncate(name, 40))
+		case dup:
+			p.errorf(line, tenant, "exec env: %s is listed twice (first at line %d)", name, first)
+		default:
+			if _, set := p.getenv(name); !set {
+				p.errorf(line, tenant, "exec env: %s is not set in the environment", name)
+				continue
+			}
+			seen[name] = line
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func (p *parser) exec(v field, tenant string) (raw, exp []string) {
@@ -383,7 +504,7 @@ func (p *parser) exec(v field, tenant string) (raw, exp []string) {
 		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, tenant, `exec must be a list of arguments such as ["cat", "/configs/config.yaml"], not %s`, kindName(n))
+		p.errorf(n.Line, tenant, `exec must be a list of arguments such as ["cat", "/configs/config.yaml"] or a mapping {argv: [...], env: [...]}, not %s`, kindName(n))
 		return nil, nil
 	}
 	if len(n.Content) == 0 {

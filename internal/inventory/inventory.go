@@ -23,6 +23,11 @@
 //	    dsn: "${CONCIERGE_DSN}"
 //	    collector:
 //	      file: "/mnt/concierge/{workspace_id}/configs/config.yaml"
+//
+// A file collector may also be a mapping, {path: ..., root: ...}, whose root
+// is the directory its reads must stay beneath. An exec collector may be a
+// mapping, {argv: [...], env: [NAME, ...]}, naming the variables its command
+// gets besides PATH, HOME, LANG and TZ.
 package inventory
 
 import (
@@ -74,6 +79,14 @@ type Collector struct {
 	Method string
 	// Argv is the command to run, for exec.
 	Argv []string
+	// Env names the variables passed to an exec command besides PATH,
+	// HOME, LANG and TZ (collector.BaseEnv), as the inventory lists them.
+	Env []string
+	// Environ is the exec command's environment, NAME=value for each of
+	// BaseEnv and Env that is set, resolved through the same lookup as
+	// ${NAME}. Only the expanded collector has it; values of Env are
+	// secrets.
+	Environ []string
 	// URL is the address to GET, for http.
 	URL string
 	// Headers are sent with the request, for http. Values are secrets.
@@ -83,12 +96,18 @@ type Collector struct {
 	JSONField string
 	// Path is the file to read, for file.
 	Path string
+	// Root is the directory a file collector's reads stay beneath, for
+	// file; empty means the directory part of Path before its first
+	// placeholder. See collector.FileRoot.
+	Root string
 }
 
 // clone returns c with its slice and map copied, so tenants sharing the
 // defaults cannot alter each other's collector.
 func (c Collector) clone() Collector {
 	c.Argv = slices.Clone(c.Argv)
+	c.Env = slices.Clone(c.Env)
+	c.Environ = slices.Clone(c.Environ)
 	c.Headers = maps.Clone(c.Headers)
 	return c
 }
@@ -125,8 +144,11 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inven
 }
 
 // Secrets returns every secret value the inventory holds: each expanded
-// environment value used, each DSN password (as written and decoded) and
-// each header value. Feed them to a secret.Redactor before writing anything.
+// environment value used, each DSN password (as written and decoded), each
+// header value, each value an exec collector's env list passes, and each
+// credential written literally in a header or URL (secret.HeaderCredentials,
+// secret.URLCredentials). Feed them to a secret.Redactor before writing
+// anything.
 func (inv *Inventory) Secrets() []string {
 	if inv == nil {
 		return nil
@@ -153,6 +175,12 @@ func (inv *Inventory) Secrets() []string {
 		for _, k := range slices.Sorted(maps.Keys(t.Collector.Headers)) {
 			add(t.Collector.Headers[k])
 		}
+		// Credentials written literally rather than as ${NAME}: the token of
+		// "Bearer abc", a URL's password, a token= query value.
+		for _, k := range slices.Sorted(maps.Keys(t.Raw.Headers)) {
+			add(secret.HeaderCredentials(k, t.Raw.Headers[k])...)
+		}
+		add(secret.URLCredentials(t.Raw.URL)...)
 	}
 	return out
 }

@@ -25,6 +25,7 @@ var testEnv = map[string]string{
 	"EMPTY":           "",
 	"YAMLISH":         "/a\ncollector:\n  exec: [sh] # {\"k\": [1]} &y *z",
 	"BRACED":          "tok{Secret}888",
+	"DEV_DIR":         "/dev/shm",
 }
 
 func getenv(name string) (string, bool) {
@@ -281,6 +282,23 @@ func TestParseErrors(t *testing.T) {
 		{"unknown placeholder in header", head + "  - name: a\n    dsn: h=1\n    collector:\n      http:\n        url: https://x\n        headers: {X-T: \"{Tenant}\"} #<\n", 0, "a", "unknown placeholder {Tenant}"},
 		{"unknown placeholder in argv", "version: 1\ndefaults:\n  collector:\n    exec: [cat, \"{instance}\"] #<\ntenants: [{name: a, dsn: h=1}]\n", 0, "", "unknown placeholder {instance}"},
 		{"placeholder from environment", head + "  - name: a\n    dsn: h=1\n    collector:\n      http:\n        url: https://x\n        headers: {X-T: \"${BRACED}\"} #<\n", 0, "a", "an environment value contains a {name} sequence"},
+		{"file path relative", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: configs/{workspace_id}.yaml #<\n", 0, "a", "file path must be absolute"},
+		{"file under /proc", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: /proc/self/environ #<\n", 0, "a", "file root is under /proc, /sys or /dev"},
+		{"file root under /sys", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /sys/{tenant}/x\n        root: /sys #<\n", 0, "a", "under /proc, /sys or /dev"},
+		{"file root from env under /dev", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: {path: \"${DEV_DIR}/{workspace_id}/c.yaml\"} #<\n", 0, "a", "under /proc, /sys or /dev"},
+		{"file root not holding the path", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        root: /mnt/d #<\n", 0, "a", "not beneath its root"},
+		{"file root with a placeholder", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        root: /mnt/{tenant} #<\n", 0, "a", "must not contain placeholders"},
+		{"file mapping without path", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: #<\n        root: /mnt\n", 0, "a", "file collector has no path"},
+		{"file mapping unknown key", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        follow: true #<\n", 0, "a", `unknown key "follow" in file (allowed: path, root)`},
+		{"file root empty", head + "  - name: a\n    dsn: h=1\n    collector:\n      file:\n        path: /mnt/c/{workspace_id}/config.yaml\n        root: \"\" #<\n", 0, "a", "file root is empty"},
+		{"exec mapping without argv", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec: #<\n        env: [JRS_ORG_ID]\n", 0, "a", "exec collector has no argv"},
+		{"exec mapping unknown key", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec:\n        argv: [cat]\n        environment: [X] #<\n", 0, "a", `unknown key "environment" in exec (allowed: argv, env)`},
+		{"exec env not a list", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec:\n        argv: [cat]\n        env: JRS_ORG_ID #<\n", 0, "a", "exec env must be a list of variable names"},
+		{"exec env bad name", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec:\n        argv: [cat]\n        env:\n          - JRS_ORG_ID\n          - DOCKER-HOST #<\n", 0, "a", `exec env: "DOCKER-HOST" is not a variable name`},
+		{"exec env assignment", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec: {argv: [cat], env: [\"A=b\"]} #<\n", 0, "a", `exec env: "A=b" is not a variable name`},
+		{"exec env twice", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec:\n        argv: [cat]\n        env:\n          - JRS_ORG_ID\n          - JRS_ORG_ID #<\n", 0, "a", "exec env: JRS_ORG_ID is listed twice (first at line 9)"},
+		{"exec env unset", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec:\n        argv: [cat]\n        env: [DOCKER_HOST_TYPO] #<\n", 0, "a", "exec env: DOCKER_HOST_TYPO is not set in the environment"},
+		{"exec env entry not a string", head + "  - name: a\n    dsn: h=1\n    collector:\n      exec:\n        argv: [cat]\n        env: [[X]] #<\n", 0, "a", "exec env entry must be a string"},
 		{"alias repeats a tenant", head + "  - &t {name: a, dsn: h=1, collector: {file: /x}}\n  - *t #<\n", 0, "a", "this alias repeats the tenant entry at line 3"},
 		{"empty tenants", "version: 1\ntenants: [] #<\n", 0, "", "tenants is empty"},
 		{"null tenants", "version: 1\ntenants: #<\n", 0, "", "tenants is empty"},
@@ -412,5 +430,120 @@ func TestNilGetenvUsesEnvironment(t *testing.T) {
 	}
 	if inv.Tenants[0].DSN != "password=env-Secret-999" {
 		t.Errorf("DSN = %q", inv.Tenants[0].DSN)
+	}
+}
+
+func TestFileCollectorMapping(t *testing.T) {
+	inv, err := Parse("inv.yaml", []byte(`version: 1
+tenants:
+  - name: a
+    dsn: host=h
+    collector:
+      file: {path: "/mnt/${JRS_ORG_ID}/{workspace_id}/config.yaml", root: "/mnt"}
+  - name: b
+    dsn: host=h
+    collector:
+      file: {path: "/mnt/c/{workspace_id}/config.yaml"}
+`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Collector{
+		{Method: "file", Path: "/mnt/" + testEnv["JRS_ORG_ID"] + "/{workspace_id}/config.yaml", Root: "/mnt"},
+		{Method: "file", Path: "/mnt/c/{workspace_id}/config.yaml"},
+	}
+	for i, w := range want {
+		if got := inv.Tenants[i].Collector; !reflect.DeepEqual(got, w) {
+			t.Errorf("tenant %d collector = %+v, want %+v", i, got, w)
+		}
+	}
+	if raw := inv.Tenants[0].Raw; raw.Path != "/mnt/${JRS_ORG_ID}/{workspace_id}/config.yaml" || raw.Root != "/mnt" {
+		t.Errorf("raw = %+v", raw)
+	}
+}
+
+// TestExecCollectorMapping: the command's environment is PATH, HOME, LANG and
+// TZ when set, plus the listed names, all resolved through the lookup given
+// to Parse; the listed values are secrets, the base ones are not.
+func TestExecCollectorMapping(t *testing.T) {
+	env := map[string]string{
+		"PATH": "/opt/bin:/usr/bin", "TZ": "UTC", "DOCKER_HOST": "tcp://dock:Secret-999@d:2376",
+		"DOCKER_CONFIG": "/etc/dock-Secret-000", "UNLISTED": "unlisted-Secret-121",
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	inv, err := Parse("inv.yaml", []byte(`version: 1
+defaults:
+  collector:
+    exec: ["docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"]
+tenants:
+  - name: a
+    dsn: host=h
+    collector:
+      exec:
+        argv: ["docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"]
+        env: [DOCKER_HOST, DOCKER_CONFIG, TZ]
+  - name: b
+    dsn: host=h
+`), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"}
+	a, b := inv.Tenants[0], inv.Tenants[1]
+	wantA := Collector{Method: "exec", Argv: argv, Env: []string{"DOCKER_HOST", "DOCKER_CONFIG", "TZ"},
+		Environ: []string{"PATH=/opt/bin:/usr/bin", "DOCKER_HOST=" + env["DOCKER_HOST"], "DOCKER_CONFIG=" + env["DOCKER_CONFIG"], "TZ=UTC"}}
+	if !reflect.DeepEqual(a.Collector, wantA) {
+		t.Errorf("collector = %+v\nwant %+v", a.Collector, wantA)
+	}
+	if want := (Collector{Method: "exec", Argv: argv, Env: wantA.Env}); !reflect.DeepEqual(a.Raw, want) {
+		t.Errorf("raw = %+v, want %+v (no values)", a.Raw, want)
+	}
+	wantB := Collector{Method: "exec", Argv: argv, Environ: []string{"PATH=/opt/bin:/usr/bin", "TZ=UTC"}}
+	if !reflect.DeepEqual(b.Collector, wantB) {
+		t.Errorf("plain argv collector = %+v, want %+v", b.Collector, wantB)
+	}
+	secrets := inv.Secrets()
+	for _, s := range []string{env["DOCKER_HOST"], env["DOCKER_CONFIG"]} {
+		if !slices.Contains(secrets, s) {
+			t.Errorf("Secrets() lacks listed value %q", s)
+		}
+	}
+	for _, s := range []string{env["PATH"], "UTC", env["UNLISTED"]} {
+		if slices.Contains(secrets, s) {
+			t.Errorf("Secrets() has %q", s)
+		}
+	}
+	for _, kv := range append(a.Collector.Environ, b.Collector.Environ...) {
+		if strings.Contains(kv, "UNLISTED") {
+			t.Errorf("unlisted variable passed: %s", kv)
+		}
+	}
+}
+
+// TestSecretsLiteralCredentials: credentials written into the file rather
+// than the environment are secrets too, but ordinary URL parts are not.
+func TestSecretsLiteralCredentials(t *testing.T) {
+	inv, err := Parse("inv.yaml", []byte(`version: 1
+tenants:
+  - name: a
+    dsn: host=h
+    collector:
+      http:
+        url: "https://svc:pw-literal-1@h/w/{workspace_id}?access_token=qtok-literal-2&root=/configs"
+        headers: {Authorization: "Bearer abc123literal", X-Molecule-Org-Id: "${JRS_ORG_ID}"}
+`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := inv.Secrets()
+	for _, want := range []string{"abc123literal", "Bearer abc123literal", "pw-literal-1", "qtok-literal-2", testEnv["JRS_ORG_ID"]} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Secrets() lacks %q; got %q", want, got)
+		}
+	}
+	for _, not := range []string{"/configs", "svc", "Bearer", "h"} {
+		if slices.Contains(got, not) {
+			t.Errorf("Secrets() has %q", not)
+		}
 	}
 }

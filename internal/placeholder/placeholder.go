@@ -76,6 +76,16 @@ func Validate(tmpl string) error {
 	return nil
 }
 
+// Prefix returns the text of tmpl before its first placeholder, which every
+// expansion of tmpl shares; a template without placeholders is its own
+// prefix. ${VAR} is not a placeholder.
+func Prefix(tmpl string) string {
+	if refs := scan(tmpl); len(refs) > 0 {
+		return tmpl[:refs[0].start]
+	}
+	return tmpl
+}
+
 // Expand substitutes the placeholders the template uses, refusing (error
 // naming the placeholder and why) a used value that is empty, not
 // [A-Za-z0-9._-]+, "." or "..", starts with "-", or a {workspace_id} that is

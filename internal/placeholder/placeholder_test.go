@@ -111,3 +111,18 @@ func TestIsUUID(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefix(t *testing.T) {
+	for tmpl, want := range map[string]string{
+		"/mnt/c/{workspace_id}/config.yaml": "/mnt/c/",
+		"/mnt/ws-{workspace_id}/c.yaml":     "/mnt/ws-",
+		"/a/b/c.yaml":                       "/a/b/c.yaml",
+		"/a/${DIR}/{tenant}/x":              "/a/${DIR}/",
+		"/a/{not_a_name/{instance_id}":      "/a/{not_a_name/",
+		"{tenant}":                          "",
+	} {
+		if got := Prefix(tmpl); got != want {
+			t.Errorf("Prefix(%q) = %q, want %q", tmpl, got, want)
+		}
+	}
+}
