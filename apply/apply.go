@@ -17,6 +17,7 @@ import (
 	"backfill/internal/secret"
 	"backfill/internal/sshsig"
 	"backfill/internal/tenantdb"
+	"backfill/internal/workspace"
 )
 
 // Outcomes of apply and rollback, as journaled and printed.
@@ -255,6 +256,13 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	if err := Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
 		return nil, err
 	}
+	if o.Execute {
+		// The plan executed is kept in the store it journals to, whatever
+		// store it was made from, so that its undo never depends on a file.
+		if err := Keep(ctx, o.Store, o.Plan, ""); err != nil {
+			return nil, fmt.Errorf("keep the plan in %s: %w", o.Store.Path(), err)
+		}
+	}
 	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
@@ -346,7 +354,7 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 				return nil, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, err)
 			}
 			if !wroteBefore {
-				tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set)
+				tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, set, it.Runtime, it.Kind)
 				if err != nil {
 					return nil, fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))
 				}
@@ -356,12 +364,12 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 					continue
 				}
 			}
-			cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			row, exists, err := tenantdb.CurrentRow(ctx, tx, it.WorkspaceID)
 			if err != nil {
 				return nil, fmt.Sprintf("workspace %s: re-read: %s; the tenant's transaction was rolled back", it.WorkspaceID, o.redact(err))
 			}
-			r.Before, r.After = cur, cur
-			r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, wroteBefore)
+			r.Before, r.After = row.Template, row.Template
+			r.Outcome, r.Reason = applyOutcome(row, exists, it, wroteBefore)
 			if r.Outcome == SkippedChanged && why != "" {
 				r.Reason = why + "; not written"
 			}
@@ -471,7 +479,8 @@ const nullStatus = "status is NULL, which the compare-and-swap (status <> 'remov
 // applyOutcome is what apply's compare-and-swap makes of a row as it is now:
 // WouldWrite, or why it is not written. wroteBefore: this plan's journal
 // shows the row already written once.
-func applyOutcome(cur, status string, exists bool, set string, wroteBefore bool) (outcome, reason string) {
+func applyOutcome(row workspace.Row, exists bool, it Item, wroteBefore bool) (outcome, reason string) {
+	cur, status, set := row.Template, row.Status, it.Action.SetTemplate
 	switch {
 	case !exists:
 		return SkippedRemoved, "the row no longer exists"
@@ -479,6 +488,9 @@ func applyOutcome(cur, status string, exists bool, set string, wroteBefore bool)
 		return AlreadyApplied, "the row already holds the planned value"
 	case status == "removed":
 		return SkippedRemoved, "the workspace is removed"
+	case row.Runtime != it.Runtime || row.Kind != it.Kind:
+		return SkippedChanged, fmt.Sprintf("the row's runtime and kind are now %q and %q, the plan reconciled %q and %q; not written",
+			row.Runtime, row.Kind, it.Runtime, it.Kind)
 	case wroteBefore:
 		return SkippedChanged, fmt.Sprintf("this plan wrote the row once and it is now %q; not written twice", cur)
 	case cur == "" && status == "":
@@ -549,10 +561,11 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 		for _, it := range items {
 			set := it.Action.SetTemplate
 			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-			cur, status, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
+			row, exists, err := tenantdb.CurrentRow(ctx, tx, it.WorkspaceID)
 			if err != nil {
 				return err
 			}
+			cur := row.Template
 			r.Before, r.After = cur, cur
 			if rollback {
 				if r.Outcome, r.Reason, err = earlierRollback(ctx, st, h, it); err == nil && r.Outcome == "" {
@@ -562,7 +575,7 @@ func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, ro
 				var wrote bool
 				var why string
 				if wrote, why, err = earlierWrite(ctx, st, h, it); err == nil {
-					r.Outcome, r.Reason = applyOutcome(cur, status, exists, set, wrote)
+					r.Outcome, r.Reason = applyOutcome(row, exists, it, wrote)
 					if r.Outcome == SkippedChanged && why != "" {
 						r.Reason = why + "; not written"
 					}

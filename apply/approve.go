@@ -14,8 +14,22 @@ import (
 )
 
 // SignatureNamespace is the SSHSIG namespace of approvals: a signature made
-// for anything else (a git commit, a file) is never taken for one.
+// for anything else (a git commit, a file, a plan) is never taken for one.
 const SignatureNamespace = "backfill-approval"
+
+// PlanSignatureNamespace is the SSHSIG namespace of an author's signature
+// of the plan they made.
+const PlanSignatureNamespace = "backfill-plan"
+
+// SignPlan signs the plan's fingerprint as its author, with an unencrypted
+// OpenSSH private key.
+func SignPlan(key []byte, p *Plan) (string, error) {
+	sig, err := sshsig.Sign(key, PlanSignatureNamespace, []byte(p.Fingerprint))
+	if err != nil {
+		return "", err
+	}
+	return string(sig), nil
+}
 
 // ApproveOptions are the inputs of an approval.
 type ApproveOptions struct {
@@ -77,10 +91,16 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 
 // checkApprovals is the approval gate of apply --execute. Any approval of
 // the fingerprint counts without allowed signers, as before signatures
-// existed. With them, some approval must carry a signature of the
-// fingerprint that verifies against the allowed signers for a principal
-// who is its approver and is not the plan's author: whoever can write the
-// store can insert approval rows, but cannot sign as someone else.
+// existed. With them, whoever can write the store can insert approval rows
+// and whoever can edit a plan can name any author, but neither can sign as
+// someone else, so:
+//
+//   - the plan kept in the store must carry its author's signature, valid
+//     for a listed principal who is the plan's author (else anyone could
+//     declare another author and approve their own plan);
+//   - some approval must carry a signature valid for a listed principal who
+//     is its approver and not the author, made with another key than the
+//     author's.
 func checkApprovals(ctx context.Context, o Options) error {
 	p := o.Plan
 	approvals, err := o.Store.Approvals(ctx, p.Fingerprint)
@@ -92,6 +112,10 @@ func checkApprovals(ctx context.Context, o Options) error {
 	}
 	if o.AllowedSigners == nil {
 		return nil
+	}
+	authorKey, err := checkAuthor(ctx, o)
+	if err != nil {
+		return err
 	}
 	rollup := RollupDigest(p.Rollup())
 	var why []string
@@ -114,8 +138,9 @@ func checkApprovals(ctx context.Context, o Options) error {
 			isApprover = isApprover || approver.Same(pr, a.By)
 			isAuthor = isAuthor || approver.Same(pr, p.Author)
 		}
+		key, _ := sshsig.SignerKey([]byte(a.Signature)) // it verified, so it parses
 		switch {
-		case isAuthor:
+		case isAuthor || key == authorKey:
 			why = append(why, fmt.Sprintf("approval %d is signed by a key of the plan's author %s", a.ID, p.Author))
 		case !isApprover:
 			why = append(why, fmt.Sprintf("approval %d names %s but is signed by %s", a.ID, a.By, strings.Join(principals, ", ")))
@@ -124,4 +149,28 @@ func checkApprovals(ctx context.Context, o Options) error {
 		}
 	}
 	return &GateError{fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
+}
+
+// checkAuthor verifies, under allowed signers, the author's signature of
+// the plan as kept in the store, and returns the key that made it.
+func checkAuthor(ctx context.Context, o Options) (string, error) {
+	p := o.Plan
+	rec, err := kept(ctx, o.Store, p.Fingerprint)
+	if err != nil {
+		return "", err
+	}
+	if rec == nil || rec.Signature == "" {
+		return "", &GateError{fmt.Sprintf("plan %s carries no signature of its author %s: with --allowed-signers the author must sign it (plan --sign-key KEY)",
+			p.Fingerprint, p.Author)}
+	}
+	principals, err := o.AllowedSigners.Verify([]byte(rec.Signature), PlanSignatureNamespace, []byte(p.Fingerprint), o.Now())
+	if err != nil {
+		return "", &GateError{fmt.Sprintf("plan %s: its author's signature: %v", p.Fingerprint, err)}
+	}
+	for _, pr := range principals {
+		if approver.Same(pr, p.Author) {
+			return sshsig.SignerKey([]byte(rec.Signature))
+		}
+	}
+	return "", &GateError{fmt.Sprintf("plan %s names author %s but is signed by %s", p.Fingerprint, p.Author, strings.Join(principals, ", "))}
 }

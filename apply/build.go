@@ -73,7 +73,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		}
 	}
 
-	ev, err := loadEvidenceUpTo(ctx, o.Store, o.Catalog, rep.ChainHead, nil)
+	ev, _, err := loadEvidence(ctx, o.Store, o.Catalog, rep.ChainHead, nil)
 	if err != nil {
 		return nil, nil, err
 	}

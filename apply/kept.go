@@ -14,8 +14,9 @@ import (
 )
 
 // Keep stores the plan's canonical bytes in the evidence store, so that the
-// plan (and with it the handle of its undo) outlives any file.
-func Keep(ctx context.Context, s *evidence.Store, p *Plan) error {
+// plan (and with it the handle of its undo) outlives any file. signature is
+// its author's (see SignPlan), or "".
+func Keep(ctx context.Context, s *evidence.Store, p *Plan, signature string) error {
 	var b bytes.Buffer
 	if err := p.Encode(&b); err != nil {
 		return err
@@ -24,7 +25,7 @@ func Keep(ctx context.Context, s *evidence.Store, p *Plan) error {
 	if err != nil {
 		return fmt.Errorf("plan created_at %q: %w", p.CreatedAt, err)
 	}
-	return s.PutPlan(ctx, p.Fingerprint, p.Author, at, b.Bytes())
+	return s.PutPlan(ctx, p.Fingerprint, p.Author, at, b.Bytes(), signature)
 }
 
 // LoadKept loads a plan kept in the store by its fingerprint or a prefix of
@@ -41,16 +42,31 @@ func LoadKept(ctx context.Context, s *evidence.Store, prefix string) (*Plan, err
 	return p, nil
 }
 
+// kept returns the store's record of a plan, if it keeps it.
+func kept(ctx context.Context, s *evidence.Store, fingerprint string) (*evidence.PlanRecord, error) {
+	recs, err := s.Plans(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if recs[i].Fingerprint == fingerprint {
+			return &recs[i], nil
+		}
+	}
+	return nil, nil
+}
+
 // KeptPlan is what the store knows of one plan.
 type KeptPlan struct {
-	Fingerprint string    `json:"fingerprint"`
-	Author      string    `json:"author"`
-	CreatedAt   time.Time `json:"created_at"`
-	Writes      int       `json:"writes"`
-	ApprovedBy  []string  `json:"approved_by"`
-	Signed      int       `json:"signed_approvals"`
-	Applied     int       `json:"applied"`
-	RolledBack  int       `json:"rolled_back"`
+	Fingerprint  string    `json:"fingerprint"`
+	Author       string    `json:"author"`
+	AuthorSigned bool      `json:"author_signed"`
+	CreatedAt    time.Time `json:"created_at"`
+	Writes       int       `json:"writes"`
+	ApprovedBy   []string  `json:"approved_by"`
+	Signed       int       `json:"signed_approvals"`
+	Applied      int       `json:"applied"`
+	RolledBack   int       `json:"rolled_back"`
 }
 
 // Kept lists every plan kept in the store, oldest first, with its approvals
@@ -66,7 +82,7 @@ func Kept(ctx context.Context, s *evidence.Store) ([]KeptPlan, error) {
 	}
 	out := make([]KeptPlan, 0, len(recs))
 	for _, r := range recs {
-		k := KeptPlan{Fingerprint: r.Fingerprint, Author: r.Author, CreatedAt: r.CreatedAt, ApprovedBy: []string{}}
+		k := KeptPlan{Fingerprint: r.Fingerprint, Author: r.Author, AuthorSigned: r.Signature != "", CreatedAt: r.CreatedAt, ApprovedBy: []string{}}
 		if p, err := LoadKept(ctx, s, r.Fingerprint); err == nil {
 			k.Writes = len(p.Agreed())
 		} else {

@@ -257,10 +257,17 @@ func (p *Plan) Seal() {
 }
 
 // WriteFile writes the plan atomically with mode 0644: it holds no secrets,
-// and reviewers read it. The temporary file is new (O_EXCL) and never a
-// symlink (O_NOFOLLOW), so a link planted beside the plan cannot redirect
-// the write.
+// and reviewers read it.
 func (p *Plan) WriteFile(path string) error {
+	return WriteFileAtomic(path, p.Encode)
+}
+
+// WriteFileAtomic writes a file (mode 0644) through a temporary file beside
+// it, renamed into place once complete and synced. The temporary file is
+// new (O_EXCL) and never a symlink (O_NOFOLLOW), so a link planted beside
+// the file cannot redirect the write, and the rename replaces a link at
+// path itself rather than writing through it.
+func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	var f *os.File
 	var tmp string
 	var err error
@@ -276,7 +283,7 @@ func (p *Plan) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
-	err = p.Encode(f)
+	err = write(f)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -15,9 +15,6 @@ import (
 	"backfill/internal/workspace"
 )
 
-// errStopCaptures ends a walk of the captures at the plan's chain head.
-var errStopCaptures = errors.New("stop")
-
 // Rederive checks, without any tenant connection, that every agree item of
 // p is exactly what reconciliation produces from the evidence store and the
 // catalog: the catalog has the digest the plan recorded, the cited capture
@@ -51,12 +48,13 @@ func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Cata
 	for _, it := range agreed {
 		want[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = true
 	}
-	ev, err := loadEvidenceUpTo(ctx, s, cat, p.Inputs.Evidence.ChainHead, want)
+	ev, since, err := loadEvidence(ctx, s, cat, p.Inputs.Evidence.ChainHead, want)
 	if err != nil {
 		return err
 	}
 	for _, it := range agreed {
-		if err := rederiveItem(p, &it, ev[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}], cat, records); err != nil {
+		k := evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}
+		if err := rederiveItem(p, &it, ev[k], since[k], cat, records); err != nil {
 			return refuse("plan item %s (%s): %s; reconciliation would not write it, so the plan is refused whole",
 				it.Key(), it.WorkspaceName, err)
 		}
@@ -64,7 +62,9 @@ func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Cata
 	return nil
 }
 
-func rederiveItem(p *Plan, it *Item, caps []Evidence, cat *catalog.Catalog, records *cp.Records) error {
+// rederiveItem checks one agree item against caps, its successful captures
+// up to the plan's chain head, and later, those recorded since.
+func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalog, records *cp.Records) error {
 	e := it.Evidence
 	switch {
 	case e == nil || it.Action == nil:
@@ -112,26 +112,35 @@ func rederiveItem(p *Plan, it *Item, caps []Evidence, cat *catalog.Catalog, reco
 	if t, ok := cat.Lookup(d.Set); !ok || t.Name != d.Set {
 		return fmt.Errorf("%q is not a catalog template's canonical name", d.Set)
 	}
+	// Evidence is append-only, so captures recorded since the plan cannot
+	// change the earliest one, but a later capture naming another custom
+	// template makes the evidence unstable: the write is no longer what
+	// reconciliation of the store as it is would produce.
+	if len(later) > 0 {
+		now := Reconcile(Input{Captures: append(append([]Evidence(nil), caps...), later...), Claim: claim, Row: row, Catalog: cat})
+		if now.Verdict != Agree || now.Set != d.Set {
+			return fmt.Errorf("evidence recorded since the plan makes it %s (%s): plan again", now.Verdict, now.Reason)
+		}
+	}
 	return nil
 }
 
-// loadEvidenceUpTo is loadEvidence over the captures recorded up to and
-// including the one whose chain hash is head, for the workspaces in want
-// (all when nil), with every content's bytes hashed again: a capture added
-// after the plan was made is not what the plan reviewed.
-func loadEvidenceUpTo(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (map[evidence.Key][]Evidence, error) {
-	out := map[evidence.Key][]Evidence{}
-	if head == "" {
-		return out, nil
-	}
+// loadEvidence returns, for the workspaces in want (all when nil), their
+// successful captures recorded up to and including the one whose chain hash
+// is head, and apart from them those recorded since, earliest first, with
+// identities derived once per distinct content and kind, and every
+// content's bytes hashed again. head "" means an empty store at plan time.
+func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]Evidence, err error) {
+	out, after := map[evidence.Key][]Evidence{}, map[evidence.Key][]Evidence{}
 	type idKey struct{ sha, kind string }
 	ids := map[idKey]identity.Identity{}
-	seenHead := false
-	err := s.Captures(ctx, func(c *evidence.Capture) error {
+	seenHead := head == ""
+	err = s.Captures(ctx, func(c *evidence.Capture) error {
+		dst := out
 		if seenHead {
-			return errStopCaptures
+			dst = after
 		}
-		seenHead = c.Hash == head
+		seenHead = seenHead || c.Hash == head
 		k := evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}
 		if c.Outcome != evidence.Captured || (want != nil && !want[k]) {
 			return nil
@@ -151,14 +160,14 @@ func loadEvidenceUpTo(ctx context.Context, s *evidence.Store, cat *catalog.Catal
 			id = identity.DeriveFor(b, c.Row.Kind, cat)
 			ids[ik] = id
 		}
-		out[k] = append(out[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id})
+		dst[k] = append(dst[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id})
 		return nil
 	})
-	if err != nil && err != errStopCaptures {
-		return nil, fmt.Errorf("read evidence: %w", err)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read evidence: %w", err)
 	}
 	if !seenHead {
-		return nil, &GateError{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
+		return nil, nil, &GateError{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
 	}
-	return out, nil
+	return out, after, nil
 }

@@ -18,6 +18,7 @@ import (
 	"backfill/internal/evidence"
 	"backfill/internal/progress"
 	"backfill/internal/secret"
+	"backfill/internal/termsafe"
 )
 
 // Exit codes, as the SPEC defines them.
@@ -80,14 +81,25 @@ func Run(ctx context.Context, args []string, env Env) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee != errPartial {
-			fmt.Fprintf(env.Stderr, "backfill: %s\n", r.redactor.Redact(ee.err.Error()))
+			fmt.Fprintf(env.Stderr, "backfill: %s\n", r.safe(ee.err.Error()))
 		}
 		return ee.code
 	}
 	// Anything urfave/cli reports itself (unknown flag, missing required
 	// flag, bad value) is a usage error.
-	fmt.Fprintf(env.Stderr, "backfill: %s\n", r.redactor.Redact(err.Error()))
+	fmt.Fprintf(env.Stderr, "backfill: %s\n", r.safe(err.Error()))
 	return ExitUsage
+}
+
+// safe redacts an error message and escapes control characters in each of
+// its lines: a refusal naming a workspace must not be able to repaint itself
+// as a success line.
+func (r *runner) safe(msg string) string {
+	lines := strings.Split(r.redactor.Redact(msg), "\n")
+	for i, l := range lines {
+		lines[i] = termsafe.String(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 type runner struct {

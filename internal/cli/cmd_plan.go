@@ -1,9 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -31,6 +31,7 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
 			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
 			&cli.StringFlag{Name: "author", EnvVars: envVar("author"), Usage: "plan author (default: $USER)"},
+			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the plan as its author with this unencrypted OpenSSH private key `FILE` (needed by apply --allowed-signers)"},
 			// No environment variable: replacing an approved plan's file is
 			// decided on the command line.
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
@@ -51,6 +52,13 @@ func (r *runner) plan(c *cli.Context) error {
 	// that cannot look like one another.
 	if err := approver.CheckName(author); err != nil {
 		return &exitError{ExitUsage, fmt.Errorf("--author: %v", err)}
+	}
+	var signKey []byte
+	if kp := c.String("sign-key"); kp != "" {
+		var err error
+		if signKey, err = os.ReadFile(kp); err != nil {
+			return fail("--sign-key: %v", err)
+		}
 	}
 	invPath := c.String("inventory")
 	invBytes, err := os.ReadFile(invPath)
@@ -112,7 +120,13 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	// Kept in the store first: the file can be lost or replaced, the undo
 	// handle cannot.
-	if err := apply.Keep(c.Context, store, p); err != nil {
+	sig := ""
+	if signKey != nil {
+		if sig, err = apply.SignPlan(signKey, p); err != nil {
+			return fail("--sign-key: %v", err)
+		}
+	}
+	if err := apply.Keep(c.Context, store, p, sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
 	if err := p.WriteFile(out); err != nil {
@@ -121,11 +135,7 @@ func (r *runner) plan(c *cli.Context) error {
 	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", len(p.Agreed()),
 		"needs_review", len(apply.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
 	if rp := c.String("report"); rp != "" {
-		var b bytes.Buffer
-		if err := apply.WriteReport(&b, p, out, warnings); err != nil {
-			return fail("report: %v", err)
-		}
-		if err := os.WriteFile(rp, b.Bytes(), 0o644); err != nil {
+		if err := apply.WriteFileAtomic(rp, func(w io.Writer) error { return apply.WriteReport(w, p, out, warnings) }); err != nil {
 			return fail("write report: %v", err)
 		}
 	}

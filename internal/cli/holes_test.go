@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -361,5 +362,24 @@ func TestEscapeSequencesReachNoOutputRaw(t *testing.T) {
 	}
 	if !sawEscaped {
 		t.Error("the evil name is not shown escaped anywhere: the test proves nothing")
+	}
+}
+
+// TestPlanNeverWritesThroughASymlink: a symlink planted at the report's or
+// the plan's path is replaced, never written through.
+func TestPlanNeverWritesThroughASymlink(t *testing.T) {
+	f := newPlanFixture(t)
+	t.Chdir(f.dir)
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious"), 0o644)
+	os.Symlink(victim, "report.md")
+	if res := f.plan(t, "--out", "fresh.json"); res.code != 0 {
+		t.Fatalf("plan: %d %s", res.code, res.stderr)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Fatalf("the report was written through a symlink: %q", b)
+	}
+	if fi, err := os.Lstat("report.md"); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("report.md: %v %v", fi, err)
 	}
 }

@@ -37,7 +37,7 @@ func TestPrivilegeReadOnlyTransactionRefusesWrites(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{tenantdb.SetTemplateSQL, []any{id, "seo-agent"}},
+		{tenantdb.SetTemplateSQL, []any{id, "seo-agent", "claude-code", "workspace"}},
 		{tenantdb.ClearTemplateSQL, []any{id, ""}},
 		{"INSERT INTO workspaces (name) VALUES ('sneaked-in')", nil},
 		{"DELETE FROM workspaces", nil},

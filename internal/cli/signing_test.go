@@ -44,12 +44,12 @@ func sshKey(t *testing.T, dir, name string) (string, string) {
 // signature verifies with ssh-keygen itself.
 func TestSignedApprovals(t *testing.T) {
 	f := newPlanFixture(t)
-	if res := f.plan(t); res.code != 0 {
-		t.Fatalf("plan: %s", res.stderr)
-	}
 	keys := t.TempDir()
 	bobKey, bobPub := sshKey(t, keys, "bob")
 	aliceKey, alicePub := sshKey(t, keys, "alice")
+	if res := f.plan(t, "--sign-key", aliceKey); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
 	malloryKey, _ := sshKey(t, keys, "mallory")
 	signers := filepath.Join(keys, "allowed_signers")
 	writeFile(t, signers, "bob namespaces=\"backfill-approval\" "+bobPub+"\nalice "+alicePub+"\n")
@@ -135,13 +135,14 @@ func TestSignedApprovals(t *testing.T) {
 // and lets apply --execute write.
 func TestSignedApprovalApplies(t *testing.T) {
 	f := newPlanFixture(t)
-	if res := f.plan(t); res.code != 0 {
-		t.Fatalf("plan: %s", res.stderr)
-	}
 	keys := t.TempDir()
 	bobKey, bobPub := sshKey(t, keys, "bob")
+	aliceKey, alicePub := sshKey(t, keys, "alice")
+	if res := f.plan(t, "--sign-key", aliceKey); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
 	signers := filepath.Join(keys, "allowed_signers")
-	writeFile(t, signers, "bob "+bobPub+"\n")
+	writeFile(t, signers, "bob "+bobPub+"\nalice "+alicePub+"\n")
 	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob", "--sign-key", bobKey); res.code != 0 || !strings.Contains(res.stdout, "signed;") {
 		t.Fatalf("approve --sign-key: %d %s%s", res.code, res.stdout, res.stderr)
 	}

@@ -146,11 +146,11 @@ func TestPlansKeptOnceAndFoundByPrefix(t *testing.T) {
 		fp, author string
 		b          []byte
 	}{{a, "alice", []byte(`{"plan":"a"}`)}, {b, "carol", []byte(`{"plan":"b"}`)}, {c, "alice", []byte{}}, {a, "alice", []byte(`{"plan":"a"}`)}} {
-		if err := s.PutPlan(ctx, p.fp, p.author, oldAt, p.b); err != nil {
+		if err := s.PutPlan(ctx, p.fp, p.author, oldAt, p.b, ""); err != nil {
 			t.Fatalf("put %s: %v", p.fp, err)
 		}
 	}
-	if err := s.PutPlan(ctx, a, "alice", oldAt, []byte(`{"plan":"A"}`)); err == nil || !strings.Contains(err.Error(), "other bytes") {
+	if err := s.PutPlan(ctx, a, "alice", oldAt, []byte(`{"plan":"A"}`), ""); err == nil || !strings.Contains(err.Error(), "other bytes") {
 		t.Fatalf("other bytes under a kept fingerprint: %v", err)
 	}
 	plans, err := s.Plans(ctx)

@@ -16,6 +16,9 @@ type PlanRecord struct {
 	Author      string
 	CreatedAt   time.Time
 	Size        int64 // of the plan file's bytes
+	// Signature is the author's armored SSHSIG over the fingerprint
+	// (namespace backfill-plan), "" when the plan was not signed.
+	Signature string
 }
 
 // plan is a plan as appended to the plans chain.
@@ -23,37 +26,41 @@ type plan struct {
 	fingerprint, author string
 	createdAt           time.Time
 	bytes               []byte
+	signature           string
 }
 
-type planCols struct{ fingerprint, author, createdAt, sha string }
+type planCols struct{ fingerprint, author, createdAt, sha, signature string }
 
 // hash covers the bytes through their sha256, so that verify and the chain
 // need not hold whole plans at once.
 func (p planCols) hash(id int64, prev string) string {
-	return chainHash("plans", prev, id, p.fingerprint, p.author, p.createdAt, p.sha)
+	return chainHash("plans", prev, id, p.fingerprint, p.author, p.createdAt, p.sha, p.signature)
 }
 
 func (p *plan) table() string { return "plans" }
 
 func (p *plan) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
-	pc := planCols{p.fingerprint, p.author, formatTime(p.createdAt), SHA256Hex(p.bytes)}
+	pc := planCols{p.fingerprint, p.author, formatTime(p.createdAt), SHA256Hex(p.bytes), p.signature}
 	h := pc.hash(id, prev)
 	b := p.bytes
 	if b == nil {
 		b = []byte{} // nil would bind as NULL
 	}
-	err := tx.insert(ctx, "plans", `INSERT INTO plans (id, fingerprint, author, created_at, bytes, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`,
-		id, pc.fingerprint, pc.author, pc.createdAt, b, prev, h)
+	err := tx.insert(ctx, "plans", `INSERT INTO plans (id, fingerprint, author, created_at, bytes, signature, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+		id, pc.fingerprint, pc.author, pc.createdAt, b, pc.signature, prev, h)
 	if err != nil {
 		return "", err
 	}
 	return h, nil
 }
 
-// PutPlan keeps a plan's file bytes in the store under its fingerprint.
-// Putting the same plan again (same fingerprint, same bytes) does nothing;
-// other bytes under a fingerprint already kept are an error.
-func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, createdAt time.Time, b []byte) error {
+// PutPlan keeps a plan's file bytes in the store under its fingerprint,
+// with its author's signature ("" for none). Putting the same plan again
+// (same fingerprint, same bytes) does nothing and keeps the first
+// signature, except that signing a plan kept unsigned is an error (the row
+// cannot change); other bytes under a fingerprint already kept are an
+// error.
+func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, createdAt time.Time, b []byte, signature string) error {
 	if fingerprint == "" {
 		return fmt.Errorf("put plan: no fingerprint")
 	}
@@ -68,8 +75,12 @@ func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, created
 	// Inside the write transaction, so two processes putting the same plan
 	// do not both append it.
 	var have []byte
-	err = tx.QueryRowContext(ctx, "SELECT bytes FROM plans WHERE fingerprint = ?", fingerprint).Scan(&have)
+	var signed string
+	err = tx.QueryRowContext(ctx, "SELECT bytes, signature FROM plans WHERE fingerprint = ?", fingerprint).Scan(&have, &signed)
 	switch {
+	case err == nil && bytes.Equal(have, b) && signed == "" && signature != "":
+		// The kept row is append-only: a signature cannot be added to it.
+		return fmt.Errorf("plan %s is already kept in %s without its author's signature (a plan of the same inputs made in the same second); make the plan again to sign it", fingerprint, s.path)
 	case err == nil && bytes.Equal(have, b):
 		return nil
 	case err == nil:
@@ -78,7 +89,7 @@ func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, created
 	case err != sql.ErrNoRows:
 		return err
 	}
-	if err := appendTx(ctx, tx, &plan{fingerprint, author, createdAt, b}); err != nil {
+	if err := appendTx(ctx, tx, &plan{fingerprint, author, createdAt, b, signature}); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -89,7 +100,7 @@ func (s *Store) Plans(ctx context.Context) ([]PlanRecord, error) {
 	if !s.hasTable("plans") {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT id, fingerprint, author, created_at, length(bytes) FROM plans ORDER BY id")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, fingerprint, author, created_at, length(bytes), signature FROM plans ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +109,7 @@ func (s *Store) Plans(ctx context.Context) ([]PlanRecord, error) {
 	for rows.Next() {
 		var p PlanRecord
 		var at string
-		if err := rows.Scan(&p.ID, &p.Fingerprint, &p.Author, &at, &p.Size); err != nil {
+		if err := rows.Scan(&p.ID, &p.Fingerprint, &p.Author, &at, &p.Size, &p.Signature); err != nil {
 			return nil, err
 		}
 		p.CreatedAt = parseTime(at)
@@ -144,8 +155,8 @@ func (s *Store) PlanBytes(ctx context.Context, fingerprintOrPrefix string) (stri
 	var pc planCols
 	var b []byte
 	var prev, hash string
-	err = s.db.QueryRowContext(ctx, "SELECT fingerprint, author, created_at, bytes, prev_hash, hash FROM plans WHERE id = ?", match[0].ID).
-		Scan(&pc.fingerprint, &pc.author, &pc.createdAt, &b, &prev, &hash)
+	err = s.db.QueryRowContext(ctx, "SELECT fingerprint, author, created_at, bytes, signature, prev_hash, hash FROM plans WHERE id = ?", match[0].ID).
+		Scan(&pc.fingerprint, &pc.author, &pc.createdAt, &b, &pc.signature, &prev, &hash)
 	if err != nil {
 		return "", nil, err
 	}
@@ -163,13 +174,13 @@ func (s *Store) verifyPlans(ctx context.Context, r *VerifyReport) error {
 	if !s.hasTable("plans") {
 		return nil
 	}
-	return s.verifyChain(ctx, r, "SELECT id, fingerprint, author, created_at, bytes, prev_hash, hash FROM plans ORDER BY id",
+	return s.verifyChain(ctx, r, "SELECT id, fingerprint, author, created_at, bytes, signature, prev_hash, hash FROM plans ORDER BY id",
 		func(sc scanner) (chainRow, error) {
 			var id int64
 			var pc planCols
 			var b []byte
 			var prev, hash string
-			if err := sc.Scan(&id, &pc.fingerprint, &pc.author, &pc.createdAt, &b, &prev, &hash); err != nil {
+			if err := sc.Scan(&id, &pc.fingerprint, &pc.author, &pc.createdAt, &b, &pc.signature, &prev, &hash); err != nil {
 				return chainRow{}, err
 			}
 			pc.sha = SHA256Hex(b)

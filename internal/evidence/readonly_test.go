@@ -36,7 +36,7 @@ func TestOpenReadOnlyWritesNothing(t *testing.T) {
 	if err := s.Append(ctx, capture("a", "w2", Gone, "")); err == nil || !strings.Contains(err.Error(), "read-only") {
 		t.Errorf("append through the read-only handle: %v", err)
 	}
-	if err := s.PutPlan(ctx, "sha256:ab", "alice", oldAt, []byte("{}")); err == nil {
+	if err := s.PutPlan(ctx, "sha256:ab", "alice", oldAt, []byte("{}"), ""); err == nil {
 		t.Errorf("put plan through the read-only handle succeeded")
 	}
 	if _, err := OpenReadOnly(ctx, filepath.Join(t.TempDir(), "missing.db")); err == nil {

@@ -120,6 +120,7 @@ CREATE TABLE plans (
   author      TEXT NOT NULL,
   created_at  TEXT NOT NULL,
   bytes       BLOB NOT NULL,
+  signature   TEXT NOT NULL,
   prev_hash   TEXT NOT NULL,
   hash        TEXT NOT NULL
 );

@@ -339,3 +339,14 @@ func parse(armored []byte) (*signature, error) {
 	}
 	return parseBlob(blob)
 }
+
+// SignerKey returns the SHA256 fingerprint (as ssh-keygen -l prints it) of
+// the public key that made an armored signature, without verifying it:
+// callers compare the keys of signatures that Verify accepted.
+func SignerKey(armored []byte) (string, error) {
+	s, err := parse(armored)
+	if err != nil {
+		return "", err
+	}
+	return ssh.FingerprintSHA256(s.key), nil
+}

@@ -45,6 +45,9 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
 	cfg.RuntimeParams["application_name"] = ApplicationName
+	// Queries name public.workspaces; a fixed search_path also keeps
+	// functions and operators from resolving into a schema a DSN chose.
+	cfg.RuntimeParams["search_path"] = "pg_catalog, public"
 	if o.LockTimeout > 0 {
 		cfg.RuntimeParams["lock_timeout"] = fmt.Sprintf("%dms", o.LockTimeout.Milliseconds())
 	}
@@ -64,7 +67,7 @@ const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(st
 // an empty template first, read in a READ ONLY transaction so that a bug here
 // can never write.
 func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces
+	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces
   WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`, false)
 	return rows, err
 }
@@ -72,7 +75,7 @@ func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, erro
 // ListAll returns every workspace row, removed ones included, by id, in a
 // READ ONLY transaction.
 func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces ORDER BY id`, false)
+	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces ORDER BY id`, false)
 	return rows, err
 }
 
@@ -80,7 +83,7 @@ func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error
 // same transaction: a plan records it so that apply can refuse a DSN that
 // has since been pointed elsewhere.
 func ListAllIdentified(ctx context.Context, dsn string, o Options) ([]workspace.Row, Database, error) {
-	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM workspaces ORDER BY id`, true)
+	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces ORDER BY id`, true)
 }
 
 func list(ctx context.Context, dsn string, o Options, query string, identify bool) ([]workspace.Row, Database, error) {
@@ -117,15 +120,19 @@ type Database struct {
 	SystemIdentifier string `json:"system_identifier"`
 	Name             string `json:"database"`
 	OID              uint32 `json:"oid"`
+	// TableOID is public.workspaces' own OID: a table dropped and created
+	// again, or restored from a dump, is another table.
+	TableOID uint32 `json:"table_oid"`
 }
 
 // Identify reads the database tx runs in.
 func Identify(ctx context.Context, tx pgx.Tx) (Database, error) {
 	var d Database
-	var oid int64
+	var oid, table int64
 	err := tx.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system())::text, current_database(),
-  (SELECT oid FROM pg_database WHERE datname = current_database())::bigint`).Scan(&d.SystemIdentifier, &d.Name, &oid)
-	d.OID = uint32(oid)
+  (SELECT oid FROM pg_database WHERE datname = current_database())::bigint, 'public.workspaces'::regclass::oid::bigint`).
+		Scan(&d.SystemIdentifier, &d.Name, &oid, &table)
+	d.OID, d.TableOID = uint32(oid), uint32(table)
 	return d, err
 }
 
@@ -134,7 +141,7 @@ func (d Database) Same(e Database) bool { return d == e }
 
 // String names the database for messages.
 func (d Database) String() string {
-	return fmt.Sprintf("database %q (oid %d) of system %s", d.Name, d.OID, d.SystemIdentifier)
+	return fmt.Sprintf("database %q (oid %d, public.workspaces oid %d) of system %s", d.Name, d.OID, d.TableOID, d.SystemIdentifier)
 }
 
 // ReadOnly runs fn in a READ ONLY transaction and always rolls it back.
@@ -157,20 +164,35 @@ func ScanRow(r pgx.CollectableRow) (workspace.Row, error) {
 
 // SetTemplateSQL is apply's compare-and-swap: it writes only over an empty
 // template of a live row, so it can never overwrite a value someone set.
-const SetTemplateSQL = `UPDATE workspaces SET template = $2, updated_at = now() WHERE id = $1 AND template = '' AND status <> 'removed'`
+//
+// It also requires the runtime and kind the plan reconciled against: the
+// verdict rests on them (a template of another runtime is never written),
+// and a row changed since, or a plan that misstates them, must not match.
+// The table is named with its schema, so no search_path in a DSN can point
+// the write at another table of the same database.
+const SetTemplateSQL = `UPDATE public.workspaces SET template = $2, updated_at = now() WHERE id = $1 AND template = '' AND status <> 'removed'
+  AND coalesce(runtime, '') = $3 AND kind = $4`
 
 // ClearTemplateSQL is rollback's inverse compare-and-swap: it empties the
 // template only while it still holds the value apply wrote.
-const ClearTemplateSQL = `UPDATE workspaces SET template = '', updated_at = now() WHERE id = $1 AND template = $2`
+const ClearTemplateSQL = `UPDATE public.workspaces SET template = '', updated_at = now() WHERE id = $1 AND template = $2`
 
 // Current reads one row's template and status inside tx; exists is false
 // when the row is gone.
 func Current(ctx context.Context, tx pgx.Tx, id string) (template, status string, exists bool, err error) {
-	err = tx.QueryRow(ctx, `SELECT template, coalesce(status::text, '') FROM workspaces WHERE id = $1`, id).Scan(&template, &status)
+	r, exists, err := CurrentRow(ctx, tx, id)
+	return r.Template, r.Status, exists, err
+}
+
+// CurrentRow reads the columns of one row that apply's compare-and-swap
+// looks at.
+func CurrentRow(ctx context.Context, tx pgx.Tx, id string) (r workspace.Row, exists bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT template, coalesce(status::text, ''), coalesce(runtime, ''), kind FROM public.workspaces WHERE id = $1`, id).
+		Scan(&r.Template, &r.Status, &r.Runtime, &r.Kind)
 	if err == pgx.ErrNoRows {
-		return "", "", false, nil
+		return workspace.Row{}, false, nil
 	}
-	return template, status, err == nil, err
+	return r, err == nil, err
 }
 
 // Tx names a transaction on one server: its epoch-extended id, and the

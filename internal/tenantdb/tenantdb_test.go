@@ -59,7 +59,7 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 	err = ReadOnly(context.Background(), conn, func(tx pgx.Tx) error {
-		_, err := tx.Exec(context.Background(), SetTemplateSQL, "00000000-0000-4000-8000-000000000002", "seo-agent")
+		_, err := tx.Exec(context.Background(), SetTemplateSQL, "00000000-0000-4000-8000-000000000002", "seo-agent", "claude-code", "workspace")
 		return err
 	})
 	var pe *pgconn.PgError
