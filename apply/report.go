@@ -20,6 +20,9 @@ func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error
 	fmt.Fprintf(b, "- Inventory: `%s` (sha256 `%s`)\n", in.Inventory.Path, in.Inventory.SHA256)
 	fmt.Fprintf(b, "- CP records: `%s`, %d claims (sha256 `%s`)\n", in.CP.Source, in.CP.Claims, in.CP.SHA256)
 	fmt.Fprintf(b, "- Catalog: `%s` (sha256 `%s`)\n", in.Catalog.Path, in.Catalog.SHA256)
+	if in.Catalog.Manifest != "" {
+		fmt.Fprintf(b, "- Manifest: `%s`\n", in.Catalog.Manifest)
+	}
 	for _, wn := range warnings {
 		fmt.Fprintf(b, "- **Warning:** %s\n", cell(wn))
 	}
@@ -34,6 +37,16 @@ func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error
 	}
 	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", len(p.Items), p.Counts[string(Agree)])
 	fmt.Fprintf(b, "\n%d already-set workspaces show drift (their value differs from the evidence or the CP).\n", p.Counts["drift"])
+	hosted, self := 0, 0
+	for _, it := range p.Agreed() {
+		if it.Provisioning == Hosted {
+			hosted++
+		} else if it.Provisioning == SelfHosted {
+			self++
+		}
+	}
+	fmt.Fprintf(b, "\nWrites by provisioning class: %d hosted (instance_id set), %d self-hosted (instance_id NULL). "+
+		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", hosted, self)
 
 	review := NeedsReview(p)
 	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))

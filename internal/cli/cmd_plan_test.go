@@ -169,10 +169,16 @@ func newPlanFixture(t *testing.T, separate ...string) *planFixture {
 			if s.kind != "" {
 				r.Kind = s.kind
 			}
+			instance := ""
+			if r.Kind == "platform" {
+				// A hosted workspace: the control plane keeps its container's name.
+				instance = "mol-ws-concierge-1a2b"
+				r.InstanceID = &instance
+			}
 			listed = append(listed, r)
 			status := s.status
 			if status != "gone" {
-				rows = append(rows, ws{id: id, name: s.name, runtime: r.Runtime, template: s.dbNow, status: status, kind: r.Kind})
+				rows = append(rows, ws{id: id, name: s.name, runtime: r.Runtime, template: s.dbNow, status: status, kind: r.Kind, instance: instance})
 			}
 			for _, content := range s.captures {
 				at = at.Add(time.Second)
