@@ -232,3 +232,23 @@ func TestVerdictSetNeedsFormatVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestConciergeOnAnyRuntime: a concierge row derives platform-agent from
+// its kind, and the platform runs platform-agent on any runtime, so a
+// hermes concierge whose config is the hermes base template renamed agrees.
+func TestConciergeOnAnyRuntime(t *testing.T) {
+	cat := loadCatalog(t)
+	renamed := strings.Replace(hermesDefault, "Hermes Agent", "Acme Agent", 1)
+	caps := []Evidence{{CaptureID: 1, SHA256: "x", Identity: identity.DeriveFor([]byte(renamed), identity.PlatformKind, cat)}}
+	row := &workspace.Row{ID: "c", Runtime: "hermes", Status: "online", Kind: identity.PlatformKind}
+	d := Reconcile(Input{Captures: caps, Claim: Claim{Templates: []string{"platform-agent"}, Level: "tenant"}, Row: row, Catalog: cat})
+	if d.Verdict != Agree || d.Set != "platform-agent" {
+		t.Fatalf("%s %q: %s", d.Verdict, d.Set, d.Reason)
+	}
+	// The same bytes on a workspace row are a renamed hermes default.
+	caps[0].Identity = identity.DeriveFor([]byte(renamed), "workspace", cat)
+	row.Kind = "workspace"
+	if d := Reconcile(Input{Captures: caps, Claim: Claim{Templates: []string{"platform-agent"}, Level: "tenant"}, Row: row, Catalog: cat}); d.Verdict == Agree {
+		t.Fatalf("a workspace row agreed: %s", d.Reason)
+	}
+}
