@@ -18,7 +18,7 @@ import (
 // Verdict is the one outcome reconciliation gives a workspace.
 type Verdict string
 
-// The verdicts, in the order the SPEC's table decides them.
+// The verdicts, in the order reconciliation decides them (README, "Phase two").
 const (
 	Unreachable      Verdict = "unreachable"
 	Removed          Verdict = "removed"
@@ -99,7 +99,7 @@ type Decision struct {
 	CP       string // the single CP template, canonical when in the catalog ("" when none or several)
 }
 
-// Reconcile decides one workspace's verdict: the first row of the SPEC's
+// Reconcile decides one workspace's verdict: the first row of the verdict
 // table that applies wins. It is pure: same input, same decision.
 func Reconcile(in Input) Decision {
 	var d Decision

@@ -21,7 +21,7 @@ import (
 	"backfill/internal/termsafe"
 )
 
-// Exit codes, as the SPEC defines them.
+// Exit codes, as the README documents them for scripts.
 const (
 	ExitOK      = 0
 	ExitError   = 1 // bad input, unreachable store, refused plan

@@ -15,7 +15,7 @@ import (
 	"backfill/internal/workspace"
 )
 
-// Capture outcomes, as the SPEC names them.
+// Capture outcomes (docs/design.md, "The evidence store").
 const (
 	Captured = "captured"
 	Gone     = "gone"
