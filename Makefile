@@ -9,7 +9,7 @@ bench:
 	bash scripts/bench.sh
 
 build:
-	go build -o bin/backfill ./cmd/backfill
+	go build -buildvcs=auto -o bin/backfill ./cmd/backfill
 
 vet:
 	go vet ./...

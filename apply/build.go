@@ -17,6 +17,7 @@ import (
 	"backfill/internal/identity"
 	"backfill/internal/inventory"
 	"backfill/internal/tenantdb"
+	"backfill/internal/version"
 	"backfill/internal/workspace"
 )
 
@@ -115,6 +116,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		FormatVersion: FormatVersion,
 		Author:        o.Author,
 		CreatedAt:     o.Now().UTC().Format(time.RFC3339),
+		Backfill:      version.Get().Short(),
 		Inputs: Inputs{
 			Evidence:  EvidenceInput{Path: o.Store.Path(), ChainHead: rep.ChainHead, Captures: rep.Captures},
 			Inventory: FileInput{Path: o.Inventory.Path, SHA256: sha256Hex(o.InventoryBytes)},

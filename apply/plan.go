@@ -41,7 +41,9 @@ type Plan struct {
 	Fingerprint   string `json:"fingerprint"`
 	Author        string `json:"author"`
 	CreatedAt     string `json:"created_at"`
-	Inputs        Inputs `json:"inputs"`
+	// Backfill is the build that wrote the plan (format 2 on).
+	Backfill string `json:"backfill,omitempty"`
+	Inputs   Inputs `json:"inputs"`
 	// Databases names, per tenant read at plan time, the database its DSN
 	// reached (format 2 on); apply and rollback refuse a tenant whose DSN
 	// now reaches another.
@@ -193,6 +195,9 @@ func (p *Plan) encodeTo(w io.Writer) error {
 	field("fingerprint", p.Fingerprint, false)
 	field("author", p.Author, false)
 	field("created_at", p.CreatedAt, false)
+	if p.FormatVersion >= 2 {
+		field("backfill", p.Backfill, false)
+	}
 	field("inputs", p.Inputs, false)
 	if p.FormatVersion >= 2 {
 		field("databases", nonNil(p.Databases), false)
@@ -349,7 +354,7 @@ func ParsePlan(b []byte) (*Plan, error) {
 	if p.FormatVersion < minFormatVersion || p.FormatVersion > FormatVersion {
 		return nil, fmt.Errorf("format_version %d, this backfill reads %d to %d", p.FormatVersion, minFormatVersion, FormatVersion)
 	}
-	if p.FormatVersion < 2 && p.Databases != nil {
+	if p.FormatVersion < 2 && (p.Databases != nil || p.Backfill != "") {
 		return nil, fmt.Errorf("%w: format_version %d has no databases", ErrEdited, p.FormatVersion)
 	}
 	sw := &sameWriter{want: b}

@@ -19,6 +19,7 @@ import (
 	"backfill/internal/progress"
 	"backfill/internal/secret"
 	"backfill/internal/termsafe"
+	"backfill/internal/version"
 )
 
 // Exit codes, as the README documents them for scripts.
@@ -134,9 +135,16 @@ func (r *runner) app() *cli.App {
 		r.applyCommand(),
 		r.rollbackCommand(),
 		r.plansCommand(),
+		r.versionCommand(),
+		r.completionCommand(),
 		r.mergeCommand(),
 	}
 	for _, c := range cmds {
+		// No `help` subcommand: with one, a positional argument such as
+		// PLAN is first looked up as a subcommand, and a missing required
+		// flag then also reports it as an unknown command.
+		c.HideHelpCommand = true
+		c.OnUsageError = usageError
 		c.Flags = append(c.Flags, globalFlags()...)
 		c.Before = r.setup
 		c.Action = checkArgs(c.Action, argCounts[c.Name])
@@ -148,14 +156,16 @@ func (r *runner) app() *cli.App {
 		ErrWriter: r.env.Stderr,
 		Flags:     globalFlags(),
 		Commands:  cmds,
+		Version:   version.Get().String(),
+		// Completion for bash and zsh: `backfill completion bash`.
+		EnableBashCompletion: true,
 		// Exit codes are decided in Run, never by the library.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &exitError{ExitUsage, err}
-		},
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(r.env.Stderr, "backfill: unknown command %q\n", name)
-		},
+		OnUsageError:   usageError,
+		// Unknown commands are reported by Action below. The library also
+		// calls this when a missing required flag makes it show a command's
+		// help, with the command's first argument (a PLAN) as the name.
+		CommandNotFound: func(*cli.Context, string) {},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return &exitError{ExitUsage, fmt.Errorf("unknown command %q", c.Args().First())}
@@ -166,10 +176,35 @@ func (r *runner) app() *cli.App {
 	}
 }
 
+// usageError makes a flag the library could not parse a usage error (exit
+// 2, one line, no help dump), with a hint for the forms people get wrong.
+func usageError(_ *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "parse error") && strings.Contains(msg, "invalid value"),
+		strings.Contains(msg, "as duration value"):
+		if strings.Contains(msg, "duration") || durationFlag(msg) {
+			msg += " (a duration needs a unit: 10s, 2m, 1h30m)"
+		}
+	}
+	return &exitError{ExitUsage, errors.New(msg)}
+}
+
+// durationFlag reports whether a parse error names one of the duration
+// flags, whose message from the flag package does not say so.
+func durationFlag(msg string) bool {
+	for _, f := range []string{"-timeout", "-lock-timeout", "-statement-timeout", "-progress-every", "-max-evidence-age"} {
+		if strings.Contains(msg, "flag "+f+":") {
+			return true
+		}
+	}
+	return false
+}
+
 // argCounts bounds each command's positional arguments: min and max (-1:
 // any). A stray word such as `apply --execute false` must be an error, never
 // silently dropped.
-var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}}
+var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}, "completion": {1, 1}}
 
 func checkArgs(action cli.ActionFunc, bounds [2]int) cli.ActionFunc {
 	return func(c *cli.Context) error {
