@@ -44,7 +44,14 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 		o.ConnectTimeout = 10 * time.Second
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
-	cfg.RuntimeParams["application_name"] = ApplicationName
+	// A DSN's own application_name says who runs this; keep it and append
+	// backfill's, so pg_stat_activity shows both.
+	name := ApplicationName
+	if own := cfg.RuntimeParams["application_name"]; own != "" && own != ApplicationName {
+		name = own + "/" + ApplicationName
+	}
+	cfg.RuntimeParams["application_name"] = name
+	libpqTLS(cfg)
 	// Queries name public.workspaces; a fixed search_path also keeps
 	// functions and operators from resolving into a schema a DSN chose.
 	cfg.RuntimeParams["search_path"] = "pg_catalog, public"

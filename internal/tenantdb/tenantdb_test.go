@@ -85,6 +85,27 @@ func TestSessionSettings(t *testing.T) {
 	}
 }
 
+// TestDSNApplicationNameKept: a DSN's own application_name is kept, with
+// backfill's appended; the search_path a DSN asks for is not used.
+func TestDSNApplicationNameKept(t *testing.T) {
+	dsn := seed(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	conn, err := Connect(context.Background(), dsn+sep+"application_name=ops-bastion&search_path=elsewhere", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for setting, want := range map[string]string{"application_name": "ops-bastion/backfill", "search_path": "pg_catalog, public"} {
+		var got string
+		if err := conn.QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&got); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", setting, got, err, want)
+		}
+	}
+}
+
 // Only failures that may pass on a second try are retried: a blip, not a
 // server saying no.
 func TestTransient(t *testing.T) {
