@@ -64,13 +64,13 @@ type Options struct {
 
 // Result is what happened to one workspace.
 type Result struct {
-	Tenant      string
-	WorkspaceID string
-	Name        string
-	Before      string
-	After       string
-	Outcome     string
-	Reason      string
+	Tenant      string `json:"tenant"`
+	WorkspaceID string `json:"workspace_id"`
+	Name        string `json:"name"`
+	Before      string `json:"before"`
+	After       string `json:"after"`
+	Outcome     string `json:"outcome"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 // TenantReport is one tenant's results.

@@ -34,6 +34,8 @@ func writeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "operator", EnvVars: envVar("operator"), Usage: "who runs this, for the journal (default: $USER)"},
 		// No environment variable: writing to a database the plan did not
 		// read is decided on the command line, tenant by tenant.
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: envVar("verbose"), Usage: "also print one line per row"},
+		&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout, every row included"},
 		&cli.StringSliceFlag{Name: "allow-moved", Usage: "write to `TENANT` even if its DSN now reaches another database than the plan read (repeatable; command line only)"},
 	}
 }
@@ -159,7 +161,7 @@ func (r *runner) apply(c *cli.Context) error {
 		if as, err := store.Approvals(c.Context, o.Plan.Fingerprint); err != nil {
 			return fail("read %s: %v", store.Path(), err)
 		} else if len(as) == 0 {
-			fmt.Fprintf(r.env.Stdout, "note: this plan is not approved yet; apply --execute will refuse it\n")
+			r.log.Warn("this plan is not approved yet; apply --execute will refuse it", "fingerprint", o.Plan.Fingerprint)
 		}
 	}
 	// With --execute, Apply checks everything before the first tenant
@@ -168,17 +170,24 @@ func (r *runner) apply(c *cli.Context) error {
 	if err != nil {
 		return fail("apply %s: %v", c.String("plan"), err)
 	}
-	mode := "dry run, nothing written"
-	if o.Execute {
-		mode = "executed"
-	}
-	if o.Canary > 0 {
-		mode += fmt.Sprintf(", canary: first %d tenants", o.Canary)
-	}
-	fmt.Fprintf(r.env.Stdout, "apply of plan %s (%s)\n", o.Plan.Fingerprint, mode)
-	printReport(r.env.Stdout, rep)
-	if o.Canary > 0 && o.Execute {
-		printReadback(r.env.Stdout, rep)
+	r.logRun("apply", o, rep)
+	if c.Bool("json") {
+		if err := printJSON(r.env.Stdout, reportJSON("apply", o.Plan.Fingerprint, rep)); err != nil {
+			return err
+		}
+	} else {
+		mode := "dry run, nothing written"
+		if o.Execute {
+			mode = "executed"
+		}
+		if o.Canary > 0 {
+			mode += fmt.Sprintf(", canary: first %d tenants", o.Canary)
+		}
+		fmt.Fprintf(r.env.Stdout, "apply of plan %s (%s)\n", o.Plan.Fingerprint, mode)
+		printReport(r.env.Stdout, rep, c.Bool("verbose"))
+		if o.Canary > 0 && o.Execute {
+			printReadback(r.env.Stdout, rep)
+		}
 	}
 	// A dry run that finds skips or failures exits 3 too, so a pre-flight
 	// script can stop before --execute.
@@ -188,25 +197,21 @@ func (r *runner) apply(c *cli.Context) error {
 	return nil
 }
 
-func printReport(w io.Writer, rep *apply.Report) {
+// logRun logs each tenant transaction's outcome, and each row at debug.
+func (r *runner) logRun(op string, o apply.Options, rep *apply.Report) {
 	for _, t := range rep.Tenants {
-		counts := map[string]int{}
+		n := map[string]int{}
 		for _, res := range t.Results {
-			counts[res.Outcome]++
+			n[res.Outcome]++
+			r.log.Debug(op+" row", "tenant", t.Tenant, "workspace_id", res.WorkspaceID, "outcome", res.Outcome,
+				"before", res.Before, "after", res.After, "reason", res.Reason)
 		}
-		fmt.Fprintf(w, "tenant %s: %s\n", termsafe.String(t.Tenant), countLine(counts))
 		if t.Err != "" {
-			fmt.Fprintf(w, "  FAILED: %s\n", oneLine(t.Err))
+			continue // apply logs a failed tenant as it happens
 		}
-		for _, res := range t.Results {
-			fmt.Fprintf(w, "  %-19s %s %s: %q -> %q", res.Outcome, termsafe.String(res.WorkspaceID), termsafe.String(res.Name), res.Before, res.After)
-			if res.Reason != "" && res.Outcome != apply.Applied && res.Reason != t.Err {
-				fmt.Fprintf(w, " (%s)", oneLine(res.Reason))
-			}
-			fmt.Fprintln(w)
-		}
+		r.log.Info(op+" tenant done", "tenant", t.Tenant, "execute", o.Execute, "outcomes", countLine(n))
 	}
-	fmt.Fprintf(w, "summary: %s\n", countLine(rep.Counts))
+	r.log.Info(op+" finished", "fingerprint", o.Plan.Fingerprint, "execute", o.Execute, "outcomes", countLine(rep.Counts), "complete", rep.Complete())
 }
 
 func printReadback(w io.Writer, rep *apply.Report) {

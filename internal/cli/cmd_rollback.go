@@ -32,12 +32,22 @@ func (r *runner) rollback(c *cli.Context) error {
 	if err != nil {
 		return fail("rollback %s: %v", c.String("plan"), err)
 	}
+	r.logRun("rollback", o, rep)
+	if c.Bool("json") {
+		if err := printJSON(r.env.Stdout, reportJSON("rollback", o.Plan.Fingerprint, rep)); err != nil {
+			return err
+		}
+		if !rep.Complete() {
+			return errPartial
+		}
+		return nil
+	}
 	mode := "dry run, nothing written"
 	if o.Execute {
 		mode = "executed"
 	}
 	fmt.Fprintf(r.env.Stdout, "rollback of plan %s (%s)\n", o.Plan.Fingerprint, mode)
-	printReport(r.env.Stdout, rep)
+	printReport(r.env.Stdout, rep, c.Bool("verbose"))
 	if rep.EarlierRollbacks > 0 {
 		fmt.Fprintf(r.env.Stdout, "not touched again: %d writes of this plan an earlier rollback already undid\n", rep.EarlierRollbacks)
 	}

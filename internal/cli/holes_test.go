@@ -383,3 +383,34 @@ func TestPlanNeverWritesThroughASymlink(t *testing.T) {
 		t.Fatalf("report.md: %v %v", fi, err)
 	}
 }
+
+// TestApplyOutputForAnIncident: by default one line per tenant and the
+// rows not done, each with its reason, a locked tenant named in them;
+// --verbose adds every row; --json carries every row and the failures.
+func TestApplyOutputForAnIncident(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	release := lockRow(t, f.dsns["concierge"], f.ids["org-concierge"])
+	res := f.apply(t, "--execute", "--lock-timeout", "200ms")
+	release()
+	if res.code != 3 || !strings.Contains(res.stdout, "tenant acme: applied 2") || !strings.Contains(res.stdout, "not done (1):") ||
+		!strings.Contains(res.stdout, "tenant concierge failed, 1 rows not written:") || !strings.Contains(res.stdout, "lock timeout") {
+		t.Fatalf("apply with a locked tenant: %d\n%s", res.code, res.stdout)
+	}
+	if strings.Contains(res.stdout, f.ids["seo-1"]) {
+		t.Errorf("rows printed without --verbose:\n%s", res.stdout)
+	}
+	if v := f.apply(t, "--verbose"); !strings.Contains(v.stdout, f.ids["org-concierge"]) {
+		t.Errorf("--verbose lacks rows:\n%s", v.stdout)
+	}
+	var doc writeReportJSON
+	j := f.apply(t, "--execute", "--json")
+	if err := json.Unmarshal([]byte(j.stdout), &doc); err != nil || j.code != 0 || doc.SchemaVersion != 1 || !doc.Complete || len(doc.Rows) != 3 || len(doc.Failures) != 0 {
+		t.Fatalf("apply --json: %d %v %+v\n%s", j.code, err, doc, j.stdout)
+	}
+	for _, r := range doc.Rows {
+		if r.Outcome != "applied" && r.Outcome != "already-applied" {
+			t.Errorf("row %+v", r)
+		}
+	}
+}
