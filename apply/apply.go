@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"sync"
 	"time"
 
@@ -50,9 +51,16 @@ type Options struct {
 	AllowMoved map[string]bool
 	// AllowedSigners, when set, makes --execute require an approval signed
 	// by a listed principal other than the plan's author.
-	AllowedSigners   *sshsig.AllowedSigners
-	Execute          bool
-	Canary           int // apply to the first N tenants in plan order only, then read back
+	AllowedSigners *sshsig.AllowedSigners
+	Execute        bool
+	Canary         int // apply to the first N tenants in plan order only, then read back
+	// CanaryTenants names tenants to apply to (and read back) as the
+	// canary, instead of the first Canary ones.
+	CanaryTenants []string
+	// Tenants, when set, limits the run to tenants matching one of these
+	// glob patterns (path.Match); the journal records only the rows
+	// touched, so a later run without them finishes the rest.
+	Tenants          []string
 	Concurrency      int // tenants at once, default 4
 	LockTimeout      time.Duration
 	StatementTimeout time.Duration
@@ -219,6 +227,37 @@ func checkTenants(o Options) error {
 	return nil
 }
 
+// selected keeps the tenant groups the run is limited to.
+func (o Options) selected(groups [][]Item) [][]Item {
+	if len(o.Tenants) == 0 {
+		return groups
+	}
+	return filterGroups(groups, o.Tenants)
+}
+
+// filterGroups keeps the groups whose tenant matches a pattern.
+func filterGroups(groups [][]Item, patterns []string) [][]Item {
+	var out [][]Item
+	for _, g := range groups {
+		if MatchTenant(g[0].Tenant, patterns) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// MatchTenant reports whether tenant matches one of the glob patterns
+// (path.Match: *, ?, [a-z]); a malformed pattern matches nothing (the CLI
+// checks patterns before a run).
+func MatchTenant(tenant string, patterns []string) bool {
+	for _, p := range patterns {
+		if ok, err := path.Match(p, tenant); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
 // group splits items by tenant, keeping plan order.
 func group(items []Item) [][]Item {
 	var out [][]Item
@@ -266,8 +305,10 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
-	groups := group(o.Plan.Agreed())
-	if o.Canary > 0 && o.Canary < len(groups) {
+	groups := o.selected(group(o.Plan.Agreed()))
+	if len(o.CanaryTenants) > 0 {
+		groups = filterGroups(groups, o.CanaryTenants)
+	} else if o.Canary > 0 && o.Canary < len(groups) {
 		groups = groups[:o.Canary]
 	}
 	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
@@ -275,7 +316,7 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 			return dryRun(ctx, o, t, items, false, h)
 		}
 		tr := applyTenant(ctx, o, t, items, h)
-		if o.Canary > 0 {
+		if o.Canary > 0 || len(o.CanaryTenants) > 0 {
 			tr.Readback = readBack(ctx, o, t, items, tr.Results)
 		}
 		return tr

@@ -48,7 +48,7 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if err := checkTenants(Options{Plan: &Plan{Items: items}, Inventory: o.Inventory}); err != nil {
 		return nil, err
 	}
-	rep := runTenants(ctx, o, group(items), func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
+	rep := runTenants(ctx, o, o.selected(group(items)), func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
 		if !o.Execute {
 			return dryRun(ctx, o, t, items, true, h)
 		}

@@ -120,6 +120,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "evidence", Value: "./evidence.db", EnvVars: envVar("evidence"), Usage: "evidence store `PATH` (created 0600)"},
 		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envVar("log-format"), Usage: "log format on stderr: text or json"},
 		&cli.BoolFlag{Name: "quiet", EnvVars: envVar("quiet"), Usage: "no progress and no informational logs"},
+		&cli.StringFlag{Name: "log-level", EnvVars: envVar("log-level"), Usage: "debug, info, warn or error (default: info; warn with --quiet)"},
 	}
 }
 
@@ -237,6 +238,11 @@ func (r *runner) setup(c *cli.Context) error {
 	level := slog.LevelInfo
 	if global(c, "quiet").Bool("quiet") {
 		level = slog.LevelWarn
+	}
+	if l := global(c, "log-level").String("log-level"); l != "" {
+		if err := level.UnmarshalText([]byte(l)); err != nil {
+			return &exitError{ExitUsage, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", l)}
+		}
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ func writeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "operator", EnvVars: envVar("operator"), Usage: "who runs this, for the journal (default: $USER)"},
 		// No environment variable: writing to a database the plan did not
 		// read is decided on the command line, tenant by tenant.
+		&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable); a later run without it finishes the rest"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: envVar("verbose"), Usage: "also print one line per row"},
 		&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout, every row included"},
 		&cli.StringSliceFlag{Name: "allow-moved", Usage: "write to `TENANT` even if its DSN now reaches another database than the plan read (repeatable; command line only)"},
@@ -46,6 +48,7 @@ func (r *runner) applyCommand() *cli.Command {
 		Usage: "write an approved plan's agreed values with compare-and-swap (dry run unless --execute)",
 		Flags: append(writeFlags(),
 			&cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"},
+			&cli.StringSliceFlag{Name: "canary-tenant", EnvVars: envVar("canary-tenant"), Usage: "apply to this `TENANT` as the canary (repeatable), read back, and stop"},
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
@@ -77,6 +80,19 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	}
 	if strings.TrimSpace(operator) == "" {
 		return o, nil, &exitError{ExitUsage, errors.New("no operator: pass --operator or set USER")}
+	}
+	tenants, err := tenantPatterns(inv, c.StringSlice("tenant"), "--tenant")
+	if err != nil {
+		return o, nil, err
+	}
+	var canaries []string
+	if c.Command.Name == "apply" {
+		if canaries, err = tenantPatterns(inv, c.StringSlice("canary-tenant"), "--canary-tenant"); err != nil {
+			return o, nil, err
+		}
+		if len(canaries) > 0 && c.Int("canary") > 0 {
+			return o, nil, &exitError{ExitUsage, errors.New("--canary and --canary-tenant choose the canary two ways: give one")}
+		}
 	}
 	allowMoved := map[string]bool{}
 	for _, t := range c.StringSlice("allow-moved") {
@@ -117,10 +133,30 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	}
 	return apply.Options{
 		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved, AllowedSigners: signers,
+		Tenants: tenants, CanaryTenants: canaries,
 		Execute: c.Bool("execute"), Canary: c.Int("canary"),
 		Concurrency: c.Int("concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
 		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,
 	}, store, nil
+}
+
+// tenantPatterns checks glob patterns naming tenants: each must be a valid
+// pattern and match some tenant of the inventory, so a typo is an error
+// rather than a run that silently does nothing.
+func tenantPatterns(inv *inventory.Inventory, patterns []string, flag string) ([]string, error) {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, &exitError{ExitUsage, fmt.Errorf("%s %q: %v", flag, p, err)}
+		}
+		found := false
+		for _, t := range inv.Tenants {
+			found = found || apply.MatchTenant(t.Name, []string{p})
+		}
+		if !found {
+			return nil, &exitError{ExitUsage, fmt.Errorf("%s %q matches no tenant in %s", flag, p, inv.Path)}
+		}
+	}
+	return patterns, nil
 }
 
 // loadPlanCatalog loads the catalog a plan was made with: --catalog, else
@@ -183,9 +219,15 @@ func (r *runner) apply(c *cli.Context) error {
 		if o.Canary > 0 {
 			mode += fmt.Sprintf(", canary: first %d tenants", o.Canary)
 		}
+		if len(o.CanaryTenants) > 0 {
+			mode += ", canary: " + strings.Join(o.CanaryTenants, ", ")
+		}
+		if len(o.Tenants) > 0 {
+			mode += ", tenants " + strings.Join(o.Tenants, ", ") + " only"
+		}
 		fmt.Fprintf(r.env.Stdout, "apply of plan %s (%s)\n", o.Plan.Fingerprint, mode)
 		printReport(r.env.Stdout, rep, c.Bool("verbose"))
-		if o.Canary > 0 && o.Execute {
+		if (o.Canary > 0 || len(o.CanaryTenants) > 0) && o.Execute {
 			printReadback(r.env.Stdout, rep)
 		}
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -45,6 +46,9 @@ func (r *runner) rollback(c *cli.Context) error {
 	mode := "dry run, nothing written"
 	if o.Execute {
 		mode = "executed"
+	}
+	if len(o.Tenants) > 0 {
+		mode += ", tenants " + strings.Join(o.Tenants, ", ") + " only"
 	}
 	fmt.Fprintf(r.env.Stdout, "rollback of plan %s (%s)\n", o.Plan.Fingerprint, mode)
 	printReport(r.env.Stdout, rep, c.Bool("verbose"))

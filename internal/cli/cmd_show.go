@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +25,8 @@ func (r *runner) showCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "machine-readable summary"},
 			&cli.BoolFlag{Name: "writes", EnvVars: envVar("writes"), Usage: "list every write, not only the tenant × template rollup"},
+			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only items of tenants matching this glob `PATTERN` (repeatable)"},
+			&cli.StringSliceFlag{Name: "verdict", EnvVars: envVar("verdict"), Usage: "only items with this `VERDICT` (repeatable)"},
 		},
 		Action: r.show,
 	}
@@ -96,6 +100,9 @@ func (r *runner) show(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if p, err = filterPlan(p, c.StringSlice("tenant"), c.StringSlice("verdict")); err != nil {
+		return err
+	}
 	review := apply.NeedsReview(p)
 	approval := r.approvalStatus(c, p)
 	rollup := p.Rollup()
@@ -115,6 +122,9 @@ func (r *runner) show(c *cli.Context) error {
 	w := r.env.Stdout
 	fmt.Fprintf(w, "plan %s by %s at %s\n", p.Fingerprint, termsafe.String(p.Author), p.CreatedAt)
 	printApproval(w, approval, r.evidencePath(c))
+	if ts, vs := c.StringSlice("tenant"), c.StringSlice("verdict"); len(ts)+len(vs) > 0 {
+		fmt.Fprintf(w, "filtered: %d items of tenants %v with verdicts %v (counts below are the whole plan's)\n", len(p.Items), ts, vs)
+	}
 	printCounts(w, p)
 	printRollup(w, p, rollup)
 	if c.Bool("writes") {
@@ -220,4 +230,32 @@ func printWrites(w io.Writer, p *apply.Plan) {
 			termsafe.String(it.WorkspaceName), termsafe.String(it.Action.SetTemplate), it.Evidence.CaptureID, termsafe.String(it.Evidence.Rule))
 	}
 	tw.Flush()
+}
+
+// filterPlan keeps the items of the tenants and verdicts asked for, for
+// showing only: the fingerprint and counts stay the whole plan's.
+func filterPlan(p *apply.Plan, tenants, verdicts []string) (*apply.Plan, error) {
+	if len(tenants) == 0 && len(verdicts) == 0 {
+		return p, nil
+	}
+	want := map[apply.Verdict]bool{}
+	for _, v := range verdicts {
+		if !slices.Contains(apply.Verdicts, apply.Verdict(v)) {
+			return nil, &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, apply.Verdicts)}
+		}
+		want[apply.Verdict(v)] = true
+	}
+	for _, t := range tenants {
+		if _, err := path.Match(t, ""); err != nil {
+			return nil, &exitError{ExitUsage, fmt.Errorf("--tenant %q: %v", t, err)}
+		}
+	}
+	q := *p
+	q.Items = nil
+	for _, it := range p.Items {
+		if (len(tenants) == 0 || apply.MatchTenant(it.Tenant, tenants)) && (len(want) == 0 || want[it.Verdict]) {
+			q.Items = append(q.Items, it)
+		}
+	}
+	return &q, nil
 }

@@ -414,3 +414,43 @@ func TestApplyOutputForAnIncident(t *testing.T) {
 		}
 	}
 }
+
+// TestFiltersTouchOnlyTheNamedTenants: apply and rollback with --tenant
+// touch and journal only those tenants; a later run without it finishes
+// the rest; --canary-tenant picks the canary by name; show filters.
+func TestFiltersTouchOnlyTheNamedTenants(t *testing.T) {
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute", "--tenant", "nosuch*"); res.code != 2 || !strings.Contains(res.stderr, "matches no tenant") {
+		t.Fatalf("--tenant matching nothing: %d %s", res.code, res.stderr)
+	}
+	res := f.apply(t, "--execute", "--canary-tenant", "concierge")
+	if res.code != 0 || !strings.Contains(res.stdout, "tenant concierge: applied 1") || strings.Contains(res.stdout, "tenant acme") {
+		t.Fatalf("canary concierge: %d\n%s", res.code, res.stdout)
+	}
+	if s := f.row(t, "acme", "seo-1"); s.writes != 0 {
+		t.Fatalf("acme written by the concierge canary: %+v", s)
+	}
+	if n := len(journalOutcomes(t, "evidence.db", "", evidence.OpApply, apply.Applied)); n != 1 {
+		t.Fatalf("%d applied entries journaled, want 1", n)
+	}
+	res = f.apply(t, "--execute")
+	if res.code != 0 || !strings.Contains(res.stdout, "tenant acme: applied 2") || !strings.Contains(res.stdout, "tenant concierge: already-applied 1") {
+		t.Fatalf("unfiltered run: %d\n%s", res.code, res.stdout)
+	}
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--tenant", "ac*")
+	if res.code != 0 || !strings.Contains(res.stdout, "tenant acme: rolled-back 2") || strings.Contains(res.stdout, "concierge") {
+		t.Fatalf("rollback --tenant ac*: %d\n%s", res.code, res.stdout)
+	}
+	if s := f.row(t, "concierge", "org-concierge"); s.template != "platform-agent" {
+		t.Fatalf("concierge rolled back: %+v", s)
+	}
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if res.code != 0 || !strings.Contains(res.stdout, "tenant concierge: rolled-back 1") || strings.Contains(res.stdout, "tenant acme") {
+		t.Fatalf("unfiltered rollback: %d\n%s", res.code, res.stdout)
+	}
+	show := runAt(t, nil, "show", "plan.json", "--tenant", "acme", "--verdict", "conflict")
+	if show.code != 0 || !strings.Contains(show.stdout, "claimed-other") || strings.Contains(show.stdout, "orphan") {
+		t.Fatalf("show filtered: %d\n%s", show.code, show.stdout)
+	}
+}
