@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,7 @@ func (r *runner) approveCommand() *cli.Command {
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
+			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval)"},
 		},
 		Action: r.approve,
@@ -57,7 +59,9 @@ func (r *runner) approve(c *cli.Context) error {
 	defer store.Close()
 	// The approver sees exactly what the approval lets apply write.
 	rollup := p.Rollup()
-	printRollup(r.env.Stdout, p, rollup)
+	if !c.Bool("json") {
+		printRollup(r.env.Stdout, p, rollup)
+	}
 	a, err := apply.Approve(c.Context, apply.ApproveOptions{Plan: p, Store: store, Catalog: cat, CP: records,
 		By: c.String("by"), AllowSelf: c.Bool("allow-self-approval"), SignKey: key, Now: r.env.Now})
 	if err != nil {
@@ -68,6 +72,22 @@ func (r *runner) approve(c *cli.Context) error {
 		signed = "signed"
 	}
 	r.log.Info("approval recorded", "fingerprint", p.Fingerprint, "by", a.By, "writes", a.Writes, "rollup", a.RollupSHA256, "signed", a.Signature != "")
+	if c.Bool("json") {
+		return printJSON(r.env.Stdout, approveJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, By: a.By, At: a.At.UTC().Format(time.RFC3339),
+			Signed: a.Signature != "", Writes: a.Writes, RollupSHA256: a.RollupSHA256, Rollup: rollup})
+	}
 	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s, %s; %d writes, rollup %s\n", p.Fingerprint, path, a.By, signed, a.Writes, a.RollupSHA256)
 	return nil
+}
+
+// approveJSON is `approve --json`'s document.
+type approveJSON struct {
+	SchemaVersion int               `json:"schema_version"`
+	Fingerprint   string            `json:"fingerprint"`
+	By            string            `json:"by"`
+	At            string            `json:"at"`
+	Signed        bool              `json:"signed"`
+	Writes        int               `json:"writes"`
+	RollupSHA256  string            `json:"rollup_sha256"`
+	Rollup        []apply.RollupRow `json:"rollup"`
 }

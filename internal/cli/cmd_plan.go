@@ -34,6 +34,7 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the plan as its author with this unencrypted OpenSSH private key `FILE` (needed by apply --allowed-signers)"},
 			// No environment variable: replacing an approved plan's file is
 			// decided on the command line.
+			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
 		},
 		Action: r.plan,
@@ -139,6 +140,24 @@ func (r *runner) plan(c *cli.Context) error {
 			return fail("write report: %v", err)
 		}
 	}
+	if c.Bool("json") {
+		un := p.Unreachable()
+		doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: len(p.Agreed()),
+			NeedsReview: len(apply.NeedsReview(p)), Unreachable: []apply.TenantDatabase{}, Warnings: warnings}
+		if un != nil {
+			doc.Unreachable = un
+		}
+		if doc.Warnings == nil {
+			doc.Warnings = []string{}
+		}
+		if err := printJSON(r.env.Stdout, doc); err != nil {
+			return err
+		}
+		if len(un) > 0 {
+			return errPartial
+		}
+		return nil
+	}
 	fmt.Fprintf(r.env.Stdout, "plan written to %s\nfingerprint %s\n", out, p.Fingerprint)
 	printCounts(r.env.Stdout, p)
 	fmt.Fprintf(r.env.Stdout, "%d items need a person; review with `backfill show %s`, then `backfill approve %s --by NAME`\n",
@@ -151,4 +170,16 @@ func (r *runner) plan(c *cli.Context) error {
 		return errPartial
 	}
 	return nil
+}
+
+// planJSON is `plan --json`'s document.
+type planJSON struct {
+	SchemaVersion int                    `json:"schema_version"`
+	Path          string                 `json:"path"`
+	Fingerprint   string                 `json:"fingerprint"`
+	Counts        map[string]int         `json:"counts"`
+	Writes        int                    `json:"writes"`
+	NeedsReview   int                    `json:"needs_review"`
+	Unreachable   []apply.TenantDatabase `json:"unreachable"` // exit 3 when any
+	Warnings      []string               `json:"warnings"`
 }

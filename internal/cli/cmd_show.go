@@ -34,16 +34,17 @@ func (r *runner) showCommand() *cli.Command {
 
 // showJSON is `show --json`'s shape.
 type showJSON struct {
-	Fingerprint  string            `json:"fingerprint"`
-	Author       string            `json:"author"`
-	CreatedAt    string            `json:"created_at"`
-	Counts       map[string]int    `json:"counts"`
-	Writes       int               `json:"writes"`
-	Rollup       []apply.RollupRow `json:"rollup"`
-	RollupDigest string            `json:"rollup_digest"`
-	Approval     approvalStatus    `json:"approval"`
-	WriteItems   []apply.Item      `json:"write_items,omitempty"`
-	NeedsReview  []apply.Item      `json:"needs_review"`
+	SchemaVersion int               `json:"schema_version"`
+	Fingerprint   string            `json:"fingerprint"`
+	Author        string            `json:"author"`
+	CreatedAt     string            `json:"created_at"`
+	Counts        map[string]int    `json:"counts"`
+	Writes        int               `json:"writes"`
+	Rollup        []apply.RollupRow `json:"rollup"`
+	RollupDigest  string            `json:"rollup_digest"`
+	Approval      approvalStatus    `json:"approval"`
+	WriteItems    []apply.Item      `json:"write_items,omitempty"`
+	NeedsReview   []apply.Item      `json:"needs_review"`
 }
 
 // approvalStatus is what the evidence store says of a plan's approval.
@@ -110,7 +111,7 @@ func (r *runner) show(c *cli.Context) error {
 		if review == nil {
 			review = []apply.Item{}
 		}
-		out := showJSON{Fingerprint: p.Fingerprint, Author: p.Author, CreatedAt: p.CreatedAt, Counts: p.Counts,
+		out := showJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, Author: p.Author, CreatedAt: p.CreatedAt, Counts: p.Counts,
 			Writes: len(p.Agreed()), Rollup: rollup, RollupDigest: apply.RollupDigest(rollup), Approval: approval, NeedsReview: review}
 		if c.Bool("writes") {
 			out.WriteItems = p.Agreed()

@@ -10,8 +10,11 @@ import (
 
 func (r *runner) verifyCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "verify",
-		Usage:  "recompute the evidence store's hash chains and content hashes; exit 1 on any mismatch",
+		Name:  "verify",
+		Usage: "recompute the evidence store's hash chains and content hashes; exit 1 on any mismatch",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
+		},
 		Action: r.verify,
 	}
 }
@@ -26,6 +29,22 @@ func (r *runner) verify(c *cli.Context) error {
 	if err != nil {
 		return fail("verify %s: %v", store.Path(), err)
 	}
+	if c.Bool("json") {
+		problems := rep.Problems
+		if problems == nil {
+			problems = []string{}
+		}
+		err := printJSON(r.env.Stdout, verifyJSON{SchemaVersion: 1, Evidence: store.Path(), OK: rep.OK(), Captures: rep.Captures,
+			Listings: rep.Listings, Contents: rep.Contents, Approvals: rep.Approvals, Journal: rep.Journal, Plans: rep.Plans,
+			ChainHead: rep.ChainHead, Problems: problems})
+		if err != nil {
+			return err
+		}
+		if !rep.OK() {
+			return &exitError{ExitError, fmt.Errorf("evidence store %s does not verify: %s", store.Path(), rep.Problems[0])}
+		}
+		return nil
+	}
 	if !rep.OK() {
 		fmt.Fprintf(r.env.Stdout, "verify FAILED: %s: %d problems\n", store.Path(), len(rep.Problems))
 		for _, p := range rep.Problems {
@@ -36,4 +55,19 @@ func (r *runner) verify(c *cli.Context) error {
 	fmt.Fprintf(r.env.Stdout, "verify ok: %s: %d captures, %d listings, %d distinct contents; chain head %s\n",
 		store.Path(), rep.Captures, rep.Listings, rep.Contents, rep.ChainHead)
 	return nil
+}
+
+// verifyJSON is `verify --json`'s document.
+type verifyJSON struct {
+	SchemaVersion int      `json:"schema_version"`
+	Evidence      string   `json:"evidence"`
+	OK            bool     `json:"ok"`
+	Captures      int      `json:"captures"`
+	Listings      int      `json:"listings"`
+	Contents      int      `json:"contents"`
+	Approvals     int      `json:"approvals"`
+	Journal       int      `json:"journal"`
+	Plans         int      `json:"plans"`
+	ChainHead     string   `json:"chain_head"`
+	Problems      []string `json:"problems"`
 }
