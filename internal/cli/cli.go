@@ -136,6 +136,7 @@ func (r *runner) app() *cli.App {
 		r.applyCommand(),
 		r.rollbackCommand(),
 		r.plansCommand(),
+		r.inspectCommand(),
 		r.versionCommand(),
 		r.completionCommand(),
 		r.mergeCommand(),
@@ -205,7 +206,7 @@ func durationFlag(msg string) bool {
 // argCounts bounds each command's positional arguments: min and max (-1:
 // any). A stray word such as `apply --execute false` must be an error, never
 // silently dropped.
-var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}, "completion": {1, 1}}
+var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}, "completion": {1, 1}, "inspect": {1, 1}}
 
 func checkArgs(action cli.ActionFunc, bounds [2]int) cli.ActionFunc {
 	return func(c *cli.Context) error {

@@ -454,3 +454,37 @@ func TestFiltersTouchOnlyTheNamedTenants(t *testing.T) {
 		t.Fatalf("show filtered: %d\n%s", show.code, show.stdout)
 	}
 }
+
+// TestInspectOneWorkspace: inspect shows a workspace with two captures, a
+// CP claim, a plan and a journal entry; --raw prints a capture's exact
+// bytes; --inventory adds the row as it is now.
+func TestInspectOneWorkspace(t *testing.T) {
+	seo := readLive(t, "custom-seo-agent.yaml")
+	f := newPlanFixture(t)
+	f.planAndApprove(t)
+	if res := f.apply(t, "--execute"); res.code != 0 {
+		t.Fatalf("apply: %s", res.stderr)
+	}
+	id := f.ids["seo-2-restarted"]
+	res := runAt(t, f.env, "inspect", id, "--inventory", "inventory.yaml")
+	for _, want := range []string{"workspace " + id, "listed (1):", "captures (2):", "plans (1):", "agree", "CP claims: seo-agent (tenant",
+		"write: template = \"seo-agent\"", "journal (2):", "committing", "applied", `now: name "seo-2-restarted"`, `template "seo-agent"`} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("inspect lacks %q:\n%s%s", want, res.stdout, res.stderr)
+		}
+	}
+	var doc inspectJSON
+	if err := json.Unmarshal([]byte(runAt(t, nil, "inspect", id, "--json").stdout), &doc); err != nil || len(doc.Captures) != 2 || len(doc.Plans) != 1 {
+		t.Fatalf("inspect --json: %v %+v", err, doc)
+	}
+	raw := runAt(t, nil, "inspect", id, "--raw", fmt.Sprint(doc.Captures[0].ID))
+	if raw.code != 0 || raw.stdout != seo {
+		t.Fatalf("--raw: %d %q", raw.code, raw.stdout)
+	}
+	if other := runAt(t, nil, "inspect", id, "--raw", "1"); other.code != 1 || !strings.Contains(other.stderr, "is not a capture of workspace") {
+		t.Fatalf("--raw of another workspace's capture: %d %s", other.code, other.stderr)
+	}
+	if none := runAt(t, nil, "inspect", "00000000-0000-4000-8000-00000000dead"); none.code != 1 {
+		t.Fatalf("unknown workspace: %d", none.code)
+	}
+}

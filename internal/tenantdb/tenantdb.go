@@ -93,7 +93,7 @@ func ListAllIdentified(ctx context.Context, dsn string, o Options) ([]workspace.
 	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces ORDER BY id`, true)
 }
 
-func list(ctx context.Context, dsn string, o Options, query string, identify bool) ([]workspace.Row, Database, error) {
+func list(ctx context.Context, dsn string, o Options, query string, identify bool, args ...any) ([]workspace.Row, Database, error) {
 	o.ReadOnly = true
 	var db Database
 	conn, err := Connect(ctx, dsn, o)
@@ -108,7 +108,7 @@ func list(ctx context.Context, dsn string, o Options, query string, identify boo
 				return err
 			}
 		}
-		rows, err := tx.Query(ctx, query)
+		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -149,6 +149,16 @@ func (d Database) Same(e Database) bool { return d == e }
 // String names the database for messages.
 func (d Database) String() string {
 	return fmt.Sprintf("database %q (oid %d, public.workspaces oid %d) of system %s", d.Name, d.OID, d.TableOID, d.SystemIdentifier)
+}
+
+// GetRow reads one workspace's row, READ ONLY; false when it does not
+// exist.
+func GetRow(ctx context.Context, dsn string, o Options, id string) (workspace.Row, bool, error) {
+	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces WHERE id::text = $1`, false, id)
+	if err != nil || len(rows) == 0 {
+		return workspace.Row{}, false, err
+	}
+	return rows[0], true, nil
 }
 
 // ReadOnly runs fn in a READ ONLY transaction and always rolls it back.
