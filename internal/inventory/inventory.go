@@ -100,6 +100,12 @@ type Collector struct {
 	// file; empty means the directory part of Path before its first
 	// placeholder. See collector.FileRoot.
 	Root string
+	// BaseURL is the tenant's workspace server, for files_api: requests go
+	// to BaseURL/workspaces/{workspace_id}/files....
+	BaseURL string
+	// Rate is the files_api requests per second for the tenant; the
+	// inventory fills in collector.DefaultRate when none is given.
+	Rate float64
 }
 
 // clone returns c with its slice and map copied, so tenants sharing the
