@@ -205,7 +205,7 @@ tenants:
 		t.Fatalf("%d rows and %d not attempted for 9 workspaces", wrongRows, sum.NotAttempted)
 	}
 	for _, f := range sum.Failures {
-		if f.Tenant == "wrong" && f.Outcome == "not attempted" && !strings.Contains(f.Reason, "tenant stopped: collector misconfigured") {
+		if f.Tenant == "wrong" && f.Outcome == "not attempted" && f.Reason != whyStopped {
 			t.Errorf("not attempted without the reason: %+v", f)
 		}
 	}

@@ -369,7 +369,7 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 					if e.sched.requeue(it) {
 						return true
 					}
-					e.finish(it, "tenant stopped: "+e.runs[ti].stopReason())
+					e.finish(it, whyStopped)
 					return true
 				}
 				res.Transient = false
@@ -489,12 +489,6 @@ func (tr *tenantRun) isStopped() bool {
 	return tr.stopped != ""
 }
 
-func (tr *tenantRun) stopReason() string {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.stopped
-}
-
 // finish writes an item's records, unless one of them is a 404 the tenant
 // has not yet shown to mean gone: then the item waits with the tenant
 // (unless it captured evidence, which is written at once with that 404
@@ -503,7 +497,7 @@ func (tr *tenantRun) stopReason() string {
 func (e *engine) finish(it *item, why string) {
 	if len(it.rows) == 0 {
 		if why == "" {
-			why = "tenant stopped: " + e.runs[it.tenant.index].stopReason()
+			why = whyStopped
 		}
 		e.notAttempted([]*item{it}, why)
 		return
@@ -575,6 +569,10 @@ func (e *engine) submit(it *item, notGone string) {
 	}
 }
 
+// whyStopped is why a stopped tenant's workspaces were not attempted; the
+// summary names the tenant and the reason once.
+const whyStopped = "tenant stopped: its collector is misconfigured"
+
 // stopTenant stops a tenant whose collector is misconfigured: nothing more
 // of it is attempted, and no 404 of it is recorded as gone.
 func (e *engine) stopTenant(ti int, reason string) {
@@ -597,7 +595,7 @@ func (e *engine) stopTenant(ti int, reason string) {
 	for _, h := range held {
 		e.submit(h, reason)
 	}
-	e.notAttempted(e.sched.drop(ti), "tenant stopped: "+reason)
+	e.notAttempted(e.sched.drop(ti), whyStopped)
 }
 
 // settleHeld writes, at the end of the run, the items still waiting on a
