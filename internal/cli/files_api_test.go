@@ -275,7 +275,7 @@ exit 1
 	f.env["PATH"] = bin + ":/usr/bin:/bin"
 	chain := fmt.Sprintf(`    collectors:
       - exec: ["docker", "exec", "{container}", "cat", "/configs/config.yaml"]
-      - file: {path: "%s/{container}-configs/_data/config.yaml", root: %q}
+      - file: {path: "%s/ws-{workspace_id}-configs/_data/config.yaml", root: %q}
 `, volumes, volumes)
 	f.tenant(t, "acme", 1, chain,
 		ws{name: "hibernated", status: "hibernated"},
@@ -283,11 +283,7 @@ exit 1
 		ws{name: "paused-hosted", status: "paused", instance: "mol-ws-paused-1"},
 		ws{name: "vanished"})
 	for _, name := range []string{"hibernated", "paused-hosted"} {
-		c := "ws-" + f.ids[name]
-		if name == "paused-hosted" {
-			c = "mol-ws-paused-1"
-		}
-		writeFile(t, filepath.Join(volumes, c+"-configs", "_data", "config.yaml"), seoLive)
+		writeFile(t, filepath.Join(volumes, "ws-"+f.ids[name]+"-configs", "_data", "config.yaml"), seoLive)
 	}
 	writeFile(t, filepath.Join(running, "ws-"+f.ids["awake"]), seoLive)
 	f.write(t, "acme,,seo-agent\n")
