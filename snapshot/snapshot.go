@@ -365,7 +365,13 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 				it.waited += res.RetryAfter
 				e.sched.pause(it.tenant, time.Now().Add(res.RetryAfter))
 				e.o.Logger.Info("rate limited", "tenant", t.Name, "workspace", it.row.ID, "wait", res.RetryAfter)
-				if it.waited <= e.o.MaxThrottle && ctx.Err() == nil {
+				if ctx.Err() != nil {
+					// The 429 read nothing: as if never attempted.
+					it.started = time.Time{}
+					e.finish(it, "run stopped before this workspace was captured")
+					return false
+				}
+				if it.waited <= e.o.MaxThrottle {
 					if e.sched.requeue(it) {
 						return true
 					}
@@ -374,9 +380,6 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 				}
 				res.Transient = false
 				res.Reason += fmt.Sprintf("; still rate limited after waiting %s in all", it.waited.Round(time.Second))
-				if ctx.Err() != nil {
-					res.Reason += "; interrupted"
-				}
 				it.attempt = max(it.attempt, 1)
 				break
 			}
