@@ -74,7 +74,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		}
 	}
 
-	ev, _, err := loadEvidence(ctx, o.Store, o.Catalog, rep.ChainHead, nil)
+	ev, _, notEvidence, err := loadEvidence(ctx, o.Store, o.Catalog, rep.ChainHead, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -135,7 +135,8 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		tpls, level, sources := o.CP.For(k.Tenant, k.WorkspaceID)
 		claim := Claim{Templates: tpls, Level: level, Sources: sources}
 		caps := ev[k]
-		d := Reconcile(Input{Captures: caps, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable[k.Tenant]})
+		d := Reconcile(Input{Captures: caps, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable[k.Tenant],
+			NotEvidence: notEvidence[k]})
 		p.Items = append(p.Items, makeItem(k, seen, now, caps, claim, d))
 	}
 	sortItems(p.Items)
@@ -156,7 +157,7 @@ func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim C
 	if len(caps) > 0 {
 		e := caps[0]
 		it.Evidence = &ItemEvidence{CaptureID: e.CaptureID, SHA256: e.SHA256, CapturedAt: e.CapturedAt.UTC().Format(time.RFC3339Nano),
-			Template: e.Identity.Template, Rule: string(e.Identity.Rule), Captures: len(caps)}
+			Template: e.Identity.Template, Rule: string(e.Identity.Rule), Captures: len(caps), Source: e.Source}
 		if r := e.Identity.Resemblance; r != (identity.Resemblance{}) {
 			it.Evidence.Resemblance = &r
 		}

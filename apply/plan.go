@@ -150,6 +150,10 @@ type ItemEvidence struct {
 	Template   string `json:"template"`
 	Rule       string `json:"rule"`
 	Captures   int    `json:"captures"` // successful captures considered
+	// Source is the class of what answered the cited capture (package
+	// source): container, eic, host-mirror, exec, file or unverified.
+	// Format 2 on; empty in plans made before it was recorded.
+	Source string `json:"source,omitempty"`
 	// Resemblance is how much the capture's shape is that of the template
 	// its name matched, and of that template's runtime default (display-name
 	// rules only).

@@ -66,6 +66,9 @@ type Evidence struct {
 	SHA256     string
 	CapturedAt time.Time
 	Identity   identity.Identity
+	// Source is the class of what answered (package source): container,
+	// eic, host-mirror, exec, file or unverified.
+	Source string
 }
 
 // Claim is what the control plane says of a workspace: the distinct
@@ -86,6 +89,10 @@ type Input struct {
 	// Unreachable, when set, is why the tenant's database could not be read
 	// at plan time: nothing is known of the row as it is now.
 	Unreachable string
+	// NotEvidence, when set, says why the workspace's latest answer that was
+	// not evidence (not-live, not-running) is none, for a no-evidence
+	// verdict's reason.
+	NotEvidence string
 }
 
 // Decision is reconciliation's answer for one workspace.
@@ -153,6 +160,9 @@ func Reconcile(in Input) Decision {
 	if earliest == nil {
 		d.Verdict = NoEvidence
 		d.Reason = "no successful capture of its config.yaml"
+		if in.NotEvidence != "" {
+			d.Reason = "no live evidence: " + in.NotEvidence
+		}
 		return d
 	}
 	id := earliest.Identity

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
@@ -48,7 +49,7 @@ func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Cata
 	for _, it := range agreed {
 		want[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = true
 	}
-	ev, since, err := loadEvidence(ctx, s, cat, p.Inputs.Evidence.ChainHead, want)
+	ev, since, _, err := loadEvidence(ctx, s, cat, p.Inputs.Evidence.ChainHead, want)
 	if err != nil {
 		return err
 	}
@@ -77,6 +78,8 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 		return fmt.Errorf("capture %d holds sha256 %s, the plan says %s", e.CaptureID, caps[0].SHA256, e.SHA256)
 	case len(caps) != e.Captures:
 		return fmt.Errorf("it counts %d successful captures, the store has %d", e.Captures, len(caps))
+	case e.Source != "" && e.Source != caps[0].Source:
+		return fmt.Errorf("capture %d's source is %s, the plan says %s", e.CaptureID, caps[0].Source, e.Source)
 	}
 	id := caps[0].Identity
 	if id.Template != e.Template || string(id.Rule) != e.Rule {
@@ -126,23 +129,33 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 }
 
 // loadEvidence returns, for the workspaces in want (all when nil), their
-// successful captures recorded up to and including the one whose chain hash
+// successful captures (evidence.Capture.IsEvidence: captured, from a source
+// that is evidence) recorded up to and including the one whose chain hash
 // is head, and apart from them those recorded since, earliest first, with
 // identities derived once per distinct content and kind, and every
 // content's bytes hashed again. head "" means an empty store at plan time.
-func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]Evidence, err error) {
+// notEvidence says, per workspace, why its latest not-live or not-running
+// capture up to head is no evidence, for a no-evidence verdict's reason.
+func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]Evidence, notEvidence map[evidence.Key]string, err error) {
+	notEvidence = map[evidence.Key]string{}
 	out, after := map[evidence.Key][]Evidence{}, map[evidence.Key][]Evidence{}
 	type idKey struct{ sha, kind string }
 	ids := map[idKey]identity.Identity{}
 	seenHead := head == ""
 	err = s.Captures(ctx, func(c *evidence.Capture) error {
-		dst := out
-		if seenHead {
+		dst, recordedSince := out, seenHead
+		if recordedSince {
 			dst = after
 		}
 		seenHead = seenHead || c.Hash == head
 		k := evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}
-		if c.Outcome != evidence.Captured || (want != nil && !want[k]) {
+		if want != nil && !want[k] {
+			return nil
+		}
+		if !c.IsEvidence() {
+			if !recordedSince && (c.Outcome == evidence.NotLive || c.Outcome == evidence.NotRunning || c.Outcome == evidence.Captured) {
+				notEvidence[k] = fmt.Sprintf("capture %d (%s, source %s): %s", c.ID, c.Outcome, c.SourceClass(), strings.TrimPrefix(c.Reason, "not live: "))
+			}
 			return nil
 		}
 		ik := idKey{c.SHA256, c.Row.Kind}
@@ -160,14 +173,14 @@ func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, 
 			id = identity.DeriveFor(b, c.Row.Kind, cat)
 			ids[ik] = id
 		}
-		dst[k] = append(dst[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id})
+		dst[k] = append(dst[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id, Source: c.SourceClass()})
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read evidence: %w", err)
+		return nil, nil, nil, fmt.Errorf("read evidence: %w", err)
 	}
 	if !seenHead {
-		return nil, nil, &GateError{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
+		return nil, nil, nil, &GateError{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
 	}
-	return out, after, nil
+	return out, after, notEvidence, nil
 }

@@ -3,8 +3,10 @@ package apply
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
+	"backfill/internal/source"
 	"backfill/internal/termsafe"
 )
 
@@ -47,6 +49,7 @@ func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error
 	}
 	fmt.Fprintf(b, "\nWrites by provisioning class: %d hosted (instance_id set), %d self-hosted (instance_id NULL). "+
 		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", hosted, self)
+	writeSources(b, p.Agreed())
 
 	review := NeedsReview(p)
 	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))
@@ -111,12 +114,55 @@ func reviewGroups() []string {
 		string(UnstableEvidence), string(StubEvidence), string(NoEvidence), "drift"}
 }
 
+// sourceNotes say what a write resting on each source class means.
+var sourceNotes = map[string]string{
+	source.Container:  "the workspace's running container",
+	source.EIC:        "the workspace's EC2 instance",
+	source.HostMirror: "the host's copy of /configs from the workspace's last provision, not the running workspace",
+	source.Exec:       "the inventory's exec command",
+	source.File:       "the inventory's file tree",
+	source.Unverified: "a generic HTTP answer: nothing says whether the workspace or a template folder named like it answered",
+}
+
+// writeSources counts the writes per source class of their evidence.
+func writeSources(b *strings.Builder, agreed []Item) {
+	if len(agreed) == 0 {
+		return
+	}
+	by := map[string]int{}
+	for _, it := range agreed {
+		src := "not recorded"
+		if it.Evidence != nil && it.Evidence.Source != "" {
+			src = it.Evidence.Source
+		}
+		by[src]++
+	}
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(b, "\n| evidence source | writes | what answered |\n|---|---:|---|\n")
+	for _, n := range names {
+		fmt.Fprintf(b, "| %s | %d | %s |\n", cell(n), by[n], cell(sourceNotes[n]))
+	}
+	if n := by[source.Unverified]; n > 0 {
+		fmt.Fprintf(b, "\n**%d writes rest on unverified sources**: captured by the generic http collector, which cannot tell the workspace's own config from a template folder's. Capture those tenants again with the files_api collector, or check each one.\n", n)
+	}
+	if n := by[source.HostMirror]; n > 0 {
+		fmt.Fprintf(b, "\n%d writes rest on host-mirror captures: the config the workspace was last provisioned with.\n", n)
+	}
+}
+
 func evidenceCell(it Item) string {
 	if it.Evidence == nil {
 		return "-"
 	}
 	e := it.Evidence
 	s := fmt.Sprintf("capture %d: %s", e.CaptureID, e.Rule)
+	if e.Source != "" {
+		s = fmt.Sprintf("capture %d (%s): %s", e.CaptureID, e.Source, e.Rule)
+	}
 	if e.Template != "" {
 		s += " → " + e.Template
 	}

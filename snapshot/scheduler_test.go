@@ -3,6 +3,7 @@ package snapshot
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"backfill/internal/workspace"
 )
@@ -61,5 +62,73 @@ func TestSchedulerUrgentFirstWithinShare(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d left, want 3", n)
+	}
+}
+
+// A rate-limited tenant is passed over while its bucket is empty, even
+// with urgent work, so the other tenants' captures keep every worker; a
+// 429's pause holds it back until its end, and the scheduler says when
+// something will next be ready.
+func TestSchedulerRateLimitedTenantYields(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	s := newScheduler(2, 4)
+	s.now = func() time.Time { return now }
+	s.limit(0, 1, []int{3}) // 1 request a second, 3 per attempt: burst 3
+	s.add(0, rows(5, ""))   // urgent, but rate limited
+	s.add(1, rows(5, "x"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first, _ := s.pick()
+	if first.tenant.index != 0 || !first.reserved {
+		t.Fatalf("first pick: tenant %d reserved %v, want the urgent rate-limited tenant with its tokens", first.tenant.index, first.reserved)
+	}
+	for i := 0; i < 5; i++ {
+		it, _ := s.pick()
+		if it == nil || it.tenant.index != 1 {
+			t.Fatalf("pick %d: %+v, want the other tenant while the bucket refills", i, it)
+		}
+	}
+	it, wake := s.pick()
+	if it != nil || !wake.Equal(now.Add(3*time.Second)) {
+		t.Fatalf("nothing ready: got %+v, wake %s; want nil, wake in 3s", it, wake)
+	}
+	now = now.Add(3 * time.Second)
+	if it, _ := s.pick(); it == nil || it.tenant.index != 0 {
+		t.Fatalf("after 3s: %+v", it)
+	}
+	// A 429 pauses the tenant past its refill.
+	s.mu.Unlock()
+	s.pause(s.tenants[0], now.Add(10*time.Second))
+	n := s.throttled()
+	s.mu.Lock()
+	if n != 1 {
+		t.Fatalf("throttled = %d", n)
+	}
+	now = now.Add(9 * time.Second)
+	if it, wake := s.pick(); it != nil || !wake.Equal(now.Add(time.Second+3*time.Second)) {
+		t.Fatalf("paused: %+v wake %s", it, wake)
+	}
+}
+
+// A requeued item goes first in its tenant's line and keeps its progress;
+// a dropped tenant takes none back.
+func TestSchedulerRequeueAndDrop(t *testing.T) {
+	s := newScheduler(1, 2)
+	s.add(0, rows(3, ""))
+	it, _ := s.next()
+	it.pos, it.attempt = 1, 2
+	if !s.requeue(it) {
+		t.Fatal("requeue refused")
+	}
+	again, _ := s.next()
+	if again != it || again.pos != 1 || again.attempt != 2 {
+		t.Fatalf("next after requeue: %+v", again)
+	}
+	dropped := s.drop(0)
+	if len(dropped) != 2 || s.remaining() != 0 {
+		t.Fatalf("dropped %d, remaining %d", len(dropped), s.remaining())
+	}
+	if s.requeue(again) {
+		t.Fatal("a dropped tenant took an item back")
 	}
 }

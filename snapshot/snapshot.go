@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"backfill/internal/inventory"
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
+	"backfill/internal/source"
 	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
 )
@@ -34,10 +37,17 @@ type Options struct {
 	MaxBytes    int64                  // default 1 MiB
 	Refresh     bool                   // capture again workspaces already captured
 	Backoff     time.Duration          // first retry delay, default 500ms; doubles, with jitter
-	HTTPClient  *http.Client           // nil: the collector's default
-	Logger      *slog.Logger
-	Redactor    *secret.Redactor
-	Now         func() time.Time
+	// MaxThrottle bounds how long one workspace waits, in all, for 429s
+	// (default 10m): past it, the capture is recorded failed.
+	MaxThrottle time.Duration
+	// MisconfiguredAfter is how many 404 answers, before any answer shows
+	// a tenant's HTTP collector reaches its workspaces, stop the tenant as
+	// misconfigured (default 5; fewer when it has fewer workspaces).
+	MisconfiguredAfter int
+	HTTPClient         *http.Client // nil: the collector's default
+	Logger             *slog.Logger
+	Redactor           *secret.Redactor
+	Now                func() time.Time
 	// OnProgress, when set, receives counters every ProgressEvery.
 	OnProgress    func(Progress)
 	ProgressEvery time.Duration
@@ -45,25 +55,30 @@ type Options struct {
 
 // Progress is a running count for the progress line.
 type Progress struct {
-	Total    int // workspaces to capture this run, as far as listed so far
-	Done     int
-	Failed   int // gone or failed so far
-	Elapsed  time.Duration
-	Listing  int // tenants still being listed
-	Stopping bool
+	Total     int // workspaces to capture this run, as far as listed so far
+	Done      int
+	Failed    int // not captured so far
+	Elapsed   time.Duration
+	Listing   int // tenants still being listed
+	Throttled int // tenants waiting out a 429 now
+	Stopping  bool
 }
 
-// TenantFailure is a tenant whose workspaces could not be listed.
+// TenantFailure is a tenant whose workspaces could not be listed, or whose
+// captures were stopped.
 type TenantFailure struct {
 	Tenant string
 	Reason string
+	// Stopped: the tenant was listed, then stopped because its collector
+	// is misconfigured; its remaining workspaces were not attempted.
+	Stopped bool
 }
 
 // WorkspaceFailure is a workspace left without a successful capture.
 type WorkspaceFailure struct {
 	Tenant      string
 	WorkspaceID string
-	Outcome     string // gone, failed, or "not attempted"
+	Outcome     string // not-live, not-running, gone, failed, or "not attempted"
 	Reason      string
 }
 
@@ -74,6 +89,8 @@ type Summary struct {
 	Live            int // live workspaces listed
 	AlreadyCaptured int // skipped: captured by an earlier run
 	Captured        int
+	NotLive         int // answered, but not from the workspace: kept, never evidence
+	NotRunning      int
 	Gone            int
 	Failed          int
 	NotAttempted    int // queued when the run was interrupted
@@ -92,11 +109,12 @@ func (s *Summary) Complete() bool {
 }
 
 type engine struct {
-	o          Options
-	tenants    []inventory.Tenant
-	collectors []*collector.Collector
-	writer     *evidence.Writer
-	sched      *scheduler
+	o       Options
+	tenants []inventory.Tenant
+	chains  [][]*collector.Collector // per tenant, tried in order
+	runs    []*tenantRun
+	writer  *evidence.Writer
+	sched   *scheduler
 
 	mu      sync.Mutex
 	sum     Summary
@@ -118,12 +136,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if o.Tenants != nil && !o.Tenants(t.Name) {
 			continue
 		}
-		c, err := collector.New(collector.Spec(t.Collector), collector.Spec(t.Raw), o.MaxBytes, o.HTTPClient)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: tenant %q: %v", o.Inventory.Path, t.Line, t.Name, err)
+		exp, raw := t.Collectors()
+		var chain []*collector.Collector
+		for i := range exp {
+			c, err := collector.New(collector.Spec(exp[i]), collector.Spec(raw[i]), o.MaxBytes, o.HTTPClient)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: tenant %q: %v", o.Inventory.Path, t.Line, t.Name, err)
+			}
+			chain = append(chain, c)
 		}
 		e.tenants = append(e.tenants, t)
-		e.collectors = append(e.collectors, c)
+		e.chains = append(e.chains, chain)
+		e.runs = append(e.runs, &tenantRun{})
 	}
 	captured, err := o.Store.CapturedKeys(ctx)
 	if err != nil {
@@ -133,6 +157,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	start := o.Now()
 	e.sum.Tenants = len(e.tenants)
 	e.sched = newScheduler(len(e.tenants), o.Concurrency)
+	for i, chain := range e.chains {
+		e.sched.limit(i, chainRate(chain), chainCosts(chain))
+	}
 	defer e.sched.watch(ctx)()
 	e.writer = o.Store.NewWriter()
 
@@ -148,8 +175,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				if !ok {
 					return
 				}
-				e.capture(ctx, it)
-				e.sched.done(it)
+				if !e.capture(ctx, it) {
+					e.sched.done(it)
+				}
 			}
 		}()
 	}
@@ -177,14 +205,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	listers.Wait()
 	e.sched.close()
 	workers.Wait()
+	e.notAttempted(e.sched.queued(), "run stopped before this workspace was captured")
+	e.settleHeld()
 	e.writer.Close()
 	stopProgress()
 
-	e.sum.NotAttempted = e.sched.remaining()
 	e.sum.Interrupted = ctx.Err() != nil
-	if e.sum.NotAttempted > 0 {
-		e.notAttempted()
-	}
 	e.sum.Elapsed = o.Now().Sub(start)
 	sort.Slice(e.sum.TenantsFailed, func(i, j int) bool { return e.sum.TenantsFailed[i].Tenant < e.sum.TenantsFailed[j].Tenant })
 	sort.Slice(e.sum.Failures, func(i, j int) bool {
@@ -215,6 +241,12 @@ func withDefaults(o Options) Options {
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = 500 * time.Millisecond
+	}
+	if o.MaxThrottle <= 0 {
+		o.MaxThrottle = 10 * time.Minute
+	}
+	if o.MisconfiguredAfter <= 0 {
+		o.MisconfiguredAfter = 5
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -267,6 +299,10 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 	e.mu.Unlock()
 	e.total.Add(int64(len(todo)))
 	e.o.Logger.Info("tenant listed", "tenant", t.Name, "live", len(rows), "to_capture", len(todo), "already_captured", skipped)
+	tr := e.runs[i]
+	tr.mu.Lock()
+	tr.threshold = min(e.o.MisconfiguredAfter, len(todo))
+	tr.mu.Unlock()
 	e.sched.add(i, todo)
 }
 
@@ -285,81 +321,359 @@ func (e *engine) tenantFailed(ctx context.Context, i int, reason string) {
 	e.mu.Unlock()
 }
 
-// capture reads one workspace's config, retrying transient failures, and
-// records the final attempt.
-func (e *engine) capture(ctx context.Context, it item) {
-	t := e.tenants[it.tenant.index]
-	col := e.collectors[it.tenant.index]
-	v := placeholder.Values{Tenant: t.Name, WorkspaceID: it.row.ID, InstanceID: it.row.Instance()}
-	started := e.o.Now()
-	var res collector.Result
-	attempt := 1
-	for ; ; attempt++ {
-		// In-flight captures are not cancelled by an interrupt: they end
-		// within the timeout and their evidence is kept.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
-		res = col.Collect(actx, v)
-		cancel()
-		if res.Outcome != collector.Failed || !res.Transient || attempt > e.o.Retries {
+// capture runs a workspace's collector chain: each collector in turn, its
+// transient failures retried, until one captures evidence; the final
+// attempt of each collector tried is recorded. A 429 hands the item back to
+// the scheduler (capture returns true) with the tenant paused, to resume
+// where it was without counting an attempt.
+func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
+	ti := it.tenant.index
+	t := e.tenants[ti]
+	chain := e.chains[ti]
+	v := placeholder.Values{Tenant: t.Name, WorkspaceID: it.row.ID, InstanceID: it.row.Instance(), Status: it.row.Status}
+	for it.pos < len(chain) {
+		if e.runs[ti].isStopped() {
 			break
 		}
-		wait := e.backoff(attempt)
-		e.o.Logger.Debug("retrying capture", "tenant", t.Name, "workspace", it.row.ID, "attempt", attempt, "reason", e.o.Redactor.Redact(res.Reason), "wait", wait)
-		if !sleep(ctx, wait) {
-			res.Reason += "; interrupted before retry"
+		col := chain[it.pos]
+		if it.started.IsZero() {
+			it.started = e.o.Now()
+		}
+		var res collector.Result
+		for {
+			// tenant.rate is set before any worker starts; a tenant without
+			// one has no bucket to wait for.
+			if !it.reserved && it.tenant.rate > 0 && !e.sched.acquire(ctx, it.tenant, it) {
+				// Interrupted while waiting for the tenant's rate limit:
+				// nothing was sent; the workspace is not attempted.
+				it.started = time.Time{}
+				e.finish(it, "run stopped before this workspace was captured")
+				return false
+			}
+			it.reserved = false
+			it.attempt++
+			// In-flight captures are not cancelled by an interrupt: they end
+			// within the timeout and their evidence is kept.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
+			res = col.Collect(actx, v)
+			cancel()
+			if res.Throttled {
+				// A 429 is the platform's pacing, not a failure: it costs
+				// no retry; the tenant waits and the worker moves on.
+				it.attempt--
+				it.throttles++
+				it.waited += res.RetryAfter
+				e.sched.pause(it.tenant, time.Now().Add(res.RetryAfter))
+				e.o.Logger.Info("rate limited", "tenant", t.Name, "workspace", it.row.ID, "wait", res.RetryAfter)
+				if ctx.Err() != nil {
+					// The 429 read nothing: as if never attempted.
+					it.started = time.Time{}
+					e.finish(it, "run stopped before this workspace was captured")
+					return false
+				}
+				if it.waited <= e.o.MaxThrottle {
+					if e.sched.requeue(it) {
+						return true
+					}
+					e.finish(it, whyStopped)
+					return true
+				}
+				res.Transient = false
+				res.Reason += fmt.Sprintf("; still rate limited after waiting %s in all", it.waited.Round(time.Second))
+				it.attempt = max(it.attempt, 1)
+				break
+			}
+			if res.Outcome != collector.Failed || !res.Transient || it.attempt > e.o.Retries {
+				break
+			}
+			wait := e.backoff(it.attempt)
+			e.o.Logger.Debug("retrying capture", "tenant", t.Name, "workspace", it.row.ID, "attempt", it.attempt, "reason", e.o.Redactor.Redact(res.Reason), "wait", wait)
+			if !sleep(ctx, wait) {
+				res.Reason += "; interrupted before retry"
+				break
+			}
+		}
+		it.rows = append(it.rows, e.captureRecord(it, col, res))
+		it.pos++
+		it.attempt, it.started, it.throttles, it.waited = 0, time.Time{}, 0, 0
+		if res.TenantError != "" {
+			e.stopTenant(ti, res.TenantError)
+			break
+		}
+		if e.answered(ti, col, res) || (res.Outcome == collector.Captured && source.Evidence(res.Source)) {
 			break
 		}
 	}
+	e.finish(it, "")
+	return false
+}
+
+// captureRecord builds the capture record of a collector's final attempt.
+func (e *engine) captureRecord(it *item, col *collector.Collector, res collector.Result) pendingRow {
 	c := &evidence.Capture{
-		Tenant: t.Name, WorkspaceID: it.row.ID, Row: it.row, Method: t.Collector.Method,
-		Target: e.o.Redactor.Redact(res.Target), StartedAt: started, EndedAt: e.o.Now(), Attempt: attempt,
-		Outcome: string(res.Outcome), Reason: e.o.Redactor.Redact(res.Reason), Content: res.Content,
-		Provenance: make(map[string]string, len(res.Provenance)),
+		Tenant: e.tenants[it.tenant.index].Name, WorkspaceID: it.row.ID, Row: it.row, Method: col.Method(),
+		Target: e.o.Redactor.Redact(res.Target), StartedAt: it.started, EndedAt: e.o.Now(), Attempt: it.attempt,
+		Outcome: string(res.Outcome), Reason: e.o.Redactor.Redact(res.Reason), Content: res.Content, Source: res.Source,
+		Provenance: make(map[string]string, len(res.Provenance)+2),
 	}
 	for k, val := range res.Provenance {
 		c.Provenance[k] = e.o.Redactor.Redact(val)
 	}
-	// The worker moves on at once; the capture counts only once committed.
-	e.writer.Submit(c, func(err error) {
-		if err != nil {
-			e.writeFailed(err)
-			e.notRecorded(c)
-			return
-		}
-		e.counted(c)
-	})
+	if it.throttles > 0 {
+		c.Provenance["throttled"] = strconv.Itoa(it.throttles)
+		c.Provenance["throttle_wait"] = it.waited.String()
+	}
+	return pendingRow{c: c, notFound: res.NotFound}
 }
 
-// notRecorded names a capture lost with its batch when the store failed, so
-// that the summary still accounts for every listed workspace.
-func (e *engine) notRecorded(c *evidence.Capture) {
+// answered notes what a result says of the tenant's HTTP collector: an
+// answer about the workspace shows it is configured; a 404 before any such
+// answer counts towards stopping the tenant as misconfigured. It reports
+// whether the tenant was stopped.
+func (e *engine) answered(ti int, col *collector.Collector, res collector.Result) bool {
+	m := col.Method()
+	if m != collector.MethodHTTP && m != collector.MethodFilesAPI {
+		return false
+	}
+	tr := e.runs[ti]
+	switch res.Outcome {
+	case collector.Captured, collector.NotLive, collector.NotRunning:
+		tr.mu.Lock()
+		first := !tr.verified
+		tr.verified = true
+		held := tr.held
+		tr.held = nil
+		tr.mu.Unlock()
+		if first {
+			for _, h := range held {
+				e.submit(h, "")
+			}
+		}
+	case collector.Gone:
+		if !res.NotFound {
+			return false
+		}
+		tr.mu.Lock()
+		count := !tr.verified && tr.stopped == ""
+		if count {
+			tr.notFound++
+		}
+		n, stop := tr.notFound, count && tr.notFound >= tr.threshold
+		tr.mu.Unlock()
+		if stop {
+			e.stopTenant(ti, fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n))
+			return true
+		}
+	}
+	return false
+}
+
+// pendingRow is a capture record not yet written; notFound marks a gone
+// that rests on a 404, which is written as gone only once the tenant's
+// collector has shown it reaches its workspaces.
+type pendingRow struct {
+	c        *evidence.Capture
+	notFound bool
+}
+
+// tenantRun is what a run has learnt of one tenant's collector.
+type tenantRun struct {
+	mu        sync.Mutex
+	verified  bool    // an answer showed the HTTP collector reaches the tenant's workspaces
+	notFound  int     // 404s before that
+	threshold int     // 404s that stop the tenant
+	held      []*item // items whose 404 waits for the tenant to be verified or stopped
+	stopped   string  // why the tenant was stopped; "" while it runs
+}
+
+func (tr *tenantRun) isStopped() bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.stopped != ""
+}
+
+// finish writes an item's records, unless one of them is a 404 the tenant
+// has not yet shown to mean gone: then the item waits with the tenant
+// (unless it captured evidence, which is written at once with that 404
+// recorded failed). With no record, the item was not attempted: why says
+// why.
+func (e *engine) finish(it *item, why string) {
+	if len(it.rows) == 0 {
+		if why == "" {
+			why = whyStopped
+		}
+		e.notAttempted([]*item{it}, why)
+		return
+	}
+	tr := e.runs[it.tenant.index]
+	last := it.rows[len(it.rows)-1].c
+	provisional := false
+	for _, r := range it.rows {
+		provisional = provisional || r.notFound
+	}
+	tr.mu.Lock()
+	switch {
+	case !provisional || tr.verified:
+		tr.mu.Unlock()
+		e.submit(it, "")
+	case tr.stopped != "":
+		reason := tr.stopped
+		tr.mu.Unlock()
+		e.submit(it, reason)
+	case last.IsEvidence():
+		tr.mu.Unlock()
+		e.submit(it, "not taken as gone: no answer had yet shown this tenant's collector reaches its workspaces")
+	default:
+		tr.held = append(tr.held, it)
+		tr.mu.Unlock()
+	}
+}
+
+// submit hands an item's records to the writer, the 404s among them as
+// gone, or when notGone is set, as failed for that reason; the workspace is
+// counted once all are committed.
+func (e *engine) submit(it *item, notGone string) {
+	rows := it.rows
+	it.rows = nil
+	for _, r := range rows {
+		if r.notFound && notGone != "" {
+			r.c.Outcome = evidence.Failed
+			r.c.Reason += "; " + e.o.Redactor.Redact(notGone)
+		}
+	}
+	final := WorkspaceFailure{Tenant: rows[0].c.Tenant, WorkspaceID: rows[0].c.WorkspaceID}
+	captured := false
+	var parts []string
+	for _, r := range rows {
+		captured = captured || r.c.IsEvidence()
+		final.Outcome, final.Reason = r.c.Outcome, r.c.Reason
+		parts = append(parts, r.c.Method+": "+r.c.Outcome+": "+r.c.Reason)
+	}
+	if len(rows) > 1 {
+		final.Reason = strings.Join(parts, "; ")
+	}
+	if captured {
+		final.Outcome = evidence.Captured
+	}
+	left, failed := len(rows), false
+	for _, r := range rows {
+		e.writer.Submit(r.c, func(err error) {
+			// The writer calls back from its one goroutine, in order.
+			left--
+			if err != nil && !failed {
+				failed = true
+				e.writeFailed(err)
+				e.notRecorded(final)
+			}
+			if left == 0 && !failed {
+				e.counted(final)
+			}
+		})
+	}
+}
+
+// whyStopped is why a stopped tenant's workspaces were not attempted; the
+// summary names the tenant and the reason once.
+const whyStopped = "tenant stopped: its collector is misconfigured"
+
+// stopTenant stops a tenant whose collector is misconfigured: nothing more
+// of it is attempted, and no 404 of it is recorded as gone.
+func (e *engine) stopTenant(ti int, reason string) {
+	reason = e.o.Redactor.Redact(reason)
+	tr := e.runs[ti]
+	tr.mu.Lock()
+	if tr.stopped != "" {
+		tr.mu.Unlock()
+		return
+	}
+	tr.stopped = reason
+	held := tr.held
+	tr.held = nil
+	tr.mu.Unlock()
+	t := e.tenants[ti]
+	e.o.Logger.Error("tenant stopped", "tenant", t.Name, "reason", reason)
+	e.mu.Lock()
+	e.sum.TenantsFailed = append(e.sum.TenantsFailed, TenantFailure{Tenant: t.Name, Reason: reason, Stopped: true})
+	e.mu.Unlock()
+	for _, h := range held {
+		e.submit(h, reason)
+	}
+	e.notAttempted(e.sched.drop(ti), whyStopped)
+}
+
+// settleHeld writes, at the end of the run, the items still waiting on a
+// tenant no answer verified or stopped: their 404s are not taken as gone.
+func (e *engine) settleHeld() {
+	for _, tr := range e.runs {
+		tr.mu.Lock()
+		held := tr.held
+		tr.held = nil
+		tr.mu.Unlock()
+		for _, h := range held {
+			e.submit(h, "not taken as gone: no answer showed this tenant's collector reaches its workspaces")
+		}
+	}
+}
+
+// notRecorded names a workspace whose records were lost with their batch
+// when the store failed, so that the summary still accounts for every
+// listed workspace.
+func (e *engine) notRecorded(f WorkspaceFailure) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sum.NotRecorded++
-	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID,
+	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: f.Tenant, WorkspaceID: f.WorkspaceID,
 		Outcome: "not recorded", Reason: "read, but the evidence store failed before it was committed"})
 }
 
-// counted updates the summary for a committed capture.
-func (e *engine) counted(c *evidence.Capture) {
+// counted updates the summary for a workspace whose records are committed.
+func (e *engine) counted(f WorkspaceFailure) {
 	e.done.Add(1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	switch c.Outcome {
+	switch f.Outcome {
 	case evidence.Captured:
 		e.sum.Captured++
 		return
+	case evidence.NotLive:
+		e.sum.NotLive++
+	case evidence.NotRunning:
+		e.sum.NotRunning++
 	case evidence.Gone:
 		e.sum.Gone++
 	default:
 		e.sum.Failed++
 	}
-	if e.earlier[evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}] {
+	if e.earlier[evidence.Key{Tenant: f.Tenant, WorkspaceID: f.WorkspaceID}] {
 		e.sum.CoveredEarlier++
 	}
 	e.failed.Add(1)
-	e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID, Outcome: c.Outcome, Reason: c.Reason})
-	e.o.Logger.Warn("capture not successful", "tenant", c.Tenant, "workspace", c.WorkspaceID, "outcome", c.Outcome, "reason", c.Reason)
+	e.sum.Failures = append(e.sum.Failures, f)
+	e.o.Logger.Warn("capture not successful", "tenant", f.Tenant, "workspace", f.WorkspaceID, "outcome", f.Outcome, "reason", f.Reason)
+}
+
+// chainRate is a chain's requests per second: the lowest its collectors
+// ask for, 0 when none has a rate.
+func chainRate(chain []*collector.Collector) float64 {
+	rate := 0.0
+	for _, c := range chain {
+		if r := c.Rate(); r > 0 && (rate == 0 || r < rate) {
+			rate = r
+		}
+	}
+	return rate
+}
+
+// chainCosts is the tokens each collector's attempt takes from the
+// tenant's bucket: its requests, when it is rate limited.
+func chainCosts(chain []*collector.Collector) []int {
+	costs := make([]int, len(chain))
+	for i, c := range chain {
+		if c.Rate() > 0 {
+			costs[i] = c.Requests()
+		}
+	}
+	return costs
 }
 
 // sleep waits d, or less if ctx ends first; it reports whether it waited
@@ -400,14 +714,20 @@ func (e *engine) writeFailed(err error) {
 	e.sched.stop()
 }
 
-func (e *engine) notAttempted() {
-	e.sched.mu.Lock()
-	defer e.sched.mu.Unlock()
-	for _, ts := range e.sched.tenants {
-		for _, r := range append(ts.urgent, ts.rest...) {
-			e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: e.tenants[ts.index].Name, WorkspaceID: r.ID,
-				Outcome: "not attempted", Reason: "run stopped before this workspace was captured"})
+// notAttempted accounts for items never attempted, writing any records
+// they hold from earlier collectors of their chain (as not gone when they
+// rest on an unverified 404).
+func (e *engine) notAttempted(items []*item, why string) {
+	for _, it := range items {
+		if len(it.rows) > 0 {
+			e.submit(it, "not taken as gone: "+why)
+			continue
 		}
+		e.mu.Lock()
+		e.sum.NotAttempted++
+		e.sum.Failures = append(e.sum.Failures, WorkspaceFailure{Tenant: e.tenants[it.tenant.index].Name, WorkspaceID: it.row.ID,
+			Outcome: "not attempted", Reason: why})
+		e.mu.Unlock()
 	}
 }
 
@@ -420,7 +740,7 @@ func (e *engine) startProgress(ctx context.Context, start time.Time) (stop func(
 	wg.Add(1)
 	report := func() {
 		e.o.OnProgress(Progress{Total: int(e.total.Load()), Done: int(e.done.Load()), Failed: int(e.failed.Load()),
-			Elapsed: e.o.Now().Sub(start), Listing: int(e.listing.Load()), Stopping: ctx.Err() != nil})
+			Elapsed: e.o.Now().Sub(start), Listing: int(e.listing.Load()), Throttled: e.sched.throttled(), Stopping: ctx.Err() != nil})
 	}
 	go func() {
 		defer wg.Done()

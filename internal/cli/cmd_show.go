@@ -227,8 +227,12 @@ func printWrites(w io.Writer, p *apply.Plan) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENANT\tWORKSPACE\tNAME\tSET TEMPLATE\tEVIDENCE")
 	for _, it := range agreed {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tcapture %d (%s)\n", termsafe.String(it.Tenant), termsafe.String(it.WorkspaceID),
-			termsafe.String(it.WorkspaceName), termsafe.String(it.Action.SetTemplate), it.Evidence.CaptureID, termsafe.String(it.Evidence.Rule))
+		src := ""
+		if it.Evidence.Source != "" {
+			src = ", from " + termsafe.String(it.Evidence.Source)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tcapture %d (%s%s)\n", termsafe.String(it.Tenant), termsafe.String(it.WorkspaceID),
+			termsafe.String(it.WorkspaceName), termsafe.String(it.Action.SetTemplate), it.Evidence.CaptureID, termsafe.String(it.Evidence.Rule), src)
 	}
 	tw.Flush()
 }

@@ -86,6 +86,9 @@ func (r *runner) snapshot(c *cli.Context) error {
 			if p.Listing > 0 {
 				s += fmt.Sprintf("  (listing %d tenants)", p.Listing)
 			}
+			if p.Throttled > 0 {
+				s += fmt.Sprintf("  throttled %d tenants", p.Throttled)
+			}
 			if p.Stopping {
 				s += "  stopping: finishing captures in flight"
 			}
@@ -118,10 +121,19 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
 	} else if !s.Complete() {
 		state = "incomplete"
 	}
-	fmt.Fprintf(w, "snapshot %s in %s: %d tenants (%d not listed), %d live workspaces\n",
-		state, s.Elapsed.Round(1e6), s.Tenants, len(s.TenantsFailed), s.Live)
-	fmt.Fprintf(w, "  captured now %d, captured earlier %d, gone %d, failed %d, not attempted %d",
-		s.Captured, s.AlreadyCaptured, s.Gone, s.Failed, s.NotAttempted)
+	stopped := 0
+	for _, t := range s.TenantsFailed {
+		if t.Stopped {
+			stopped++
+		}
+	}
+	fmt.Fprintf(w, "snapshot %s in %s: %d tenants (%d not listed", state, s.Elapsed.Round(1e6), s.Tenants, len(s.TenantsFailed)-stopped)
+	if stopped > 0 {
+		fmt.Fprintf(w, ", %d stopped", stopped)
+	}
+	fmt.Fprintf(w, "), %d live workspaces\n", s.Live)
+	fmt.Fprintf(w, "  captured now %d, captured earlier %d, not live %d, not running %d, gone %d, failed %d, not attempted %d",
+		s.Captured, s.AlreadyCaptured, s.NotLive, s.NotRunning, s.Gone, s.Failed, s.NotAttempted)
 	if s.CoveredEarlier > 0 {
 		fmt.Fprintf(w, ", %d of those captured by an earlier run", s.CoveredEarlier)
 	}
@@ -130,7 +142,11 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
 	}
 	fmt.Fprintln(w)
 	for _, t := range s.TenantsFailed {
-		fmt.Fprintf(w, "  tenant %s not listed: %s\n", termsafe.String(t.Tenant), oneLine(t.Reason))
+		what := "not listed"
+		if t.Stopped {
+			what = "stopped"
+		}
+		fmt.Fprintf(w, "  tenant %s %s: %s\n", termsafe.String(t.Tenant), what, oneLine(t.Reason))
 	}
 	for i, f := range s.Failures {
 		if i == maxListed {

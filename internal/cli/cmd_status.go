@@ -16,16 +16,17 @@ import (
 func (r *runner) statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "status",
-		Usage:  "coverage per tenant: live workspaces, captured, gone, failed, last capture time",
+		Usage:  "coverage per tenant: live workspaces, captured, not live, not running, gone, failed, last capture time",
 		Action: r.status,
 	}
 }
 
 type tenantStatus struct {
-	live, captured, gone, failed, missing int
-	applied, skipped, applyFailed         int
-	last                                  time.Time
-	unreachable                           string
+	live, captured, notLive, notRunning int
+	gone, failed, missing               int
+	applied, skipped, applyFailed       int
+	last                                time.Time
+	unreachable                         string
 }
 
 func (r *runner) status(c *cli.Context) error {
@@ -80,6 +81,12 @@ func (r *runner) status(c *cli.Context) error {
 			switch {
 			case w.Earliest != nil:
 				s.captured++
+			case w.LatestOutcome == evidence.NotLive:
+				// Its bytes came from elsewhere (a template folder): kept, but
+				// no evidence, so not captured.
+				s.notLive++
+			case w.LatestOutcome == evidence.NotRunning:
+				s.notRunning++
 			case w.LatestOutcome == evidence.Gone:
 				s.gone++
 			case w.LatestOutcome == evidence.Failed:
@@ -98,7 +105,7 @@ func (r *runner) status(c *cli.Context) error {
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(r.env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tAPPLIED\tSKIPPED\tAPPLY FAILED\tNOTE")
+	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tNOT LIVE\tNOT RUNNING\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tAPPLIED\tSKIPPED\tAPPLY FAILED\tNOTE")
 	row := func(name string, s *tenantStatus) {
 		last := "-"
 		if !s.last.IsZero() {
@@ -108,7 +115,8 @@ func (r *runner) status(c *cli.Context) error {
 		if s.unreachable != "" {
 			note = "last listing failed: " + oneLine(s.unreachable)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", termsafe.String(name), s.live, s.captured, s.gone, s.failed, s.missing, last,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", termsafe.String(name), s.live, s.captured, s.notLive, s.notRunning,
+			s.gone, s.failed, s.missing, last,
 			s.applied, s.skipped, s.applyFailed, note)
 	}
 	for _, n := range names {

@@ -1,9 +1,10 @@
-// Package collector captures one workspace's config file by one of three
-// methods (exec, http, file) and classifies the attempt as captured, gone or
-// failed. It runs against production minutes before restarts, so it is
-// strict about inputs: placeholder values are checked before anything runs,
-// output is capped rather than trusted, and nothing it reports carries a
-// secret.
+// Package collector captures one workspace's config file by one of four
+// methods (exec, http, file, files_api) and classifies the attempt as
+// captured, not-live, not-running, gone or failed, saying which source
+// answered (package source). It runs against production minutes before
+// restarts, so it is strict about inputs: placeholder values are checked
+// before anything runs, output is capped rather than trusted, and nothing it
+// reports carries a secret.
 package collector
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
+	"backfill/internal/source"
 )
 
 // DefaultMaxBytes is the per-file size cap used when New is given none.
@@ -32,20 +34,31 @@ const (
 	MethodExec = "exec"
 	MethodHTTP = "http"
 	MethodFile = "file"
+	// MethodFilesAPI speaks the platform's files API: list, read, list
+	// again, and decide from the listings' X-Molecule-Files-Source whether
+	// the answer was the workspace's own.
+	MethodFilesAPI = "files_api"
 )
+
+// DefaultRate is a files_api collector's requests per second when the
+// inventory gives none: 80% of the platform's 600 a minute per org, which
+// the org's own users share.
+const DefaultRate = 8.0
 
 // Spec is one collector definition (a copy of the inventory's, with ${VAR}
 // already expanded).
 type Spec struct {
-	Method    string            // "exec", "http" or "file"
+	Method    string            // "exec", "http", "file" or "files_api"
 	Argv      []string          // exec: the command, run without a shell
 	Env       []string          // exec: names of variables passed to the command besides BaseEnv, as the inventory lists them
 	Environ   []string          // exec: NAME=value for BaseEnv and Env, resolved by the inventory; never set in a raw spec
 	URL       string            // http: GET target
-	Headers   map[string]string // http: request headers; values are secrets
+	Headers   map[string]string // http, files_api: request headers; values are secrets
 	JSONField string            // http: when set, the body is JSON and the config is this string field
 	Path      string            // file: path to read
 	Root      string            // file: the tree reads stay beneath; "" derives it from Path (see FileRoot)
+	BaseURL   string            // files_api: the tenant's workspace server, before /workspaces/...
+	Rate      float64           // files_api: requests per second for the tenant, enforced by the caller; 0 means DefaultRate
 }
 
 // Outcome classifies one attempt.
@@ -53,8 +66,15 @@ type Outcome string
 
 // Outcomes of an attempt.
 const (
-	// Captured means Content holds the whole config.
+	// Captured means Content holds the whole config, from Source.
 	Captured Outcome = "captured"
+	// NotLive means Content holds what answered, which was not the
+	// workspace (a template folder, a source that changed under the read):
+	// kept for the record, never evidence.
+	NotLive Outcome = "not-live"
+	// NotRunning means the workspace's container is stopped; its config may
+	// still be readable elsewhere (its volume on the host).
+	NotRunning Outcome = "not-running"
 	// Gone means the workspace or its config no longer exists.
 	Gone Outcome = "gone"
 	// Failed means no verdict; Reason says why and Transient whether to retry.
@@ -64,11 +84,26 @@ const (
 // Result of one attempt.
 type Result struct {
 	Outcome    Outcome
-	Content    []byte            // exactly the bytes read (Captured only)
-	Reason     string            // why, for gone/failed; never holds header values or expanded env values
-	Transient  bool              // a retry may succeed (timeouts, connection errors, HTTP 5xx/429, exec non-zero exits other than gone)
+	Content    []byte            // exactly the bytes read (Captured and NotLive only)
+	Reason     string            // why, for every outcome but captured; never holds header values or expanded env values
+	Transient  bool              // a retry may succeed (timeouts, connection errors, HTTP 5xx, exec non-zero exits other than gone)
 	Target     string            // redacted description of what was read
-	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name> (ProvenanceHeaders, at most MaxHeaderValue bytes each), mtime, size
+	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name> (ProvenanceHeaders, at most MaxHeaderValue bytes each), body_head, mtime, size, source, ...
+	// Source is the class of what answered (package source): exec, file,
+	// unverified (http), or for files_api the listing's source.
+	Source string
+	// TenantError, when set, says the answer shows the collector itself is
+	// misconfigured for the whole tenant (the platform's answer to a
+	// missing or wrong X-Molecule-Org-Id): the caller stops the tenant
+	// rather than take its workspaces for gone. Outcome is Failed.
+	TenantError string
+	// NotFound marks a gone that rests on an HTTP 404: the caller takes it
+	// as gone only once the tenant's collector has shown it is configured.
+	NotFound bool
+	// Throttled marks an HTTP 429: the caller waits RetryAfter, pausing the
+	// tenant, and tries again without counting a retry. Outcome is Failed.
+	Throttled  bool
+	RetryAfter time.Duration
 }
 
 // Collector runs one collector definition for many workspaces. It is safe
@@ -103,7 +138,12 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 		return nil, err
 	}
 	if spec.Method == MethodHTTP {
-		if err := checkURL(spec.URL, raw.URL); err != nil {
+		if err := checkURL("url", spec.URL, raw.URL); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Method == MethodFilesAPI {
+		if err := checkBaseURL(spec.BaseURL, raw.BaseURL); err != nil {
 			return nil, err
 		}
 	}
@@ -138,18 +178,21 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 // methodFields lists, per method, the fields it may set; the first one is
 // required.
 var methodFields = map[string][]string{
-	MethodExec: {"argv", "env", "environ"},
-	MethodHTTP: {"url", "headers", "json_field"},
-	MethodFile: {"path", "root"},
+	MethodExec:     {"argv", "env", "environ"},
+	MethodHTTP:     {"url", "headers", "json_field"},
+	MethodFile:     {"path", "root"},
+	MethodFilesAPI: {"base_url", "headers", "rate"},
 }
 
 func validate(s Spec) error {
 	allowed, ok := methodFields[s.Method]
 	switch {
 	case s.Method == "":
-		return errors.New("collector has no method (want exec, http or file)")
+		return errors.New("collector has no method (want exec, http, file or files_api)")
 	case !ok:
-		return fmt.Errorf("unknown collector method %q (want exec, http or file)", s.Method)
+		return fmt.Errorf("unknown collector method %q (want exec, http, file or files_api)", s.Method)
+	case s.Rate < 0 || s.Rate != s.Rate:
+		return errors.New("rate must be a positive number of requests per second")
 	}
 	set := map[string]bool{
 		"argv":       len(s.Argv) > 0,
@@ -160,11 +203,13 @@ func validate(s Spec) error {
 		"json_field": s.JSONField != "",
 		"path":       s.Path != "",
 		"root":       s.Root != "",
+		"base_url":   s.BaseURL != "",
+		"rate":       s.Rate != 0,
 	}
 	if !set[allowed[0]] {
 		return fmt.Errorf("%s collector needs %s", s.Method, allowed[0])
 	}
-	for _, f := range []string{"argv", "env", "environ", "url", "headers", "json_field", "path", "root"} {
+	for _, f := range []string{"argv", "env", "environ", "url", "headers", "json_field", "path", "root", "base_url", "rate"} {
 		if set[f] && !slices.Contains(allowed, f) {
 			return fmt.Errorf("%s collector also sets %s: exactly one method per collector", s.Method, f)
 		}
@@ -188,6 +233,9 @@ func validate(s Spec) error {
 	}
 	if err := placeholder.Validate(s.URL); err != nil {
 		return fmt.Errorf("url: %w", err)
+	}
+	if err := placeholder.Validate(s.BaseURL); err != nil {
+		return fmt.Errorf("base_url: %w", err)
 	}
 	if err := placeholder.Validate(s.Path); err != nil {
 		return fmt.Errorf("path: %w", err)
@@ -228,17 +276,61 @@ func sameShape(spec, raw Spec) error {
 		return errors.New("unexpanded spec has different header names")
 	case (spec.Root == "") != (raw.Root == ""):
 		return errors.New("unexpanded spec sets root differently")
+	case spec.Rate != raw.Rate:
+		return errors.New("unexpanded spec has a different rate")
+	}
+	return nil
+}
+
+// Rate is the requests per second the caller must hold the tenant to, or 0
+// for none: only files_api has one.
+func (c *Collector) Rate() float64 {
+	if c.spec.Method != MethodFilesAPI {
+		return 0
+	}
+	if c.spec.Rate > 0 {
+		return c.spec.Rate
+	}
+	return DefaultRate
+}
+
+// Requests is how many HTTP requests one attempt makes, for the caller's
+// rate limit: a files_api attempt lists, reads and lists again.
+func (c *Collector) Requests() int {
+	switch c.spec.Method {
+	case MethodFilesAPI:
+		return 3
+	case MethodHTTP:
+		return 1
+	}
+	return 0
+}
+
+// Method is the collector's method.
+func (c *Collector) Method() string { return c.spec.Method }
+
+// checkBaseURL checks a files_api base URL: http or https, a host, and no
+// query or fragment, since paths are appended to it.
+func checkBaseURL(tmpl, raw string) error {
+	if err := checkURL("base_url", tmpl, raw); err != nil {
+		return err
+	}
+	sample := placeholder.Values{Tenant: "t", WorkspaceID: "00000000-0000-0000-0000-000000000000", InstanceID: "i"}
+	s, _ := placeholder.Expand(tmpl, sample)
+	u, _ := url.Parse(s)
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") {
+		return fmt.Errorf("base_url %s: must not have a query or fragment (the collector adds /workspaces/... and ?root=/configs)", raw)
 	}
 	return nil
 }
 
 // checkURL parses the template with sample values filled in, since braces
 // are not valid in a host. Messages show raw to keep secrets out.
-func checkURL(tmpl, raw string) error {
+func checkURL(name, tmpl, raw string) error {
 	sample := placeholder.Values{Tenant: "t", WorkspaceID: "00000000-0000-0000-0000-000000000000", InstanceID: "i"}
 	s, err := placeholder.Expand(tmpl, sample)
 	if err != nil {
-		return fmt.Errorf("url %s: %w", raw, err)
+		return fmt.Errorf("%s %s: %w", name, raw, err)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -246,13 +338,13 @@ func checkURL(tmpl, raw string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the expanded URL
 		}
-		return fmt.Errorf("url %s: %v", raw, err)
+		return fmt.Errorf("%s %s: %v", name, raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("url %s: scheme must be http or https", raw)
+		return fmt.Errorf("%s %s: scheme must be http or https", name, raw)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("url %s: no host", raw)
+		return fmt.Errorf("%s %s: no host", name, raw)
 	}
 	return nil
 }
@@ -304,18 +396,24 @@ func (c *Collector) Collect(ctx context.Context, v placeholder.Values) Result {
 	var extra []string
 	switch c.spec.Method {
 	case MethodExec:
+		r.Source = source.Exec
 		c.collectExec(a, v, &r)
 	case MethodHTTP:
+		r.Source = source.Unverified
 		extra = c.collectHTTP(a, v, &r)
 	case MethodFile:
+		r.Source = source.File
 		c.collectFile(a, v, &r)
+	case MethodFilesAPI:
+		extra = c.collectFilesAPI(a, v, &r)
 	}
-	if r.Outcome != Captured {
+	if r.Outcome != Captured && r.Outcome != NotLive {
 		r.Content = nil
 	}
 	r.Target = scrub(r.Target, c.secrets)
 	secrets := mergeSecrets(c.secrets, extra)
 	r.Reason = scrub(r.Reason, secrets)
+	r.TenantError = scrub(r.TenantError, secrets)
 	for k, val := range r.Provenance {
 		r.Provenance[k] = scrub(val, secrets)
 	}
@@ -416,6 +514,17 @@ func (c *Collector) target(v placeholder.Values) string {
 		return s
 	case MethodFile:
 		return "file: " + filepath.Clean(fill(c.raw.Path))
+	case MethodFilesAPI:
+		s := "files_api: list, read and list again " + strings.TrimRight(fill(secret.RedactURL(c.raw.BaseURL)), "/") +
+			"/workspaces/" + fill("{workspace_id}") + "/files[/config.yaml]?root=/configs"
+		if len(c.raw.Headers) > 0 {
+			names := sortedKeys(c.raw.Headers)
+			for i, n := range names {
+				names[i] = http.CanonicalHeaderKey(n)
+			}
+			s += " (headers: " + strings.Join(names, ", ") + ")"
+		}
+		return s
 	}
 	return c.raw.Method
 }

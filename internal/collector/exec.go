@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,6 +156,15 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	case errors.Is(werr, exec.ErrWaitDelay):
 		// Exit 0, but something still held stdout: the bytes may be partial.
 		fail(r, true, "exit code 0 but output still open %v after exit", waitDelay)
+	case state.ExitCode() > 0 && strings.Contains(errText, notRunningMessage):
+		r.Outcome, r.Transient = NotRunning, false
+		r.Reason = messageLine(errText, notRunningMessage)
+	case state.ExitCode() > 0 && strings.Contains(errText, noSuchContainer) && Stopped(v.Status):
+		// The Docker provisioner removes a paused or hibernated workspace's
+		// container and keeps its config volume: the config is not gone,
+		// only not reachable this way.
+		r.Outcome, r.Transient = NotRunning, false
+		r.Reason = messageLine(errText, noSuchContainer) + " (status " + v.Status + ": the platform removes the container of a stopped workspace and keeps its config volume)"
 	case state.ExitCode() > 0 && isGoneMessage(errText):
 		gone(r, "%s", goneLine(errText))
 	case state.ExitCode() > 0:
@@ -335,9 +345,36 @@ func head(s string, n int) string {
 	return strings.ToValidUTF8(s, "")
 }
 
+// noSuchContainer and notRunningMessage are docker's words for a container
+// that does not exist and one that exists stopped.
+const (
+	noSuchContainer   = "No such container"
+	notRunningMessage = "is not running"
+)
+
 // goneMessages are the stderr texts meaning the container or the file is
 // not there: docker's for a removed container, cat's for a missing file.
-var goneMessages = []string{"No such container", "No such file or directory"}
+var goneMessages = []string{noSuchContainer, "No such file or directory"}
+
+// StoppedStatuses are the workspace statuses whose container the platform
+// has stopped or removed although the row is live: the Docker provisioner
+// removes a paused or hibernated workspace's container, and a failed one may
+// have none.
+var StoppedStatuses = []string{"paused", "hibernated", "hibernating", "failed"}
+
+// Stopped reports whether a workspace with this status is expected to have
+// no running container.
+func Stopped(status string) bool { return slices.Contains(StoppedStatuses, status) }
+
+// messageLine is the first stderr line containing m, as the reason.
+func messageLine(stderr, m string) string {
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, m) {
+			return head(strings.TrimSpace(l), 200)
+		}
+	}
+	return firstLine(stderr)
+}
 
 func isGoneMessage(stderr string) bool {
 	for _, m := range goneMessages {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"backfill/internal/placeholder"
 )
@@ -77,57 +78,197 @@ func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []st
 	if a.interrupted(r) {
 		return headerVals
 	}
-	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, vals[0], nil)
+	resp, ok := c.get(a, r, vals[0], names, headerVals)
+	if !ok {
+		return headerVals
+	}
+	defer resp.Body.Close()
+	keepHeaders(r, resp)
+	if resp.StatusCode == http.StatusOK {
+		c.readBody(a, resp, r)
+		return headerVals
+	}
+	// The platform's files API is recognised by the org header it needs and
+	// the rate-limit headers it sends on every answer; only there does a
+	// bare 404 mean a wrong org rather than a missing file.
+	platform := resp.Header.Get("X-RateLimit-Limit") != "" || resp.Header.Get("X-Molecule-Files-Source") != ""
+	for _, k := range names {
+		platform = platform || strings.EqualFold(k, "X-Molecule-Org-Id")
+	}
+	answerError(r, resp, platform)
+	return headerVals
+}
+
+// get sends one GET with the collector's headers (names and their expanded
+// values). On a transport failure it fills r and returns false.
+func (c *Collector) get(a attempt, r *Result, u string, names, vals []string) (*http.Response, bool) {
+	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, u, nil)
 	if err != nil {
 		fail(r, false, "bad request: %v", unwrapURLError(err))
-		return headerVals
+		return nil, false
 	}
 	for i, k := range names {
 		if strings.EqualFold(k, "Host") {
-			req.Host = headerVals[i]
+			req.Host = vals[i]
 			continue
 		}
-		req.Header.Set(k, headerVals[i])
+		req.Header.Set(k, vals[i])
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		if !a.interrupted(r) {
 			netFailure(r, "request failed", err)
 		}
-		return headerVals
+		return nil, false
 	}
-	defer resp.Body.Close()
+	return resp, true
+}
 
+// keepHeaders records the response's status and ProvenanceHeaders.
+func keepHeaders(r *Result, resp *http.Response) {
 	r.Provenance["http_status"] = strconv.Itoa(resp.StatusCode)
 	for _, h := range ProvenanceHeaders {
 		if vs := resp.Header.Values(h); len(vs) > 0 {
 			r.Provenance["header."+h] = head(strings.Join(vs, ", "), headerScan)
+		} else {
+			delete(r.Provenance, "header."+h)
 		}
 	}
+}
 
-	code := resp.StatusCode
+// BodyHeadBytes is how much of a non-2xx answer's body provenance keeps,
+// as body_head (scrubbed of secrets like every provenance value): enough to
+// tell the platform's JSON errors apart, and a proxy's page from them.
+const BodyHeadBytes = 256
+
+// errorBodyScan is how much of an error body is read to classify it. Small
+// error bodies are read whole, which also leaves the connection reusable;
+// anything bigger is dropped with the connection.
+const errorBodyScan = 4 << 10
+
+// answerError classifies a non-200 answer, reading the start of its body.
+func answerError(r *Result, resp *http.Response, platform bool) {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyScan))
+	if len(body) > 0 {
+		r.Provenance["body_head"] = head(string(body), BodyHeadBytes)
+	}
+	classifyAnswer(r, resp.StatusCode, resp.Header, body, platform, time.Now())
+}
+
+// Platform error texts (workspace-server's files handlers) that decide an
+// outcome.
+const (
+	errWorkspaceNotFound = "workspace not found"
+	errFileNotFound      = "file not found"
+	// errContainerOffline is ReadFile's answer when no container is
+	// running, there is no host mirror and no template folder: the row
+	// exists (the lookup found it) but nothing holds its config that the
+	// API can reach.
+	errContainerOffline = "file not found (container offline"
+	// codeOrgHeaderRequired is the tenant guard's code for a request
+	// without X-Molecule-Org-Id.
+	codeOrgHeaderRequired = "TENANT_ORG_HEADER_REQUIRED"
+)
+
+// classifyAnswer decides a non-200 answer's outcome from its status and body.
+// platform says the server is the platform's files API (or looks like it),
+// where a 404 without a JSON error is the tenant guard's answer to a wrong
+// X-Molecule-Org-Id, not a missing file.
+//
+// A 404 naming the workspace or the file is gone; "container offline" is
+// not-running: the workspace's row exists and its container is stopped,
+// which says nothing of whether its config still exists (a paused
+// self-hosted workspace keeps its config volume), so calling it gone would
+// be a claim the answer does not make.
+func classifyAnswer(r *Result, code int, h http.Header, body []byte, platform bool, now time.Time) {
 	status := "HTTP " + strconv.Itoa(code)
 	if t := http.StatusText(code); t != "" {
 		status += " " + t
 	}
+	msg, errCode, isJSON := platformError(body)
 	switch {
-	case code == http.StatusOK:
-		c.readBody(a, resp, r)
-		return headerVals
-	case code == http.StatusNotFound || code == http.StatusGone:
+	case code == http.StatusNotFound && isJSON && strings.HasPrefix(msg, errContainerOffline):
+		r.Outcome, r.Transient = NotRunning, false
+		r.Reason = fmt.Sprintf("%s %q: the workspace's container is not running and the platform holds no copy of its /configs", status, cut(msg))
+	case code == http.StatusNotFound && isJSON && msg != "":
+		gone(r, "%s %q", status, cut(msg))
+		r.NotFound = true
+	case code == http.StatusNotFound && platform:
+		fail(r, false, "%s with no JSON error: the platform's tenant guard answers so for a wrong X-Molecule-Org-Id", status)
+		r.TenantError = "collector misconfigured: check X-Molecule-Org-Id (and the URL): " + r.Reason
+	case code == http.StatusNotFound:
 		gone(r, "%s", status)
+		r.NotFound = true
+	case code == http.StatusGone:
+		gone(r, "%s", status)
+	case code == http.StatusBadRequest && errCode == codeOrgHeaderRequired:
+		fail(r, false, "%s %s: the request has no X-Molecule-Org-Id", status, codeOrgHeaderRequired)
+		r.TenantError = "collector misconfigured: check X-Molecule-Org-Id: " + r.Reason
 	case code >= 300 && code < 400:
 		// Location is not reported: it may echo a token from the query.
 		fail(r, false, "%s: redirect not followed", status)
-	case code == http.StatusTooManyRequests || code >= 500:
+	case code == http.StatusTooManyRequests:
+		r.Throttled, r.RetryAfter = true, retryAfter(h, now)
+		fail(r, true, "%s: rate limited, retry after %s", status, r.RetryAfter)
+	case code >= 500:
 		fail(r, true, "%s", status)
 	default:
 		fail(r, false, "%s: unexpected status", status)
 	}
-	// Read a little so small error bodies leave the connection reusable;
-	// anything bigger is dropped with the connection.
-	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-	return headerVals
+	if r.Outcome == Failed && !r.Throttled && r.TenantError == "" && msg != "" {
+		r.Reason += fmt.Sprintf(" (%q)", cut(msg))
+	}
+}
+
+// cut bounds server-chosen text quoted in a reason.
+func cut(s string) string { return head(s, 200) }
+
+// platformError reads the platform's JSON error body {"error": ..., "code":
+// ...}. isJSON is false for an empty or non-JSON body, or one with neither
+// field a string.
+func platformError(body []byte) (msg, code string, isJSON bool) {
+	var e struct {
+		Error any `json:"error"`
+		Code  any `json:"code"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(body), &e); err != nil {
+		return "", "", false
+	}
+	msg, _ = e.Error.(string)
+	code, _ = e.Code.(string)
+	return msg, code, msg != "" || code != ""
+}
+
+// MaxRetryAfter bounds one wait for a 429, whatever the server asks: the
+// platform's window is a minute.
+const MaxRetryAfter = 5 * time.Minute
+
+// retryAfter is how long a 429 asks to wait: Retry-After (seconds, or an
+// HTTP date); when that is 0 or absent, X-RateLimit-Reset (the platform
+// sends seconds until its window resets; a value that looks like a Unix
+// time is taken as one); never less than a second, since the platform
+// truncates to whole seconds and 0 would retry into the same window.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	var d time.Duration
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			d = time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+		} else if t, err := http.ParseTime(v); err == nil {
+			d = t.Sub(now)
+		}
+	}
+	if d <= 0 {
+		if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				if n > 1_000_000_000 {
+					d = time.Unix(n, 0).Sub(now)
+				} else {
+					d = time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+				}
+			}
+		}
+	}
+	return min(max(d, time.Second), MaxRetryAfter)
 }
 
 func (c *Collector) readBody(a attempt, resp *http.Response, r *Result) {
@@ -198,6 +339,15 @@ func jsonLimit(maxBytes int64) int64 {
 // the config is most of the body, and scanning it twice was half the cost
 // of a capture.
 func jsonStringField(body []byte, field string) ([]byte, string) {
+	obj, why := jsonObject(body)
+	if why != "" {
+		return nil, why
+	}
+	return stringField(obj, field)
+}
+
+// jsonObject decodes a JSON object body, or says why not.
+func jsonObject(body []byte) (map[string]any, string) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, "body is not a JSON object"
@@ -206,6 +356,11 @@ func jsonStringField(body []byte, field string) ([]byte, string) {
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return nil, "body is not valid JSON: " + jsonErrText(err)
 	}
+	return obj, ""
+}
+
+// stringField is obj's string field, or why not.
+func stringField(obj map[string]any, field string) ([]byte, string) {
 	v, ok := obj[field]
 	if !ok {
 		return nil, fmt.Sprintf("JSON body has no field %q", field)

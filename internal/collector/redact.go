@@ -36,10 +36,12 @@ func staticSecrets(spec, raw Spec) []string {
 		}
 	}
 	pair(spec.URL, raw.URL)
+	pair(spec.BaseURL, raw.BaseURL)
 	pair(spec.Path, raw.Path)
 	pair(spec.Root, raw.Root)
 	// Credentials written literally in the inventory, not as ${NAME}.
 	out = append(out, secret.URLCredentials(raw.URL)...)
+	out = append(out, secret.URLCredentials(raw.BaseURL)...)
 	for k, v := range spec.Headers {
 		pair(v, raw.Headers[k])
 		if !hasPlaceholder(v) {
@@ -51,7 +53,7 @@ func staticSecrets(spec, raw Spec) []string {
 }
 
 func hasPlaceholder(s string) bool {
-	for _, p := range []string{placeholder.Tenant, placeholder.WorkspaceID, placeholder.InstanceID} {
+	for _, p := range []string{placeholder.Tenant, placeholder.WorkspaceID, placeholder.InstanceID, placeholder.Container} {
 		if strings.Contains(s, "{"+p+"}") {
 			return true
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"backfill/internal/workspace"
@@ -18,19 +19,29 @@ type Key struct {
 }
 
 const captureSelect = `SELECT id, tenant, workspace_id, db_row, method, target, started_at, ended_at, attempt,
-  outcome, reason, sha256, size, provenance, prev_hash, hash FROM captures`
+  outcome, reason, sha256, size, provenance, source, prev_hash, hash FROM captures`
+
+// captureSelect reads NULL for the source column a store older than version
+// 6 lacks: a read-only open reads an old store as it is.
+func (s *Store) captureSelect() string {
+	if s.version < 6 {
+		return strings.Replace(captureSelect, "provenance, source,", "provenance, NULL,", 1)
+	}
+	return captureSelect
+}
 
 func scanCapture(sc scanner) (*Capture, captureCols, error) {
 	var c Capture
 	var cc captureCols
 	err := sc.Scan(&c.ID, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
-		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &c.PrevHash, &c.Hash)
+		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &cc.source, &c.PrevHash, &c.Hash)
 	if err != nil {
 		return nil, cc, err
 	}
 	c.Tenant, c.WorkspaceID, c.Method, c.Target = cc.tenant, cc.workspaceID, cc.method, cc.target
 	c.StartedAt, c.EndedAt = parseTime(cc.startedAt), parseTime(cc.endedAt)
 	c.Attempt, c.Outcome, c.Reason, c.SHA256, c.Size = cc.attempt, cc.outcome, cc.reason, cc.sha.String, cc.size
+	c.Source = cc.source.String
 	// Stored JSON that does not decode (only possible by hand) leaves zero
 	// values; its hash still covers the stored text, so verify sees edits.
 	_ = json.Unmarshal([]byte(cc.dbRow), &c.Row)
@@ -41,7 +52,7 @@ func scanCapture(sc scanner) (*Capture, captureCols, error) {
 // Captures calls fn for every capture in recording order. Content is not
 // loaded; use Content for the bytes.
 func (s *Store) Captures(ctx context.Context, fn func(*Capture) error) error {
-	rows, err := s.db.QueryContext(ctx, captureSelect+" ORDER BY id")
+	rows, err := s.db.QueryContext(ctx, s.captureSelect()+" ORDER BY id")
 	if err != nil {
 		return err
 	}
@@ -60,7 +71,7 @@ func (s *Store) Captures(ctx context.Context, fn func(*Capture) error) error {
 
 // CaptureByID returns one capture, without its content.
 func (s *Store) CaptureByID(ctx context.Context, id int64) (*Capture, error) {
-	c, _, err := scanCapture(s.db.QueryRowContext(ctx, captureSelect+" WHERE id = ?", id))
+	c, _, err := scanCapture(s.db.QueryRowContext(ctx, s.captureSelect()+" WHERE id = ?", id))
 	if err == sql.ErrNoRows {
 		return nil, fmt.Errorf("capture %d is not in the evidence store", id)
 	}
@@ -80,9 +91,14 @@ func (s *Store) Content(ctx context.Context, sha string) ([]byte, error) {
 	return b, err
 }
 
-// CapturedKeys returns every workspace that has at least one successful capture.
+// CapturedKeys returns every workspace that has at least one successful
+// capture: captured from a source that is evidence (Capture.IsEvidence).
 func (s *Store) CapturedKeys(ctx context.Context) (map[Key]bool, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT tenant, workspace_id FROM captures WHERE outcome = 'captured'")
+	src := "source"
+	if s.version < 6 {
+		src = "NULL"
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT tenant, workspace_id, method, "+src+" FROM captures WHERE outcome = 'captured'")
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +106,15 @@ func (s *Store) CapturedKeys(ctx context.Context) (map[Key]bool, error) {
 	out := map[Key]bool{}
 	for rows.Next() {
 		var k Key
-		if err := rows.Scan(&k.Tenant, &k.WorkspaceID); err != nil {
+		var c Capture
+		var stored sql.NullString
+		if err := rows.Scan(&k.Tenant, &k.WorkspaceID, &c.Method, &stored); err != nil {
 			return nil, err
 		}
-		out[k] = true
+		c.Outcome, c.Source = Captured, stored.String
+		if c.IsEvidence() {
+			out[k] = true
+		}
 	}
 	return out, rows.Err()
 }
@@ -143,7 +164,7 @@ type Workspace struct {
 	LatestOutcome string        // "" when never attempted
 	LatestReason  string
 	LatestAt      time.Time
-	Earliest      *CaptureRef // earliest successful capture, nil when none
+	Earliest      *CaptureRef // earliest successful capture (Capture.IsEvidence), nil when none
 }
 
 // CaptureRef identifies one capture without holding its record.
@@ -170,7 +191,7 @@ func (s *Store) Workspaces(ctx context.Context) ([]*Workspace, error) {
 		w.Row = c.Row
 		w.Attempts++
 		w.LatestOutcome, w.LatestReason, w.LatestAt = c.Outcome, c.Reason, c.EndedAt
-		if c.Outcome == Captured && w.Earliest == nil {
+		if c.IsEvidence() && w.Earliest == nil {
 			w.Earliest = &CaptureRef{ID: c.ID, SHA256: c.SHA256, EndedAt: c.EndedAt}
 		}
 		return nil

@@ -12,14 +12,23 @@ import (
 	"strconv"
 	"time"
 
+	"backfill/internal/source"
 	"backfill/internal/workspace"
 )
 
 // Capture outcomes (docs/design.md, "The evidence store").
 const (
+	// Captured holds the workspace's config, from an evidence source.
 	Captured = "captured"
-	Gone     = "gone"
-	Failed   = "failed"
+	// NotLive holds bytes that did not come from the workspace (a template
+	// folder, or a source that changed under the read): kept for the
+	// record, never evidence. Schema version 6 on.
+	NotLive = "not-live"
+	// NotRunning means the workspace's container is stopped (paused,
+	// hibernated): its config may still exist elsewhere. Version 6 on.
+	NotRunning = "not-running"
+	Gone       = "gone"
+	Failed     = "failed"
 )
 
 // Capture is one recorded attempt to read a workspace's live config.yaml.
@@ -38,9 +47,24 @@ type Capture struct {
 	SHA256      string // of Content; "" when nothing was captured
 	Size        int64
 	Provenance  map[string]string
-	Content     []byte // set when appending; loaded only on request
-	PrevHash    string
-	Hash        string
+	// Source is where the bytes came from (package source: container,
+	// host-mirror, exec, unverified, ...); "" for captures recorded before
+	// schema version 6, whose class source.Of derives from Method.
+	Source   string
+	Content  []byte // set when appending (captured and not-live); loaded only on request
+	PrevHash string
+	Hash     string
+}
+
+// SourceClass is the capture's source, or for a capture recorded before
+// sources were, its collector's (source.Of).
+func (c *Capture) SourceClass() string { return source.Of(c.Method, c.Source) }
+
+// IsEvidence reports whether the capture is evidence of what the workspace
+// held: captured, from a source that is evidence (a not-live answer never
+// is, whatever its bytes).
+func (c *Capture) IsEvidence() bool {
+	return c.Outcome == Captured && source.Evidence(c.SourceClass())
 }
 
 // Listing records one enumeration of a tenant's live workspaces, or the
@@ -192,11 +216,14 @@ type captureCols struct {
 	sha                                                            sql.NullString
 	size                                                           int64
 	provenance                                                     string
+	source                                                         sql.NullString // added by migration 6
 }
 
 func (c captureCols) hash(id int64, prev string) string {
-	return chainHash("captures", prev, id, c.tenant, c.workspaceID, c.dbRow, c.method, c.target,
-		c.startedAt, c.endedAt, c.attempt, c.outcome, c.reason, c.sha.String, c.size, c.provenance)
+	cols := []any{id, c.tenant, c.workspaceID, c.dbRow, c.method, c.target,
+		c.startedAt, c.endedAt, c.attempt, c.outcome, c.reason, c.sha.String, c.size, c.provenance}
+	cols = addedCols(cols, addedCol{"source", c.source.String, c.source.Valid})
+	return chainHash("captures", prev, cols...)
 }
 
 func (c *Capture) cols() captureCols {
@@ -210,13 +237,16 @@ func (c *Capture) cols() captureCols {
 		attempt: c.Attempt, outcome: c.Outcome, reason: c.Reason,
 		sha: sql.NullString{String: c.SHA256, Valid: c.SHA256 != ""}, size: c.Size,
 		provenance: mustJSON(prov),
+		source:     sql.NullString{String: c.Source, Valid: c.Source != ""},
 	}
 }
 
 func (c *Capture) table() string { return "captures" }
 
 func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
-	if c.Outcome == Captured {
+	// A not-live answer keeps its bytes for the record when there were
+	// any; a captured one always has content, if only an empty file.
+	if c.Outcome == Captured || (c.Outcome == NotLive && c.Content != nil) {
 		if c.Content == nil {
 			// An empty file is evidence too; nil would bind as NULL.
 			c.Content = []byte{}
@@ -246,9 +276,9 @@ func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 	cc := c.cols()
 	h := cc.hash(id, prev)
 	err := tx.insert(ctx, "captures", `INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at,
-  attempt, outcome, reason, sha256, size, provenance, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+  attempt, outcome, reason, sha256, size, provenance, source, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		id, cc.tenant, cc.workspaceID, cc.dbRow, cc.method, cc.target, cc.startedAt, cc.endedAt,
-		cc.attempt, cc.outcome, cc.reason, cc.sha, cc.size, cc.provenance, prev, h)
+		cc.attempt, cc.outcome, cc.reason, cc.sha, cc.size, cc.provenance, cc.source, prev, h)
 	if err != nil {
 		return "", err
 	}

@@ -125,6 +125,47 @@ CREATE TABLE plans (
   hash        TEXT NOT NULL
 );
 ` + appendOnly("plans"),
+
+	// 6: captures may be not-live (an answer from somewhere other than the
+	// workspace, kept for the record) or not-running (the workspace's
+	// container is stopped), and say which source answered.
+	//
+	// SQLite cannot change a CHECK constraint in place, so the table is
+	// rebuilt: the old one is renamed aside, a new one made, every row
+	// copied with its id, prev_hash and hash unchanged, and the old one
+	// dropped with its index and triggers (a DROP fires no DELETE
+	// trigger), then the index and the append-only triggers are made
+	// again. Migrations run in one transaction each, so a crash leaves
+	// version 5 or version 6, never half. source enters a row's chain hash
+	// only when it is not NULL (see addedCols): old rows hash as before.
+	`
+ALTER TABLE captures RENAME TO captures_v5;
+CREATE TABLE captures (
+  id           INTEGER PRIMARY KEY,
+  tenant       TEXT NOT NULL,
+  workspace_id TEXT NOT NULL,
+  db_row       TEXT NOT NULL,
+  method       TEXT NOT NULL,
+  target       TEXT NOT NULL,
+  started_at   TEXT NOT NULL,
+  ended_at     TEXT NOT NULL,
+  attempt      INTEGER NOT NULL,
+  outcome      TEXT NOT NULL CHECK (outcome IN ('captured', 'not-live', 'not-running', 'gone', 'failed')),
+  reason       TEXT NOT NULL,
+  sha256       TEXT REFERENCES content (sha256),
+  size         INTEGER NOT NULL,
+  provenance   TEXT NOT NULL,
+  source       TEXT,
+  prev_hash    TEXT NOT NULL,
+  hash         TEXT NOT NULL
+);
+INSERT INTO captures (id, tenant, workspace_id, db_row, method, target, started_at, ended_at, attempt, outcome, reason,
+  sha256, size, provenance, source, prev_hash, hash)
+SELECT id, tenant, workspace_id, db_row, method, target, started_at, ended_at, attempt, outcome, reason,
+  sha256, size, provenance, NULL, prev_hash, hash FROM captures_v5 ORDER BY id;
+DROP TABLE captures_v5;
+CREATE INDEX captures_workspace ON captures (tenant, workspace_id, id);
+` + appendOnly("captures"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE

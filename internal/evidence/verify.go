@@ -174,7 +174,7 @@ func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (bad map[str
 
 func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent map[string]string, stored map[string]bool) error {
 	cited := map[string]bool{}
-	err := s.verifyChain(ctx, r, captureSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	err := s.verifyChain(ctx, r, s.captureSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		c, cc, err := scanCapture(sc)
 		if err != nil {
 			return chainRow{}, err

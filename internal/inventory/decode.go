@@ -80,13 +80,13 @@ func (p *parser) parse(data []byte) *Inventory {
 
 	// defaultsState distinguishes "no default" from "a broken default", so
 	// that a broken default is reported once, not again for every tenant.
-	var defRaw, defExp Collector
+	var defRaw, defExp []Collector
 	defaultsState := "absent"
 	if d, ok := top["defaults"]; ok {
-		if df, ok := p.fields(d.val, "", "defaults", "collector"); ok {
-			if c, ok := df["collector"]; ok {
+		if df, ok := p.fields(d.val, "", "defaults", "collector", "collectors"); ok {
+			if raw, exp, set, ok := p.chain(df, d.key.Line, ""); set {
 				defaultsState = "broken"
-				if raw, exp, ok := p.collector(c, ""); ok {
+				if ok {
 					defRaw, defExp, defaultsState = raw, exp, "ok"
 				}
 			}
@@ -238,7 +238,7 @@ func locate(data []byte, msg string) int {
 
 // tenant validates one entry of the tenants list. It returns the tenant with
 // as much filled in as could be validated, and whether all of it was.
-func (p *parser) tenant(n *yaml.Node, defRaw, defExp Collector, defaultsState string) (Tenant, bool) {
+func (p *parser) tenant(n *yaml.Node, defRaw, defExp []Collector, defaultsState string) (Tenant, bool) {
 	t := Tenant{Line: n.Line}
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n.Line, "", "each tenant must be a mapping, not %s", kindName(n))
@@ -246,7 +246,7 @@ func (p *parser) tenant(n *yaml.Node, defRaw, defExp Collector, defaultsState st
 	}
 	label := peekName(n) // so errors in other keys can name the tenant
 	errs := len(p.errs)
-	f, _ := p.fields(n, label, "a tenant", "name", "dsn", "collector")
+	f, _ := p.fields(n, label, "a tenant", "name", "dsn", "collector", "collectors")
 
 	if v, ok := f["name"]; !ok {
 		p.errorf(n.Line, "", "tenant has no name")
@@ -276,17 +276,65 @@ func (p *parser) tenant(n *yaml.Node, defRaw, defExp Collector, defaultsState st
 		}
 	}
 
-	if c, ok := f["collector"]; ok {
-		t.Raw, t.Collector, _ = p.collector(c, label)
+	if raw, exp, set, _ := p.chain(f, n.Line, label); set {
+		t.RawChain, t.Chain = raw, exp
 	} else {
 		switch defaultsState {
 		case "ok":
-			t.Raw, t.Collector = defRaw.clone(), defExp.clone()
+			t.RawChain, t.Chain = cloneChain(defRaw), cloneChain(defExp)
 		case "absent":
-			p.errorf(n.Line, label, "no collector: the tenant sets none and there is no defaults.collector")
+			p.errorf(n.Line, label, "no collector: the tenant sets none and there is no defaults.collector or defaults.collectors")
 		}
 	}
+	if len(t.Chain) > 0 {
+		t.Raw, t.Collector = t.RawChain[0], t.Chain[0]
+	}
 	return t, len(p.errs) == errs
+}
+
+// maxChain bounds a collectors list: each one is an attempt per workspace.
+const maxChain = 8
+
+// chain reads a mapping's collector (one) or collectors (a list tried in
+// order), returning them as written and expanded; set says whether either
+// key is there.
+func (p *parser) chain(f map[string]field, line int, tenant string) (raw, exp []Collector, set, ok bool) {
+	one, hasOne := f["collector"]
+	list, hasList := f["collectors"]
+	switch {
+	case hasOne && hasList:
+		p.errorf(list.key.Line, tenant, "set collector or collectors, not both")
+		return nil, nil, true, false
+	case hasOne:
+		r, e, ok := p.collector(one, tenant)
+		return []Collector{r}, []Collector{e}, true, ok
+	case !hasList:
+		return nil, nil, false, false
+	}
+	n := resolve(list.val)
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		p.errorf(list.key.Line, tenant, "collectors must be a non-empty list of collectors, each a mapping like {exec: [...]} or {file: ...}")
+		return nil, nil, true, false
+	}
+	if len(n.Content) > maxChain {
+		p.errorf(list.key.Line, tenant, "collectors lists %d collectors; at most %d", len(n.Content), maxChain)
+		return nil, nil, true, false
+	}
+	ok = true
+	for _, item := range n.Content {
+		r, e, iok := p.collector(field{key: resolve(item), val: item}, tenant)
+		raw, exp = append(raw, r), append(exp, e)
+		ok = ok && iok
+	}
+	return raw, exp, true, ok
+}
+
+func cloneChain(cs []Collector) []Collector {
+	out := make([]Collector, len(cs))
+	for i, c := range cs {
+		out[i] = c.clone()
+	}
+	return out
 }
 
 // peekName returns the tenant's name if it is a scalar, for labelling
@@ -318,7 +366,7 @@ func validName(s string) bool {
 	return true
 }
 
-var methods = []string{"exec", "http", "file"}
+var methods = []string{"exec", "http", "file", "files_api"}
 
 // collector validates a collector mapping and returns it both as written
 // and expanded.
@@ -346,11 +394,11 @@ func (p *parser) collector(c field, tenant string) (raw, exp Collector, ok bool)
 	}
 	switch len(set) {
 	case 0:
-		p.errorf(c.key.Line, tenant, "collector must set exactly one of exec, http or file; it sets none")
+		p.errorf(c.key.Line, tenant, "collector must set exactly one of exec, http, file or files_api; it sets none")
 		return raw, exp, false
 	case 1:
 	default:
-		p.errorf(c.key.Line, tenant, "collector must set exactly one of exec, http or file; it sets %s", strings.Join(set, " and "))
+		p.errorf(c.key.Line, tenant, "collector must set exactly one of exec, http, file or files_api; it sets %s", strings.Join(set, " and "))
 		return raw, exp, false
 	}
 
@@ -363,8 +411,55 @@ func (p *parser) collector(c field, tenant string) (raw, exp Collector, ok bool)
 		p.http(v, tenant, &raw, &exp)
 	case "file":
 		p.fileCollector(v, tenant, &raw, &exp)
+	case "files_api":
+		p.filesAPI(v, tenant, &raw, &exp)
 	}
 	return raw, exp, len(p.errs) == errs
+}
+
+// maxRate bounds a files_api rate: the platform allows 10 a second per org.
+const maxRate = 1000
+
+// filesAPI validates a files_api collector: {base_url, headers, rate}.
+func (p *parser) filesAPI(v field, tenant string, raw, exp *Collector) {
+	f, _ := p.fields(v.val, tenant, "files_api", "base_url", "headers", "rate")
+	if f == nil {
+		return
+	}
+	if u, ok := f["base_url"]; !ok {
+		p.errorf(v.key.Line, tenant, "files_api collector has no base_url")
+	} else if r, ok := p.str(u.val, tenant, "base_url"); ok {
+		line := resolve(u.val).Line
+		if r == "" {
+			p.errorf(line, tenant, "files_api base_url is empty")
+		} else if e, ok := p.collectorString(r, line, tenant, "base_url"); ok {
+			l := strings.ToLower(e)
+			switch {
+			case !strings.HasPrefix(l, "http://") && !strings.HasPrefix(l, "https://"):
+				p.errorf(line, tenant, "files_api base_url must start with http:// or https://")
+			case strings.ContainsAny(e, "?#"):
+				p.errorf(line, tenant, "files_api base_url must not have a query or fragment: give the server, the collector adds /workspaces/... and ?root=/configs")
+			}
+			raw.BaseURL, exp.BaseURL = r, e
+		}
+	}
+	if h, ok := f["headers"]; ok {
+		p.headers(h, tenant, raw, exp)
+	}
+	raw.Rate = collector.DefaultRate
+	if r, ok := f["rate"]; ok {
+		n := resolve(r.val)
+		rate, err := strconv.ParseFloat(n.Value, 64)
+		switch {
+		case n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || err != nil:
+			p.errorf(n.Line, tenant, "files_api rate must be a number of requests per second (default %g)", collector.DefaultRate)
+		case !(rate > 0 && rate <= maxRate):
+			p.errorf(n.Line, tenant, "files_api rate must be above 0 and at most %d requests per second", maxRate)
+		default:
+			raw.Rate = rate
+		}
+	}
+	exp.Rate = raw.Rate
 }
 
 // fileCollector validates a file collector: a path, or a mapping {path, root}.

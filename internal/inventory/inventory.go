@@ -9,8 +9,9 @@
 //
 //	version: 1
 //	defaults:
-//	  collector:
-//	    exec: ["docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"]
+//	  collectors:          # tried in order until one captures evidence
+//	    - exec: ["docker", "exec", "{container}", "cat", "/configs/config.yaml"]
+//	    - file: "/var/lib/docker/volumes/ws-{workspace_id}-configs/_data/config.yaml"
 //	tenants:
 //	  - name: jrs-seo
 //	    dsn: "postgres://backfill:${JRS_PG_PASSWORD}@jrs-db:5432/molecule?sslmode=require"
@@ -23,6 +24,13 @@
 //	    dsn: "${CONCIERGE_DSN}"
 //	    collector:
 //	      file: "/mnt/concierge/{workspace_id}/configs/config.yaml"
+//	  - name: hosted
+//	    dsn: "${HOSTED_DSN}"
+//	    collector:
+//	      files_api:
+//	        base_url: "https://hosted.example"
+//	        headers: {Authorization: "Bearer ${HOSTED_TOKEN}", X-Molecule-Org-Id: "${HOSTED_ORG}"}
+//	        rate: 8
 //
 // A file collector may also be a mapping, {path: ..., root: ...}, whose root
 // is the directory its reads must stay beneath. An exec collector may be a
@@ -59,23 +67,39 @@ type Tenant struct {
 	Name string
 	// DSN is expanded: it holds secrets; never log it (use secret.RedactDSN).
 	DSN string
-	// Collector is the effective collector (the tenant's override, else the
-	// defaults), ${NAME}-expanded. Its placeholders are left for the caller.
+	// Chain is the effective collectors, tried in order for each workspace
+	// until one captures evidence (the tenant's collector or collectors,
+	// else the defaults'), ${NAME}-expanded. Their placeholders are left
+	// for the caller. A single collector is a chain of one.
+	Chain []Collector
+	// RawChain is the same collectors before ${NAME} expansion: safe to
+	// store or log as target descriptions, since secrets belong in the
+	// environment. A secret written literally in the file is still there;
+	// pass it through a Redactor fed with Secrets to catch that.
+	RawChain []Collector
+	// Collector and Raw are the first of Chain and RawChain, for callers
+	// that use one collector.
 	Collector Collector
-	// Raw is the same collector before ${NAME} expansion: safe to store or
-	// log as a target description, since secrets belong in the environment.
-	// A secret written literally in the file is still in Raw; pass Raw
-	// through a Redactor fed with Secrets to catch that.
-	Raw Collector
+	Raw       Collector
 	// Line is the line of the tenant's entry in the file.
 	Line int
 }
 
+// Collectors returns the tenant's chain, expanded and as written: Chain
+// and RawChain, or Collector and Raw alone when the chain is unset (a
+// Tenant built by hand).
+func (t Tenant) Collectors() (exp, raw []Collector) {
+	if len(t.Chain) > 0 && len(t.Chain) == len(t.RawChain) {
+		return t.Chain, t.RawChain
+	}
+	return []Collector{t.Collector}, []Collector{t.Raw}
+}
+
 // Collector says how to fetch one workspace's config. Exactly one method is
-// set. Strings may hold the placeholders {tenant}, {workspace_id} and
-// {instance_id}.
+// set. Strings may hold the placeholders {tenant}, {workspace_id},
+// {instance_id} and {container}.
 type Collector struct {
-	// Method is "exec", "http" or "file".
+	// Method is "exec", "http", "file" or "files_api".
 	Method string
 	// Argv is the command to run, for exec.
 	Argv []string
@@ -89,7 +113,8 @@ type Collector struct {
 	Environ []string
 	// URL is the address to GET, for http.
 	URL string
-	// Headers are sent with the request, for http. Values are secrets.
+	// Headers are sent with the request, for http and files_api. Values
+	// are secrets.
 	Headers map[string]string
 	// JSONField, when set, names the field of a JSON response that holds
 	// the file, for http.
@@ -100,6 +125,12 @@ type Collector struct {
 	// file; empty means the directory part of Path before its first
 	// placeholder. See collector.FileRoot.
 	Root string
+	// BaseURL is the tenant's workspace server, for files_api: requests go
+	// to BaseURL/workspaces/{workspace_id}/files....
+	BaseURL string
+	// Rate is the files_api requests per second for the tenant; the
+	// inventory fills in collector.DefaultRate when none is given.
+	Rate float64
 }
 
 // clone returns c with its slice and map copied, so tenants sharing the
@@ -172,15 +203,21 @@ func (inv *Inventory) Secrets() []string {
 			add(t.DSN)
 		}
 		add(pw...)
-		for _, k := range slices.Sorted(maps.Keys(t.Collector.Headers)) {
-			add(t.Collector.Headers[k])
+		exp, raw := t.Collectors()
+		for _, c := range exp {
+			for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
+				add(c.Headers[k])
+			}
 		}
 		// Credentials written literally rather than as ${NAME}: the token of
 		// "Bearer abc", a URL's password, a token= query value.
-		for _, k := range slices.Sorted(maps.Keys(t.Raw.Headers)) {
-			add(secret.HeaderCredentials(k, t.Raw.Headers[k])...)
+		for _, c := range raw {
+			for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
+				add(secret.HeaderCredentials(k, c.Headers[k])...)
+			}
+			add(secret.URLCredentials(c.URL)...)
+			add(secret.URLCredentials(c.BaseURL)...)
 		}
-		add(secret.URLCredentials(t.Raw.URL)...)
 	}
 	return out
 }

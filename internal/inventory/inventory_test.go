@@ -106,6 +106,9 @@ func TestLoadExample(t *testing.T) {
 			Line:      17,
 		},
 	}
+	for i := range want { // a single collector is a chain of one
+		want[i].Chain, want[i].RawChain = []Collector{want[i].Collector}, []Collector{want[i].Raw}
+	}
 	if !reflect.DeepEqual(inv.Tenants, want) {
 		t.Errorf("Tenants =\n%+v\nwant\n%+v", inv.Tenants, want)
 	}
@@ -385,7 +388,7 @@ tenants:
 	}
 	want := []string{
 		`inv.yaml:6: tenant "a": ${UNSET_ONE} is not set (in dsn)`,
-		`inv.yaml:9: tenant "b": unknown key "extra" in a tenant (allowed: name, dsn, collector)`,
+		`inv.yaml:9: tenant "b": unknown key "extra" in a tenant (allowed: name, dsn, collector, collectors)`,
 		`inv.yaml:10: tenant "a": duplicate tenant name (first at line 5)`,
 	}
 	if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, want) {

@@ -1,5 +1,5 @@
-// Package placeholder fills the {tenant}, {workspace_id} and {instance_id}
-// placeholders of a collector template. Values come from tenant databases and
+// Package placeholder fills the {tenant}, {workspace_id}, {instance_id} and
+// {container} placeholders of a collector template. Values come from tenant databases and
 // end up in argv, URLs and file paths, so every value a template uses is
 // checked to be a plain name before it is substituted.
 package placeholder
@@ -12,6 +12,10 @@ import (
 // Values holds the placeholder values for one capture.
 type Values struct {
 	Tenant, WorkspaceID, InstanceID string
+	// Status is the workspace row's status. It fills no placeholder; a
+	// collector reads it to tell a container the platform stopped (a paused
+	// or hibernated workspace) from one that is gone.
+	Status string
 }
 
 // Placeholder names, as written between braces in a template.
@@ -19,6 +23,10 @@ const (
 	Tenant      = "tenant"
 	WorkspaceID = "workspace_id"
 	InstanceID  = "instance_id"
+	// Container is the workspace's container name: instance_id when set
+	// (hosted servers keep it there), else ws-<workspace_id>, the name
+	// self-hosted servers give it.
+	Container = "container"
 )
 
 // ref is one {identifier} occurrence in a template.
@@ -60,17 +68,18 @@ func isIdentByte(c byte, first bool) bool {
 }
 
 func known(name string) bool {
-	return name == Tenant || name == WorkspaceID || name == InstanceID
+	return name == Tenant || name == WorkspaceID || name == InstanceID || name == Container
 }
 
 // Validate checks a template uses only known placeholders ({tenant},
-// {workspace_id}, {instance_id}); a brace sequence that is not {identifier}
-// is left literal, and so is ${VAR}, which is environment syntax.
+// {workspace_id}, {instance_id}, {container}); a brace sequence that is not
+// {identifier} is left literal, and so is ${VAR}, which is environment
+// syntax.
 func Validate(tmpl string) error {
 	for _, r := range scan(tmpl) {
 		if !known(r.name) {
-			return fmt.Errorf("unknown placeholder {%s} (known: {%s}, {%s}, {%s})",
-				r.name, Tenant, WorkspaceID, InstanceID)
+			return fmt.Errorf("unknown placeholder {%s} (known: {%s}, {%s}, {%s}, {%s})",
+				r.name, Tenant, WorkspaceID, InstanceID, Container)
 		}
 	}
 	return nil
@@ -121,6 +130,16 @@ func value(name string, v Values) (string, error) {
 		val = v.WorkspaceID
 	case InstanceID:
 		val = v.InstanceID
+	case Container:
+		if v.InstanceID != "" {
+			val = v.InstanceID
+			break
+		}
+		// Derived from the id, which must itself be sound first.
+		if why := check(WorkspaceID, v.WorkspaceID); why != "" {
+			return "", fmt.Errorf("invalid %s %q (no instance_id, so the container is ws-<workspace_id>): %s", WorkspaceID, v.WorkspaceID, why)
+		}
+		val = "ws-" + v.WorkspaceID
 	default:
 		return "", fmt.Errorf("unknown placeholder {%s}", name)
 	}

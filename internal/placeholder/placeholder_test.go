@@ -76,6 +76,13 @@ func TestExpand(t *testing.T) {
 		{"workspace uuid bad hex", "{workspace_id}", Values{WorkspaceID: "0b7c6f1e-3a2d-4c5b-9e8f-1a2b3c4d5e6g"}, "", "not a UUID"},
 		{"workspace traversal", "{workspace_id}", Values{WorkspaceID: ".."}, "", `invalid workspace_id ".."`},
 		{"first bad value wins, nothing partial", "{tenant}/{instance_id}", Values{Tenant: "ok", InstanceID: "$(id)"}, "", `invalid instance_id "$(id)"`},
+		{"container is instance_id when set", "docker exec {container} cat", good, "docker exec ws-abc.1_x cat", ""},
+		{"container is ws-<id> without instance_id", "docker exec {container} cat", Values{WorkspaceID: wsID}, "docker exec ws-" + wsID + " cat", ""},
+		{"container volume path", "/var/lib/docker/volumes/{container}-configs/_data/config.yaml", Values{WorkspaceID: wsID},
+			"/var/lib/docker/volumes/ws-" + wsID + "-configs/_data/config.yaml", ""},
+		{"container checks instance_id", "{container}", Values{WorkspaceID: wsID, InstanceID: "--rm"}, "", `invalid container "--rm": starts with "-"`},
+		{"container from a bad id", "{container}", Values{WorkspaceID: "../x"}, "", `invalid workspace_id "../x" (no instance_id`},
+		{"container from no id", "{container}", Values{}, "", `invalid workspace_id "" (no instance_id`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,97 @@
+package apply
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"backfill/internal/evidence"
+	"backfill/internal/source"
+	"backfill/internal/workspace"
+)
+
+// Only captured rows from an evidence source are evidence: a not-live
+// answer (a template folder's file, however much it looks like the
+// template) never is, and names itself in the no-evidence reason; a host
+// mirror's capture is evidence, labelled.
+func TestLoadEvidenceBySource(t *testing.T) {
+	ctx := context.Background()
+	cat := loadCatalog(t)
+	s, err := evidence.Open(ctx, filepath.Join(t.TempDir(), "evidence.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	seo := live(t, "custom-seo-agent.yaml")
+	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	c := func(ws, outcome, src, method, content, reason string) *evidence.Capture {
+		cp := &evidence.Capture{Tenant: "acme", WorkspaceID: ws, Row: workspace.Row{ID: ws, Name: "SEO Agent", Runtime: "claude-code", Status: "online", Kind: "workspace"},
+			Method: method, Target: "t", StartedAt: at, EndedAt: at, Attempt: 1, Outcome: outcome, Reason: reason, Source: src}
+		if content != "" {
+			cp.Content = []byte(content)
+		}
+		return cp
+	}
+	err = s.Append(ctx,
+		c("w-template", evidence.NotLive, source.TemplateDir, "files_api", seo, "not live: the files API answered from the template folder named like the workspace (source template-dir)"),
+		c("w-mirror", evidence.Captured, source.HostMirror, "files_api", seo, ""),
+		c("w-stopped", evidence.NotRunning, source.Exec, "exec", "", "container ws-x is not running"),
+		c("w-http", evidence.Captured, source.Unverified, "http", seo, ""),
+		c("w-legacy", evidence.Captured, "", "file", seo, ""),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, head, _ := s.Head(ctx, "captures")
+	ev, _, why, err := loadEvidence(ctx, s, cat, head, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := func(ws string) evidence.Key { return evidence.Key{Tenant: "acme", WorkspaceID: ws} }
+	if len(ev[k("w-template")]) != 0 || len(ev[k("w-stopped")]) != 0 {
+		t.Fatalf("not-live or not-running taken as evidence: %+v", ev)
+	}
+	for ws, src := range map[string]string{"w-mirror": source.HostMirror, "w-http": source.Unverified, "w-legacy": source.File} {
+		if e := ev[k(ws)]; len(e) != 1 || e[0].Source != src {
+			t.Errorf("%s: %+v, want one capture from %s", ws, e, src)
+		}
+	}
+	d := Reconcile(Input{Captures: ev[k("w-template")], Claim: Claim{Templates: []string{"seo-agent"}, Level: "tenant"},
+		Row: &workspace.Row{Runtime: "claude-code", Status: "online", Kind: "workspace"}, Catalog: cat, NotEvidence: why[k("w-template")]})
+	if d.Verdict != NoEvidence || !strings.Contains(d.Reason, "no live evidence: capture 1 (not-live, source template-dir): the files API answered from the template folder") {
+		t.Fatalf("template-folder answer: %s %q", d.Verdict, d.Reason)
+	}
+	if !strings.Contains(why[k("w-stopped")], "capture 3 (not-running, source exec): container ws-x is not running") {
+		t.Fatalf("not-running reason: %q", why[k("w-stopped")])
+	}
+}
+
+// The report counts the writes per evidence source and says how many rest
+// on unverified ones.
+func TestReportCountsWritesBySource(t *testing.T) {
+	item := func(ws, src string) Item {
+		return Item{Tenant: "acme", WorkspaceID: ws, Verdict: Agree, Action: &Action{SetTemplate: "seo-agent"},
+			Evidence: &ItemEvidence{CaptureID: 1, Template: "seo-agent", Rule: "display-name", Source: src}, CP: &ItemCP{Templates: []string{"seo-agent"}}}
+	}
+	p := &Plan{FormatVersion: FormatVersion, Counts: map[string]int{string(Agree): 5},
+		Items: []Item{item("a", source.Container), item("b", source.Unverified), item("c", source.Unverified), item("d", source.HostMirror), item("e", "")}}
+	var b strings.Builder
+	if err := WriteReport(&b, p, "plan.json", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| container | 1 | the workspace's running container |",
+		"| host-mirror | 1 | the host's copy of /configs from the workspace's last provision",
+		"| unverified | 2 | a generic HTTP answer",
+		"| not recorded | 1 |",
+		"**2 writes rest on unverified sources**",
+		"1 writes rest on host-mirror captures",
+		"capture 1 (unverified): display-name → seo-agent",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -1,0 +1,274 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	"backfill/internal/placeholder"
+	"backfill/internal/source"
+)
+
+// The platform's files API (workspace-server) answers a read of
+// config.yaml from the first place that has one: the workspace's EC2
+// instance, its running container, the host's copy of the last provision
+// (the host mirror), or a template folder whose name matches the
+// workspace's name; the read says nothing of which. Only a listing of
+// /configs carries X-Molecule-Files-Source. So a files_api capture lists,
+// reads and lists again, and takes the bytes as the workspace's only when
+// both listings name the same evidence source (package source) and the
+// read is no longer than the size listed for config.yaml: the container
+// path trims whitespace, so shorter is expected, but longer is another
+// file. Nothing makes this airtight (a container listing does not prove
+// the read's cat did not fail and fall through), so the sizes are recorded
+// for a reviewer too.
+
+// maxListingBytes bounds a /configs listing: one level of a config folder.
+const maxListingBytes = 1 << 20
+
+// Provenance keys of a files_api capture.
+const (
+	provSource        = "source"         // the class decided
+	provListSource    = "list_source"    // X-Molecule-Files-Source of the first listing, as sent
+	provRelistSource  = "relist_source"  // ... of the second
+	provListedSize    = "listed_size"    // config.yaml's size in the first listing, or "absent"
+	provRelistedSize  = "relisted_size"  // ... in the second
+	provJSONSize      = "json_size"      // the read's "size" field
+	provContentSize   = "content_size"   // bytes of the read's content
+	provFailedRequest = "failed_request" // list, read or relist: which request a failure came from
+)
+
+// listing is what a /configs listing said.
+type listing struct {
+	raw    string // the X-Molecule-Files-Source header as sent; "" when absent
+	source string // its class: one of source.Listed, or source.Missing or source.Unknown
+	has    bool   // config.yaml is in the listing
+	size   int64  // its listed size
+}
+
+func (l listing) sizeText() string {
+	if !l.has {
+		return "absent"
+	}
+	return strconv.FormatInt(l.size, 10)
+}
+
+// listedSource classifies an X-Molecule-Files-Source value.
+func listedSource(raw string, present bool) string {
+	if !present || strings.TrimSpace(raw) == "" {
+		return source.Missing
+	}
+	v := strings.ToLower(strings.TrimSpace(raw))
+	for _, s := range source.Listed {
+		if v == s {
+			return s
+		}
+	}
+	return source.Unknown
+}
+
+func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) []string {
+	names := sortedKeys(c.spec.Headers)
+	tmpls := []string{c.spec.BaseURL, "{workspace_id}"}
+	for _, k := range names {
+		tmpls = append(tmpls, c.spec.Headers[k])
+	}
+	vals, ok := expand(r, v, tmpls...)
+	if !ok {
+		return nil
+	}
+	headerVals := vals[2:]
+	if a.interrupted(r) {
+		return headerVals
+	}
+	base := strings.TrimRight(vals[0], "/") + "/workspaces/" + vals[1] + "/files"
+	listURL, readURL := base+"?root=/configs", base+"/config.yaml?root=/configs"
+
+	first, ok := c.filesList(a, r, "list", listURL, names, headerVals)
+	if !ok {
+		return headerVals
+	}
+	r.Provenance[provListSource] = first.raw
+	r.Provenance[provListedSize] = first.sizeText()
+	r.Source = first.source
+
+	body, ok := c.filesGet(a, r, "read", readURL, names, headerVals, jsonLimit(c.maxBytes))
+	if !ok {
+		if r.Outcome == Gone && strings.Contains(r.Reason, errFileNotFound) && (first.source == source.TemplateDir || first.source == source.None) {
+			// The listing already said neither the container nor a host
+			// mirror answers: the read's 404 is about the fallback, not
+			// about the workspace's own config.
+			r.Outcome, r.NotFound = NotRunning, false
+			r.Reason += fmt.Sprintf("; the listing's source is %s: the workspace's container is not running and there is no host mirror", first.source)
+		}
+		return headerVals
+	}
+	content, jsonSize, why := readContent(body)
+	if why != "" {
+		fail(r, false, "read: %s", why)
+		return headerVals
+	}
+	r.Provenance[provJSONSize] = jsonSize
+	r.Provenance[provContentSize] = strconv.Itoa(len(content))
+	if int64(len(content)) > c.maxBytes {
+		tooLarge(r, c.maxBytes)
+		return headerVals
+	}
+
+	second, ok := c.filesList(a, r, "relist", listURL, names, headerVals)
+	if !ok {
+		return headerVals
+	}
+	r.Provenance[provRelistSource] = second.raw
+	r.Provenance[provRelistedSize] = second.sizeText()
+
+	r.Outcome, r.Source, r.Reason = judge(first, second, len(content))
+	r.Transient = false
+	r.Content = content
+	r.Provenance[provSource] = r.Source
+	return headerVals
+}
+
+// judge decides a read from the listings made before and after it: captured
+// only when both name the same evidence source and config.yaml is listed no
+// shorter than what was read; otherwise not-live, with the reason.
+func judge(first, second listing, contentLen int) (Outcome, string, string) {
+	src := first.source
+	switch {
+	case first.source != second.source:
+		return NotLive, source.Changed, fmt.Sprintf("not live: the listing's source changed from %s to %s around the read, so nothing says which one answered",
+			first.source, second.source)
+	case src == source.TemplateDir:
+		return NotLive, src, "not live: the files API answered from the template folder named like the workspace (source template-dir), not from the workspace: its container is not running and there is no host mirror"
+	case src == source.None:
+		return NotLive, src, "not live: the files API has no source for the workspace's /configs (source none)"
+	case src == source.Missing:
+		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered"
+	case src == source.Unknown:
+		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw))
+	case !first.has:
+		return NotLive, src, fmt.Sprintf("not live: the %s listing has no config.yaml, so the read answered from a fallback", src)
+	case int64(contentLen) > first.size:
+		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, more than the %d listed for config.yaml by the %s listing: not the file it listed",
+			contentLen, first.size, src)
+	}
+	return Captured, src, ""
+}
+
+// filesList makes one listing request and parses it.
+func (c *Collector) filesList(a attempt, r *Result, step, u string, names, vals []string) (listing, bool) {
+	var l listing
+	resp, body, ok := c.filesRequest(a, r, step, u, names, vals, maxListingBytes)
+	if !ok {
+		return l, false
+	}
+	hv := resp.Header.Values("X-Molecule-Files-Source")
+	l.raw = head(strings.Join(hv, ", "), MaxHeaderValue)
+	l.source = listedSource(l.raw, len(hv) > 0)
+	var entries []struct {
+		Path string `json:"path"`
+		Size int64  `json:"size"`
+		Dir  bool   `json:"dir"`
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		fail(r, false, "%s: the listing is not a JSON array", step)
+		return l, false
+	}
+	if err := json.Unmarshal(trimmed, &entries); err != nil {
+		fail(r, false, "%s: the listing is not a JSON array of {path, size, dir}: %s", step, jsonErrText(err))
+		return l, false
+	}
+	for _, e := range entries {
+		if !e.Dir && isConfigPath(e.Path) {
+			l.has, l.size = true, e.Size
+			break
+		}
+	}
+	return l, true
+}
+
+// isConfigPath reports whether a listed path is /configs/config.yaml: the
+// platform lists paths relative to the root, but a leading slash, "./" or
+// the root's own name are read the same way.
+func isConfigPath(p string) bool {
+	clean := path.Clean("/" + p)
+	return clean == "/config.yaml" || clean == "/configs/config.yaml"
+}
+
+// filesGet makes one request and returns its body.
+func (c *Collector) filesGet(a attempt, r *Result, step, u string, names, vals []string, limit int64) ([]byte, bool) {
+	resp, body, ok := c.filesRequest(a, r, step, u, names, vals, limit)
+	if ok {
+		keepHeaders(r, resp)
+	}
+	return body, ok
+}
+
+// filesRequest GETs u and reads a 200's body up to limit. Anything else
+// fills r, its reason naming the step, and returns false.
+func (c *Collector) filesRequest(a attempt, r *Result, step, u string, names, vals []string, limit int64) (*http.Response, []byte, bool) {
+	if a.interrupted(r) {
+		return nil, nil, false
+	}
+	resp, ok := c.get(a, r, u, names, vals)
+	if !ok {
+		r.Reason = step + ": " + r.Reason
+		r.Provenance[provFailedRequest] = step
+		return nil, nil, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		keepHeaders(r, resp)
+		answerError(r, resp, true)
+		r.Reason = step + ": " + r.Reason
+		r.Provenance[provFailedRequest] = step
+		return nil, nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		if !a.interrupted(r) {
+			netFailure(r, step+": reading body", err)
+		}
+		r.Provenance[provFailedRequest] = step
+		return nil, nil, false
+	}
+	if int64(len(body)) > limit {
+		fail(r, false, "%s: too large: body more than %d bytes", step, limit)
+		r.Provenance[provFailedRequest] = step
+		return nil, nil, false
+	}
+	return resp, body, true
+}
+
+// readContent takes the read's {"path","content","size"} apart; size is
+// returned as sent, for the record.
+func readContent(body []byte) (content []byte, size, why string) {
+	obj, why := jsonObject(body)
+	if why != "" {
+		return nil, "", why
+	}
+	content, why = stringField(obj, "content")
+	if why != "" {
+		return nil, "", why
+	}
+	switch s := obj["size"].(type) {
+	case float64:
+		if s == math.Trunc(s) && math.Abs(s) < 1<<53 {
+			size = strconv.FormatInt(int64(s), 10)
+		} else {
+			size = strconv.FormatFloat(s, 'g', -1, 64)
+		}
+	case nil:
+		size = "absent"
+	default:
+		size = "not a number"
+	}
+	return content, size, ""
+}

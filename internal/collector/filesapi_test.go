@@ -1,0 +1,405 @@
+package collector
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"backfill/internal/placeholder"
+	"backfill/internal/platformtest"
+	"backfill/internal/source"
+)
+
+const (
+	seoTemplate = "name: SEO Agent\nruntime: claude-code\nskills: [keyword-research]\n"
+	orgID       = "org-7c1d9a2e"
+	apiToken    = "tok-files-api-51f0"
+)
+
+func wsID(n int) string {
+	return "0b7c6f1e-3a2d-4c5b-9e8f-" + strings.Repeat("0", 11) + string(rune('0'+n))
+}
+
+// platform starts a files API with the platform's shape on loopback.
+func platform(t *testing.T, p *platformtest.Server) string {
+	t.Helper()
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func filesAPI(t *testing.T, base string, headers map[string]string) *Collector {
+	t.Helper()
+	return same(t, Spec{Method: MethodFilesAPI, BaseURL: base, Headers: headers})
+}
+
+func goodHeaders() map[string]string {
+	return map[string]string{"Authorization": "Bearer " + apiToken, "X-Molecule-Org-Id": orgID}
+}
+
+func TestFilesAPIOutcomesBySource(t *testing.T) {
+	p := &platformtest.Server{Org: orgID, Token: apiToken, Templates: map[string]*string{
+		"seo-agent": platformtest.Ptr(seoTemplate), "empty-folder": nil}}
+	live := "name: Custom\nruntime: hermes\n\n"
+	cases := []struct {
+		name     string
+		ws       platformtest.Workspace
+		outcome  Outcome
+		src      string
+		content  string
+		reason   string
+		notFound bool
+	}{
+		{"running container", platformtest.Workspace{Name: "a", Running: true, Container: &live},
+			Captured, source.Container, strings.TrimSpace(live), "", false},
+		{"ec2 over eic", platformtest.Workspace{Name: "a", InstanceID: "i-0abc", EIC: &live},
+			Captured, source.EIC, live, "", false},
+		{"hibernated with a host mirror", platformtest.Workspace{Name: "a", Mirror: &live},
+			Captured, source.HostMirror, live, "", false},
+		{"container down, name matches a template", platformtest.Workspace{Name: "SEO Agent"},
+			NotLive, source.TemplateDir, seoTemplate, "template folder", false},
+		{"container running without config.yaml falls through to the template", platformtest.Workspace{Name: "seo-agent", Running: true},
+			NotLive, source.Container, seoTemplate, "listing has no config.yaml", false},
+		{"container down, nothing anywhere", platformtest.Workspace{Name: "zzz"},
+			NotRunning, source.None, "", "container is not running", false},
+		{"template folder without config.yaml", platformtest.Workspace{Name: "empty-folder"},
+			NotRunning, source.TemplateDir, "", `"file not found"; the listing's source is template-dir`, false},
+		{"mirror directory without the file", platformtest.Workspace{Name: "a", MirrorDir: true},
+			Gone, source.HostMirror, "", "file not found in workspace /configs", true},
+		{"ec2 without the file", platformtest.Workspace{Name: "a", InstanceID: "i-0abc"},
+			Gone, source.EIC, "", "file not found on workspace", true},
+	}
+	base := platform(t, p)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id := wsID(i)
+			p.Put(id, tc.ws)
+			r := filesAPI(t, base, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: id})
+			if r.Outcome != tc.outcome || r.Source != tc.src || !strings.Contains(r.Reason, tc.reason) || r.NotFound != tc.notFound || r.TenantError != "" {
+				t.Fatalf("got %s source=%q notFound=%v reason=%q tenant=%q; want %s source=%q reason containing %q",
+					r.Outcome, r.Source, r.NotFound, r.Reason, r.TenantError, tc.outcome, tc.src, tc.reason)
+			}
+			if string(r.Content) != tc.content {
+				t.Fatalf("content = %q, want %q (not-live keeps its bytes)", r.Content, tc.content)
+			}
+			if r.Outcome == Captured || r.Outcome == NotLive {
+				if r.Provenance["source"] != tc.src || r.Provenance["list_source"] != tc.src || r.Provenance["relist_source"] != tc.src {
+					t.Fatalf("provenance = %v", r.Provenance)
+				}
+				if r.Provenance["json_size"] != r.Provenance["content_size"] || r.Provenance["listed_size"] == "" {
+					t.Fatalf("sizes in provenance = %v", r.Provenance)
+				}
+			}
+		})
+	}
+	// The container path trims whitespace: the listed size is the file's,
+	// the content shorter, and both are recorded.
+	id := wsID(0)
+	r := filesAPI(t, base, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: id})
+	if r.Provenance["listed_size"] != "30" || r.Provenance["content_size"] != "28" {
+		t.Fatalf("sizes: %v", r.Provenance)
+	}
+	if !strings.Contains(r.Target, "/workspaces/"+id+"/files[/config.yaml]?root=/configs (headers: Authorization, X-Molecule-Org-Id)") {
+		t.Fatalf("target = %q", r.Target)
+	}
+}
+
+// A source that changes between the two listings is not live, whatever
+// the read gave: the container stopped under the read.
+func TestFilesAPISourceChangedAroundTheRead(t *testing.T) {
+	live := seoTemplate
+	id := wsID(1)
+	p := &platformtest.Server{Org: orgID, AfterRead: func(s *platformtest.Server, got string) {
+		s.Update(got, func(w *platformtest.Workspace) { w.Running = false })
+	}}
+	p.Put(id, platformtest.Workspace{Name: "x", Running: true, Container: &live, Mirror: platformtest.Ptr("name: old\n")})
+	r := filesAPI(t, platform(t, p), goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: id})
+	if r.Outcome != NotLive || r.Source != source.Changed || !strings.Contains(r.Reason, "changed from container to host-mirror") {
+		t.Fatalf("got %s %q %q", r.Outcome, r.Source, r.Reason)
+	}
+	if string(r.Content) != strings.TrimSpace(live) {
+		t.Fatalf("bytes not kept: %q", r.Content)
+	}
+}
+
+// An answer longer than the size listed for config.yaml is another file.
+func TestFilesAPIContentLongerThanListed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Molecule-Files-Source", "container")
+		if strings.HasSuffix(r.URL.Path, "/files") {
+			_, _ = w.Write([]byte(`[{"path":"config.yaml","size":5,"dir":false},{"path":"skills","size":0,"dir":true}]`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"path":"config.yaml","content":"name: longer\n","size":13}`))
+	}))
+	t.Cleanup(srv.Close)
+	r := filesAPI(t, srv.URL, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: wsID(2)})
+	if r.Outcome != NotLive || r.Source != source.Container || !strings.Contains(r.Reason, "13 bytes, more than the 5 listed") {
+		t.Fatalf("got %s %q %q", r.Outcome, r.Source, r.Reason)
+	}
+}
+
+// A wrong or missing org header is a misconfigured tenant, never gone; a
+// 404 naming the workspace is gone (and marked as resting on a 404).
+func TestFilesAPIMisconfiguredIsNotGone(t *testing.T) {
+	p := &platformtest.Server{Org: orgID, Token: apiToken}
+	live := "name: x\n"
+	p.Put(wsID(3), platformtest.Workspace{Name: "x", Running: true, Container: &live})
+	base := platform(t, p)
+	cases := []struct {
+		name    string
+		headers map[string]string
+		id      string
+		outcome Outcome
+		tenant  string
+		reason  string
+		body    string
+	}{
+		{"wrong org", map[string]string{"Authorization": "Bearer " + apiToken, "X-Molecule-Org-Id": "org-someone-else"}, wsID(3),
+			Failed, "collector misconfigured: check X-Molecule-Org-Id", "list: HTTP 404 Not Found with no JSON error", ""},
+		{"missing org", map[string]string{"Authorization": "Bearer " + apiToken}, wsID(3),
+			Failed, "collector misconfigured: check X-Molecule-Org-Id: HTTP 400 Bad Request TENANT_ORG_HEADER_REQUIRED", "list: HTTP 400", "TENANT_ORG_HEADER_REQUIRED"},
+		{"unknown workspace", goodHeaders(), wsID(9), Gone, "", `list: HTTP 404 Not Found "workspace not found"`, `{"error":"workspace not found"}`},
+		{"bad token", map[string]string{"Authorization": "Bearer nope-nope", "X-Molecule-Org-Id": orgID}, wsID(3),
+			Failed, "", `HTTP 401 Unauthorized: unexpected status ("missing workspace auth token")`, "missing workspace auth token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := filesAPI(t, base, tc.headers).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: tc.id})
+			if r.Outcome != tc.outcome || !strings.Contains(r.TenantError, tc.tenant) || (tc.tenant == "") != (r.TenantError == "") ||
+				!strings.Contains(r.Reason, tc.reason) || r.Transient {
+				t.Fatalf("got %s tenant=%q reason=%q transient=%v", r.Outcome, r.TenantError, r.Reason, r.Transient)
+			}
+			if r.NotFound != (tc.outcome == Gone) {
+				t.Fatalf("NotFound = %v", r.NotFound)
+			}
+			if !strings.Contains(r.Provenance["body_head"], tc.body) || (tc.body == "") != (r.Provenance["body_head"] == "") {
+				t.Fatalf("body_head = %q, want it to hold %q", r.Provenance["body_head"], tc.body)
+			}
+			if r.Provenance["failed_request"] != "list" {
+				t.Fatalf("failed_request = %q", r.Provenance["failed_request"])
+			}
+		})
+	}
+}
+
+// A 429 is reported as throttled with the wait the platform asks for: its
+// Retry-After truncates to 0 within the last second of a window, and then
+// X-RateLimit-Reset says how long.
+func TestFilesAPIThrottled(t *testing.T) {
+	p := &platformtest.Server{Org: orgID, Limit: 2, Window: 3 * time.Second}
+	live := "name: x\n"
+	p.Put(wsID(4), platformtest.Workspace{Name: "x", Running: true, Container: &live})
+	r := filesAPI(t, platform(t, p), goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: wsID(4)})
+	if r.Outcome != Failed || !r.Throttled || r.RetryAfter < time.Second || r.RetryAfter > 3*time.Second || r.Provenance["failed_request"] != "relist" {
+		t.Fatalf("got %s throttled=%v after=%s %q %v", r.Outcome, r.Throttled, r.RetryAfter, r.Reason, r.Provenance)
+	}
+	if r.Provenance["header.X-RateLimit-Remaining"] != "0" || r.Provenance["header.Retry-After"] == "" {
+		t.Fatalf("rate-limit headers not kept: %v", r.Provenance)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		retry, reset string
+		want         time.Duration
+	}{
+		{"7", "40", 7 * time.Second},
+		{"0", "12", 12 * time.Second},
+		{"0", "0", time.Second},
+		{"", "", time.Second},
+		{"", "3", 3 * time.Second},
+		{"0", strconv.FormatInt(now.Add(5*time.Second).Unix(), 10), 5 * time.Second}, // an epoch
+		{now.Add(9 * time.Second).Format(http.TimeFormat), "", 9 * time.Second},
+		{"86400", "", MaxRetryAfter},
+		{"soon", "x", time.Second},
+	} {
+		h := http.Header{}
+		if tc.retry != "" {
+			h.Set("Retry-After", tc.retry)
+		}
+		if tc.reset != "" {
+			h.Set("X-RateLimit-Reset", tc.reset)
+		}
+		if got := retryAfter(h, now); got != tc.want {
+			t.Errorf("Retry-After %q, reset %q: %s, want %s", tc.retry, tc.reset, got, tc.want)
+		}
+	}
+}
+
+// The 404 (and 400) rules, for the files API and for a generic HTTP server.
+func TestClassifyAnswer(t *testing.T) {
+	cases := []struct {
+		name     string
+		code     int
+		body     string
+		platform bool
+		outcome  Outcome
+		tenant   bool
+		notFound bool
+		reason   string
+	}{
+		{"bare 404 from the platform", 404, "", true, Failed, true, false, "no JSON error"},
+		{"html 404 from the platform's router", 404, "404 page not found", true, Failed, true, false, "no JSON error"},
+		{"json without error from the platform", 404, `{"status":404}`, true, Failed, true, false, "no JSON error"},
+		{"workspace not found", 404, `{"error":"workspace not found"}`, true, Gone, false, true, `"workspace not found"`},
+		{"file not found on workspace", 404, `{"error":"file not found on workspace"}`, true, Gone, false, true, "file not found on workspace"},
+		{"file not found", 404, `{"error":"file not found"}` + "\n", true, Gone, false, true, `"file not found"`},
+		{"container offline", 404, `{"error":"file not found (container offline, no template)"}`, true, NotRunning, false, false, "container is not running"},
+		{"org header missing", 400, `{"error":"missing tenant routing header","code":"TENANT_ORG_HEADER_REQUIRED"}`, false, Failed, true, false, "TENANT_ORG_HEADER_REQUIRED"},
+		{"other 400", 400, `{"error":"invalid path"}`, true, Failed, false, false, `unexpected status ("invalid path")`},
+		{"bare 404 from a generic server", 404, "not here", false, Gone, false, true, "HTTP 404 Not Found"},
+		{"410", 410, "", true, Gone, false, false, "HTTP 410 Gone"},
+		{"503", 503, `{"error":"x"}`, true, Failed, false, false, "HTTP 503"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Result{Provenance: map[string]string{}}
+			classifyAnswer(&r, tc.code, http.Header{}, []byte(tc.body), tc.platform, time.Now())
+			if r.Outcome != tc.outcome || (r.TenantError != "") != tc.tenant || r.NotFound != tc.notFound || !strings.Contains(r.Reason, tc.reason) {
+				t.Fatalf("got %s tenant=%q notFound=%v reason=%q", r.Outcome, r.TenantError, r.NotFound, r.Reason)
+			}
+			if tc.tenant && !strings.HasPrefix(r.TenantError, "collector misconfigured: check X-Molecule-Org-Id") {
+				t.Fatalf("tenant error = %q", r.TenantError)
+			}
+		})
+	}
+}
+
+func TestJudgeSources(t *testing.T) {
+	l := func(src string, size int64) listing {
+		return listing{raw: src, source: src, has: size >= 0, size: size}
+	}
+	cases := []struct {
+		first, second listing
+		n             int
+		outcome       Outcome
+		src           string
+	}{
+		{l("container", 10), l("container", 10), 8, Captured, source.Container},
+		{l("container", 10), l("container", 10), 10, Captured, source.Container},
+		{l("container", 10), l("container", 10), 11, NotLive, source.Container},
+		{l("container", -1), l("container", -1), 3, NotLive, source.Container},
+		{l("eic", 4), l("eic", 4), 4, Captured, source.EIC},
+		{l("host-mirror", 4), l("host-mirror", 4), 4, Captured, source.HostMirror},
+		{l("template-dir", 40), l("template-dir", 40), 40, NotLive, source.TemplateDir},
+		{l("none", -1), l("none", -1), 0, NotLive, source.None},
+		{l("missing", 4), l("missing", 4), 4, NotLive, source.Missing},
+		{l("unknown", 4), l("unknown", 4), 4, NotLive, source.Unknown},
+		{l("container", 4), l("host-mirror", 4), 4, NotLive, source.Changed},
+		{l("host-mirror", 4), l("container", 4), 4, NotLive, source.Changed},
+	}
+	for _, tc := range cases {
+		o, src, why := judge(tc.first, tc.second, tc.n)
+		if o != tc.outcome || src != tc.src || (o == Captured) != (why == "") {
+			t.Errorf("judge(%+v, %+v, %d) = %s %s %q; want %s %s", tc.first, tc.second, tc.n, o, src, why, tc.outcome, tc.src)
+		}
+		if o == Captured && !source.Evidence(src) || o == NotLive && src != source.Container && source.Evidence(src) && src != source.HostMirror {
+			t.Errorf("%s from %s: the evidence table disagrees", o, src)
+		}
+	}
+	for raw, want := range map[string]string{"container": "container", " Container ": "container", "EIC": "eic", "host-mirror": "host-mirror",
+		"template-dir": "template-dir", "none": "none", "": "missing", "s3": "unknown", "container:abc": "unknown"} {
+		if got := listedSource(raw, raw != ""); got != want {
+			t.Errorf("listedSource(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// Each method labels its captures with its source class.
+func TestSourceLabels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.yaml")
+	if err := os.WriteFile(path, []byte("name: a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := fixtureServer(t)
+	for _, tc := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Method: MethodExec, Argv: []string{"cat", path}}, source.Exec},
+		{Spec{Method: MethodFile, Path: path}, source.File},
+		{Spec{Method: MethodHTTP, URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs"}, source.Unverified},
+	} {
+		r := same(t, tc.spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		if r.Outcome != Captured || r.Source != tc.want {
+			t.Errorf("%s: %s source %q, want captured from %q (%s)", tc.spec.Method, r.Outcome, r.Source, tc.want, r.Reason)
+		}
+	}
+}
+
+// A generic HTTP collector applies the platform's 404 rule when it talks
+// to the platform: its org header, or the platform's rate-limit headers.
+func TestHTTPPlatformBare404(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/limited":
+			w.Header().Set("X-RateLimit-Limit", "600")
+			w.WriteHeader(404)
+		case "/echo":
+			// A server that echoes the credentials into its error body.
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte("no route for " + r.Header.Get("Authorization") + " " + strings.Repeat("x", 400)))
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		path    string
+		headers map[string]string
+		tenant  bool
+	}{
+		{"/plain", nil, false},
+		{"/plain", map[string]string{"X-Molecule-Org-Id": orgID}, true},
+		{"/limited", nil, true},
+	} {
+		r := same(t, Spec{Method: MethodHTTP, URL: srv.URL + tc.path, Headers: tc.headers}).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		if (r.TenantError != "") != tc.tenant || (r.Outcome == Gone) == tc.tenant {
+			t.Errorf("%s %v: %s tenant=%q", tc.path, tc.headers, r.Outcome, r.TenantError)
+		}
+	}
+	r := same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/echo", Headers: map[string]string{"Authorization": "Bearer " + apiToken}}).
+		Collect(timeoutCtx(t, 10*time.Second), testValues)
+	bh := r.Provenance["body_head"]
+	if strings.Contains(bh, apiToken) || !strings.Contains(bh, "no route for [REDACTED] xxx") || len(bh) > BodyHeadBytes {
+		t.Fatalf("body_head = %q (%d bytes)", bh, len(bh))
+	}
+}
+
+// Exec: docker's "is not running" is not-running; "No such container" is
+// not-running for a workspace the platform stopped (its Docker provisioner
+// removes the container of a paused or hibernated workspace) and gone for
+// any other status. Neither is transient.
+func TestExecNotRunning(t *testing.T) {
+	docker := writeScript(t, "docker", `case "$2" in
+ws-stopped) echo "Error response from daemon: container ws-stopped is not running" >&2 ;;
+*) echo "Error response from daemon: No such container: $2" >&2 ;;
+esac
+exit 1`)
+	c := same(t, Spec{Method: MethodExec, Argv: []string{docker, "exec", "{container}", "cat", "/configs/config.yaml"}})
+	for _, tc := range []struct {
+		instance, status string
+		outcome          Outcome
+		reason           string
+	}{
+		{"ws-stopped", "online", NotRunning, "container ws-stopped is not running"},
+		{"", "hibernated", NotRunning, "No such container: ws-" + testWS + " (status hibernated"},
+		{"", "paused", NotRunning, "status paused"},
+		{"", "hibernating", NotRunning, "status hibernating"},
+		{"", "failed", NotRunning, "status failed"},
+		{"", "online", Gone, "No such container: ws-" + testWS},
+		{"mol-ws-x", "degraded", Gone, "No such container: mol-ws-x"},
+	} {
+		r := c.Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: testWS, InstanceID: tc.instance, Status: tc.status})
+		if r.Outcome != tc.outcome || r.Transient || !strings.Contains(r.Reason, tc.reason) || r.Source != source.Exec {
+			t.Errorf("%s/%s: %s transient=%v %q", tc.instance, tc.status, r.Outcome, r.Transient, r.Reason)
+		}
+	}
+}

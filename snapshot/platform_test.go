@@ -1,0 +1,231 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"backfill/internal/evidence"
+	"backfill/internal/inventory"
+	"backfill/internal/pgtest"
+	"backfill/internal/platformtest"
+)
+
+const testOrg = "org-5a7e0c11"
+
+// tenantWith makes a tenant database holding n live workspaces (template
+// empty) and returns its DSN and their ids.
+func tenantWith(t *testing.T, tenant, n int) (string, []string) {
+	t.Helper()
+	dsn := pgtest.NewTenantDB(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var ids []string
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%08d-0000-4000-8000-%012d", tenant, i)
+		if _, err := conn.Exec(ctx, `INSERT INTO workspaces (id, name, runtime, template) VALUES ($1, $2, 'claude-code', '')`, id, fmt.Sprintf("ws-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return dsn, ids
+}
+
+func runSnapshot(t *testing.T, inv string, o Options) (*Summary, *evidence.Store) {
+	t.Helper()
+	parsed, err := inventory.Parse("inventory.yaml", []byte(inv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := evidence.Open(context.Background(), filepath.Join(t.TempDir(), "evidence.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	o.Inventory, o.Store = parsed, store
+	sum, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, store
+}
+
+func captures(t *testing.T, s *evidence.Store) []*evidence.Capture {
+	t.Helper()
+	var out []*evidence.Capture
+	if err := s.Captures(context.Background(), func(c *evidence.Capture) error { out = append(out, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A tenant whose server allows 10 requests a second and answers 429 beyond
+// it completes: every workspace captured, each in one attempt (no retry is
+// spent on a 429; --retries 0 would fail them otherwise), while a second
+// tenant's captures finish long before, on the same two workers.
+func TestThrottledTenantCompletesWithoutSpendingRetries(t *testing.T) {
+	const n = 12
+	slowDSN, ids := tenantWith(t, 1, n)
+	p := &platformtest.Server{Org: testOrg, Limit: 10, Window: time.Second}
+	for _, id := range ids {
+		p.Put(id, platformtest.Workspace{Name: "x", Running: true, Container: platformtest.Ptr("name: SEO Agent\n")})
+	}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+
+	fastDSN, fastIDs := tenantWith(t, 2, 40)
+	root := t.TempDir()
+	for _, id := range fastIDs {
+		if err := os.MkdirAll(filepath.Join(root, id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, id, "config.yaml"), []byte("name: x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// rate 30 asks more than the server's 10: 429s are certain.
+	inv := fmt.Sprintf(`version: 1
+tenants:
+  - name: slow
+    dsn: %q
+    collector: {files_api: {base_url: %q, headers: {X-Molecule-Org-Id: %q}, rate: 30}}
+  - name: fast
+    dsn: %q
+    collector: {file: "%s/{workspace_id}/config.yaml"}
+`, slowDSN, srv.URL, testOrg, fastDSN, root)
+	var maxThrottled int
+	sum, store := runSnapshot(t, inv, Options{Concurrency: 2, Retries: 0, Timeout: 10 * time.Second,
+		ProgressEvery: 20 * time.Millisecond, OnProgress: func(p Progress) { maxThrottled = max(maxThrottled, p.Throttled) }})
+	if !sum.Complete() || sum.Captured != n+40 || len(sum.Failures) != 0 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	_, throttled, _ := p.Stats()
+	if throttled == 0 {
+		t.Fatal("the server never answered 429: the test does not test throttling")
+	}
+	var slowEnd, fastEnd time.Time
+	rowsThrottled := 0
+	for _, c := range captures(t, store) {
+		if c.Attempt != 1 || c.Outcome != evidence.Captured {
+			t.Errorf("capture %d (%s): attempt %d, outcome %s: %s", c.ID, c.Tenant, c.Attempt, c.Outcome, c.Reason)
+		}
+		switch c.Tenant {
+		case "slow":
+			if c.Source != "container" {
+				t.Errorf("capture %d: source %q", c.ID, c.Source)
+			}
+			if c.Provenance["throttled"] != "" {
+				rowsThrottled++
+			}
+			if c.EndedAt.After(slowEnd) {
+				slowEnd = c.EndedAt
+			}
+		case "fast":
+			if c.EndedAt.After(fastEnd) {
+				fastEnd = c.EndedAt
+			}
+		}
+	}
+	if rowsThrottled == 0 {
+		t.Errorf("%d 429s, but no capture records having waited for one", throttled)
+	}
+	// 36 requests at 10 a second take over 3 s; 40 file reads take
+	// milliseconds unless workers sat waiting on the throttled tenant.
+	if !fastEnd.Before(slowEnd.Add(-1500 * time.Millisecond)) {
+		t.Errorf("the fast tenant finished at %s, the throttled one at %s: it waited on the throttled tenant", fastEnd, slowEnd)
+	}
+	if maxThrottled == 0 {
+		t.Errorf("progress never showed a throttled tenant")
+	}
+	t.Logf("%d requests answered 429; %d captures waited; slow tenant took until %s after the fast one",
+		throttled, rowsThrottled, slowEnd.Sub(fastEnd).Round(time.Millisecond))
+}
+
+// 404s before any answer shows the collector reaches the tenant's
+// workspaces stop the tenant once they reach the threshold, and nothing of
+// it is recorded gone; after such an answer, a 404 is gone.
+func TestFirst404sStopTheTenant(t *testing.T) {
+	// A self-hosted server ignores the org header: pointed at another
+	// tenant's server, every workspace is "workspace not found".
+	elsewhere := &platformtest.Server{}
+	srvElsewhere := httptest.NewServer(elsewhere.Handler())
+	t.Cleanup(srvElsewhere.Close)
+	wrongDSN, _ := tenantWith(t, 3, 9)
+
+	right := &platformtest.Server{}
+	srvRight := httptest.NewServer(right.Handler())
+	t.Cleanup(srvRight.Close)
+	rightDSN, ids := tenantWith(t, 4, 6)
+	for _, id := range ids[:4] {
+		right.Put(id, platformtest.Workspace{Name: "x", Running: true, Container: platformtest.Ptr("name: x\n")})
+	}
+	inv := fmt.Sprintf(`version: 1
+tenants:
+  - name: wrong
+    dsn: %q
+    collector: {files_api: {base_url: %q, rate: 1000}}
+  - name: right
+    dsn: %q
+    collector: {files_api: {base_url: %q, rate: 1000}}
+`, wrongDSN, srvElsewhere.URL, rightDSN, srvRight.URL)
+	sum, store := runSnapshot(t, inv, Options{Concurrency: 4, MisconfiguredAfter: 3})
+	if len(sum.TenantsFailed) != 1 || sum.TenantsFailed[0].Tenant != "wrong" || !sum.TenantsFailed[0].Stopped ||
+		!strings.Contains(sum.TenantsFailed[0].Reason, "collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first 3 answers were all 404") {
+		t.Fatalf("tenants failed: %+v", sum.TenantsFailed)
+	}
+	if sum.NotAttempted == 0 || sum.Captured != 4 || sum.Gone != 2 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	wrongRows := 0
+	for _, c := range captures(t, store) {
+		switch {
+		case c.Tenant == "wrong" && c.Outcome == evidence.Gone:
+			t.Errorf("capture %d of the misconfigured tenant recorded gone: %s", c.ID, c.Reason)
+		case c.Tenant == "wrong":
+			wrongRows++
+			if c.Outcome != evidence.Failed || !strings.Contains(c.Reason, `"workspace not found"; collector misconfigured`) {
+				t.Errorf("capture %d: %s %q", c.ID, c.Outcome, c.Reason)
+			}
+		case c.Tenant == "right" && c.Outcome == evidence.Gone && !strings.Contains(c.Reason, "workspace not found"):
+			t.Errorf("capture %d: gone for %q", c.ID, c.Reason)
+		}
+	}
+	if wrongRows < 3 || wrongRows+sum.NotAttempted != 9 {
+		t.Fatalf("%d rows and %d not attempted for 9 workspaces", wrongRows, sum.NotAttempted)
+	}
+	for _, f := range sum.Failures {
+		if f.Tenant == "wrong" && f.Outcome == "not attempted" && f.Reason != whyStopped {
+			t.Errorf("not attempted without the reason: %+v", f)
+		}
+	}
+}
+
+// A tenant with fewer workspaces than the threshold, all 404, is stopped
+// too: its every answer was a 404.
+func TestAll404sOfASmallTenantStopIt(t *testing.T) {
+	p := &platformtest.Server{}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	dsn, _ := tenantWith(t, 5, 2)
+	inv := fmt.Sprintf("version: 1\ntenants:\n  - name: small\n    dsn: %q\n    collector: {files_api: {base_url: %q, rate: 1000}}\n", dsn, srv.URL)
+	sum, store := runSnapshot(t, inv, Options{Concurrency: 4})
+	if len(sum.TenantsFailed) != 1 || !strings.Contains(sum.TenantsFailed[0].Reason, "first 2 answers were all 404") || sum.Gone != 0 || sum.Failed != 2 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	for _, c := range captures(t, store) {
+		if c.Outcome != evidence.Failed {
+			t.Errorf("capture %d: %s", c.ID, c.Outcome)
+		}
+	}
+}
