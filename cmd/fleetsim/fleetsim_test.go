@@ -1058,8 +1058,8 @@ func TestRateLimit(t *testing.T) {
 	// The window starts at the first request (12:00:17), not on the minute.
 	check(tf.get(t, hn.Name, readPath(hw.ID), nil), http.StatusOK, 2, 60)
 	tf.clock.advance(10 * time.Second)
-	// A refused request (no org header: 400) counts against the org's
-	// token key, not the org; a wrong-org 404 counts against that org.
+	// A refused request counts: one without an org header (400) against
+	// its token's key, an unknown workspace's 404 against the org.
 	r := tf.get(t, hn.Name, listPath(hw.ID), map[string]string{filesapi.HeaderOrg: ""})
 	check(r, http.StatusBadRequest, 2, 60)
 	check(tf.get(t, hn.Name, listPath(hw.ID), nil), http.StatusOK, 1, 50)
