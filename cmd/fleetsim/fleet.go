@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +37,13 @@ type options struct {
 	ErrorRate  float64
 	WaveAfter  time.Duration // 0: no restart wave
 	WaveRate   float64       // overwrites per second
+	// RateLimit requests per RateWindow per org on each files API server;
+	// 0 is no limit (the platform's dev mode).
+	RateLimit  int
+	RateWindow time.Duration
+	// FilesAPIRate is the inventory's files_api rate (requests a second
+	// per tenant); 0 leaves it to backfill's default.
+	FilesAPIRate int
 }
 
 // Files fleetsim writes into DIR.
@@ -47,7 +54,6 @@ const (
 	fileCP        = "cp.csv"
 	fileKey       = "answer-key.json"
 	dirCatalog    = "catalog"
-	dirLive       = "live"
 	fileWaveLog   = "restart-wave.log"
 	fileWaveDone  = "restart-wave.done"
 )
@@ -58,11 +64,13 @@ type fleet struct {
 	spec  *fleetSpec
 	log   *log.Logger
 	db    dbServer
+	dir   string            // opts.Dir, absolute
 	dsns  map[string]string // tenant -> DSN
-	token string
+	creds map[string]creds  // tenant -> files API token and org id
+	hosts map[string]*tenantHost
 
 	servers []*http.Server
-	urls    map[string]string // http tenant -> base URL
+	urls    map[string]string // tenant -> files API base URL
 
 	stopWave context.CancelFunc
 	waveDone chan struct{}
@@ -79,15 +87,22 @@ func startFleet(ctx context.Context, o options, logw io.Writer) (_ *fleet, err e
 	if err := emptyDir(o.Dir); err != nil {
 		return nil, err
 	}
-	f := &fleet{opts: o, spec: spec, log: log.New(logw, "fleetsim: ", 0), dsns: map[string]string{}, urls: map[string]string{}}
+	// Absolute: the inventory, the env file's PATH and bin/docker name
+	// paths under DIR that must work from any directory.
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	f := &fleet{opts: o, spec: spec, log: log.New(logw, "fleetsim: ", 0), dir: dir, dsns: map[string]string{},
+		creds: map[string]creds{}, hosts: map[string]*tenantHost{}, urls: map[string]string{}}
 	defer func() {
 		if err != nil {
 			f.Close()
 		}
 	}()
-	tok := make([]byte, 16)
-	rand.Read(tok)
-	f.token = "fleet-" + hex.EncodeToString(tok)
+	for _, t := range spec.Tenants {
+		f.creds[t.Name] = newCreds()
+	}
 
 	// Through typed locals: a nil *pgServer in the interface would not be nil.
 	if o.PG != "" {
@@ -112,36 +127,28 @@ func startFleet(ctx context.Context, o options, logw io.Writer) (_ *fleet, err e
 		if err := insertRows(ctx, dsn, t.Workspaces); err != nil {
 			return nil, fmt.Errorf("tenant %s: %w", t.Name, err)
 		}
-		for _, w := range t.Workspaces {
-			if w.Live == nil {
-				continue
-			}
-			if err := filesapi.WriteConfig(f.liveRoot(t.Name), w.ID, w.Live); err != nil {
-				return nil, err
-			}
-		}
 	}
-	if err := writeCatalog(filepath.Join(o.Dir, dirCatalog)); err != nil {
+	if err := writeCatalog(filepath.Join(dir, dirCatalog), filepath.Join(dir, fileManifest)); err != nil {
+		return nil, err
+	}
+	if err := writeHosts(dir, spec); err != nil {
 		return nil, err
 	}
 	for _, t := range spec.Tenants {
-		if t.Collector != collectHTTP {
-			continue
-		}
 		if err := f.serve(t); err != nil {
 			return nil, err
 		}
 	}
 
-	envNames := []string{tokenEnv}
-	envValues := map[string]string{tokenEnv: f.token}
+	// PATH first: bin/docker must be the docker that backfill's exec
+	// collector finds (it takes PATH from this environment).
+	envNames := []string{"PATH"}
+	envValues := map[string]string{"PATH": filepath.Join(dir, dirBin) + string(filepath.ListSeparator) + basePath()}
 	for _, t := range spec.Tenants {
-		envNames = append(envNames, t.DSNEnv)
+		envNames = append(envNames, t.DSNEnv, t.TokenEnv, t.OrgEnv)
 		envValues[t.DSNEnv] = f.dsns[t.Name]
-	}
-	liveRoot, err := filepath.Abs(filepath.Join(o.Dir, dirLive))
-	if err != nil {
-		return nil, err
+		envValues[t.TokenEnv] = f.creds[t.Name].token
+		envValues[t.OrgEnv] = f.creds[t.Name].org
 	}
 	files := []struct {
 		name string
@@ -149,7 +156,7 @@ func startFleet(ctx context.Context, o options, logw io.Writer) (_ *fleet, err e
 		mode os.FileMode
 	}{
 		{fileEnv, envFile(envNames, envValues), 0o600},
-		{fileInventory, spec.inventory(f.urls, liveRoot), 0o644},
+		{fileInventory, spec.inventory(f.urls, dir, o.FilesAPIRate), 0o644},
 		{fileCP, spec.cpCSV(), 0o644},
 		{fileKey, spec.key().marshal(), 0o644},
 	}
@@ -168,7 +175,29 @@ func startFleet(ctx context.Context, o options, logw io.Writer) (_ *fleet, err e
 	return f, nil
 }
 
-func (f *fleet) liveRoot(tenant string) string { return filepath.Join(f.opts.Dir, dirLive, tenant) }
+// creds are a tenant's files API token and org id.
+type creds struct{ token, org string }
+
+func newCreds() creds {
+	b := make([]byte, 32)
+	rand.Read(b)
+	b[22] = b[22]&0x0f | 0x40 // the org id is a version 4 UUID
+	b[24] = b[24]&0x3f | 0x80
+	o := b[16:]
+	return creds{
+		token: "fleet-" + hex.EncodeToString(b[:16]),
+		org:   fmt.Sprintf("%x-%x-%x-%x-%x", o[0:4], o[4:6], o[6:8], o[8:10], o[10:16]),
+	}
+}
+
+// basePath is the PATH the env file puts after DIR/bin: fleetsim's own, or
+// the usual system directories when it has none.
+func basePath() string {
+	if p := os.Getenv("PATH"); p != "" {
+		return p
+	}
+	return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+}
 
 // Close stops the restart wave and the files API servers, drops the
 // databases (or the whole private cluster) and removes DIR/ready, so
@@ -243,12 +272,17 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	return err
 }
 
-func writeCatalog(dst string) error {
+// writeCatalog writes the template cache to dst and the manifest to
+// manifest: like the platform's cache, the folder holds templates only.
+func writeCatalog(dst, manifest string) error {
 	return fs.WalkDir(catalogFS, "catalog", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		out := filepath.Join(dst, strings.TrimPrefix(p, "catalog"))
+		if p == "catalog/"+fileManifest {
+			out = manifest
+		}
 		if d.IsDir() {
 			return os.MkdirAll(out, 0o755)
 		}
@@ -278,9 +312,19 @@ func insertRows(ctx context.Context, dsn string, rows []*workspaceSpec) error {
 		if w.ParentID != "" {
 			parent = &w.ParentID
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO workspaces (id, name, runtime, template, status, kind, instance_id, parent_id)
-  VALUES ($1, $2, $3, $4, $5::workspace_status, $6, $7, $8)`, w.ID, w.Name, w.Runtime, w.Template, w.Status, w.Kind, w.InstanceID, parent)
-		if err != nil {
+		var instance *string
+		if w.InstanceID != "" {
+			instance = &w.InstanceID
+		}
+		q := `INSERT INTO workspaces (id, name, runtime, template, status, kind, instance_id, parent_id)
+  VALUES ($1, $2, $3, $4, $5::workspace_status, $6, $7, $8)`
+		args := []any{w.ID, w.Name, w.Runtime, w.Template, w.Status, w.Kind, instance, parent}
+		if w.RuntimeDefaulted {
+			q = `INSERT INTO workspaces (id, name, template, status, kind, instance_id, parent_id)
+  VALUES ($1, $2, $3, $4::workspace_status, $5, $6, $7)`
+			args = append(args[:2], args[3:]...)
+		}
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
 			return fmt.Errorf("insert workspace %s: %w", w.ID, err)
 		}
 	}
@@ -294,60 +338,86 @@ func (f *fleet) serve(t *tenantSpec) error {
 	if err != nil {
 		return err
 	}
-	api := &filesapi.Server{Root: f.liveRoot(t.Name), Token: f.token, Latency: f.opts.Latency, ErrorRate: f.opts.ErrorRate}
+	host := newTenantHost(f.dir, t)
+	f.hosts[t.Name] = host
+	api := f.platform(t, host)
 	after := map[string]string{}
 	for _, w := range t.Workspaces {
 		if w.After != "" {
 			after[w.ID] = w.After
 		}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /workspaces/{id}/files/config.yaml", &afterCapture{next: api, dsn: f.dsns[t.Name], tenant: t.Name, actions: after, log: f.log})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: f.log}
+	if len(after) > 0 {
+		ac := &afterCapture{dsn: f.dsns[t.Name], tenant: t.Name, actions: after, host: host, log: f.log}
+		api.AfterRead = ac.run
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: f.log}
 	f.servers = append(f.servers, srv)
 	f.urls[t.Name] = "http://" + ln.Addr().String()
 	go srv.Serve(ln)
 	return nil
 }
 
-// afterCapture removes or deletes a workspace's row once its config has been
-// served, before the response leaves: when snapshot has the capture, the
-// row is already gone, so plan finds it removed whatever the timing.
+// platform is a tenant's files API server without its listener: hosted
+// servers guard the org and keep host mirrors; self-hosted ones do neither.
+func (f *fleet) platform(t *tenantSpec, host *tenantHost) *filesapi.Platform {
+	p := &filesapi.Platform{
+		Host:         host,
+		TemplateDirs: []string{filepath.Join(f.dir, dirCatalog)},
+		Token:        f.creds[t.Name].token,
+		Latency:      f.opts.Latency,
+		ErrorRate:    f.opts.ErrorRate,
+	}
+	if t.hosted() {
+		p.OrgID = f.creds[t.Name].org
+		p.StateDir = filepath.Join(f.dir, dirHosted, t.Name, "state")
+	}
+	if f.opts.RateLimit > 0 {
+		p.Limiter = filesapi.NewRateLimiter(f.opts.RateLimit, f.opts.RateWindow)
+	}
+	return p
+}
+
+// afterCapture removes or deletes a workspace's row once its config has
+// been read, before the response leaves: when snapshot has the capture,
+// the row is already gone, so plan finds it removed whatever the timing.
 type afterCapture struct {
-	next    http.Handler
 	dsn     string
 	tenant  string
 	actions map[string]string // workspace id -> afterRemove or afterDelete
+	host    *tenantHost
 	log     *log.Logger
+
+	mu   sync.Mutex
+	done map[string]bool
 }
 
-// ServeHTTP implements http.Handler.
-func (h *afterCapture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// run is the files API's AfterRead hook.
+func (h *afterCapture) run(ctx context.Context, id string) error {
 	act, ok := h.actions[id]
 	if !ok {
-		h.next.ServeHTTP(w, r)
-		return
+		return nil
 	}
-	rec := &recorder{header: http.Header{}, code: http.StatusOK}
-	h.next.ServeHTTP(rec, r)
-	if rec.code == http.StatusOK {
-		if err := h.apply(r.Context(), id, act); err != nil {
-			h.log.Printf("tenant %s: workspace %s: %s after capture: %v", h.tenant, id, act, err)
-			http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
-			return
-		}
-		what := "set to status removed"
-		if act == afterDelete {
-			what = "deleted"
-		}
-		h.log.Printf("tenant %s: workspace %s captured, then its row %s (gone between snapshot and plan)", h.tenant, id, what)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done[id] {
+		return nil
 	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
+	if err := h.apply(ctx, id, act); err != nil {
+		h.log.Printf("tenant %s: workspace %s: %s after capture: %v", h.tenant, id, act, err)
+		return err
 	}
-	w.WriteHeader(rec.code)
-	w.Write(rec.body.Bytes())
+	if h.done == nil {
+		h.done = map[string]bool{}
+	}
+	h.done[id] = true
+	what := "set to status removed"
+	if act == afterDelete {
+		what = "deleted"
+		h.host.forget(id)
+	}
+	h.log.Printf("tenant %s: workspace %s read, then its row %s (gone between snapshot and plan)", h.tenant, id, what)
+	return nil
 }
 
 func (h *afterCapture) apply(ctx context.Context, id, act string) error {
@@ -364,41 +434,26 @@ func (h *afterCapture) apply(ctx context.Context, id, act string) error {
 	return err
 }
 
-// recorder holds a response until afterCapture has done its part.
-type recorder struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-// Header implements http.ResponseWriter.
-func (r *recorder) Header() http.Header { return r.header }
-
-// Write implements http.ResponseWriter.
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-
-// WriteHeader implements http.ResponseWriter.
-func (r *recorder) WriteHeader(code int) { r.code = code }
-
 // waveTarget is one live config the restart wave overwrites.
 type waveTarget struct {
-	tenant  string
-	w       *workspaceSpec
-	content []byte
+	tenant string
+	w      *workspaceSpec
+	stores []string // the directories it is written to
 }
 
 // waveOrder is the restart wave's order: custom configs first, then the
 // runtime defaults, each group shuffled by the seed so that restarts hit
-// tenants interleaved. Workspaces without a live config or about to be
-// removed are not restarted.
-func (s *fleetSpec) waveOrder() []waveTarget {
+// tenants interleaved. Workspaces without a live config anything can read,
+// or about to be removed, are not restarted.
+func (s *fleetSpec) waveOrder(dir string) []waveTarget {
 	var custom, defaults []waveTarget
 	for _, t := range s.Tenants {
 		for _, w := range t.Workspaces {
-			if w.Live == nil || w.After != "" || w.Status == "removed" {
+			stores := t.stores(dir, w)
+			if w.Live == nil || w.After != "" || len(stores) == 0 {
 				continue
 			}
-			wt := waveTarget{t.Name, w, catalogConfig(defaultTemplate(w.Runtime))}
+			wt := waveTarget{t.Name, w, stores}
 			if w.custom() {
 				custom = append(custom, wt)
 			} else {
@@ -419,7 +474,7 @@ func (s *fleetSpec) waveOrder() []waveTarget {
 func (f *fleet) startWave(delay time.Duration, rate float64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.stopWave, f.waveDone = cancel, make(chan struct{})
-	targets := f.spec.waveOrder()
+	targets := f.spec.waveOrder(f.dir)
 	go func() {
 		defer close(f.waveDone)
 		timer := time.NewTimer(delay)
@@ -430,7 +485,7 @@ func (f *fleet) startWave(delay time.Duration, rate float64) {
 		case <-timer.C:
 		}
 		f.log.Printf("restart wave: started: %d live configs, %g a second, custom ones first", len(targets), rate)
-		logf, err := os.OpenFile(filepath.Join(f.opts.Dir, fileWaveLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		logf, err := os.OpenFile(filepath.Join(f.dir, fileWaveLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			f.log.Printf("restart wave: %v", err)
 			return
@@ -446,15 +501,20 @@ func (f *fleet) startWave(delay time.Duration, rate float64) {
 			due := min(len(targets), int(math.Floor(time.Since(start).Seconds()*rate))+1)
 			for ; done < due; done++ {
 				t := targets[done]
-				if err := filesapi.WriteConfig(f.liveRoot(t.tenant), t.w.ID, t.content); err != nil {
-					f.log.Printf("restart wave: %v", err)
-					return
+				for _, s := range t.stores {
+					if err := writeAtomic(filepath.Join(s, "config.yaml"), t.w.restartConfig(), 0o644); err != nil {
+						f.log.Printf("restart wave: %v", err)
+						return
+					}
 				}
-				kind := "default"
+				kind, to := "default", defaultTemplate(t.w.Runtime)
 				if t.w.custom() {
 					kind = "custom"
 				}
-				fmt.Fprintf(logf, "%s %s %s %s -> %s\n", time.Now().UTC().Format(time.RFC3339Nano), t.tenant, t.w.ID, kind, defaultTemplate(t.w.Runtime))
+				if t.w.Kind == "platform" {
+					to = "concierge-" + t.w.Runtime
+				}
+				fmt.Fprintf(logf, "%s %s %s %s -> %s\n", time.Now().UTC().Format(time.RFC3339Nano), t.tenant, t.w.ID, kind, to)
 			}
 			if done == len(targets) {
 				break
@@ -467,7 +527,7 @@ func (f *fleet) startWave(delay time.Duration, rate float64) {
 			}
 		}
 		f.log.Printf("restart wave: done, %d live configs overwritten with their runtime default", len(targets))
-		if err := writeAtomic(filepath.Join(f.opts.Dir, fileWaveDone), fmt.Appendf(nil, "%d\n", len(targets)), 0o644); err != nil {
+		if err := writeAtomic(filepath.Join(f.dir, fileWaveDone), fmt.Appendf(nil, "%d\n", len(targets)), 0o644); err != nil {
 			f.log.Printf("restart wave: %v", err)
 		}
 	}()

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"backfill/apply"
+	"backfill/internal/filesapi"
 )
 
 // answerKey is answer-key.json: what plan and apply --execute must make of
@@ -26,11 +28,15 @@ type answerKey struct {
 	Workspaces    []keyWorkspace    `json:"workspaces"`
 }
 
-// keyTenant says where a tenant's DSN is and how it is collected.
+// keyTenant says where a tenant's DSN and credentials are, how its server
+// runs workspaces and how the inventory collects it.
 type keyTenant struct {
 	Name      string `json:"name"`
+	Kind      string `json:"kind"`      // hosted, self-hosted-exec or self-hosted-files-api
+	Collector string `json:"collector"` // files_api, or exec,file (a chain)
 	DSNEnv    string `json:"dsn_env"`
-	Collector string `json:"collector"`
+	TokenEnv  string `json:"token_env"`
+	OrgEnv    string `json:"org_env"`
 	CPClaim   string `json:"cp_claim"` // tenant-wide; "" when the CP has no record of the tenant
 }
 
@@ -41,8 +47,17 @@ type keyWorkspace struct {
 	Name        string `json:"name"`
 	Runtime     string `json:"runtime"`
 	Kind        string `json:"kind"`
-	LiveConfig  string `json:"live_config"`
-	Case        string `json:"case"`
+	Status      string `json:"status"`
+	InstanceID  string `json:"instance_id,omitempty"` // "" for NULL
+	// Container is the state of its container: running, exited (docker:
+	// is not running) or absent (docker: No such container).
+	Container  string `json:"container"`
+	LiveConfig string `json:"live_config"`
+	// ReadFrom is where the tenant's collector gets the config while the
+	// fleet runs: exec, file, eic, container, host-mirror (evidence), or
+	// template-dir, none (no evidence).
+	ReadFrom string `json:"read_from"`
+	Case     string `json:"case"`
 	// Verdict is plan's verdict; "" for a row plan never sees.
 	Verdict apply.Verdict `json:"verdict"`
 	Drift   bool          `json:"drift,omitempty"`
@@ -53,7 +68,7 @@ type keyWorkspace struct {
 }
 
 // keyFormat is answer-key.json's format_version.
-const keyFormat = 1
+const keyFormat = 2
 
 // Row states in the key.
 const (
@@ -72,7 +87,8 @@ func (f *fleetSpec) key() *answerKey {
 		k.NotSimulated[string(v)] = why
 	}
 	for _, t := range f.Tenants {
-		k.Tenants = append(k.Tenants, keyTenant{Name: t.Name, DSNEnv: t.DSNEnv, Collector: t.Collector, CPClaim: t.Claim})
+		k.Tenants = append(k.Tenants, keyTenant{Name: t.Name, Kind: t.Kind, Collector: t.collector(), DSNEnv: t.DSNEnv,
+			TokenEnv: t.TokenEnv, OrgEnv: t.OrgEnv, CPClaim: t.Claim})
 		for _, w := range t.Workspaces {
 			row := rowLive
 			switch {
@@ -82,7 +98,8 @@ func (f *fleetSpec) key() *answerKey {
 				row = rowRemoved
 			}
 			k.Workspaces = append(k.Workspaces, keyWorkspace{Tenant: t.Name, WorkspaceID: w.ID, Name: w.Name, Runtime: w.Runtime,
-				Kind: w.Kind, LiveConfig: w.LiveDesc, Case: w.Case, Verdict: w.Verdict, Drift: w.Drift, Template: w.Final, Row: row})
+				Kind: w.Kind, Status: w.Status, InstanceID: w.InstanceID, Container: w.container(), LiveConfig: w.LiveDesc,
+				ReadFrom: t.readFrom(w), Case: w.Case, Verdict: w.Verdict, Drift: w.Drift, Template: w.Final, Row: row})
 			if w.planned() {
 				k.Counts[string(w.Verdict)]++
 			} else {
@@ -159,44 +176,57 @@ type (
 		Tenants []invTenant `yaml:"tenants"`
 	}
 	invTenant struct {
-		Name      string       `yaml:"name"`
-		DSN       string       `yaml:"dsn"`
-		Collector invCollector `yaml:"collector"`
+		Name       string         `yaml:"name"`
+		DSN        string         `yaml:"dsn"`
+		Collector  *invCollector  `yaml:"collector,omitempty"`
+		Collectors []invCollector `yaml:"collectors,omitempty"`
 	}
 	invCollector struct {
-		HTTP *invHTTP `yaml:"http,omitempty"`
-		File string   `yaml:"file,omitempty"`
+		Exec     []string     `yaml:"exec,omitempty,flow"`
+		File     string       `yaml:"file,omitempty"`
+		FilesAPI *invFilesAPI `yaml:"files_api,omitempty"`
 	}
-	invHTTP struct {
-		URL       string            `yaml:"url"`
-		Headers   map[string]string `yaml:"headers"`
-		JSONField string            `yaml:"json_field"`
+	invFilesAPI struct {
+		BaseURL string            `yaml:"base_url"`
+		Headers map[string]string `yaml:"headers"`
+		Rate    int               `yaml:"rate,omitempty"`
 	}
 )
 
-// tokenEnv holds the files API's bearer token.
-const tokenEnv = "FLEET_TOKEN"
-
-// inventory is inventory.yaml: DSNs and the token are ${VAR} references to
-// the env file, so the inventory itself holds no secret. urls maps each http
-// tenant to its files API base URL; liveRoot is DIR/live.
-func (f *fleetSpec) inventory(urls map[string]string, liveRoot string) []byte {
+// inventory is inventory.yaml. DSNs, tokens and org ids are ${VAR}
+// references to the env file, so the inventory itself holds no secret.
+// urls maps each tenant to its files API base URL; dir is DIR, absolute;
+// rate is each files_api collector's requests per second (0: the default).
+//
+// Every collector shape the fleet uses is written here and only here, so
+// a change in backfill's inventory syntax is a change to this function.
+func (f *fleetSpec) inventory(urls map[string]string, dir string, rate int) []byte {
 	inv := invFile{Version: 1}
 	for _, t := range f.Tenants {
 		it := invTenant{Name: t.Name, DSN: "${" + t.DSNEnv + "}"}
-		if t.Collector == collectHTTP {
-			it.Collector.HTTP = &invHTTP{
-				URL:       urls[t.Name] + "/workspaces/{workspace_id}/files/config.yaml?root=/configs",
-				Headers:   map[string]string{"Authorization": "Bearer ${" + tokenEnv + "}"},
-				JSONField: "content",
-			}
+		if t.collector() == collectFilesAPI {
+			it.Collector = &invCollector{FilesAPI: &invFilesAPI{
+				BaseURL: urls[t.Name],
+				Headers: map[string]string{
+					"Authorization":    "Bearer ${" + t.TokenEnv + "}",
+					filesapi.HeaderOrg: "${" + t.OrgEnv + "}",
+				},
+				Rate: rate,
+			}}
 		} else {
-			it.Collector.File = liveRoot + "/" + t.Name + "/{workspace_id}/config.yaml"
+			// docker exec first (the running container is the truth), then
+			// the config volume on the host, which outlives a container
+			// removed by pause or hibernation.
+			it.Collectors = []invCollector{
+				{Exec: []string{"docker", "exec", "{container}", "cat", "/configs/config.yaml"}},
+				{File: filepath.Join(dir, dirVolumes) + "/ws-{workspace_id}-configs/_data/config.yaml"},
+			}
 		}
 		inv.Tenants = append(inv.Tenants, it)
 	}
 	var b bytes.Buffer
-	b.WriteString("# Simulated fleet written by fleetsim; `source env` first: the ${VAR}s are defined there.\n")
+	b.WriteString("# Simulated fleet written by fleetsim; `source env` first: the ${VAR}s are defined there,\n")
+	b.WriteString("# and its PATH finds the fleet's fake docker (bin/docker) first.\n")
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(inv); err != nil {

@@ -3,10 +3,16 @@
 // can be rehearsed end to end and its result checked:
 //
 //	fleetsim --dir DIR [--tenants 12] [--workspaces 200] [--seed 1] [--pg DSN]
-//	         [--latency D] [--error-rate F] [--restart-wave-after D --restart-rate R]
+//	         [--latency D] [--error-rate F] [--rate-limit N/min] [--files-api-rate R]
+//	         [--restart-wave-after D --restart-rate R]
 //	fleetsim check --dir DIR [--plan PLAN]
 //
 // The first form runs until Ctrl-C or SIGTERM, then removes what it started.
+// Each tenant runs a workspace server speaking the platform's files API as
+// the platform does (internal/filesapi.Platform): hosted servers with the
+// org guard, host mirrors and EC2 instances; self-hosted ones with Docker
+// containers, read through a fake docker (DIR/bin/docker) and their config
+// volumes.
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"syscall"
 
 	"backfill/apply"
+	"backfill/internal/filesapi"
 )
 
 func main() {
@@ -75,6 +82,9 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fl.Float64Var(&o.ErrorRate, "error-rate", 0, "fraction of files API requests answered 503")
 	fl.DurationVar(&o.WaveAfter, "restart-wave-after", 0, "start a restart wave this long after ready (0: none)")
 	fl.Float64Var(&o.WaveRate, "restart-rate", defaultRate, "restart wave: live configs overwritten per second")
+	rateLimit := fl.String("rate-limit", fmt.Sprintf("%d/min", filesapi.DefaultRateLimit),
+		"files API requests per org in a fixed window from its first request: `N/min`, N/s, N/<duration> (40/5s), or unlimited")
+	fl.IntVar(&o.FilesAPIRate, "files-api-rate", 0, "the inventory's files_api rate: requests a second per tenant (0: backfill's default)")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -82,7 +92,13 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	var bad string
+	var rerr error
+	o.RateLimit, o.RateWindow, rerr = filesapi.ParseRateLimit(*rateLimit)
 	switch {
+	case rerr != nil:
+		bad = "--rate-limit: " + rerr.Error()
+	case o.FilesAPIRate < 0:
+		bad = "--files-api-rate must not be negative"
 	case fl.NArg() > 0:
 		bad = fmt.Sprintf("unexpected argument %q", fl.Arg(0))
 	case o.Dir == "":
@@ -118,31 +134,30 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func printReady(w io.Writer, f *fleet) {
-	dir := f.opts.Dir
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
-	}
-	n, files := 0, 0
+	n, byKind := 0, map[string]int{}
 	for _, t := range f.spec.Tenants {
 		n += len(t.Workspaces)
-		for _, ws := range t.Workspaces {
-			if ws.Live != nil {
-				files++
-			}
-		}
+		byKind[t.Kind]++
 	}
-	p := func(name string) string { return filepath.Join(dir, name) }
+	p := func(name string) string { return filepath.Join(f.dir, name) }
+	limit := "unlimited"
+	if f.opts.RateLimit > 0 {
+		limit = fmt.Sprintf("%d per %v per org", f.opts.RateLimit, f.opts.RateWindow)
+	}
 	fmt.Fprintf(w, "fleetsim: %d tenants, %d workspaces (seed %d) on %s\n", len(f.spec.Tenants), n, f.spec.Seed, f.db)
+	fmt.Fprintf(w, "  tenants      %d hosted (files API, org header required), %d self-hosted (docker exec, then the config volume), %d self-hosted (files API)\n",
+		byKind[kindHosted], byKind[kindSelfExec], byKind[kindSelfAPI])
+	fmt.Fprintf(w, "  files API    one server per tenant on 127.0.0.1; rate limit %s\n", limit)
 	fmt.Fprintf(w, "  inventory    %s\n", p(fileInventory))
-	fmt.Fprintf(w, "  env          %s (mode 0600: token and DSNs)\n", p(fileEnv))
+	fmt.Fprintf(w, "  env          %s (mode 0600: tokens, org ids, DSNs, and a PATH that finds bin/docker first)\n", p(fileEnv))
 	fmt.Fprintf(w, "  CP records   %s\n", p(fileCP))
-	fmt.Fprintf(w, "  catalog      %s\n", p(dirCatalog))
-	fmt.Fprintf(w, "  live configs %s (%d files)\n", p(dirLive), files)
+	fmt.Fprintf(w, "  catalog      %s (manifest %s)\n", p(dirCatalog), p(fileManifest))
+	fmt.Fprintf(w, "  docker       %s (containers %s, volumes %s)\n", p(filepath.Join(dirBin, "docker")), p(dirContainers), p(dirVolumes))
 	fmt.Fprintf(w, "  answer key   %s\n", p(fileKey))
 	if f.opts.WaveAfter > 0 {
 		fmt.Fprintf(w, "  restart wave from %v after ready at %g/s; log %s\n", f.opts.WaveAfter, f.opts.WaveRate, p(fileWaveLog))
 	}
-	fmt.Fprintf(w, "ready (%s). Next: source %s, run backfill, then: fleetsim check --dir %s\n", p(fileReady), p(fileEnv), dir)
+	fmt.Fprintf(w, "ready (%s). Next: source %s, run backfill, then: fleetsim check --dir %s\n", p(fileReady), p(fileEnv), f.dir)
 	fmt.Fprintln(w, "Ctrl-C stops the fleet and removes its databases.")
 }
 

@@ -1,8 +1,13 @@
-// Package filesapi serves workspace config files in the shape of the
-// platform's files API, for tests, benchmarks and the rehearsal fleet:
-// GET /workspaces/{id}/files/config.yaml?root=/configs answers
-// {"path","content","size"} with an X-Molecule-Files-Source header, and
-// requires a bearer token.
+// Package filesapi serves workspace config files over HTTP in the shape of
+// the platform's files API.
+//
+// Platform (platform.go) answers as the platform does, fallbacks, tenant
+// guard and rate limit included; the rehearsal fleet (cmd/fleetsim) runs
+// it. Server is a plain one for tests and benchmarks that only need bytes
+// served: GET /workspaces/{id}/files/config.yaml?root=/configs answers
+// {"path","content","size"} from Root/<id>/config.yaml with an
+// X-Molecule-Files-Source: container header (which the real ReadFile never
+// sends), and requires a bearer token.
 package filesapi
 
 import (
