@@ -194,6 +194,14 @@ func planSeeds(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// A plan of format 1, as an earlier backfill wrote it: still read.
+	v1, err := os.ReadFile("testdata/golden-plan-v1.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if p, err := ParsePlan(v1); err != nil || p.FormatVersion != 1 || len(p.Databases) != 0 {
+		tb.Fatalf("a format 1 plan no longer reads: %v", err)
+	}
 	for name, b := range map[string][]byte{"the plan written here": small, goldenPlan: golden} {
 		if _, err := ParsePlan(b); err != nil {
 			tb.Fatalf("%s does not parse (if the plan format changed, copy internal/cli/testdata/golden/plan.json to apply/%s): %v",
