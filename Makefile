@@ -1,4 +1,4 @@
-.PHONY: test bench build vet fuzz
+.PHONY: test bench build vet fuzz image
 
 test:
 	go test ./... -count=1 -timeout 20m
@@ -30,3 +30,25 @@ fuzz:
 .PHONY: demo
 demo:
 	bash scripts/demo.sh
+
+# The container image (Dockerfile): a static binary on distroless/static,
+# tagged $(IMAGE):$(VERSION) and $(IMAGE):latest. The build context has no
+# .git, so the VCS facts are read here and passed as build arguments.
+IMAGE ?= backfill
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+REVISION_TIME ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
+MODIFIED ?= $(shell if [ -n "$$(git status --porcelain 2>/dev/null)" ]; then echo true; else echo false; fi)
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+		echo "make image: neither docker nor podman is on PATH; install one, or set CONTAINER_ENGINE=/path/to/it" >&2; \
+		exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) \
+		--build-arg REVISION_TIME=$(REVISION_TIME) \
+		--build-arg MODIFIED=$(MODIFIED) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest .

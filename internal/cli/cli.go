@@ -84,6 +84,9 @@ func Run(ctx context.Context, args []string, env Env) int {
 		if ee != errPartial {
 			fmt.Fprintf(env.Stderr, "backfill: %s\n", r.safe(ee.err.Error()))
 		}
+		if ee.code == ExitPartial && r.partialExit != nil {
+			return *r.partialExit
+		}
 		return ee.code
 	}
 	// Anything urfave/cli reports itself (unknown flag, missing required
@@ -107,6 +110,8 @@ type runner struct {
 	env      Env
 	redactor *secret.Redactor
 	log      *slog.Logger
+	// partialExit replaces ExitPartial when --partial-exit-code is given.
+	partialExit *int
 }
 
 // envVar is the BACKFILL_<FLAG> variable every flag also reads.
@@ -121,6 +126,11 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envVar("log-format"), Usage: "log format on stderr: text or json"},
 		&cli.BoolFlag{Name: "quiet", EnvVars: envVar("quiet"), Usage: "no progress and no informational logs"},
 		&cli.StringFlag{Name: "log-level", EnvVars: envVar("log-level"), Usage: "debug, info, warn or error (default: info; warn with --quiet)"},
+		// Command line only: a variable left in a shell must never hide a
+		// shortfall from a script. A Kubernetes init container needs it:
+		// exit 3 there fails the pod before the next step can publish
+		// the evidence already captured.
+		&cli.IntFlag{Name: "partial-exit-code", Value: ExitPartial, Usage: "exit `STATUS` when a command completes with some targets not done (command line only)"},
 	}
 }
 
@@ -140,6 +150,7 @@ func (r *runner) app() *cli.App {
 		r.versionCommand(),
 		r.completionCommand(),
 		r.mergeCommand(),
+		r.publishCommand(),
 	}
 	for _, c := range cmds {
 		// No `help` subcommand: with one, a positional argument such as
@@ -206,7 +217,7 @@ func durationFlag(msg string) bool {
 // argCounts bounds each command's positional arguments: min and max (-1:
 // any). A stray word such as `apply --execute false` must be an error, never
 // silently dropped.
-var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}, "completion": {1, 1}, "inspect": {1, 1}}
+var argCounts = map[string][2]int{"show": {1, 1}, "approve": {1, 1}, "merge": {2, -1}, "completion": {1, 1}, "inspect": {1, 1}, "publish": {1, 1}}
 
 func checkArgs(action cli.ActionFunc, bounds [2]int) cli.ActionFunc {
 	return func(c *cli.Context) error {
@@ -244,6 +255,12 @@ func (r *runner) setup(c *cli.Context) error {
 		if err := level.UnmarshalText([]byte(l)); err != nil {
 			return &exitError{ExitUsage, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", l)}
 		}
+	}
+	if code := global(c, "partial-exit-code").Int("partial-exit-code"); code != ExitPartial {
+		if code < 0 || code > 125 {
+			return &exitError{ExitUsage, fmt.Errorf("--partial-exit-code must be 0 to 125, not %d", code)}
+		}
+		r.partialExit = &code
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler

@@ -14,7 +14,7 @@ import (
 func (r *runner) mergeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "merge",
-		Usage:     "combine the evidence stores of snapshot shards into one new store",
+		Usage:     "combine the evidence stores of snapshot shards (or their published copies) into one new store",
 		ArgsUsage: "OUT IN...",
 		Action:    r.merge,
 	}
@@ -44,11 +44,23 @@ func (r *runner) merge(c *cli.Context) error {
 			}
 			seen = append(seen, fi)
 		}
-		s, err := evidence.OpenExisting(c.Context, p)
+		// Inputs are only read: a published copy on a shared or read-only
+		// volume must not be migrated or switched to WAL mode by merging it.
+		s, err := evidence.OpenReadOnly(c.Context, p)
 		if err != nil {
 			return fail("%v", err)
 		}
 		inputs = append(inputs, s)
+		// A published copy (not in WAL mode) is complete and nothing
+		// writes it: backfill writes a store only in WAL mode. It needs no
+		// lock, which NFS could not give on a file opened read-only.
+		wal, err := evidence.IsWAL(p)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if !wal {
+			continue
+		}
 		// A shard whose snapshot is still running would merge partially.
 		if err := s.Lock(); err != nil && !errors.Is(err, evidence.ErrLocked) {
 			return fail("%v", err)

@@ -17,8 +17,34 @@ type Info struct {
 	Go       string `json:"go"`
 }
 
+// Link-time stamps, for builds where the toolchain cannot read the VCS
+// itself: the container image is built from a context without .git, so
+// the Dockerfile passes these with -ldflags "-X backfill/internal/version.stampRevision=…".
+// What the toolchain stamped wins over them.
+var (
+	stampVersion  string
+	stampRevision string
+	stampTime     string
+	stampModified string // "true" when the work tree had changes
+)
+
 // Get reads the running binary's build information.
 func Get() Info {
+	return withStamps(fromBuildInfo(), stampVersion, stampRevision, stampTime, stampModified)
+}
+
+// withStamps fills in what the toolchain could not stamp.
+func withStamps(i Info, version, revision, vcsTime, modified string) Info {
+	if version != "" && (i.Version == "(devel)" || i.Version == "unknown") {
+		i.Version = version
+	}
+	if revision != "" && i.Revision == "" {
+		i.Revision, i.Time, i.Modified = revision, vcsTime, modified == "true"
+	}
+	return i
+}
+
+func fromBuildInfo() Info {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return Info{Version: "unknown"}
