@@ -67,19 +67,19 @@ type Progress struct {
 // TenantFailure is a tenant whose workspaces could not be listed, or whose
 // captures were stopped.
 type TenantFailure struct {
-	Tenant string
-	Reason string
+	Tenant string `json:"tenant"`
+	Reason string `json:"reason"`
 	// Stopped: the tenant was listed, then stopped because its collector
 	// is misconfigured; its remaining workspaces were not attempted.
-	Stopped bool
+	Stopped bool `json:"stopped"`
 }
 
 // WorkspaceFailure is a workspace left without a successful capture.
 type WorkspaceFailure struct {
-	Tenant      string
-	WorkspaceID string
-	Outcome     string // not-live, not-running, gone, failed, or "not attempted"
-	Reason      string
+	Tenant      string `json:"tenant"`
+	WorkspaceID string `json:"workspace_id"`
+	Outcome     string `json:"outcome"` // not-live, not-running, gone, failed, or "not attempted"
+	Reason      string `json:"reason"`
 }
 
 // Summary is the result of a run.
@@ -106,6 +106,29 @@ type Summary struct {
 // 0 promises.
 func (s *Summary) Complete() bool {
 	return len(s.TenantsFailed) == 0 && s.AlreadyCaptured+s.Captured+s.CoveredEarlier == s.Live
+}
+
+// CompleteBut reports whether every live workspace has a successful capture
+// or was answered gone: what `snapshot --allow-gone` accepts, so a job is
+// not retried forever over a workspace deleted for good.
+func (s *Summary) CompleteBut() bool {
+	return len(s.TenantsFailed) == 0 && !s.Interrupted && s.AlreadyCaptured+s.Captured+s.CoveredEarlier+s.Gone == s.Live
+}
+
+// Reason names how a run ended, for scripts: complete, gone (only gone
+// workspaces lack evidence), tenants-failed, interrupted or incomplete.
+func (s *Summary) Reason() string {
+	switch {
+	case s.Interrupted:
+		return "interrupted"
+	case len(s.TenantsFailed) > 0:
+		return "tenants-failed"
+	case s.Complete():
+		return "complete"
+	case s.CompleteBut():
+		return "gone"
+	}
+	return "incomplete"
 }
 
 type engine struct {

@@ -26,6 +26,8 @@ func (r *runner) snapshotCommand() *cli.Command {
 			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
 			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
 			&cli.BoolFlag{Name: "refresh", EnvVars: envVar("refresh"), Usage: "capture again workspaces that already have a capture"},
+			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "exit 0 when every live workspace is captured or answered gone (for jobs that retry on failure)"},
+			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the summary"},
 			&cli.StringFlag{Name: "shard", EnvVars: envVar("shard"), Usage: "capture only the tenants of shard `K/N` (0 <= K < N); merge the shards' stores with `backfill merge`"},
 		},
 		Action: r.snapshot,
@@ -99,26 +101,39 @@ func (r *runner) snapshot(c *cli.Context) error {
 	if line != nil {
 		line.Finish() // the summary starts on a line of its own
 	}
-	if sum != nil {
+	if sum != nil && c.Bool("json") {
+		doc := snapshotJSON{SchemaVersion: 1, Evidence: store.Path(), Reason: sum.Reason(), Complete: sum.Complete(),
+			Tenants: sum.Tenants, Live: sum.Live, Captured: sum.Captured, CapturedEarlier: sum.AlreadyCaptured, CoveredEarlier: sum.CoveredEarlier,
+			NotLive: sum.NotLive, NotRunning: sum.NotRunning, Gone: sum.Gone, Failed: sum.Failed, NotAttempted: sum.NotAttempted,
+			NotRecorded: sum.NotRecorded, ElapsedSeconds: sum.Elapsed.Seconds(),
+			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures}
+		if doc.TenantsFailed == nil {
+			doc.TenantsFailed = []snapshot.TenantFailure{}
+		}
+		if doc.Failures == nil {
+			doc.Failures = []snapshot.WorkspaceFailure{}
+		}
+		if err := printJSON(r.env.Stdout, doc); err != nil {
+			return err
+		}
+	} else if sum != nil {
 		printSnapshotSummary(r.env.Stdout, sum, store.Path())
 	}
 	if runErr != nil {
 		return fail("%v", runErr)
 	}
-	if !sum.Complete() {
-		return errPartial
+	if sum.Complete() || c.Bool("allow-gone") && sum.CompleteBut() {
+		return nil
 	}
-	return nil
+	return errPartial
 }
 
 // maxListed bounds the failures printed; the full list is in `status` and `export`.
 const maxListed = 50
 
 func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
-	state := "complete"
-	if s.Interrupted {
-		state = "interrupted"
-	} else if !s.Complete() {
+	state := s.Reason()
+	if state == "gone" || state == "tenants-failed" {
 		state = "incomplete"
 	}
 	stopped := 0
@@ -156,4 +171,28 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
 		fmt.Fprintf(w, "  %s %s/%s: %s\n", f.Outcome, termsafe.String(f.Tenant), termsafe.String(f.WorkspaceID), oneLine(f.Reason))
 	}
 	fmt.Fprintf(w, "evidence: %s\n", path)
+}
+
+// snapshotJSON is `snapshot --json`'s document.
+type snapshotJSON struct {
+	SchemaVersion int    `json:"schema_version"`
+	Evidence      string `json:"evidence"`
+	// Reason says how the run ended: complete, gone (only workspaces
+	// answered gone lack evidence), tenants-failed, interrupted, incomplete.
+	Reason          string                      `json:"reason"`
+	Complete        bool                        `json:"complete"`
+	Tenants         int                         `json:"tenants"`
+	Live            int                         `json:"live"`
+	Captured        int                         `json:"captured"`
+	CapturedEarlier int                         `json:"captured_earlier"`
+	CoveredEarlier  int                         `json:"covered_earlier"`
+	NotLive         int                         `json:"not_live"`
+	NotRunning      int                         `json:"not_running"`
+	Gone            int                         `json:"gone"`
+	Failed          int                         `json:"failed"`
+	NotAttempted    int                         `json:"not_attempted"`
+	NotRecorded     int                         `json:"not_recorded"`
+	ElapsedSeconds  float64                     `json:"elapsed_seconds"`
+	TenantsFailed   []snapshot.TenantFailure    `json:"tenants_failed"`
+	Failures        []snapshot.WorkspaceFailure `json:"failures"`
 }

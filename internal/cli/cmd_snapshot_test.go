@@ -442,3 +442,30 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotAllowGoneAndJSON: a workspace whose config is gone for good
+// keeps snapshot at exit 3, with reason "gone" in --json; --allow-gone
+// exits 0, so a job that retries on failure is not retried forever.
+func TestSnapshotAllowGoneAndJSON(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	gone := uuidFor(3, 0) // gamma's file collector: a missing file is gone
+	if err := os.RemoveAll(filepath.Join(f.roots["gamma"], gone)); err != nil {
+		t.Fatal(err)
+	}
+	res := f.snapshot(t, "--json")
+	var doc snapshotJSON
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("--json: %v\n%s", err, res.stdout)
+	}
+	if res.code != 3 || doc.SchemaVersion != 1 || doc.Reason != "gone" || doc.Gone != 1 || doc.Complete || len(doc.Failures) != 1 || doc.Failures[0].WorkspaceID != gone {
+		t.Fatalf("snapshot --json with one gone: %d %+v", res.code, doc)
+	}
+	if res := f.snapshot(t, "--allow-gone"); res.code != 0 {
+		t.Fatalf("--allow-gone: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	// A tenant that cannot be listed is never excused by --allow-gone.
+	f.repoint(t, "alpha", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2")
+	if res := f.snapshot(t, "--allow-gone", "--json"); res.code != 3 || !strings.Contains(res.stdout, `"reason": "tenants-failed"`) {
+		t.Fatalf("--allow-gone with a tenant down: %d\n%s", res.code, res.stdout)
+	}
+}
