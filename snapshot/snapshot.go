@@ -159,14 +159,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if o.Tenants != nil && !o.Tenants(t.Name) {
 			continue
 		}
-		exp, raw := t.Collectors()
-		var chain []*collector.Collector
-		for i := range exp {
-			c, err := collector.New(collector.Spec(exp[i]), collector.Spec(raw[i]), o.MaxBytes, o.HTTPClient)
-			if err != nil {
-				return nil, fmt.Errorf("%s:%d: tenant %q: %v", o.Inventory.Path, t.Line, t.Name, err)
-			}
-			chain = append(chain, c)
+		chain, err := Chain(o.Inventory, t, o.MaxBytes, o.HTTPClient)
+		if err != nil {
+			return nil, err
 		}
 		e.tenants = append(e.tenants, t)
 		e.chains = append(e.chains, chain)
@@ -181,7 +176,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	e.sum.Tenants = len(e.tenants)
 	e.sched = newScheduler(len(e.tenants), o.Concurrency)
 	for i, chain := range e.chains {
-		e.sched.limit(i, chainRate(chain), chainCosts(chain))
+		e.sched.limit(i, ChainRate(chain), chainCosts(chain))
 	}
 	defer e.sched.watch(ctx)()
 	e.writer = o.Store.NewWriter()
@@ -673,18 +668,6 @@ func (e *engine) counted(f WorkspaceFailure) {
 	e.failed.Add(1)
 	e.sum.Failures = append(e.sum.Failures, f)
 	e.o.Logger.Warn("capture not successful", "tenant", f.Tenant, "workspace", f.WorkspaceID, "outcome", f.Outcome, "reason", f.Reason)
-}
-
-// chainRate is a chain's requests per second: the lowest its collectors
-// ask for, 0 when none has a rate.
-func chainRate(chain []*collector.Collector) float64 {
-	rate := 0.0
-	for _, c := range chain {
-		if r := c.Rate(); r > 0 && (rate == 0 || r < rate) {
-			rate = r
-		}
-	}
-	return rate
 }
 
 // chainCosts is the tokens each collector's attempt takes from the
