@@ -67,6 +67,8 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
+// rowColumns reads ListedColumns (access.go), whose SELECT grants a
+// listing needs; the two change together.
 const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(status::text, ''), kind, instance_id,
   coalesce(updated_at, 'epoch'::timestamptz)`
 
@@ -74,10 +76,13 @@ const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(st
 // an empty template first, read in a READ ONLY transaction so that a bug here
 // can never write.
 func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces
-  WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`, false)
+	rows, _, err := list(ctx, dsn, o, liveQuery, false)
 	return rows, err
 }
+
+// liveQuery lists the live workspaces, those with an empty template first.
+const liveQuery = `SELECT ` + rowColumns + ` FROM public.workspaces
+  WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`
 
 // ListAll returns every workspace row, removed ones included, by id, in a
 // READ ONLY transaction.
