@@ -6,6 +6,8 @@ import (
 
 	"backfill/internal/collector"
 	"backfill/internal/inventory"
+	"backfill/internal/placeholder"
+	"backfill/internal/workspace"
 )
 
 // Chain builds a tenant's collector chain from the inventory, exactly as a
@@ -38,4 +40,10 @@ func ChainRate(chain []*collector.Collector) float64 {
 		}
 	}
 	return rate
+}
+
+// Values are the placeholder values a tenant's collectors get for one
+// workspace row.
+func Values(tenant string, r workspace.Row) placeholder.Values {
+	return placeholder.Values{Tenant: tenant, WorkspaceID: r.ID, InstanceID: r.Instance(), Status: r.Status}
 }

@@ -19,7 +19,6 @@ import (
 	"backfill/internal/collector"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
-	"backfill/internal/placeholder"
 	"backfill/internal/secret"
 	"backfill/internal/source"
 	"backfill/internal/tenantdb"
@@ -348,7 +347,7 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 	ti := it.tenant.index
 	t := e.tenants[ti]
 	chain := e.chains[ti]
-	v := placeholder.Values{Tenant: t.Name, WorkspaceID: it.row.ID, InstanceID: it.row.Instance(), Status: it.row.Status}
+	v := Values(t.Name, it.row)
 	for it.pos < len(chain) {
 		if e.runs[ti].isStopped() {
 			break
