@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"backfill/internal/inventory"
+	"backfill/preflight"
+)
+
+func (r *runner) preflightCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "preflight",
+		Usage: "before a restart wave: check every tenant's database, grants, one read through its collectors, rate-limit headroom, and the evidence store's room (writes nothing)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
+			&cli.IntFlag{Name: "concurrency", Value: 16, EnvVars: envVar("concurrency"), Usage: "tenants checked at once"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "connect timeout and per-read timeout (the listing gets three times it)"},
+			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap of the sample read, as snapshot's"},
+			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the table"},
+		},
+		Action: r.preflight,
+	}
+}
+
+func (r *runner) preflight(c *cli.Context) error {
+	if c.Int("concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 {
+		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive")}
+	}
+	if c.Int("concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
+		return &exitError{ExitUsage, fmt.Errorf("--concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
+	}
+	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+	if err != nil {
+		return fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+	rep, err := preflight.Run(c.Context, preflight.Options{
+		Inventory: inv, StorePath: r.evidencePath(c),
+		Concurrency: c.Int("concurrency"), Timeout: c.Duration("timeout"), MaxBytes: c.Int64("max-bytes"),
+		Redactor: r.redactor, Logger: r.log, Now: r.env.Now,
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	if c.Bool("json") {
+		doc := preflightJSON{SchemaVersion: 1, Ready: rep.Ready(), Reason: rep.Reason(), TenantsReady: rep.TenantsReady(),
+			Tenants: rep.Tenants, Store: rep.Store, ElapsedSeconds: rep.Elapsed.Seconds()}
+		if err := printJSON(r.env.Stdout, doc); err != nil {
+			return err
+		}
+	} else {
+		printPreflight(r.env.Stdout, rep)
+	}
+	if rep.Ready() {
+		return nil
+	}
+	return errPartial
+}
+
+// preflightJSON is `preflight --json`'s document.
+type preflightJSON struct {
+	SchemaVersion int  `json:"schema_version"`
+	Ready         bool `json:"ready"`
+	// Reason: ready, tenants-not-ready, store-not-ready, not-ready (both)
+	// or interrupted.
+	Reason         string                   `json:"reason"`
+	TenantsReady   int                      `json:"tenants_ready"`
+	Tenants        []preflight.TenantResult `json:"tenants"`
+	Store          preflight.StoreResult    `json:"store"`
+	ElapsedSeconds float64                  `json:"elapsed_seconds"`
+}
+
+// printPreflight prints one row per tenant, then the store and the
+// verdict. Every value shown passes through oneLine: reasons quote what
+// tenants' servers and databases answered.
+func printPreflight(w io.Writer, rep *preflight.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tDB\tGRANTS\tLIVE\tEMPTY-TEMPLATE\tSAMPLE SOURCE\tRATE HEADROOM\tREADY\tWHY")
+	for _, t := range rep.Tenants {
+		db, grants, live, empty := "-", "-", "-", "-"
+		switch {
+		case t.DB.ReadOnlyListing:
+			db = "ok"
+			live, empty = strconv.Itoa(t.Live), strconv.Itoa(t.EmptyTemplate)
+		case t.DB.Reachable && t.Grants.Checked && !t.Grants.OK:
+			db = "ok"
+		case t.DB.Reachable:
+			db = "listing failed"
+		case t.DB.Error != "":
+			db = "unreachable"
+		}
+		if t.Grants.Checked {
+			grants = "ok"
+			if !t.Grants.OK {
+				grants = "missing"
+			}
+		}
+		ready := "yes"
+		if !t.Ready {
+			ready = "no"
+		}
+		why := append([]string{}, t.Why...)
+		for _, n := range t.Notes {
+			why = append(why, "note: "+n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(t.Tenant), db, grants, live, empty,
+			oneLine(sampleSource(t.Sample)), oneLine(headroom(t.Rate)), ready, oneLine(strings.Join(why, "; ")))
+	}
+	tw.Flush()
+
+	s := rep.Store
+	state := "exists"
+	if !s.Exists {
+		state = "new: the snapshot creates it"
+	}
+	fmt.Fprintf(w, "store %s (%s): ", oneLine(s.Path), state)
+	if s.Writable {
+		fmt.Fprintf(w, "directory %s writable, ", oneLine(s.Directory))
+	}
+	fmt.Fprintf(w, "%s free, about %s needed for %d live workspaces: ", preflight.Bytes(s.FreeBytes), preflight.Bytes(s.NeedBytes), s.Live)
+	if s.Ready {
+		fmt.Fprintln(w, "ready")
+	} else {
+		fmt.Fprintf(w, "not ready: %s\n", oneLine(strings.Join(s.Why, "; ")))
+	}
+	verdict := "ready"
+	if !rep.Ready() {
+		verdict = "not ready (" + rep.Reason() + ")"
+	}
+	storeState := "store ready"
+	if !s.Ready {
+		storeState = "store not ready"
+	}
+	fmt.Fprintf(w, "preflight: %d of %d tenants ready, %s, in %s: %s\n", rep.TenantsReady(), len(rep.Tenants), storeState,
+		rep.Elapsed.Round(time.Millisecond), verdict)
+}
+
+// sampleSource is the SAMPLE SOURCE cell: the source when the read is
+// evidence, else the outcome and what answered.
+func sampleSource(s *preflight.Sample) string {
+	switch {
+	case s == nil || s.Outcome == "":
+		return "-"
+	case s.Evidence:
+		return s.Source
+	case s.Source != "" && s.Source != s.Method:
+		return s.Outcome + " (" + s.Source + ")"
+	}
+	return s.Outcome
+}
+
+// headroom is the RATE HEADROOM cell: the configured pace against the
+// platform's limit, then the window's state as the sample's answer told.
+func headroom(r preflight.Rate) string {
+	var parts []string
+	switch {
+	case r.PerSecond > 0 && r.LimitFrom == "unlimited":
+		parts = append(parts, fmt.Sprintf("%g/min, platform unlimited", r.PerMinute))
+	case r.PerSecond > 0:
+		parts = append(parts, fmt.Sprintf("%g/%d per min", r.PerMinute, r.Limit))
+	case r.Remaining != nil:
+		parts = append(parts, "not paced")
+	default:
+		return "-"
+	}
+	if r.Remaining != nil {
+		left := fmt.Sprintf("%d left", *r.Remaining)
+		if r.PerSecond == 0 && r.LimitFrom == "header" {
+			left = fmt.Sprintf("%d/%d left", *r.Remaining, r.Limit)
+		}
+		if r.Throttled {
+			left = "429, " + left
+		}
+		if r.ResetSeconds != nil {
+			left += fmt.Sprintf(", resets %ds", *r.ResetSeconds)
+		}
+		parts = append(parts, left)
+	}
+	return strings.Join(parts, ", ")
+}
