@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,10 +107,14 @@ type TenantResult struct {
 	Grants Grants `json:"grants"`
 	// Live and EmptyTemplate count the live rows the READ ONLY listing
 	// returned and those of them with template = ''.
-	Live          int     `json:"live"`
-	EmptyTemplate int     `json:"empty_template"`
-	Sample        *Sample `json:"sample"`
-	Rate          Rate    `json:"rate"`
+	Live          int `json:"live"`
+	EmptyTemplate int `json:"empty_template"`
+	// Sample is the workspace read that decides: the one captured from an
+	// evidence source, else the last one tried. PassedOver are those
+	// tried before it (at most MaxSamples in all).
+	Sample     *Sample  `json:"sample"`
+	PassedOver []Sample `json:"passed_over"`
+	Rate       Rate     `json:"rate"`
 	// Misconfigured is the collector's tenant-level error (a bare 404 or
 	// TENANT_ORG_HEADER_REQUIRED): the snapshot would stop this tenant.
 	Misconfigured string `json:"misconfigured"`
@@ -201,7 +206,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
 			case <-ctx.Done():
-				rep.Tenants[i].Why, rep.Tenants[i].Notes = []string{"not checked: interrupted"}, []string{}
+				rep.Tenants[i].PassedOver, rep.Tenants[i].Notes = []Sample{}, []string{}
+				rep.Tenants[i].Why = []string{"not checked: interrupted"}
 				return
 			}
 			rep.Tenants[i] = checkTenant(ctx, o, t)
@@ -242,7 +248,7 @@ func withDefaults(o Options) Options {
 // checkTenant runs one tenant's checks in order: each needs the one before
 // (no sample without a listing to pick it from).
 func checkTenant(ctx context.Context, o Options, t inventory.Tenant) TenantResult {
-	res := TenantResult{Tenant: t.Name, Why: []string{}, Notes: []string{}}
+	res := TenantResult{Tenant: t.Name, PassedOver: []Sample{}, Why: []string{}, Notes: []string{}}
 	why := func(format string, args ...any) {
 		res.Why = append(res.Why, o.Redactor.Redact(fmt.Sprintf(format, args...)))
 	}
@@ -271,7 +277,7 @@ func checkTenant(ctx context.Context, o Options, t inventory.Tenant) TenantResul
 		res.Notes = append(res.Notes, "no live workspaces: nothing to snapshot")
 	}
 	if len(res.Why) == 0 && len(rows) > 0 {
-		sampleChain(ctx, o, t, chain, pick(rows), &res)
+		sample(ctx, o, t, chain, rows, &res)
 	}
 	checkRate(&res)
 	if ctx.Err() != nil && len(res.Why) == 0 {
@@ -340,13 +346,19 @@ func checkDB(ctx context.Context, o Options, t inventory.Tenant, res *TenantResu
 	return rows
 }
 
-// pick chooses the sample: a row with an empty template (the ones the snapshot
-// exists for, and captures first), preferring one online, whose answer
-// says the most about the collector; rows come ordered by id, so the
-// choice is the same from run to run.
-func pick(rows []workspace.Row) workspace.Row {
-	best, score := rows[0], -1
-	for _, r := range rows {
+// MaxSamples bounds the workspaces read for one tenant. One workspace can
+// lack evidence on its own (a running container without a config.yaml, a
+// paused workspace with nothing left to read) while the tenant is fine;
+// a few samples tell that apart from a collector that reaches nothing,
+// for three requests each.
+const MaxSamples = 3
+
+// candidates orders the rows for sampling: an empty template first (the
+// rows the snapshot exists for, and captures first), then online, whose
+// answer says the most about the collector; otherwise by id, as listed, so
+// the choice is the same from run to run.
+func candidates(rows []workspace.Row) []workspace.Row {
+	score := func(r workspace.Row) int {
 		s := 0
 		if r.Template == "" {
 			s += 2
@@ -354,20 +366,87 @@ func pick(rows []workspace.Row) workspace.Row {
 		if r.Status == "online" {
 			s++
 		}
-		if s > score {
-			best, score = r, s
-		}
+		return s
 	}
-	return best
+	out := slices.Clone(rows)
+	slices.SortStableFunc(out, func(a, b workspace.Row) int { return score(b) - score(a) })
+	return out[:min(len(out), MaxSamples)]
 }
 
-// sampleChain reads the sample through the chain as a snapshot would (each
-// collector in turn until one captures evidence; a tenant-level error
-// stops it), but records nothing and never waits out a 429: the answer is
-// the check. A transient failure is tried once more at once.
-func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, row workspace.Row, res *TenantResult) {
+// sample reads candidates in turn until one is captured from an evidence
+// source, or the tenant's collector shows it is misconfigured or rate
+// limited. Samples passed over are kept, and named in a note when another
+// was captured: the snapshot will record them so too.
+func sample(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, rows []workspace.Row, res *TenantResult) {
+	for _, row := range candidates(rows) {
+		s, stop := sampleChain(ctx, o, t, chain, row, res)
+		if res.Sample != nil {
+			res.PassedOver = append(res.PassedOver, *res.Sample)
+		}
+		res.Sample = s
+		if stop || s.Evidence || ctx.Err() != nil {
+			break
+		}
+	}
+	s := res.Sample
+	switch {
+	case res.Misconfigured != "" || res.Rate.Throttled:
+		// Said already.
+	case ctx.Err() != nil:
+		res.Why = append(res.Why, "interrupted before a sample was read")
+	case !s.Evidence:
+		var all []string
+		gone := true
+		for _, p := range append(slices.Clone(res.PassedOver), *s) {
+			all = append(all, p.describe())
+			gone = gone && p.Outcome == string(collector.Gone)
+		}
+		w := fmt.Sprintf("no sample captured from an evidence source: %s", strings.Join(all, "; "))
+		if gone {
+			// The snapshot reads a 404 for a live row as gone only once an
+			// answer has shown the collector reaches the tenant's
+			// workspaces; none did here.
+			w += "; the database lists them live: the collector may reach another tenant's server (check base_url)"
+		}
+		res.Why = append(res.Why, w)
+	default:
+		for _, p := range res.PassedOver {
+			res.Notes = append(res.Notes, "passed over "+p.describe())
+		}
+		if len(s.Attempts) > 1 {
+			parts := make([]string, 0, len(s.Attempts)-1)
+			for _, a := range s.Attempts[:len(s.Attempts)-1] {
+				parts = append(parts, a.Method+": "+a.Outcome)
+			}
+			res.Notes = append(res.Notes, fmt.Sprintf("sample captured by %s after %s", s.Method, strings.Join(parts, ", ")))
+		}
+		if s.Source == source.HostMirror {
+			res.Notes = append(res.Notes, "sample answered from the host mirror: the config the workspace was last provisioned with, not its running container")
+		}
+	}
+}
+
+// describe is a sample not captured, for a reason or a note: each
+// collector tried with its outcome and reason.
+func (s Sample) describe() string {
+	parts := make([]string, len(s.Attempts))
+	for i, a := range s.Attempts {
+		parts[i] = a.Method + ": " + a.Outcome
+		if a.Reason != "" {
+			parts[i] += ": " + a.Reason
+		}
+	}
+	return fmt.Sprintf("sample %s (status %s): %s", s.WorkspaceID, s.Status, strings.Join(parts, "; "))
+}
+
+// sampleChain reads one workspace through the chain as a snapshot would
+// (each collector in turn until one captures evidence; a tenant-level
+// error stops it), but records nothing and never waits out a 429: the
+// answer is the check. A transient failure is tried once more at once.
+// stop reports an answer about the whole tenant (misconfigured, rate
+// limited), after which no other workspace is read.
+func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, row workspace.Row, res *TenantResult) (_ *Sample, stop bool) {
 	s := &Sample{WorkspaceID: row.ID, Status: row.Status, Template: row.Template, Attempts: []Attempt{}}
-	res.Sample = s
 	v := snapshot.Values(t.Name, row)
 	redact := o.Redactor.Redact
 	for _, col := range chain {
@@ -393,43 +472,18 @@ func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*co
 			res.Rate.Throttled = true
 			res.Why = append(res.Why, redact(fmt.Sprintf("rate limited now: %s: the org's window is used up (a snapshot would wait it out); run preflight again",
 				r.Reason)))
-			return
+			return s, true
 		}
 		if r.TenantError != "" {
 			res.Misconfigured = redact(r.TenantError)
 			res.Why = append(res.Why, res.Misconfigured)
-			return
+			return s, true
 		}
 		if s.Evidence {
 			break
 		}
 	}
-	switch {
-	case ctx.Err() != nil:
-		res.Why = append(res.Why, "interrupted before the sample was read")
-	case !s.Evidence:
-		parts := make([]string, len(s.Attempts))
-		for i, a := range s.Attempts {
-			parts[i] = a.Method + ": " + a.Outcome + ": " + a.Reason
-		}
-		w := fmt.Sprintf("sample %s (status %s) not captured: %s", row.ID, row.Status, strings.Join(parts, "; "))
-		if s.Outcome == string(collector.Gone) {
-			// The snapshot reads a 404 for a live row as gone only once an
-			// answer has shown the collector reaches the tenant's
-			// workspaces; here there is one answer.
-			w += "; the database lists it live: if every workspace answers so, the collector reaches another tenant's server (check base_url)"
-		}
-		res.Why = append(res.Why, w)
-	case len(s.Attempts) > 1:
-		parts := make([]string, 0, len(s.Attempts)-1)
-		for _, a := range s.Attempts[:len(s.Attempts)-1] {
-			parts = append(parts, a.Method+": "+a.Outcome)
-		}
-		res.Notes = append(res.Notes, fmt.Sprintf("sample captured by %s after %s", s.Method, strings.Join(parts, ", ")))
-	}
-	if s.Evidence && s.Source == source.HostMirror {
-		res.Notes = append(res.Notes, "sample answered from the host mirror: the config the workspace was last provisioned with, not its running container")
-	}
+	return s, false
 }
 
 // configuredRate is the chain's pace, as the snapshot will hold the tenant

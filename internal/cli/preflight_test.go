@@ -119,7 +119,10 @@ func TestPreflightHealthyFleetIsReady(t *testing.T) {
 	f := newPlatformFleet(t)
 
 	hosted, hostedURL := platformServer(t, filesOrg)
-	f.tenant(t, "hosted", 1, filesAPIYAML(hostedURL, true), ws{name: "seo-running"}, ws{name: "set-already", template: "seo-agent"})
+	f.tenant(t, "hosted", 1, filesAPIYAML(hostedURL, true), ws{name: "no-config"}, ws{name: "seo-running"}, ws{name: "set-already", template: "seo-agent"})
+	// A running container without a config.yaml, and nothing else that
+	// holds one: that workspace has no evidence, the tenant is fine.
+	hosted.Put(f.ids["no-config"], platformtest.Workspace{Name: "no-config", Running: true})
 	hosted.Put(f.ids["seo-running"], platformtest.Workspace{Name: "seo-running", Running: true, Container: &live})
 	hosted.Put(f.ids["set-already"], platformtest.Workspace{Name: "set-already", Running: true, Container: &live})
 
@@ -144,7 +147,7 @@ exit 1
 	writeFile(t, filepath.Join(volumes, "ws-"+f.ids["self-hibernated"]+"-configs", "_data", "config.yaml"), live)
 	f.write(t, "")
 
-	if res := f.run(t, "snapshot", "--inventory", "inventory.yaml"); res.code != 0 {
+	if res := f.run(t, "snapshot", "--inventory", "inventory.yaml"); res.code != 3 || !strings.Contains(res.stdout, "captured now 4,") {
 		t.Fatalf("snapshot: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	for _, tn := range []string{"hosted", "asleep", "self"} {
@@ -169,8 +172,9 @@ exit 1
 	}
 	for tenant, want := range map[string][]string{
 		// The window is the org's, from its first request: the snapshot's
-		// six (two workspaces) and three requests are in it.
-		"hosted": {"ok  ok  2  1  container  480/600 per min, 592 left, resets", "yes"},
+		// eight requests are in it, and preflight's four.
+		"hosted": {"ok  ok  3  2  container  480/600 per min, 588 left, resets", "yes",
+			"note: passed over sample " + f.ids["no-config"] + " (status online): files_api: not-running: read: HTTP 404 Not Found"},
 		"asleep": {"ok  ok  1  1  host-mirror  480/600 per min, 595 left", "yes", "note: sample answered from the host mirror"},
 		"self":   {"ok  ok  1  1", "file", "-", "yes", "note: sample captured by file after exec: not-running"},
 	} {
@@ -184,9 +188,9 @@ exit 1
 	if !strings.Contains(res.stdout, "store evidence.db (exists): directory . writable,") {
 		t.Errorf("store line:\n%s", res.stdout)
 	}
-	// The sample is the empty-template row, read once through the chain:
-	// a list, a read and a list again.
-	if n, _, byPath := hosted.Stats(); n-requestsBefore != 3 || byPath["/workspaces/"+f.ids["seo-running"]+"/files"] != 4 {
+	// The samples are the empty-template rows, each read once through the
+	// chain: a list, a read (and a list again when the read answered).
+	if n, _, byPath := hosted.Stats(); n-requestsBefore != 5 || byPath["/workspaces/"+f.ids["seo-running"]+"/files"] != 4 {
 		t.Errorf("hosted: %d requests, by path %v", n-requestsBefore, byPath)
 	}
 
@@ -255,7 +259,7 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 		"good":      {"container", "yes"},
 		"wrong-org": {"failed", "no", "collector misconfigured: check X-Molecule-Org-Id (and the URL): HTTP 404 Not Found with no JSON error"},
 		"no-org":    {"failed", "no", "collector misconfigured: check X-Molecule-Org-Id: HTTP 400 Bad Request TENANT_ORG_HEADER_REQUIRED"},
-		"elsewhere": {"gone", "no", `list: HTTP 404 Not Found "workspace not found"`, "the database lists it live", "check base_url"},
+		"elsewhere": {"gone", "no", `list: HTTP 404 Not Found "workspace not found"`, "the database lists them live", "check base_url"},
 		"too-fast":  {"container", "720/600 per min", "no", "rate 12/s is 720 requests a minute, above the platform's 600"},
 		"busy":      {"failed", "480/600 per min, 429, 0 left, resets", "no", "rate limited now"},
 		"down":      {"unreachable", "no", "database: failed to connect"},
@@ -371,8 +375,9 @@ var (
 // TestPreflightJSONDocument: preflight --json is one document with a
 // schema_version, each tenant's result and the store check, kept as a
 // golden file (what varies from run to run, the servers' ports, free
-// space and the window's reset, replaced). The store does not exist, and
-// preflight does not create it.
+// space and the window's reset, replaced). The file tenant's online
+// workspace has no config left (gone): it is passed over for the next. The
+// store does not exist, and preflight does not create it.
 func TestPreflightJSONDocument(t *testing.T) {
 	live := readLive(t, "custom-seo-agent.yaml")
 	f := newPlatformFleet(t)
@@ -382,7 +387,7 @@ func TestPreflightJSONDocument(t *testing.T) {
 	_, noOrg := platformServer(t, filesOrg)
 	f.tenant(t, "no-org", 2, filesAPIYAML(noOrg, false), ws{name: "no-org-1"})
 	dir := filepath.Join(f.dir, "live")
-	f.tenant(t, "volume", 3, fmt.Sprintf("    collector:\n      file: \"%s/{workspace_id}.yaml\"\n", dir), ws{name: "vol-1", status: "paused"})
+	f.tenant(t, "volume", 3, fmt.Sprintf("    collector:\n      file: \"%s/{workspace_id}.yaml\"\n", dir), ws{name: "vol-0"}, ws{name: "vol-1", status: "paused"})
 	writeFile(t, filepath.Join(dir, f.ids["vol-1"]+".yaml"), seoConfig)
 	f.write(t, "")
 
