@@ -203,7 +203,7 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 		// Named by the command only: other arguments may hold a secret.
 		command := ""
 		for _, a := range args {
-			if strings.Contains(" snapshot status verify plan show approve apply rollback export ", " "+a+" ") {
+			if strings.Contains(" preflight snapshot status verify plan show approve apply rollback export ", " "+a+" ") {
 				command = a
 				break
 			}
@@ -226,9 +226,11 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 		}
 	}
 
-	// Phase one, with text and json logs; failing captures and an
-	// unreachable tenant make the error paths run.
+	// Preflight, then phase one, with text and json logs; failing captures
+	// and an unreachable tenant make the error paths run.
+	mustContain(cli(3, "preflight", "--inventory", invAll), "3 of 4 tenants ready", "(tenants-not-ready)")
 	res := cli(3, "snapshot", "--inventory", invAll, "--retries", "0")
+	cli(3, "--log-format", "json", "preflight", "--inventory", invAll, "--json")
 	mustContain(res, "captured now 6,", "tenant delta not listed", "gone alpha/", "failed alpha/", "gone beta/", "failed beta/", "gone gamma/", "failed gamma/")
 	cli(3, "--log-format", "json", "snapshot", "--inventory", invAll, "--retries", "0", "--refresh")
 	cli(0, "status")
