@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
@@ -161,7 +162,7 @@ func tenantPatterns(inv *inventory.Inventory, patterns []string, flag string) ([
 
 // loadPlanCatalog loads the catalog a plan was made with: --catalog, else
 // the path the plan records. Rederive refuses another digest.
-func loadPlanCatalog(c *cli.Context, p *apply.Plan) (*catalog.Catalog, error) {
+func loadPlanCatalog(c *cli.Context, p *plan.Plan) (*catalog.Catalog, error) {
 	dir, man := c.String("catalog"), c.String("manifest")
 	if dir == "" {
 		dir = p.Inputs.Catalog.Path

@@ -1,4 +1,4 @@
-package apply
+package plan
 
 import (
 	"fmt"
@@ -78,7 +78,7 @@ func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error
 	if len(agreed) == 0 {
 		fmt.Fprintf(b, "\nNo writes.\n")
 	}
-	for _, items := range group(agreed) {
+	for _, items := range ByTenant(agreed) {
 		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(items[0].Tenant), len(items))
 		for _, it := range items {
 			fmt.Fprintf(b, "| `%s` | %s | %s | **%s** | %s | %s | %s |\n", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Runtime),
