@@ -30,7 +30,9 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`: the platform's template cache, a folder per template"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the platform's template manifest `FILE` (workspace_templates[].runtime), when it is not DIR/manifest.json"},
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
-			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
+			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review summary that fits a ticket (under 60,000 characters) to `FILE`"},
+			&cli.StringFlag{Name: "report-full", EnvVars: envVar("report-full"), Usage: "also write the full Markdown review, every item and write, to `FILE`"},
+			&cli.StringFlag{Name: "report-csv", EnvVars: envVar("report-csv"), Usage: "also write every item as CSV to `FILE`"},
 			&cli.StringFlag{Name: "author", EnvVars: envVar("author"), Usage: "plan author (default: $USER)"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the plan as its author with this unencrypted OpenSSH private key `FILE` (needed by apply --allowed-signers)"},
 			// No environment variable: replacing an approved plan's file is
@@ -136,8 +138,23 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", len(p.Agreed()),
 		"needs_review", len(plan.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
+	full := c.String("report-full")
+	if full != "" {
+		if err := plan.WriteFileAtomic(full, func(w io.Writer) error { return plan.WriteReport(w, p, out, warnings) }); err != nil {
+			return fail("write report: %v", err)
+		}
+	}
+	if csvPath := c.String("report-csv"); csvPath != "" {
+		if err := plan.WriteFileAtomic(csvPath, func(w io.Writer) error { return plan.WriteItemsCSV(w, p) }); err != nil {
+			return fail("write report: %v", err)
+		}
+	}
 	if rp := c.String("report"); rp != "" {
-		if err := plan.WriteFileAtomic(rp, func(w io.Writer) error { return plan.WriteReport(w, p, out, warnings) }); err != nil {
+		ref := full
+		if ref == "" {
+			ref = c.String("report-csv")
+		}
+		if err := plan.WriteFileAtomic(rp, func(w io.Writer) error { return plan.WriteSummary(w, p, out, ref, warnings) }); err != nil {
 			return fail("write report: %v", err)
 		}
 	}

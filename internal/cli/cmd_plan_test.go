@@ -293,7 +293,7 @@ func stableDatabases(t *testing.T, b []byte) ([]byte, *plan.Plan) {
 func TestPlanGoldenEveryVerdict(t *testing.T) {
 	f := newPlanFixture(t)
 	f.addDownTenant(t)
-	res := f.plan(t)
+	res := f.plan(t, "--report-full", "report-full.md", "--report-csv", "items.csv")
 	if res.code != 3 || !strings.Contains(res.stdout, "tenant zz-down unreachable") {
 		t.Fatalf("plan exit %d, want 3 naming zz-down\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -312,6 +312,13 @@ func TestPlanGoldenEveryVerdict(t *testing.T) {
 	golden(t, "plan.json", stable)
 	orig, _ := plan.ParsePlan(planBytes)
 	golden(t, "report.md", bytes.ReplaceAll(reportBytes, []byte(orig.Fingerprint), []byte(sp.Fingerprint)))
+	for _, name := range []string{"report-full.md", "items.csv"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, name, bytes.ReplaceAll(b, []byte(orig.Fingerprint), []byte(sp.Fingerprint)))
+	}
 
 	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
