@@ -38,6 +38,7 @@ func (r *runner) planCommand() *cli.Command {
 			// No environment variable: replacing an approved plan's file is
 			// decided on the command line.
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
+			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases read at once"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
 		},
 		Action: r.plan,
@@ -108,7 +109,7 @@ func (r *runner) plan(c *cli.Context) error {
 
 	p, warnings, err := plan.Build(c.Context, plan.BuildOptions{
 		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,
-		Catalog: cat, CatalogDir: catDir, Manifest: c.String("manifest"), Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
+		Concurrency: max(1, c.Int("tenant-concurrency")), Catalog: cat, CatalogDir: catDir, Manifest: c.String("manifest"), Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
 	})
 	if err != nil {
 		return fail("plan: %v", err)
