@@ -23,7 +23,7 @@ fuzz:
 	go test ./internal/cp/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	go test ./internal/identity/ -run '^$$' -fuzz '^FuzzDerive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	go test ./internal/catalog/ -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	go test ./apply/ -run '^$$' -fuzz '^FuzzParsePlan$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	go test ./apply/plan/ -run '^$$' -fuzz '^FuzzParsePlan$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 # The whole procedure against a simulated fleet (fleetsim), checked against
 # its answer key; see scripts/demo.sh.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"backfill/apply/plan"
+
 	"github.com/jackc/pgx/v5"
 
 	"backfill/internal/catalog"
@@ -37,7 +39,7 @@ const (
 
 // Options configure apply and rollback.
 type Options struct {
-	Plan      *Plan
+	Plan      *plan.Plan
 	Inventory *inventory.Inventory
 	Store     *evidence.Store
 	// Catalog is the plan's catalog (the same digest), against which every
@@ -147,9 +149,7 @@ func (o *Options) defaults() {
 }
 
 // GateError is a refusal before any tenant is touched.
-type GateError struct{ Reason string }
-
-func (e *GateError) Error() string { return "refused: " + e.Reason }
+type GateError = plan.Refusal
 
 // Gate checks, without opening any tenant connection, everything that must
 // hold before apply --execute may write: the plan is approved, the evidence
@@ -188,9 +188,9 @@ func gate(ctx context.Context, o Options, h *history) error {
 		k, ok := keys[id]
 		switch {
 		case !ok:
-			return &GateError{fmt.Sprintf("capture %d cited by %s is not in the evidence store", id, it.Key())}
+			return &GateError{Reason: fmt.Sprintf("capture %d cited by %s is not in the evidence store", id, it.Key())}
 		case k.Tenant != it.Tenant || k.WorkspaceID != it.WorkspaceID || shas[id] != it.Evidence.SHA256:
-			return &GateError{fmt.Sprintf("capture %d cited by %s does not match the evidence store (sha256 %s, plan says %s)",
+			return &GateError{Reason: fmt.Sprintf("capture %d cited by %s does not match the evidence store (sha256 %s, plan says %s)",
 				id, it.Key(), shas[id], it.Evidence.SHA256)}
 		}
 	}
@@ -204,7 +204,7 @@ func verifyEvidence(ctx context.Context, o Options) error {
 		return err
 	}
 	if !rep.OK() {
-		return &GateError{fmt.Sprintf("the evidence store does not verify: %s", rep.Problems[0])}
+		return &GateError{Reason: fmt.Sprintf("the evidence store does not verify: %s", rep.Problems[0])}
 	}
 	if head := o.Plan.Inputs.Evidence.ChainHead; head != "" {
 		ok, err := o.Store.HasCaptureHash(ctx, head)
@@ -212,7 +212,7 @@ func verifyEvidence(ctx context.Context, o Options) error {
 			return err
 		}
 		if !ok {
-			return &GateError{fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
+			return &GateError{Reason: fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
 		}
 	}
 	return nil
@@ -221,14 +221,14 @@ func verifyEvidence(ctx context.Context, o Options) error {
 func checkTenants(o Options) error {
 	for _, it := range o.Plan.Agreed() {
 		if _, ok := o.Inventory.Tenant(it.Tenant); !ok {
-			return &GateError{fmt.Sprintf("tenant %q has writes in the plan but is not in the inventory %s", it.Tenant, o.Inventory.Path)}
+			return &GateError{Reason: fmt.Sprintf("tenant %q has writes in the plan but is not in the inventory %s", it.Tenant, o.Inventory.Path)}
 		}
 	}
 	return nil
 }
 
 // selected keeps the tenant groups the run is limited to.
-func (o Options) selected(groups [][]Item) [][]Item {
+func (o Options) selected(groups [][]plan.Item) [][]plan.Item {
 	if len(o.Tenants) == 0 {
 		return groups
 	}
@@ -236,8 +236,8 @@ func (o Options) selected(groups [][]Item) [][]Item {
 }
 
 // filterGroups keeps the groups whose tenant matches a pattern.
-func filterGroups(groups [][]Item, patterns []string) [][]Item {
-	var out [][]Item
+func filterGroups(groups [][]plan.Item, patterns []string) [][]plan.Item {
+	var out [][]plan.Item
 	for _, g := range groups {
 		if MatchTenant(g[0].Tenant, patterns) {
 			out = append(out, g)
@@ -256,20 +256,6 @@ func MatchTenant(tenant string, patterns []string) bool {
 		}
 	}
 	return false
-}
-
-// group splits items by tenant, keeping plan order.
-func group(items []Item) [][]Item {
-	var out [][]Item
-	for i := 0; i < len(items); {
-		j := i
-		for j < len(items) && items[j].Tenant == items[i].Tenant {
-			j++
-		}
-		out = append(out, items[i:j])
-		i = j
-	}
-	return out
 }
 
 // Apply writes the plan's agreed values (or, without Execute, reports what
@@ -292,26 +278,26 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	}
 	// Dry run or not: a dry run of a forged plan must not show its writes
 	// as what would happen.
-	if err := Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
+	if err := plan.Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
 		return nil, err
 	}
 	if o.Execute {
 		// The plan executed is kept in the store it journals to, whatever
 		// store it was made from, so that its undo never depends on a file.
-		if err := Keep(ctx, o.Store, o.Plan, ""); err != nil {
+		if err := plan.Keep(ctx, o.Store, o.Plan, ""); err != nil {
 			return nil, fmt.Errorf("keep the plan in %s: %w", o.Store.Path(), err)
 		}
 	}
 	if err := checkTenants(o); err != nil {
 		return nil, err
 	}
-	groups := o.selected(group(o.Plan.Agreed()))
+	groups := o.selected(plan.ByTenant(o.Plan.Agreed()))
 	if len(o.CanaryTenants) > 0 {
 		groups = filterGroups(groups, o.CanaryTenants)
 	} else if o.Canary > 0 && o.Canary < len(groups) {
 		groups = groups[:o.Canary]
 	}
-	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
+	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []plan.Item) TenantReport {
 		if !o.Execute {
 			return dryRun(ctx, o, t, items, false, h)
 		}
@@ -326,7 +312,7 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 
 // runTenants runs fn for each tenant group, Concurrency at a time, starting
 // them in plan order, and collects reports in plan order.
-func runTenants(ctx context.Context, o Options, groups [][]Item, fn func(context.Context, inventory.Tenant, []Item) TenantReport) *Report {
+func runTenants(ctx context.Context, o Options, groups [][]plan.Item, fn func(context.Context, inventory.Tenant, []plan.Item) TenantReport) *Report {
 	reports := make([]TenantReport, len(groups))
 	next := make(chan int, len(groups))
 	for i := range groups {
@@ -360,7 +346,7 @@ func runTenants(ctx context.Context, o Options, groups [][]Item, fn func(context
 	return rep
 }
 
-func failAll(o Options, tenant string, items []Item, reason string) TenantReport {
+func failAll(o Options, tenant string, items []plan.Item, reason string) TenantReport {
 	tr := TenantReport{Tenant: tenant, Err: reason}
 	for _, it := range items {
 		tr.Results = append(tr.Results, Result{Tenant: tenant, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName,
@@ -384,7 +370,7 @@ func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()
 
 // applyTenant writes one tenant's items in one transaction. A row this plan
 // wrote in an earlier run is never written again, whatever it holds now.
-func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, h *history) TenantReport {
+func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []plan.Item, h *history) TenantReport {
 	return writeTenant(ctx, o, t, items, evidence.OpApply, Applied, func(ctx context.Context, tx pgx.Tx, st *settler) ([]Result, string) {
 		var results []Result
 		for _, it := range items {
@@ -428,7 +414,7 @@ func applyTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 // transaction. rows returns the results, or why the tenant failed; any
 // failure is journaled for every item, and a success is committed by
 // commitJournaled, journaling results with outcome wrote first.
-func writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, op, wrote string,
+func writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []plan.Item, op, wrote string,
 	rows func(context.Context, pgx.Tx, *settler) ([]Result, string)) TenantReport {
 	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
 	// transaction either commits or rolls back, bounded by the timeouts.
@@ -460,7 +446,7 @@ func writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []Ite
 // earlierWrite reports whether this plan wrote the item's row in an earlier
 // run, asking the server when that run died at its COMMIT. When the server
 // cannot say, the answer is yes (never risk a second write) and why says so.
-func earlierWrite(ctx context.Context, st *settler, h *history, it Item) (wrote bool, why string, err error) {
+func earlierWrite(ctx context.Context, st *settler, h *history, it plan.Item) (wrote bool, why string, err error) {
 	k := itemKey(it)
 	xid, pending := h.Pending[k]
 	if h.Applied[k] || !pending {
@@ -486,7 +472,7 @@ func earlierWrite(ctx context.Context, st *settler, h *history, it Item) (wrote 
 //
 // facts, what the run learnt of earlier runs' transactions, are journaled
 // first: they are true whether or not this transaction commits.
-func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []Item, facts []evidence.Record) TenantReport {
+func commitJournaled(ctx context.Context, o Options, tx pgx.Tx, op, wrote string, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
 	pending := facts
 	var xid tenantdb.Tx
 	for _, r := range tr.Results {
@@ -520,7 +506,7 @@ const nullStatus = "status is NULL, which the compare-and-swap (status <> 'remov
 // applyOutcome is what apply's compare-and-swap makes of a row as it is now:
 // WouldWrite, or why it is not written. wroteBefore: this plan's journal
 // shows the row already written once.
-func applyOutcome(row workspace.Row, exists bool, it Item, wroteBefore bool) (outcome, reason string) {
+func applyOutcome(row workspace.Row, exists bool, it plan.Item, wroteBefore bool) (outcome, reason string) {
 	cur, status, set := row.Template, row.Status, it.Action.SetTemplate
 	switch {
 	case !exists:
@@ -585,7 +571,7 @@ func journalOp(ctx context.Context, o Options, tr TenantReport, op string) Tenan
 // dryRun compares items with the rows as they are now, read-only, using
 // the same rules as the writes it stands in for. What it learns of earlier
 // runs' transactions is not journaled: a dry run records nothing.
-func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []Item, rollback bool, h *history) TenantReport {
+func dryRun(ctx context.Context, o Options, t inventory.Tenant, items []plan.Item, rollback bool, h *history) TenantReport {
 	tr := TenantReport{Tenant: t.Name}
 	conn, err := tenantdb.Connect(ctx, t.DSN, o.readOptions())
 	if err != nil {
@@ -669,14 +655,14 @@ func (o Options) moved(ctx context.Context, tx pgx.Tx, tenant string) (string, e
 
 // readBack reads, in a new session, every row of a canary tenant that
 // applied or was already applied; skipped rows were not written.
-func readBack(ctx context.Context, o Options, t inventory.Tenant, all []Item, results []Result) []Result {
+func readBack(ctx context.Context, o Options, t inventory.Tenant, all []plan.Item, results []Result) []Result {
 	done := map[string]bool{}
 	for _, r := range results {
 		if r.Outcome == Applied || r.Outcome == AlreadyApplied {
 			done[r.WorkspaceID] = true
 		}
 	}
-	var items []Item
+	var items []plan.Item
 	for _, it := range all {
 		if done[it.WorkspaceID] {
 			items = append(items, it)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"backfill/apply/plan"
+
 	"backfill/internal/approver"
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
@@ -23,7 +25,7 @@ const PlanSignatureNamespace = "backfill-plan"
 
 // SignPlan signs the plan's fingerprint as its author, with an unencrypted
 // OpenSSH private key.
-func SignPlan(key []byte, p *Plan) (string, error) {
+func SignPlan(key []byte, p *plan.Plan) (string, error) {
 	sig, err := sshsig.Sign(key, PlanSignatureNamespace, []byte(p.Fingerprint))
 	if err != nil {
 		return "", err
@@ -33,7 +35,7 @@ func SignPlan(key []byte, p *Plan) (string, error) {
 
 // ApproveOptions are the inputs of an approval.
 type ApproveOptions struct {
-	Plan    *Plan
+	Plan    *plan.Plan
 	Store   *evidence.Store
 	Catalog *catalog.Catalog // the plan's catalog, to derive every write again
 	CP      *cp.Records      // optional: the plan's CP records, to check its claims too
@@ -56,10 +58,10 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 		o.Now = time.Now
 	}
 	if err := approver.CheckName(o.By); err != nil {
-		return nil, &GateError{"--by: " + err.Error()}
+		return nil, &GateError{Reason: "--by: " + err.Error()}
 	}
 	if approver.Same(o.By, o.Plan.Author) && !o.AllowSelf {
-		return nil, &GateError{fmt.Sprintf("%s is the plan's author; a second person must approve (or pass --allow-self-approval)", o.By)}
+		return nil, &GateError{Reason: fmt.Sprintf("%s is the plan's author; a second person must approve (or pass --allow-self-approval)", o.By)}
 	}
 	if head := o.Plan.Inputs.Evidence.ChainHead; head != "" {
 		ok, err := o.Store.HasCaptureHash(ctx, head)
@@ -67,19 +69,19 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 			return nil, err
 		}
 		if !ok {
-			return nil, &GateError{fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
+			return nil, &GateError{Reason: fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
 		}
 	}
-	if err := Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
+	if err := plan.Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
 		return nil, err
 	}
 	rollup := o.Plan.Rollup()
 	a := &evidence.Approval{Fingerprint: o.Plan.Fingerprint, By: o.By, PlanAuthor: o.Plan.Author, At: o.Now(),
-		Writes: len(o.Plan.Agreed()), RollupSHA256: RollupDigest(rollup)}
+		Writes: len(o.Plan.Agreed()), RollupSHA256: plan.RollupDigest(rollup)}
 	if o.SignKey != nil {
 		sig, err := sshsig.Sign(o.SignKey, SignatureNamespace, []byte(o.Plan.Fingerprint))
 		if err != nil {
-			return nil, &GateError{"--sign-key: " + err.Error()}
+			return nil, &GateError{Reason: "--sign-key: " + err.Error()}
 		}
 		a.Signature = string(sig)
 	}
@@ -108,7 +110,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 		return err
 	}
 	if len(approvals) == 0 {
-		return &GateError{fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
+		return &GateError{Reason: fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
 	}
 	if o.AllowedSigners == nil {
 		return nil
@@ -117,7 +119,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	rollup := RollupDigest(p.Rollup())
+	rollup := plan.RollupDigest(p.Rollup())
 	var why []string
 	for _, a := range approvals {
 		if a.Signature == "" {
@@ -148,29 +150,29 @@ func checkApprovals(ctx context.Context, o Options) error {
 			return nil
 		}
 	}
-	return &GateError{fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
+	return &GateError{Reason: fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
 }
 
 // checkAuthor verifies, under allowed signers, the author's signature of
 // the plan as kept in the store, and returns the key that made it.
 func checkAuthor(ctx context.Context, o Options) (string, error) {
 	p := o.Plan
-	rec, err := kept(ctx, o.Store, p.Fingerprint)
+	rec, err := plan.KeptRecord(ctx, o.Store, p.Fingerprint)
 	if err != nil {
 		return "", err
 	}
 	if rec == nil || rec.Signature == "" {
-		return "", &GateError{fmt.Sprintf("plan %s carries no signature of its author %s: with --allowed-signers the author must sign it (plan --sign-key KEY)",
+		return "", &GateError{Reason: fmt.Sprintf("plan %s carries no signature of its author %s: with --allowed-signers the author must sign it (plan --sign-key KEY)",
 			p.Fingerprint, p.Author)}
 	}
 	principals, err := o.AllowedSigners.Verify([]byte(rec.Signature), PlanSignatureNamespace, []byte(p.Fingerprint), o.Now())
 	if err != nil {
-		return "", &GateError{fmt.Sprintf("plan %s: its author's signature: %v", p.Fingerprint, err)}
+		return "", &GateError{Reason: fmt.Sprintf("plan %s: its author's signature: %v", p.Fingerprint, err)}
 	}
 	for _, pr := range principals {
 		if approver.Same(pr, p.Author) {
 			return sshsig.SignerKey([]byte(rec.Signature))
 		}
 	}
-	return "", &GateError{fmt.Sprintf("plan %s names author %s but is signed by %s", p.Fingerprint, p.Author, strings.Join(principals, ", "))}
+	return "", &GateError{Reason: fmt.Sprintf("plan %s names author %s but is signed by %s", p.Fingerprint, p.Author, strings.Join(principals, ", "))}
 }

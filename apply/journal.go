@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"backfill/apply/plan"
+
 	"backfill/internal/evidence"
 )
 
@@ -22,7 +24,7 @@ func loadHistory(ctx context.Context, s *evidence.Store, fingerprint string) (*h
 }
 
 // itemKey is the journal's key for an item's row.
-func itemKey(it Item) evidence.Key {
+func itemKey(it plan.Item) evidence.Key {
 	return evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}
 }
 
@@ -33,5 +35,5 @@ func (h *history) refusal(fingerprint string) error {
 	if !h.Rollback {
 		return nil
 	}
-	return &GateError{fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", fingerprint, h.RollbackAt.Format(time.RFC3339))}
+	return &GateError{Reason: fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", fingerprint, h.RollbackAt.Format(time.RFC3339))}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"backfill/apply/plan"
+
 	"backfill/internal/evidence"
 	"backfill/internal/tenantdb"
 )
@@ -20,7 +22,7 @@ func TestPendingTx(t *testing.T) {
 		t, ok := evidence.Replay([]evidence.Entry{*e}, "A").Pending[k]
 		return t, ok
 	}
-	o := Options{Plan: &Plan{Fingerprint: "A"}, Now: time.Now}
+	o := Options{Plan: &plan.Plan{Fingerprint: "A"}, Now: time.Now}
 	typed := committing(o, evidence.OpApply, Result{Tenant: "t", WorkspaceID: "w"}, tx)
 	if typed.Tx == nil || typed.Reason != pendingReason(tx) {
 		t.Fatalf("committing entry = %+v", typed)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"backfill/apply/plan"
+
 	"github.com/jackc/pgx/v5"
 
 	"backfill/internal/evidence"
@@ -13,12 +15,12 @@ import (
 
 // undoable returns the plan's items that rollback may still undo, in plan
 // order, and the history that decided it.
-func undoable(ctx context.Context, s *evidence.Store, p *Plan) ([]Item, *history, error) {
+func undoable(ctx context.Context, s *evidence.Store, p *plan.Plan) ([]plan.Item, *history, error) {
 	h, err := loadHistory(ctx, s, p.Fingerprint)
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []Item
+	var out []plan.Item
 	for _, it := range p.Agreed() {
 		if h.Undoable[itemKey(it)] {
 			out = append(out, it)
@@ -45,10 +47,10 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if len(items) == 0 {
 		return nil, ErrNothingApplied
 	}
-	if err := checkTenants(Options{Plan: &Plan{Items: items}, Inventory: o.Inventory}); err != nil {
+	if err := checkTenants(Options{Plan: &plan.Plan{Items: items}, Inventory: o.Inventory}); err != nil {
 		return nil, err
 	}
-	rep := runTenants(ctx, o, o.selected(group(items)), func(ctx context.Context, t inventory.Tenant, items []Item) TenantReport {
+	rep := runTenants(ctx, o, o.selected(plan.ByTenant(items)), func(ctx context.Context, t inventory.Tenant, items []plan.Item) TenantReport {
 		if !o.Execute {
 			return dryRun(ctx, o, t, items, true, h)
 		}
@@ -58,7 +60,7 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []Item, h *history) TenantReport {
+func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []plan.Item, h *history) TenantReport {
 	return writeTenant(ctx, o, t, items, evidence.OpRollback, RolledBack, func(ctx context.Context, tx pgx.Tx, st *settler) ([]Result, string) {
 		var results []Result
 		for _, it := range items {
@@ -106,7 +108,7 @@ func rollbackTenant(ctx context.Context, o Options, t inventory.Tenant, items []
 // or "" to go ahead. A rollback that committed already undid the row (what
 // it holds now is someone else's); an apply that never committed never
 // wrote it; and when the server cannot say, the row is left alone.
-func earlierRollback(ctx context.Context, st *settler, h *history, it Item) (outcome, why string, err error) {
+func earlierRollback(ctx context.Context, st *settler, h *history, it plan.Item) (outcome, why string, err error) {
 	k := itemKey(it)
 	if t, ok := h.RollbackPending[k]; ok {
 		settled, err := st.settle(ctx, evidence.OpRollback, it.WorkspaceID, t)

@@ -16,8 +16,8 @@ run snapshot-throughput snapshot BenchmarkSnapshotThroughput 3x
 run snapshot-memory snapshot BenchmarkSnapshotMemory 1x
 run snapshot-fleet-10k snapshot BenchmarkSnapshotFleet10k 1x
 run snapshot-fleet-100k snapshot BenchmarkSnapshotFleet100k 1x
-run reconcile-100k apply BenchmarkReconcile100k 3x
-run plan-100k apply BenchmarkPlan100k 1x
+run reconcile-100k apply/plan BenchmarkReconcile100k 3x
+run plan-100k apply/plan BenchmarkPlan100k 1x
 run apply-10k apply BenchmarkApply10k 3x
 
 # metric FILE UNIT: the value reported before UNIT on the benchmark line.

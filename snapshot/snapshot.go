@@ -54,13 +54,18 @@ type Options struct {
 
 // Progress is a running count for the progress line.
 type Progress struct {
-	Total     int // workspaces to capture this run, as far as listed so far
-	Done      int
-	Failed    int // not captured so far
-	Elapsed   time.Duration
-	Listing   int // tenants still being listed
-	Throttled int // tenants waiting out a 429 now
-	Stopping  bool
+	Total      int // workspaces to capture this run, as far as listed so far
+	Done       int
+	Failed     int // not captured so far: NotLive + NotRunning + Gone + Errors
+	Captured   int
+	NotLive    int
+	NotRunning int
+	Gone       int
+	Errors     int // failed, not attempted or not recorded
+	Elapsed    time.Duration
+	Listing    int // tenants still being listed
+	Throttled  int // tenants waiting out a 429 now
+	Stopping   bool
 }
 
 // TenantFailure is a tenant whose workspaces could not be listed, or whose
@@ -143,7 +148,9 @@ type engine struct {
 	earlier map[evidence.Key]bool // workspaces with a successful capture before this run; read-only
 
 	total, done, failed, listing atomic.Int64
-	writeErr                     atomic.Pointer[error]
+	// Outcomes counted so far, for the progress line.
+	captured, notLive, notRunning, gone atomic.Int64
+	writeErr                            atomic.Pointer[error]
 }
 
 // Run captures every selected tenant's live workspaces. It returns an error
@@ -651,13 +658,17 @@ func (e *engine) counted(f WorkspaceFailure) {
 	switch f.Outcome {
 	case evidence.Captured:
 		e.sum.Captured++
+		e.captured.Add(1)
 		return
 	case evidence.NotLive:
 		e.sum.NotLive++
+		e.notLive.Add(1)
 	case evidence.NotRunning:
 		e.sum.NotRunning++
+		e.notRunning.Add(1)
 	case evidence.Gone:
 		e.sum.Gone++
+		e.gone.Add(1)
 	default:
 		e.sum.Failed++
 	}
@@ -744,7 +755,9 @@ func (e *engine) startProgress(ctx context.Context, start time.Time) (stop func(
 	var wg sync.WaitGroup
 	wg.Add(1)
 	report := func() {
-		e.o.OnProgress(Progress{Total: int(e.total.Load()), Done: int(e.done.Load()), Failed: int(e.failed.Load()),
+		failed, notLive, notRunning, gone := int(e.failed.Load()), int(e.notLive.Load()), int(e.notRunning.Load()), int(e.gone.Load())
+		e.o.OnProgress(Progress{Total: int(e.total.Load()), Done: int(e.done.Load()), Failed: failed,
+			Captured: int(e.captured.Load()), NotLive: notLive, NotRunning: notRunning, Gone: gone, Errors: failed - notLive - notRunning - gone,
 			Elapsed: e.o.Now().Sub(start), Listing: int(e.listing.Load()), Throttled: e.sched.throttled(), Stopping: ctx.Err() != nil})
 	}
 	go func() {

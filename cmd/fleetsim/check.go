@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 )
 
 // comparison is the outcome of holding the fleet against its answer key.
@@ -114,9 +114,9 @@ func readTemplates(ctx context.Context, dsn string) (map[string]dbRow, error) {
 // comparePlan holds a plan's verdicts against the key: every planned
 // workspace has an item with the key's verdict and drift flag, and no
 // other item exists.
-func comparePlan(k *answerKey, p *apply.Plan) *comparison {
+func comparePlan(k *answerKey, p *plan.Plan) *comparison {
 	res := &comparison{}
-	items := map[string]apply.Item{}
+	items := map[string]plan.Item{}
 	for _, it := range p.Items {
 		items[it.Key()] = it
 	}

@@ -13,7 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/filesapi"
 )
 
@@ -159,7 +159,7 @@ type workspaceSpec struct {
 	Claims   []string // workspace-level CP claims, as written
 
 	Case    string
-	Verdict apply.Verdict // "" when the workspace is never planned
+	Verdict plan.Verdict // "" when the workspace is never planned
 	Drift   bool
 	Final   string // template after apply --execute
 }
@@ -350,41 +350,41 @@ var specials = []special{
 	{"container-listing-without-config", isSelfAPI, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc = "SEO-Agent", nil, "none: its running container's /configs has no config.yaml"
 		w.Case, w.Verdict = "ListFiles answers from the running container (source container, no config.yaml listed), "+
-			"but ReadFile's cat fails and falls through to template folder seo-agent: never evidence", apply.NoEvidence
+			"but ReadFile's cat fails and falls through to template folder seo-agent: never evidence", plan.NoEvidence
 	}},
 	{"paused-self-hosted-files-api", isSelfAPI, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.Live, w.LiveDesc = "seo-paused", "paused", catalogConfig(seoAgent), seoAgent+" (in its volume, unread)"
 		w.Case, w.Verdict = "self-hosted files API, paused: container removed, no host mirror, no template folder of that name: "+
-			"404 file not found (container offline, no template); only exec→file reaches the volume", apply.NoEvidence
+			"404 file not found (container offline, no template); only exec→file reaches the volume", plan.NoEvidence
 	}},
 	// Self-hosted through docker exec, falling back to the config volume.
 	{"no-evidence-volume", isSelfExec, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.Live, w.LiveDesc = "seo-lost", "hibernated", nil, "missing"
-		w.Case, w.Verdict = "hibernated: docker says No such container, and its config volume holds no config.yaml: exec and file both gone", apply.NoEvidence
+		w.Case, w.Verdict = "hibernated: docker says No such container, and its config volume holds no config.yaml: exec and file both gone", plan.NoEvidence
 	}},
 	{"hibernated-exec-file", all(isSelfExec, hasCP), func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.Live, w.LiveDesc = "seo-sleeper", "hibernated", catalogConfig(seoAgent), seoAgent
 		w.Case, w.Verdict, w.Final = "hibernated: its container was removed (docker: No such container); "+
-			"the file fallback reads the config volume: seo-agent, CP agrees", apply.Agree, seoAgent
+			"the file fallback reads the config volume: seo-agent, CP agrees", plan.Agree, seoAgent
 	}},
 	{"stopped-exec-file", all(isSelfExec, hasCP), func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.Live, w.LiveDesc = "seo-stopped", "offline", catalogConfig(seoAgent), seoAgent
 		w.Case, w.Verdict, w.Final = "offline: its container exited (docker: is not running); "+
-			"the file fallback reads the config volume: seo-agent, CP agrees", apply.Agree, seoAgent
+			"the file fallback reads the config volume: seo-agent, CP agrees", plan.Agree, seoAgent
 	}},
 	// Hosted.
 	{"eic", all(isHosted, hasCP), func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.EC2, w.Live, w.LiveDesc = "seo-on-ec2", true, catalogConfig(seoAgent), seoAgent
-		w.Case, w.Verdict, w.Final = "hosted on EC2 (instance_id i-…): read over EIC, seo-agent, CP agrees", apply.Agree, seoAgent
+		w.Case, w.Verdict, w.Final = "hosted on EC2 (instance_id i-…): read over EIC, seo-agent, CP agrees", plan.Agree, seoAgent
 	}},
 	{"hibernated-host-mirror", all(isHosted, hasCP), func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.Live, w.LiveDesc = "seo-dormant", "hibernated", catalogConfig(seoAgent), seoAgent
-		w.Case, w.Verdict, w.Final = "hosted, hibernated: compute terminated, the host mirror (bundle of the last provision) answers; CP agrees", apply.Agree, seoAgent
+		w.Case, w.Verdict, w.Final = "hosted, hibernated: compute terminated, the host mirror (bundle of the last provision) answers; CP agrees", plan.Agree, seoAgent
 	}},
 	{"no-evidence-files-api", isHosted, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.NoMirror, w.Live, w.LiveDesc = "seo-vanished", "hibernated", true, nil, "none readable: compute terminated, no host mirror"
 		w.Case, w.Verdict = "hosted, bundle-imported (no host mirror), hibernated, named like no template: "+
-			"ListFiles 200 [] (source none), ReadFile 404 file not found (container offline, no template)", apply.NoEvidence
+			"ListFiles 200 [] (source none), ReadFile 404 file not found (container offline, no template)", plan.NoEvidence
 	}},
 	// The trap: a stub workspace named like a template, its container down.
 	{"template-dir-trap", all(isFilesAPI, hasCP), func(w *workspaceSpec, t *tenantSpec) {
@@ -396,59 +396,59 @@ var specials = []special{
 			how = "hosted, bundle-imported (no host mirror)"
 		}
 		w.Case, w.Verdict = "stub workspace named \"seo agent\" (runtime from the column default), hibernated, "+how+
-			": ReadFile answers 200 from template folder seo-agent, with no header saying so; the tenant-wide CP claim is seo-agent, so only the source keeps this from agree", apply.NoEvidence
+			": ReadFile answers 200 from template folder seo-agent, with no header saying so; the tenant-wide CP claim is seo-agent, so only the source keeps this from agree", plan.NoEvidence
 	}},
 	{"removed-after-capture", isFilesAPI, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc, w.After = "seo-sunset", catalogConfig(seoAgent), seoAgent, afterRemove
-		w.Case, w.Verdict = "captured, then set to status 'removed' before plan", apply.Removed
+		w.Case, w.Verdict = "captured, then set to status 'removed' before plan", plan.Removed
 	}},
 	{"deleted-after-capture", isFilesAPI, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc, w.After = "seo-deleted", catalogConfig(seoAgent), seoAgent, afterDelete
-		w.Case, w.Verdict = "captured, then its row deleted before plan (a second listing says workspace not found)", apply.Removed
+		w.Case, w.Verdict = "captured, then its row deleted before plan (a second listing says workspace not found)", plan.Removed
 	}},
 	{"already-set", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Template, w.Live, w.LiveDesc = "seo-postfix", seoAgent, catalogConfig(seoAgent), seoAgent
-		w.Case, w.Verdict = "template already seo-agent, matching evidence and CP", apply.AlreadySet
+		w.Case, w.Verdict = "template already seo-agent, matching evidence and CP", plan.AlreadySet
 	}},
 	{"already-set-drift", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Template, w.Live, w.LiveDesc = "seo-mislabelled", platformAgent, catalogConfig(seoAgent), seoAgent
-		w.Case, w.Verdict, w.Drift = "template already platform-agent, but evidence and CP say seo-agent", apply.AlreadySet, true
+		w.Case, w.Verdict, w.Drift = "template already platform-agent, but evidence and CP say seo-agent", plan.AlreadySet, true
 	}},
 	{"cp-ambiguous", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc = "seo-two-claims", catalogConfig(seoAgent), seoAgent
 		w.Claims = []string{seoAgent, platformAgent}
-		w.Case, w.Verdict = "two workspace-level CP records name different templates", apply.CPAmbiguous
+		w.Case, w.Verdict = "two workspace-level CP records name different templates", plan.CPAmbiguous
 	}},
 	{"conflict", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc = "seo-claimed-other", catalogConfig(seoAgent), seoAgent
 		w.Claims = []string{platformAgent}
-		w.Case, w.Verdict = "evidence seo-agent, workspace-level CP record platform-agent", apply.Conflict
+		w.Case, w.Verdict = "evidence seo-agent, workspace-level CP record platform-agent", plan.Conflict
 	}},
 	{"conflict-default", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc = "claude-claimed-seo", catalogConfig("claude-code-default"), "claude-code-default"
 		w.Claims = []string{seoAgent}
-		w.Case, w.Verdict = "evidence is the runtime default, workspace-level CP record seo-agent", apply.Conflict
+		w.Case, w.Verdict = "evidence is the runtime default, workspace-level CP record seo-agent", plan.Conflict
 	}},
 	{"concierge-no-claim", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Kind, w.Runtime = "Support Agent", "platform", "hermes"
 		w.Live, w.LiveDesc = conciergeConfig("hermes", w.Name), "hermes renamed "+w.Name
-		w.Case, w.Verdict = "concierge (kind platform) without a workspace-level CP record: the tenant-wide seo-agent applies", apply.Conflict
+		w.Case, w.Verdict = "concierge (kind platform) without a workspace-level CP record: the tenant-wide seo-agent applies", plan.Conflict
 	}},
 	{"concierge-already-set", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Kind, w.Runtime, w.Template = "Billing Agent", "platform", "hermes", platformAgent
 		w.Live, w.LiveDesc = conciergeConfig("hermes", w.Name), "hermes renamed "+w.Name
 		w.Claims = []string{platformAgent}
-		w.Case, w.Verdict = "concierge already set to platform-agent", apply.AlreadySet
+		w.Case, w.Verdict = "concierge already set to platform-agent", plan.AlreadySet
 	}},
 	{"agree-template-key", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "blog-writer", "template key seo-agent"
 		w.Live = []byte("name: Blog Writer\ntemplate: seo-agent\nruntime: claude-code\ntier: 2\nskills:\n  - keyword-research\n")
-		w.Case, w.Verdict, w.Final = "explicit template: seo-agent key, CP agrees", apply.Agree, seoAgent
+		w.Case, w.Verdict, w.Final = "explicit template: seo-agent key, CP agrees", plan.Agree, seoAgent
 	}},
 	{"default-with-claim", hasCP, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Live, w.LiveDesc = "claude-claimed-default", catalogConfig("claude-code-default"), "claude-code-default"
 		w.Claims = []string{"claude-code"}
-		w.Case, w.Verdict = "runtime default, workspace-level CP record names the same default", apply.Default
+		w.Case, w.Verdict = "runtime default, workspace-level CP record names the same default", plan.Default
 	}},
 	{"tombstone", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Status, w.Live, w.LiveDesc = "seo-retired", "removed", nil, "missing"
@@ -457,48 +457,48 @@ var specials = []special{
 	{"stub-named-like-template", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "SEO Agent", "stub"
 		w.Live = stubConfig("SEO Agent", "marketing", "claude-code")
-		w.Case, w.Verdict = "live stub config whose name equals seo-agent's display name", apply.StubEvidence
+		w.Case, w.Verdict = "live stub config whose name equals seo-agent's display name", plan.StubEvidence
 	}},
 	{"stub", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "scratchpad", "stub"
 		w.Live = stubConfig("scratchpad", "notes", "claude-code")
-		w.Case, w.Verdict = "stub config", apply.StubEvidence
+		w.Case, w.Verdict = "stub config", plan.StubEvidence
 	}},
 	{"unknown-template-key", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "research-desk", "template key research-agent"
 		w.Live = []byte("name: Research Desk\ntemplate: research-agent\nruntime: claude-code\ntier: 2\nskills:\n  - web-search\n")
-		w.Case, w.Verdict = "explicit template key naming a template not in the catalog", apply.UnknownTemplate
+		w.Case, w.Verdict = "explicit template key naming a template not in the catalog", plan.UnknownTemplate
 	}},
 	{"unknown-name", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "market-watch", "unrecognised name"
 		w.Live = []byte("name: Market Watch\ndescription: Tracks competitors.\nversion: 0.2.0\ntier: 2\nruntime: claude-code\nprompt_files:\n  - prompts/watch.md\n")
-		w.Case, w.Verdict = "display name matches no catalog template", apply.UnknownTemplate
+		w.Case, w.Verdict = "display name matches no catalog template", plan.UnknownTemplate
 	}},
 	{"renamed-runtime-default", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Runtime, w.LiveDesc = "Ops Helper", "hermes", "hermes renamed Ops Helper"
 		w.Live = renamed("hermes", "Ops Helper")
-		w.Case, w.Verdict = "the hermes default with its name changed to the workspace's: no template is recognisable", apply.UnknownTemplate
+		w.Case, w.Verdict = "the hermes default with its name changed to the workspace's: no template is recognisable", plan.UnknownTemplate
 	}},
 	{"default-renamed-like-template", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "seo-desk", "claude-code-default renamed SEO Agent"
 		w.Live = renamed("claude-code-default", "SEO Agent")
-		w.Case, w.Verdict = "the claude-code default renamed after seo-agent's display name: the body is the default's, so the name is no evidence", apply.UnknownTemplate
+		w.Case, w.Verdict = "the claude-code default renamed after seo-agent's display name: the body is the default's, so the name is no evidence", plan.UnknownTemplate
 	}},
 	{"runtime-mismatch", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.Runtime, w.Live, w.LiveDesc = "hermes-seo", "hermes", catalogConfig(seoAgent), seoAgent
-		w.Case, w.Verdict = "seo-agent (a claude-code template) on a hermes workspace", apply.RuntimeMismatch
+		w.Case, w.Verdict = "seo-agent (a claude-code template) on a hermes workspace", plan.RuntimeMismatch
 	}},
 	{"default-template-key", nil, func(w *workspaceSpec, t *tenantSpec) {
 		w.Name, w.LiveDesc = "backend-engineer", "template key claude-code-default"
 		w.Live = []byte("name: Backend Engineer 2\nrole: backend\ntemplate: claude-code-default\ntier: 3\nmodel: opus\nruntime: claude-code\n")
-		w.Case, w.Verdict = "explicit template: claude-code-default key", apply.Default
+		w.Case, w.Verdict = "explicit template: claude-code-default key", plan.Default
 	}},
 }
 
 // notSimulated names the verdicts the fleet cannot produce, with why.
-var notSimulated = map[apply.Verdict]string{
-	apply.UnstableEvidence: "needs two captures of one workspace naming different non-default templates; one snapshot gives one capture",
-	apply.Unreachable:      "needs a tenant database down at plan time; the fleet keeps every tenant up (internal/cli tests stop one)",
+var notSimulated = map[plan.Verdict]string{
+	plan.UnstableEvidence: "needs two captures of one workspace naming different non-default templates; one snapshot gives one capture",
+	plan.Unreachable:      "needs a tenant database down at plan time; the fleet keeps every tenant up (internal/cli tests stop one)",
 }
 
 var tenantNames = []string{"acme-seo", "globex", "initech", "umbrella-labs", "hooli", "stark", "wayne-ent", "wonka", "tyrell", "cyberdyne", "soylent", "oscorp"}
@@ -622,9 +622,9 @@ func design(tenants, workspaces int, seed uint64) (*fleetSpec, error) {
 		concierge.Live, concierge.LiveDesc = conciergeConfig("hermes", concierge.Name), "hermes renamed "+concierge.Name
 		if t.Claim != "" {
 			concierge.Claims = []string{platformAgent}
-			concierge.Case, concierge.Verdict, concierge.Final = "the org's concierge (kind platform, hermes base template renamed), workspace-level CP record platform-agent", apply.Agree, platformAgent
+			concierge.Case, concierge.Verdict, concierge.Final = "the org's concierge (kind platform, hermes base template renamed), workspace-level CP record platform-agent", plan.Agree, platformAgent
 		} else {
-			concierge.Case, concierge.Verdict = "the org's concierge in the tenant the CP has no record of", apply.CPMissing
+			concierge.Case, concierge.Verdict = "the org's concierge in the tenant the CP has no record of", plan.CPMissing
 		}
 		t.Workspaces = append(t.Workspaces, concierge)
 		for _, sp := range placed[ti] {
@@ -644,7 +644,7 @@ func design(tenants, workspaces int, seed uint64) (*fleetSpec, error) {
 			}
 		}
 		for _, w := range t.Workspaces {
-			if w.Verdict != apply.Agree {
+			if w.Verdict != plan.Agree {
 				w.Final = w.Template
 			}
 			// Self-hosted servers leave instance_id NULL (the container is
@@ -756,14 +756,14 @@ func ordinary(w *workspaceSpec, t *tenantSpec, rng *rand.Rand, counter map[strin
 	switch {
 	case tmpl == seoAgent && rng.Float64() < 0.12:
 		w.Template = seoAgent
-		w.Case, w.Verdict = "seo-agent workspace created after the fix", apply.AlreadySet
+		w.Case, w.Verdict = "seo-agent workspace created after the fix", plan.AlreadySet
 	case !isEvidence(from):
-		w.Case, w.Verdict = tmpl+" workspace, "+w.Status+": "+unread, apply.NoEvidence
+		w.Case, w.Verdict = tmpl+" workspace, "+w.Status+": "+unread, plan.NoEvidence
 	case tmpl != seoAgent:
-		w.Case, w.Verdict = "runtime default "+tmpl+", "+w.Status+", read from "+from, apply.Default
+		w.Case, w.Verdict = "runtime default "+tmpl+", "+w.Status+", read from "+from, plan.Default
 	case t.Claim != "":
-		w.Case, w.Verdict, w.Final = "seo-agent workspace with template = '', "+w.Status+", read from "+from+", tenant-wide CP record", apply.Agree, seoAgent
+		w.Case, w.Verdict, w.Final = "seo-agent workspace with template = '', "+w.Status+", read from "+from+", tenant-wide CP record", plan.Agree, seoAgent
 	default:
-		w.Case, w.Verdict = "seo-agent workspace in the tenant the CP has no record of, read from "+from, apply.CPMissing
+		w.Case, w.Verdict = "seo-agent workspace in the tenant the CP has no record of, read from "+from, plan.CPMissing
 	}
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"gopkg.in/yaml.v3"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/cli"
 	"backfill/internal/filesapi"
 	"backfill/internal/inventory"
@@ -179,15 +179,15 @@ func TestFleetThroughBackfill(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errs)
 	}
-	p, err := apply.LoadPlan(planPath)
+	p, err := plan.LoadPlan(planPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	items := map[string]apply.Item{}
+	items := map[string]plan.Item{}
 	for _, it := range p.Items {
 		items[it.Key()] = it
 	}
-	seen := map[apply.Verdict]bool{}
+	seen := map[plan.Verdict]bool{}
 	planned, agree := 0, 0
 	for _, w := range key.Workspaces {
 		it, ok := items[w.Tenant+"/"+w.WorkspaceID]
@@ -198,7 +198,7 @@ func TestFleetThroughBackfill(t *testing.T) {
 			continue
 		}
 		planned++
-		if w.Verdict == apply.Agree {
+		if w.Verdict == plan.Agree {
 			agree++
 		}
 		switch {
@@ -213,7 +213,7 @@ func TestFleetThroughBackfill(t *testing.T) {
 	if len(p.Items) != planned {
 		t.Errorf("plan has %d items, the key plans %d", len(p.Items), planned)
 	}
-	for _, v := range apply.Verdicts {
+	for _, v := range plan.Verdicts {
 		if _, skip := notSimulated[v]; !seen[v] && !skip {
 			t.Errorf("verdict %s does not occur in the small fleet", v)
 		}
@@ -246,7 +246,7 @@ func TestFleetThroughBackfill(t *testing.T) {
 	// A row that differs from the key is named, and check fails.
 	var victim keyWorkspace
 	for _, w := range key.Workspaces {
-		if w.Verdict == apply.Default {
+		if w.Verdict == plan.Default {
 			victim = w
 			break
 		}
@@ -416,13 +416,13 @@ func TestDesignIsDeterministicAndCoversTheTable(t *testing.T) {
 		if len(k.Workspaces) != size[1] || len(k.Tenants) != size[0] {
 			t.Errorf("%v: %d tenants, %d workspaces", size, len(k.Tenants), len(k.Workspaces))
 		}
-		for _, v := range apply.Verdicts {
+		for _, v := range plan.Verdicts {
 			if _, skip := notSimulated[v]; (k.Counts[string(v)] == 0) != skip {
 				t.Errorf("%v: verdict %s: %d workspaces", size, v, k.Counts[string(v)])
 			}
 		}
 		for _, w := range k.Workspaces {
-			if w.Verdict == apply.Agree && w.Template == "" {
+			if w.Verdict == plan.Agree && w.Template == "" {
 				t.Errorf("%v: agree without a final template: %+v", size, w)
 			}
 		}
@@ -523,10 +523,10 @@ func TestKeyCoversEveryCase(t *testing.T) {
 			name, _, _ := strings.Cut(w.Case, ":")
 			byCase[name] = w
 			reads[w.ReadFrom] = true
-			if w.Verdict == "" || w.Verdict == apply.Removed || w.Verdict == apply.AlreadySet {
+			if w.Verdict == "" || w.Verdict == plan.Removed || w.Verdict == plan.AlreadySet {
 				continue
 			}
-			if (w.Verdict == apply.NoEvidence) == isEvidence(w.ReadFrom) {
+			if (w.Verdict == plan.NoEvidence) == isEvidence(w.ReadFrom) {
 				t.Errorf("%v: %s (%s): verdict %s but read_from %s", size, w.Name, w.Case, w.Verdict, w.ReadFrom)
 			}
 		}
@@ -582,7 +582,7 @@ func TestKeyCoversEveryCase(t *testing.T) {
 			if c.Kind != "platform" || c.Runtime != "hermes" || (c.Name != "Org Concierge" && c.Name != orgTitle(tn.Name)+" Agent") {
 				t.Errorf("%v: %s's concierge: %+v", size, tn.Name, c)
 			}
-			if tn.Claim != "" && (c.Verdict != apply.Agree || c.Final != platformAgent) {
+			if tn.Claim != "" && (c.Verdict != plan.Agree || c.Final != platformAgent) {
 				t.Errorf("%v: %s's concierge: %s -> %q, want agree platform-agent", size, tn.Name, c.Verdict, c.Final)
 			}
 			if !bytes.Contains(c.Live, []byte("name: "+c.Name+"\n")) || !bytes.Contains(c.Live, []byte("runtime: hermes\n")) {

@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/filesapi"
 )
 
@@ -59,8 +59,8 @@ type keyWorkspace struct {
 	ReadFrom string `json:"read_from"`
 	Case     string `json:"case"`
 	// Verdict is plan's verdict; "" for a row plan never sees.
-	Verdict apply.Verdict `json:"verdict"`
-	Drift   bool          `json:"drift,omitempty"`
+	Verdict plan.Verdict `json:"verdict"`
+	Drift   bool         `json:"drift,omitempty"`
 	// Template is the row's template after apply --execute.
 	Template string `json:"template"`
 	// Row is "live", "removed" or "deleted": the row's state after snapshot.
@@ -79,7 +79,7 @@ const (
 
 func (f *fleetSpec) key() *answerKey {
 	k := &answerKey{FormatVersion: keyFormat, Seed: f.Seed, Counts: map[string]int{}, NotSimulated: map[string]string{}}
-	for _, v := range apply.Verdicts {
+	for _, v := range plan.Verdicts {
 		k.Counts[string(v)] = 0
 	}
 	k.Counts["drift"], k.Counts["not-planned"] = 0, 0

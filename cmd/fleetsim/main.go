@@ -27,7 +27,7 @@ import (
 	"sort"
 	"syscall"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/filesapi"
 )
 
@@ -200,7 +200,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "fleetsim check: %s: all %d workspaces match the answer key\n", what, c.Checked)
 	}
 	if *planPath != "" {
-		p, err := apply.LoadPlan(*planPath)
+		p, err := plan.LoadPlan(*planPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "fleetsim check: %v\n", err)
 			return exitError

@@ -23,7 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/filesapi"
 	"backfill/internal/pgtest"
 )
@@ -57,7 +57,7 @@ type advCase struct {
 	behave   string // a behaviour instead of serving content
 	outcome  string // capture outcome
 	reason   string // fragment of the capture's reason (failed)
-	verdict  apply.Verdict
+	verdict  plan.Verdict
 	planWhy  string // fragment of the plan item's reason
 	set      string // agree: the value written
 	promptly bool   // parsing it must not take long
@@ -83,8 +83,8 @@ func adversarialCases() []advCase {
 	dupKeys := "name: Keyword Bot\ntemplate: platform-agent\nruntime: claude-code\ntemplate: seo-agent\n"
 	list := "- name: SEO Agent\n  template: seo-agent\n"
 
-	unknown := apply.UnknownTemplate
-	noEv := apply.NoEvidence
+	unknown := plan.UnknownTemplate
+	noEv := plan.NoEvidence
 	const noCapture = "no successful capture"
 	return []advCase{
 		{name: "yaml-alias-bomb", via: viaHTTP, content: bomb, outcome: "captured",
@@ -102,11 +102,11 @@ func adversarialCases() []advCase {
 		{name: "invalid-utf8", via: viaExec, content: latin1, outcome: "captured",
 			verdict: unknown, planWhy: "not valid UTF-8"},
 		{name: "bom-and-crlf", via: viaHTTP, content: bomCRLF, outcome: "captured",
-			verdict: apply.Agree, planWhy: "both name seo-agent", set: "seo-agent"},
+			verdict: plan.Agree, planWhy: "both name seo-agent", set: "seo-agent"},
 		{name: "duplicate-keys", via: viaExec, content: dupKeys, outcome: "captured",
 			verdict: unknown, planWhy: `mapping key "template" already defined`},
 		{name: "template-odd-case-and-spaces", via: viaFile, content: oddCase, outcome: "captured",
-			verdict: apply.Agree, planWhy: "both name seo-agent", set: "seo-agent"},
+			verdict: plan.Agree, planWhy: "both name seo-agent", set: "seo-agent"},
 		{name: "lookalike-display-name", via: viaHTTP, content: lookalike, outcome: "captured",
 			verdict: unknown, planWhy: "matches no template's display name"},
 		{name: "empty-file", via: viaFile, content: "", outcome: "captured",
@@ -390,14 +390,14 @@ func TestAdversarialCorpusEndToEnd(t *testing.T) {
 	if pl.code != 0 {
 		t.Fatalf("plan exit %d\n%s\n%s", pl.code, pl.stdout, pl.stderr)
 	}
-	p, err := apply.LoadPlan(filepath.Join(f.dir, "plan.json"))
+	p, err := plan.LoadPlan(filepath.Join(f.dir, "plan.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Items) != len(cases) {
 		t.Errorf("plan has %d items for %d workspaces", len(p.Items), len(cases))
 	}
-	items := map[string]apply.Item{}
+	items := map[string]plan.Item{}
 	for _, it := range p.Items {
 		items[it.WorkspaceName] = it
 	}

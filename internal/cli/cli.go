@@ -107,9 +107,11 @@ func (r *runner) safe(msg string) string {
 }
 
 type runner struct {
-	env      Env
-	redactor *secret.Redactor
-	log      *slog.Logger
+	logFormat string
+	logLevel  slog.Level
+	env       Env
+	redactor  *secret.Redactor
+	log       *slog.Logger
 	// partialExit replaces ExitPartial when --partial-exit-code is given.
 	partialExit *int
 }
@@ -263,21 +265,26 @@ func (r *runner) setup(c *cli.Context) error {
 		}
 		r.partialExit = &code
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch format {
-	case "text":
-		h = slog.NewTextHandler(r.env.Stderr, opts)
-	case "json":
-		h = slog.NewJSONHandler(r.env.Stderr, opts)
-	default:
+	if format != "text" && format != "json" {
 		return &exitError{ExitUsage, fmt.Errorf("--log-format must be text or json, not %q", format)}
 	}
 	if r.redactor == nil {
 		r.redactor = secret.NewRedactor()
 	}
-	r.log = slog.New(secret.Handler(h, r.redactor))
+	r.logFormat, r.logLevel = format, level
+	r.logTo(r.env.Stderr)
 	return nil
+}
+
+// logTo sends the log to w, keeping its format, level and redaction: a
+// progress line takes over stderr and prints log lines above itself.
+func (r *runner) logTo(w io.Writer) {
+	opts := &slog.HandlerOptions{Level: r.logLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if r.logFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	r.log = slog.New(secret.Handler(h, r.redactor))
 }
 
 func (r *runner) evidencePath(c *cli.Context) string {

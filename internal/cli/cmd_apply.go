@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
@@ -29,7 +30,9 @@ func writeFlags() []cli.Flag {
 		// Deliberately no BACKFILL_EXECUTE: a variable left in a shell must
 		// never turn a dry run into a production write.
 		&cli.BoolFlag{Name: "execute", Usage: "write; without it, a read-only dry run (command line only)"},
-		&cli.IntFlag{Name: "concurrency", Value: 4, EnvVars: envVar("concurrency"), Usage: "tenants at once"},
+		// Tenants, not captures: its own name and variable, so a
+		// BACKFILL_CAPTURE_CONCURRENCY sized for snapshot never applies here.
+		&cli.IntFlag{Name: "tenant-concurrency", Aliases: []string{"concurrency"}, Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenant transactions at once"},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 2 * time.Second, EnvVars: envVar("lock-timeout"), Usage: "tenant session lock_timeout"},
 		&cli.DurationFlag{Name: "statement-timeout", Value: 30 * time.Second, EnvVars: envVar("statement-timeout"), Usage: "tenant session statement_timeout"},
 		&cli.StringFlag{Name: "operator", EnvVars: envVar("operator"), Usage: "who runs this, for the journal (default: $USER)"},
@@ -62,8 +65,8 @@ func (r *runner) applyCommand() *cli.Command {
 // returned store is locked against other snapshot and apply runs.
 func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, error) {
 	var o apply.Options
-	if c.Int("concurrency") < 1 || c.Duration("lock-timeout") <= 0 || c.Duration("statement-timeout") <= 0 || c.Int("canary") < 0 {
-		return o, nil, &exitError{ExitUsage, errors.New("--concurrency, --lock-timeout and --statement-timeout must be positive, --canary not negative")}
+	if c.Int("tenant-concurrency") < 1 || c.Duration("lock-timeout") <= 0 || c.Duration("statement-timeout") <= 0 || c.Int("canary") < 0 {
+		return o, nil, &exitError{ExitUsage, errors.New("--tenant-concurrency, --lock-timeout and --statement-timeout must be positive, --canary not negative")}
 	}
 	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
 	if err != nil {
@@ -135,7 +138,7 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved, AllowedSigners: signers,
 		Tenants: tenants, CanaryTenants: canaries,
 		Execute: c.Bool("execute"), Canary: c.Int("canary"),
-		Concurrency: c.Int("concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
+		Concurrency: c.Int("tenant-concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
 		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,
 	}, store, nil
 }
@@ -161,7 +164,7 @@ func tenantPatterns(inv *inventory.Inventory, patterns []string, flag string) ([
 
 // loadPlanCatalog loads the catalog a plan was made with: --catalog, else
 // the path the plan records. Rederive refuses another digest.
-func loadPlanCatalog(c *cli.Context, p *apply.Plan) (*catalog.Catalog, error) {
+func loadPlanCatalog(c *cli.Context, p *plan.Plan) (*catalog.Catalog, error) {
 	dir, man := c.String("catalog"), c.String("manifest")
 	if dir == "" {
 		dir = p.Inputs.Catalog.Path

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/cp"
 )
 
@@ -82,12 +83,12 @@ func (r *runner) approve(c *cli.Context) error {
 
 // approveJSON is `approve --json`'s document.
 type approveJSON struct {
-	SchemaVersion int               `json:"schema_version"`
-	Fingerprint   string            `json:"fingerprint"`
-	By            string            `json:"by"`
-	At            string            `json:"at"`
-	Signed        bool              `json:"signed"`
-	Writes        int               `json:"writes"`
-	RollupSHA256  string            `json:"rollup_sha256"`
-	Rollup        []apply.RollupRow `json:"rollup"`
+	SchemaVersion int              `json:"schema_version"`
+	Fingerprint   string           `json:"fingerprint"`
+	By            string           `json:"by"`
+	At            string           `json:"at"`
+	Signed        bool             `json:"signed"`
+	Writes        int              `json:"writes"`
+	RollupSHA256  string           `json:"rollup_sha256"`
+	Rollup        []plan.RollupRow `json:"rollup"`
 }

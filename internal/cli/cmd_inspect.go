@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/inventory"
 	"backfill/internal/tenantdb"
 	"backfill/internal/termsafe"
@@ -81,10 +81,10 @@ type listedJSON struct {
 }
 
 type inspectPlanJSON struct {
-	Fingerprint string     `json:"fingerprint"`
-	Author      string     `json:"author"`
-	CreatedAt   time.Time  `json:"created_at"`
-	Item        apply.Item `json:"item"`
+	Fingerprint string    `json:"fingerprint"`
+	Author      string    `json:"author"`
+	CreatedAt   time.Time `json:"created_at"`
+	Item        plan.Item `json:"item"`
 }
 
 func (r *runner) inspect(c *cli.Context) error {
@@ -158,7 +158,7 @@ func (r *runner) inspect(c *cli.Context) error {
 		return fail("read %s: %v", store.Path(), err)
 	}
 	for _, k := range kept {
-		p, err := apply.LoadKept(ctx, store, k.Fingerprint)
+		p, err := plan.LoadKept(ctx, store, k.Fingerprint)
 		if err != nil {
 			return fail("%v", err)
 		}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 )
 
 type captureKey struct{ key, sha string }
@@ -80,7 +80,7 @@ func TestShardsMergedEqualOneRun(t *testing.T) {
 	if pr.code != 0 {
 		t.Fatalf("plan on merged store: %d %s", pr.code, pr.stderr)
 	}
-	p, err := apply.LoadPlan(planPath)
+	p, err := plan.LoadPlan(planPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/approver"
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
@@ -29,12 +30,15 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`: the platform's template cache, a folder per template"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the platform's template manifest `FILE` (workspace_templates[].runtime), when it is not DIR/manifest.json"},
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: envVar("out"), Usage: "plan `FILE` to write"},
-			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review report to `FILE`"},
+			&cli.StringFlag{Name: "report", EnvVars: envVar("report"), Usage: "also write a Markdown review summary that fits a ticket (under 60,000 characters) to `FILE`"},
+			&cli.StringFlag{Name: "report-full", EnvVars: envVar("report-full"), Usage: "also write the full Markdown review, every item and write, to `FILE`"},
+			&cli.StringFlag{Name: "report-csv", EnvVars: envVar("report-csv"), Usage: "also write every item as CSV to `FILE`"},
 			&cli.StringFlag{Name: "author", EnvVars: envVar("author"), Usage: "plan author (default: $USER)"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the plan as its author with this unencrypted OpenSSH private key `FILE` (needed by apply --allowed-signers)"},
 			// No environment variable: replacing an approved plan's file is
 			// decided on the command line.
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
+			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases read at once"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
 		},
 		Action: r.plan,
@@ -103,9 +107,9 @@ func (r *runner) plan(c *cli.Context) error {
 		return fail("%v", err)
 	}
 
-	p, warnings, err := apply.Build(c.Context, apply.BuildOptions{
+	p, warnings, err := plan.Build(c.Context, plan.BuildOptions{
 		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,
-		Catalog: cat, CatalogDir: catDir, Manifest: c.String("manifest"), Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
+		Concurrency: max(1, c.Int("tenant-concurrency")), Catalog: cat, CatalogDir: catDir, Manifest: c.String("manifest"), Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
 	})
 	if err != nil {
 		return fail("plan: %v", err)
@@ -115,7 +119,7 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	out := c.String("out")
 	if !c.Bool("force") {
-		if err := apply.CheckReplace(c.Context, store, out, p.Fingerprint); err != nil {
+		if err := plan.CheckReplace(c.Context, store, out, p.Fingerprint); err != nil {
 			return fail("plan --out: %v", err)
 		}
 	}
@@ -127,23 +131,38 @@ func (r *runner) plan(c *cli.Context) error {
 			return fail("--sign-key: %v", err)
 		}
 	}
-	if err := apply.Keep(c.Context, store, p, sig); err != nil {
+	if err := plan.Keep(c.Context, store, p, sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
 	if err := p.WriteFile(out); err != nil {
 		return fail("write plan: %v", err)
 	}
 	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", len(p.Agreed()),
-		"needs_review", len(apply.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
+		"needs_review", len(plan.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
+	full := c.String("report-full")
+	if full != "" {
+		if err := plan.WriteFileAtomic(full, func(w io.Writer) error { return plan.WriteReport(w, p, out, warnings) }); err != nil {
+			return fail("write report: %v", err)
+		}
+	}
+	if csvPath := c.String("report-csv"); csvPath != "" {
+		if err := plan.WriteFileAtomic(csvPath, func(w io.Writer) error { return plan.WriteItemsCSV(w, p) }); err != nil {
+			return fail("write report: %v", err)
+		}
+	}
 	if rp := c.String("report"); rp != "" {
-		if err := apply.WriteFileAtomic(rp, func(w io.Writer) error { return apply.WriteReport(w, p, out, warnings) }); err != nil {
+		ref := full
+		if ref == "" {
+			ref = c.String("report-csv")
+		}
+		if err := plan.WriteFileAtomic(rp, func(w io.Writer) error { return plan.WriteSummary(w, p, out, ref, warnings) }); err != nil {
 			return fail("write report: %v", err)
 		}
 	}
 	if c.Bool("json") {
 		un := p.Unreachable()
 		doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: len(p.Agreed()),
-			NeedsReview: len(apply.NeedsReview(p)), Unreachable: []apply.TenantDatabase{}, Warnings: warnings}
+			NeedsReview: len(plan.NeedsReview(p)), Unreachable: []plan.TenantDatabase{}, Warnings: warnings}
 		if un != nil {
 			doc.Unreachable = un
 		}
@@ -161,7 +180,7 @@ func (r *runner) plan(c *cli.Context) error {
 	fmt.Fprintf(r.env.Stdout, "plan written to %s\nfingerprint %s\n", out, p.Fingerprint)
 	printCounts(r.env.Stdout, p)
 	fmt.Fprintf(r.env.Stdout, "%d items need a person; review with `backfill show %s`, then `backfill approve %s --by NAME`\n",
-		len(apply.NeedsReview(p)), out, out)
+		len(plan.NeedsReview(p)), out, out)
 	if un := p.Unreachable(); len(un) > 0 {
 		for _, d := range un {
 			fmt.Fprintf(r.env.Stdout, "tenant %s unreachable: %s\n", termsafe.String(d.Tenant), oneLine(d.Unreachable))
@@ -174,12 +193,12 @@ func (r *runner) plan(c *cli.Context) error {
 
 // planJSON is `plan --json`'s document.
 type planJSON struct {
-	SchemaVersion int                    `json:"schema_version"`
-	Path          string                 `json:"path"`
-	Fingerprint   string                 `json:"fingerprint"`
-	Counts        map[string]int         `json:"counts"`
-	Writes        int                    `json:"writes"`
-	NeedsReview   int                    `json:"needs_review"`
-	Unreachable   []apply.TenantDatabase `json:"unreachable"` // exit 3 when any
-	Warnings      []string               `json:"warnings"`
+	SchemaVersion int                   `json:"schema_version"`
+	Path          string                `json:"path"`
+	Fingerprint   string                `json:"fingerprint"`
+	Counts        map[string]int        `json:"counts"`
+	Writes        int                   `json:"writes"`
+	NeedsReview   int                   `json:"needs_review"`
+	Unreachable   []plan.TenantDatabase `json:"unreachable"` // exit 3 when any
+	Warnings      []string              `json:"warnings"`
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/pgtest"
 	"backfill/internal/tenantdb"
@@ -42,9 +42,9 @@ func runAt(t *testing.T, env map[string]string, args ...string) result {
 type planFixture struct {
 	dir      string
 	env      map[string]string
-	want     map[string]apply.Verdict // workspace name -> verdict
-	dsns     map[string]string        // tenant -> DSN
-	ids      map[string]string        // workspace name -> id
+	want     map[string]plan.Verdict // workspace name -> verdict
+	dsns     map[string]string       // tenant -> DSN
+	ids      map[string]string       // workspace name -> id
 	clusters map[string]*pgtest.Cluster
 }
 
@@ -89,40 +89,40 @@ func newPlanFixture(t *testing.T, separate ...string) *planFixture {
 	concierge := "name: Org Concierge\ndescription: routes requests\nversion: 2.1.0\ntier: 3\nruntime: claude-code\nruntime_config:\n  model: sonnet\n  timeout: 0\nprompt_files:\n  - prompts/concierge.md\nplugins:\n  - molecule-hitl\ntemplate_schema_version: 1\n"
 	unknown := "name: Research\ntemplate: research-agent\nruntime: claude-code\n"
 
-	f := &planFixture{dir: t.TempDir(), env: map[string]string{"USER": "alice"}, want: map[string]apply.Verdict{},
+	f := &planFixture{dir: t.TempDir(), env: map[string]string{"USER": "alice"}, want: map[string]plan.Verdict{},
 		dsns: map[string]string{}, ids: map[string]string{}, clusters: map[string]*pgtest.Cluster{}}
 	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(f.dir, "catalog"))
 
 	type wsSpec struct {
 		name, runtime, kind, dbNow, status string // the row as it is now ("gone": deleted)
 		captures                           []string
-		verdict                            apply.Verdict
+		verdict                            plan.Verdict
 	}
 	tenants := []struct {
 		name string
 		ws   []wsSpec
 	}{
 		{"acme", []wsSpec{
-			{name: "removed-since", status: "removed", captures: []string{seo}, verdict: apply.Removed},
-			{name: "deleted-since", status: "gone", captures: []string{seo}, verdict: apply.Removed},
-			{name: "set-matching", dbNow: "seo-agent", captures: []string{seo}, verdict: apply.AlreadySet},
-			{name: "set-drift", dbNow: "platform-agent", captures: []string{seo}, verdict: apply.AlreadySet},
-			{name: "never-captured", verdict: apply.NoEvidence},
-			{name: "SEO Agent", captures: []string{stubSEO}, verdict: apply.StubEvidence},
-			{name: "research", captures: []string{unknown}, verdict: apply.UnknownTemplate},
-			{name: "hermes-box", runtime: "hermes", captures: []string{seo}, verdict: apply.RuntimeMismatch},
-			{name: "flip-flop", captures: []string{seo, concierge}, verdict: apply.UnstableEvidence},
-			{name: "plain-default", captures: []string{restarted}, verdict: apply.Default},
-			{name: "two-claims", captures: []string{seo}, verdict: apply.CPAmbiguous},
-			{name: "claimed-other", captures: []string{seo}, verdict: apply.Conflict},
-			{name: "seo-1", captures: []string{seo}, verdict: apply.Agree},
-			{name: "seo-2-restarted", captures: []string{seo, restarted}, verdict: apply.Agree},
+			{name: "removed-since", status: "removed", captures: []string{seo}, verdict: plan.Removed},
+			{name: "deleted-since", status: "gone", captures: []string{seo}, verdict: plan.Removed},
+			{name: "set-matching", dbNow: "seo-agent", captures: []string{seo}, verdict: plan.AlreadySet},
+			{name: "set-drift", dbNow: "platform-agent", captures: []string{seo}, verdict: plan.AlreadySet},
+			{name: "never-captured", verdict: plan.NoEvidence},
+			{name: "SEO Agent", captures: []string{stubSEO}, verdict: plan.StubEvidence},
+			{name: "research", captures: []string{unknown}, verdict: plan.UnknownTemplate},
+			{name: "hermes-box", runtime: "hermes", captures: []string{seo}, verdict: plan.RuntimeMismatch},
+			{name: "flip-flop", captures: []string{seo, concierge}, verdict: plan.UnstableEvidence},
+			{name: "plain-default", captures: []string{restarted}, verdict: plan.Default},
+			{name: "two-claims", captures: []string{seo}, verdict: plan.CPAmbiguous},
+			{name: "claimed-other", captures: []string{seo}, verdict: plan.Conflict},
+			{name: "seo-1", captures: []string{seo}, verdict: plan.Agree},
+			{name: "seo-2-restarted", captures: []string{seo, restarted}, verdict: plan.Agree},
 		}},
 		{"concierge", []wsSpec{
-			{name: "org-concierge", kind: "platform", captures: []string{concierge}, verdict: apply.Agree},
+			{name: "org-concierge", kind: "platform", captures: []string{concierge}, verdict: plan.Agree},
 		}},
 		{"nocp", []wsSpec{
-			{name: "orphan", captures: []string{seo}, verdict: apply.CPMissing},
+			{name: "orphan", captures: []string{seo}, verdict: plan.CPMissing},
 		}},
 	}
 
@@ -264,16 +264,16 @@ func (f *planFixture) addDownTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.want["down-seo"] = apply.Unreachable
+	f.want["down-seo"] = plan.Unreachable
 	f.ids["down-seo"] = id
 }
 
 // stableDatabases gives a plan's databases fixed values and seals it again,
 // so its golden file does not depend on the test cluster; old fingerprint
 // occurrences in other files are replaced with the new one by the caller.
-func stableDatabases(t *testing.T, b []byte) ([]byte, *apply.Plan) {
+func stableDatabases(t *testing.T, b []byte) ([]byte, *plan.Plan) {
 	t.Helper()
-	p, err := apply.ParsePlan(b)
+	p, err := plan.ParsePlan(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func stableDatabases(t *testing.T, b []byte) ([]byte, *apply.Plan) {
 func TestPlanGoldenEveryVerdict(t *testing.T) {
 	f := newPlanFixture(t)
 	f.addDownTenant(t)
-	res := f.plan(t)
+	res := f.plan(t, "--report-full", "report-full.md", "--report-csv", "items.csv")
 	if res.code != 3 || !strings.Contains(res.stdout, "tenant zz-down unreachable") {
 		t.Fatalf("plan exit %d, want 3 naming zz-down\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -310,14 +310,21 @@ func TestPlanGoldenEveryVerdict(t *testing.T) {
 	}
 	stable, sp := stableDatabases(t, planBytes)
 	golden(t, "plan.json", stable)
-	orig, _ := apply.ParsePlan(planBytes)
+	orig, _ := plan.ParsePlan(planBytes)
 	golden(t, "report.md", bytes.ReplaceAll(reportBytes, []byte(orig.Fingerprint), []byte(sp.Fingerprint)))
+	for _, name := range []string{"report-full.md", "items.csv"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, name, bytes.ReplaceAll(b, []byte(orig.Fingerprint), []byte(sp.Fingerprint)))
+	}
 
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[apply.Verdict]bool{}
+	seen := map[plan.Verdict]bool{}
 	for _, it := range p.Items {
 		seen[it.Verdict] = true
 		if want, ok := f.want[it.WorkspaceName]; !ok || want != it.Verdict {
@@ -327,7 +334,7 @@ func TestPlanGoldenEveryVerdict(t *testing.T) {
 			t.Errorf("set-drift is not flagged as drift")
 		}
 	}
-	for _, v := range apply.Verdicts {
+	for _, v := range plan.Verdicts {
 		if !seen[v] {
 			t.Errorf("verdict %s does not appear in the plan", v)
 		}
@@ -375,7 +382,7 @@ func TestApproveRefusesEditedPlansAndSelfApproval(t *testing.T) {
 	for i := begin; i < end; i++ {
 		edited := bytes.Clone(orig)
 		edited[i] ^= 0x01
-		if _, err := apply.ParsePlan(edited); err == nil {
+		if _, err := plan.ParsePlan(edited); err == nil {
 			t.Fatalf("byte %d (%q -> %q) edited, and the plan still loads", i, orig[i], edited[i])
 		}
 	}
@@ -403,7 +410,7 @@ func TestApproveRefusesEditedPlansAndSelfApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	p, _ := apply.LoadPlan("plan.json")
+	p, _ := plan.LoadPlan("plan.json")
 	as, err := store.Approvals(context.Background(), p.Fingerprint)
 	if err != nil || len(as) != 2 || as[0].By != "bob" || as[1].By != "alice" {
 		t.Fatalf("approvals: %+v %v", as, err)

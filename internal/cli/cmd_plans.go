@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/termsafe"
 )
 
@@ -26,9 +26,9 @@ func (r *runner) plansCommand() *cli.Command {
 
 // plansJSON is `plans --json`'s shape.
 type plansJSON struct {
-	SchemaVersion int              `json:"schema_version"`
-	Evidence      string           `json:"evidence"`
-	Plans         []apply.KeptPlan `json:"plans"`
+	SchemaVersion int             `json:"schema_version"`
+	Evidence      string          `json:"evidence"`
+	Plans         []plan.KeptPlan `json:"plans"`
 }
 
 func (r *runner) plans(c *cli.Context) error {
@@ -37,7 +37,7 @@ func (r *runner) plans(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	kept, err := apply.Kept(c.Context, store)
+	kept, err := plan.Kept(c.Context, store)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}

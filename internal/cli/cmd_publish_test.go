@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/workspace"
 )
@@ -102,7 +102,7 @@ func TestPublishedShardsMergeVerifyAndPlan(t *testing.T) {
 	if pr.code != 0 {
 		t.Fatalf("plan on the merged store: %d %s", pr.code, pr.stderr)
 	}
-	p, err := apply.LoadPlan(planPath)
+	p, err := plan.LoadPlan(planPath)
 	if err != nil {
 		t.Fatal(err)
 	}

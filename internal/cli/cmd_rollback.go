@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 )
 
 func (r *runner) rollbackCommand() *cli.Command {
@@ -70,7 +71,7 @@ func (r *runner) rollback(c *cli.Context) error {
 // which plans did: the undo an operator is looking for is probably one of
 // those.
 func (r *runner) nameWriters(c *cli.Context, o apply.Options) error {
-	fps, rows, err := apply.Writers(c.Context, o.Store)
+	fps, rows, err := plan.Writers(c.Context, o.Store)
 	if err != nil {
 		return fail("read the journal: %v", err)
 	}

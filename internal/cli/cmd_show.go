@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/termsafe"
 )
 
@@ -34,17 +35,17 @@ func (r *runner) showCommand() *cli.Command {
 
 // showJSON is `show --json`'s shape.
 type showJSON struct {
-	SchemaVersion int               `json:"schema_version"`
-	Fingerprint   string            `json:"fingerprint"`
-	Author        string            `json:"author"`
-	CreatedAt     string            `json:"created_at"`
-	Counts        map[string]int    `json:"counts"`
-	Writes        int               `json:"writes"`
-	Rollup        []apply.RollupRow `json:"rollup"`
-	RollupDigest  string            `json:"rollup_digest"`
-	Approval      approvalStatus    `json:"approval"`
-	WriteItems    []apply.Item      `json:"write_items,omitempty"`
-	NeedsReview   []apply.Item      `json:"needs_review"`
+	SchemaVersion int              `json:"schema_version"`
+	Fingerprint   string           `json:"fingerprint"`
+	Author        string           `json:"author"`
+	CreatedAt     string           `json:"created_at"`
+	Counts        map[string]int   `json:"counts"`
+	Writes        int              `json:"writes"`
+	Rollup        []plan.RollupRow `json:"rollup"`
+	RollupDigest  string           `json:"rollup_digest"`
+	Approval      approvalStatus   `json:"approval"`
+	WriteItems    []plan.Item      `json:"write_items,omitempty"`
+	NeedsReview   []plan.Item      `json:"needs_review"`
 }
 
 // approvalStatus is what the evidence store says of a plan's approval.
@@ -61,7 +62,7 @@ type approvalJSON struct {
 	Signed bool   `json:"signed"`
 }
 
-func (r *runner) loadPlanArg(c *cli.Context) (*apply.Plan, string, error) {
+func (r *runner) loadPlanArg(c *cli.Context) (*plan.Plan, string, error) {
 	if c.NArg() != 1 {
 		return nil, "", &exitError{ExitUsage, fmt.Errorf("%s needs exactly one PLAN argument", c.Command.Name)}
 	}
@@ -71,20 +72,20 @@ func (r *runner) loadPlanArg(c *cli.Context) (*apply.Plan, string, error) {
 // loadPlan loads a plan from a file, or, when no such file exists and arg
 // looks like a fingerprint, the plan kept in the evidence store under that
 // fingerprint or a prefix of it.
-func (r *runner) loadPlan(c *cli.Context, arg string) (*apply.Plan, string, error) {
+func (r *runner) loadPlan(c *cli.Context, arg string) (*plan.Plan, string, error) {
 	if _, err := os.Stat(arg); err != nil && looksLikeFingerprint(arg) {
 		store, err := r.openStoreReadOnly(c)
 		if err != nil {
 			return nil, "", err
 		}
 		defer store.Close()
-		p, err := apply.LoadKept(c.Context, store, arg)
+		p, err := plan.LoadKept(c.Context, store, arg)
 		if err != nil {
 			return nil, "", fail("%v", err)
 		}
 		return p, "kept in " + store.Path(), nil
 	}
-	p, err := apply.LoadPlan(arg)
+	p, err := plan.LoadPlan(arg)
 	if err != nil {
 		return nil, "", fail("%v", err)
 	}
@@ -104,15 +105,15 @@ func (r *runner) show(c *cli.Context) error {
 	if p, err = filterPlan(p, c.StringSlice("tenant"), c.StringSlice("verdict")); err != nil {
 		return err
 	}
-	review := apply.NeedsReview(p)
+	review := plan.NeedsReview(p)
 	approval := r.approvalStatus(c, p)
 	rollup := p.Rollup()
 	if c.Bool("json") {
 		if review == nil {
-			review = []apply.Item{}
+			review = []plan.Item{}
 		}
 		out := showJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, Author: p.Author, CreatedAt: p.CreatedAt, Counts: p.Counts,
-			Writes: len(p.Agreed()), Rollup: rollup, RollupDigest: apply.RollupDigest(rollup), Approval: approval, NeedsReview: review}
+			Writes: len(p.Agreed()), Rollup: rollup, RollupDigest: plan.RollupDigest(rollup), Approval: approval, NeedsReview: review}
 		if c.Bool("writes") {
 			out.WriteItems = p.Agreed()
 		}
@@ -150,11 +151,11 @@ func (r *runner) show(c *cli.Context) error {
 }
 
 // printCounts prints the verdict counts in table order, zeros included.
-func printCounts(w io.Writer, p *apply.Plan) {
+func printCounts(w io.Writer, p *plan.Plan) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, v := range apply.Verdicts {
+	for _, v := range plan.Verdicts {
 		note := ""
-		if v == apply.Agree {
+		if v == plan.Agree {
 			note = "\t(writes)"
 		}
 		fmt.Fprintf(tw, "  %s\t%d%s\n", v, p.Counts[string(v)], note)
@@ -165,7 +166,7 @@ func printCounts(w io.Writer, p *apply.Plan) {
 
 // approvalStatus reads the plan's approvals from the evidence store, if
 // there is one to read.
-func (r *runner) approvalStatus(c *cli.Context, p *apply.Plan) approvalStatus {
+func (r *runner) approvalStatus(c *cli.Context, p *plan.Plan) approvalStatus {
 	st := approvalStatus{By: []approvalJSON{}}
 	store, err := r.openStoreReadOnly(c)
 	if err != nil {
@@ -204,8 +205,8 @@ func printApproval(w io.Writer, st approvalStatus, path string) {
 
 // printRollup prints the plan's writes by tenant and template: what the
 // approval of this fingerprint lets apply write.
-func printRollup(w io.Writer, p *apply.Plan, rollup []apply.RollupRow) {
-	fmt.Fprintf(w, "\nwrites: %d (rollup %s)\n", len(p.Agreed()), apply.RollupDigest(rollup))
+func printRollup(w io.Writer, p *plan.Plan, rollup []plan.RollupRow) {
+	fmt.Fprintf(w, "\nwrites: %d (rollup %s)\n", len(p.Agreed()), plan.RollupDigest(rollup))
 	if len(rollup) == 0 {
 		return
 	}
@@ -218,7 +219,7 @@ func printRollup(w io.Writer, p *apply.Plan, rollup []apply.RollupRow) {
 }
 
 // printWrites lists every write of the plan.
-func printWrites(w io.Writer, p *apply.Plan) {
+func printWrites(w io.Writer, p *plan.Plan) {
 	agreed := p.Agreed()
 	if len(agreed) == 0 {
 		return
@@ -239,16 +240,16 @@ func printWrites(w io.Writer, p *apply.Plan) {
 
 // filterPlan keeps the items of the tenants and verdicts asked for, for
 // showing only: the fingerprint and counts stay the whole plan's.
-func filterPlan(p *apply.Plan, tenants, verdicts []string) (*apply.Plan, error) {
+func filterPlan(p *plan.Plan, tenants, verdicts []string) (*plan.Plan, error) {
 	if len(tenants) == 0 && len(verdicts) == 0 {
 		return p, nil
 	}
-	want := map[apply.Verdict]bool{}
+	want := map[plan.Verdict]bool{}
 	for _, v := range verdicts {
-		if !slices.Contains(apply.Verdicts, apply.Verdict(v)) {
-			return nil, &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, apply.Verdicts)}
+		if !slices.Contains(plan.Verdicts, plan.Verdict(v)) {
+			return nil, &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, plan.Verdicts)}
 		}
-		want[apply.Verdict(v)] = true
+		want[plan.Verdict(v)] = true
 	}
 	for _, t := range tenants {
 		if _, err := path.Match(t, ""); err != nil {

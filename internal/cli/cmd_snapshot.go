@@ -26,6 +26,7 @@ func (r *runner) snapshotCommand() *cli.Command {
 			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
 			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
 			&cli.BoolFlag{Name: "refresh", EnvVars: envVar("refresh"), Usage: "capture again workspaces that already have a capture"},
+			&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, EnvVars: envVar("progress-every"), Usage: "without a terminal, log a status line this often"},
 			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "exit 0 when every live workspace is captured or answered gone (for jobs that retry on failure)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the summary"},
 			&cli.StringFlag{Name: "shard", EnvVars: envVar("shard"), Usage: "capture only the tenants of shard `K/N` (0 <= K < N); merge the shards' stores with `backfill merge`"},
@@ -82,20 +83,34 @@ func (r *runner) snapshot(c *cli.Context) error {
 		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
 	}
 	line := r.progressLine(c)
-	if line != nil {
-		opts.OnProgress = func(p snapshot.Progress) {
-			s := progress.Format("captured", p.Done, p.Total, p.Failed, p.Elapsed)
-			if p.Listing > 0 {
-				s += fmt.Sprintf("  (listing %d tenants)", p.Listing)
-			}
-			if p.Throttled > 0 {
-				s += fmt.Sprintf("  throttled %d tenants", p.Throttled)
-			}
-			if p.Stopping {
-				s += "  stopping: finishing captures in flight"
-			}
-			line.Draw(s)
+	window := progress.NewWindow(30 * time.Second)
+	status := func(p snapshot.Progress) string {
+		rate := window.Add(r.env.Now(), p.Done)
+		s := fmt.Sprintf("done %d/%d  captured %d  gone %d  not-live %d  not-running %d  failed %d  %.0f/s",
+			p.Done, p.Total, p.Captured, p.Gone, p.NotLive, p.NotRunning, p.Errors, rate)
+		// The total still grows while tenants are listed: no ETA yet.
+		if p.Listing > 0 {
+			s += fmt.Sprintf("  listing %d tenants", p.Listing)
+		} else {
+			s += "  ETA " + progress.ETA(p.Done, p.Total, rate)
 		}
+		if p.Throttled > 0 {
+			s += fmt.Sprintf("  throttled %d tenants", p.Throttled)
+		}
+		if p.Stopping {
+			s += "  stopping: finishing captures in flight"
+		}
+		return s
+	}
+	switch {
+	case line != nil:
+		r.logTo(line.Writer())
+		opts.Logger = r.log
+		opts.OnProgress = func(p snapshot.Progress) { line.Draw(status(p)) }
+	case !r.quiet(c):
+		// No terminal: a status line in the log every --progress-every.
+		opts.ProgressEvery = c.Duration("progress-every")
+		opts.OnProgress = func(p snapshot.Progress) { r.log.Info("progress", "status", status(p)) }
 	}
 	sum, runErr := snapshot.Run(c.Context, opts)
 	if line != nil {

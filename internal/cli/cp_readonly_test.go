@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"backfill/apply/plan"
+
 	"github.com/jackc/pgx/v5"
 
-	"backfill/apply"
 	"backfill/internal/pgtest"
 )
 
@@ -70,7 +71,7 @@ func TestPlanCPQueryReadOnly(t *testing.T) {
 	f := newPlanFixture(t)
 	cpDSN := cpVictimDB(t, f)
 	const password = "kv-cp-Pw-5150"
-	plan := func(src, query, out string) result {
+	runPlan := func(src, query, out string) result {
 		t.Helper()
 		return runAt(t, f.env, "plan", "--inventory", "inventory.yaml", "--catalog", "catalog",
 			"--cp", src, "--cp-query", query, "--out", out)
@@ -79,18 +80,18 @@ func TestPlanCPQueryReadOnly(t *testing.T) {
 	if res := f.plan(t); res.code != 0 {
 		t.Fatalf("plan from cp.csv: %d\n%s", res.code, res.stderr)
 	}
-	fromCSV, err := apply.LoadPlan("plan.json")
+	fromCSV, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	t.Run("key=value DSN end to end", func(t *testing.T) {
 		src := keywordValueDSN(t, cpDSN, "password="+password)
-		res := plan(src, "SELECT tenant, workspace_id, template FROM cp_claims;", "kv.json")
+		res := runPlan(src, "SELECT tenant, workspace_id, template FROM cp_claims;", "kv.json")
 		if res.code != 0 {
 			t.Fatalf("plan: exit %d\n%s", res.code, res.stderr)
 		}
-		p, err := apply.LoadPlan("kv.json")
+		p, err := plan.LoadPlan("kv.json")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +124,7 @@ func TestPlanCPQueryReadOnly(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
-			res := plan(tt.src, tt.query, "refused.json")
+			res := runPlan(tt.src, tt.query, "refused.json")
 			if res.code != 1 || !strings.Contains(res.stderr, tt.want) || strings.Contains(res.stdout+res.stderr, password) {
 				t.Errorf("exit %d, want 1 with %q and no password\n%s", res.code, tt.want, res.stderr)
 			}

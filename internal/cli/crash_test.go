@@ -200,12 +200,16 @@ func TestSnapshotProgressOnTerminalOnly(t *testing.T) {
 		LookupEnv: func(k string) (string, bool) { v, ok := f.env[k]; return v, ok },
 		Terminal:  func(io.Writer) bool { return true },
 	})
-	if code != 0 || !strings.Contains(errb.String(), "captured 90/90 (100.0%)") || !strings.Contains(errb.String(), "failures 0") {
+	if code != 0 || !strings.Contains(errb.String(), "done 90/90  captured 90  gone 0") || !strings.Contains(errb.String(), "failed 0") {
 		t.Fatalf("exit %d, stderr:\n%q", code, errb.String())
 	}
-	// Not a terminal (the default in tests): no progress line at all.
-	res := f.snapshot(t, "--refresh")
-	if strings.Contains(res.stderr, "\r") || strings.Contains(res.stderr, "ETA") {
-		t.Fatalf("progress drawn on a non-terminal:\n%q", res.stderr)
+	// Not a terminal (the default in tests): no progress line drawn, but a
+	// status line in the log every --progress-every.
+	res := f.snapshot(t, "--refresh", "--progress-every", "50ms")
+	if strings.Contains(res.stderr, "\r") || !strings.Contains(res.stderr, `msg=progress status="done 90/90`) {
+		t.Fatalf("progress on a non-terminal:\n%q", res.stderr)
+	}
+	if res := f.snapshot(t, "--refresh", "--quiet"); strings.Contains(res.stderr, "progress") {
+		t.Fatalf("--quiet logged progress:\n%q", res.stderr)
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
 	"backfill/internal/pgtest"
@@ -356,7 +356,7 @@ func planVerdicts(t *testing.T, bin string, f *shardFleet, store string) (map[st
 	if code != 0 {
 		t.Fatalf("plan on %s: %d %s", store, code, text)
 	}
-	p, err := apply.LoadPlan(out)
+	p, err := plan.LoadPlan(out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/pgtest"
 	"backfill/internal/platformtest"
@@ -79,17 +79,17 @@ func (f *platformFleet) captures(t *testing.T) []*evidence.Capture {
 	return out
 }
 
-func (f *platformFleet) plan(t *testing.T) (*apply.Plan, result) {
+func (f *platformFleet) plan(t *testing.T) (*plan.Plan, result) {
 	t.Helper()
 	res := f.run(t, "plan", "--inventory", "inventory.yaml", "--cp", "cp.csv", "--catalog", "catalog", "--out", "plan.json", "--report", "report.md")
-	p, err := apply.LoadPlan(filepath.Join(f.dir, "plan.json"))
+	p, err := plan.LoadPlan(filepath.Join(f.dir, "plan.json"))
 	if err != nil {
 		t.Fatalf("plan: %v\n%s%s", err, res.stdout, res.stderr)
 	}
 	return p, res
 }
 
-func item(t *testing.T, p *apply.Plan, id string) apply.Item {
+func item(t *testing.T, p *plan.Plan, id string) plan.Item {
 	t.Helper()
 	for _, it := range p.Items {
 		if it.WorkspaceID == id {
@@ -97,7 +97,7 @@ func item(t *testing.T, p *apply.Plan, id string) apply.Item {
 		}
 	}
 	t.Fatalf("no plan item for %s", id)
-	return apply.Item{}
+	return plan.Item{}
 }
 
 func filesAPIYAML(url string, org bool) string {
@@ -148,18 +148,18 @@ func TestContainerDownTemplateNamedWorkspaceIsNeverAgree(t *testing.T) {
 		t.Fatalf("status:\n%s", st.stdout)
 	}
 
-	plan, res := f.plan(t)
-	down := item(t, plan, f.ids["SEO Agent"])
-	if down.Verdict != apply.NoEvidence || down.Action != nil || !strings.Contains(down.Reason, "no live evidence: capture") ||
+	pl, res := f.plan(t)
+	down := item(t, pl, f.ids["SEO Agent"])
+	if down.Verdict != plan.NoEvidence || down.Action != nil || !strings.Contains(down.Reason, "no live evidence: capture") ||
 		!strings.Contains(down.Reason, "(not-live, source template-dir)") {
 		t.Fatalf("container-down workspace: %s %q\n%s", down.Verdict, down.Reason, res.stderr)
 	}
-	running := item(t, plan, f.ids["seo-running"])
-	if running.Verdict != apply.Agree || running.Evidence.Source != "container" {
+	running := item(t, pl, f.ids["seo-running"])
+	if running.Verdict != plan.Agree || running.Evidence.Source != "container" {
 		t.Fatalf("running workspace: %s %+v %q", running.Verdict, running.Evidence, running.Reason)
 	}
-	mirror := item(t, plan, f.ids["seo-hibernated"])
-	if mirror.Verdict != apply.Agree || mirror.Evidence.Source != "host-mirror" {
+	mirror := item(t, pl, f.ids["seo-hibernated"])
+	if mirror.Verdict != plan.Agree || mirror.Evidence.Source != "host-mirror" {
 		t.Fatalf("hibernated workspace: %s %+v %q", mirror.Verdict, mirror.Evidence, mirror.Reason)
 	}
 	report, err := os.ReadFile(filepath.Join(f.dir, "report.md"))
@@ -317,10 +317,10 @@ exit 1
 		}
 	}
 
-	plan, _ := f.plan(t)
+	pl, _ := f.plan(t)
 	for _, name := range []string{"hibernated", "paused-hosted"} {
-		it := item(t, plan, f.ids[name])
-		if it.Verdict != apply.Agree || it.Evidence.Source != "file" || it.Action.SetTemplate != "seo-agent" {
+		it := item(t, pl, f.ids[name])
+		if it.Verdict != plan.Agree || it.Evidence.Source != "file" || it.Action.SetTemplate != "seo-agent" {
 			t.Errorf("%s: %s %+v %q", name, it.Verdict, it.Evidence, it.Reason)
 		}
 	}

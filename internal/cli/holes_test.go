@@ -12,18 +12,19 @@ import (
 	"time"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 )
 
 // reseal decodes a plan without its checks, lets edit change it, and seals
 // and writes it back as backfill would: a forger who knows the format.
-func reseal(t *testing.T, path, out string, edit func(p *apply.Plan)) {
+func reseal(t *testing.T, path, out string, edit func(p *plan.Plan)) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p apply.Plan
+	var p plan.Plan
 	if err := json.Unmarshal(b, &p); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func reseal(t *testing.T, path, out string, edit func(p *apply.Plan)) {
 	if err := p.Encode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := apply.ParsePlan(buf.Bytes()); err != nil {
+	if _, err := plan.ParsePlan(buf.Bytes()); err != nil {
 		t.Fatalf("the forged plan does not even load, so this test shows nothing: %v", err)
 	}
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
@@ -41,7 +42,7 @@ func reseal(t *testing.T, path, out string, edit func(p *apply.Plan)) {
 	}
 }
 
-func itemNamed(p *apply.Plan, name string) *apply.Item {
+func itemNamed(p *plan.Plan, name string) *plan.Item {
 	for i := range p.Items {
 		if p.Items[i].WorkspaceName == name {
 			return &p.Items[i]
@@ -55,7 +56,7 @@ func itemNamed(p *apply.Plan, name string) *apply.Item {
 func approveRaw(t *testing.T, planPath string) {
 	t.Helper()
 	b, _ := os.ReadFile(planPath)
-	var p apply.Plan
+	var p plan.Plan
 	json.Unmarshal(b, &p)
 	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
 	if err != nil {
@@ -78,35 +79,35 @@ func TestForgedResealedPlansAreRefused(t *testing.T) {
 	}
 	forgeries := []struct {
 		name string
-		edit func(p *apply.Plan)
+		edit func(p *plan.Plan)
 		want string
 	}{
-		{"another catalog template", func(p *apply.Plan) {
+		{"another catalog template", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-1")
 			it.Action.SetTemplate, it.Evidence.Template = "platform-agent", "platform-agent"
 		}, "derives template"},
-		{"a template in no catalog", func(p *apply.Plan) {
+		{"a template in no catalog", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-1")
 			it.Action.SetTemplate, it.Evidence.Template = "evil-agent", "evil-agent"
 		}, "derives template"},
-		{"a conflict turned into agree", func(p *apply.Plan) {
+		{"a conflict turned into agree", func(p *plan.Plan) {
 			it := itemNamed(p, "claimed-other")
-			it.Verdict, it.Action = apply.Agree, &apply.Action{SetTemplate: "seo-agent"}
+			it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
 		}, "claimed-other"},
-		{"a later capture cited", func(p *apply.Plan) {
+		{"a later capture cited", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-2-restarted")
 			it.Evidence.CaptureID++
 		}, "cite"},
-		{"a stub capture's name used", func(p *apply.Plan) {
+		{"a stub capture's name used", func(p *plan.Plan) {
 			it := itemNamed(p, "SEO Agent")
-			it.Verdict, it.Action = apply.Agree, &apply.Action{SetTemplate: "seo-agent"}
+			it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
 			it.Evidence.Template, it.Evidence.Rule = "seo-agent", "display-name"
 		}, "derives template"},
-		{"a case variant of the name", func(p *apply.Plan) {
+		{"a case variant of the name", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-1")
 			it.Action.SetTemplate, it.Evidence.Template = "SEO-Agent", "SEO-Agent"
 		}, "SEO-Agent"},
-		{"the catalog digest changed with it", func(p *apply.Plan) {
+		{"the catalog digest changed with it", func(p *plan.Plan) {
 			p.Inputs.Catalog.SHA256 = strings.Repeat("0", 64)
 		}, "catalog has digest"},
 	}
@@ -148,9 +149,9 @@ func TestApplyChecksCPRecordsWhenGiven(t *testing.T) {
 	if res := f.apply(t, "--cp", "cp.csv"); res.code != 0 {
 		t.Fatalf("dry run with --cp: %d %s%s", res.code, res.stdout, res.stderr)
 	}
-	reseal(t, "plan.json", "forged.json", func(p *apply.Plan) {
+	reseal(t, "plan.json", "forged.json", func(p *plan.Plan) {
 		it := itemNamed(p, "claimed-other")
-		it.Verdict, it.Action = apply.Agree, &apply.Action{SetTemplate: "seo-agent"}
+		it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
 		it.CP.Templates = []string{"seo-agent"}
 	})
 	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
@@ -226,14 +227,14 @@ func TestPlanWithADeadTenantPlansTheRest(t *testing.T) {
 	if res.code != 3 || !strings.Contains(res.stdout, "tenant nocp unreachable") {
 		t.Fatalf("plan: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, it := range p.Items {
 		want := f.want[it.WorkspaceName]
 		if it.Tenant == "nocp" {
-			want = apply.Unreachable
+			want = plan.Unreachable
 		}
 		if it.Verdict != want {
 			t.Errorf("%s/%s: %s, want %s", it.Tenant, it.WorkspaceName, it.Verdict, want)
@@ -258,7 +259,7 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 	if res := f.apply(t, "--execute"); res.code != 0 {
 		t.Fatalf("apply: %s%s", res.stdout, res.stderr)
 	}
-	applied, _ := apply.LoadPlan("plan.json")
+	applied, _ := plan.LoadPlan("plan.json")
 	origBytes, _ := os.ReadFile("plan.json")
 
 	// Another plan (another author, so another fingerprint) over the
@@ -278,7 +279,7 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 	if res := f.plan(t, "--out", "plan-carol.json"); res.code != 0 {
 		t.Fatalf("plan elsewhere: %d %s", res.code, res.stderr)
 	}
-	carol, _ := apply.LoadPlan("plan-carol.json")
+	carol, _ := plan.LoadPlan("plan-carol.json")
 	if res := f.plan(t, "--out", "plan.json", "--force"); res.code != 0 {
 		t.Fatalf("--force: %d %s", res.code, res.stderr)
 	}

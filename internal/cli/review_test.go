@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 )
 
@@ -22,13 +22,13 @@ func TestForgedRuntimeIsNeverWritten(t *testing.T) {
 	if res := f.plan(t); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	reseal(t, "plan.json", "forged.json", func(p *apply.Plan) {
+	reseal(t, "plan.json", "forged.json", func(p *plan.Plan) {
 		it := itemNamed(p, "hermes-box")
-		if it.Verdict != apply.RuntimeMismatch {
+		if it.Verdict != plan.RuntimeMismatch {
 			t.Fatalf("fixture: %s", it.Verdict)
 		}
 		it.Runtime = "claude-code"
-		it.Verdict, it.Reason, it.Action = apply.Agree, "", &apply.Action{SetTemplate: "seo-agent"}
+		it.Verdict, it.Reason, it.Action = plan.Agree, "", &plan.Action{SetTemplate: "seo-agent"}
 	})
 	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 0 {
 		t.Fatalf("approve refused (good): %d %s", res.code, res.stderr)
@@ -123,11 +123,11 @@ func TestOlderChainHeadCannotHideUnstableEvidence(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("fixture: %d captures", n)
 	}
-	reseal(t, "plan.json", "forged.json", func(p *apply.Plan) {
+	reseal(t, "plan.json", "forged.json", func(p *plan.Plan) {
 		it := *itemNamed(p, "flip-flop")
-		it.Verdict, it.Reason, it.Action = apply.Agree, "", &apply.Action{SetTemplate: "seo-agent"}
+		it.Verdict, it.Reason, it.Action = plan.Agree, "", &plan.Action{SetTemplate: "seo-agent"}
 		it.Evidence.Captures = 1
-		p.Items = []apply.Item{it}
+		p.Items = []plan.Item{it}
 		p.Inputs.Evidence.ChainHead = first.Hash
 	})
 	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 1 || !strings.Contains(res.stderr, "evidence recorded since the plan makes it unstable-evidence") {
@@ -187,7 +187,7 @@ func TestApplyKeepsThePlanItExecutes(t *testing.T) {
 	if res := f.plan(t); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestRefusalsCarryNoControlCharacters(t *testing.T) {
 	if res := f.plan(t); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	reseal(t, "plan.json", "forged.json", func(p *apply.Plan) {
+	reseal(t, "plan.json", "forged.json", func(p *plan.Plan) {
 		it := itemNamed(p, "seo-1")
 		it.WorkspaceName = "seo-1\r\x1b[2K\x1b[32mapproved, 3 writes\x1b[0m"
 		it.Action.SetTemplate, it.Evidence.Template = "platform-agent", "platform-agent"

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/tenantdb"
 )
@@ -115,7 +116,7 @@ func (f *planFixture) applyPlanB(t *testing.T) {
 // leaves behind.
 func crashAfterCommit(t *testing.T, f *planFixture, op string, args ...string) {
 	t.Helper()
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func TestApplySettlesACrashAtCommitWithTheServer(t *testing.T) {
 	if s := f.row(t, "acme", "seo-1"); s.template != "" || s.writes != 2 {
 		t.Fatalf("written twice: %+v", s)
 	}
-	p, _ := apply.LoadPlan("plan.json")
+	p, _ := plan.LoadPlan("plan.json")
 	if n := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.Committed)); n != 3 {
 		t.Errorf("%d committed entries settle the crash, want 3", n)
 	}
@@ -300,7 +301,7 @@ func TestApplySettlesALegacyCommittingEntry(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
 		t.Fatalf("apply: %d %s", res.code, res.stdout)
 	}
-	p, _ := apply.LoadPlan("plan.json")
+	p, _ := plan.LoadPlan("plan.json")
 	if n := len(journalOutcomes(t, "evidence.db", p.Fingerprint, evidence.OpApply, apply.NotCommitted)); n != 3 {
 		t.Errorf("%d not-committed entries settle the legacy entries, want 3", n)
 	}
@@ -475,7 +476,7 @@ func forgeCommitting(t *testing.T, f *planFixture, op string, xid tenantdb.Tx) {
 // transaction only in the reason.
 func forgeCommittingAs(t *testing.T, f *planFixture, op string, xid tenantdb.Tx, legacy bool) {
 	t.Helper()
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,7 +580,7 @@ func TestCanaryReadsBackOnlyWrittenRows(t *testing.T) {
 func TestApplyRefusesAnotherStoreEvenWithAnApproval(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}

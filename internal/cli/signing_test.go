@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"backfill/apply"
+	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/sshsig"
 )
@@ -53,7 +54,7 @@ func TestSignedApprovals(t *testing.T) {
 	malloryKey, _ := sshKey(t, keys, "mallory")
 	signers := filepath.Join(keys, "allowed_signers")
 	writeFile(t, signers, "bob namespaces=\"backfill-approval\" "+bobPub+"\nalice "+alicePub+"\n")
-	p, err := apply.LoadPlan("plan.json")
+	p, err := plan.LoadPlan("plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestSignedApprovals(t *testing.T) {
 		}
 		defer store.Close()
 		a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: time.Now(), Writes: 3,
-			RollupSHA256: apply.RollupDigest(p.Rollup()), Signature: string(sig)}
+			RollupSHA256: plan.RollupDigest(p.Rollup()), Signature: string(sig)}
 		if err := store.Append(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}
@@ -146,14 +147,14 @@ func TestSignedApprovalApplies(t *testing.T) {
 	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob", "--sign-key", bobKey); res.code != 0 || !strings.Contains(res.stdout, "signed;") {
 		t.Fatalf("approve --sign-key: %d %s%s", res.code, res.stdout, res.stderr)
 	}
-	p, _ := apply.LoadPlan("plan.json")
+	p, _ := plan.LoadPlan("plan.json")
 	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	as, err := store.Approvals(context.Background(), p.Fingerprint)
 	store.Close()
-	if err != nil || len(as) != 1 || as[0].Writes != 3 || as[0].RollupSHA256 != apply.RollupDigest(p.Rollup()) {
+	if err != nil || len(as) != 1 || as[0].Writes != 3 || as[0].RollupSHA256 != plan.RollupDigest(p.Rollup()) {
 		t.Fatalf("approval: %+v %v", as, err)
 	}
 	// ssh-keygen agrees the signature is bob's, over the fingerprint.

@@ -1,4 +1,4 @@
-package apply
+package plan
 
 import (
 	"bytes"
@@ -42,8 +42,8 @@ func LoadKept(ctx context.Context, s *evidence.Store, prefix string) (*Plan, err
 	return p, nil
 }
 
-// kept returns the store's record of a plan, if it keeps it.
-func kept(ctx context.Context, s *evidence.Store, fingerprint string) (*evidence.PlanRecord, error) {
+// KeptRecord returns the store's record of a plan, if it keeps it.
+func KeptRecord(ctx context.Context, s *evidence.Store, fingerprint string) (*evidence.PlanRecord, error) {
 	recs, err := s.Plans(ctx)
 	if err != nil {
 		return nil, err

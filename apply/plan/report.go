@@ -1,6 +1,7 @@
-package apply
+package plan
 
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"sort"
@@ -10,46 +11,13 @@ import (
 	"backfill/internal/termsafe"
 )
 
-// WriteReport writes the Markdown review report: counts, every item that
-// needs a person, then the writes grouped by tenant. It is meant to be
-// pasted into a ticket whole.
+// WriteReport writes the full Markdown review report: the inputs, the
+// counts, every item that needs a person, then every write grouped by
+// tenant. WriteSummary is the one sized for a ticket.
 func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error {
 	b := &strings.Builder{}
-	fmt.Fprintf(b, "# backfill plan review\n\n")
-	fmt.Fprintf(b, "- Plan: `%s`\n- Fingerprint: `%s`\n- Author: %s\n- Created: %s\n", planPath, p.Fingerprint, cell(p.Author), p.CreatedAt)
-	in := p.Inputs
-	fmt.Fprintf(b, "- Evidence: `%s`, %d captures, chain head `%s`\n", in.Evidence.Path, in.Evidence.Captures, in.Evidence.ChainHead)
-	fmt.Fprintf(b, "- Inventory: `%s` (sha256 `%s`)\n", in.Inventory.Path, in.Inventory.SHA256)
-	fmt.Fprintf(b, "- CP records: `%s`, %d claims (sha256 `%s`)\n", in.CP.Source, in.CP.Claims, in.CP.SHA256)
-	fmt.Fprintf(b, "- Catalog: `%s` (sha256 `%s`)\n", in.Catalog.Path, in.Catalog.SHA256)
-	if in.Catalog.Manifest != "" {
-		fmt.Fprintf(b, "- Manifest: `%s`\n", in.Catalog.Manifest)
-	}
-	for _, wn := range warnings {
-		fmt.Fprintf(b, "- **Warning:** %s\n", cell(wn))
-	}
-
-	fmt.Fprintf(b, "\n## Counts\n\n| verdict | workspaces | writes |\n|---|---:|---:|\n")
-	for _, v := range Verdicts {
-		writes := 0
-		if v == Agree {
-			writes = p.Counts[string(v)]
-		}
-		fmt.Fprintf(b, "| %s | %d | %d |\n", v, p.Counts[string(v)], writes)
-	}
-	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", len(p.Items), p.Counts[string(Agree)])
-	fmt.Fprintf(b, "\n%d already-set workspaces show drift (their value differs from the evidence or the CP).\n", p.Counts["drift"])
-	hosted, self := 0, 0
-	for _, it := range p.Agreed() {
-		if it.Provisioning == Hosted {
-			hosted++
-		} else if it.Provisioning == SelfHosted {
-			self++
-		}
-	}
-	fmt.Fprintf(b, "\nWrites by provisioning class: %d hosted (instance_id set), %d self-hosted (instance_id NULL). "+
-		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", hosted, self)
-	writeSources(b, p.Agreed())
+	writeHeader(b, p, planPath, warnings)
+	writeCounts(b, p)
 
 	review := NeedsReview(p)
 	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))
@@ -78,16 +46,103 @@ func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error
 	if len(agreed) == 0 {
 		fmt.Fprintf(b, "\nNo writes.\n")
 	}
-	for _, items := range group(agreed) {
+	for _, items := range ByTenant(agreed) {
 		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(items[0].Tenant), len(items))
 		for _, it := range items {
 			fmt.Fprintf(b, "| `%s` | %s | %s | **%s** | %s | %s | %s |\n", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Runtime),
 				cell(it.Action.SetTemplate), cell(evidenceCell(it)), cell(cpCell(it)), cell(strings.Join(it.Notes, "; ")))
 		}
 	}
-	fmt.Fprintf(b, "\nEach write is `UPDATE workspaces SET template = <set template>, updated_at = now() WHERE id = <workspace> AND template = '' AND status <> 'removed'`, applied only after `backfill approve` of fingerprint `%s`.\n", p.Fingerprint)
+	writeFooter(b, p)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeHeader names the plan and its inputs. The evidence store is named
+// by its chain head and capture count, which identify it wherever it is
+// copied, not by a path relative to wherever plan ran.
+func writeHeader(b *strings.Builder, p *Plan, planPath string, warnings []string) {
+	fmt.Fprintf(b, "# backfill plan review\n\n")
+	fmt.Fprintf(b, "- Plan: `%s`\n- Fingerprint: `%s`\n- Author: %s\n- Created: %s\n", planPath, p.Fingerprint, cell(p.Author), p.CreatedAt)
+	if p.Backfill != "" {
+		fmt.Fprintf(b, "- Made by: backfill %s\n", cell(p.Backfill))
+	}
+	in := p.Inputs
+	fmt.Fprintf(b, "- Evidence: the store whose chain head is `%s` (%d captures)\n", in.Evidence.ChainHead, in.Evidence.Captures)
+	fmt.Fprintf(b, "- Inventory: `%s` (sha256 `%s`)\n", in.Inventory.Path, in.Inventory.SHA256)
+	fmt.Fprintf(b, "- CP records: `%s`, %d claims (sha256 `%s`)\n", in.CP.Source, in.CP.Claims, in.CP.SHA256)
+	fmt.Fprintf(b, "- Catalog: `%s` (sha256 `%s`)\n", in.Catalog.Path, in.Catalog.SHA256)
+	if in.Catalog.Manifest != "" {
+		fmt.Fprintf(b, "- Manifest: `%s`\n", in.Catalog.Manifest)
+	}
+	for _, d := range p.Unreachable() {
+		fmt.Fprintf(b, "- **Unreachable tenant** %s: %s\n", cell(d.Tenant), cell(d.Unreachable))
+	}
+	for i, wn := range warnings {
+		if i == 20 {
+			fmt.Fprintf(b, "- … and %d more warnings (see the plan's log)\n", len(warnings)-20)
+			break
+		}
+		fmt.Fprintf(b, "- **Warning:** %s\n", cell(wn))
+	}
+}
+
+// writeCounts writes the verdict counts, drift, provisioning classes and
+// evidence sources of the writes.
+func writeCounts(b *strings.Builder, p *Plan) {
+	fmt.Fprintf(b, "\n## Counts\n\n| verdict | workspaces | writes |\n|---|---:|---:|\n")
+	for _, v := range verdictsFor(p.FormatVersion) {
+		writes := 0
+		if v == Agree {
+			writes = p.Counts[string(v)]
+		}
+		fmt.Fprintf(b, "| %s | %d | %d |\n", v, p.Counts[string(v)], writes)
+	}
+	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", len(p.Items), p.Counts[string(Agree)])
+	fmt.Fprintf(b, "\n%d already-set workspaces show drift (their value differs from the evidence or the CP).\n", p.Counts["drift"])
+	hosted, self := 0, 0
+	for _, it := range p.Agreed() {
+		if it.Provisioning == Hosted {
+			hosted++
+		} else if it.Provisioning == SelfHosted {
+			self++
+		}
+	}
+	fmt.Fprintf(b, "\nWrites by provisioning class: %d hosted (instance_id set), %d self-hosted (instance_id NULL). "+
+		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", hosted, self)
+	writeSources(b, p.Agreed())
+}
+
+func writeFooter(b *strings.Builder, p *Plan) {
+	fmt.Fprintf(b, "\nEach write is `UPDATE public.workspaces SET template = <set template>, updated_at = now() WHERE id = <workspace> AND template = '' AND status <> 'removed'` "+
+		"(and the runtime and kind the plan saw), applied only after `backfill approve` of fingerprint `%s`.\n", p.Fingerprint)
+}
+
+// WriteItemsCSV writes every item of the plan as one CSV row, for the
+// reviewer who needs every row the summary leaves out.
+func WriteItemsCSV(w io.Writer, p *Plan) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"tenant", "workspace_id", "name", "runtime", "kind", "provisioning", "db_template", "db_status", "verdict", "drift",
+		"set_template", "evidence_capture", "evidence_source", "evidence_template", "evidence_rule", "cp_templates", "cp_level", "reason"})
+	for _, it := range p.Items {
+		var set, capID, src, tmpl, rule, cpT, cpL string
+		if it.Action != nil {
+			set = it.Action.SetTemplate
+		}
+		if e := it.Evidence; e != nil {
+			capID, src, tmpl, rule = fmt.Sprint(e.CaptureID), e.Source, e.Template, e.Rule
+		}
+		if it.CP != nil {
+			cpT, cpL = strings.Join(it.CP.Templates, " "), it.CP.Level
+		}
+		row := []string{it.Tenant, it.WorkspaceID, it.WorkspaceName, it.Runtime, it.Kind, it.Provisioning, it.DBTemplate, it.DBStatus,
+			string(it.Verdict), fmt.Sprint(it.Drift), set, capID, src, tmpl, rule, cpT, cpL, it.Reason}
+		if err := cw.Write(termsafe.Strings(row)); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 // NeedsReview returns the items a person must look at, in plan order.

@@ -1,8 +1,10 @@
-// Package apply is backfill's second phase: it reconciles captured evidence
-// with control-plane records and the tenant databases as they are now into a
-// fingerprinted plan, records approvals, and applies the agreed writes with
-// compare-and-swap, a journal and an undo.
-package apply
+// Package plan is the plan of backfill's second phase: reconciliation of
+// captured evidence with control-plane records and the tenant databases as
+// they are now (Reconcile, Build), the fingerprinted plan format and its
+// versions (Plan, ParsePlan), re-derivation of a plan's writes (Rederive),
+// the review report, and the plans kept in the evidence store. Executing a
+// plan is package apply's.
+package plan
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package apply
+package plan
 
 import (
 	"context"
@@ -32,7 +32,7 @@ import (
 // refuses the whole plan, naming the item.
 func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Catalog, records *cp.Records) error {
 	refuse := func(format string, args ...any) error {
-		return &GateError{fmt.Sprintf(format, args...)}
+		return &Refusal{fmt.Sprintf(format, args...)}
 	}
 	if got := cat.Digest(); got != p.Inputs.Catalog.SHA256 {
 		return refuse("the catalog has digest %s, the plan was made with %s (%s): pass the plan's catalog with --catalog",
@@ -166,7 +166,7 @@ func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, 
 				return err
 			}
 			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != c.SHA256 {
-				return &GateError{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", c.ID, c.SHA256)}
+				return &Refusal{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", c.ID, c.SHA256)}
 			}
 			// The kind is the row's as listed with this capture: evidence
 			// is what was seen then, whatever the plan's item says.
@@ -180,7 +180,7 @@ func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, 
 		return nil, nil, nil, fmt.Errorf("read evidence: %w", err)
 	}
 	if !seenHead {
-		return nil, nil, nil, &GateError{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
+		return nil, nil, nil, &Refusal{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
 	}
 	return out, after, notEvidence, nil
 }

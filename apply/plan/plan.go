@@ -1,4 +1,4 @@
-package apply
+package plan
 
 import (
 	"bufio"
@@ -466,3 +466,23 @@ func (p *Plan) Agreed() []Item {
 	}
 	return out
 }
+
+// ByTenant splits items (in plan order, so sorted by tenant) into one
+// slice per tenant, keeping their order.
+func ByTenant(items []Item) [][]Item {
+	var out [][]Item
+	for i := 0; i < len(items); {
+		j := i
+		for j < len(items) && items[j].Tenant == items[i].Tenant {
+			j++
+		}
+		out = append(out, items[i:j])
+		i = j
+	}
+	return out
+}
+
+// Refusal is a plan refused before any tenant is touched.
+type Refusal struct{ Reason string }
+
+func (e *Refusal) Error() string { return "refused: " + e.Reason }

@@ -1,4 +1,4 @@
-package apply
+package plan
 
 import (
 	"crypto/sha256"

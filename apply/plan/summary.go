@@ -1,0 +1,112 @@
+package plan
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// SummaryBudget is the most characters WriteSummary writes: under the
+// 65,536 of a GitHub comment (and near a Jira field's 32,767 with the
+// details folded), so the review fits in the ticket it is pasted into.
+const SummaryBudget = 60000
+
+// summaryExamples is how many items a group of items that need a person
+// shows; the CSV has every one.
+const summaryExamples = 3
+
+// WriteSummary writes the review report a ticket can hold: the inputs, the
+// counts, the writes as a tenant × template rollup, and the items that need
+// a person grouped by verdict and tenant with a few examples each, under
+// SummaryBudget characters whatever the plan's size. WriteReport (or the
+// CSV, WriteItemsCSV) carries every row.
+func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
+	b := &strings.Builder{}
+	writeHeader(b, p, planPath, warnings)
+	writeCounts(b, p)
+
+	rollup := p.Rollup()
+	fmt.Fprintf(b, "\n## Writes (%d, in %d tenant × template rows; rollup `%s`)\n", len(p.Agreed()), len(rollup), RollupDigest(rollup))
+	if len(rollup) > 0 {
+		open, closeTag := fold(len(rollup) > 20, "the rollup")
+		b.WriteString(open)
+		fmt.Fprintf(b, "| tenant | set template | writes |\n|---|---|---:|\n")
+		shown := 0
+		for _, r := range rollup {
+			if b.Len() > SummaryBudget/2 {
+				break
+			}
+			fmt.Fprintf(b, "| %s | %s | %d |\n", cell(r.Tenant), cell(r.Template), r.Writes)
+			shown++
+		}
+		if shown < len(rollup) {
+			fmt.Fprintf(b, "\n%d more rows: `backfill show %s --writes`.\n", len(rollup)-shown, planPath)
+		}
+		b.WriteString(closeTag)
+	}
+
+	review := NeedsReview(p)
+	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))
+	if len(review) == 0 {
+		fmt.Fprintf(b, "\nNothing.\n")
+	}
+	// The footer and the note on what was left out must still fit.
+	budget := SummaryBudget - 2000
+	omitted := 0
+	for _, group := range reviewGroups() {
+		byTenant := map[string][]Item{}
+		var tenants []string
+		n := 0
+		for _, it := range review {
+			if reviewGroup(it) != group {
+				continue
+			}
+			if byTenant[it.Tenant] == nil {
+				tenants = append(tenants, it.Tenant)
+			}
+			byTenant[it.Tenant] = append(byTenant[it.Tenant], it)
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		sort.Strings(tenants)
+		fmt.Fprintf(b, "\n### %s (%d in %d tenants)\n", group, n, len(tenants))
+		open, closeTag := fold(len(tenants) > 10, group)
+		b.WriteString(open)
+		fmt.Fprintf(b, "| tenant | workspaces | for example |\n|---|---:|---|\n")
+		for _, t := range tenants {
+			items := byTenant[t]
+			var ex []string
+			for _, it := range items[:min(summaryExamples, len(items))] {
+				ex = append(ex, fmt.Sprintf("`%s` %s: %s", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Reason)))
+			}
+			row := fmt.Sprintf("| %s | %d | %s |\n", cell(t), len(items), strings.Join(ex, "<br>"))
+			if b.Len()+len(row) > budget {
+				omitted += len(items)
+				continue
+			}
+			b.WriteString(row)
+		}
+		b.WriteString(closeTag)
+	}
+	if omitted > 0 {
+		fmt.Fprintf(b, "\n**%d more items that need a person did not fit in this summary**: see the full report or the CSV.\n", omitted)
+	}
+	if fullPath != "" {
+		fmt.Fprintf(b, "\nEvery item, with its evidence, CP claim and reason: `%s`.\n", fullPath)
+	}
+	writeFooter(b, p)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// fold wraps a long table in a <details> block, which GitHub and GitLab
+// render collapsed.
+func fold(long bool, what string) (string, string) {
+	if !long {
+		return "\n", ""
+	}
+	return fmt.Sprintf("\n<details><summary>%s</summary>\n\n", what), "\n</details>\n"
+}
