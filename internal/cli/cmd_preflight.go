@@ -21,7 +21,9 @@ func (r *runner) preflightCommand() *cli.Command {
 		Usage: "before a restart wave: check every tenant's database, grants, one read through its collectors, rate-limit headroom, and the evidence store's room (writes nothing)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
-			&cli.IntFlag{Name: "concurrency", Value: 16, EnvVars: envVar("concurrency"), Usage: "tenants checked at once"},
+			// Tenants, as apply's and plan's: not snapshot's --concurrency
+			// (captures), whose variable may be sized far larger.
+			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenants checked at once"},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "connect timeout and per-read timeout (the listing gets three times it)"},
 			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap of the sample read, as snapshot's"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the table"},
@@ -31,11 +33,11 @@ func (r *runner) preflightCommand() *cli.Command {
 }
 
 func (r *runner) preflight(c *cli.Context) error {
-	if c.Int("concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 {
-		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive")}
+	if c.Int("tenant-concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 {
+		return &exitError{ExitUsage, errors.New("--tenant-concurrency, --max-bytes and --timeout must be positive")}
 	}
-	if c.Int("concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
-		return &exitError{ExitUsage, fmt.Errorf("--concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
+	if c.Int("tenant-concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
+		return &exitError{ExitUsage, fmt.Errorf("--tenant-concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
 	}
 	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
 	if err != nil {
@@ -44,7 +46,7 @@ func (r *runner) preflight(c *cli.Context) error {
 	r.redactor.Add(inv.Secrets()...)
 	rep, err := preflight.Run(c.Context, preflight.Options{
 		Inventory: inv, StorePath: r.evidencePath(c),
-		Concurrency: c.Int("concurrency"), Timeout: c.Duration("timeout"), MaxBytes: c.Int64("max-bytes"),
+		Concurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), MaxBytes: c.Int64("max-bytes"),
 		Redactor: r.redactor, Logger: r.log, Now: r.env.Now,
 	})
 	if err != nil {
