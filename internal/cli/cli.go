@@ -137,6 +137,7 @@ func globalFlags() []cli.Flag {
 func (r *runner) app() *cli.App {
 	cmds := []*cli.Command{
 		r.snapshotCommand(),
+		r.auditCommand(),
 		r.statusCommand(),
 		r.verifyCommand(),
 		r.exportCommand(),
