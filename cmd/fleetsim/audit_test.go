@@ -83,10 +83,10 @@ func evidenceCounts(t *testing.T, path string) map[string]int {
 
 // TestAuditFindsWorkspacesCreatedBetweenAudits runs the standing audit
 // twice against the platform-faithful fleet. The first captures every
-// workspace with template = ” that an evidence source answers for and
+// workspace with an empty template that an evidence source answers for and
 // names the others, exactly the ones the answer key says no source the
 // tool may count can read. Between the two audits the platform creates
-// workspaces with template = ” on every kind of tenant (and one with a
+// workspaces with an empty template on every kind of tenant (and one with a
 // template): the second audit captures exactly those, reports exactly
 // those as appeared since the first, and still names the same ones
 // without evidence.

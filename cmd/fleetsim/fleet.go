@@ -332,7 +332,7 @@ func insertRows(ctx context.Context, dsn string, rows []*workspaceSpec) error {
 }
 
 // createWorkspace adds a workspace to the running fleet, as the platform's
-// org and bundle imports still do (with template = ” unless w says
+// org and bundle imports still do (with an empty template unless w says
 // otherwise): its row in the tenant's database, its files where the
 // tenant's hosts keep them, and the row known to the tenant's server. The
 // answer key, written at start, does not know it. Not safe to call from

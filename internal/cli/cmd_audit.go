@@ -20,7 +20,7 @@ import (
 )
 
 // audit is the standing check. The platform still creates workspaces with
-// template = ” (org and bundle import), and each one's identity lasts only
+// an empty template (org and bundle import), and each one's identity lasts only
 // until its next restart: run on a schedule, audit captures every such
 // workspace that has no evidence yet, with the snapshot engine itself (the
 // same listing, collector chains, rate limits and 404 rules), and says
@@ -163,7 +163,7 @@ type auditReport struct {
 }
 
 // buildAudit works out what the audit found, from the rows listed in this
-// run (the template = ” ones), the run's summary, and the store as the
+// run (those with an empty template), the run's summary, and the store as the
 // run left it. A tenant not listed now is reported from its latest
 // successful listing, if any, so that its workspaces without evidence are
 // still named.
@@ -308,7 +308,7 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 
 // auditReason names how an audit ended, in the words snapshot uses:
 // interrupted, tenants-failed (one could not be listed, or was stopped),
-// complete (every workspace with template = ” has evidence), gone (only
+// complete (every workspace with an empty template has evidence), gone (only
 // workspaces answered gone lack it), incomplete.
 func auditReason(interrupted bool, a *evidence.Audit, missing []auditWorkspace) string {
 	switch {

@@ -46,7 +46,7 @@ func (f *fleet) audit(t *testing.T, now time.Time, extra ...string) (result, aud
 }
 
 // addWorkspace creates a live workspace in a tenant of the fleet, as the
-// platform's org or bundle import does (template ” unless given), with its
+// platform's org or bundle import does (an empty template unless given), with its
 // config where the tenant's collector reads it.
 func (f *fleet) addWorkspace(t *testing.T, tenant string, n int, template string) string {
 	t.Helper()
@@ -96,7 +96,7 @@ func keysOf(ws []auditWorkspace) []string {
 	return out
 }
 
-// templateEmpty is the fleet's workspaces with template = ” (newFleet
+// templateEmpty is the fleet's workspaces with an empty template (newFleet
 // sets a template on every third).
 func (f *fleet) templateEmpty(perTenant int) []string {
 	var out []string
@@ -112,7 +112,7 @@ func (f *fleet) templateEmpty(perTenant int) []string {
 }
 
 // TestAuditCapturesWhatAppearedSince: the first audit captures every
-// workspace with template = ” and nothing else; workspaces created
+// workspace with an empty template and nothing else; workspaces created
 // between two audits are captured by the second, which captures exactly
 // those and reports exactly those as appeared since the first; a third
 // with nothing new captures nothing. Each audit is recorded, chained, and
@@ -261,7 +261,7 @@ func TestAuditMaxEvidenceAge(t *testing.T) {
 }
 
 // TestAuditExitCodes: usage errors exit 2 and create no store; exit 3 when
-// a workspace with template = ” has no evidence (gone: reason gone, and
+// a workspace with an empty template has no evidence (gone: reason gone, and
 // --allow-gone exits 0; failed: incomplete), or a tenant cannot be listed
 // (tenants-failed, its workspaces named from its latest listing, and the
 // audit after it compares with the audit before it); --partial-exit-code

@@ -154,7 +154,7 @@ func (r *runner) status(c *cli.Context) error {
 }
 
 // printAuditHistory is status's audit section: the latest audits, newest
-// first, with their counts of workspaces with template = ”.
+// first, with their counts of workspaces with an empty template.
 func printAuditHistory(w io.Writer, audits []*evidence.Audit, recorded int) {
 	if recorded == 0 {
 		fmt.Fprintln(w, "\nno audits recorded (backfill audit)")

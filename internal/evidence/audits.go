@@ -15,7 +15,7 @@ import (
 
 // Audit is one run of `backfill audit` as the store keeps it (schema
 // version 7 on): when it ran, how it ended, its counts, and per tenant the
-// set of template = ” workspaces it saw, so that the next audit can say
+// set of workspaces with an empty template it saw, so that the next audit can say
 // which appeared since.
 type Audit struct {
 	ID      int64
@@ -32,7 +32,7 @@ type Audit struct {
 	Hash           string
 }
 
-// AuditCounts are an audit's counts of workspaces with template = ”.
+// AuditCounts are an audit's counts of workspaces with an empty template.
 type AuditCounts struct {
 	TemplateEmpty   int `json:"template_empty"`
 	WithEvidence    int `json:"with_evidence"`
@@ -277,7 +277,7 @@ func (s *Store) Audits(ctx context.Context, n int) ([]*Audit, int, error) {
 	return out, total, rows.Err()
 }
 
-// Seen is the set of template = ” workspaces an earlier audit listed in
+// Seen is the set of workspaces with an empty template an earlier audit listed in
 // one tenant.
 type Seen struct {
 	AuditID int64
