@@ -268,10 +268,18 @@ func TestAuditMaxEvidenceAge(t *testing.T) {
 // replaces 3; 0 once every one has evidence.
 func TestAuditExitCodes(t *testing.T) {
 	f := newFleet(t, 3, 0)
-	for _, flags := range [][]string{{"--max-evidence-age", "-1s"}, {"--max-evidence-age", "500ms"}, {"--concurrency", "0"}} {
+	for _, flags := range [][]string{{"--max-evidence-age", "-1s"}, {"--max-evidence-age", "500ms"}, {"--max-evidence-age", "24", "needs a unit"},
+		{"--concurrency", "0"}, {"--json", "extra"}} {
+		want := flags[0]
+		if len(flags) == 3 {
+			flags, want = flags[:2], flags[2]
+		}
+		if flags[0] == "--json" {
+			want = "takes no arguments"
+		}
 		res := run(t, f.env, append([]string{"--evidence", f.evidence, "audit", "--inventory", f.inventory}, flags...)...)
-		if res.code != 2 || !strings.Contains(res.stderr, flags[0]) {
-			t.Errorf("%q: exit %d, want 2: %s", flags, res.code, res.stderr)
+		if res.code != 2 || !strings.Contains(res.stderr, want) {
+			t.Errorf("%q: exit %d, want 2 saying %q: %s", flags, res.code, want, res.stderr)
 		}
 	}
 	if res := run(t, f.env, "--evidence", f.evidence, "audit"); res.code != 2 {
