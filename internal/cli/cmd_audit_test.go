@@ -410,3 +410,50 @@ func TestAuditJSONGolden(t *testing.T) {
 	}
 	golden(t, "json/status-audits.json", stable(strings.ReplaceAll(st.stdout, f.dir, "DIR")))
 }
+
+// TestAuditNamesAStoppedTenant: a tenant whose collector turns out
+// misconfigured (its files API answers a bare 404) is stopped as snapshot
+// stops it: the audit exits 3 with reason tenants-failed and names the
+// workspaces it could not capture with the tenant's reason.
+func TestAuditNamesAStoppedTenant(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	if res, doc := f.audit(t, auditT0); res.code != 0 {
+		t.Fatalf("first audit: %d %+v", res.code, doc)
+	}
+	added := []string{f.addWorkspace(t, "beta", 10, ""), f.addWorkspace(t, "beta", 11, "")}
+	b, err := os.ReadFile(f.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(b), "/workspaces/{workspace_id}/files/config.yaml", "/no-such-route/{workspace_id}", 1)
+	if broken == string(b) {
+		t.Fatal("inventory rewrite failed")
+	}
+	writeFile(t, f.inventory, broken)
+	res, doc := f.audit(t, auditT0.Add(time.Hour), "--concurrency", "1")
+	if res.code != 3 || doc.Reason != "tenants-failed" || len(doc.TenantsFailed) != 1 || !doc.TenantsFailed[0].Stopped ||
+		doc.Appeared != 2 || doc.WithoutEvidence != 2 || !slices.Equal(keysOf(doc.WithoutEvidenceList), added) {
+		t.Fatalf("audit with beta misconfigured: exit %d %+v", res.code, doc)
+	}
+	outcomes := map[string]bool{}
+	for _, w := range doc.WithoutEvidenceList {
+		outcomes[w.Outcome] = true
+		if w.Outcome == "tenant stopped" && !strings.Contains(w.Reason, "misconfigured") || w.Reason == "" {
+			t.Errorf("%s: %s %q does not say why", w.WorkspaceID, w.Outcome, w.Reason)
+		}
+	}
+	if !outcomes["tenant stopped"] {
+		t.Errorf("no workspace named as its stopped tenant's: %+v", doc.WithoutEvidenceList)
+	}
+	for _, bt := range doc.ByTenant {
+		if bt.Tenant == "beta" && (bt.Status != "stopped" || bt.Appeared != 2 || bt.TemplateEmpty != 4) {
+			t.Errorf("beta: %+v", bt)
+		}
+	}
+	// The stopped tenant was listed: the next audit compares with this one.
+	writeFile(t, f.inventory, string(b))
+	res, doc = f.audit(t, auditT0.Add(2*time.Hour))
+	if res.code != 0 || doc.Appeared != 0 || doc.Captured != 2 {
+		t.Fatalf("audit with beta repaired: exit %d %+v", res.code, doc)
+	}
+}
