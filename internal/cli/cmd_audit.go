@@ -94,8 +94,10 @@ func (r *runner) audit(c *cli.Context) error {
 	if sum == nil {
 		return fail("%v", runErr)
 	}
-	// Whatever happened to the run, the report and the record are written:
-	// an interrupted audit is recorded as one.
+	// An interrupted audit is reported and recorded as one (Ctrl-C has
+	// cancelled the context, not the work of writing down what was done).
+	// After a store failure it is reported and not recorded: the store is
+	// what failed.
 	ctx := context.WithoutCancel(c.Context)
 	rep, err := buildAudit(ctx, store, inv, sum, listed, start, r.env.Now(), maxAge)
 	if err != nil {
@@ -106,7 +108,8 @@ func (r *runner) audit(c *cli.Context) error {
 	}
 	if runErr == nil {
 		if err := store.Append(ctx, rep.record); err != nil {
-			return fail("record the audit in %s: %v", store.Path(), err)
+			rep.record.ID = 0 // set by the insert, rolled back with it
+			runErr = fmt.Errorf("record the audit in %s: %w", store.Path(), err)
 		}
 	}
 	if c.Bool("json") {
