@@ -30,12 +30,28 @@ type Options struct {
 	Inventory   *inventory.Inventory
 	Store       *evidence.Store
 	Tenants     func(name string) bool // selects tenants (sharding); nil: all
-	Concurrency int                    // default 32
-	Timeout     time.Duration          // per capture attempt, default 10s
-	Retries     int                    // extra attempts for transient failures; negative: none
-	MaxBytes    int64                  // default 1 MiB
-	Refresh     bool                   // capture again workspaces already captured
-	Backoff     time.Duration          // first retry delay, default 500ms; doubles, with jitter
+	Concurrency int                    // captures at once, default 32
+	// TenantConcurrency bounds the tenants listed at once, default 64.
+	TenantConcurrency int
+	Timeout           time.Duration // per capture attempt, default 10s
+	Retries           int           // extra attempts for transient failures; negative: none
+	MaxBytes          int64         // default 1 MiB
+	Refresh           bool          // capture again workspaces already captured
+	// Rows, when set, selects among a tenant's listed live rows the ones
+	// the run is to capture (audit: template = ''). The listing is still
+	// recorded whole: it is what the tenant has live. Rows left out count
+	// only in Summary.Unselected.
+	Rows func(tenant string, r workspace.Row) bool
+	// RecaptureBefore, when set, captures again a selected workspace whose
+	// latest evidence ended before it (audit --max-evidence-age). The new
+	// capture is appended; the earlier ones stay, and one that fails
+	// leaves the workspace covered by them (Summary.CoveredEarlier).
+	RecaptureBefore time.Time
+	// OnListed, when set, receives each tenant's live rows (all of them,
+	// before Rows) once its listing is recorded, from the goroutine that
+	// listed it: several tenants may call it at once.
+	OnListed func(tenant string, rows []workspace.Row)
+	Backoff  time.Duration // first retry delay, default 500ms; doubles, with jitter
 	// MaxThrottle bounds how long one workspace waits, in all, for 429s
 	// (default 10m): past it, the capture is recorded failed.
 	MaxThrottle time.Duration
@@ -90,8 +106,10 @@ type WorkspaceFailure struct {
 type Summary struct {
 	Tenants         int
 	TenantsFailed   []TenantFailure
-	Live            int // live workspaces listed
+	Live            int // live workspaces listed (and selected, with Options.Rows)
+	Unselected      int // live workspaces listed that Options.Rows left out
 	AlreadyCaptured int // skipped: captured by an earlier run
+	Recapture       int // queued again: their evidence ended before Options.RecaptureBefore
 	Captured        int
 	NotLive         int // answered, but not from the workspace: kept, never evidence
 	NotRunning      int
@@ -146,6 +164,7 @@ type engine struct {
 	mu      sync.Mutex
 	sum     Summary
 	earlier map[evidence.Key]bool // workspaces with a successful capture before this run; read-only
+	stale   map[evidence.Key]bool // those whose latest evidence ended before RecaptureBefore; read-only
 
 	total, done, failed, listing atomic.Int64
 	// Outcomes counted so far, for the progress line.
@@ -178,6 +197,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, fmt.Errorf("read evidence store: %w", err)
 	}
 	e.earlier = captured
+	if !o.RecaptureBefore.IsZero() {
+		spans, err := o.Store.EvidenceTimes(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read evidence store: %w", err)
+		}
+		e.stale = map[evidence.Key]bool{}
+		for k, sp := range spans {
+			if sp.Last.Before(o.RecaptureBefore) {
+				e.stale[k] = true
+			}
+		}
+	}
 	start := o.Now()
 	e.sum.Tenants = len(e.tenants)
 	e.sched = newScheduler(len(e.tenants), o.Concurrency)
@@ -206,10 +237,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}()
 	}
 
-	// Listing is light; a bounded number of tenants at a time keeps a large
-	// fleet from opening hundreds of connections at once.
+	// Listing is one round trip after connect, but remote tenants are tens
+	// of milliseconds away: many at once, so late tenants' captures are not
+	// held back, yet bounded, so a large fleet does not open hundreds of
+	// connections at once.
 	var listers sync.WaitGroup
-	sem := make(chan struct{}, min(o.Concurrency, 16))
+	sem := make(chan struct{}, o.TenantConcurrency)
 	e.listing.Store(int64(len(e.tenants)))
 	for i := range e.tenants {
 		listers.Add(1)
@@ -253,6 +286,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 func withDefaults(o Options) Options {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 32
+	}
+	if o.TenantConcurrency <= 0 {
+		o.TenantConcurrency = 64
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -308,21 +344,36 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 		return
 	}
 	e.record(&evidence.Listing{Tenant: t.Name, At: e.o.Now(), Outcome: evidence.Listed, Rows: rows})
+	if e.o.OnListed != nil {
+		e.o.OnListed(t.Name, rows)
+	}
 	todo := rows[:0:0]
-	skipped := 0
+	skipped, unselected, again := 0, 0, 0
 	for _, r := range rows {
-		if !e.o.Refresh && captured[evidence.Key{Tenant: t.Name, WorkspaceID: r.ID}] {
+		if e.o.Rows != nil && !e.o.Rows(t.Name, r) {
+			unselected++
+			continue
+		}
+		k := evidence.Key{Tenant: t.Name, WorkspaceID: r.ID}
+		switch {
+		case e.o.Refresh || !captured[k]:
+		case e.stale[k]:
+			again++
+		default:
 			skipped++
 			continue
 		}
 		todo = append(todo, r)
 	}
 	e.mu.Lock()
-	e.sum.Live += len(rows)
+	e.sum.Live += len(rows) - unselected
+	e.sum.Unselected += unselected
 	e.sum.AlreadyCaptured += skipped
+	e.sum.Recapture += again
 	e.mu.Unlock()
 	e.total.Add(int64(len(todo)))
-	e.o.Logger.Info("tenant listed", "tenant", t.Name, "live", len(rows), "to_capture", len(todo), "already_captured", skipped)
+	e.o.Logger.Info("tenant listed", "tenant", t.Name, "live", len(rows)-unselected, "to_capture", len(todo), "already_captured", skipped,
+		"recapture", again, "unselected", unselected)
 	tr := e.runs[i]
 	tr.mu.Lock()
 	tr.threshold = min(e.o.MisconfiguredAfter, len(todo))

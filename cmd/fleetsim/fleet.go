@@ -331,6 +331,35 @@ func insertRows(ctx context.Context, dsn string, rows []*workspaceSpec) error {
 	return tx.Commit(ctx)
 }
 
+// createWorkspace adds a workspace to the running fleet, as the platform's
+// org and bundle imports still do (with an empty template unless w says
+// otherwise): its row in the tenant's database, its files where the
+// tenant's hosts keep them, and the row known to the tenant's server. The
+// answer key, written at start, does not know it. Not safe to call from
+// two goroutines at once.
+func (f *fleet) createWorkspace(ctx context.Context, tenant string, w *workspaceSpec) error {
+	var t *tenantSpec
+	for _, tn := range f.spec.Tenants {
+		if tn.Name == tenant {
+			t = tn
+		}
+	}
+	if t == nil {
+		return fmt.Errorf("no tenant %q in the fleet", tenant)
+	}
+	// Files first: a row the database lists before its config exists
+	// would be read as missing by a capture racing the creation.
+	if err := writeWorkspace(f.dir, t, w); err != nil {
+		return fmt.Errorf("tenant %s: workspace %s: %w", tenant, w.ID, err)
+	}
+	f.hosts[tenant].add(w)
+	if err := insertRows(ctx, f.dsns[tenant], []*workspaceSpec{w}); err != nil {
+		return fmt.Errorf("tenant %s: %w", tenant, err)
+	}
+	t.Workspaces = append(t.Workspaces, w)
+	return nil
+}
+
 // serve starts a tenant's files API on its own loopback port, as each
 // tenant runs its own workspace server.
 func (f *fleet) serve(t *tenantSpec) error {

@@ -79,30 +79,36 @@ func writeHosts(dir string, spec *fleetSpec) error {
 	}
 	for _, t := range spec.Tenants {
 		for _, w := range t.Workspaces {
-			for _, s := range t.stores(dir, w) {
-				if err := os.MkdirAll(s, 0o755); err != nil {
-					return err
-				}
-				if err := os.WriteFile(filepath.Join(s, "system-prompt.md"), []byte(systemPrompt), 0o644); err != nil {
-					return err
-				}
-				if w.Live != nil {
-					if err := writeAtomic(filepath.Join(s, "config.yaml"), w.Live, 0o644); err != nil {
-						return err
-					}
-				}
-			}
-			if t.hosted() || w.container() == containerAbsent {
-				continue
-			}
-			name := containerName(w.ID)
-			state := fmt.Sprintf("%s %s\n", w.container(), containerID(name))
-			if err := os.WriteFile(filepath.Join(dir, dirContainers, name), []byte(state), 0o644); err != nil {
+			if err := writeWorkspace(dir, t, w); err != nil {
 				return err
 			}
 		}
 	}
 	return writeDocker(dir)
+}
+
+// writeWorkspace lays out one workspace's files: its /configs wherever
+// something can read them, and a self-hosted one's container state.
+func writeWorkspace(dir string, t *tenantSpec, w *workspaceSpec) error {
+	for _, s := range t.stores(dir, w) {
+		if err := os.MkdirAll(s, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(s, "system-prompt.md"), []byte(systemPrompt), 0o644); err != nil {
+			return err
+		}
+		if w.Live != nil {
+			if err := writeAtomic(filepath.Join(s, "config.yaml"), w.Live, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	if t.hosted() || w.container() == containerAbsent {
+		return nil
+	}
+	name := containerName(w.ID)
+	state := fmt.Sprintf("%s %s\n", w.container(), containerID(name))
+	return writeAtomic(filepath.Join(dir, dirContainers, name), []byte(state), 0o644)
 }
 
 // dockerScript is DIR/bin/docker: the one docker command backfill's exec
@@ -185,6 +191,13 @@ func (h *tenantHost) Workspace(id string) (filesapi.Workspace, bool) {
 	defer h.mu.RUnlock()
 	w, ok := h.rows[id]
 	return w, ok
+}
+
+// add makes a row created while the fleet runs known to the server.
+func (h *tenantHost) add(w *workspaceSpec) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rows[w.ID] = filesapi.Workspace{Name: w.Name, InstanceID: w.InstanceID}
 }
 
 // forget drops a deleted row.

@@ -140,6 +140,7 @@ func (r *runner) app() *cli.App {
 	cmds := []*cli.Command{
 		r.snapshotCommand(),
 		r.preflightCommand(),
+		r.auditCommand(),
 		r.statusCommand(),
 		r.verifyCommand(),
 		r.exportCommand(),

@@ -19,19 +19,29 @@ func (r *runner) snapshotCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "snapshot",
 		Usage: "capture every live workspace's config.yaml into the evidence store (phase one)",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
-			&cli.IntFlag{Name: "concurrency", Value: 32, EnvVars: envVar("concurrency"), Usage: "captures in flight across all tenants"},
-			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "per-capture timeout"},
-			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
-			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
+		Flags: append(captureFlags(),
 			&cli.BoolFlag{Name: "refresh", EnvVars: envVar("refresh"), Usage: "capture again workspaces that already have a capture"},
-			&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, EnvVars: envVar("progress-every"), Usage: "without a terminal, log a status line this often"},
 			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "exit 0 when every live workspace is captured or answered gone (for jobs that retry on failure)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the summary"},
 			&cli.StringFlag{Name: "shard", EnvVars: envVar("shard"), Usage: "capture only the tenants of shard `K/N` (0 <= K < N); merge the shards' stores with `backfill merge`"},
-		},
+		),
 		Action: r.snapshot,
+	}
+}
+
+// captureFlags are the flags of every command that captures through the
+// snapshot engine (snapshot, audit): one definition, so they cannot drift.
+func captureFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
+		// Captures, not tenants: its own name and variable (--concurrency
+		// is still accepted on the command line).
+		&cli.IntFlag{Name: "capture-concurrency", Aliases: []string{"concurrency"}, Value: 32, EnvVars: envVar("capture-concurrency"), Usage: "captures in flight across all tenants"},
+		&cli.IntFlag{Name: "tenant-concurrency", Value: 64, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases listed at once"},
+		&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, EnvVars: envVar("progress-every"), Usage: "without a terminal, log a status line this often"},
+		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "per-capture timeout"},
+		&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
+		&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
 	}
 }
 
@@ -41,14 +51,22 @@ const (
 	maxCaptureBytes = 1 << 30
 )
 
-func (r *runner) snapshot(c *cli.Context) error {
-	if c.Int("concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
+// checkCaptureFlags bounds captureFlags.
+func checkCaptureFlags(c *cli.Context) error {
+	if c.Int("capture-concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
 		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive, --retries not negative")}
 	}
 	// Each worker is a goroutine and each capture is held in memory whole:
 	// a typo of a few extra digits must be a usage error, not an OOM.
-	if c.Int("concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
+	if c.Int("capture-concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
 		return &exitError{ExitUsage, fmt.Errorf("--concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
+	}
+	return nil
+}
+
+func (r *runner) snapshot(c *cli.Context) error {
+	if err := checkCaptureFlags(c); err != nil {
+		return err
 	}
 	var only func(string) bool
 	if s := c.String("shard"); s != "" {
@@ -78,10 +96,41 @@ func (r *runner) snapshot(c *cli.Context) error {
 
 	opts := snapshot.Options{
 		Inventory: inv, Store: store, Tenants: only,
-		Concurrency: c.Int("concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
+		Concurrency: c.Int("capture-concurrency"), TenantConcurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
 		MaxBytes: c.Int64("max-bytes"), Refresh: c.Bool("refresh"),
 		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
 	}
+	sum, runErr := r.runCapture(c, opts)
+	if sum != nil && c.Bool("json") {
+		doc := snapshotJSON{SchemaVersion: 1, Evidence: store.Path(), Reason: sum.Reason(), Complete: sum.Complete(),
+			Tenants: sum.Tenants, Live: sum.Live, Captured: sum.Captured, CapturedEarlier: sum.AlreadyCaptured, CoveredEarlier: sum.CoveredEarlier,
+			NotLive: sum.NotLive, NotRunning: sum.NotRunning, Gone: sum.Gone, Failed: sum.Failed, NotAttempted: sum.NotAttempted,
+			NotRecorded: sum.NotRecorded, ElapsedSeconds: sum.Elapsed.Seconds(),
+			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures}
+		if doc.TenantsFailed == nil {
+			doc.TenantsFailed = []snapshot.TenantFailure{}
+		}
+		if doc.Failures == nil {
+			doc.Failures = []snapshot.WorkspaceFailure{}
+		}
+		if err := printJSON(r.env.Stdout, doc); err != nil {
+			return err
+		}
+	} else if sum != nil {
+		printSnapshotSummary(r.env.Stdout, sum, store.Path())
+	}
+	if runErr != nil {
+		return fail("%v", runErr)
+	}
+	if sum.Complete() || c.Bool("allow-gone") && sum.CompleteBut() {
+		return nil
+	}
+	return errPartial
+}
+
+// runCapture runs the snapshot engine with the progress line on stderr
+// when it is a terminal.
+func (r *runner) runCapture(c *cli.Context, opts snapshot.Options) (*snapshot.Summary, error) {
 	line := r.progressLine(c)
 	window := progress.NewWindow(30 * time.Second)
 	status := func(p snapshot.Progress) string {
@@ -112,35 +161,11 @@ func (r *runner) snapshot(c *cli.Context) error {
 		opts.ProgressEvery = c.Duration("progress-every")
 		opts.OnProgress = func(p snapshot.Progress) { r.log.Info("progress", "status", status(p)) }
 	}
-	sum, runErr := snapshot.Run(c.Context, opts)
+	sum, err := snapshot.Run(c.Context, opts)
 	if line != nil {
 		line.Finish() // the summary starts on a line of its own
 	}
-	if sum != nil && c.Bool("json") {
-		doc := snapshotJSON{SchemaVersion: 1, Evidence: store.Path(), Reason: sum.Reason(), Complete: sum.Complete(),
-			Tenants: sum.Tenants, Live: sum.Live, Captured: sum.Captured, CapturedEarlier: sum.AlreadyCaptured, CoveredEarlier: sum.CoveredEarlier,
-			NotLive: sum.NotLive, NotRunning: sum.NotRunning, Gone: sum.Gone, Failed: sum.Failed, NotAttempted: sum.NotAttempted,
-			NotRecorded: sum.NotRecorded, ElapsedSeconds: sum.Elapsed.Seconds(),
-			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures}
-		if doc.TenantsFailed == nil {
-			doc.TenantsFailed = []snapshot.TenantFailure{}
-		}
-		if doc.Failures == nil {
-			doc.Failures = []snapshot.WorkspaceFailure{}
-		}
-		if err := printJSON(r.env.Stdout, doc); err != nil {
-			return err
-		}
-	} else if sum != nil {
-		printSnapshotSummary(r.env.Stdout, sum, store.Path())
-	}
-	if runErr != nil {
-		return fail("%v", runErr)
-	}
-	if sum.Complete() || c.Bool("allow-gone") && sum.CompleteBut() {
-		return nil
-	}
-	return errPartial
+	return sum, err
 }
 
 // maxListed bounds the failures printed; the full list is in `status` and `export`.

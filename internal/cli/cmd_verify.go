@@ -36,7 +36,7 @@ func (r *runner) verify(c *cli.Context) error {
 		}
 		err := printJSON(r.env.Stdout, verifyJSON{SchemaVersion: 1, Evidence: store.Path(), OK: rep.OK(), Captures: rep.Captures,
 			Listings: rep.Listings, Contents: rep.Contents, Approvals: rep.Approvals, Journal: rep.Journal, Plans: rep.Plans,
-			ChainHead: rep.ChainHead, Problems: problems})
+			Audits: rep.Audits, ChainHead: rep.ChainHead, Problems: problems})
 		if err != nil {
 			return err
 		}
@@ -68,6 +68,7 @@ type verifyJSON struct {
 	Approvals     int      `json:"approvals"`
 	Journal       int      `json:"journal"`
 	Plans         int      `json:"plans"`
+	Audits        int      `json:"audits"`
 	ChainHead     string   `json:"chain_head"`
 	Problems      []string `json:"problems"`
 }

@@ -350,6 +350,9 @@ func TestEscapeSequencesReachNoOutputRaw(t *testing.T) {
 	run(nil, "status")
 	run(nil, "plans")
 	run(nil, "export", "--format", "csv")
+	// Last, as it captures: the audit names the workspaces it lists.
+	run(f.env, "audit", "--inventory", "inventory.yaml")
+	run(nil, "status")
 	report, _ := os.ReadFile("report.md")
 	outputs = append(outputs, result{stdout: string(report)})
 	sawEscaped := false

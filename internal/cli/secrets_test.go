@@ -203,7 +203,7 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 		// Named by the command only: other arguments may hold a secret.
 		command := ""
 		for _, a := range args {
-			if strings.Contains(" preflight snapshot status verify plan show approve apply rollback export ", " "+a+" ") {
+			if strings.Contains(" preflight snapshot audit status verify plan show approve apply rollback export ", " "+a+" ") {
 				command = a
 				break
 			}
@@ -256,6 +256,10 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 	mustContain(cli(0, "apply", "--inventory", invReachable, "--plan", planPath, "--execute"), "applied 2")
 	cli(0, "rollback", "--inventory", invReachable, "--plan", planPath)
 	mustContain(cli(0, "rollback", "--inventory", invReachable, "--plan", planPath, "--execute"), "rolled-back 6")
+	// The standing audit: its report, its JSON and its record in the store.
+	mustContain(cli(3, "audit", "--inventory", invAll, "--retries", "0"), "unreachable: list workspaces", "gone alpha/", "failed beta/")
+	cli(3, "--log-format", "json", "audit", "--inventory", invAll, "--retries", "0", "--json", "--max-evidence-age", "1s")
+	cli(0, "status", "--json")
 	cli(0, "status")
 	cli(0, "export", "--format", "json")
 	cli(0, "export", "--format", "csv")

@@ -41,8 +41,10 @@ func Merge(ctx context.Context, out *Store, now time.Time, inputs ...*Store) ([]
 		if !rep.OK() {
 			return nil, fmt.Errorf("%s does not verify, refusing to merge it: %s", in.Path(), rep.Problems[0])
 		}
-		if rep.Approvals > 0 || rep.Journal > 0 {
-			return nil, fmt.Errorf("%s holds approvals or an apply journal: merge combines snapshot shards only", in.Path())
+		// Merge copies listings and captures only: anything else would be
+		// dropped without a word.
+		if rep.Approvals > 0 || rep.Journal > 0 || rep.Audits > 0 {
+			return nil, fmt.Errorf("%s holds approvals, an apply journal or audits: merge combines snapshot shards only", in.Path())
 		}
 		if prev, dup := heads[rep.ChainHead]; dup && rep.Captures > 0 {
 			return nil, fmt.Errorf("%s holds the same evidence as %s (chain head %s): a store cannot be merged with itself", in.Path(), prev, rep.ChainHead)

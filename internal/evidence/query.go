@@ -221,3 +221,51 @@ func (s *Store) Workspaces(ctx context.Context) ([]*Workspace, error) {
 	})
 	return out, nil
 }
+
+// EvidenceSpan is when a workspace's evidence was captured: its first and
+// latest successful capture (Capture.IsEvidence), by end time.
+type EvidenceSpan struct {
+	First, Last time.Time
+}
+
+// EvidenceTimes returns the evidence span of every workspace with at least
+// one successful capture: what `audit` reports as the age of its evidence
+// and re-captures past --max-evidence-age.
+func (s *Store) EvidenceTimes(ctx context.Context) (map[Key]EvidenceSpan, error) {
+	src := "source"
+	if s.version < 6 {
+		src = "NULL"
+	}
+	// Stored times have one fixed width, so min and max of the text are
+	// the earliest and latest.
+	rows, err := s.db.QueryContext(ctx, "SELECT tenant, workspace_id, method, "+src+`, min(ended_at), max(ended_at) FROM captures
+  WHERE outcome = 'captured' GROUP BY 1, 2, 3, 4`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[Key]EvidenceSpan{}
+	for rows.Next() {
+		var k Key
+		var c Capture
+		var stored sql.NullString
+		var first, last string
+		if err := rows.Scan(&k.Tenant, &k.WorkspaceID, &c.Method, &stored, &first, &last); err != nil {
+			return nil, err
+		}
+		c.Outcome, c.Source = Captured, stored.String
+		if !c.IsEvidence() {
+			continue
+		}
+		sp, seen := out[k]
+		f, l := parseTime(first), parseTime(last)
+		if !seen || f.Before(sp.First) {
+			sp.First = f
+		}
+		if l.After(sp.Last) {
+			sp.Last = l
+		}
+		out[k] = sp
+	}
+	return out, rows.Err()
+}

@@ -166,6 +166,41 @@ SELECT id, tenant, workspace_id, db_row, method, target, started_at, ended_at, a
 DROP TABLE captures_v5;
 CREATE INDEX captures_workspace ON captures (tenant, workspace_id, id);
 ` + appendOnly("captures"),
+
+	// 7: the standing audit's record. Each audit is a chained row: when it
+	// ran, how it ended, its totals (columns, so status reads them without
+	// decoding anything) and its per-tenant counts (detail, JSON). The ids
+	// of the template = '' workspaces it saw are kept once per distinct set
+	// in audit_sets, content-addressed like content: an hourly audit of an
+	// unchanged tenant cites the set the previous one stored and adds no
+	// bytes. A set is covered by the chain through the sha256 its audit's
+	// detail cites, and verify re-hashes every set and reports one no audit
+	// cites, as it does for content.
+	`
+CREATE TABLE audit_sets (
+  sha256 TEXT PRIMARY KEY,
+  count  INTEGER NOT NULL,
+  ids    BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE audits (
+  id               INTEGER PRIMARY KEY,
+  at               TEXT NOT NULL,
+  ended_at         TEXT NOT NULL,
+  reason           TEXT NOT NULL,
+  max_evidence_age INTEGER NOT NULL,
+  tenants          INTEGER NOT NULL,
+  tenants_failed   INTEGER NOT NULL,
+  template_empty   INTEGER NOT NULL,
+  with_evidence    INTEGER NOT NULL,
+  without_evidence INTEGER NOT NULL,
+  appeared         INTEGER NOT NULL,
+  captured         INTEGER NOT NULL,
+  detail           TEXT NOT NULL,
+  prev_hash        TEXT NOT NULL,
+  hash             TEXT NOT NULL
+);
+` + appendOnly("audit_sets", "audits"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -188,11 +223,11 @@ func triggerSQL(table, op string) string {
 }
 
 // appendOnlyTables lists the tables whose triggers verify checks.
-var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from", "plans"}
+var appendOnlyTables = []string{"content", "listings", "captures", "approvals", "journal", "merged_from", "plans", "audit_sets", "audits"}
 
 // tableSince is the schema version that created each table created after
 // the first: a store at an older version is read as if it were empty.
-var tableSince = map[string]int{"approvals": 2, "journal": 3, "merged_from": 4, "plans": 5}
+var tableSince = map[string]int{"approvals": 2, "journal": 3, "merged_from": 4, "plans": 5, "audit_sets": 7, "audits": 7}
 
 // hasTable reports whether the store's schema version has table.
 func (s *Store) hasTable(table string) bool { return s.version >= tableSince[table] }

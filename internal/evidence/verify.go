@@ -15,6 +15,7 @@ type VerifyReport struct {
 	Approvals int
 	Journal   int
 	Plans     int
+	Audits    int
 	ChainHead string   // hash of the last capture
 	Problems  []string // empty when the store verifies
 }
@@ -59,6 +60,9 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 		return nil, err
 	}
 	if err := s.verifyPlans(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.verifyAudits(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil
