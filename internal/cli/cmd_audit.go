@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -50,23 +49,11 @@ func (r *runner) audit(c *cli.Context) error {
 	if maxAge < 0 || (maxAge > 0 && maxAge < time.Second) {
 		return &exitError{ExitUsage, fmt.Errorf("--max-evidence-age must be at least 1s, or 0 for never, not %s", maxAge)}
 	}
-	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
-	if err != nil {
-		return fail("%v", err)
-	}
-	r.redactor.Add(inv.Secrets()...)
-
-	store, err := r.openStore(c, true)
+	inv, store, err := r.captureSetup(c)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if err := store.Lock(); err != nil {
-		if errors.Is(err, evidence.ErrLocked) {
-			return fail("%v: another snapshot, audit or apply is running on this store; wait for it or use another --evidence", err)
-		}
-		return fail("%v", err)
-	}
 	prev, _, err := store.Audits(c.Context, 1)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)

@@ -45,6 +45,28 @@ func captureFlags() []cli.Flag {
 	}
 }
 
+// captureSetup loads the inventory, registering its secrets, and opens
+// and locks the store (creating it) for a command that captures.
+func (r *runner) captureSetup(c *cli.Context) (*inventory.Inventory, *evidence.Store, error) {
+	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+	if err != nil {
+		return nil, nil, fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+	store, err := r.openStore(c, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := store.Lock(); err != nil {
+		store.Close()
+		if errors.Is(err, evidence.ErrLocked) {
+			return nil, nil, fail("%v: another snapshot, audit or apply is running on this store; wait for it or use another --evidence", err)
+		}
+		return nil, nil, fail("%v", err)
+	}
+	return inv, store, nil
+}
+
 // Upper bounds of snapshot's sizing flags.
 const (
 	maxConcurrency  = 4096
@@ -76,23 +98,11 @@ func (r *runner) snapshot(c *cli.Context) error {
 		}
 		only = shard.Has
 	}
-	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
-	if err != nil {
-		return fail("%v", err)
-	}
-	r.redactor.Add(inv.Secrets()...)
-
-	store, err := r.openStore(c, true)
+	inv, store, err := r.captureSetup(c)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if err := store.Lock(); err != nil {
-		if errors.Is(err, evidence.ErrLocked) {
-			return fail("%v: another snapshot or apply is running on this store; wait for it or use another --evidence", err)
-		}
-		return fail("%v", err)
-	}
 
 	opts := snapshot.Options{
 		Inventory: inv, Store: store, Tenants: only,

@@ -213,7 +213,7 @@ func TestConcurrentSnapshotsOnOneStore(t *testing.T) {
 		}
 	default:
 	}
-	if code != 1 || !strings.Contains(secondErr.String(), f.evidence) || !strings.Contains(secondErr.String(), "another snapshot or apply is running") {
+	if code != 1 || !strings.Contains(secondErr.String(), f.evidence) || !strings.Contains(secondErr.String(), "another snapshot, audit or apply is running") {
 		t.Fatalf("second snapshot: exit %d, want 1 naming the store and the running snapshot\nstdout:\n%s\nstderr:\n%s", code, secondOut.String(), secondErr.String())
 	}
 	t.Logf("second snapshot refused: %s", secondErr.String())
