@@ -203,6 +203,9 @@ func usageError(_ *cli.Context, err error, _ bool) error {
 		if strings.Contains(msg, "duration") || durationFlag(msg) {
 			msg += " (a duration needs a unit: 10s, 2m, 1h30m)"
 		}
+		if strings.Contains(msg, "max-bytes") {
+			msg += " (a size: 1048576, 512KiB, 2MiB)"
+		}
 	}
 	return &exitError{ExitUsage, errors.New(msg)}
 }

@@ -65,7 +65,7 @@ func (r *runner) audit(c *cli.Context) error {
 	opts := snapshot.Options{
 		Inventory: inv, Store: store,
 		Concurrency: c.Int("capture-concurrency"), TenantConcurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
-		MaxBytes: c.Int64("max-bytes"),
+		MaxBytes: size(c, "max-bytes"),
 		Rows:     func(_ string, w workspace.Row) bool { return w.Template == "" },
 		OnListed: func(tenant string, rows []workspace.Row) {
 			mu.Lock()

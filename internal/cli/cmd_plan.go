@@ -38,6 +38,7 @@ func (r *runner) planCommand() *cli.Command {
 			// No environment variable: replacing an approved plan's file is
 			// decided on the command line.
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
+			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "plan only tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases read at once"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
 		},
@@ -75,6 +76,23 @@ func (r *runner) plan(c *cli.Context) error {
 		return fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
+	patterns, err := tenantPatterns(inv, c.StringSlice("tenant"), "--tenant")
+	if err != nil {
+		return err
+	}
+	if len(patterns) > 0 {
+		// A plan over part of the fleet: only these tenants are read and
+		// planned (its writes are theirs only; the digest is still the
+		// whole inventory's).
+		part := *inv
+		part.Tenants = nil
+		for _, t := range inv.Tenants {
+			if apply.MatchTenant(t.Name, patterns) {
+				part.Tenants = append(part.Tenants, t)
+			}
+		}
+		inv = &part
+	}
 	// The plan records the catalog's path as given; approve and apply load
 	// it from there (or --catalog) and refuse another digest.
 	catDir := c.String("catalog")

@@ -25,7 +25,7 @@ func (r *runner) preflightCommand() *cli.Command {
 			// (captures), whose variable may be sized far larger.
 			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenants checked at once"},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "connect timeout and per-read timeout (the listing gets three times it)"},
-			&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap of the sample read, as snapshot's"},
+			sizeFlag("max-bytes", 1<<20, "size cap of the sample read, as snapshot's"),
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the table"},
 		},
 		Action: r.preflight,
@@ -33,10 +33,10 @@ func (r *runner) preflightCommand() *cli.Command {
 }
 
 func (r *runner) preflight(c *cli.Context) error {
-	if c.Int("tenant-concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 {
+	if c.Int("tenant-concurrency") < 1 || size(c, "max-bytes") < 1 || c.Duration("timeout") <= 0 {
 		return &exitError{ExitUsage, errors.New("--tenant-concurrency, --max-bytes and --timeout must be positive")}
 	}
-	if c.Int("tenant-concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
+	if c.Int("tenant-concurrency") > maxConcurrency || size(c, "max-bytes") > maxCaptureBytes {
 		return &exitError{ExitUsage, fmt.Errorf("--tenant-concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
 	}
 	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
@@ -46,7 +46,7 @@ func (r *runner) preflight(c *cli.Context) error {
 	r.redactor.Add(inv.Secrets()...)
 	rep, err := preflight.Run(c.Context, preflight.Options{
 		Inventory: inv, StorePath: r.evidencePath(c),
-		Concurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), MaxBytes: c.Int64("max-bytes"),
+		Concurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), MaxBytes: size(c, "max-bytes"),
 		Redactor: r.redactor, Logger: r.log, Now: r.env.Now,
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"backfill/apply"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/progress"
@@ -23,6 +24,7 @@ func (r *runner) snapshotCommand() *cli.Command {
 			&cli.BoolFlag{Name: "refresh", EnvVars: envVar("refresh"), Usage: "capture again workspaces that already have a capture"},
 			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "exit 0 when every live workspace is captured or answered gone (for jobs that retry on failure)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the summary"},
+			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.StringFlag{Name: "shard", EnvVars: envVar("shard"), Usage: "capture only the tenants of shard `K/N` (0 <= K < N); merge the shards' stores with `backfill merge`"},
 		),
 		Action: r.snapshot,
@@ -41,7 +43,7 @@ func captureFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, EnvVars: envVar("progress-every"), Usage: "without a terminal, log a status line this often"},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "per-capture timeout"},
 		&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
-		&cli.Int64Flag{Name: "max-bytes", Value: 1 << 20, EnvVars: envVar("max-bytes"), Usage: "size cap per config; larger is failed: too large"},
+		sizeFlag("max-bytes", 1<<20, "size cap per config; larger is failed: too large"),
 	}
 }
 
@@ -75,12 +77,12 @@ const (
 
 // checkCaptureFlags bounds captureFlags.
 func checkCaptureFlags(c *cli.Context) error {
-	if c.Int("capture-concurrency") < 1 || c.Int64("max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
+	if c.Int("capture-concurrency") < 1 || size(c, "max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
 		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive, --retries not negative")}
 	}
 	// Each worker is a goroutine and each capture is held in memory whole:
 	// a typo of a few extra digits must be a usage error, not an OOM.
-	if c.Int("capture-concurrency") > maxConcurrency || c.Int64("max-bytes") > maxCaptureBytes {
+	if c.Int("capture-concurrency") > maxConcurrency || size(c, "max-bytes") > maxCaptureBytes {
 		return &exitError{ExitUsage, fmt.Errorf("--concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
 	}
 	return nil
@@ -103,11 +105,21 @@ func (r *runner) snapshot(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
+	patterns, err := tenantPatterns(inv, c.StringSlice("tenant"), "--tenant")
+	if err != nil {
+		return err
+	}
+	if len(patterns) > 0 {
+		shardHas := only
+		only = func(t string) bool {
+			return apply.MatchTenant(t, patterns) && (shardHas == nil || shardHas(t))
+		}
+	}
 
 	opts := snapshot.Options{
 		Inventory: inv, Store: store, Tenants: only,
 		Concurrency: c.Int("capture-concurrency"), TenantConcurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
-		MaxBytes: c.Int64("max-bytes"), Refresh: c.Bool("refresh"),
+		MaxBytes: size(c, "max-bytes"), Refresh: c.Bool("refresh"),
 		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
 	}
 	sum, runErr := r.runCapture(c, opts)

@@ -469,3 +469,20 @@ func TestSnapshotAllowGoneAndJSON(t *testing.T) {
 		t.Fatalf("--allow-gone with a tenant down: %d\n%s", res.code, res.stdout)
 	}
 }
+
+// TestSnapshotAndPlanTenantFilters: snapshot --tenant captures only the
+// matching tenants; --max-bytes takes a size with a unit.
+func TestSnapshotAndPlanTenantFilters(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	res := f.snapshot(t, "--tenant", "al*", "--max-bytes", "2MiB", "--json")
+	var doc snapshotJSON
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || res.code != 0 || doc.Tenants != 1 || doc.Captured != 3 {
+		t.Fatalf("snapshot --tenant al*: %d %v %+v\n%s", res.code, err, doc, res.stderr)
+	}
+	if res := f.snapshot(t, "--tenant", "zeta"); res.code != 2 || !strings.Contains(res.stderr, "matches no tenant") {
+		t.Fatalf("--tenant matching nothing: %d %s", res.code, res.stderr)
+	}
+	if res := f.snapshot(t, "--max-bytes", "2XB"); res.code != 2 || !strings.Contains(res.stderr, "512KiB") {
+		t.Fatalf("--max-bytes 2XB: %d %s", res.code, res.stderr)
+	}
+}

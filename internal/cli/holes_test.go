@@ -492,3 +492,23 @@ func TestInspectOneWorkspace(t *testing.T) {
 		t.Fatalf("unknown workspace: %d", none.code)
 	}
 }
+
+// TestPlanTenantFilter: plan --tenant plans only the matching tenants.
+func TestPlanTenantFilter(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t, "--tenant", "concierge"); res.code != 0 {
+		t.Fatalf("plan --tenant: %d %s", res.code, res.stderr)
+	}
+	p, err := plan.LoadPlan("plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range p.Items {
+		if it.Tenant != "concierge" {
+			t.Fatalf("item of tenant %s in a plan of concierge", it.Tenant)
+		}
+	}
+	if len(p.Agreed()) != 1 {
+		t.Fatalf("%d writes, want 1", len(p.Agreed()))
+	}
+}
