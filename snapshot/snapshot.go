@@ -100,6 +100,7 @@ type WorkspaceFailure struct {
 	WorkspaceID string `json:"workspace_id"`
 	Outcome     string `json:"outcome"` // not-live, not-running, gone, failed, or "not attempted"
 	Reason      string `json:"reason"`
+	Attempt     int    `json:"attempt,omitempty"` // of the last capture recorded
 }
 
 // Summary is the result of a run.
@@ -621,7 +622,7 @@ func (e *engine) submit(it *item, notGone string) {
 	var parts []string
 	for _, r := range rows {
 		captured = captured || r.c.IsEvidence()
-		final.Outcome, final.Reason = r.c.Outcome, r.c.Reason
+		final.Outcome, final.Reason, final.Attempt = r.c.Outcome, r.c.Reason, r.c.Attempt
 		parts = append(parts, r.c.Method+": "+r.c.Outcome+": "+r.c.Reason)
 	}
 	if len(rows) > 1 {
@@ -728,7 +729,7 @@ func (e *engine) counted(f WorkspaceFailure) {
 	}
 	e.failed.Add(1)
 	e.sum.Failures = append(e.sum.Failures, f)
-	e.o.Logger.Warn("capture not successful", "tenant", f.Tenant, "workspace", f.WorkspaceID, "outcome", f.Outcome, "reason", f.Reason)
+	e.o.Logger.Warn("capture not successful", "tenant", f.Tenant, "workspace", f.WorkspaceID, "outcome", f.Outcome, "attempt", f.Attempt, "reason", f.Reason)
 }
 
 // chainCosts is the tokens each collector's attempt takes from the
