@@ -143,6 +143,17 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	}, store, nil
 }
 
+// checkPatterns refuses a malformed glob pattern, for commands that filter
+// what a store holds rather than an inventory's tenants.
+func checkPatterns(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return &exitError{ExitUsage, fmt.Errorf("--tenant %q: %v", p, err)}
+		}
+	}
+	return nil
+}
+
 // tenantPatterns checks glob patterns naming tenants: each must be a valid
 // pattern and match some tenant of the inventory, so a typo is an error
 // rather than a run that silently does nothing.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"backfill/apply"
 	"backfill/internal/termsafe"
 )
 
@@ -18,6 +19,7 @@ func (r *runner) exportCommand() *cli.Command {
 		Usage: "one record per workspace: tenant, workspace, DB row, latest outcome, earliest capture",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: "json", EnvVars: envVar("format"), Usage: "json or csv"},
+			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable)"},
 		},
 		Action: r.export,
 	}
@@ -64,7 +66,14 @@ func (r *runner) export(c *cli.Context) error {
 		return err
 	}
 	recs := make([]exportRecord, 0, len(ws))
+	patterns := c.StringSlice("tenant")
+	if err := checkPatterns(patterns); err != nil {
+		return err
+	}
 	for _, w := range ws {
+		if len(patterns) > 0 && !apply.MatchTenant(w.Tenant, patterns) {
+			continue
+		}
 		e := exportRecord{
 			Tenant: w.Tenant, WorkspaceID: w.WorkspaceID, Name: w.Row.Name, Runtime: w.Row.Runtime,
 			DBTemplate: w.Row.Template, Status: w.Row.Status, LatestOutcome: w.LatestOutcome,

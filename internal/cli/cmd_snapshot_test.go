@@ -479,6 +479,14 @@ func TestSnapshotAndPlanTenantFilters(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || res.code != 0 || doc.Tenants != 1 || doc.Captured != 3 {
 		t.Fatalf("snapshot --tenant al*: %d %v %+v\n%s", res.code, err, doc, res.stderr)
 	}
+	st := run(t, nil, "--evidence", f.evidence, "status", "--tenant", "al*")
+	if st.code != 0 || !strings.Contains(st.stdout, "alpha") || strings.Contains(st.stdout, "beta") {
+		t.Fatalf("status --tenant al*: %d\n%s", st.code, st.stdout)
+	}
+	ex := run(t, nil, "--evidence", f.evidence, "export", "--tenant", "al*", "--format", "csv")
+	if ex.code != 0 || strings.Count(ex.stdout, "\n") != 4 || strings.Contains(ex.stdout, "beta") {
+		t.Fatalf("export --tenant al*: %d\n%s", ex.code, ex.stdout)
+	}
 	if res := f.snapshot(t, "--tenant", "zeta"); res.code != 2 || !strings.Contains(res.stderr, "matches no tenant") {
 		t.Fatalf("--tenant matching nothing: %d %s", res.code, res.stderr)
 	}

@@ -20,6 +20,7 @@ func (r *runner) statusCommand() *cli.Command {
 		Usage: "coverage per tenant: live workspaces, captured, not live, not running, gone, failed, last capture time; then the latest audits",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "audits", Value: 10, EnvVars: envVar("audits"), Usage: "show the last `N` audits (0: every one)"},
+			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
 		Action: r.status,
@@ -107,9 +108,15 @@ func (r *runner) status(c *cli.Context) error {
 			}
 		}
 	}
+	patterns := c.StringSlice("tenant")
+	if err := checkPatterns(patterns); err != nil {
+		return err
+	}
 	names := make([]string, 0, len(byTenant))
 	for t := range byTenant {
-		names = append(names, t)
+		if len(patterns) == 0 || apply.MatchTenant(t, patterns) {
+			names = append(names, t)
+		}
 	}
 	sort.Strings(names)
 	audits, recorded, err := store.Audits(c.Context, c.Int("audits"))
