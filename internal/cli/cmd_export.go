@@ -3,13 +3,17 @@ package cli
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"backfill/apply"
+	"backfill/apply/plan"
+	"backfill/internal/evidence"
 	"backfill/internal/termsafe"
 )
 
@@ -20,6 +24,8 @@ func (r *runner) exportCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: "json", EnvVars: envVar("format"), Usage: "json or csv"},
 			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable)"},
+			&cli.StringFlag{Name: "plan", EnvVars: envVar("plan"), Usage: "add each workspace's verdict in this plan (`FILE` or fingerprint prefix)"},
+			&cli.StringSliceFlag{Name: "verdict", EnvVars: envVar("verdict"), Usage: "only workspaces with this `VERDICT` in --plan (repeatable)"},
 		},
 		Action: r.export,
 	}
@@ -42,6 +48,7 @@ type exportRecord struct {
 	CapturedAt     string `json:"captured_at"`
 	ApplyOutcome   string `json:"apply_outcome"`
 	AppliedValue   string `json:"applied_value"`
+	Verdict        string `json:"verdict,omitempty"` // in --plan
 }
 
 var exportColumns = []string{"tenant", "workspace_id", "name", "runtime", "db_template", "status", "latest_outcome",
@@ -70,13 +77,36 @@ func (r *runner) export(c *cli.Context) error {
 	if err := checkPatterns(patterns); err != nil {
 		return err
 	}
+	verdicts := map[evidence.Key]plan.Verdict{}
+	wantVerdict := map[plan.Verdict]bool{}
+	if pp := c.String("plan"); pp != "" {
+		p, _, err := r.loadPlan(c, pp)
+		if err != nil {
+			return err
+		}
+		for _, it := range p.Items {
+			verdicts[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = it.Verdict
+		}
+		for _, v := range c.StringSlice("verdict") {
+			if !slices.Contains(plan.Verdicts, plan.Verdict(v)) {
+				return &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, plan.Verdicts)}
+			}
+			wantVerdict[plan.Verdict(v)] = true
+		}
+	} else if len(c.StringSlice("verdict")) > 0 {
+		return &exitError{ExitUsage, errors.New("--verdict needs --plan: verdicts are a plan's")}
+	}
 	for _, w := range ws {
 		if len(patterns) > 0 && !apply.MatchTenant(w.Tenant, patterns) {
 			continue
 		}
+		v := verdicts[w.Key]
+		if len(wantVerdict) > 0 && !wantVerdict[v] {
+			continue
+		}
 		e := exportRecord{
 			Tenant: w.Tenant, WorkspaceID: w.WorkspaceID, Name: w.Row.Name, Runtime: w.Row.Runtime,
-			DBTemplate: w.Row.Template, Status: w.Row.Status, LatestOutcome: w.LatestOutcome,
+			DBTemplate: w.Row.Template, Status: w.Row.Status, LatestOutcome: w.LatestOutcome, Verdict: string(v),
 			LatestReason: w.LatestReason, Attempts: w.Attempts,
 		}
 		if j, ok := latest[w.Key]; ok {
@@ -97,7 +127,12 @@ func (r *runner) export(c *cli.Context) error {
 		return enc.Encode(recs)
 	}
 	cw := csv.NewWriter(r.env.Stdout)
-	cw.Write(exportColumns)
+	withVerdict := c.String("plan") != ""
+	if withVerdict {
+		cw.Write(append(slices.Clone(exportColumns), "verdict"))
+	} else {
+		cw.Write(exportColumns)
+	}
 	for _, e := range recs {
 		id := ""
 		if e.EarliestID != 0 {
@@ -105,8 +140,12 @@ func (r *runner) export(c *cli.Context) error {
 		}
 		// Control characters are escaped here as on every other text
 		// output: a CSV is read on terminals too. JSON escapes its own.
-		cw.Write(termsafe.Strings([]string{e.Tenant, e.WorkspaceID, e.Name, e.Runtime, e.DBTemplate, e.Status, e.LatestOutcome,
-			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt, e.ApplyOutcome, e.AppliedValue}))
+		row := []string{e.Tenant, e.WorkspaceID, e.Name, e.Runtime, e.DBTemplate, e.Status, e.LatestOutcome,
+			e.LatestReason, strconv.Itoa(e.Attempts), id, e.EarliestSHA256, e.CapturedAt, e.ApplyOutcome, e.AppliedValue}
+		if withVerdict {
+			row = append(row, e.Verdict)
+		}
+		cw.Write(termsafe.Strings(row))
 	}
 	cw.Flush()
 	return cw.Error()

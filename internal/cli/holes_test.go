@@ -512,3 +512,19 @@ func TestPlanTenantFilter(t *testing.T) {
 		t.Fatalf("%d writes, want 1", len(p.Agreed()))
 	}
 }
+
+// TestExportVerdictFilter: export --plan adds each workspace's verdict,
+// and --verdict keeps only those.
+func TestExportVerdictFilter(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	res := runAt(t, nil, "export", "--plan", "plan.json", "--verdict", "agree", "--format", "csv")
+	if res.code != 0 || strings.Count(res.stdout, "\n") != 4 || !strings.Contains(res.stdout, ",verdict\n") || !strings.Contains(res.stdout, "seo-1") {
+		t.Fatalf("export --verdict agree: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if res := runAt(t, nil, "export", "--verdict", "agree"); res.code != 2 {
+		t.Fatalf("--verdict without --plan: %d", res.code)
+	}
+}
