@@ -11,7 +11,6 @@ import (
 // and a hint for a duration without a unit, naming the variable when it
 // came from one.
 func TestConventions(t *testing.T) {
-	t.Parallel()
 	v := run(t, nil, "version")
 	if v.code != 0 || !strings.HasPrefix(v.stdout, "backfill ") {
 		t.Errorf("version: %d %q", v.code, v.stdout)

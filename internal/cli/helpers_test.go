@@ -44,6 +44,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// Tests here do not run in parallel: urfave/cli's help and version flags
+// are package-level values that every in-process Run writes to.
+
 // run executes backfill in-process with the given environment variables
 // (and nothing else from the process environment for ${VAR} expansion).
 func run(t *testing.T, env map[string]string, args ...string) result {

@@ -451,7 +451,6 @@ func TestPreflightEscapesWhatTenantsSend(t *testing.T) {
 // argument are usage errors (2); an inventory that does not load is an
 // error (1); neither creates the store.
 func TestPreflightUsage(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	store := filepath.Join(dir, "evidence.db")
 	bad := writeFile(t, filepath.Join(dir, "bad.yaml"), "version: 1\ntenants:\n  - name: x\n    dsn: \"${NOT_SET}\"\n")
