@@ -297,6 +297,12 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 	} else if o.Canary > 0 && o.Canary < len(groups) {
 		groups = groups[:o.Canary]
 	}
+	// A canary or a filter that selects no write must not pass for one that
+	// ran: a script gating the wave on its exit status would go ahead.
+	if len(groups) == 0 && (o.Canary > 0 || len(o.CanaryTenants) > 0 || len(o.Tenants) > 0) {
+		return nil, &GateError{Reason: fmt.Sprintf("the tenants selected (--tenant %v, --canary-tenant %v) have no writes in plan %s",
+			o.Tenants, o.CanaryTenants, o.Plan.Fingerprint)}
+	}
 	rep := runTenants(ctx, o, groups, func(ctx context.Context, t inventory.Tenant, items []plan.Item) TenantReport {
 		if !o.Execute {
 			return dryRun(ctx, o, t, items, false, h)

@@ -40,6 +40,19 @@ func Rollback(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(o.Tenants) > 0 {
+		// What there is to undo is counted over the selected tenants only.
+		var sel []plan.Item
+		for _, it := range items {
+			if MatchTenant(it.Tenant, o.Tenants) {
+				sel = append(sel, it)
+			}
+		}
+		if len(sel) == 0 {
+			return nil, fmt.Errorf("%w in the tenants selected (--tenant %v)", ErrNothingApplied, o.Tenants)
+		}
+		items = sel
+	}
 	if len(items) == 0 && h.RolledBack+len(h.Superseded) > 0 {
 		return nil, fmt.Errorf("%w: %d of its writes were rolled back by an earlier run, %d written over by another plan since",
 			ErrNothingApplied, h.RolledBack, len(h.Superseded))

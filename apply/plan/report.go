@@ -75,16 +75,34 @@ func writeHeader(b *strings.Builder, p *Plan, planPath string, warnings []string
 	if in.Catalog.Manifest != "" {
 		fmt.Fprintf(b, "- Manifest: `%s`\n", in.Catalog.Manifest)
 	}
-	for _, d := range p.Unreachable() {
-		fmt.Fprintf(b, "- **Unreachable tenant** %s: %s\n", cell(d.Tenant), cell(d.Unreachable))
-	}
-	for i, wn := range warnings {
-		if i == 20 {
-			fmt.Fprintf(b, "- … and %d more warnings (see the plan's log)\n", len(warnings)-20)
+	// Bounded, so a plan made during a partition of a large fleet still
+	// fits the summary's budget: the plan file names every tenant.
+	un := p.Unreachable()
+	for i, d := range un {
+		if i == headerLines {
+			fmt.Fprintf(b, "- … and %d more unreachable tenants (`backfill show` lists them; the plan's databases name each)\n", len(un)-headerLines)
 			break
 		}
-		fmt.Fprintf(b, "- **Warning:** %s\n", cell(wn))
+		fmt.Fprintf(b, "- **Unreachable tenant** %s: %s\n", cell(clip(d.Tenant)), cell(clip(d.Unreachable)))
 	}
+	for i, wn := range warnings {
+		if i == headerLines {
+			fmt.Fprintf(b, "- … and %d more warnings (see the plan's log)\n", len(warnings)-headerLines)
+			break
+		}
+		fmt.Fprintf(b, "- **Warning:** %s\n", cell(clip(wn)))
+	}
+}
+
+// headerLines bounds the unreachable tenants and the warnings the header
+// lists, and clip each of their lines.
+const headerLines = 20
+
+func clip(s string) string {
+	if r := []rune(s); len(r) > 300 {
+		return string(r[:300]) + "…"
+	}
+	return s
 }
 
 // writeCounts writes the verdict counts, drift, provisioning classes and

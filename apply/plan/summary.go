@@ -98,7 +98,14 @@ func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []st
 		fmt.Fprintf(b, "\nEvery item, with its evidence, CP claim and reason: `%s`.\n", fullPath)
 	}
 	writeFooter(b, p)
-	_, err := io.WriteString(w, b.String())
+	out := b.String()
+	if len(out) > SummaryBudget {
+		// A backstop: the parts above are bounded, but a summary that does
+		// not fit its ticket is no summary.
+		cut := strings.LastIndex(out[:SummaryBudget-300], "\n")
+		out = out[:cut+1] + fmt.Sprintf("\n**The summary was cut at %d characters**: see the full report or the CSV.\n", SummaryBudget)
+	}
+	_, err := io.WriteString(w, out)
 	return err
 }
 
