@@ -214,6 +214,10 @@ func TestSnapshotRaceWithRestartWave(t *testing.T) {
 	stop := make(chan struct{})
 	go func() {
 		var ows []overwrite
+		// The wave starts once the first capture is recorded: started any
+		// earlier, on a loaded machine it can end before the snapshot has
+		// even listed its tenants, and then nothing races.
+		waitForCapture(t, f.evidence, stop)
 		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
 		for key := range f.live {
@@ -492,5 +496,30 @@ func TestSnapshotAndPlanTenantFilters(t *testing.T) {
 	}
 	if res := f.snapshot(t, "--max-bytes", "2XB"); res.code != 2 || !strings.Contains(res.stderr, "512KiB") {
 		t.Fatalf("--max-bytes 2XB: %d %s", res.code, res.stderr)
+	}
+}
+
+// waitForCapture polls the store, read-only, until it holds a capture, stop
+// is closed, or 60 s pass.
+func waitForCapture(t *testing.T, path string, stop <-chan struct{}) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if _, err := os.Stat(path); err == nil {
+			db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+			if err == nil {
+				var n int
+				err = db.QueryRow("SELECT count(*) FROM captures").Scan(&n)
+				db.Close()
+				if err == nil && n > 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
