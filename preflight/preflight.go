@@ -452,9 +452,7 @@ func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*co
 	for _, col := range chain {
 		var r collector.Result
 		for try := 0; try < 2 && ctx.Err() == nil; try++ {
-			actx, cancel := context.WithTimeout(ctx, o.Timeout)
-			r = col.Collect(actx, v)
-			cancel()
+			r = col.CollectWithin(ctx, v, o.Timeout)
 			if r.Outcome != collector.Failed || !r.Transient || r.Throttled {
 				break
 			}

@@ -430,9 +430,7 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 			it.attempt++
 			// In-flight captures are not cancelled by an interrupt: they end
 			// within the timeout and their evidence is kept.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
-			res = col.Collect(actx, v)
-			cancel()
+			res = col.CollectWithin(context.WithoutCancel(ctx), v, e.o.Timeout)
 			if res.Throttled {
 				// A 429 is the platform's pacing, not a failure: it costs
 				// no retry; the tenant waits and the worker moves on.

@@ -388,10 +388,23 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // Collect makes one attempt for the workspace described by v. Its timeout is
 // ctx's deadline. It never panics on bad input and always returns a Result.
 func (c *Collector) Collect(ctx context.Context, v placeholder.Values) Result {
-	a := attempt{ctx: ctx}
+	var budget time.Duration
 	if dl, ok := ctx.Deadline(); ok {
-		a.budget = time.Until(dl)
+		budget = time.Until(dl)
 	}
+	return c.collect(attempt{ctx: ctx, budget: budget}, v)
+}
+
+// CollectWithin makes one attempt that ends after timeout. A timeout is
+// reported with the length the operator asked for, not with what was left
+// of it when the attempt began.
+func (c *Collector) CollectWithin(ctx context.Context, v placeholder.Values, timeout time.Duration) Result {
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.collect(attempt{ctx: actx, budget: timeout}, v)
+}
+
+func (c *Collector) collect(a attempt, v placeholder.Values) Result {
 	r := Result{Target: c.target(v), Provenance: map[string]string{}}
 	var extra []string
 	switch c.spec.Method {

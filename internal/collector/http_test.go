@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -228,6 +229,20 @@ func TestHTTPTimeout(t *testing.T) {
 	checkTimeout(t, r, 300*time.Millisecond)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Collect took %v", d)
+	}
+}
+
+// TestCollectWithinNamesTheTimeoutAsked: the reason names the operator's
+// timeout exactly, however late the attempt began on a loaded machine.
+func TestCollectWithinNamesTheTimeoutAsked(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	r := same(t, Spec{Method: "http", URL: srv.URL + "/slow"}).CollectWithin(context.Background(), testValues, 300*time.Millisecond)
+	check(t, r, Failed, true, "")
+	if r.Reason != "timeout after 300ms" {
+		t.Fatalf("reason %q, want %q", r.Reason, "timeout after 300ms")
 	}
 }
 
