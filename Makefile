@@ -1,7 +1,7 @@
 .PHONY: test bench build vet fuzz image
 
 test:
-	go test ./... -count=1 -timeout 20m
+	go test ./... -count=1 -timeout 30m
 
 # Every benchmark, each in its own process so that peak RSS is its own;
 # writes bench/RESULTS.md with the machine's description and the ratios.
