@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"backfill/internal/yamlnode"
 )
 
 // yamlFormat reads a YAML list of claim mappings.
@@ -72,13 +74,13 @@ func parseYAML(name string, data []byte) (*Records, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, fmt.Errorf("%s: empty document: want a YAML list of claims ([] for none)", at(name, doc.Line))
 	}
-	list := resolveAlias(doc.Content[0])
+	list := yamlnode.Resolve(doc.Content[0])
 	if list.Kind != yaml.SequenceNode {
 		return nil, fmt.Errorf("%s: want a YAML list of claims, found %s", at(name, list.Line), yamlKind(list))
 	}
 	var b builder
 	for _, item := range list.Content {
-		c, err := yamlClaim(name, resolveAlias(item))
+		c, err := yamlClaim(name, yamlnode.Resolve(item))
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +96,7 @@ func yamlClaim(name string, n *yaml.Node) (Claim, error) {
 	}
 	var vals, lines [3]string
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolveAlias(n.Content[i]), resolveAlias(n.Content[i+1])
+		k, v := yamlnode.Resolve(n.Content[i]), yamlnode.Resolve(n.Content[i+1])
 		keyAt := at(name, k.Line)
 		if k.Kind != yaml.ScalarNode {
 			return Claim{}, fmt.Errorf("%s: key must be a string, found %s", keyAt, yamlKind(k))
@@ -121,15 +123,6 @@ func yamlClaim(name string, n *yaml.Node) (Claim, error) {
 		}
 	}
 	return claimFromMap(vals, lines, objAt)
-}
-
-// resolveAlias follows *alias to its anchored node; anchors cannot point at
-// aliases, so one step suffices.
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		return n.Alias
-	}
-	return n
 }
 
 func yamlKind(n *yaml.Node) string {
