@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"backfill/internal/collector"
 	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
 	"backfill/internal/inventory"
@@ -70,7 +71,7 @@ func benchFleetURLs(tb testing.TB, n, tenants, size int, latency time.Duration) 
 			tb.Fatal(err)
 		}
 		conn.Close(ctx)
-		col := inventory.Collector{Method: "http", URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+		col := collector.Spec{Method: "http", URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs",
 			Headers: map[string]string{"Authorization": "Bearer bench-token"}, JSONField: "content"}
 		inv.Tenants = append(inv.Tenants, inventory.Tenant{Name: fmt.Sprintf("t%02d", t), DSN: dsn, Collector: col, Raw: col})
 	}

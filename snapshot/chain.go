@@ -20,7 +20,7 @@ func Chain(inv *inventory.Inventory, t inventory.Tenant, maxBytes int64, client 
 	exp, raw := t.Collectors()
 	chain := make([]*collector.Collector, 0, len(exp))
 	for i := range exp {
-		c, err := collector.New(collector.Spec(exp[i]), collector.Spec(raw[i]), maxBytes, client)
+		c, err := collector.New(exp[i], raw[i], maxBytes, client)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: tenant %q: %v", inv.Path, t.Line, t.Name, err)
 		}

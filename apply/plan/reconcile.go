@@ -271,12 +271,13 @@ func resolveClaims(names []string, cat *catalog.Catalog) []string {
 }
 
 // nameKey is how template names compare: the catalog's name when it knows
-// the name, else lower-cased with "-default" stripped.
+// the name, else the catalog's own folding (catalog.Key): ASCII letters
+// only, so a look-alike such as the Kelvin sign never folds to a name.
 func nameKey(name string, cat *catalog.Catalog) string {
 	if t, ok := cat.Lookup(name); ok {
 		return t.Name
 	}
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), "-default")
+	return catalog.Key(name)
 }
 
 func describeClaim(c Claim) string {

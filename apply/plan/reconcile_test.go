@@ -252,3 +252,23 @@ func TestConciergeOnAnyRuntime(t *testing.T) {
 		t.Fatalf("a workspace row agreed: %s", d.Reason)
 	}
 }
+
+// Names the catalog does not hold fold as the catalog folds: ASCII letters
+// only, so a Unicode look-alike stays a different name.
+func TestNameKeyFoldsASCIIOnly(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"kelvin", " KELVIN ", true},
+		{"kelvin", "kelvin-DEFAULT", true},
+		{"kelvin", "\u212aelvin", false},       // Kelvin sign, which strings.ToLower folds to 'k'
+		{"ss-agent", "\u017fs-agent", false},   // long s, which Unicode folds to 's'
+		{"seo agent", "seo ag\u0435nt", false}, // Cyrillic 'е'
+		{"ǅ", "ǆ", false},                      // non-ASCII case pairs are left alone
+	} {
+		if got := nameKey(tc.a, nil) == nameKey(tc.b, nil); got != tc.same {
+			t.Errorf("nameKey(%q) == nameKey(%q) is %v, want %v (%q, %q)", tc.a, tc.b, got, tc.same, nameKey(tc.a, nil), nameKey(tc.b, nil))
+		}
+	}
+}

@@ -144,11 +144,11 @@ func LoadWith(dir, manifestPath string) (*Catalog, error) {
 	c := &Catalog{byKey: map[string]int{}, byDisplay: map[string]int{}, shapes: map[string]map[string]bool{}}
 	declared := map[string]bool{} // runtimes the manifest or a config states
 	for _, rt := range runtimes {
-		declared[key(rt)] = true
+		declared[Key(rt)] = true
 	}
 	var undecided []string
 	for _, name := range folders {
-		if key(name) == "" {
+		if Key(name) == "" {
 			return nil, fmt.Errorf("catalog: template folder %s: name %q leaves nothing to match once %q is dropped", filepath.Join(dir, name), name, defaultSuffix)
 		}
 		path := filepath.Join(dir, name, configFile)
@@ -180,11 +180,11 @@ func LoadWith(dir, manifestPath string) (*Catalog, error) {
 			}
 		}
 		if ok {
-			declared[key(rt)] = true
+			declared[Key(rt)] = true
 		} else {
 			rt = trimDefault(name)
 			if !strings.EqualFold(rt, name) {
-				declared[key(rt)] = true // <runtime>-default states its runtime in its name
+				declared[Key(rt)] = true // <runtime>-default states its runtime in its name
 			} else {
 				undecided = append(undecided, name)
 			}
@@ -193,16 +193,16 @@ func LoadWith(dir, manifestPath string) (*Catalog, error) {
 			Name:        name,
 			Runtime:     rt,
 			DisplayName: display,
-			Default:     key(name) == key(rt),
+			Default:     Key(name) == Key(rt),
 		})
 	}
 	sort.Slice(c.templates, func(i, j int) bool { return c.templates[i].Name < c.templates[j].Name })
 	for i, t := range c.templates {
-		if j, dup := c.byKey[key(t.Name)]; dup {
+		if j, dup := c.byKey[Key(t.Name)]; dup {
 			return nil, fmt.Errorf("catalog: %s: template names %q and %q both resolve to %q, so a lookup would be ambiguous",
-				dir, c.templates[j].Name, t.Name, key(t.Name))
+				dir, c.templates[j].Name, t.Name, Key(t.Name))
 		}
-		c.byKey[key(t.Name)] = i
+		c.byKey[Key(t.Name)] = i
 		if j, dup := c.byDisplay[foldASCII(t.DisplayName)]; dup {
 			return nil, fmt.Errorf("catalog: %s: templates %q and %q share the display name %q, so a config's name could not tell them apart",
 				dir, c.templates[j].Name, t.Name, t.DisplayName)
@@ -210,7 +210,7 @@ func LoadWith(dir, manifestPath string) (*Catalog, error) {
 		c.byDisplay[foldASCII(t.DisplayName)] = i
 	}
 	for _, name := range undecided {
-		if !declared[key(name)] {
+		if !declared[Key(name)] {
 			where := "DIR/manifest.json or --manifest"
 			if manifestPath != "" {
 				where = manifestPath
@@ -323,7 +323,7 @@ func (c *Catalog) Lookup(name string) (Template, bool) {
 	if c == nil {
 		return Template{}, false
 	}
-	k := key(name)
+	k := Key(name)
 	if k == "" {
 		return Template{}, false
 	}
@@ -381,8 +381,10 @@ func (c *Catalog) Digest() string {
 	return c.digest
 }
 
-// key is the form template names compare in.
-func key(name string) string {
+// Key is the form template names compare in: trimmed, ASCII-lower-cased,
+// one trailing "-default" dropped. Callers comparing names the catalog does
+// not hold use it so that they fold exactly as Lookup does.
+func Key(name string) string {
 	return trimDefault(foldASCII(name))
 }
 

@@ -13,17 +13,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
-	"backfill/internal/source"
 )
 
 // DefaultMaxBytes is the per-file size cap used when New is given none.
@@ -45,8 +42,9 @@ const (
 // the org's own users share.
 const DefaultRate = 8.0
 
-// Spec is one collector definition (a copy of the inventory's, with ${VAR}
-// already expanded).
+// Spec is one collector definition, as the inventory decodes it (Decode):
+// either as written or with ${VAR} already expanded. Each method's fields,
+// rules and capture are its kind's (kinds.go).
 type Spec struct {
 	Method    string            // "exec", "http", "file" or "files_api"
 	Argv      []string          // exec: the command, run without a shell
@@ -113,10 +111,12 @@ type Collector struct {
 	maxBytes  int64
 	client    *http.Client
 	root      string // file: the directory reads stay beneath (FileRoot)
+	kind      kind   // spec.Method's implementation
 	// secrets are strings that must never leave in a Result: the
-	// ${VAR}-expanded parts of spec and literal header values. Longest first,
-	// so a secret containing another is replaced whole.
-	secrets []string
+	// ${VAR}-expanded parts of spec and literal header values; redactor
+	// knows them, and an attempt adds what it learns (package secret).
+	secrets  []string
+	redactor *secret.Redactor
 }
 
 // New validates both specs (exactly one method; placeholders valid; http URL
@@ -137,23 +137,10 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 	if err := sameShape(spec, raw); err != nil {
 		return nil, err
 	}
-	if spec.Method == MethodHTTP {
-		if err := checkURL("url", spec.URL, raw.URL); err != nil {
-			return nil, err
-		}
-	}
-	if spec.Method == MethodFilesAPI {
-		if err := checkBaseURL(spec.BaseURL, raw.BaseURL); err != nil {
-			return nil, err
-		}
-	}
-	var root string
-	if spec.Method == MethodFile {
-		r, err := FileRoot(spec.Path, spec.Root)
-		if err != nil {
-			return nil, err
-		}
-		root = r
+	k, _ := kindOf(spec.Method) // validate refused unknown methods
+	root, err := k.check(spec, raw)
+	if err != nil {
+		return nil, err
 	}
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
@@ -165,32 +152,26 @@ func New(spec, raw Spec, maxBytes int64, client *http.Client) (*Collector, error
 		cl.CheckRedirect = noRedirect
 		client = &cl
 	}
+	secrets := staticSecrets(spec, raw)
 	return &Collector{
 		spec:     spec,
 		raw:      raw,
 		maxBytes: maxBytes,
 		client:   client,
 		root:     root,
-		secrets:  staticSecrets(spec, raw),
+		kind:     k,
+		secrets:  secrets,
+		redactor: secret.NewRedactor(secrets...),
 	}, nil
 }
 
-// methodFields lists, per method, the fields it may set; the first one is
-// required.
-var methodFields = map[string][]string{
-	MethodExec:     {"argv", "env", "environ"},
-	MethodHTTP:     {"url", "headers", "json_field"},
-	MethodFile:     {"path", "root"},
-	MethodFilesAPI: {"base_url", "headers", "rate"},
-}
-
 func validate(s Spec) error {
-	allowed, ok := methodFields[s.Method]
+	k, ok := kindOf(s.Method)
 	switch {
 	case s.Method == "":
-		return errors.New("collector has no method (want exec, http, file or files_api)")
+		return fmt.Errorf("collector has no method (want %s)", methodList())
 	case !ok:
-		return fmt.Errorf("unknown collector method %q (want exec, http, file or files_api)", s.Method)
+		return fmt.Errorf("unknown collector method %q (want %s)", s.Method, methodList())
 	case s.Rate < 0 || s.Rate != s.Rate:
 		return errors.New("rate must be a positive number of requests per second")
 	}
@@ -206,6 +187,7 @@ func validate(s Spec) error {
 		"base_url":   s.BaseURL != "",
 		"rate":       s.Rate != 0,
 	}
+	allowed := k.fields()
 	if !set[allowed[0]] {
 		return fmt.Errorf("%s collector needs %s", s.Method, allowed[0])
 	}
@@ -214,48 +196,7 @@ func validate(s Spec) error {
 			return fmt.Errorf("%s collector also sets %s: exactly one method per collector", s.Method, f)
 		}
 	}
-	for i, a := range s.Argv {
-		if err := placeholder.Validate(a); err != nil {
-			return fmt.Errorf("argv[%d]: %w", i, err)
-		}
-	}
-	for _, n := range s.Env {
-		if !isEnvName(n) {
-			return fmt.Errorf("env: %q is not a variable name", n)
-		}
-	}
-	for i, kv := range s.Environ {
-		// The value is not quoted: it may be a secret.
-		name, _, ok := strings.Cut(kv, "=")
-		if !ok || !isEnvName(name) || strings.IndexByte(kv, 0) >= 0 {
-			return fmt.Errorf("environ[%d]: not NAME=value", i)
-		}
-	}
-	if err := placeholder.Validate(s.URL); err != nil {
-		return fmt.Errorf("url: %w", err)
-	}
-	if err := placeholder.Validate(s.BaseURL); err != nil {
-		return fmt.Errorf("base_url: %w", err)
-	}
-	if err := placeholder.Validate(s.Path); err != nil {
-		return fmt.Errorf("path: %w", err)
-	}
-	if slices.Contains(strings.Split(filepath.ToSlash(s.Path), "/"), "..") {
-		return errors.New("path: contains a \"..\" element")
-	}
-	for _, k := range sortedKeys(s.Headers) {
-		if !validHeaderName(k) {
-			return fmt.Errorf("header name %q is not a valid token", k)
-		}
-		v := s.Headers[k]
-		if strings.ContainsAny(v, "\r\n\x00") {
-			return fmt.Errorf("header %s: value contains a line break or NUL", k)
-		}
-		if err := placeholder.Validate(v); err != nil {
-			return fmt.Errorf("header %s: %w", k, err)
-		}
-	}
-	return nil
+	return k.validate(s)
 }
 
 // sameShape checks raw really is spec before expansion, since targets are
@@ -296,15 +237,7 @@ func (c *Collector) Rate() float64 {
 
 // Requests is how many HTTP requests one attempt makes, for the caller's
 // rate limit: a files_api attempt lists, reads and lists again.
-func (c *Collector) Requests() int {
-	switch c.spec.Method {
-	case MethodFilesAPI:
-		return 3
-	case MethodHTTP:
-		return 1
-	}
-	return 0
-}
+func (c *Collector) Requests() int { return c.kind.requests() }
 
 // Method is the collector's method.
 func (c *Collector) Method() string { return c.spec.Method }
@@ -347,19 +280,6 @@ func checkURL(name, tmpl, raw string) error {
 		return fmt.Errorf("%s %s: no host", name, raw)
 	}
 	return nil
-}
-
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -406,29 +326,19 @@ func (c *Collector) CollectWithin(ctx context.Context, v placeholder.Values, tim
 
 func (c *Collector) collect(a attempt, v placeholder.Values) Result {
 	r := Result{Target: c.target(v), Provenance: map[string]string{}}
-	var extra []string
-	switch c.spec.Method {
-	case MethodExec:
-		r.Source = source.Exec
-		c.collectExec(a, v, &r)
-	case MethodHTTP:
-		r.Source = source.Unverified
-		extra = c.collectHTTP(a, v, &r)
-	case MethodFile:
-		r.Source = source.File
-		c.collectFile(a, v, &r)
-	case MethodFilesAPI:
-		extra = c.collectFilesAPI(a, v, &r)
-	}
+	extra := c.kind.collect(c, a, v, &r)
 	if r.Outcome != Captured && r.Outcome != NotLive {
 		r.Content = nil
 	}
-	r.Target = scrub(r.Target, c.secrets)
-	secrets := mergeSecrets(c.secrets, extra)
-	r.Reason = scrub(r.Reason, secrets)
-	r.TenantError = scrub(r.TenantError, secrets)
+	red := c.redactor
+	if len(extra) > 0 {
+		red = secret.NewRedactor(append(slices.Clone(c.secrets), extra...)...)
+	}
+	r.Target = red.Redact(r.Target)
+	r.Reason = red.Redact(r.Reason)
+	r.TenantError = red.Redact(r.TenantError)
 	for k, val := range r.Provenance {
-		r.Provenance[k] = scrub(val, secrets)
+		r.Provenance[k] = red.Redact(val)
 	}
 	capHeaders(r.Provenance)
 	return r
@@ -499,54 +409,5 @@ func (c *Collector) target(v placeholder.Values) string {
 		}
 		return t // bad values are reported in Reason, not echoed here
 	}
-	switch c.raw.Method {
-	case MethodExec:
-		args := make([]string, len(c.raw.Argv))
-		for i, a := range c.raw.Argv {
-			args[i] = quoteArg(fill(a))
-		}
-		s := "exec: " + strings.Join(args, " ")
-		if len(c.raw.Env) > 0 {
-			s += " (env: " + strings.Join(c.raw.Env, ", ") + ")"
-		}
-		return s
-	case MethodHTTP:
-		// A password or token= written literally is left out by position,
-		// not only by value: it may be shorter than redaction's minimum.
-		s := "GET " + fill(secret.RedactURL(c.raw.URL))
-		if len(c.raw.Headers) > 0 {
-			names := sortedKeys(c.raw.Headers)
-			for i, n := range names {
-				names[i] = http.CanonicalHeaderKey(n)
-			}
-			s += " (headers: " + strings.Join(names, ", ") + ")"
-		}
-		if c.raw.JSONField != "" {
-			s += " field " + strconv.Quote(c.raw.JSONField)
-		}
-		return s
-	case MethodFile:
-		return "file: " + filepath.Clean(fill(c.raw.Path))
-	case MethodFilesAPI:
-		s := "files_api: list, read and list again " + strings.TrimRight(fill(secret.RedactURL(c.raw.BaseURL)), "/") +
-			"/workspaces/" + fill("{workspace_id}") + "/files[/config.yaml]?root=/configs"
-		if len(c.raw.Headers) > 0 {
-			names := sortedKeys(c.raw.Headers)
-			for i, n := range names {
-				names[i] = http.CanonicalHeaderKey(n)
-			}
-			s += " (headers: " + strings.Join(names, ", ") + ")"
-		}
-		return s
-	}
-	return c.raw.Method
-}
-
-func quoteArg(s string) string {
-	if s == "" || strings.ContainsFunc(s, func(r rune) bool {
-		return r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == 0x7f
-	}) {
-		return strconv.Quote(s)
-	}
-	return s
+	return c.kind.target(c.raw, fill)
 }

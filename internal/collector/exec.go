@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"backfill/internal/placeholder"
+	"backfill/internal/source"
+	"backfill/internal/yamlnode"
 )
 
 const (
@@ -144,7 +149,7 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 		r.Provenance["signal"] = ws.Signal().String()
 	}
 	errText := stderr.buf.String()
-	r.Provenance["stderr_head"] = head(scrub(errText, c.secrets), stderrHeadBytes)
+	r.Provenance["stderr_head"] = head(c.redactor.Redact(errText), stderrHeadBytes)
 
 	switch {
 	case stdout.over:
@@ -401,4 +406,174 @@ func firstLine(s string) string {
 		s = strings.TrimSpace(s[:i])
 	}
 	return head(s, 200)
+}
+
+// execKind runs a command without a shell: Spec.Argv, with Spec.Env naming
+// the variables it gets besides BaseEnv. In the inventory it is an argv list
+// or a mapping {argv: [...], env: [NAME, ...]}.
+type execKind struct{}
+
+func (execKind) name() string                    { return MethodExec }
+func (execKind) fields() []string                { return []string{"argv", "env", "environ"} }
+func (execKind) requests() int                   { return 0 }
+func (execKind) check(_, _ Spec) (string, error) { return "", nil }
+
+func (execKind) validate(s Spec) error {
+	for i, a := range s.Argv {
+		if err := placeholder.Validate(a); err != nil {
+			return fmt.Errorf("argv[%d]: %w", i, err)
+		}
+	}
+	for _, n := range s.Env {
+		if !IsEnvName(n) {
+			return fmt.Errorf("env: %q is not a variable name", n)
+		}
+	}
+	for i, kv := range s.Environ {
+		// The value is not quoted: it may be a secret.
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || !IsEnvName(name) || strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("environ[%d]: not NAME=value", i)
+		}
+	}
+	return nil
+}
+
+// decode resolves the command's environment here, through the same lookup
+// as ${NAME}, so that it is decided once and never taken from whatever else
+// the process environment holds.
+func (execKind) decode(d Decoder, v Field, raw, exp *Spec) {
+	argv := v
+	var env Field
+	if n := yamlnode.Resolve(v.Val); n.Kind == yaml.MappingNode {
+		f := d.Fields(n, "exec", "argv", "env")
+		if f == nil {
+			return
+		}
+		a, ok := f["argv"]
+		if !ok {
+			d.Errorf(v.Key.Line, "exec collector has no argv")
+			return
+		}
+		argv, env = a, f["env"]
+	}
+	raw.Argv, exp.Argv = decodeArgv(d, argv)
+	if env.Val != nil {
+		raw.Env = decodeEnvNames(d, env)
+		exp.Env = slices.Clone(raw.Env)
+	}
+	for _, name := range BaseEnv {
+		if v, ok := d.Getenv(name); ok && !slices.Contains(raw.Env, name) {
+			exp.Environ = append(exp.Environ, name+"="+v)
+		}
+	}
+	for _, name := range raw.Env {
+		if v, ok := d.Getenv(name); ok {
+			exp.Environ = append(exp.Environ, name+"="+v)
+			if !slices.Contains(BaseEnv, name) {
+				d.UseEnv(v)
+			}
+		}
+	}
+}
+
+// decodeEnvNames reads an exec collector's env list: variable names, each
+// once, each set in the environment (a command missing its DOCKER_HOST
+// would talk to the wrong daemon, so unset is an error, as for ${NAME}).
+func decodeEnvNames(d Decoder, v Field) []string {
+	n := yamlnode.Resolve(v.Val)
+	if yamlnode.IsNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.Errorf(n.Line, "exec env must be a list of variable names such as [DOCKER_HOST], not %s", d.KindName(n))
+		return nil
+	}
+	var names []string
+	seen := make(map[string]int)
+	for _, item := range n.Content {
+		name, ok := d.Str(item, "exec env entry")
+		if !ok {
+			continue
+		}
+		line := yamlnode.Resolve(item).Line
+		switch first, dup := seen[name]; {
+		case !IsEnvName(name):
+			shown := name
+			if len(shown) > 40 {
+				shown = shown[:40] + "..."
+			}
+			d.Errorf(line, "exec env: %q is not a variable name (letters, digits and _, not starting with a digit)", shown)
+		case dup:
+			d.Errorf(line, "exec env: %s is listed twice (first at line %d)", name, first)
+		default:
+			if _, set := d.Getenv(name); !set {
+				d.Errorf(line, "exec env: %s is not set in the environment", name)
+				continue
+			}
+			seen[name] = line
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func decodeArgv(d Decoder, v Field) (raw, exp []string) {
+	n := yamlnode.Resolve(v.Val)
+	if yamlnode.IsNull(n) {
+		d.Errorf(v.Key.Line, "exec argv is empty")
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.Errorf(n.Line, `exec must be a list of arguments such as ["cat", "/configs/config.yaml"] or a mapping {argv: [...], env: [...]}, not %s`, d.KindName(n))
+		return nil, nil
+	}
+	if len(n.Content) == 0 {
+		d.Errorf(n.Line, "exec argv is empty")
+		return nil, nil
+	}
+	for i, a := range n.Content {
+		what := fmt.Sprintf("exec argument %d", i+1)
+		r, ok := d.Str(a, what)
+		if !ok {
+			continue
+		}
+		line := yamlnode.Resolve(a).Line
+		e, ok := d.Template(r, line, what)
+		if !ok {
+			continue
+		}
+		if i == 0 && e == "" {
+			d.Errorf(line, "exec program (the first argument) is empty")
+		}
+		raw, exp = append(raw, r), append(exp, e)
+	}
+	return raw, exp
+}
+
+func (execKind) target(raw Spec, fill func(string) string) string {
+	args := make([]string, len(raw.Argv))
+	for i, a := range raw.Argv {
+		args[i] = quoteArg(fill(a))
+	}
+	s := "exec: " + strings.Join(args, " ")
+	if len(raw.Env) > 0 {
+		s += " (env: " + strings.Join(raw.Env, ", ") + ")"
+	}
+	return s
+}
+
+func (execKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+	r.Source = source.Exec
+	c.collectExec(a, v, r)
+	return nil
+}
+
+func quoteArg(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == 0x7f
+	}) {
+		return strconv.Quote(s)
+	}
+	return s
 }

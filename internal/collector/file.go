@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
 
 	"backfill/internal/placeholder"
+	"backfill/internal/source"
+	"backfill/internal/yamlnode"
 )
 
 // The file collector reads a tree an operator declared, but the files in it
@@ -273,4 +276,90 @@ func fileError(r *Result, op string, err error) {
 	default:
 		fail(r, true, "%s: %v", op, errnoOf(err))
 	}
+}
+
+// fileKind reads Spec.Path beneath Spec.Root. In the inventory it is a path
+// or a mapping {path, root}.
+type fileKind struct{}
+
+func (fileKind) name() string     { return MethodFile }
+func (fileKind) fields() []string { return []string{"path", "root"} }
+func (fileKind) requests() int    { return 0 }
+
+func (fileKind) validate(s Spec) error {
+	if err := placeholder.Validate(s.Path); err != nil {
+		return fmt.Errorf("path: %w", err)
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(s.Path), "/"), "..") {
+		return errors.New("path: contains a \"..\" element")
+	}
+	return nil
+}
+
+func (fileKind) check(spec, _ Spec) (string, error) { return FileRoot(spec.Path, spec.Root) }
+
+func (fileKind) decode(d Decoder, v Field, raw, exp *Spec) {
+	pathField, rootField := v, Field{}
+	if n := yamlnode.Resolve(v.Val); n.Kind == yaml.MappingNode {
+		f := d.Fields(n, "file", "path", "root")
+		if f == nil {
+			return
+		}
+		pf, ok := f["path"]
+		if !ok {
+			d.Errorf(v.Key.Line, "file collector has no path")
+			return
+		}
+		pathField, rootField = pf, f["root"]
+	}
+	ok := true
+	line := yamlnode.Resolve(pathField.Val).Line
+	raw.Path, exp.Path, ok = decodeFilePath(d, pathField, "file path")
+	if rootField.Val != nil {
+		line = yamlnode.Resolve(rootField.Val).Line
+		var rok bool
+		raw.Root, exp.Root, rok = decodeFilePath(d, rootField, "file root")
+		ok = ok && rok
+	}
+	if !ok {
+		return
+	}
+	// The collector's own rule, so that a file read at capture time can
+	// never be refused for a reason the inventory could have caught.
+	if _, err := FileRoot(exp.Path, exp.Root); err != nil {
+		d.Errorf(line, "%v", err)
+	}
+}
+
+// decodeFilePath reads one path of a file collector, as written and
+// expanded; ok is false once a problem is recorded.
+func decodeFilePath(d Decoder, v Field, what string) (raw, exp string, ok bool) {
+	r, ok := d.Str(v.Val, what)
+	if !ok {
+		return "", "", false
+	}
+	line := yamlnode.Resolve(v.Val).Line
+	if r == "" {
+		d.Errorf(line, "%s is empty", what)
+		return "", "", false
+	}
+	e, ok := d.Template(r, line, what)
+	if !ok {
+		return "", "", false
+	}
+	if e == "" {
+		d.Errorf(line, "%s is empty after expanding environment variables", what)
+		return r, e, false
+	}
+	return r, e, true
+}
+
+func (fileKind) target(raw Spec, fill func(string) string) string {
+	return "file: " + filepath.Clean(fill(raw.Path))
+}
+
+func (fileKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+	r.Source = source.File
+	c.collectFile(a, v, r)
+	return nil
 }

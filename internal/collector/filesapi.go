@@ -11,8 +11,12 @@ import (
 	"strconv"
 	"strings"
 
+	"gopkg.in/yaml.v3"
+
 	"backfill/internal/placeholder"
+	"backfill/internal/secret"
 	"backfill/internal/source"
+	"backfill/internal/yamlnode"
 )
 
 // The platform's files API (workspace-server) answers a read of
@@ -271,4 +275,68 @@ func readContent(body []byte) (content []byte, size, why string) {
 		size = "not a number"
 	}
 	return content, size, ""
+}
+
+// filesAPIKind speaks the platform's files API at Spec.BaseURL with
+// Spec.Headers, at most Spec.Rate requests a second. In the inventory it is
+// a mapping {base_url, headers, rate}.
+type filesAPIKind struct{}
+
+func (filesAPIKind) name() string     { return MethodFilesAPI }
+func (filesAPIKind) fields() []string { return []string{"base_url", "headers", "rate"} }
+
+// requests: an attempt lists, reads and lists again.
+func (filesAPIKind) requests() int { return 3 }
+
+func (filesAPIKind) validate(s Spec) error {
+	if err := placeholder.Validate(s.BaseURL); err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	return validateHeaders(s.Headers)
+}
+
+func (filesAPIKind) check(spec, raw Spec) (string, error) {
+	return "", checkBaseURL(spec.BaseURL, raw.BaseURL)
+}
+
+// maxRate bounds a files_api rate: the platform allows 10 a second per org.
+const maxRate = 1000
+
+func (filesAPIKind) decode(d Decoder, v Field, raw, exp *Spec) {
+	f := d.Fields(v.Val, "files_api", "base_url", "headers", "rate")
+	if f == nil {
+		return
+	}
+	if line, r, e, ok := decodeURL(d, f, v, "files_api", "base_url"); ok {
+		if strings.ContainsAny(e, "?#") {
+			d.Errorf(line, "files_api base_url must not have a query or fragment: give the server, the collector adds /workspaces/... and ?root=/configs")
+		}
+		raw.BaseURL, exp.BaseURL = r, e
+	}
+	if h, ok := f["headers"]; ok {
+		decodeHeaders(d, h, raw, exp)
+	}
+	raw.Rate = DefaultRate
+	if r, ok := f["rate"]; ok {
+		n := yamlnode.Resolve(r.Val)
+		rate, err := strconv.ParseFloat(n.Value, 64)
+		switch {
+		case n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || err != nil:
+			d.Errorf(n.Line, "files_api rate must be a number of requests per second (default %g)", DefaultRate)
+		case !(rate > 0 && rate <= maxRate):
+			d.Errorf(n.Line, "files_api rate must be above 0 and at most %d requests per second", maxRate)
+		default:
+			raw.Rate = rate
+		}
+	}
+	exp.Rate = raw.Rate
+}
+
+func (filesAPIKind) target(raw Spec, fill func(string) string) string {
+	return "files_api: list, read and list again " + strings.TrimRight(fill(secret.RedactURL(raw.BaseURL)), "/") +
+		"/workspaces/" + fill("{workspace_id}") + "/files[/config.yaml]?root=/configs" + headerNames(raw.Headers)
+}
+
+func (filesAPIKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+	return c.collectFilesAPI(a, v, r)
 }

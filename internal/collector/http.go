@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"backfill/internal/placeholder"
+	"backfill/internal/secret"
+	"backfill/internal/source"
+	"backfill/internal/yamlnode"
 )
 
 // ProvenanceHeaders are the only response headers kept as provenance, as
@@ -414,4 +417,61 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// httpKind GETs Spec.URL with Spec.Headers; with Spec.JSONField the body is
+// JSON and the config is that string field. In the inventory it is a
+// mapping {url, headers, json_field}.
+type httpKind struct{}
+
+func (httpKind) name() string     { return MethodHTTP }
+func (httpKind) fields() []string { return []string{"url", "headers", "json_field"} }
+func (httpKind) requests() int    { return 1 }
+
+func (httpKind) validate(s Spec) error {
+	if err := placeholder.Validate(s.URL); err != nil {
+		return fmt.Errorf("url: %w", err)
+	}
+	return validateHeaders(s.Headers)
+}
+
+func (httpKind) check(spec, raw Spec) (string, error) {
+	return "", checkURL("url", spec.URL, raw.URL)
+}
+
+func (httpKind) decode(d Decoder, v Field, raw, exp *Spec) {
+	f := d.Fields(v.Val, "http", "url", "headers", "json_field")
+	if f == nil {
+		return
+	}
+	if _, r, e, ok := decodeURL(d, f, v, "http", "url"); ok {
+		raw.URL, exp.URL = r, e
+	}
+	if h, ok := f["headers"]; ok {
+		decodeHeaders(d, h, raw, exp)
+	}
+	if j, ok := f["json_field"]; ok {
+		if r, ok := d.Str(j.Val, "json_field"); ok {
+			if r == "" {
+				d.Errorf(yamlnode.Resolve(j.Val).Line, "json_field is empty; omit it to use the whole response body")
+			}
+			// A field name, not a template: neither expanded nor substituted.
+			raw.JSONField, exp.JSONField = r, r
+		}
+	}
+}
+
+// target leaves out a password or token= written literally in the URL by
+// position, not only by value: it may be shorter than redaction's minimum.
+func (httpKind) target(raw Spec, fill func(string) string) string {
+	s := "GET " + fill(secret.RedactURL(raw.URL)) + headerNames(raw.Headers)
+	if raw.JSONField != "" {
+		s += " field " + strconv.Quote(raw.JSONField)
+	}
+	return s
+}
+
+func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+	r.Source = source.Unverified
+	return c.collectHTTP(a, v, r)
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"backfill/internal/secret"
 )
 
 // fixtureServer serves the canned responses the HTTP tests use.
@@ -325,7 +327,7 @@ func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
 			t.Errorf("provenance keeps %s", k)
 		}
 	}
-	if got := r.Provenance["header.X-Request-Id"]; got != "req-"+redacted {
+	if got := r.Provenance["header.X-Request-Id"]; got != "req-"+secret.Redacted {
 		t.Errorf("header.X-Request-Id = %q", got)
 	}
 	if got := r.Provenance["header.ETag"]; len(got) != MaxHeaderValue || !strings.HasSuffix(got, headerCut) {

@@ -2,19 +2,11 @@ package collector
 
 import (
 	"slices"
-	"sort"
 	"strings"
 
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
 )
-
-// redacted replaces a secret wherever one would otherwise be reported.
-const redacted = "[REDACTED]"
-
-// minSecretLen skips very short values: replacing every "1" or "ok" would
-// mangle exit codes and reasons while hiding nothing worth hiding.
-const minSecretLen = 4
 
 // staticSecrets lists what must never be reported: every value that ${VAR}
 // expansion put into spec (recovered by aligning spec against raw), every
@@ -49,7 +41,7 @@ func staticSecrets(spec, raw Spec) []string {
 		}
 		out = append(out, secret.HeaderCredentials(k, raw.Headers[k])...)
 	}
-	return mergeSecrets(nil, out)
+	return out
 }
 
 func hasPlaceholder(s string) bool {
@@ -59,33 +51,6 @@ func hasPlaceholder(s string) bool {
 		}
 	}
 	return false
-}
-
-// mergeSecrets returns the distinct, long-enough secrets of both lists,
-// longest first.
-func mergeSecrets(a, b []string) []string {
-	if len(b) == 0 {
-		return a
-	}
-	seen := make(map[string]bool, len(a)+len(b))
-	var out []string
-	for _, s := range append(append([]string(nil), a...), b...) {
-		if len(s) >= minSecretLen && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-func scrub(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if strings.Contains(s, sec) {
-			s = strings.ReplaceAll(s, sec, redacted)
-		}
-	}
-	return s
 }
 
 // envValues recovers what each ${VAR} in tmpl expanded to in exp, by
@@ -131,7 +96,7 @@ func splitEnvRefs(tmpl string) []string {
 			continue
 		}
 		end := strings.IndexByte(tmpl[i+2:], '}')
-		if end <= 0 || !isEnvName(tmpl[i+2:i+2+end]) {
+		if end <= 0 || !IsEnvName(tmpl[i+2:i+2+end]) {
 			continue
 		}
 		// An empty literal right after a reference joins the two references.
@@ -144,7 +109,9 @@ func splitEnvRefs(tmpl string) []string {
 	return append(lits, tmpl[last:])
 }
 
-func isEnvName(s string) bool {
+// IsEnvName reports whether s is an environment variable name: letters,
+// digits and _, not starting with a digit.
+func IsEnvName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"backfill/internal/secret"
 )
 
 const secretToken = "tok_9fQx2LmZ7wPa"
@@ -119,7 +121,7 @@ func TestHeaderValueWithPlaceholderScrubbed(t *testing.T) {
 	spec := Spec{Method: "http", URL: srv.URL + "/", Headers: map[string]string{"X-Sig": "k3y:{tenant}"}}
 	r := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
 	check(t, r, Failed, true, "HTTP 502")
-	if v := r.Provenance["header.X-Molecule-Files-Source"]; v != redacted {
+	if v := r.Provenance["header.X-Molecule-Files-Source"]; v != secret.Redacted {
 		t.Fatalf("echoed header value reported as %q", v)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"backfill/internal/placeholder"
 )
 
 // Levels reported by Records.For: which kind of record the claims came from.
@@ -214,35 +216,17 @@ func cleanWorkspaceID(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	if !isUUID(s) {
+	if !placeholder.IsUUID(s) {
 		return "", fmt.Errorf("workspace_id %q is not a UUID", s)
 	}
 	return strings.ToLower(s), nil
-}
-
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // normalizeID lets For accept a workspace id in any case, as the inventory
 // may have been produced by a tool that upper-cases UUIDs.
 func normalizeID(s string) string {
 	s = strings.TrimSpace(s)
-	if isUUID(s) {
+	if placeholder.IsUUID(s) {
 		return strings.ToLower(s)
 	}
 	return s

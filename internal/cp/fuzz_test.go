@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"backfill/internal/placeholder"
 )
 
 var fuzzFormats = []string{".csv", ".json", ".yaml"}
@@ -34,7 +36,7 @@ func FuzzParse(f *testing.F) {
 			if c.Tenant == "" || c.Template == "" || c.Tenant != strings.TrimSpace(c.Tenant) || c.Template != strings.TrimSpace(c.Template) {
 				t.Fatalf("accepted an empty or untrimmed value: %q", c)
 			}
-			if c.WorkspaceID != "" && (!isUUID(c.WorkspaceID) || c.WorkspaceID != strings.ToLower(c.WorkspaceID)) {
+			if c.WorkspaceID != "" && (!placeholder.IsUUID(c.WorkspaceID) || c.WorkspaceID != strings.ToLower(c.WorkspaceID)) {
 				t.Fatalf("accepted workspace id %q", c.WorkspaceID)
 			}
 			if !strings.HasPrefix(c.Source, name+":") {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"backfill/internal/collector"
 )
 
 func TestFilesAPICollector(t *testing.T) {
@@ -25,7 +27,7 @@ tenants:
 		t.Fatal(err)
 	}
 	a, b := inv.Tenants[0], inv.Tenants[1]
-	want := Collector{Method: "files_api", BaseURL: "https://jrs.example/", Rate: 8,
+	want := collector.Spec{Method: "files_api", BaseURL: "https://jrs.example/", Rate: 8,
 		Headers: map[string]string{"Authorization": "Bearer tok-Secret-222", "X-Molecule-Org-Id": "org-Secret-333"}}
 	if !reflect.DeepEqual(a.Collector, want) || a.Raw.Headers["Authorization"] != "Bearer ${JRS_ADMIN_TOKEN}" || a.Raw.Rate != 8 {
 		t.Fatalf("a = %+v\nraw %+v", a.Collector, a.Raw)
@@ -104,7 +106,7 @@ tenants:
 			t.Errorf("Secrets() lacks %q, a header of a second collector", s)
 		}
 	}
-	if exp, raw := (Tenant{Collector: Collector{Method: "file"}, Raw: Collector{Method: "file"}}).Collectors(); len(exp) != 1 || len(raw) != 1 {
+	if exp, raw := (Tenant{Collector: collector.Spec{Method: "file"}, Raw: collector.Spec{Method: "file"}}).Collectors(); len(exp) != 1 || len(raw) != 1 {
 		t.Fatal("a hand-built tenant has no chain of one")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"backfill/internal/collector"
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
+	"backfill/internal/yamlnode"
 )
 
 // The document is walked as a yaml.Node tree rather than decoded into
@@ -37,7 +38,7 @@ type parser struct {
 }
 
 type collectorResult struct {
-	raw, exp Collector
+	raw, exp collector.Spec
 	ok       bool
 }
 
@@ -80,7 +81,7 @@ func (p *parser) parse(data []byte) *Inventory {
 
 	// defaultsState distinguishes "no default" from "a broken default", so
 	// that a broken default is reported once, not again for every tenant.
-	var defRaw, defExp []Collector
+	var defRaw, defExp []collector.Spec
 	defaultsState := "absent"
 	if d, ok := top["defaults"]; ok {
 		if df, ok := p.fields(d.val, "", "defaults", "collector", "collectors"); ok {
@@ -238,7 +239,7 @@ func locate(data []byte, msg string) int {
 
 // tenant validates one entry of the tenants list. It returns the tenant with
 // as much filled in as could be validated, and whether all of it was.
-func (p *parser) tenant(n *yaml.Node, defRaw, defExp []Collector, defaultsState string) (Tenant, bool) {
+func (p *parser) tenant(n *yaml.Node, defRaw, defExp []collector.Spec, defaultsState string) (Tenant, bool) {
 	t := Tenant{Line: n.Line}
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n.Line, "", "each tenant must be a mapping, not %s", kindName(n))
@@ -298,7 +299,7 @@ const maxChain = 8
 // chain reads a mapping's collector (one) or collectors (a list tried in
 // order), returning them as written and expanded; set says whether either
 // key is there.
-func (p *parser) chain(f map[string]field, line int, tenant string) (raw, exp []Collector, set, ok bool) {
+func (p *parser) chain(f map[string]field, line int, tenant string) (raw, exp []collector.Spec, set, ok bool) {
 	one, hasOne := f["collector"]
 	list, hasList := f["collectors"]
 	switch {
@@ -307,7 +308,7 @@ func (p *parser) chain(f map[string]field, line int, tenant string) (raw, exp []
 		return nil, nil, true, false
 	case hasOne:
 		r, e, ok := p.collector(one, tenant)
-		return []Collector{r}, []Collector{e}, true, ok
+		return []collector.Spec{r}, []collector.Spec{e}, true, ok
 	case !hasList:
 		return nil, nil, false, false
 	}
@@ -329,10 +330,10 @@ func (p *parser) chain(f map[string]field, line int, tenant string) (raw, exp []
 	return raw, exp, true, ok
 }
 
-func cloneChain(cs []Collector) []Collector {
-	out := make([]Collector, len(cs))
+func cloneChain(cs []collector.Spec) []collector.Spec {
+	out := make([]collector.Spec, len(cs))
 	for i, c := range cs {
-		out[i] = c.clone()
+		out[i] = clone(c)
 	}
 	return out
 }
@@ -366,364 +367,57 @@ func validName(s string) bool {
 	return true
 }
 
-var methods = []string{"exec", "http", "file", "files_api"}
-
-// collector validates a collector mapping and returns it both as written
-// and expanded.
-func (p *parser) collector(c field, tenant string) (raw, exp Collector, ok bool) {
+// collector decodes a collector mapping (collector.Decode) and returns it
+// both as written and expanded.
+func (p *parser) collector(c field, tenant string) (raw, exp collector.Spec, ok bool) {
 	n := resolve(c.val)
 	if r, seen := p.collectorNodes[n]; seen {
-		return r.raw.clone(), r.exp.clone(), r.ok
-	}
-	defer func() {
-		if p.collectorNodes == nil {
-			p.collectorNodes = make(map[*yaml.Node]collectorResult)
-		}
-		p.collectorNodes[n] = collectorResult{raw.clone(), exp.clone(), ok}
-	}()
-	errs := len(p.errs)
-	f, _ := p.fields(c.val, tenant, "a collector", methods...)
-	if f == nil {
-		return raw, exp, false
-	}
-	var set []string
-	for _, m := range methods {
-		if _, ok := f[m]; ok {
-			set = append(set, m)
-		}
-	}
-	switch len(set) {
-	case 0:
-		p.errorf(c.key.Line, tenant, "collector must set exactly one of exec, http, file or files_api; it sets none")
-		return raw, exp, false
-	case 1:
-	default:
-		p.errorf(c.key.Line, tenant, "collector must set exactly one of exec, http, file or files_api; it sets %s", strings.Join(set, " and "))
-		return raw, exp, false
-	}
-
-	raw.Method, exp.Method = set[0], set[0]
-	v := f[set[0]]
-	switch set[0] {
-	case "exec":
-		p.execCollector(v, tenant, &raw, &exp)
-	case "http":
-		p.http(v, tenant, &raw, &exp)
-	case "file":
-		p.fileCollector(v, tenant, &raw, &exp)
-	case "files_api":
-		p.filesAPI(v, tenant, &raw, &exp)
-	}
-	return raw, exp, len(p.errs) == errs
-}
-
-// maxRate bounds a files_api rate: the platform allows 10 a second per org.
-const maxRate = 1000
-
-// filesAPI validates a files_api collector: {base_url, headers, rate}.
-func (p *parser) filesAPI(v field, tenant string, raw, exp *Collector) {
-	f, _ := p.fields(v.val, tenant, "files_api", "base_url", "headers", "rate")
-	if f == nil {
-		return
-	}
-	if u, ok := f["base_url"]; !ok {
-		p.errorf(v.key.Line, tenant, "files_api collector has no base_url")
-	} else if r, ok := p.str(u.val, tenant, "base_url"); ok {
-		line := resolve(u.val).Line
-		if r == "" {
-			p.errorf(line, tenant, "files_api base_url is empty")
-		} else if e, ok := p.collectorString(r, line, tenant, "base_url"); ok {
-			l := strings.ToLower(e)
-			switch {
-			case !strings.HasPrefix(l, "http://") && !strings.HasPrefix(l, "https://"):
-				p.errorf(line, tenant, "files_api base_url must start with http:// or https://")
-			case strings.ContainsAny(e, "?#"):
-				p.errorf(line, tenant, "files_api base_url must not have a query or fragment: give the server, the collector adds /workspaces/... and ?root=/configs")
-			}
-			raw.BaseURL, exp.BaseURL = r, e
-		}
-	}
-	if h, ok := f["headers"]; ok {
-		p.headers(h, tenant, raw, exp)
-	}
-	raw.Rate = collector.DefaultRate
-	if r, ok := f["rate"]; ok {
-		n := resolve(r.val)
-		rate, err := strconv.ParseFloat(n.Value, 64)
-		switch {
-		case n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || err != nil:
-			p.errorf(n.Line, tenant, "files_api rate must be a number of requests per second (default %g)", collector.DefaultRate)
-		case !(rate > 0 && rate <= maxRate):
-			p.errorf(n.Line, tenant, "files_api rate must be above 0 and at most %d requests per second", maxRate)
-		default:
-			raw.Rate = rate
-		}
-	}
-	exp.Rate = raw.Rate
-}
-
-// fileCollector validates a file collector: a path, or a mapping {path, root}.
-func (p *parser) fileCollector(v field, tenant string, raw, exp *Collector) {
-	pathField, rootField := v, field{}
-	if n := resolve(v.val); n.Kind == yaml.MappingNode {
-		f, _ := p.fields(n, tenant, "file", "path", "root")
-		if f == nil {
-			return
-		}
-		pf, ok := f["path"]
-		if !ok {
-			p.errorf(v.key.Line, tenant, "file collector has no path")
-			return
-		}
-		pathField, rootField = pf, f["root"]
+		return clone(r.raw), clone(r.exp), r.ok
 	}
 	errs := len(p.errs)
-	line := resolve(pathField.val).Line
-	raw.Path, exp.Path = p.fileString(pathField, tenant, "file path")
-	if rootField.val != nil {
-		line = resolve(rootField.val).Line
-		raw.Root, exp.Root = p.fileString(rootField, tenant, "file root")
+	raw, exp = collector.Decode(tenantDecoder{p, tenant}, collector.Field{Key: c.key, Val: c.val})
+	ok = len(p.errs) == errs
+	if p.collectorNodes == nil {
+		p.collectorNodes = make(map[*yaml.Node]collectorResult)
 	}
-	if len(p.errs) > errs {
-		return
-	}
-	// The collector's own rule, so that a file read at capture time can
-	// never be refused for a reason the inventory could have caught.
-	if _, err := collector.FileRoot(exp.Path, exp.Root); err != nil {
-		p.errorf(line, tenant, "%v", err)
-	}
+	p.collectorNodes[n] = collectorResult{clone(raw), clone(exp), ok}
+	return raw, exp, ok
 }
 
-// fileString validates one path of a file collector, returning it as
-// written and expanded.
-func (p *parser) fileString(v field, tenant, what string) (raw, exp string) {
-	r, ok := p.str(v.val, tenant, what)
-	if !ok {
-		return "", ""
-	}
-	line := resolve(v.val).Line
-	if r == "" {
-		p.errorf(line, tenant, "%s is empty", what)
-		return "", ""
-	}
-	e, ok := p.collectorString(r, line, tenant, what)
-	if !ok {
-		return "", ""
-	}
-	if e == "" {
-		p.errorf(line, tenant, "%s is empty after expanding environment variables", what)
-	}
-	return r, e
+// tenantDecoder is the parser as a collector.Decoder for one tenant's
+// collectors (tenant is "" for the defaults).
+type tenantDecoder struct {
+	p      *parser
+	tenant string
 }
 
-// execCollector validates an exec collector: an argv list, or a mapping
-// {argv, env}. The command's environment is resolved here, through the same
-// lookup as ${NAME}, so that it is decided once and never taken from
-// whatever else the process environment holds.
-func (p *parser) execCollector(v field, tenant string, raw, exp *Collector) {
-	argv := v
-	var env field
-	if n := resolve(v.val); n.Kind == yaml.MappingNode {
-		f, _ := p.fields(n, tenant, "exec", "argv", "env")
-		if f == nil {
-			return
-		}
-		a, ok := f["argv"]
-		if !ok {
-			p.errorf(v.key.Line, tenant, "exec collector has no argv")
-			return
-		}
-		argv, env = a, f["env"]
-	}
-	raw.Argv, exp.Argv = p.exec(argv, tenant)
-	if env.val != nil {
-		raw.Env = p.envNames(env, tenant)
-		exp.Env = slices.Clone(raw.Env)
-	}
-	for _, name := range collector.BaseEnv {
-		if v, ok := p.getenv(name); ok && !slices.Contains(raw.Env, name) {
-			exp.Environ = append(exp.Environ, name+"="+v)
-		}
-	}
-	for _, name := range raw.Env {
-		if v, ok := p.getenv(name); ok {
-			exp.Environ = append(exp.Environ, name+"="+v)
-			if !slices.Contains(collector.BaseEnv, name) {
-				p.useEnv(v)
-			}
-		}
-	}
+func (d tenantDecoder) Errorf(line int, format string, args ...any) {
+	d.p.errorf(line, d.tenant, format, args...)
 }
 
-// envNames validates an exec collector's env list: variable names, each
-// once, each set in the environment (a command missing its DOCKER_HOST
-// would talk to the wrong daemon, so unset is an error, as for ${NAME}).
-func (p *parser) envNames(v field, tenant string) []string {
-	n := resolve(v.val)
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, tenant, "exec env must be a list of variable names such as [DOCKER_HOST], not %s", kindName(n))
-		return nil
-	}
-	var names []string
-	seen := make(map[string]int)
-	for _, item := range n.Content {
-		name, ok := p.str(item, tenant, "exec env entry")
-		if !ok {
-			continue
-		}
-		line := resolve(item).Line
-		switch first, dup := seen[name]; {
-		case !validVarName(name):
-			p.errorf(line, tenant, "exec env: %q is not a variable name (letters, digits and _, not starting with a digit)", truncate(name, 40))
-		case dup:
-			p.errorf(line, tenant, "exec env: %s is listed twice (first at line %d)", name, first)
-		default:
-			if _, set := p.getenv(name); !set {
-				p.errorf(line, tenant, "exec env: %s is not set in the environment", name)
-				continue
-			}
-			seen[name] = line
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
-func (p *parser) exec(v field, tenant string) (raw, exp []string) {
-	n := resolve(v.val)
-	if isNull(n) {
-		p.errorf(v.key.Line, tenant, "exec argv is empty")
-		return nil, nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, tenant, `exec must be a list of arguments such as ["cat", "/configs/config.yaml"] or a mapping {argv: [...], env: [...]}, not %s`, kindName(n))
-		return nil, nil
-	}
-	if len(n.Content) == 0 {
-		p.errorf(n.Line, tenant, "exec argv is empty")
-		return nil, nil
-	}
-	for i, a := range n.Content {
-		what := fmt.Sprintf("exec argument %d", i+1)
-		r, ok := p.str(a, tenant, what)
-		if !ok {
-			continue
-		}
-		line := resolve(a).Line
-		e, ok := p.collectorString(r, line, tenant, what)
-		if !ok {
-			continue
-		}
-		if i == 0 && e == "" {
-			p.errorf(line, tenant, "exec program (the first argument) is empty")
-		}
-		raw, exp = append(raw, r), append(exp, e)
-	}
-	return raw, exp
-}
-
-func (p *parser) http(v field, tenant string, raw, exp *Collector) {
-	f, _ := p.fields(v.val, tenant, "http", "url", "headers", "json_field")
+func (d tenantDecoder) Fields(n *yaml.Node, what string, allowed ...string) map[string]collector.Field {
+	f, _ := d.p.fields(n, d.tenant, what, allowed...)
 	if f == nil {
-		return
+		return nil
 	}
-	if u, ok := f["url"]; !ok {
-		p.errorf(v.key.Line, tenant, "http collector has no url")
-	} else if r, ok := p.str(u.val, tenant, "url"); ok {
-		line := resolve(u.val).Line
-		if r == "" {
-			p.errorf(line, tenant, "http url is empty")
-		} else if e, ok := p.collectorString(r, line, tenant, "url"); ok {
-			if l := strings.ToLower(e); !strings.HasPrefix(l, "http://") && !strings.HasPrefix(l, "https://") {
-				p.errorf(line, tenant, "http url must start with http:// or https://")
-			}
-			raw.URL, exp.URL = r, e
-		}
+	out := make(map[string]collector.Field, len(f))
+	for k, v := range f {
+		out[k] = collector.Field{Key: v.key, Val: v.val}
 	}
-
-	if h, ok := f["headers"]; ok {
-		p.headers(h, tenant, raw, exp)
-	}
-
-	if j, ok := f["json_field"]; ok {
-		if r, ok := p.str(j.val, tenant, "json_field"); ok {
-			if r == "" {
-				p.errorf(resolve(j.val).Line, tenant, "json_field is empty; omit it to use the whole response body")
-			}
-			// A field name, not a template: neither expanded nor substituted.
-			raw.JSONField, exp.JSONField = r, r
-		}
-	}
+	return out
 }
 
-func (p *parser) headers(h field, tenant string, raw, exp *Collector) {
-	n := resolve(h.val)
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n.Line, tenant, "headers must be a mapping of name to value, not %s", kindName(n))
-		return
-	}
-	seen := make(map[string]int) // canonical name -> line
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := resolve(n.Content[i]), n.Content[i+1]
-		if k.Kind != yaml.ScalarNode || isNull(k) {
-			p.errorf(k.Line, tenant, "header names must be strings")
-			continue
-		}
-		name := k.Value
-		if !validHeaderName(name) {
-			p.errorf(k.Line, tenant, "invalid header name %q", name)
-			continue
-		}
-		// HTTP header names are case-insensitive, so these would collide.
-		canon := strings.ToLower(name)
-		if first, dup := seen[canon]; dup {
-			p.errorf(k.Line, tenant, "duplicate header %q (first at line %d)", name, first)
-			continue
-		}
-		seen[canon] = k.Line
-		what := fmt.Sprintf("header %s", name)
-		r, ok := p.str(val, tenant, what)
-		if !ok {
-			continue
-		}
-		line := resolve(val).Line
-		e, ok := p.collectorString(r, line, tenant, what)
-		if !ok {
-			continue
-		}
-		// A line break would smuggle extra headers into the request.
-		if strings.ContainsAny(e, "\r\n\x00") {
-			p.errorf(line, tenant, "header %s value contains a line break or NUL", name)
-			continue
-		}
-		if raw.Headers == nil {
-			raw.Headers, exp.Headers = make(map[string]string), make(map[string]string)
-		}
-		raw.Headers[name], exp.Headers[name] = r, e
-	}
+func (d tenantDecoder) Str(n *yaml.Node, what string) (string, bool) {
+	return d.p.str(n, d.tenant, what)
 }
 
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
+func (d tenantDecoder) Template(raw string, line int, what string) (string, bool) {
+	return d.p.collectorString(raw, line, d.tenant, what)
 }
+
+func (d tenantDecoder) Getenv(name string) (string, bool) { return d.p.getenv(name) }
+func (d tenantDecoder) UseEnv(v string)                   { d.p.useEnv(v) }
+func (d tenantDecoder) KindName(n *yaml.Node) string      { return kindName(n) }
 
 // collectorString checks raw's placeholders and expands its ${NAME}s. The
 // rules are the placeholder package's, so a template accepted here is one
@@ -806,18 +500,9 @@ func (p *parser) str(n *yaml.Node, tenant, what string) (string, bool) {
 	return n.Value, true
 }
 
-// resolve follows an alias to the node it names. Aliases cannot chain, but
-// the bound keeps a malformed tree from looping.
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
-		n = n.Alias
-	}
-	return n
-}
+func resolve(n *yaml.Node) *yaml.Node { return yamlnode.Resolve(n) }
 
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
+func isNull(n *yaml.Node) bool { return yamlnode.IsNull(n) }
 
 func kindName(n *yaml.Node) string {
 	switch n.Kind {

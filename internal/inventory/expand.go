@@ -1,6 +1,10 @@
 package inventory
 
-import "strings"
+import (
+	"strings"
+
+	"backfill/internal/collector"
+)
 
 // expand replaces each ${NAME} in raw with the environment variable's value.
 // Only the braced form expands: a bare $ is common in passwords and shell
@@ -32,7 +36,7 @@ func (p *parser) expand(raw string, line int, tenant, what string) (string, bool
 		case name == "":
 			p.errorf(line, tenant, "empty ${} in %s", what)
 			ok = false
-		case !validVarName(name):
+		case !collector.IsEnvName(name):
 			p.errorf(line, tenant, "invalid variable name %q in %s; use ${NAME} with letters, digits and _", truncate(name, 40), what)
 			ok = false
 		default:
@@ -63,18 +67,6 @@ func (p *parser) useEnv(v string) {
 		}
 	}
 	p.envValues = append(p.envValues, v)
-}
-
-func validVarName(s string) bool {
-	for i, c := range []byte(s) {
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 func truncate(s string, n int) string {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"backfill/internal/collector"
 	"backfill/internal/secret"
 )
 
@@ -69,7 +70,7 @@ func FuzzParse(f *testing.F) {
 }
 
 // checkCollector asserts that exactly one method's fields are set.
-func checkCollector(t *testing.T, tenant string, c Collector) {
+func checkCollector(t *testing.T, tenant string, c collector.Spec) {
 	t.Helper()
 	exec := len(c.Argv) > 0
 	http := c.URL != ""

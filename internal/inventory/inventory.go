@@ -45,6 +45,7 @@ import (
 	"slices"
 	"strings"
 
+	"backfill/internal/collector"
 	"backfill/internal/secret"
 )
 
@@ -71,16 +72,16 @@ type Tenant struct {
 	// until one captures evidence (the tenant's collector or collectors,
 	// else the defaults'), ${NAME}-expanded. Their placeholders are left
 	// for the caller. A single collector is a chain of one.
-	Chain []Collector
+	Chain []collector.Spec
 	// RawChain is the same collectors before ${NAME} expansion: safe to
 	// store or log as target descriptions, since secrets belong in the
 	// environment. A secret written literally in the file is still there;
 	// pass it through a Redactor fed with Secrets to catch that.
-	RawChain []Collector
+	RawChain []collector.Spec
 	// Collector and Raw are the first of Chain and RawChain, for callers
 	// that use one collector.
-	Collector Collector
-	Raw       Collector
+	Collector collector.Spec
+	Raw       collector.Spec
 	// Line is the line of the tenant's entry in the file.
 	Line int
 }
@@ -88,54 +89,16 @@ type Tenant struct {
 // Collectors returns the tenant's chain, expanded and as written: Chain
 // and RawChain, or Collector and Raw alone when the chain is unset (a
 // Tenant built by hand).
-func (t Tenant) Collectors() (exp, raw []Collector) {
+func (t Tenant) Collectors() (exp, raw []collector.Spec) {
 	if len(t.Chain) > 0 && len(t.Chain) == len(t.RawChain) {
 		return t.Chain, t.RawChain
 	}
-	return []Collector{t.Collector}, []Collector{t.Raw}
+	return []collector.Spec{t.Collector}, []collector.Spec{t.Raw}
 }
 
-// Collector says how to fetch one workspace's config. Exactly one method is
-// set. Strings may hold the placeholders {tenant}, {workspace_id},
-// {instance_id} and {container}.
-type Collector struct {
-	// Method is "exec", "http", "file" or "files_api".
-	Method string
-	// Argv is the command to run, for exec.
-	Argv []string
-	// Env names the variables passed to an exec command besides PATH,
-	// HOME, LANG and TZ (collector.BaseEnv), as the inventory lists them.
-	Env []string
-	// Environ is the exec command's environment, NAME=value for each of
-	// BaseEnv and Env that is set, resolved through the same lookup as
-	// ${NAME}. Only the expanded collector has it; values of Env are
-	// secrets.
-	Environ []string
-	// URL is the address to GET, for http.
-	URL string
-	// Headers are sent with the request, for http and files_api. Values
-	// are secrets.
-	Headers map[string]string
-	// JSONField, when set, names the field of a JSON response that holds
-	// the file, for http.
-	JSONField string
-	// Path is the file to read, for file.
-	Path string
-	// Root is the directory a file collector's reads stay beneath, for
-	// file; empty means the directory part of Path before its first
-	// placeholder. See collector.FileRoot.
-	Root string
-	// BaseURL is the tenant's workspace server, for files_api: requests go
-	// to BaseURL/workspaces/{workspace_id}/files....
-	BaseURL string
-	// Rate is the files_api requests per second for the tenant; the
-	// inventory fills in collector.DefaultRate when none is given.
-	Rate float64
-}
-
-// clone returns c with its slice and map copied, so tenants sharing the
+// clone returns c with its slices and map copied, so tenants sharing the
 // defaults cannot alter each other's collector.
-func (c Collector) clone() Collector {
+func clone(c collector.Spec) collector.Spec {
 	c.Argv = slices.Clone(c.Argv)
 	c.Env = slices.Clone(c.Env)
 	c.Environ = slices.Clone(c.Environ)

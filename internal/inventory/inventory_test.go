@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"backfill/internal/collector"
 )
 
 // testEnv holds distinctive values so a leak into an error is easy to spot.
@@ -72,18 +74,18 @@ func TestLoadExample(t *testing.T) {
 	if inv.Path != path {
 		t.Errorf("Path = %q, want %q", inv.Path, path)
 	}
-	defaultExec := Collector{Method: "exec", Argv: []string{"docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"}}
+	defaultExec := collector.Spec{Method: "exec", Argv: []string{"docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"}}
 	want := []Tenant{
 		{
 			Name: "jrs-seo",
 			DSN:  "postgres://backfill:pg-Secret-111@jrs-db:5432/molecule?sslmode=require",
-			Collector: Collector{
+			Collector: collector.Spec{
 				Method:    "http",
 				URL:       "https://jrs.example/workspaces/{workspace_id}/files/config.yaml?root=/configs",
 				Headers:   map[string]string{"Authorization": "Bearer tok-Secret-222", "X-Molecule-Org-Id": "org-Secret-333"},
 				JSONField: "content",
 			},
-			Raw: Collector{
+			Raw: collector.Spec{
 				Method:    "http",
 				URL:       "https://jrs.example/workspaces/{workspace_id}/files/config.yaml?root=/configs",
 				Headers:   map[string]string{"Authorization": "Bearer ${JRS_ADMIN_TOKEN}", "X-Molecule-Org-Id": "${JRS_ORG_ID}"},
@@ -94,8 +96,8 @@ func TestLoadExample(t *testing.T) {
 		{
 			Name:      "concierge",
 			DSN:       "postgres://concierge:cc-Secret-444@cc-db/molecule",
-			Collector: Collector{Method: "file", Path: "/mnt/concierge/{workspace_id}/configs/config.yaml"},
-			Raw:       Collector{Method: "file", Path: "/mnt/concierge/{workspace_id}/configs/config.yaml"},
+			Collector: collector.Spec{Method: "file", Path: "/mnt/concierge/{workspace_id}/configs/config.yaml"},
+			Raw:       collector.Spec{Method: "file", Path: "/mnt/concierge/{workspace_id}/configs/config.yaml"},
 			Line:      13,
 		},
 		{
@@ -107,7 +109,7 @@ func TestLoadExample(t *testing.T) {
 		},
 	}
 	for i := range want { // a single collector is a chain of one
-		want[i].Chain, want[i].RawChain = []Collector{want[i].Collector}, []Collector{want[i].Raw}
+		want[i].Chain, want[i].RawChain = []collector.Spec{want[i].Collector}, []collector.Spec{want[i].Raw}
 	}
 	if !reflect.DeepEqual(inv.Tenants, want) {
 		t.Errorf("Tenants =\n%+v\nwant\n%+v", inv.Tenants, want)
@@ -451,7 +453,7 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Collector{
+	want := []collector.Spec{
 		{Method: "file", Path: "/mnt/" + testEnv["JRS_ORG_ID"] + "/{workspace_id}/config.yaml", Root: "/mnt"},
 		{Method: "file", Path: "/mnt/c/{workspace_id}/config.yaml"},
 	}
@@ -493,15 +495,15 @@ tenants:
 	}
 	argv := []string{"docker", "exec", "{instance_id}", "cat", "/configs/config.yaml"}
 	a, b := inv.Tenants[0], inv.Tenants[1]
-	wantA := Collector{Method: "exec", Argv: argv, Env: []string{"DOCKER_HOST", "DOCKER_CONFIG", "TZ"},
+	wantA := collector.Spec{Method: "exec", Argv: argv, Env: []string{"DOCKER_HOST", "DOCKER_CONFIG", "TZ"},
 		Environ: []string{"PATH=/opt/bin:/usr/bin", "DOCKER_HOST=" + env["DOCKER_HOST"], "DOCKER_CONFIG=" + env["DOCKER_CONFIG"], "TZ=UTC"}}
 	if !reflect.DeepEqual(a.Collector, wantA) {
 		t.Errorf("collector = %+v\nwant %+v", a.Collector, wantA)
 	}
-	if want := (Collector{Method: "exec", Argv: argv, Env: wantA.Env}); !reflect.DeepEqual(a.Raw, want) {
+	if want := (collector.Spec{Method: "exec", Argv: argv, Env: wantA.Env}); !reflect.DeepEqual(a.Raw, want) {
 		t.Errorf("raw = %+v, want %+v (no values)", a.Raw, want)
 	}
-	wantB := Collector{Method: "exec", Argv: argv, Environ: []string{"PATH=/opt/bin:/usr/bin", "TZ=UTC"}}
+	wantB := collector.Spec{Method: "exec", Argv: argv, Environ: []string{"PATH=/opt/bin:/usr/bin", "TZ=UTC"}}
 	if !reflect.DeepEqual(b.Collector, wantB) {
 		t.Errorf("plain argv collector = %+v, want %+v", b.Collector, wantB)
 	}

@@ -2,6 +2,7 @@ package secret
 
 import (
 	"errors"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -363,4 +364,28 @@ func unescapeKeywordValue(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// MaskPasswords returns msg, foreign text about one connection (a driver's or
+// server's error), with each password in it masked as RedactDSN masks them:
+// whatever its length, since the text is about that connection, and in each
+// escaped form a URL may give it, longest first so that a password holding
+// another is masked whole.
+func MaskPasswords(msg string, passwords ...string) string {
+	var forms []string
+	for _, p := range passwords {
+		if p == "" {
+			continue
+		}
+		for _, v := range []string{p, url.QueryEscape(p), url.PathEscape(p), url.UserPassword("", p).String()[1:]} {
+			if v != "" && !slices.Contains(forms, v) {
+				forms = append(forms, v)
+			}
+		}
+	}
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range forms {
+		msg = strings.ReplaceAll(msg, f, dsnMask)
+	}
+	return msg
 }

@@ -198,3 +198,11 @@ func TestDSNSettings(t *testing.T) {
 		}
 	}
 }
+
+// MaskPasswords masks short passwords too, and their URL-escaped forms.
+func TestMaskPasswords(t *testing.T) {
+	got := MaskPasswords(`connect "postgres://u:p%40w@h/db": password p@w rejected`, "p@w")
+	if want := `connect "postgres://u:xxxxx@h/db": password xxxxx rejected`; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

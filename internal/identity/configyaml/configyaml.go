@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"backfill/internal/yamlnode"
 )
 
 // Limits on what Parse accepts. Real config files are a few KiB, a few
@@ -181,10 +183,7 @@ func Str(n *yaml.Node) (string, bool) {
 }
 
 // IsNull reports whether n is a null scalar (`~`, `null`, or nothing at all).
-func IsNull(n *yaml.Node) bool {
-	n = resolve(n)
-	return n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
+func IsNull(n *yaml.Node) bool { return yamlnode.IsNull(n) }
 
 // MappingEntries returns the pairs of a mapping node, aliases resolved, or
 // false when n is not a mapping. It relies on Parse having checked the
@@ -201,14 +200,7 @@ func MappingEntries(n *yaml.Node) ([]Entry, bool) {
 	return out, true
 }
 
-// resolve follows an alias to its anchored node. One step is enough: an
-// alias always names an anchored node, never another alias.
-func resolve(n *yaml.Node) *yaml.Node {
-	if n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
-		return n.Alias
-	}
-	return n
-}
+func resolve(n *yaml.Node) *yaml.Node { return yamlnode.Resolve(n) }
 
 // result is what walking a node found: its size and height with aliases
 // expanded. Anchored nodes are memoised, so each node is checked once and a

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,40 +15,6 @@ import (
 
 	"backfill/internal/secret"
 )
-
-// Load reads claims from a file path (format from its extension, see Parse)
-// or, when IsDatabase(src), from the rows of query. ctx bounds the database
-// work.
-//
-// The query must be one SELECT, or WITH … SELECT, and is refused before any
-// connection otherwise (see checkQuery). It is then sent over the extended
-// protocol, whatever default_query_exec_mode the connection string sets, so
-// the server itself refuses a second statement; and it runs in a READ ONLY
-// transaction, in a read-only session, that is always rolled back.
-//
-// The query must return exactly three columns named tenant, workspace_id and
-// template, in any order (alias them with AS). Columns are matched by name,
-// not position, so that a query listing them in another order cannot swap
-// templates and tenants unnoticed. Any column type is read as its text form,
-// so a uuid workspace_id works; a NULL workspace_id is a tenant-wide claim.
-//
-// Errors about the database never contain the connection string's password:
-// they name the source by host and database only.
-func Load(ctx context.Context, src, query string) (*Records, error) {
-	if IsDatabase(src) {
-		return loadPostgres(ctx, src, query)
-	}
-	if strings.TrimSpace(query) != "" {
-		// A query next to a file would be ignored; refusing it catches a
-		// --cp that was meant to be a database.
-		return nil, fmt.Errorf("%s: --cp-query needs a postgres:// or key=value (host=… dbname=…) source, not a file", src)
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(src, data)
-}
 
 // IsDatabase reports whether Load reads src as a PostgreSQL connection string
 // rather than a file: a postgres:// or postgresql:// URL, or a libpq
@@ -98,7 +63,7 @@ var connKeywords = map[string]bool{
 // dsnInfo is what may be said about a connection string in errors.
 type dsnInfo struct {
 	label   string   // "postgres://host:port/db" or "host=… port=… dbname=…"
-	secrets []string // values to blank out of any message
+	secrets []string // passwords to mask in any message (secret.MaskPasswords)
 }
 
 // describeDSN finds the password in every spelling it may take in the
@@ -168,27 +133,13 @@ func quoteKeywordValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
-// addSecret records s, and the ways a URL may write it escaped in case a
-// message quotes the URL undecoded, longest first so that a secret containing
-// another is replaced whole.
 func (d *dsnInfo) addSecret(s string) {
-	if s == "" {
-		return
+	if s != "" && !slices.Contains(d.secrets, s) {
+		d.secrets = append(d.secrets, s)
 	}
-	for _, v := range []string{s, url.QueryEscape(s), url.PathEscape(s), url.UserPassword("", s).String()[1:]} {
-		if v != "" && !slices.Contains(d.secrets, v) {
-			d.secrets = append(d.secrets, v)
-		}
-	}
-	slices.SortFunc(d.secrets, func(a, b string) int { return len(b) - len(a) })
 }
 
-func (d dsnInfo) scrub(msg string) string {
-	for _, s := range d.secrets {
-		msg = strings.ReplaceAll(msg, s, "xxxxx")
-	}
-	return msg
-}
+func (d dsnInfo) scrub(msg string) string { return secret.MaskPasswords(msg, d.secrets...) }
 
 // fail reports a database error by host and database, scrubbed. The pgx error
 // is not wrapped, as unwrapping it could reach the raw connection string; only
