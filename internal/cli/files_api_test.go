@@ -12,6 +12,7 @@ import (
 
 	"backfill/apply/plan"
 	"backfill/internal/evidence"
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
 	"backfill/internal/platformtest"
 )
@@ -35,7 +36,7 @@ type platformFleet struct {
 func newPlatformFleet(t *testing.T) *platformFleet {
 	f := &platformFleet{dir: t.TempDir(), env: map[string]string{"USER": "alice", "FILES_TOKEN": filesToken, "FILES_ORG": filesOrg},
 		ids: map[string]string{}, dsns: map[string]string{}}
-	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(f.dir, "catalog"))
+	writeCatalog(t, filepath.Join(f.dir, "catalog"))
 	return f
 }
 
@@ -114,10 +115,7 @@ func filesAPIYAML(url string, org bool) string {
 // workspace beside it is captured from its container and agreed, and one
 // hibernated with a host mirror is captured from the mirror, labelled.
 func TestContainerDownTemplateNamedWorkspaceIsNeverAgree(t *testing.T) {
-	seoTemplate, err := os.ReadFile(filepath.Join("testdata", "catalog", "seo-agent", "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seoTemplate := fixture.Template("seo-agent")
 	seoLive := readLive(t, "custom-seo-agent.yaml")
 	p := &platformtest.Server{Org: filesOrg, Token: filesToken, Templates: map[string]*string{"seo-agent": platformtest.Ptr(string(seoTemplate))}}
 	srv := httptest.NewServer(p.Handler())
