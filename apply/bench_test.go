@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"backfill/apply/plan"
+	"backfill/internal/fixture"
 
 	"github.com/jackc/pgx/v5"
 
@@ -33,14 +34,12 @@ func BenchmarkApply10k(b *testing.B) {
 	const tenants, per = 50, 200
 	ctx := context.Background()
 	inv := &inventory.Inventory{Path: "bench.yaml"}
-	cat, err := catalog.Load("plan/testdata/catalog")
+	catDir := fixture.CatalogDir(b)
+	cat, err := catalog.Load(catDir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	seo, err := os.ReadFile("plan/testdata/live/custom-seo-agent.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
+	seo := fixture.Live("custom-seo-agent.yaml")
 	// The plan is made as an operator makes it (captures, CP records,
 	// catalog, the tenant databases), so that apply's re-derivation of
 	// every write runs as in production.
@@ -85,7 +84,7 @@ func BenchmarkApply10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	p, _, err := plan.Build(ctx, plan.BuildOptions{Inventory: inv, Store: base, CP: records, CPSource: "cp.csv", Catalog: cat,
-		CatalogDir: "plan/testdata/catalog", Author: "bench"})
+		CatalogDir: catDir, Author: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,9 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backfill/internal/evidence"
+	"backfill/internal/filesapi"
 	"backfill/internal/inventory"
 	"backfill/internal/pgtest"
-	"backfill/internal/platformtest"
 )
 
 const testOrg = "org-5a7e0c11"
@@ -77,9 +77,9 @@ func captures(t *testing.T, s *evidence.Store) []*evidence.Capture {
 func TestThrottledTenantCompletesWithoutSpendingRetries(t *testing.T) {
 	const n = 12
 	slowDSN, ids := tenantWith(t, 1, n)
-	p := &platformtest.Server{Org: testOrg, Limit: 10, Window: time.Second}
+	p := &filesapi.MemoryPlatform{Org: testOrg, Limit: 10, Window: time.Second}
 	for _, id := range ids {
-		p.Put(id, platformtest.Workspace{Name: "x", Running: true, Container: platformtest.Ptr("name: SEO Agent\n")})
+		p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: SEO Agent\n")})
 	}
 	srv := httptest.NewServer(p.Handler())
 	t.Cleanup(srv.Close)
@@ -158,17 +158,17 @@ tenants:
 func TestFirst404sStopTheTenant(t *testing.T) {
 	// A self-hosted server ignores the org header: pointed at another
 	// tenant's server, every workspace is "workspace not found".
-	elsewhere := &platformtest.Server{}
+	elsewhere := &filesapi.MemoryPlatform{}
 	srvElsewhere := httptest.NewServer(elsewhere.Handler())
 	t.Cleanup(srvElsewhere.Close)
 	wrongDSN, _ := tenantWith(t, 3, 9)
 
-	right := &platformtest.Server{}
+	right := &filesapi.MemoryPlatform{}
 	srvRight := httptest.NewServer(right.Handler())
 	t.Cleanup(srvRight.Close)
 	rightDSN, ids := tenantWith(t, 4, 6)
 	for _, id := range ids[:4] {
-		right.Put(id, platformtest.Workspace{Name: "x", Running: true, Container: platformtest.Ptr("name: x\n")})
+		right.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: x\n")})
 	}
 	inv := fmt.Sprintf(`version: 1
 tenants:
@@ -214,7 +214,7 @@ tenants:
 // A tenant with fewer workspaces than the threshold, all 404, is stopped
 // too: its every answer was a 404.
 func TestAll404sOfASmallTenantStopIt(t *testing.T) {
-	p := &platformtest.Server{}
+	p := &filesapi.MemoryPlatform{}
 	srv := httptest.NewServer(p.Handler())
 	t.Cleanup(srv.Close)
 	dsn, _ := tenantWith(t, 5, 2)

@@ -2,20 +2,20 @@ package plan
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"backfill/internal/catalog"
+	"backfill/internal/fixture"
 	"backfill/internal/identity"
 	"backfill/internal/workspace"
 )
 
 func loadCatalog(t testing.TB) *catalog.Catalog {
 	t.Helper()
-	cat, err := catalog.Load("testdata/catalog")
+	cat, err := catalog.Load(fixture.CatalogDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,11 +24,7 @@ func loadCatalog(t testing.TB) *catalog.Catalog {
 
 func live(t testing.TB, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("testdata/live/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return string(fixture.Live(name))
 }
 
 // Config bytes used across the table: real shapes from the platform.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"embed"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -15,37 +14,22 @@ import (
 
 	"backfill/apply/plan"
 	"backfill/internal/filesapi"
+	"backfill/internal/fixture"
 )
 
-// The catalog is the one in internal/cli/testdata, copied here because
-// go:embed cannot reach outside the package directory.
-//
-//go:embed catalog
-var catalogFS embed.FS
+// templateFS is the tests' fixture catalog (internal/fixture): its template
+// folders and its manifest.json, which fleetsim writes beside the cache, not
+// in it.
+var templateFS = fixture.Catalog()
 
-// templateFS is the embedded catalog's template folders (and its
-// manifest.json, which fleetsim writes beside the cache, not in it).
-var templateFS = func() fs.FS {
-	sub, err := fs.Sub(catalogFS, "catalog")
-	if err != nil {
-		panic(err) // a build-time fact
-	}
-	return sub
-}()
-
-// catalogConfig returns a template's config.yaml from the embedded catalog.
-func catalogConfig(template string) []byte {
-	b, err := fs.ReadFile(catalogFS, path.Join("catalog", template, "config.yaml"))
-	if err != nil {
-		panic("fleetsim: embedded catalog lacks " + template) // a build-time fact
-	}
-	return b
-}
+// catalogConfig returns a template's config.yaml from the embedded catalog;
+// it panics when there is none (a build-time fact).
+func catalogConfig(template string) []byte { return fixture.Template(template) }
 
 // defaultTemplate is the runtime's default template as the SPEC defines it:
 // <runtime>-default, else the template named like the runtime.
 func defaultTemplate(runtime string) string {
-	if _, err := fs.Stat(catalogFS, path.Join("catalog", runtime+"-default", "config.yaml")); err == nil {
+	if _, err := fs.Stat(templateFS, path.Join(runtime+"-default", "config.yaml")); err == nil {
 		return runtime + "-default"
 	}
 	return runtime

@@ -275,18 +275,18 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 // writeCatalog writes the template cache to dst and the manifest to
 // manifest: like the platform's cache, the folder holds templates only.
 func writeCatalog(dst, manifest string) error {
-	return fs.WalkDir(catalogFS, "catalog", func(p string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(templateFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		out := filepath.Join(dst, strings.TrimPrefix(p, "catalog"))
-		if p == "catalog/"+fileManifest {
+		out := filepath.Join(dst, filepath.FromSlash(p))
+		if p == fileManifest {
 			out = manifest
 		}
 		if d.IsDir() {
 			return os.MkdirAll(out, 0o755)
 		}
-		b, err := catalogFS.ReadFile(p)
+		b, err := fs.ReadFile(templateFS, p)
 		if err != nil {
 			return err
 		}

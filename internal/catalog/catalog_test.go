@@ -6,15 +6,16 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-const fixture = "testdata/templates"
+	"backfill/internal/fixture"
+)
 
 func loadFixture(t *testing.T) *Catalog {
 	t.Helper()
-	c, err := Load(fixture)
+	dir := fixture.CatalogDir(t)
+	c, err := Load(dir)
 	if err != nil {
-		t.Fatalf("Load(%s): %v", fixture, err)
+		t.Fatalf("Load(%s): %v", dir, err)
 	}
 	return c
 }

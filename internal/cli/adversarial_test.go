@@ -25,6 +25,7 @@ import (
 
 	"backfill/apply/plan"
 	"backfill/internal/filesapi"
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
 )
 
@@ -151,11 +152,7 @@ func newAdvFleet(t *testing.T, cases []advCase) *advFleet {
 	f := &advFleet{dir: t.TempDir(), env: map[string]string{"USER": "alice", "WEB_TOKEN": advToken},
 		dsns: map[string]string{}, ids: map[string]string{}, streamDone: make(chan struct{})}
 	f.evidence = filepath.Join(f.dir, "evidence.db")
-	cat, err := filepath.Abs(filepath.Join("testdata", "catalog"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.catalog = cat
+	f.catalog = fixture.CatalogDir(t)
 	webRoot := filepath.Join(f.dir, "web")
 	execRoot := filepath.Join(f.dir, "exec")
 	fileRoot := filepath.Join(f.dir, "disk")

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"backfill/apply/plan"
+	"backfill/internal/fixture"
 )
 
 type captureKey struct{ key, sha string }
@@ -73,7 +74,7 @@ func TestShardsMergedEqualOneRun(t *testing.T) {
 		t.Errorf("merged_from has %d rows, want 3", n)
 	}
 	// And plan works on the merged store.
-	catalog, _ := filepath.Abs(filepath.Join("testdata", "catalog"))
+	catalog := fixture.CatalogDir(t)
 	cp := writeFile(t, filepath.Join(f.dir, "cp.csv"), "tenant,workspace_id,template\nalpha,,seo-agent\nbeta,,seo-agent\ngamma,,seo-agent\n")
 	planPath := filepath.Join(f.dir, "plan.json")
 	pr := runAt(t, f.env, "--evidence", merged, "plan", "--inventory", f.inventory, "--cp", cp, "--catalog", catalog, "--out", planPath, "--author", "ops")

@@ -15,6 +15,7 @@ import (
 
 	"backfill/apply/plan"
 	"backfill/internal/evidence"
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
 	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
@@ -48,34 +49,17 @@ type planFixture struct {
 	clusters map[string]*pgtest.Cluster
 }
 
-func copyDir(t *testing.T, src, dst string) {
+// writeCatalog writes the fixture catalog into dst.
+func writeCatalog(t *testing.T, dst string) {
 	t.Helper()
-	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if fi.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
+	if err := fixture.WriteCatalog(dst); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func readLive(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "live", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return string(fixture.Live(name))
 }
 
 // newPlanFixture builds the fleet; tenants named in separate get a cluster
@@ -91,7 +75,7 @@ func newPlanFixture(t *testing.T, separate ...string) *planFixture {
 
 	f := &planFixture{dir: t.TempDir(), env: map[string]string{"USER": "alice"}, want: map[string]plan.Verdict{},
 		dsns: map[string]string{}, ids: map[string]string{}, clusters: map[string]*pgtest.Cluster{}}
-	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(f.dir, "catalog"))
+	writeCatalog(t, filepath.Join(f.dir, "catalog"))
 
 	type wsSpec struct {
 		name, runtime, kind, dbNow, status string // the row as it is now ("gone": deleted)

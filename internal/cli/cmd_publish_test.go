@@ -13,6 +13,7 @@ import (
 
 	"backfill/apply/plan"
 	"backfill/internal/evidence"
+	"backfill/internal/fixture"
 	"backfill/internal/workspace"
 )
 
@@ -95,7 +96,7 @@ func TestPublishedShardsMergeVerifyAndPlan(t *testing.T) {
 	if len(want) != len(f.live) || !mapsEqual(got, want) {
 		t.Fatalf("merged %d workspaces, unsharded %d, live %d", len(got), len(want), len(f.live))
 	}
-	catalog, _ := filepath.Abs(filepath.Join("testdata", "catalog"))
+	catalog := fixture.CatalogDir(t)
 	cp := writeFile(t, filepath.Join(f.dir, "cp.csv"), "tenant,workspace_id,template\nalpha,,seo-agent\nbeta,,seo-agent\ngamma,,seo-agent\n")
 	planPath := filepath.Join(f.dir, "plan.json")
 	pr := runAt(t, f.env, "--evidence", merged, "plan", "--inventory", f.inventory, "--cp", cp, "--catalog", catalog, "--out", planPath, "--author", "ops")

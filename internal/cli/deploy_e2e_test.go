@@ -23,6 +23,7 @@ import (
 	"backfill/apply/plan"
 	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
 	"backfill/snapshot"
 )
@@ -349,7 +350,7 @@ func storeOutcomes(t *testing.T, bin, store string) map[string]outcome {
 // workspace's verdict.
 func planVerdicts(t *testing.T, bin string, f *shardFleet, store string) (map[string]int, map[string]string) {
 	t.Helper()
-	catalog, _ := filepath.Abs(filepath.Join("testdata", "catalog"))
+	catalog := fixture.CatalogDir(t)
 	out := filepath.Join(t.TempDir(), "plan.json")
 	code, text := runBin(t, bin, f.secrets, "--evidence", store, "plan", "--inventory", f.inventory, "--cp", f.cp,
 		"--catalog", catalog, "--out", out, "--author", "ops")

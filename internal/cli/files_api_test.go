@@ -12,8 +12,9 @@ import (
 
 	"backfill/apply/plan"
 	"backfill/internal/evidence"
+	"backfill/internal/filesapi"
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
-	"backfill/internal/platformtest"
 )
 
 const (
@@ -22,7 +23,7 @@ const (
 )
 
 // platformFleet is tenants whose workspaces are served by stand-ins for the
-// platform's files API (internal/platformtest) on loopback, with real
+// platform's files API (internal/filesapi.MemoryPlatform) on loopback, with real
 // tenant databases.
 type platformFleet struct {
 	dir  string
@@ -35,7 +36,7 @@ type platformFleet struct {
 func newPlatformFleet(t *testing.T) *platformFleet {
 	f := &platformFleet{dir: t.TempDir(), env: map[string]string{"USER": "alice", "FILES_TOKEN": filesToken, "FILES_ORG": filesOrg},
 		ids: map[string]string{}, dsns: map[string]string{}}
-	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(f.dir, "catalog"))
+	writeCatalog(t, filepath.Join(f.dir, "catalog"))
 	return f
 }
 
@@ -114,20 +115,17 @@ func filesAPIYAML(url string, org bool) string {
 // workspace beside it is captured from its container and agreed, and one
 // hibernated with a host mirror is captured from the mirror, labelled.
 func TestContainerDownTemplateNamedWorkspaceIsNeverAgree(t *testing.T) {
-	seoTemplate, err := os.ReadFile(filepath.Join("testdata", "catalog", "seo-agent", "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seoTemplate := fixture.Template("seo-agent")
 	seoLive := readLive(t, "custom-seo-agent.yaml")
-	p := &platformtest.Server{Org: filesOrg, Token: filesToken, Templates: map[string]*string{"seo-agent": platformtest.Ptr(string(seoTemplate))}}
+	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken, Templates: map[string]*string{"seo-agent": filesapi.Ptr(string(seoTemplate))}}
 	srv := httptest.NewServer(p.Handler())
 	t.Cleanup(srv.Close)
 	f := newPlatformFleet(t)
 	f.tenant(t, "acme", 1, filesAPIYAML(srv.URL, true),
 		ws{name: "SEO Agent", status: "offline"}, ws{name: "seo-running"}, ws{name: "seo-hibernated", status: "hibernated"})
-	p.Put(f.ids["SEO Agent"], platformtest.Workspace{Name: "SEO Agent"}) // no container, no mirror: the template folder answers
-	p.Put(f.ids["seo-running"], platformtest.Workspace{Name: "seo-running", Running: true, Container: &seoLive})
-	p.Put(f.ids["seo-hibernated"], platformtest.Workspace{Name: "seo-hibernated", Mirror: &seoLive})
+	p.Put(f.ids["SEO Agent"], filesapi.MemoryWorkspace{Name: "SEO Agent"}) // no container, no mirror: the template folder answers
+	p.Put(f.ids["seo-running"], filesapi.MemoryWorkspace{Name: "seo-running", Running: true, Container: &seoLive})
+	p.Put(f.ids["seo-hibernated"], filesapi.MemoryWorkspace{Name: "seo-hibernated", Mirror: &seoLive})
 	f.write(t, "acme,,seo-agent\n")
 
 	res := f.run(t, "snapshot", "--inventory", "inventory.yaml")
@@ -181,12 +179,12 @@ func TestContainerDownTemplateNamedWorkspaceIsNeverAgree(t *testing.T) {
 func TestMisconfiguredOrgHeaderStopsTheTenant(t *testing.T) {
 	live := "name: Hermes Agent\nruntime: hermes\n"
 	f := newPlatformFleet(t)
-	servers := map[string]*platformtest.Server{}
+	servers := map[string]*filesapi.MemoryPlatform{}
 	for i, tc := range []struct {
 		tenant, org string
 		header      bool
 	}{{"wrong-org", "org-someone-else", true}, {"no-org", filesOrg, false}, {"good", filesOrg, true}} {
-		p := &platformtest.Server{Org: tc.org, Token: filesToken}
+		p := &filesapi.MemoryPlatform{Org: tc.org, Token: filesToken}
 		srv := httptest.NewServer(p.Handler())
 		t.Cleanup(srv.Close)
 		servers[tc.tenant] = p
@@ -200,7 +198,7 @@ func TestMisconfiguredOrgHeaderStopsTheTenant(t *testing.T) {
 				continue // deleted on the server since the listing: gone
 			}
 			name := fmt.Sprintf("%s-%d", tc.tenant, j)
-			p.Put(f.ids[name], platformtest.Workspace{Name: name, Running: true, Container: &live})
+			p.Put(f.ids[name], filesapi.MemoryWorkspace{Name: name, Running: true, Container: &live})
 		}
 	}
 	f.write(t, "")

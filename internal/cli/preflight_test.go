@@ -19,14 +19,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backfill/internal/evidence"
-	"backfill/internal/platformtest"
+	"backfill/internal/filesapi"
 )
 
 // platformServer starts a stand-in for a tenant's workspace server, with
 // the platform's rate limit (600 a minute, headers on every answer).
-func platformServer(t *testing.T, org string) (*platformtest.Server, string) {
+func platformServer(t *testing.T, org string) (*filesapi.MemoryPlatform, string) {
 	t.Helper()
-	p := &platformtest.Server{Org: org, Token: filesToken, Limit: 600}
+	p := &filesapi.MemoryPlatform{Org: org, Token: filesToken, Limit: 600}
 	srv := httptest.NewServer(p.Handler())
 	t.Cleanup(srv.Close)
 	return p, srv.URL
@@ -122,13 +122,13 @@ func TestPreflightHealthyFleetIsReady(t *testing.T) {
 	f.tenant(t, "hosted", 1, filesAPIYAML(hostedURL, true), ws{name: "no-config"}, ws{name: "seo-running"}, ws{name: "set-already", template: "seo-agent"})
 	// A running container without a config.yaml, and nothing else that
 	// holds one: that workspace has no evidence, the tenant is fine.
-	hosted.Put(f.ids["no-config"], platformtest.Workspace{Name: "no-config", Running: true})
-	hosted.Put(f.ids["seo-running"], platformtest.Workspace{Name: "seo-running", Running: true, Container: &live})
-	hosted.Put(f.ids["set-already"], platformtest.Workspace{Name: "set-already", Running: true, Container: &live})
+	hosted.Put(f.ids["no-config"], filesapi.MemoryWorkspace{Name: "no-config", Running: true})
+	hosted.Put(f.ids["seo-running"], filesapi.MemoryWorkspace{Name: "seo-running", Running: true, Container: &live})
+	hosted.Put(f.ids["set-already"], filesapi.MemoryWorkspace{Name: "set-already", Running: true, Container: &live})
 
 	mirror, mirrorURL := platformServer(t, filesOrg)
 	f.tenant(t, "asleep", 2, filesAPIYAML(mirrorURL, true), ws{name: "seo-hibernated", status: "hibernated"})
-	mirror.Put(f.ids["seo-hibernated"], platformtest.Workspace{Name: "seo-hibernated", Mirror: &live})
+	mirror.Put(f.ids["seo-hibernated"], filesapi.MemoryWorkspace{Name: "seo-hibernated", Mirror: &live})
 
 	bin, volumes := filepath.Join(f.dir, "bin"), filepath.Join(f.dir, "volumes")
 	writeFile(t, filepath.Join(bin, "docker"), `#!/bin/sh
@@ -234,9 +234,9 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 		ws{name: "fast-1"})
 	f.tenant(t, "busy", 6, filesAPIYAML(busyURL, true), ws{name: "busy-1"})
 	for _, name := range []string{"good-1", "fast-1"} {
-		good.Put(f.ids[name], platformtest.Workspace{Name: name, Running: true, Container: &live})
+		good.Put(f.ids[name], filesapi.MemoryWorkspace{Name: name, Running: true, Container: &live})
 	}
-	busy.Put(f.ids["busy-1"], platformtest.Workspace{Name: "busy-1", Running: true, Container: &live})
+	busy.Put(f.ids["busy-1"], filesapi.MemoryWorkspace{Name: "busy-1", Running: true, Container: &live})
 	// A database that refuses connections: a closed port on loopback.
 	fmt.Fprintf(&f.yaml, "  - name: down\n    dsn: %q\n%s", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2", filesAPIYAML(goodURL, true))
 	f.write(t, "")
@@ -383,7 +383,7 @@ func TestPreflightJSONDocument(t *testing.T) {
 	f := newPlatformFleet(t)
 	p, url := platformServer(t, filesOrg)
 	f.tenant(t, "hosted", 1, filesAPIYAML(url, true), ws{name: "seo-running"}, ws{name: "seo-set", template: "seo-agent"})
-	p.Put(f.ids["seo-running"], platformtest.Workspace{Name: "seo-running", Running: true, Container: &live})
+	p.Put(f.ids["seo-running"], filesapi.MemoryWorkspace{Name: "seo-running", Running: true, Container: &live})
 	_, noOrg := platformServer(t, filesOrg)
 	f.tenant(t, "no-org", 2, filesAPIYAML(noOrg, false), ws{name: "no-org-1"})
 	dir := filepath.Join(f.dir, "live")

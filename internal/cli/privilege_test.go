@@ -212,7 +212,7 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 	invMixed := inventory("inv-mixed.yaml", func(tn string) string {
 		return map[string]string{"alpha": read, "beta": noSelect, "gamma": write}[tn]
 	})
-	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(f.dir, "catalog"))
+	writeCatalog(t, filepath.Join(f.dir, "catalog"))
 	env := map[string]string{"USER": "alice"}
 	for k, v := range f.env {
 		env[k] = v

@@ -183,7 +183,7 @@ func TestSecretsSweepEveryArtifact(t *testing.T) {
 	execSQL(t, cpDSN, `CREATE TABLE cp_claims (tenant text NOT NULL, workspace_id uuid, template text NOT NULL);
 INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-agent'), ('gamma', NULL, 'seo-agent');`)
 	cpSrc := asUser(cpDSN, userinfo(sweepSecrets["cp DSN"]))
-	copyDir(t, filepath.Join("testdata", "catalog"), filepath.Join(dir, "catalog"))
+	writeCatalog(t, filepath.Join(dir, "catalog"))
 	evidencePath := filepath.Join(dir, "evidence.db")
 	planPath, reportPath := filepath.Join(dir, "plan.json"), filepath.Join(dir, "report.md")
 

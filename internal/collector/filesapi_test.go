@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"backfill/internal/filesapi"
 	"backfill/internal/placeholder"
-	"backfill/internal/platformtest"
 	"backfill/internal/source"
 )
 
@@ -26,7 +26,7 @@ func wsID(n int) string {
 }
 
 // platform starts a files API with the platform's shape on loopback.
-func platform(t *testing.T, p *platformtest.Server) string {
+func platform(t *testing.T, p *filesapi.MemoryPlatform) string {
 	t.Helper()
 	srv := httptest.NewServer(p.Handler())
 	t.Cleanup(srv.Close)
@@ -43,35 +43,35 @@ func goodHeaders() map[string]string {
 }
 
 func TestFilesAPIOutcomesBySource(t *testing.T) {
-	p := &platformtest.Server{Org: orgID, Token: apiToken, Templates: map[string]*string{
-		"seo-agent": platformtest.Ptr(seoTemplate), "empty-folder": nil}}
+	p := &filesapi.MemoryPlatform{Org: orgID, Token: apiToken, Templates: map[string]*string{
+		"seo-agent": filesapi.Ptr(seoTemplate), "empty-folder": nil}}
 	live := "name: Custom\nruntime: hermes\n\n"
 	cases := []struct {
 		name     string
-		ws       platformtest.Workspace
+		ws       filesapi.MemoryWorkspace
 		outcome  Outcome
 		src      string
 		content  string
 		reason   string
 		notFound bool
 	}{
-		{"running container", platformtest.Workspace{Name: "a", Running: true, Container: &live},
+		{"running container", filesapi.MemoryWorkspace{Name: "a", Running: true, Container: &live},
 			Captured, source.Container, strings.TrimSpace(live), "", false},
-		{"ec2 over eic", platformtest.Workspace{Name: "a", InstanceID: "i-0abc", EIC: &live},
+		{"ec2 over eic", filesapi.MemoryWorkspace{Name: "a", InstanceID: "i-0abc", EIC: &live},
 			Captured, source.EIC, live, "", false},
-		{"hibernated with a host mirror", platformtest.Workspace{Name: "a", Mirror: &live},
+		{"hibernated with a host mirror", filesapi.MemoryWorkspace{Name: "a", Mirror: &live},
 			Captured, source.HostMirror, live, "", false},
-		{"container down, name matches a template", platformtest.Workspace{Name: "SEO Agent"},
+		{"container down, name matches a template", filesapi.MemoryWorkspace{Name: "SEO Agent"},
 			NotLive, source.TemplateDir, seoTemplate, "template folder", false},
-		{"container running without config.yaml falls through to the template", platformtest.Workspace{Name: "seo-agent", Running: true},
+		{"container running without config.yaml falls through to the template", filesapi.MemoryWorkspace{Name: "seo-agent", Running: true},
 			NotLive, source.Container, seoTemplate, "listing has no config.yaml", false},
-		{"container down, nothing anywhere", platformtest.Workspace{Name: "zzz"},
+		{"container down, nothing anywhere", filesapi.MemoryWorkspace{Name: "zzz"},
 			NotRunning, source.None, "", "container is not running", false},
-		{"template folder without config.yaml", platformtest.Workspace{Name: "empty-folder"},
+		{"template folder without config.yaml", filesapi.MemoryWorkspace{Name: "empty-folder"},
 			NotRunning, source.TemplateDir, "", `"file not found"; the listing's source is template-dir`, false},
-		{"mirror directory without the file", platformtest.Workspace{Name: "a", MirrorDir: true},
+		{"mirror directory without the file", filesapi.MemoryWorkspace{Name: "a", MirrorDir: true},
 			Gone, source.HostMirror, "", "file not found in workspace /configs", true},
-		{"ec2 without the file", platformtest.Workspace{Name: "a", InstanceID: "i-0abc"},
+		{"ec2 without the file", filesapi.MemoryWorkspace{Name: "a", InstanceID: "i-0abc"},
 			Gone, source.EIC, "", "file not found on workspace", true},
 	}
 	base := platform(t, p)
@@ -114,10 +114,10 @@ func TestFilesAPIOutcomesBySource(t *testing.T) {
 func TestFilesAPISourceChangedAroundTheRead(t *testing.T) {
 	live := seoTemplate
 	id := wsID(1)
-	p := &platformtest.Server{Org: orgID, AfterRead: func(s *platformtest.Server, got string) {
-		s.Update(got, func(w *platformtest.Workspace) { w.Running = false })
+	p := &filesapi.MemoryPlatform{Org: orgID, AfterRead: func(s *filesapi.MemoryPlatform, got string) {
+		s.Update(got, func(w *filesapi.MemoryWorkspace) { w.Running = false })
 	}}
-	p.Put(id, platformtest.Workspace{Name: "x", Running: true, Container: &live, Mirror: platformtest.Ptr("name: old\n")})
+	p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: &live, Mirror: filesapi.Ptr("name: old\n")})
 	r := filesAPI(t, platform(t, p), goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: id})
 	if r.Outcome != NotLive || r.Source != source.Changed || !strings.Contains(r.Reason, "changed from container to host-mirror") {
 		t.Fatalf("got %s %q %q", r.Outcome, r.Source, r.Reason)
@@ -147,9 +147,9 @@ func TestFilesAPIContentLongerThanListed(t *testing.T) {
 // A wrong or missing org header is a misconfigured tenant, never gone; a
 // 404 naming the workspace is gone (and marked as resting on a 404).
 func TestFilesAPIMisconfiguredIsNotGone(t *testing.T) {
-	p := &platformtest.Server{Org: orgID, Token: apiToken}
+	p := &filesapi.MemoryPlatform{Org: orgID, Token: apiToken}
 	live := "name: x\n"
-	p.Put(wsID(3), platformtest.Workspace{Name: "x", Running: true, Container: &live})
+	p.Put(wsID(3), filesapi.MemoryWorkspace{Name: "x", Running: true, Container: &live})
 	base := platform(t, p)
 	cases := []struct {
 		name    string
@@ -192,9 +192,9 @@ func TestFilesAPIMisconfiguredIsNotGone(t *testing.T) {
 // Retry-After truncates to 0 within the last second of a window, and then
 // X-RateLimit-Reset says how long.
 func TestFilesAPIThrottled(t *testing.T) {
-	p := &platformtest.Server{Org: orgID, Limit: 2, Window: 3 * time.Second}
+	p := &filesapi.MemoryPlatform{Org: orgID, Limit: 2, Window: 3 * time.Second}
 	live := "name: x\n"
-	p.Put(wsID(4), platformtest.Workspace{Name: "x", Running: true, Container: &live})
+	p.Put(wsID(4), filesapi.MemoryWorkspace{Name: "x", Running: true, Container: &live})
 	r := filesAPI(t, platform(t, p), goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: wsID(4)})
 	if r.Outcome != Failed || !r.Throttled || r.RetryAfter < time.Second || r.RetryAfter > 3*time.Second || r.Provenance["failed_request"] != "relist" {
 		t.Fatalf("got %s throttled=%v after=%s %q %v", r.Outcome, r.Throttled, r.RetryAfter, r.Reason, r.Provenance)

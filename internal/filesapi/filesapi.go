@@ -1,13 +1,22 @@
-// Package filesapi serves workspace config files over HTTP in the shape of
-// the platform's files API.
+// Package filesapi is the stand-in for the platform's workspace server
+// files API: backfill's tests and the rehearsal fleet serve workspace
+// config files over loopback HTTP with it. Nothing in backfill proper
+// imports it, and it does not import testing (fleetsim runs it).
 //
-// Platform (platform.go) answers as the platform does, fallbacks, tenant
-// guard and rate limit included; the rehearsal fleet (cmd/fleetsim) runs
-// it. Server is a plain one for tests and benchmarks that only need bytes
-// served: GET /workspaces/{id}/files/config.yaml?root=/configs answers
-// {"path","content","size"} from Root/<id>/config.yaml with an
-// X-Molecule-Files-Source: container header (which the real ReadFile never
-// sends), and requires a bearer token.
+// Three servers, from the most faithful to the plainest:
+//
+//   - Platform (platform.go) answers as the platform does from files on
+//     disk found through a Host: the fallback chain, X-Molecule-Files-Source
+//     on listings only, the tenant guard and the per-org rate limit. The
+//     rehearsal fleet (cmd/fleetsim) runs it.
+//   - MemoryPlatform (memory.go) gives the same chain, headers, guard and
+//     rate limit from workspaces held in memory, and counts requests, for
+//     tests of the files_api collector that set each place up by hand.
+//   - Server (below) is a plain one for tests and benchmarks that only need
+//     bytes served: GET /workspaces/{id}/files/config.yaml?root=/configs
+//     answers {"path","content","size"} from Root/<id>/config.yaml with an
+//     X-Molecule-Files-Source: container header (which the real ReadFile
+//     never sends), and requires a bearer token.
 package filesapi
 
 import (

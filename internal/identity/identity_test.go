@@ -2,18 +2,17 @@ package identity
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"backfill/internal/catalog"
+	"backfill/internal/fixture"
 )
 
 func loadCatalog(tb testing.TB) *catalog.Catalog {
 	tb.Helper()
-	c, err := catalog.Load("testdata/templates")
+	c, err := catalog.Load(fixture.CatalogDir(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -22,11 +21,7 @@ func loadCatalog(tb testing.TB) *catalog.Catalog {
 
 func readLive(tb testing.TB, name string) []byte {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "live", name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
+	return fixture.Live(name)
 }
 
 // aliasBomb is the YAML "billion laughs": nine levels of ten aliases each,
@@ -85,10 +80,7 @@ func crlf(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte("\r
 func TestDerive(t *testing.T) {
 	cat := loadCatalog(t)
 	seo := readLive(t, "custom-seo-agent.yaml")
-	openclaw, err := os.ReadFile("testdata/templates/openclaw/config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	openclaw := fixture.Template("openclaw")
 	type want struct {
 		rule     Rule
 		template string

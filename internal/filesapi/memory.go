@@ -1,14 +1,6 @@
-// Package platformtest is a stand-in for the platform's workspace server
-// files API, for backfill's own tests: it answers ListFiles and ReadFile the
-// way the platform's source does (the fallback chain, the headers, the error
-// bodies, the tenant guard and the fixed-window rate limiter), so that tests
-// of the files_api collector run against that shape over real loopback HTTP.
-// Nothing in backfill proper imports it.
-package platformtest
+package filesapi
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -18,10 +10,10 @@ import (
 	"time"
 )
 
-// Workspace is one row the server knows (its lookup has no status filter)
-// and where its /configs/config.yaml can be read from. A nil pointer means
-// that place has no copy.
-type Workspace struct {
+// MemoryWorkspace is one row a MemoryPlatform knows (its lookup has no
+// status filter) and where its /configs/config.yaml can be read from. A nil
+// pointer means that place has no copy.
+type MemoryWorkspace struct {
 	Name       string
 	InstanceID string  // "i-…" reads over EIC and stops there
 	EIC        *string // the instance's config (InstanceID "i-…")
@@ -31,11 +23,17 @@ type Workspace struct {
 	MirrorDir  bool    // the mirror directory exists (a nil Mirror then answers 404 "file not found in workspace /configs")
 }
 
-// Server is the files API of one tenant's workspace server.
-type Server struct {
-	// Org, when set, is the org the tenant guard requires in
-	// X-Molecule-Org-Id (hosted servers); empty ignores the header
-	// (self-hosted).
+// MemoryPlatform is the files API of one tenant's workspace server with its
+// workspaces held in memory, for tests that set up each place a config can
+// be read from (EIC, container, host mirror, template folder) without
+// laying out directories. It answers ListFiles and ReadFile of
+// config.yaml with Platform's fallback chain, source header, org header
+// rules, error bodies and fixed-window rate limit, and counts what it
+// served. Two answers differ from Platform's: every token refusal says
+// "missing workspace auth token", and X-RateLimit-Reset is rounded up.
+type MemoryPlatform struct {
+	// Org, when set, is the org the tenant guard requires in HeaderOrg
+	// (hosted servers); empty ignores the header (self-hosted).
 	Org string
 	// Token is required as "Authorization: Bearer <Token>" when set.
 	Token string
@@ -47,34 +45,29 @@ type Server struct {
 	Templates map[string]*string
 	// AfterRead, when set, runs after each ReadFile is answered, before
 	// the client can list again: a test changes a workspace there.
-	AfterRead func(s *Server, id string)
+	AfterRead func(s *MemoryPlatform, id string)
 
 	mu         sync.Mutex
-	workspaces map[string]*Workspace
-	windows    map[string]*window
+	workspaces map[string]*MemoryWorkspace
+	limiter    *RateLimiter
 	requests   int
 	throttled  int
 	byPath     map[string]int
 }
 
-type window struct {
-	start time.Time
-	count int
-}
-
 // Put adds or replaces a workspace.
-func (s *Server) Put(id string, w Workspace) {
+func (s *MemoryPlatform) Put(id string, w MemoryWorkspace) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.workspaces == nil {
-		s.workspaces = map[string]*Workspace{}
+		s.workspaces = map[string]*MemoryWorkspace{}
 	}
 	s.workspaces[id] = &w
 }
 
 // Update changes a workspace in place (call it from AfterRead, or between
 // requests).
-func (s *Server) Update(id string, f func(w *Workspace)) {
+func (s *MemoryPlatform) Update(id string, f func(w *MemoryWorkspace)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if w := s.workspaces[id]; w != nil {
@@ -84,7 +77,7 @@ func (s *Server) Update(id string, f func(w *Workspace)) {
 
 // Stats returns the requests answered, those answered 429, and requests
 // per path.
-func (s *Server) Stats() (requests, throttled int, byPath map[string]int) {
+func (s *MemoryPlatform) Stats() (requests, throttled int, byPath map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := map[string]int{}
@@ -94,11 +87,11 @@ func (s *Server) Stats() (requests, throttled int, byPath map[string]int) {
 	return s.requests, s.throttled, m
 }
 
-// Ptr is a convenience for Workspace's fields.
+// Ptr is a convenience for MemoryWorkspace's fields.
 func Ptr(s string) *string { return &s }
 
 // Handler routes the two files API paths.
-func (s *Server) Handler() http.Handler {
+func (s *MemoryPlatform) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /workspaces/{id}/files", s.list)
 	mux.HandleFunc("GET /workspaces/{id}/files/{path...}", s.read)
@@ -115,19 +108,10 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-type errBody struct {
-	Error string `json:"error"`
-}
-
-// admit is the rate limiter: a fixed window per key starting at the key's
-// first request; headers on every answer; rejected requests count.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+// admit counts the request and applies the rate limit (Platform's
+// RateLimiter: a fixed window per key from the key's first request), with
+// its headers on every answer; rejected requests count too.
+func (s *MemoryPlatform) admit(w http.ResponseWriter, r *http.Request) bool {
 	s.mu.Lock()
 	s.requests++
 	if s.byPath == nil {
@@ -138,53 +122,40 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 		s.mu.Unlock()
 		return true
 	}
-	win := s.Window
-	if win <= 0 {
-		win = time.Minute
+	if s.limiter == nil {
+		win := s.Window
+		if win <= 0 {
+			win = time.Minute
+		}
+		s.limiter = NewRateLimiter(s.Limit, win)
 	}
-	key := "ip:" + strings.Split(r.RemoteAddr, ":")[0]
-	if org := r.Header.Get("X-Molecule-Org-Id"); org != "" {
-		key = "org:" + org
-	} else if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		sum := sha256.Sum256([]byte(tok))
-		key = "tok:" + hex.EncodeToString(sum[:])
-	}
-	if s.windows == nil {
-		s.windows = map[string]*window{}
-	}
-	now := time.Now()
-	wd := s.windows[key]
-	if wd == nil || now.Sub(wd.start) >= win {
-		wd = &window{start: now}
-		s.windows[key] = wd
-	}
-	wd.count++
-	reset := wd.start.Add(win).Sub(now)
-	remaining := max(s.Limit-wd.count, 0)
-	over := wd.count > s.Limit
-	if over {
-		s.throttled++
-	}
+	l := s.limiter
 	s.mu.Unlock()
+	remaining, reset, ok := l.Take(rateKey(r))
+	if !ok {
+		s.mu.Lock()
+		s.throttled++
+		s.mu.Unlock()
+	}
 	secs := int(reset / time.Second) // Retry-After is truncated, as the platform's: it can be 0
 	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(s.Limit))
 	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
 	w.Header().Set("X-RateLimit-Reset", strconv.Itoa(int((reset+time.Second-1)/time.Second)))
-	if over {
+	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "rate limit exceeded", "retry_after": secs})
+		writeJSONLine(w, http.StatusTooManyRequests, map[string]any{"error": ErrRateLimited, "retry_after": secs})
 		return false
 	}
 	return true
 }
 
 // guard is the tenant guard, then WorkspaceAuth.
-func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
+func (s *MemoryPlatform) guard(w http.ResponseWriter, r *http.Request) bool {
 	if s.Org != "" {
-		switch org := r.Header.Get("X-Molecule-Org-Id"); {
+		switch org := r.Header.Get(HeaderOrg); {
 		case org == "":
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing tenant routing header",
-				"code": "TENANT_ORG_HEADER_REQUIRED", "required_header": "X-Molecule-Org-Id", "detail": "this server is multi-tenant"})
+			writeJSONLine(w, http.StatusBadRequest, map[string]string{"error": "missing tenant routing header",
+				"code": CodeOrgHeaderRequired, "required_header": HeaderOrg, "detail": "this server is multi-tenant"})
 			return false
 		case org != s.Org:
 			w.WriteHeader(http.StatusNotFound) // bare: no body
@@ -192,37 +163,36 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	if s.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.Token {
-		writeJSON(w, http.StatusUnauthorized, errBody{"missing workspace auth token"})
+		writeErrorLine(w, http.StatusUnauthorized, "missing workspace auth token")
 		return false
 	}
 	return true
 }
 
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (string, Workspace, bool) {
+func (s *MemoryPlatform) lookup(w http.ResponseWriter, r *http.Request) (string, MemoryWorkspace, bool) {
 	if root := r.URL.Query().Get("root"); root != "" && root != "/configs" {
-		writeJSON(w, http.StatusBadRequest, errBody{"root must be one of: /configs, /workspace, /home, /plugins, /agent-home"})
-		return "", Workspace{}, false
+		writeErrorLine(w, http.StatusBadRequest, "root must be one of: "+strings.Join(roots, ", "))
+		return "", MemoryWorkspace{}, false
 	}
 	id := r.PathValue("id")
 	s.mu.Lock()
 	ws := s.workspaces[id]
-	var cp Workspace
+	var cp MemoryWorkspace
 	if ws != nil {
 		cp = *ws
 	}
 	s.mu.Unlock()
 	if ws == nil {
-		writeJSON(w, http.StatusNotFound, errBody{"workspace not found"})
-		return "", Workspace{}, false
+		writeErrorLine(w, http.StatusNotFound, ErrWorkspaceNotFound)
+		return "", MemoryWorkspace{}, false
 	}
 	return id, cp, true
 }
 
 // templateFor resolves the template folder for a workspace name: the name
 // normalised, or a template whose config's first name: line matches.
-func (s *Server) templateFor(name string) (*string, bool) {
-	norm := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), " ", "-")
-	if c, ok := s.Templates[norm]; ok {
+func (s *MemoryPlatform) templateFor(name string) (*string, bool) {
+	if c, ok := s.Templates[NormalizeName(name)]; ok {
 		return c, true
 	}
 	names := make([]string, 0, len(s.Templates))
@@ -247,54 +217,48 @@ func (s *Server) templateFor(name string) (*string, bool) {
 	return nil, false
 }
 
-type entry struct {
-	Path string `json:"path"`
-	Size int    `json:"size"`
-	Dir  bool   `json:"dir"`
-}
-
-func entries(config *string) []entry {
+func entries(config *string) []ListEntry {
 	if config == nil {
-		return []entry{}
+		return []ListEntry{}
 	}
-	return []entry{{Path: "config.yaml", Size: len(*config)}}
+	return []ListEntry{{Path: "config.yaml", Size: int64(len(*config))}}
 }
 
 // list is ListFiles of root=/configs.
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+func (s *MemoryPlatform) list(w http.ResponseWriter, r *http.Request) {
 	_, ws, ok := s.lookup(w, r)
 	if !ok {
 		return
 	}
-	src, files := "none", []entry{}
+	src, files := SourceNone, []ListEntry{}
 	switch {
-	case strings.HasPrefix(ws.InstanceID, "i-") && len(ws.InstanceID) > 2:
-		src, files = "eic", entries(ws.EIC)
+	case isEC2(ws.InstanceID):
+		src, files = SourceEIC, entries(ws.EIC)
 	case ws.Running:
-		src, files = "container", entries(ws.Container)
+		src, files = SourceContainer, entries(ws.Container)
 	case ws.MirrorDir || ws.Mirror != nil:
-		src, files = "host-mirror", entries(ws.Mirror)
+		src, files = SourceHostMirror, entries(ws.Mirror)
 	default:
 		s.mu.Lock()
 		c, found := s.templateFor(ws.Name)
 		s.mu.Unlock()
 		if found {
-			src, files = "template-dir", entries(c)
+			src, files = SourceTemplateDir, entries(c)
 		}
 	}
-	w.Header().Set("X-Molecule-Files-Source", src)
-	writeJSON(w, http.StatusOK, files)
+	w.Header().Set(HeaderSource, src)
+	writeJSONLine(w, http.StatusOK, files)
 }
 
 // read is ReadFile of config.yaml: the first place that has it, with no
 // header saying which.
-func (s *Server) read(w http.ResponseWriter, r *http.Request) {
+func (s *MemoryPlatform) read(w http.ResponseWriter, r *http.Request) {
 	id, ws, ok := s.lookup(w, r)
 	if !ok {
 		return
 	}
 	if r.PathValue("path") != "config.yaml" {
-		writeJSON(w, http.StatusNotFound, errBody{"file not found"})
+		writeErrorLine(w, http.StatusNotFound, ErrFileNotFound)
 		return
 	}
 	defer func() {
@@ -303,11 +267,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	answer := func(c string) {
-		writeJSON(w, http.StatusOK, map[string]any{"path": "config.yaml", "content": c, "size": len(c)})
+		writeJSONLine(w, http.StatusOK, map[string]any{"path": "config.yaml", "content": c, "size": len(c)})
 	}
-	if strings.HasPrefix(ws.InstanceID, "i-") && len(ws.InstanceID) > 2 {
+	if isEC2(ws.InstanceID) {
 		if ws.EIC == nil {
-			writeJSON(w, http.StatusNotFound, errBody{"file not found on workspace"})
+			writeErrorLine(w, http.StatusNotFound, ErrNotOnWorkspace)
 			return
 		}
 		answer(*ws.EIC)
@@ -319,7 +283,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	}
 	if ws.MirrorDir || ws.Mirror != nil {
 		if ws.Mirror == nil {
-			writeJSON(w, http.StatusNotFound, errBody{"file not found in workspace /configs"})
+			writeErrorLine(w, http.StatusNotFound, ErrNotInMirror)
 			return
 		}
 		answer(*ws.Mirror)
@@ -330,10 +294,22 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch {
 	case !found:
-		writeJSON(w, http.StatusNotFound, errBody{"file not found (container offline, no template)"})
+		writeErrorLine(w, http.StatusNotFound, ErrNoTemplate)
 	case c == nil:
-		writeJSON(w, http.StatusNotFound, errBody{"file not found"})
+		writeErrorLine(w, http.StatusNotFound, ErrFileNotFound)
 	default:
 		answer(*c)
 	}
+}
+
+// writeJSONLine writes v as json.Encoder does, newline included: the bytes
+// tests of MemoryPlatform have always seen.
+func writeJSONLine(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErrorLine(w http.ResponseWriter, code int, msg string) {
+	writeJSONLine(w, code, map[string]string{"error": msg})
 }
