@@ -17,7 +17,6 @@ import (
 //
 //	cmd     the arguments after "backfill", one per line
 //	env     optional: NAME=value lines, the only variables the run sees
-//	in/     optional: files copied into the case's own temporary directory
 //	code    its exit status
 //	stdout  what the run prints on stdout (absent: nothing)
 //	stderr  what it prints on stderr (absent: nothing)
@@ -57,15 +56,22 @@ func TestTranscripts(t *testing.T) {
 	}
 }
 
-// transcriptSetup prepares a case's temporary directory for the cases of
-// one command (the directory name) beyond what their in/ holds.
-var transcriptSetup = map[string]func(t *testing.T, tmp string){}
+// transcriptSetup prepares the temporary directory of every case of one
+// command (the directory name) before the run.
+var transcriptSetup = map[string]func(t *testing.T, tmp string){
+	// An inventory that does not load: no collector, and a variable that
+	// is not set on line 4.
+	"preflight": func(t *testing.T, tmp string) {
+		writeFile(t, filepath.Join(tmp, "bad.yaml"), "version: 1\ntenants:\n  - name: x\n    dsn: \"${NOT_SET}\"\n")
+	},
+	// An inventory whose line 4 names a variable that is not set.
+	"snapshot": func(t *testing.T, tmp string) {
+		writeFile(t, filepath.Join(tmp, "inv.yaml"), "version: 1\ntenants:\n  - name: a\n    dsn: \"${MISSING_DSN}\"\n    collector:\n      file: \"/x/{workspace_id}\"\n")
+	},
+}
 
 func runTranscript(t *testing.T, command, dir string) {
 	tmp := t.TempDir()
-	if _, err := os.Stat(filepath.Join(dir, "in")); err == nil {
-		copyDir(t, filepath.Join(dir, "in"), tmp)
-	}
 	if setup := transcriptSetup[command]; setup != nil {
 		setup(t, tmp)
 	}
