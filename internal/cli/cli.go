@@ -6,6 +6,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,6 +61,35 @@ func fail(format string, args ...any) error {
 
 // errPartial signals exit 3 after the command has printed its own summary.
 var errPartial = &exitError{ExitPartial, errors.New("completed with some targets not done")}
+
+// urfave/cli appends its package-level HelpFlag and VersionFlag to every
+// app, and BoolFlag.Apply writes into the flag it is given: two Runs at once
+// (tests run them in parallel) raced on them. They are replaced once, here,
+// by flags that apply a copy, so a Run only reads package-level state.
+// The same holds for the library's shared `help` command, which running
+// `backfill help` sets up in place: each app gets its own copy instead.
+func init() {
+	cli.HelpFlag = readOnlyBool{cli.HelpFlag.(*cli.BoolFlag)}
+	cli.VersionFlag = readOnlyBool{cli.VersionFlag.(*cli.BoolFlag)}
+	probe := &cli.App{}
+	probe.Setup()
+	helpCommand = *probe.Command("help")
+}
+
+// helpCommand is the library's help command as it was at start-up.
+var helpCommand cli.Command
+
+// readOnlyBool is a shared BoolFlag that every app applies a copy of.
+type readOnlyBool struct{ *cli.BoolFlag }
+
+func (f readOnlyBool) Apply(set *flag.FlagSet) error {
+	c := *f.BoolFlag
+	return c.Apply(set)
+}
+
+// GetDefaultText is empty: help shows no "(default: false)" for these, as
+// for the library's own *BoolFlag with DisableDefaultText.
+func (f readOnlyBool) GetDefaultText() string { return "" }
 
 // Run executes one backfill command line (args[0] is the program name) and
 // returns its exit status.
@@ -166,14 +196,20 @@ func (r *runner) app() *cli.App {
 		c.Before = r.setup
 		c.Action = checkArgs(c.Action, argCounts[c.Name])
 	}
+	// Last, where the library would have put its own; without a help
+	// command of its own, whose setup would write to the shared one.
+	help := helpCommand
+	help.HideHelpCommand = true
+	cmds = append(cmds, &help)
 	return &cli.App{
 		Name:      "backfill",
 		Usage:     "recover workspaces.template across a fleet of tenant databases",
 		Writer:    r.env.Stdout,
 		ErrWriter: r.env.Stderr,
-		Flags:     globalFlags(),
-		Commands:  cmds,
-		Version:   version.Get().String(),
+		// The library adds --help only when it adds its help command.
+		Flags:    append(globalFlags(), cli.HelpFlag),
+		Commands: cmds,
+		Version:  version.Get().String(),
 		// Completion for bash and zsh: `backfill completion bash`.
 		EnableBashCompletion: true,
 		// Exit codes are decided in Run, never by the library.

@@ -211,6 +211,7 @@ func TestAuditCapturesWhatAppearedSince(t *testing.T) {
 // capture and keeping the old one; a re-capture that fails leaves the
 // workspace with its evidence, reported stale, and the audit complete.
 func TestAuditMaxEvidenceAge(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	old := f.templateEmpty(3)
 	if res, doc := f.audit(t, auditT0); res.code != 0 || doc.Captured != 6 {
@@ -416,6 +417,7 @@ func TestAuditJSONGolden(t *testing.T) {
 // stops it: the audit exits 3 with reason tenants-failed and names the
 // workspaces it could not capture with the tenant's reason.
 func TestAuditNamesAStoppedTenant(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	if res, doc := f.audit(t, auditT0); res.code != 0 {
 		t.Fatalf("first audit: %d %+v", res.code, doc)

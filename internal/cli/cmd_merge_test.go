@@ -137,6 +137,7 @@ func TestMergeRefusesSelfAndTampered(t *testing.T) {
 }
 
 func TestPublishNeverReplaces(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	tmp, out := filepath.Join(dir, "tmp"), filepath.Join(dir, "out")
 	writeFile(t, tmp, "merged")

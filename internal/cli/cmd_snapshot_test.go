@@ -389,34 +389,6 @@ tenants:
 	}
 }
 
-func TestSnapshotBadInventoryChangesNothing(t *testing.T) {
-	dir := t.TempDir()
-	inv := writeFile(t, filepath.Join(dir, "inv.yaml"), "version: 1\ntenants:\n  - name: a\n    dsn: \"${MISSING_DSN}\"\n    collector:\n      file: \"/x/{workspace_id}\"\n")
-	ev := filepath.Join(dir, "evidence.db")
-	res := run(t, nil, "--evidence", ev, "snapshot", "--inventory", inv)
-	if res.code != 1 || !strings.Contains(res.stderr, "inv.yaml:4") || !strings.Contains(res.stderr, `"a"`) {
-		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
-	}
-	if _, err := os.Stat(ev); err == nil {
-		t.Fatal("a bad inventory created an evidence store")
-	}
-	if res := run(t, nil, "snapshot"); res.code != 2 {
-		t.Fatalf("missing --inventory: exit %d, want 2", res.code)
-	}
-	if res := run(t, nil, "nonsense"); res.code != 2 {
-		t.Fatalf("unknown command: exit %d, want 2", res.code)
-	}
-	for _, flags := range [][]string{{"--concurrency", "0"}, {"--concurrency", "100000000"}, {"--max-bytes", "1099511627776"}, {"--retries", "-1"}} {
-		res := run(t, nil, append([]string{"--evidence", ev, "snapshot", "--inventory", inv}, flags...)...)
-		if res.code != 2 || !strings.Contains(res.stderr, flags[0]) {
-			t.Errorf("%q: exit %d, want 2: %s", flags, res.code, res.stderr)
-		}
-	}
-	if _, err := os.Stat(ev); err == nil {
-		t.Fatal("a usage error created an evidence store")
-	}
-}
-
 func TestSecretsNeverLeak(t *testing.T) {
 	f := newFleet(t, 3, 0)
 	// Make one capture fail so that error paths are exercised too.

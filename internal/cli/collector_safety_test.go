@@ -139,6 +139,7 @@ func grandchildArgv(pidFile string) string {
 // a workspace's config.yaml linked there, to a private file, or through a
 // linked directory, captures nothing.
 func TestFileCollectorStaysBeneathRoot(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	const envMarker = "proc-environ-marker-2c9e41"
 	const fileMarker = "private-file-marker-8b03d7"

@@ -44,8 +44,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// Tests here do not run in parallel: urfave/cli's help and version flags
-// are package-level values that every in-process Run writes to.
+// In-process runs may go in parallel (TestRunsInParallel shows it); a test
+// that sets process state (t.Setenv, the working directory) may not.
 
 // run executes backfill in-process with the given environment variables
 // (and nothing else from the process environment for ${VAR} expansion).

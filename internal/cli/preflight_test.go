@@ -446,30 +446,3 @@ func TestPreflightEscapesWhatTenantsSend(t *testing.T) {
 		}
 	}
 }
-
-// TestPreflightUsage: a missing inventory flag, a bad size and a stray
-// argument are usage errors (2); an inventory that does not load is an
-// error (1); neither creates the store.
-func TestPreflightUsage(t *testing.T) {
-	dir := t.TempDir()
-	store := filepath.Join(dir, "evidence.db")
-	bad := writeFile(t, filepath.Join(dir, "bad.yaml"), "version: 1\ntenants:\n  - name: x\n    dsn: \"${NOT_SET}\"\n")
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
-		{[]string{"preflight"}, 2, `Required flag "inventory"`},
-		{[]string{"preflight", "--inventory", bad, "--tenant-concurrency", "0"}, 2, "--tenant-concurrency, --max-bytes and --timeout must be positive"},
-		{[]string{"preflight", "--inventory", bad, "extra"}, 2, "preflight takes no arguments"},
-		{[]string{"preflight", "--inventory", bad}, 1, "bad.yaml:4"},
-	} {
-		res := run(t, nil, append([]string{"--evidence", store}, tc.args...)...)
-		if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
-			t.Errorf("%v: %d %q, want %d %q", tc.args, res.code, res.stderr, tc.code, tc.want)
-		}
-	}
-	if _, err := os.Stat(store); !os.IsNotExist(err) {
-		t.Errorf("the store was created: %v", err)
-	}
-}

@@ -23,6 +23,7 @@ import (
 // plan run inside tenantdb.ReadOnly cannot write, whatever the role may do:
 // the server refuses with read_only_sql_transaction.
 func TestPrivilegeReadOnlyTransactionRefusesWrites(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn := pgtest.NewTenantDB(t)
 	id := uuidFor(1, 1)
