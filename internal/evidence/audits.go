@@ -192,7 +192,7 @@ func (a *Audit) insert(ctx context.Context, tx *txn, id int64, prev string) (str
 		}
 		if n == 0 {
 			var have int64
-			if err := tx.tx.QueryRowContext(ctx, "SELECT count(*) FROM audit_sets WHERE sha256 = ?", t.Seen).Scan(&have); err != nil {
+			if err := tx.queryRow(ctx, "SELECT count(*) FROM audit_sets WHERE sha256 = ?", t.Seen).Scan(&have); err != nil {
 				return "", err
 			}
 			n = have

@@ -95,26 +95,69 @@ type Record interface {
 }
 
 // txn is a write transaction that prepares each statement once, since a
-// batch inserts hundreds of rows with the same few statements.
+// batch inserts hundreds of rows with the same few statements. The Writer
+// keeps its statements and its set of stored content across transactions.
 type txn struct {
-	tx    *sql.Tx
+	q     querier
 	stmts map[string]*sql.Stmt
+	// known holds the sha256 of content committed to the store, when the
+	// caller keeps such a set across transactions (the Writer): content
+	// already in it is neither inserted again nor read back. nil: none.
+	known map[contentKey]struct{}
+	// stored is the content this transaction inserted or found stored;
+	// the caller adds it to known once the transaction has committed.
+	stored []contentKey
 }
 
-func (t *txn) exec(ctx context.Context, query string, args ...any) (int64, error) {
+// contentKey is a content sha256 in binary: half the memory of its hex for
+// the Writer's set, which can hold every content of a 100,000-workspace run.
+type contentKey [sha256.Size]byte
+
+func keyOf(sha string) (k contentKey, ok bool) {
+	n, err := hex.Decode(k[:], []byte(sha))
+	return k, err == nil && n == len(k)
+}
+
+// querier is what a txn runs its statements on: a *sql.Tx, or the
+// Writer's own connection inside a transaction it began.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	st, ok := t.stmts[query]
 	if !ok {
 		var err error
-		if st, err = t.tx.PrepareContext(ctx, query); err != nil {
-			return 0, err
+		if st, err = t.q.PrepareContext(ctx, query); err != nil {
+			return nil, err
 		}
 		t.stmts[query] = st
+	}
+	return st, nil
+}
+
+func (t *txn) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return 0, err
 	}
 	res, err := st.ExecContext(ctx, args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// queryRow is QueryRowContext with the statement prepared once.
+func (t *txn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		// Let Scan report the error: QueryRowContext on the querier fails the same way.
+		return t.q.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // insert runs an INSERT of one row into table and checks that the row was
@@ -253,23 +296,7 @@ func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 		}
 		c.SHA256 = SHA256Hex(c.Content)
 		c.Size = int64(len(c.Content))
-		// Content is stored once per sha256; a second capture of the same
-		// bytes only references it.
-		n, err := tx.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
-			c.SHA256, c.Size, c.Content)
-		if err != nil {
-			return "", err
-		}
-		if n == 0 {
-			// No row inserted is right only when the bytes are already
-			// stored; otherwise the insert was discarded.
-			var have int64
-			if err := tx.tx.QueryRowContext(ctx, "SELECT count(*) FROM content WHERE sha256 = ?", c.SHA256).Scan(&have); err != nil {
-				return "", err
-			}
-			n = have
-		}
-		if err := checkInserted("content", n); err != nil {
+		if err := tx.storeContent(ctx, c.SHA256, c.Size, c.Content); err != nil {
 			return "", err
 		}
 	}
@@ -284,6 +311,34 @@ func (c *Capture) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 	}
 	c.ID, c.PrevHash, c.Hash = id, prev, h
 	return h, nil
+}
+
+// storeContent stores content once per sha256; a second capture of the same
+// bytes only references it. Content the caller knows to be committed
+// (append-only, so still there) costs no statement at all; otherwise an
+// insert that adds no row is right only when the bytes are already stored,
+// which one read tells from an insert a trigger discarded.
+func (t *txn) storeContent(ctx context.Context, sha string, size int64, b []byte) error {
+	k, keyed := keyOf(sha)
+	if _, ok := t.known[k]; ok && keyed {
+		return nil
+	}
+	n, err := t.exec(ctx, `INSERT INTO content (sha256, size, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING`, sha, size, b)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if err := t.queryRow(ctx, "SELECT count(*) FROM content WHERE sha256 = ?", sha).Scan(&n); err != nil {
+			return err
+		}
+	}
+	if err := checkInserted("content", n); err != nil {
+		return err
+	}
+	if t.known != nil && keyed {
+		t.stored = append(t.stored, k)
+	}
+	return nil
 }
 
 type listingCols struct{ tenant, at, outcome, reason, rows string }
@@ -330,26 +385,31 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 
 // appendTx is Append within tx, which the caller commits or rolls back.
 func appendTx(ctx context.Context, tx *sql.Tx, recs ...Record) error {
-	w := &txn{tx: tx, stmts: map[string]*sql.Stmt{}}
+	return appendRecs(ctx, &txn{q: tx, stmts: map[string]*sql.Stmt{}}, recs...)
+}
+
+// appendRecs inserts recs through t, each linked to the head of its
+// table's chain, read once per table inside the transaction.
+func appendRecs(ctx context.Context, t *txn, recs ...Record) error {
 	type head struct {
 		id   int64
 		hash string
 	}
 	heads := map[string]*head{}
 	for _, r := range recs {
-		t := r.table()
-		hd, ok := heads[t]
+		tb := r.table()
+		hd, ok := heads[tb]
 		if !ok {
 			hd = &head{}
-			err := tx.QueryRowContext(ctx, "SELECT id, hash FROM "+t+" ORDER BY id DESC LIMIT 1").Scan(&hd.id, &hd.hash)
+			err := t.queryRow(ctx, "SELECT id, hash FROM "+tb+" ORDER BY id DESC LIMIT 1").Scan(&hd.id, &hd.hash)
 			if err != nil && err != sql.ErrNoRows {
 				return err
 			}
-			heads[t] = hd
+			heads[tb] = hd
 		}
-		h, err := r.insert(ctx, w, hd.id+1, hd.hash)
+		h, err := r.insert(ctx, t, hd.id+1, hd.hash)
 		if err != nil {
-			return fmt.Errorf("append to %s: %w", t, err)
+			return fmt.Errorf("append to %s: %w", tb, err)
 		}
 		hd.id, hd.hash = hd.id+1, h
 	}

@@ -333,3 +333,78 @@ func TestMergeKeepsAnEmptyCapture(t *testing.T) {
 		t.Fatalf("empty content: %q (nil %v) %v", b, b == nil, err)
 	}
 }
+
+// A Write (snapshot's tenant listing) goes ahead of every record Submitted
+// before it and is committed in a batch of its own: it never waits for a
+// queue of captures.
+func TestWriterWritesGoFirst(t *testing.T) {
+	s := openTemp(t)
+	// Queue before the writer goroutine starts, so the order it finds is known.
+	w := &Writer{s: s, urgent: make(chan writeReq, 64), reqs: make(chan writeReq, maxBatch), done: make(chan struct{}),
+		stmts: map[string]*sql.Stmt{}, known: map[contentKey]struct{}{}}
+	var order []string // appended from the writer goroutine only
+	for i := 0; i < 300; i++ {
+		w.reqs <- writeReq{rec: capture("t", fmt.Sprintf("w%03d", i), Captured, "x"), done: func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			order = append(order, "capture")
+		}}
+	}
+	listed := make(chan error, 1)
+	w.urgent <- writeReq{rec: &Listing{Tenant: "t", Outcome: Listed}, done: func(err error) {
+		order = append(order, "listing")
+		listed <- err
+	}}
+	go w.loop()
+	if err := <-listed; err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if len(order) != 301 || order[0] != "listing" {
+		t.Fatalf("commit order starts %v (%d records), want the listing first", order[:min(3, len(order))], len(order))
+	}
+	var captures int
+	if err := s.DB().QueryRow("SELECT count(*) FROM captures").Scan(&captures); err != nil || captures != 300 {
+		t.Fatalf("captures = %d, %v", captures, err)
+	}
+}
+
+// The writer remembers content it has committed and does not insert or
+// read it again; content it has not seen is still inserted and checked, so
+// a trigger that discards it is still caught, and content stored by an
+// earlier run is still found.
+func TestWriterContentDedupStillCatchesADroppedInsert(t *testing.T) {
+	s := openTemp(t)
+	if err := s.Append(context.Background(), capture("a", "w0", Captured, "earlier run")); err != nil {
+		t.Fatal(err)
+	}
+	w := s.NewWriter()
+	defer w.Close()
+	if err := w.Write(capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, s.Path(), "CREATE TRIGGER drop_content BEFORE INSERT ON content BEGIN SELECT RAISE(IGNORE); END")
+	if err := w.Write(capture("a", "w2", Captured, "x")); err != nil {
+		t.Fatalf("content this writer committed: %v", err)
+	}
+	if err := w.Write(capture("a", "w3", Captured, "earlier run")); err != nil {
+		t.Fatalf("content an earlier run committed: %v", err)
+	}
+	err := w.Write(capture("a", "w4", Captured, "new bytes"))
+	if err == nil || !strings.Contains(err.Error(), "insert into content was dropped") {
+		t.Fatalf("new content with the trigger in place: %v", err)
+	}
+	// A batch that failed stores nothing, and its content is not taken as known.
+	tamper(t, s.Path(), "DROP TRIGGER drop_content")
+	if err := w.Write(capture("a", "w5", Captured, "new bytes")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Captures != 5 || r.Contents != 3 {
+		t.Fatalf("verify = %+v", r)
+	}
+}

@@ -1,18 +1,40 @@
 package evidence
 
-import "context"
+import (
+	"context"
+	"database/sql"
+	"time"
+)
 
 // maxBatch bounds one write transaction: large enough to amortise the fsync,
 // small enough that a crash loses little that was not yet acknowledged.
 const maxBatch = 512
 
+// maxDelay is how long a batch stays open for more records after its first:
+// long enough that records arriving a few at a time share one fsync, short
+// beside the captures' own round trips.
+const maxDelay = 2 * time.Millisecond
+
 // Writer is the store's single writer goroutine. Records handed to it are
-// batched into one transaction; a record is durable once its callback (or
-// Write) reports success, and not before.
+// batched into one transaction (group commit); a record is durable once its
+// callback (or Write) reports success, and not before. A batch closes when
+// it holds maxBatch records, maxDelay after its first, or at once when a
+// Write arrives: a caller waiting on a record is never queued behind
+// records nobody waits for.
 type Writer struct {
-	s    *Store
-	reqs chan writeReq
-	done chan struct{}
+	s      *Store
+	urgent chan writeReq // Write: drained first
+	reqs   chan writeReq // Submit
+	done   chan struct{}
+
+	// Owned by the writer goroutine. One connection, so that statements
+	// are prepared once for the writer's life, not once per transaction.
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+	// known is the content (sha256) this writer has seen committed: the
+	// store is append-only, so it stays, and repeated content is neither
+	// inserted again nor read back.
+	known map[contentKey]struct{}
 }
 
 type writeReq struct {
@@ -22,17 +44,20 @@ type writeReq struct {
 
 // NewWriter starts the writer goroutine. Close it to stop.
 func (s *Store) NewWriter() *Writer {
-	w := &Writer{s: s, reqs: make(chan writeReq, maxBatch), done: make(chan struct{})}
+	w := &Writer{s: s, urgent: make(chan writeReq, 64), reqs: make(chan writeReq, maxBatch), done: make(chan struct{}),
+		stmts: map[string]*sql.Stmt{}, known: map[contentKey]struct{}{}}
 	go w.loop()
 	return w
 }
 
 // Write appends rec and returns once it is committed, or with the commit's
-// error. It is not cancellable: an interrupted run must still record what it
-// captured.
+// error. It goes ahead of records queued by Submit and closes the batch it
+// joins, so it waits for at most the commit in flight and its own (snapshot
+// records a tenant's listing this way before capturing the tenant). It is
+// not cancellable: an interrupted run must still record what it captured.
 func (w *Writer) Write(rec Record) error {
 	errc := make(chan error, 1)
-	w.Submit(rec, func(err error) { errc <- err })
+	w.urgent <- writeReq{rec: rec, done: func(err error) { errc <- err }}
 	return <-errc
 }
 
@@ -46,36 +71,79 @@ func (w *Writer) Submit(rec Record, done func(error)) {
 }
 
 // Close stops the writer after it has committed every record handed to it.
-// Every Write must have returned before Close is called.
+// Every Write must have returned, and every Submit too, before Close is
+// called.
 func (w *Writer) Close() {
+	close(w.urgent)
 	close(w.reqs)
 	<-w.done
 }
 
 func (w *Writer) loop() {
 	defer close(w.done)
+	defer func() {
+		for _, st := range w.stmts {
+			st.Close()
+		}
+		if w.conn != nil {
+			w.conn.Close()
+		}
+	}()
 	batch := make([]writeReq, 0, maxBatch)
 	recs := make([]Record, 0, maxBatch)
-	for first := range w.reqs {
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < maxBatch {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	urgent, reqs := w.urgent, w.reqs
+	for {
+		batch = batch[:0]
+		closeNow := false
+		// take adds a request, or notes that its channel is closed.
+		take := func(r writeReq, ok bool, ch *chan writeReq) {
+			if !ok {
+				*ch = nil
+				return
+			}
+			batch = append(batch, r)
+			if ch == &urgent {
+				closeNow = true
+			}
+		}
+		// The first record: a Write before anything Submitted.
+		for len(batch) == 0 {
+			if urgent == nil && reqs == nil {
+				return
+			}
 			select {
-			case r, ok := <-w.reqs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
+			case r, ok := <-urgent:
+				take(r, ok, &urgent)
+				continue
 			default:
+			}
+			select {
+			case r, ok := <-urgent:
+				take(r, ok, &urgent)
+			case r, ok := <-reqs:
+				take(r, ok, &reqs)
+			}
+		}
+		timer.Reset(maxDelay)
+	fill:
+		for len(batch) < maxBatch && !closeNow && (urgent != nil || reqs != nil) {
+			select {
+			case r, ok := <-urgent:
+				take(r, ok, &urgent)
+			case r, ok := <-reqs:
+				take(r, ok, &reqs)
+			case <-timer.C:
 				break fill
 			}
 		}
+		timer.Stop()
 		recs = recs[:0]
 		for _, r := range batch {
 			recs = append(recs, r.rec)
 		}
-		// Background context: a cancelled run must still commit what it has.
-		if err := w.s.Append(context.Background(), recs...); err == nil || len(batch) == 1 {
+		if err := w.append(recs); err == nil || len(batch) == 1 {
 			for _, r := range batch {
 				r.done(err)
 			}
@@ -84,7 +152,42 @@ func (w *Writer) loop() {
 		// The batch failed as a whole; try each record alone so that one
 		// that cannot be written does not take the others with it.
 		for _, r := range batch {
-			r.done(w.s.Append(context.Background(), r.rec))
+			r.done(w.append([]Record{r.rec}))
 		}
 	}
+}
+
+// append commits recs in one transaction on the writer's connection. It
+// uses a background context: a cancelled run must still commit what it has.
+func (w *Writer) append(recs []Record) (err error) {
+	if w.s.readOnly {
+		return w.s.errReadOnly()
+	}
+	ctx := context.Background()
+	if w.conn == nil {
+		if w.conn, err = w.s.db.Conn(ctx); err != nil {
+			return err
+		}
+	}
+	// database/sql would prepare the statements again in every *sql.Tx;
+	// on the connection itself they last, so the transaction is begun and
+	// ended by hand. IMMEDIATE takes the write lock at once, as the
+	// store's other transactions do.
+	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	t := &txn{q: w.conn, stmts: w.stmts, known: w.known}
+	if err = appendRecs(ctx, t, recs...); err == nil {
+		_, err = w.conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		// A failed COMMIT (SQLITE_BUSY, I/O) can leave the transaction
+		// open; the ROLLBACK's own error says nothing more.
+		w.conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}
+	for _, k := range t.stored {
+		w.known[k] = struct{}{}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"backfill/internal/workspace"
 )
@@ -75,9 +76,39 @@ const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(st
 // ListLive returns every workspace whose status is not 'removed', those with
 // an empty template first, read in a READ ONLY transaction so that a bug here
 // can never write.
+//
+// After connect it is one round trip: BEGIN READ ONLY, the query and
+// ROLLBACK are sent together, since a remote tenant is tens of milliseconds
+// away and a snapshot lists hundreds of them before capturing.
 func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := list(ctx, dsn, o, liveQuery, false)
-	return rows, err
+	o.ReadOnly = true
+	conn, err := Connect(ctx, dsn, o)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	b := &pgconn.Batch{}
+	for _, q := range []string{"BEGIN READ ONLY", liveQuery, "ROLLBACK"} {
+		b.ExecParams(q, nil, nil, nil, nil)
+	}
+	mrr := conn.PgConn().ExecBatch(ctx, b)
+	var out []workspace.Row
+	for i := 0; mrr.NextResult(); i++ {
+		if i != 1 {
+			mrr.ResultReader().Close()
+			continue
+		}
+		// Results come in text format: no statement was described first.
+		out, err = pgx.CollectRows(pgx.RowsFromResultReader(conn.TypeMap(), mrr.ResultReader()), ScanRow)
+		if err != nil {
+			mrr.Close()
+			return nil, err
+		}
+	}
+	if err := mrr.Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // liveQuery lists the live workspaces, those with an empty template first.

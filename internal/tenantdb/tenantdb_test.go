@@ -3,6 +3,7 @@ package tenantdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -159,4 +160,48 @@ func dbName(t *testing.T, dsn string) string {
 		t.Fatal(err)
 	}
 	return cfg.Database
+}
+
+// ListLive reads its rows in text format (one round trip, nothing described
+// first); they are the rows ListAll reads in binary, to the microsecond,
+// whatever the session's time zone.
+func TestListLiveReadsWhatListAllReads(t *testing.T) {
+	dsn := seed(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(context.Background(), `UPDATE workspaces SET updated_at = '2026-03-29 01:30:00.123456+00'`)
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	live, err := ListLive(context.Background(), dsn+sep+"timezone=Europe/Berlin", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := ListAll(context.Background(), dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]string{}
+	for _, r := range all {
+		inst := r.Instance()
+		r.InstanceID = nil
+		byID[r.ID] = fmt.Sprintf("%+v %q", r, inst)
+	}
+	for _, r := range live {
+		inst := r.Instance()
+		r.InstanceID = nil
+		if got := fmt.Sprintf("%+v %q", r, inst); got != byID[r.ID] {
+			t.Errorf("ListLive %s, ListAll %s", got, byID[r.ID])
+		}
+		if !r.UpdatedAt.Equal(time.Date(2026, 3, 29, 1, 30, 0, 123456000, time.UTC)) || r.UpdatedAt.Location() != time.UTC {
+			t.Errorf("updated_at = %v", r.UpdatedAt)
+		}
+	}
 }
