@@ -3,8 +3,10 @@
 test:
 	go test ./... -count=1 -timeout 30m
 
-# Every benchmark, each in its own process so that peak RSS is its own;
-# writes bench/RESULTS.md with the machine's description and the ratios.
+# The built binary as an operator runs it (cmd/benchfleet: tenant databases,
+# a latency proxy, a files API in another process, the bare-fetcher and curl
+# baselines), then the in-process Go benchmarks and two CPU profiles; writes
+# bench/RESULTS.md. BENCH_SCALE=0.1 for a quick run; see scripts/bench.sh.
 bench:
 	bash scripts/bench.sh
 

@@ -1,0 +1,481 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"backfill/internal/pgtest"
+)
+
+const (
+	benchToken = "bench-token"
+	configSize = 2048
+)
+
+// sample is one timed process.
+type sample struct {
+	wall  time.Duration
+	rssKB int64
+}
+
+// series is a row's runs.
+type series []sample
+
+func (s series) median() time.Duration {
+	w := make([]time.Duration, len(s))
+	for i, x := range s {
+		w[i] = x.wall
+	}
+	slices.Sort(w)
+	if len(w)%2 == 1 {
+		return w[len(w)/2]
+	}
+	return (w[len(w)/2-1] + w[len(w)/2]) / 2
+}
+
+func (s series) peakMB() float64 {
+	var m int64
+	for _, x := range s {
+		m = max(m, x.rssKB)
+	}
+	return float64(m) / 1024
+}
+
+func (s series) walls() string {
+	var parts []string
+	for _, x := range s {
+		parts = append(parts, fmt.Sprintf("%.2f", x.wall.Seconds()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// row is one line of the results table.
+type row struct {
+	what, ideal, measured, ratio, target, verdict, rss string
+}
+
+// harness holds what the rows share.
+type harness struct {
+	o       options
+	bin     string
+	work    string
+	env     []string
+	logs    string
+	rows    []row
+	notes   []string
+	seoBase []byte
+}
+
+// timed runs argv (argv[0] a program) with the harness's environment, its
+// output to a log file, and returns its wall time and peak RSS; any exit
+// status but 0 is an error.
+func (h *harness) timed(ctx context.Context, label string, argv ...string) (sample, error) {
+	logf, err := os.Create(filepath.Join(h.logs, label+".log"))
+	if err != nil {
+		return sample{}, err
+	}
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = h.env
+	cmd.Dir = h.work
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	start := time.Now()
+	err = cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		tail, _ := os.ReadFile(logf.Name())
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		return sample{}, fmt.Errorf("%s: %v\n%s", label, err, tail)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss // KiB on Linux
+	}
+	fmt.Fprintf(os.Stderr, "benchfleet: %-28s %7.2fs  %6.1f MB\n", label, wall.Seconds(), float64(rss)/1024)
+	return sample{wall, rss}, nil
+}
+
+// repeat runs f o.runs times; setup, when not nil, runs untimed before each.
+func (h *harness) repeat(label string, setup func(i int) error, f func(i int) (sample, error)) (series, error) {
+	var s series
+	for i := 0; i < h.o.runs; i++ {
+		if setup != nil {
+			if err := setup(i); err != nil {
+				return nil, err
+			}
+		}
+		x, err := f(i)
+		if err != nil {
+			return nil, fmt.Errorf("%s run %d: %w", label, i+1, err)
+		}
+		s = append(s, x)
+	}
+	return s, nil
+}
+
+func (h *harness) backfill(ctx context.Context, label, store string, args ...string) (sample, error) {
+	return h.timed(ctx, label, append([]string{h.bin, "--evidence", store}, args...)...)
+}
+
+func (h *harness) fetcher(ctx context.Context, label, urls string, conc int) (sample, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return sample{}, err
+	}
+	return h.timed(ctx, label, self, "fetch", "--urls", urls, "--token", benchToken, "-c", strconv.Itoa(conc))
+}
+
+// curl is the script an operator would otherwise write: xargs -P C curl,
+// one file per workspace, given the URL list for free. A process per URL
+// costs far more than a request on a loaded machine, so it is timed over
+// o.curlN URLs spread over the list and its wall time scaled to all of them.
+func (h *harness) curl(ctx context.Context, label, urls string, conc int) (sample, error) {
+	dir, err := os.MkdirTemp(h.work, "curl")
+	if err != nil {
+		return sample{}, err
+	}
+	defer os.RemoveAll(dir)
+	list, err := readLines(urls)
+	if err != nil {
+		return sample{}, err
+	}
+	n := min(h.o.curlN, len(list))
+	var in strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&in, "%s %s\n", filepath.Join(dir, strconv.Itoa(i)), list[i*len(list)/n])
+	}
+	args := filepath.Join(dir, "args")
+	if err := os.WriteFile(args, []byte(in.String()), 0o644); err != nil {
+		return sample{}, err
+	}
+	x, err := h.timed(ctx, label, "xargs", "-a", args, "-P", strconv.Itoa(conc), "-n", "2",
+		"curl", "-sf", "-H", "Authorization: Bearer "+benchToken, "-o")
+	x.wall = x.wall * time.Duration(len(list)) / time.Duration(n)
+	return x, err
+}
+
+func (h *harness) scaled(n, least int) int {
+	return max(least, int(math.Round(float64(n)*h.o.scale)))
+}
+
+func pass(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "**fail**"
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func bench(ctx context.Context, o options) error {
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	h := &harness{o: o, bin: bin, work: o.work, logs: filepath.Join(o.work, "logs")}
+	if err := os.MkdirAll(h.logs, 0o755); err != nil {
+		return err
+	}
+	h.seoBase, err = os.ReadFile(seoConfigPath)
+	if err != nil {
+		return fmt.Errorf("run from the repository root: %w", err)
+	}
+	catalogDir, err := filepath.Abs("apply/plan/testdata/catalog")
+	if err != nil {
+		return err
+	}
+	// backfill gets a plain environment: the token, and nothing of the
+	// harness's BACKFILL_* settings.
+	h.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "BENCH_TOKEN=" + benchToken, "TZ=UTC"}
+	loadBefore, _ := os.ReadFile("/proc/loadavg")
+
+	fmt.Fprintln(os.Stderr, "benchfleet: starting a PostgreSQL cluster")
+	cluster, err := pgtest.Start()
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	proxy, err := startHelper("proxy", "--target", filepath.Join(cluster.Dir(), ".s.PGSQL.5432"), "--delay", o.dbLatency.String())
+	if err != nil {
+		return err
+	}
+	defer proxy.stop()
+	root := filepath.Join(o.work, "files")
+	api, err := startHelper("serve", "--root", root, "--token", benchToken, "--latency", o.apiLatency.String())
+	if err != nil {
+		return err
+	}
+	defer api.stop()
+	api0, err := startHelper("serve", "--root", root, "--token", benchToken, "--latency", "0s")
+	if err != nil {
+		return err
+	}
+	defer api0.stop()
+
+	// The fleets. Sizes scale with --scale; tenant counts too, with a floor.
+	type spec struct {
+		no, tenants, n int
+		name           string
+	}
+	specs := []spec{
+		{1, h.scaled(50, 5), h.scaled(5000, 100), "A"},
+		{2, h.scaled(500, 10), h.scaled(5000, 100), "B"},
+		{3, h.scaled(50, 5), h.scaled(20000, 400), "C"},
+		{4, h.scaled(50, 5), h.scaled(100000, 1000), "D"},
+	}
+	fleets := map[string]*benchFleet{}
+	for _, s := range specs {
+		start := time.Now()
+		f, err := buildFleet(ctx, cluster, s.no, s.name, s.tenants, s.n, configSize, root, h.seoBase)
+		if err != nil {
+			return err
+		}
+		fleets[s.name] = f
+		fmt.Fprintf(os.Stderr, "benchfleet: fleet %s: %d tenants, %d workspaces in %.1fs\n", s.name, s.tenants, s.n, time.Since(start).Seconds())
+	}
+	path := func(name string) string { return filepath.Join(o.work, name) }
+	L := o.apiLatency.Seconds()
+
+	// A: snapshot, direct tenant DBs, files API at L, C=64; baselines.
+	A := fleets["A"]
+	if err := writeInventory(path("a.yaml"), A, directDSN, api.addr); err != nil {
+		return err
+	}
+	if err := writeURLs(path("a.urls"), A, api.addr); err != nil {
+		return err
+	}
+	snap := func(label, inv string, conc int, keep string) func(int) (sample, error) {
+		return func(i int) (sample, error) {
+			store := path(fmt.Sprintf("%s-%d/evidence.db", label, i))
+			os.MkdirAll(filepath.Dir(store), 0o755)
+			x, err := h.backfill(ctx, fmt.Sprintf("%s-%d", label, i), store, "snapshot", "--inventory", inv, "--capture-concurrency", strconv.Itoa(conc))
+			if keep != "" && err == nil && i == h.o.runs-1 {
+				os.RemoveAll(filepath.Dir(keep))
+				err = os.Rename(filepath.Dir(store), filepath.Dir(keep))
+			} else {
+				os.RemoveAll(filepath.Dir(store))
+			}
+			return x, err
+		}
+	}
+	sA, err := h.repeat("snapshot A", nil, snap("snapshot-A", path("a.yaml"), 64, ""))
+	if err != nil {
+		return err
+	}
+	fA, err := h.repeat("fetch A", nil, func(i int) (sample, error) { return h.fetcher(ctx, fmt.Sprintf("fetch-A-%d", i), path("a.urls"), 64) })
+	if err != nil {
+		return err
+	}
+	cA, err := h.repeat("curl A", nil, func(i int) (sample, error) { return h.curl(ctx, fmt.Sprintf("curl-A-%d", i), path("a.urls"), 64) })
+	if err != nil {
+		return err
+	}
+	idealA := float64(A.n) * L / 64
+	rA := sA.median().Seconds() / idealA
+	h.rows = append(h.rows,
+		row{fmt.Sprintf("snapshot, %d tenant DBs, files API in another process, %d × 2 KiB at %v, C=64", len(A.tenants), A.n, o.apiLatency),
+			fmt.Sprintf("%.2f s", idealA), secs(sA.median()) + " (" + sA.walls() + ")", fmt.Sprintf("%.2f× ideal", rA), "≤ 1.15× ideal", pass(rA <= 1.15), fmt.Sprintf("%.0f MB", sA.peakMB())},
+		row{"  baseline: bare Go fetcher, same URLs, C=64", fmt.Sprintf("%.2f s", idealA), secs(fA.median()) + " (" + fA.walls() + ")",
+			fmt.Sprintf("%.2f× ideal", fA.median().Seconds()/idealA), "", "", fmt.Sprintf("%.0f MB", fA.peakMB())},
+		row{fmt.Sprintf("  baseline: `xargs -P 64 curl`, same URLs (%d timed, scaled)", min(o.curlN, A.n)), fmt.Sprintf("%.2f s", idealA), secs(cA.median()) + " (" + cA.walls() + ")",
+			fmt.Sprintf("%.2f× ideal; backfill %.1f× faster", cA.median().Seconds()/idealA, cA.median().Seconds()/sA.median().Seconds()), "", "", ""},
+	)
+
+	// B: 500 tenants of 10 behind the proxy.
+	B := fleets["B"]
+	if err := writeInventory(path("b.yaml"), B, proxiedDSN(proxy.addr), api.addr); err != nil {
+		return err
+	}
+	storeB := path("b-kept/evidence.db")
+	sB, err := h.repeat("snapshot B", nil, snap("snapshot-B", path("b.yaml"), 64, storeB))
+	if err != nil {
+		return err
+	}
+	idealB := float64(B.n) * L / 64
+	rB := sB.median().Seconds() / idealB
+	h.rows = append(h.rows, row{fmt.Sprintf("same, %d tenants of %d, each tenant DB behind a loopback proxy adding %v each way", len(B.tenants), B.n/len(B.tenants), o.dbLatency),
+		fmt.Sprintf("%.2f s", idealB), secs(sB.median()) + " (" + sB.walls() + ")", fmt.Sprintf("%.2f× ideal", rB), "≤ 1.3× ideal", pass(rB <= 1.3), fmt.Sprintf("%.0f MB", sB.peakMB())})
+
+	// C: L=0 throughput against the bare fetcher and curl.
+	C := fleets["C"]
+	if err := writeInventory(path("c.yaml"), C, directDSN, api0.addr); err != nil {
+		return err
+	}
+	if err := writeURLs(path("c.urls"), C, api0.addr); err != nil {
+		return err
+	}
+	sC, err := h.repeat("snapshot C", nil, snap("snapshot-C", path("c.yaml"), 64, ""))
+	if err != nil {
+		return err
+	}
+	fC, err := h.repeat("fetch C", nil, func(i int) (sample, error) { return h.fetcher(ctx, fmt.Sprintf("fetch-C-%d", i), path("c.urls"), 64) })
+	if err != nil {
+		return err
+	}
+	cC, err := h.repeat("curl C", nil, func(i int) (sample, error) { return h.curl(ctx, fmt.Sprintf("curl-C-%d", i), path("c.urls"), 64) })
+	if err != nil {
+		return err
+	}
+	rate := func(s series) float64 { return float64(C.n) / s.median().Seconds() }
+	rC := rate(sC) / rate(fC)
+	h.rows = append(h.rows,
+		row{fmt.Sprintf("snapshot at L=0, %d × 2 KiB, %d tenant DBs, files API in another process, C=64", C.n, len(C.tenants)),
+			"", fmt.Sprintf("%.0f captures/s (%s s)", rate(sC), sC.walls()), fmt.Sprintf("%.0f%% of the bare fetcher", 100*rC), "≥ 80% of the bare fetcher", pass(rC >= 0.8), fmt.Sprintf("%.0f MB", sC.peakMB())},
+		row{"  baseline: bare Go fetcher, same URLs, C=64", "", fmt.Sprintf("%.0f fetches/s (%s s)", rate(fC), fC.walls()), "", "", "", fmt.Sprintf("%.0f MB", fC.peakMB())},
+		row{fmt.Sprintf("  baseline: `xargs -P 64 curl`, same URLs (%d timed, scaled)", min(o.curlN, C.n)), "", fmt.Sprintf("%.0f fetches/s (%s s)", rate(cC), cC.walls()), fmt.Sprintf("backfill %.1f× faster", rate(sC)/rate(cC)), "", "", ""},
+	)
+
+	// D: 100,000 at L, C=256; the last run's store feeds plan and verify.
+	D := fleets["D"]
+	if err := writeInventory(path("d.yaml"), D, directDSN, api.addr); err != nil {
+		return err
+	}
+	storeD := path("d-kept/evidence.db")
+	sD, err := h.repeat("snapshot D", nil, snap("snapshot-D", path("d.yaml"), 256, storeD))
+	if err != nil {
+		return err
+	}
+	idealD := float64(D.n) * L / 256
+	rD := sD.median().Seconds() / idealD
+	h.rows = append(h.rows, row{fmt.Sprintf("snapshot, %d workspaces in %d tenant DBs, %v, C=256", D.n, len(D.tenants), o.apiLatency),
+		fmt.Sprintf("%.2f s", idealD), secs(sD.median()) + " (" + sD.walls() + ")", fmt.Sprintf("%.2f× ideal", rD), "≤ 1.15× ideal, peak RSS < 150 MB",
+		pass(rD <= 1.15 && sD.peakMB() < 150), fmt.Sprintf("%.0f MB", sD.peakMB())})
+
+	// E: plan over D, each run on a fresh copy of D's store (plan keeps
+	// its plan in the store).
+	if err := writeCP(path("d-cp.csv"), D); err != nil {
+		return err
+	}
+	sE, err := h.repeat("plan D", nil, func(i int) (sample, error) {
+		store := path(fmt.Sprintf("plan-D-%d/evidence.db", i))
+		if err := copyStore(storeD, store); err != nil {
+			return sample{}, err
+		}
+		defer os.RemoveAll(filepath.Dir(store))
+		dir := filepath.Dir(store)
+		return h.backfill(ctx, fmt.Sprintf("plan-D-%d", i), store, "plan", "--inventory", path("d.yaml"), "--cp", path("d-cp.csv"),
+			"--catalog", catalogDir, "--out", filepath.Join(dir, "plan.json"), "--report", filepath.Join(dir, "plan.md"), "--author", "bench")
+	})
+	if err != nil {
+		return err
+	}
+	h.rows = append(h.rows, row{fmt.Sprintf("plan, %d workspaces in %d tenant DBs", D.n, len(D.tenants)), "", secs(sE.median()) + " (" + sE.walls() + ")", "",
+		"< 3 s, < 150 MB", pass(sE.median() < 3*time.Second && sE.peakMB() < 150), fmt.Sprintf("%.0f MB", sE.peakMB())})
+
+	// G: verify D's store (read-only).
+	sG, err := h.repeat("verify D", nil, func(i int) (sample, error) {
+		return h.backfill(ctx, fmt.Sprintf("verify-D-%d", i), storeD, "verify")
+	})
+	if err != nil {
+		return err
+	}
+
+	// F: apply over B behind the proxy: plan and approve once, then each
+	// run starts from the approved store and rows with template = ''.
+	if err := writeCP(path("b-cp.csv"), B); err != nil {
+		return err
+	}
+	planB := path("b-kept/plan.json")
+	if _, err := h.backfill(ctx, "plan-B", storeB, "plan", "--inventory", path("b.yaml"), "--cp", path("b-cp.csv"), "--catalog", catalogDir,
+		"--out", planB, "--author", "bench"); err != nil {
+		return err
+	}
+	if _, err := h.backfill(ctx, "approve-B", storeB, "approve", planB, "--by", "reviewer"); err != nil {
+		return err
+	}
+	var storeF string
+	sF, err := h.repeat("apply B", func(i int) error {
+		if err := resetTemplates(ctx, B); err != nil {
+			return err
+		}
+		storeF = path(fmt.Sprintf("apply-B-%d/evidence.db", i))
+		return copyStore(storeB, storeF)
+	}, func(i int) (sample, error) {
+		defer os.RemoveAll(filepath.Dir(storeF))
+		x, err := h.backfill(ctx, fmt.Sprintf("apply-B-%d", i), storeF, "apply", "--inventory", path("b.yaml"), "--plan", planB, "--execute", "--operator", "bench")
+		if err != nil {
+			return x, err
+		}
+		if n, err := countTemplate(ctx, B, "seo-agent"); err != nil || n != B.n {
+			return x, fmt.Errorf("apply wrote %d of %d rows (%v)", n, B.n, err)
+		}
+		return x, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.rows = append(h.rows,
+		row{fmt.Sprintf("apply, %d writes over %d tenants behind the %v proxy", B.n, len(B.tenants), o.dbLatency), "", secs(sF.median()) + " (" + sF.walls() + ")", "",
+			"< 5 s", pass(sF.median() < 5*time.Second), fmt.Sprintf("%.0f MB", sF.peakMB())},
+		row{fmt.Sprintf("verify, %d captures", D.n), "", secs(sG.median()) + " (" + sG.walls() + ")", "",
+			"< 2 s", pass(sG.median() < 2*time.Second), fmt.Sprintf("%.0f MB", sG.peakMB())},
+	)
+
+	loadAfter, _ := os.ReadFile("/proc/loadavg")
+	h.notes = append(h.notes, fmt.Sprintf("load average before: %s; after: %s", strings.TrimSpace(string(loadBefore)), strings.TrimSpace(string(loadAfter))))
+	return h.write()
+}
+
+// cpuModel is /proc/cpuinfo's first model name.
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+func output(name string, args ...string) string {
+	b, err := exec.Command(name, args...).Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (h *harness) write() error {
+	var b strings.Builder
+	o := h.o
+	fmt.Fprintf(&b, "# backfill benchmarks\n\nWritten by `make bench` on %s (BENCH_SCALE=%g, %d runs a row, medians).\n\n",
+		time.Now().UTC().Format("2006-01-02T15:04Z"), o.scale, o.runs)
+	b.WriteString("## As an operator runs it\n\n")
+	b.WriteString("The built binary (`go build -o bin/backfill ./cmd/backfill`) runs as its own process with its defaults except the flags a row names, " +
+		"against tenant databases on one throwaway PostgreSQL cluster (unix socket, or a loopback TCP proxy that delays every chunk each way) " +
+		"and a files API (`internal/filesapi.Server`, read with backfill's `http` collector: one GET a capture) served by another process with a delay per request. " +
+		"Each backfill run starts from a new evidence store. The baselines run over the same URLs in the same run: `benchfleet fetch` " +
+		"(backfill's HTTP client settings, same concurrency, JSON decoded, nothing stored) and `xargs -P C curl -o FILE`. " +
+		"Ideal is N·L/C. Peak RSS is the largest of the runs' (wait4 rusage). " +
+		"The figures in parentheses are every run's wall time.\n\n")
+	fmt.Fprintf(&b, "- CPU: %d cores (`nproc` %s), %s\n", runtime.NumCPU(), output("nproc"), cpuModel())
+	fmt.Fprintf(&b, "- Memory: %s\n", output("sh", "-c", "free -h | awk '/^Mem:/ {print $2\" total, \"$7\" available\"}'"))
+	fmt.Fprintf(&b, "- %s; backfill %s\n", output("go", "version"), output(h.bin, "--version"))
+	fmt.Fprintf(&b, "- %s\n", output("postgres", "--version"))
+	for _, n := range h.notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	if o.scale != 1 {
+		fmt.Fprintf(&b, "- **Scaled run** (BENCH_SCALE=%g): the targets are for the full sizes, so the pass/fail column is only indicative.\n", o.scale)
+	}
+	b.WriteString("- **The machine is shared**: other people build and test on the same cores during the run, so wall times carry their load.\n\n")
+	b.WriteString("| what | ideal | measured (median; runs) | ratio | target | | peak RSS |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range h.rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.what, r.ideal, r.measured, r.ratio, r.target, r.verdict, r.rss)
+	}
+	b.WriteString("\n")
+	return os.WriteFile(h.o.out, []byte(b.String()), 0o644)
+}
