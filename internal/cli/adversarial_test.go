@@ -437,7 +437,7 @@ func TestAdversarialCorpusEndToEnd(t *testing.T) {
 				}
 			}
 			if c.promptly {
-				if d := got.ended.Sub(got.started); d > 2*time.Second {
+				if d := got.ended.Sub(got.started); d > 5*time.Second { // half the 10s default timeout
 					t.Errorf("capture took %v", d)
 				}
 			}
@@ -461,7 +461,7 @@ func TestAdversarialCorpusEndToEnd(t *testing.T) {
 	}
 	// Parsing the alias bomb and the deep document happens here; a plan of
 	// a few workspaces taking long would mean one of them blew up.
-	if planTime > 10*time.Second {
+	if planTime > 30*time.Second {
 		t.Errorf("plan took %v", planTime)
 	}
 

@@ -364,7 +364,9 @@ tenants:
     dsn: %q
 `, script, dsn))
 	ev := filepath.Join(dir, "evidence.db")
-	res := run(t, nil, "--evidence", ev, "snapshot", "--inventory", inv, "--timeout", "500ms", "--retries", "0")
+	// The timeout ends the hanging command; it is long enough that the
+	// 5 MiB writer reaches the size cap first on a loaded machine.
+	res := run(t, nil, "--evidence", ev, "snapshot", "--inventory", inv, "--timeout", "3s", "--retries", "0")
 	if res.code != 3 {
 		t.Fatalf("exit %d, want 3\n%s\n%s", res.code, res.stdout, res.stderr)
 	}

@@ -128,7 +128,7 @@ func TestExecHungProcessKilledAtTimeout(t *testing.T) {
 			elapsed := time.Since(start)
 
 			checkTimeout(t, r, 300*time.Millisecond)
-			if elapsed > 3*time.Second {
+			if elapsed > 10*time.Second {
 				t.Fatalf("Collect took %v after a 300ms timeout", elapsed)
 			}
 			if r.Provenance["exit_code"] != "-1" || r.Provenance["signal"] != "killed" {
