@@ -19,14 +19,14 @@ import (
 // for anything else (a git commit, a file, a plan) is never taken for one.
 const SignatureNamespace = "backfill-approval"
 
-// PlanSignatureNamespace is the SSHSIG namespace of an author's signature
+// planSignatureNamespace is the SSHSIG namespace of an author's signature
 // of the plan they made.
-const PlanSignatureNamespace = "backfill-plan"
+const planSignatureNamespace = "backfill-plan"
 
 // SignPlan signs the plan's fingerprint as its author, with an unencrypted
 // OpenSSH private key.
 func SignPlan(key []byte, p *plan.Plan) (string, error) {
-	sig, err := sshsig.Sign(key, PlanSignatureNamespace, []byte(p.Fingerprint))
+	sig, err := sshsig.Sign(key, planSignatureNamespace, []byte(p.Fingerprint))
 	if err != nil {
 		return "", err
 	}
@@ -58,10 +58,10 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 		o.Now = time.Now
 	}
 	if err := approver.CheckName(o.By); err != nil {
-		return nil, &GateError{Reason: "--by: " + err.Error()}
+		return nil, &plan.Refusal{Reason: "--by: " + err.Error()}
 	}
 	if approver.Same(o.By, o.Plan.Author) && !o.AllowSelf {
-		return nil, &GateError{Reason: fmt.Sprintf("%s is the plan's author; a second person must approve (or pass --allow-self-approval)", o.By)}
+		return nil, &plan.Refusal{Reason: fmt.Sprintf("%s is the plan's author; a second person must approve (or pass --allow-self-approval)", o.By)}
 	}
 	if head := o.Plan.Inputs.Evidence.ChainHead; head != "" {
 		ok, err := o.Store.HasCaptureHash(ctx, head)
@@ -69,7 +69,7 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 			return nil, err
 		}
 		if !ok {
-			return nil, &GateError{Reason: fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
+			return nil, &plan.Refusal{Reason: fmt.Sprintf("the plan was made from other evidence: its chain head %s is not in %s", head, o.Store.Path())}
 		}
 	}
 	if err := plan.Rederive(ctx, o.Plan, o.Store, o.Catalog, o.CP); err != nil {
@@ -81,7 +81,7 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 	if o.SignKey != nil {
 		sig, err := sshsig.Sign(o.SignKey, SignatureNamespace, []byte(o.Plan.Fingerprint))
 		if err != nil {
-			return nil, &GateError{Reason: "--sign-key: " + err.Error()}
+			return nil, &plan.Refusal{Reason: "--sign-key: " + err.Error()}
 		}
 		a.Signature = string(sig)
 	}
@@ -110,7 +110,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 		return err
 	}
 	if len(approvals) == 0 {
-		return &GateError{Reason: fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
+		return &plan.Refusal{Reason: fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
 	}
 	if o.AllowedSigners == nil {
 		return nil
@@ -150,7 +150,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 			return nil
 		}
 	}
-	return &GateError{Reason: fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
+	return &plan.Refusal{Reason: fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
 }
 
 // checkAuthor verifies, under allowed signers, the author's signature of
@@ -162,17 +162,17 @@ func checkAuthor(ctx context.Context, o Options) (string, error) {
 		return "", err
 	}
 	if rec == nil || rec.Signature == "" {
-		return "", &GateError{Reason: fmt.Sprintf("plan %s carries no signature of its author %s: with --allowed-signers the author must sign it (plan --sign-key KEY)",
+		return "", &plan.Refusal{Reason: fmt.Sprintf("plan %s carries no signature of its author %s: with --allowed-signers the author must sign it (plan --sign-key KEY)",
 			p.Fingerprint, p.Author)}
 	}
-	principals, err := o.AllowedSigners.Verify([]byte(rec.Signature), PlanSignatureNamespace, []byte(p.Fingerprint), o.Now())
+	principals, err := o.AllowedSigners.Verify([]byte(rec.Signature), planSignatureNamespace, []byte(p.Fingerprint), o.Now())
 	if err != nil {
-		return "", &GateError{Reason: fmt.Sprintf("plan %s: its author's signature: %v", p.Fingerprint, err)}
+		return "", &plan.Refusal{Reason: fmt.Sprintf("plan %s: its author's signature: %v", p.Fingerprint, err)}
 	}
 	for _, pr := range principals {
 		if approver.Same(pr, p.Author) {
 			return sshsig.SignerKey([]byte(rec.Signature))
 		}
 	}
-	return "", &GateError{Reason: fmt.Sprintf("plan %s names author %s but is signed by %s", p.Fingerprint, p.Author, strings.Join(principals, ", "))}
+	return "", &plan.Refusal{Reason: fmt.Sprintf("plan %s names author %s but is signed by %s", p.Fingerprint, p.Author, strings.Join(principals, ", "))}
 }

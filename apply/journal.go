@@ -35,5 +35,5 @@ func (h *history) refusal(fingerprint string) error {
 	if !h.Rollback {
 		return nil
 	}
-	return &GateError{Reason: fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", fingerprint, h.RollbackAt.Format(time.RFC3339))}
+	return &plan.Refusal{Reason: fmt.Sprintf("plan %s was rolled back (%s); make and approve a new plan to write again", fingerprint, h.RollbackAt.Format(time.RFC3339))}
 }
