@@ -42,8 +42,9 @@ func catalogConfig(template string) []byte {
 	return b
 }
 
-// defaultTemplate is the runtime's default template as the SPEC defines it:
-// <runtime>-default, else the template named like the runtime.
+// defaultTemplate is the runtime's default template as the platform names
+// it (README, Phase two, "Catalog"): <runtime>-default, else the template
+// named like the runtime.
 func defaultTemplate(runtime string) string {
 	if _, err := fs.Stat(catalogFS, path.Join("catalog", runtime+"-default", "config.yaml")); err == nil {
 		return runtime + "-default"
