@@ -30,6 +30,13 @@ const (
 	WouldRollBack     = "would-roll-back"
 )
 
+// Defaults of Options, which the command line's flags show as theirs.
+const (
+	DefaultConcurrency      = 16
+	DefaultLockTimeout      = 2 * time.Second
+	DefaultStatementTimeout = 30 * time.Second
+)
+
 // Options configure apply and rollback.
 type Options struct {
 	Plan      *plan.Plan
@@ -56,9 +63,9 @@ type Options struct {
 	// glob patterns (path.Match); the journal records only the rows
 	// touched, so a later run without them finishes the rest.
 	Tenants          []string
-	Concurrency      int // tenants at once, default 4
-	LockTimeout      time.Duration
-	StatementTimeout time.Duration
+	Concurrency      int           // tenants at once, default DefaultConcurrency
+	LockTimeout      time.Duration // default DefaultLockTimeout
+	StatementTimeout time.Duration // default DefaultStatementTimeout
 	Operator         string
 	Now              func() time.Time
 	Logger           *slog.Logger
@@ -125,13 +132,13 @@ func (r *Report) Complete() bool {
 
 func (o *Options) defaults() {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 4
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.LockTimeout <= 0 {
-		o.LockTimeout = 2 * time.Second
+		o.LockTimeout = DefaultLockTimeout
 	}
 	if o.StatementTimeout <= 0 {
-		o.StatementTimeout = 30 * time.Second
+		o.StatementTimeout = DefaultStatementTimeout
 	}
 	if o.Now == nil {
 		o.Now = time.Now

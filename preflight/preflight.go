@@ -38,14 +38,20 @@ import (
 // minute, when an answer does not say (its RATE_LIMIT default).
 const PlatformLimit = 600
 
-// Options configure a preflight run. Zero values take the defaults.
+// Defaults of Options, which the command line's flags show as theirs.
+const (
+	DefaultConcurrency = 16
+	DefaultTimeout     = 10 * time.Second
+)
+
+// Options configure a preflight run; zero values take the defaults named.
 type Options struct {
 	Inventory *inventory.Inventory
 	// StorePath is the evidence store the snapshot will write (--evidence).
 	StorePath   string
-	Concurrency int           // tenants checked at once, default 16
-	Timeout     time.Duration // connecting, and each collector attempt; default 10s (the listing gets three times it)
-	MaxBytes    int64         // the sample's size cap, as snapshot's --max-bytes; default 1 MiB
+	Concurrency int           // tenants checked at once, default DefaultConcurrency
+	Timeout     time.Duration // connecting, and each collector attempt; default DefaultTimeout (the listing gets three times it)
+	MaxBytes    int64         // the sample's size cap, as snapshot's --max-bytes; default snapshot.DefaultMaxBytes
 	HTTPClient  *http.Client  // nil: the collector's default
 	Redactor    *secret.Redactor
 	Logger      *slog.Logger
@@ -222,13 +228,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 func withDefaults(o Options) Options {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = collector.DefaultMaxBytes
+		o.MaxBytes = snapshot.DefaultMaxBytes
 	}
 	if o.Redactor == nil {
 		o.Redactor = secret.NewRedactor()

@@ -25,17 +25,32 @@ import (
 	"backfill/internal/workspace"
 )
 
-// Options configure a snapshot run. Zero values take the SPEC's defaults.
+// Defaults of Options, which the command line's flags show as theirs.
+const (
+	DefaultConcurrency       = 32
+	DefaultTenantConcurrency = 64
+	DefaultTimeout           = 10 * time.Second
+	// DefaultRetries is what the command line passes as Retries; a zero
+	// Retries means none (see Options).
+	DefaultRetries  = 2
+	DefaultMaxBytes = collector.DefaultMaxBytes
+)
+
+// Options configure a snapshot run. A zero or negative size, count or
+// duration takes its Default constant or the default its comment names,
+// except Retries: zero (or negative) there means no retries, so that
+// --retries 0 turns them off.
 type Options struct {
 	Inventory   *inventory.Inventory
 	Store       *evidence.Store
 	Tenants     func(name string) bool // selects tenants (sharding); nil: all
-	Concurrency int                    // captures at once, default 32
-	// TenantConcurrency bounds the tenants listed at once, default 64.
+	Concurrency int                    // captures at once, default DefaultConcurrency
+	// TenantConcurrency bounds the tenants listed at once, default
+	// DefaultTenantConcurrency.
 	TenantConcurrency int
-	Timeout           time.Duration // per capture attempt, default 10s
-	Retries           int           // extra attempts for transient failures; negative: none
-	MaxBytes          int64         // default 1 MiB
+	Timeout           time.Duration // per capture attempt, default DefaultTimeout
+	Retries           int           // extra attempts for transient failures; zero or negative: none
+	MaxBytes          int64         // default DefaultMaxBytes
 	Refresh           bool          // capture again workspaces already captured
 	// Rows, when set, selects among a tenant's listed live rows the ones
 	// the run is to capture (audit: template = ''). The listing is still
@@ -286,19 +301,19 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 
 func withDefaults(o Options) Options {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 32
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.TenantConcurrency <= 0 {
-		o.TenantConcurrency = 64
+		o.TenantConcurrency = DefaultTenantConcurrency
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.Retries < 0 {
 		o.Retries = 0
 	}
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = 1 << 20
+		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = 500 * time.Millisecond

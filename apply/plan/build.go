@@ -2,8 +2,6 @@ package plan
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -21,20 +19,23 @@ import (
 	"backfill/internal/workspace"
 )
 
+// DefaultConcurrency is BuildOptions.Concurrency's default, which the
+// command line's flag shows as its own.
+const DefaultConcurrency = 16
+
 // BuildOptions are the inputs of a plan.
 type BuildOptions struct {
-	Inventory      *inventory.Inventory
-	InventoryBytes []byte // the inventory file as read, for its digest
-	Store          *evidence.Store
-	CP             *cp.Records
-	CPSource       string // shown in the plan; must hold no password
-	Catalog        *catalog.Catalog
-	CatalogDir     string
-	Manifest       string // the manifest file given apart from CatalogDir, if any
-	Author         string
-	Now            func() time.Time
-	Concurrency    int // tenants read at once, default 8
-	Logger         *slog.Logger
+	Inventory   *inventory.Inventory // its Digest is recorded
+	Store       *evidence.Store
+	CP          *cp.Records
+	CPSource    string // shown in the plan; must hold no password
+	Catalog     *catalog.Catalog
+	CatalogDir  string
+	Manifest    string // the manifest file given apart from CatalogDir, if any
+	Author      string
+	Now         func() time.Time
+	Concurrency int // tenants read at once, default DefaultConcurrency
+	Logger      *slog.Logger
 	// Redact scrubs secrets from a tenant's error before it is written into
 	// the plan; nil keeps errors as they are.
 	Redact func(string) string
@@ -48,7 +49,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		o.Now = time.Now
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 8
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -119,7 +120,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		Backfill:      version.Get().Short(),
 		Inputs: Inputs{
 			Evidence:  EvidenceInput{Path: o.Store.Path(), ChainHead: rep.ChainHead, Captures: rep.Captures},
-			Inventory: FileInput{Path: o.Inventory.Path, SHA256: sha256Hex(o.InventoryBytes)},
+			Inventory: FileInput{Path: o.Inventory.Path, SHA256: o.Inventory.Digest()},
 			CP:        CPInput{Source: o.CPSource, SHA256: o.CP.Digest(), Claims: o.CP.Len()},
 			Catalog:   CatalogInput{Path: o.CatalogDir, Manifest: o.Manifest, SHA256: o.Catalog.Digest()},
 		},
@@ -205,11 +206,6 @@ func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[e
 	}
 	wg.Wait()
 	return out, dbs, unreachable
-}
-
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 // Provisioning classes of a workspace.

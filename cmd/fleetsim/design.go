@@ -26,8 +26,9 @@ var templateFS = fixture.Catalog()
 // it panics when there is none (a build-time fact).
 func catalogConfig(template string) []byte { return fixture.Template(template) }
 
-// defaultTemplate is the runtime's default template as the SPEC defines it:
-// <runtime>-default, else the template named like the runtime.
+// defaultTemplate is the runtime's default template as the platform names
+// it (README, Phase two, "Catalog"): <runtime>-default, else the template
+// named like the runtime.
 func defaultTemplate(runtime string) string {
 	if _, err := fs.Stat(templateFS, path.Join(runtime+"-default", "config.yaml")); err == nil {
 		return runtime + "-default"

@@ -54,7 +54,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// fail is a command error with exit status 1 (or the code given by partial).
+// fail is a command error with exit status 1 (ExitError).
 func fail(format string, args ...any) error {
 	return &exitError{ExitError, fmt.Errorf(format, args...)}
 }
@@ -140,10 +140,17 @@ type runner struct {
 	logFormat string
 	logLevel  slog.Level
 	env       Env
+	gopts     globalOptions
 	redactor  *secret.Redactor
 	log       *slog.Logger
 	// partialExit replaces ExitPartial when --partial-exit-code is given.
 	partialExit *int
+}
+
+// globalOptions are the global flags a command uses after setup.
+type globalOptions struct {
+	evidence string // --evidence: the store's path
+	quiet    bool
 }
 
 // envVar is the BACKFILL_<FLAG> variable every flag also reads.
@@ -312,6 +319,7 @@ func (r *runner) setup(c *cli.Context) error {
 		r.redactor = secret.NewRedactor()
 	}
 	r.logFormat, r.logLevel = format, level
+	r.gopts = globalOptions{evidence: global(c, "evidence").String("evidence"), quiet: global(c, "quiet").Bool("quiet")}
 	r.logTo(r.env.Stderr)
 	return nil
 }
@@ -327,22 +335,16 @@ func (r *runner) logTo(w io.Writer) {
 	r.log = slog.New(secret.Handler(h, r.redactor))
 }
 
-func (r *runner) evidencePath(c *cli.Context) string {
-	return global(c, "evidence").String("evidence")
-}
-
-func (r *runner) quiet(c *cli.Context) bool { return global(c, "quiet").Bool("quiet") }
-
 // openStore opens the evidence store; create is false for commands that
 // must not conjure an empty store from a mistyped path.
-func (r *runner) openStore(c *cli.Context, create bool) (*evidence.Store, error) {
-	path := r.evidencePath(c)
+func (r *runner) openStore(ctx context.Context, create bool) (*evidence.Store, error) {
+	path := r.gopts.evidence
 	var s *evidence.Store
 	var err error
 	if create {
-		s, err = evidence.Open(c.Context, path)
+		s, err = evidence.Open(ctx, path)
 	} else {
-		s, err = evidence.OpenExisting(c.Context, path)
+		s, err = evidence.OpenExisting(ctx, path)
 	}
 	if err != nil {
 		return nil, fail("%v", err)
@@ -353,8 +355,8 @@ func (r *runner) openStore(c *cli.Context, create bool) (*evidence.Store, error)
 // openStoreReadOnly opens an existing evidence store for commands that only
 // read it: nothing can be written through the handle, the schema is not
 // migrated, and a store on read-only media opens.
-func (r *runner) openStoreReadOnly(c *cli.Context) (*evidence.Store, error) {
-	s, err := evidence.OpenReadOnly(c.Context, r.evidencePath(c))
+func (r *runner) openStoreReadOnly(ctx context.Context) (*evidence.Store, error) {
+	s, err := evidence.OpenReadOnly(ctx, r.gopts.evidence)
 	if err != nil {
 		return nil, fail("%v", err)
 	}
@@ -363,8 +365,8 @@ func (r *runner) openStoreReadOnly(c *cli.Context) (*evidence.Store, error) {
 
 // progressLine returns a drawer for stderr, or nil when stderr is not a
 // terminal or --quiet is set.
-func (r *runner) progressLine(c *cli.Context) *progress.Line {
-	if r.quiet(c) || !r.env.Terminal(r.env.Stderr) {
+func (r *runner) progressLine() *progress.Line {
+	if r.gopts.quiet || !r.env.Terminal(r.env.Stderr) {
 		return nil
 	}
 	return progress.NewLine(r.env.Stderr)

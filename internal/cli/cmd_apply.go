@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,9 +33,9 @@ func writeFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "execute", Usage: "write; without it, a read-only dry run (command line only)"},
 		// Tenants, not captures: its own name and variable, so a
 		// BACKFILL_CAPTURE_CONCURRENCY sized for snapshot never applies here.
-		&cli.IntFlag{Name: "tenant-concurrency", Aliases: []string{"concurrency"}, Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenant transactions at once"},
-		&cli.DurationFlag{Name: "lock-timeout", Value: 2 * time.Second, EnvVars: envVar("lock-timeout"), Usage: "tenant session lock_timeout"},
-		&cli.DurationFlag{Name: "statement-timeout", Value: 30 * time.Second, EnvVars: envVar("statement-timeout"), Usage: "tenant session statement_timeout"},
+		&cli.IntFlag{Name: "tenant-concurrency", Aliases: []string{"concurrency"}, Value: apply.DefaultConcurrency, EnvVars: envVar("tenant-concurrency"), Usage: "tenant transactions at once"},
+		&cli.DurationFlag{Name: "lock-timeout", Value: apply.DefaultLockTimeout, EnvVars: envVar("lock-timeout"), Usage: "tenant session lock_timeout"},
+		&cli.DurationFlag{Name: "statement-timeout", Value: apply.DefaultStatementTimeout, EnvVars: envVar("statement-timeout"), Usage: "tenant session statement_timeout"},
 		&cli.StringFlag{Name: "operator", EnvVars: envVar("operator"), Usage: "who runs this, for the journal (default: $USER)"},
 		// No environment variable: writing to a database the plan did not
 		// read is decided on the command line, tenant by tenant.
@@ -57,48 +58,94 @@ func (r *runner) applyCommand() *cli.Command {
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
 			&cli.StringFlag{Name: "allowed-signers", EnvVars: envVar("allowed-signers"), Usage: "OpenSSH allowed_signers `FILE`: --execute then needs an approval signed by a listed principal other than the author"},
 		),
-		Action: r.apply,
+		Action: func(c *cli.Context) error {
+			return r.runApply(c.Context, applyOptions{writeOptions: readWriteOptions(c), canary: c.Int("canary"), canaryTenants: c.StringSlice("canary-tenant"),
+				inputs: readPlanInputs(c), allowedSigners: c.String("allowed-signers")})
+		},
 	}
 }
 
-// writeSetup loads and checks everything apply and rollback share; the
-// returned store is locked against other snapshot and apply runs.
-func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, error) {
+// writeOptions are the flags apply and rollback share.
+type writeOptions struct {
+	inventory, plan, operator     string
+	execute                       bool
+	concurrency                   int
+	lockTimeout, statementTimeout time.Duration
+	tenants, allowMoved           []string
+	verbose, json                 bool
+}
+
+func readWriteOptions(c *cli.Context) writeOptions {
+	return writeOptions{
+		inventory: c.String("inventory"), plan: c.String("plan"), operator: c.String("operator"), execute: c.Bool("execute"),
+		concurrency: c.Int("tenant-concurrency"), lockTimeout: c.Duration("lock-timeout"), statementTimeout: c.Duration("statement-timeout"),
+		tenants: c.StringSlice("tenant"), allowMoved: c.StringSlice("allow-moved"), verbose: c.Bool("verbose"), json: c.Bool("json"),
+	}
+}
+
+// applyOptions are apply's flags: writeFlags and its own.
+type applyOptions struct {
+	writeOptions
+	canary         int
+	canaryTenants  []string
+	inputs         planInputs
+	allowedSigners string // an allowed_signers file; "": any approval counts
+}
+
+// planInputs are the flags naming a plan's inputs again, for checking its
+// writes before approving or applying it.
+type planInputs struct {
+	catalogDir, manifest string // "": the ones the plan records
+	cp                   string // a CP records file; "": not checked again
+}
+
+func readPlanInputs(c *cli.Context) planInputs {
+	return planInputs{catalogDir: c.String("catalog"), manifest: c.String("manifest"), cp: c.String("cp")}
+}
+
+// writeSetup loads and checks everything apply and rollback share, and for
+// apply (a non-nil) its own flags; the returned store is locked against
+// other snapshot and apply runs.
+func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions) (apply.Options, *evidence.Store, error) {
 	var o apply.Options
-	if c.Int("tenant-concurrency") < 1 || c.Duration("lock-timeout") <= 0 || c.Duration("statement-timeout") <= 0 || c.Int("canary") < 0 {
+	canary := 0
+	if a != nil {
+		canary = a.canary
+	}
+	if w.concurrency < 1 || w.lockTimeout <= 0 || w.statementTimeout <= 0 || canary < 0 {
 		return o, nil, &exitError{ExitUsage, errors.New("--tenant-concurrency, --lock-timeout and --statement-timeout must be positive, --canary not negative")}
 	}
-	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+	inv, err := inventory.Load(w.inventory, r.env.LookupEnv)
 	if err != nil {
 		return o, nil, fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	p, _, err := r.loadPlan(c, c.String("plan"))
+	p, _, err := r.loadPlan(ctx, w.plan)
 	if err != nil {
 		return o, nil, err
 	}
-	operator := c.String("operator")
+	operator := w.operator
 	if operator == "" {
 		operator, _ = r.env.LookupEnv("USER")
 	}
 	if strings.TrimSpace(operator) == "" {
 		return o, nil, &exitError{ExitUsage, errors.New("no operator: pass --operator or set USER")}
 	}
-	tenants, err := tenantPatterns(inv, c.StringSlice("tenant"), "--tenant")
+	tenants, err := tenantPatterns(inv, w.tenants, "--tenant")
 	if err != nil {
 		return o, nil, err
 	}
 	var canaries []string
-	if c.Command.Name == "apply" {
-		if canaries, err = tenantPatterns(inv, c.StringSlice("canary-tenant"), "--canary-tenant"); err != nil {
+	if a != nil {
+		if canaries, err = tenantPatterns(inv, a.canaryTenants, "--canary-tenant"); err != nil {
 			return o, nil, err
 		}
-		if len(canaries) > 0 && c.Int("canary") > 0 {
+		if len(canaries) > 0 && canary > 0 {
 			return o, nil, &exitError{ExitUsage, errors.New("--canary and --canary-tenant choose the canary two ways: give one")}
 		}
 	}
 	allowMoved := map[string]bool{}
-	for _, t := range c.StringSlice("allow-moved") {
+	for _, t := range w.allowMoved {
 		if _, ok := inv.Tenant(t); !ok {
 			return o, nil, &exitError{ExitUsage, fmt.Errorf("--allow-moved %s: no such tenant in %s", t, inv.Path)}
 		}
@@ -107,8 +154,8 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	var cat *catalog.Catalog
 	var records *cp.Records
 	var signers *sshsig.AllowedSigners
-	if c.Command.Name == "apply" {
-		if sp := c.String("allowed-signers"); sp != "" {
+	if a != nil {
+		if sp := a.allowedSigners; sp != "" {
 			b, err := os.ReadFile(sp)
 			if err != nil {
 				return o, nil, fail("--allowed-signers: %v", err)
@@ -117,16 +164,14 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 				return o, nil, fail("--allowed-signers: %v", err)
 			}
 		}
-		if cat, err = loadPlanCatalog(c, p); err != nil {
+		if cat, err = a.inputs.catalog(p); err != nil {
 			return o, nil, err
 		}
-		if src := c.String("cp"); src != "" {
-			if records, err = loadPlanCP(c, src); err != nil {
-				return o, nil, err
-			}
+		if records, err = a.inputs.records(ctx); err != nil {
+			return o, nil, err
 		}
 	}
-	store, err := r.openStore(c, false)
+	store, err := r.openStore(ctx, false)
 	if err != nil {
 		return o, nil, err
 	}
@@ -137,8 +182,8 @@ func (r *runner) writeSetup(c *cli.Context) (apply.Options, *evidence.Store, err
 	return apply.Options{
 		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved, AllowedSigners: signers,
 		Tenants: tenants, CanaryTenants: canaries,
-		Execute: c.Bool("execute"), Canary: c.Int("canary"),
-		Concurrency: c.Int("tenant-concurrency"), LockTimeout: c.Duration("lock-timeout"), StatementTimeout: c.Duration("statement-timeout"),
+		Execute: w.execute, Canary: canary,
+		Concurrency: w.concurrency, LockTimeout: w.lockTimeout, StatementTimeout: w.statementTimeout,
 		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,
 	}, store, nil
 }
@@ -173,10 +218,10 @@ func tenantPatterns(inv *inventory.Inventory, patterns []string, flag string) ([
 	return patterns, nil
 }
 
-// loadPlanCatalog loads the catalog a plan was made with: --catalog, else
-// the path the plan records. Rederive refuses another digest.
-func loadPlanCatalog(c *cli.Context, p *plan.Plan) (*catalog.Catalog, error) {
-	dir, man := c.String("catalog"), c.String("manifest")
+// catalog loads the catalog a plan was made with: --catalog, else the
+// path the plan records. Rederive refuses another digest.
+func (in planInputs) catalog(p *plan.Plan) (*catalog.Catalog, error) {
+	dir, man := in.catalogDir, in.manifest
 	if dir == "" {
 		dir = p.Inputs.Catalog.Path
 	}
@@ -190,25 +235,29 @@ func loadPlanCatalog(c *cli.Context, p *plan.Plan) (*catalog.Catalog, error) {
 	return cat, nil
 }
 
-// loadPlanCP loads CP records from a file to check a plan's claims again.
-// A database source is not re-read: its rows may have changed since, and
-// the plan's digest would then refuse a plan that is still right.
-func loadPlanCP(c *cli.Context, src string) (*cp.Records, error) {
-	records, err := cp.Load(c.Context, src, "")
+// records loads --cp's records from a file to check a plan's claims
+// again; nil without --cp. A database source is not re-read: its rows may
+// have changed since, and the plan's digest would then refuse a plan that
+// is still right.
+func (in planInputs) records(ctx context.Context) (*cp.Records, error) {
+	if in.cp == "" {
+		return nil, nil
+	}
+	records, err := cp.Load(ctx, in.cp, "")
 	if err != nil {
 		return nil, fail("CP records: %v", err)
 	}
 	return records, nil
 }
 
-func (r *runner) apply(c *cli.Context) error {
-	o, store, err := r.writeSetup(c)
+func (r *runner) runApply(ctx context.Context, a applyOptions) error {
+	o, store, err := r.writeSetup(ctx, a.writeOptions, &a)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	if !o.Execute {
-		if as, err := store.Approvals(c.Context, o.Plan.Fingerprint); err != nil {
+		if as, err := store.Approvals(ctx, o.Plan.Fingerprint); err != nil {
 			return fail("read %s: %v", store.Path(), err)
 		} else if len(as) == 0 {
 			r.log.Warn("this plan is not approved yet; apply --execute will refuse it", "fingerprint", o.Plan.Fingerprint)
@@ -216,12 +265,12 @@ func (r *runner) apply(c *cli.Context) error {
 	}
 	// With --execute, Apply checks everything before the first tenant
 	// connection and refuses the plan if anything is off.
-	rep, err := apply.Apply(c.Context, o)
+	rep, err := apply.Apply(ctx, o)
 	if err != nil {
-		return fail("apply %s: %v", c.String("plan"), err)
+		return fail("apply %s: %v", a.plan, err)
 	}
 	r.logRun("apply", o, rep)
-	if c.Bool("json") {
+	if a.json {
 		if err := printJSON(r.env.Stdout, reportJSON("apply", o.Plan.Fingerprint, rep)); err != nil {
 			return err
 		}
@@ -240,7 +289,7 @@ func (r *runner) apply(c *cli.Context) error {
 			mode += ", tenants " + strings.Join(o.Tenants, ", ") + " only"
 		}
 		fmt.Fprintf(r.env.Stdout, "apply of plan %s (%s)\n", o.Plan.Fingerprint, mode)
-		printReport(r.env.Stdout, rep, c.Bool("verbose"))
+		printReport(r.env.Stdout, rep, a.verbose)
 		if (o.Canary > 0 || len(o.CanaryTenants) > 0) && o.Execute {
 			printReadback(r.env.Stdout, rep)
 		}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -9,7 +10,6 @@ import (
 
 	"backfill/apply"
 	"backfill/apply/plan"
-	"backfill/internal/cp"
 )
 
 func (r *runner) approveCommand() *cli.Command {
@@ -28,43 +28,53 @@ func (r *runner) approveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval)"},
 		},
-		Action: r.approve,
+		Action: func(c *cli.Context) error {
+			return r.runApprove(c.Context, approveOptions{plan: c.Args().First(), by: c.String("by"), allowSelf: c.Bool("allow-self-approval"),
+				inputs: readPlanInputs(c), json: c.Bool("json"), signKey: c.String("sign-key")})
+		},
 	}
 }
 
-func (r *runner) approve(c *cli.Context) error {
-	p, path, err := r.loadPlanArg(c)
+// approveOptions are approve's flags and PLAN argument.
+type approveOptions struct {
+	plan, by  string
+	allowSelf bool
+	inputs    planInputs
+	json      bool
+	signKey   string // a private key file; "": unsigned
+}
+
+func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
+	p, path, err := r.loadPlan(ctx, o.plan)
 	if err != nil {
 		return err
 	}
 	var key []byte
-	if kp := c.String("sign-key"); kp != "" {
-		if key, err = os.ReadFile(kp); err != nil {
+	if o.signKey != "" {
+		if key, err = os.ReadFile(o.signKey); err != nil {
 			return fail("--sign-key: %v", err)
 		}
 	}
-	cat, err := loadPlanCatalog(c, p)
+	cat, err := o.inputs.catalog(p)
 	if err != nil {
 		return err
 	}
-	var records *cp.Records
-	if src := c.String("cp"); src != "" {
-		if records, err = loadPlanCP(c, src); err != nil {
-			return err
-		}
+	records, err := o.inputs.records(ctx)
+	if err != nil {
+		return err
 	}
-	store, err := r.openStore(c, false)
+	store, err := r.openStore(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	// The approver sees exactly what the approval lets apply write.
 	rollup := p.Rollup()
-	if !c.Bool("json") {
+	if !o.json {
 		printRollup(r.env.Stdout, p, rollup)
 	}
-	a, err := apply.Approve(c.Context, apply.ApproveOptions{Plan: p, Store: store, Catalog: cat, CP: records,
-		By: c.String("by"), AllowSelf: c.Bool("allow-self-approval"), SignKey: key, Now: r.env.Now})
+	a, err := apply.Approve(ctx, apply.ApproveOptions{Plan: p, Store: store, Catalog: cat, CP: records,
+		By: o.by, AllowSelf: o.allowSelf, SignKey: key, Now: r.env.Now})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -73,7 +83,7 @@ func (r *runner) approve(c *cli.Context) error {
 		signed = "signed"
 	}
 	r.log.Info("approval recorded", "fingerprint", p.Fingerprint, "by", a.By, "writes", a.Writes, "rollup", a.RollupSHA256, "signed", a.Signature != "")
-	if c.Bool("json") {
+	if o.json {
 		return printJSON(r.env.Stdout, approveJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, By: a.By, At: a.At.UTC().Format(time.RFC3339),
 			Signed: a.Signature != "", Writes: a.Writes, RollupSHA256: a.RollupSHA256, Rollup: rollup})
 	}

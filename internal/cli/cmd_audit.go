@@ -35,26 +35,36 @@ func (r *runner) auditCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "exit 0 also when the only workspaces without evidence were answered gone"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the report"},
 		),
-		Action: r.audit,
+		Action: func(c *cli.Context) error {
+			return r.runAudit(c.Context, auditOptions{capture: readCaptureOptions(c), maxEvidenceAge: c.Duration("max-evidence-age"),
+				allowGone: c.Bool("allow-gone"), json: c.Bool("json")})
+		},
 	}
 }
 
-func (r *runner) audit(c *cli.Context) error {
-	if err := checkCaptureFlags(c); err != nil {
+// auditOptions are audit's flags.
+type auditOptions struct {
+	capture         captureOptions
+	maxEvidenceAge  time.Duration
+	allowGone, json bool
+}
+
+func (r *runner) runAudit(ctx context.Context, o auditOptions) error {
+	if err := o.capture.check(); err != nil {
 		return err
 	}
-	maxAge := c.Duration("max-evidence-age")
+	maxAge := o.maxEvidenceAge
 	// Stored in whole seconds; a sub-second limit would re-capture
 	// everything on every run anyway.
 	if maxAge < 0 || (maxAge > 0 && maxAge < time.Second) {
 		return &exitError{ExitUsage, fmt.Errorf("--max-evidence-age must be at least 1s, or 0 for never, not %s", maxAge)}
 	}
-	inv, store, err := r.captureSetup(c)
+	inv, store, err := r.captureSetup(ctx, o.capture)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	prev, _, err := store.Audits(c.Context, 1)
+	prev, _, err := store.Audits(ctx, 1)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
@@ -62,22 +72,19 @@ func (r *runner) audit(c *cli.Context) error {
 	start := r.env.Now()
 	var mu sync.Mutex
 	listed := map[string][]workspace.Row{}
-	opts := snapshot.Options{
-		Inventory: inv, Store: store,
-		Concurrency: c.Int("capture-concurrency"), TenantConcurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
-		MaxBytes: size(c, "max-bytes"),
-		Rows:     func(_ string, w workspace.Row) bool { return w.Template == "" },
-		OnListed: func(tenant string, rows []workspace.Row) {
-			mu.Lock()
-			defer mu.Unlock()
-			listed[tenant] = rows
-		},
-		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
+	opts := o.capture.engine()
+	opts.Inventory, opts.Store = inv, store
+	opts.Rows = func(_ string, w workspace.Row) bool { return w.Template == "" }
+	opts.OnListed = func(tenant string, rows []workspace.Row) {
+		mu.Lock()
+		defer mu.Unlock()
+		listed[tenant] = rows
 	}
+	opts.Logger, opts.Redactor, opts.Now = r.log, r.redactor, r.env.Now
 	if maxAge > 0 {
 		opts.RecaptureBefore = start.Add(-maxAge)
 	}
-	sum, runErr := r.runCapture(c, opts)
+	sum, runErr := r.runCapture(ctx, opts, o.capture.progressEvery)
 	if sum == nil {
 		return fail("%v", runErr)
 	}
@@ -85,7 +92,7 @@ func (r *runner) audit(c *cli.Context) error {
 	// cancelled the context, not the work of writing down what was done).
 	// After a store failure it is reported and not recorded: the store is
 	// what failed.
-	ctx := context.WithoutCancel(c.Context)
+	ctx = context.WithoutCancel(ctx)
 	rep, err := buildAudit(ctx, store, inv, sum, listed, start, r.env.Now(), maxAge)
 	if err != nil {
 		return fail("audit report from %s: %v", store.Path(), err)
@@ -99,7 +106,7 @@ func (r *runner) audit(c *cli.Context) error {
 			runErr = fmt.Errorf("record the audit in %s: %w", store.Path(), err)
 		}
 	}
-	if c.Bool("json") {
+	if o.json {
 		if err := printJSON(r.env.Stdout, rep.json(store.Path())); err != nil {
 			return err
 		}
@@ -109,7 +116,7 @@ func (r *runner) audit(c *cli.Context) error {
 	if runErr != nil {
 		return fail("%v", runErr)
 	}
-	if rep.record.Reason == "complete" || c.Bool("allow-gone") && rep.record.Reason == "gone" {
+	if rep.record.Reason == "complete" || o.allowGone && rep.record.Reason == "gone" {
 		return nil
 	}
 	return errPartial

@@ -29,14 +29,19 @@ func (r *runner) completionCommand() *cli.Command {
 		Name:      "completion",
 		Usage:     "print a shell completion script (bash; zsh through bashcompinit)",
 		ArgsUsage: "bash|zsh",
-		Action: func(c *cli.Context) error {
-			switch c.Args().First() {
-			case "bash", "zsh":
-				fmt.Fprint(r.env.Stdout, completionScript)
-				return nil
-			default:
-				return &exitError{ExitUsage, fmt.Errorf("completion: say bash or zsh, not %q", c.Args().First())}
-			}
-		},
+		Action:    func(c *cli.Context) error { return r.runCompletion(completionOptions{shell: c.Args().First()}) },
+	}
+}
+
+// completionOptions are completion's argument.
+type completionOptions struct{ shell string }
+
+func (r *runner) runCompletion(o completionOptions) error {
+	switch o.shell {
+	case "bash", "zsh":
+		fmt.Fprint(r.env.Stdout, completionScript)
+		return nil
+	default:
+		return &exitError{ExitUsage, fmt.Errorf("completion: say bash or zsh, not %q", o.shell)}
 	}
 }

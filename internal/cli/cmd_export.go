@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -27,8 +28,19 @@ func (r *runner) exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "plan", EnvVars: envVar("plan"), Usage: "add each workspace's verdict in this plan (`FILE` or fingerprint prefix)"},
 			&cli.StringSliceFlag{Name: "verdict", EnvVars: envVar("verdict"), Usage: "only workspaces with this `VERDICT` in --plan (repeatable)"},
 		},
-		Action: r.export,
+		Action: func(c *cli.Context) error {
+			return r.runExport(c.Context, exportOptions{format: c.String("format"), tenants: c.StringSlice("tenant"),
+				plan: c.String("plan"), verdicts: c.StringSlice("verdict")})
+		},
 	}
+}
+
+// exportOptions are export's flags.
+type exportOptions struct {
+	format   string
+	tenants  []string
+	plan     string // a plan file or fingerprint prefix; "": no verdicts
+	verdicts []string
 }
 
 // exportRecord is one workspace in `export`; field names are part of the
@@ -54,46 +66,46 @@ type exportRecord struct {
 var exportColumns = []string{"tenant", "workspace_id", "name", "runtime", "db_template", "status", "latest_outcome",
 	"latest_reason", "attempts", "earliest_capture_id", "earliest_sha256", "captured_at", "apply_outcome", "applied_value"}
 
-func (r *runner) export(c *cli.Context) error {
-	format := c.String("format")
+func (r *runner) runExport(ctx context.Context, o exportOptions) error {
+	format := o.format
 	if format != "json" && format != "csv" {
 		return &exitError{ExitUsage, fmt.Errorf("--format must be json or csv, not %q", format)}
 	}
-	store, err := r.openStoreReadOnly(c)
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	ws, err := store.Workspaces(c.Context)
+	ws, err := store.Workspaces(ctx)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	latest, err := latestJournal(c, store)
+	latest, err := latestJournal(ctx, store)
 	if err != nil {
 		return err
 	}
 	recs := make([]exportRecord, 0, len(ws))
-	patterns := c.StringSlice("tenant")
+	patterns := o.tenants
 	if err := checkPatterns(patterns); err != nil {
 		return err
 	}
 	verdicts := map[evidence.Key]plan.Verdict{}
 	wantVerdict := map[plan.Verdict]bool{}
-	if pp := c.String("plan"); pp != "" {
-		p, _, err := r.loadPlan(c, pp)
+	if o.plan != "" {
+		p, _, err := r.loadPlan(ctx, o.plan)
 		if err != nil {
 			return err
 		}
 		for _, it := range p.Items {
 			verdicts[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = it.Verdict
 		}
-		for _, v := range c.StringSlice("verdict") {
+		for _, v := range o.verdicts {
 			if !slices.Contains(plan.Verdicts, plan.Verdict(v)) {
 				return &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, plan.Verdicts)}
 			}
 			wantVerdict[plan.Verdict(v)] = true
 		}
-	} else if len(c.StringSlice("verdict")) > 0 {
+	} else if len(o.verdicts) > 0 {
 		return &exitError{ExitUsage, errors.New("--verdict needs --plan: verdicts are a plan's")}
 	}
 	for _, w := range ws {
@@ -127,7 +139,7 @@ func (r *runner) export(c *cli.Context) error {
 		return enc.Encode(recs)
 	}
 	cw := csv.NewWriter(r.env.Stdout)
-	withVerdict := c.String("plan") != ""
+	withVerdict := o.plan != ""
 	if withVerdict {
 		cw.Write(append(slices.Clone(exportColumns), "verdict"))
 	} else {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -28,8 +29,19 @@ func (r *runner) inspectCommand() *cli.Command {
 			&cli.StringFlag{Name: "inventory", EnvVars: envVar("inventory"), Usage: "also read the row as it is now from its tenant's database (READ ONLY)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
-		Action: r.inspect,
+		Action: func(c *cli.Context) error {
+			return r.runInspect(c.Context, inspectOptions{workspaceID: c.Args().First(), raw: c.Int64("raw"),
+				inventory: c.String("inventory"), json: c.Bool("json")})
+		},
 	}
+}
+
+// inspectOptions are inspect's flags and WORKSPACE_ID argument.
+type inspectOptions struct {
+	workspaceID string
+	raw         int64  // a capture ID whose bytes to print; 0: none
+	inventory   string // "": the row as it is now is not read
+	json        bool
 }
 
 // inspectJSON is `inspect --json`'s document.
@@ -87,19 +99,18 @@ type inspectPlanJSON struct {
 	Item        plan.Item `json:"item"`
 }
 
-func (r *runner) inspect(c *cli.Context) error {
-	id := c.Args().First()
-	store, err := r.openStoreReadOnly(c)
+func (r *runner) runInspect(ctx context.Context, o inspectOptions) error {
+	id := o.workspaceID
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	ctx := c.Context
 	caps, err := store.CapturesOf(ctx, id)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	if raw := c.Int64("raw"); raw != 0 {
+	if raw := o.raw; raw != 0 {
 		for _, cp := range caps {
 			if cp.ID != raw {
 				continue
@@ -137,7 +148,7 @@ func (r *runner) inspect(c *cli.Context) error {
 	if tenant == "" {
 		return fail("workspace %s is in no listing and no capture of %s", id, store.Path())
 	}
-	if invPath := c.String("inventory"); invPath != "" {
+	if invPath := o.inventory; invPath != "" {
 		inv, err := inventory.Load(invPath, r.env.LookupEnv)
 		if err != nil {
 			return fail("%v", err)
@@ -178,7 +189,7 @@ func (r *runner) inspect(c *cli.Context) error {
 				Tenant: e.Tenant, Before: e.Before, After: e.After, Outcome: e.Outcome, Reason: e.Reason, At: e.At})
 		}
 	}
-	if c.Bool("json") {
+	if o.json {
 		return printJSON(r.env.Stdout, doc)
 	}
 	printInspect(r.env.Stdout, doc)

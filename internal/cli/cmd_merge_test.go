@@ -2,9 +2,7 @@ package cli
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,36 +131,5 @@ func TestMergeRefusesSelfAndTampered(t *testing.T) {
 	}
 	if res := run(t, nil, "merge", f.evidence, copyPath); res.code != 1 || !strings.Contains(res.stderr, "already exists") {
 		t.Errorf("existing output: exit %d %s", res.code, res.stderr)
-	}
-}
-
-func TestPublishNeverReplaces(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	tmp, out := filepath.Join(dir, "tmp"), filepath.Join(dir, "out")
-	writeFile(t, tmp, "merged")
-	writeFile(t, out, "someone else's")
-	if err := publish(tmp, out); !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("publish over an existing OUT: %v", err)
-	}
-	if b, _ := os.ReadFile(out); string(b) != "someone else's" {
-		t.Fatalf("OUT replaced: %q", b)
-	}
-	os.Remove(out)
-	if err := publish(tmp, out); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(out); string(b) != "merged" {
-		t.Fatalf("OUT = %q", b)
-	}
-	// A directory cannot be hard-linked, so this takes the fallback, whose
-	// rename then fails: the placeholder must not stay behind.
-	sub := filepath.Join(dir, "sub")
-	os.Mkdir(sub, 0o755)
-	if err := publish(sub, filepath.Join(dir, "out2")); err == nil {
-		t.Fatal("published a directory")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "out2")); err == nil {
-		t.Fatal("the fallback left its placeholder")
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,15 +40,33 @@ func (r *runner) planCommand() *cli.Command {
 			// decided on the command line.
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "plan only tenants matching this glob `PATTERN` (repeatable)"},
-			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases read at once"},
+			&cli.IntFlag{Name: "tenant-concurrency", Value: plan.DefaultConcurrency, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases read at once"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
 		},
-		Action: r.plan,
+		Action: func(c *cli.Context) error {
+			return r.runPlan(c.Context, planOptions{
+				inventory: c.String("inventory"), cp: c.String("cp"), cpQuery: c.String("cp-query"), catalog: c.String("catalog"),
+				manifest: c.String("manifest"), out: c.String("out"), report: c.String("report"), reportFull: c.String("report-full"),
+				reportCSV: c.String("report-csv"), author: c.String("author"), signKey: c.String("sign-key"), json: c.Bool("json"),
+				tenants: c.StringSlice("tenant"), concurrency: c.Int("tenant-concurrency"), force: c.Bool("force"),
+			})
+		},
 	}
 }
 
-func (r *runner) plan(c *cli.Context) error {
-	author := c.String("author")
+// planOptions are plan's flags.
+type planOptions struct {
+	inventory, cp, cpQuery, catalog, manifest string
+	out, report, reportFull, reportCSV        string
+	author, signKey                           string
+	json                                      bool
+	tenants                                   []string
+	concurrency                               int
+	force                                     bool
+}
+
+func (r *runner) runPlan(ctx context.Context, o planOptions) error {
+	author := o.author
 	if author == "" {
 		author, _ = r.env.LookupEnv("USER")
 	}
@@ -60,13 +79,13 @@ func (r *runner) plan(c *cli.Context) error {
 		return &exitError{ExitUsage, fmt.Errorf("--author: %v", err)}
 	}
 	var signKey []byte
-	if kp := c.String("sign-key"); kp != "" {
+	if kp := o.signKey; kp != "" {
 		var err error
 		if signKey, err = os.ReadFile(kp); err != nil {
 			return fail("--sign-key: %v", err)
 		}
 	}
-	invPath := c.String("inventory")
+	invPath := o.inventory
 	invBytes, err := os.ReadFile(invPath)
 	if err != nil {
 		return fail("inventory: %v", err)
@@ -76,7 +95,7 @@ func (r *runner) plan(c *cli.Context) error {
 		return fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	patterns, err := tenantPatterns(inv, c.StringSlice("tenant"), "--tenant")
+	patterns, err := tenantPatterns(inv, o.tenants, "--tenant")
 	if err != nil {
 		return err
 	}
@@ -95,12 +114,12 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	// The plan records the catalog's path as given; approve and apply load
 	// it from there (or --catalog) and refuse another digest.
-	catDir := c.String("catalog")
-	cat, err := catalog.LoadWith(catDir, c.String("manifest"))
+	catDir := o.catalog
+	cat, err := catalog.LoadWith(catDir, o.manifest)
 	if err != nil {
 		return fail("catalog: %v", err)
 	}
-	src := c.String("cp")
+	src := o.cp
 	cpSource := src
 	// Any --cp value may be a connection string, whatever its form, and an
 	// error may echo it: register its password before anything can fail.
@@ -110,11 +129,11 @@ func (r *runner) plan(c *cli.Context) error {
 	if cp.IsDatabase(src) {
 		cpSource = secret.RedactDSN(src)
 	}
-	records, err := cp.Load(c.Context, src, c.String("cp-query"))
+	records, err := cp.Load(ctx, src, o.cpQuery)
 	if err != nil {
 		return fail("CP records: %v", err)
 	}
-	store, err := r.openStore(c, false)
+	store, err := r.openStore(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -125,9 +144,9 @@ func (r *runner) plan(c *cli.Context) error {
 		return fail("%v", err)
 	}
 
-	p, warnings, err := plan.Build(c.Context, plan.BuildOptions{
-		Inventory: inv, InventoryBytes: invBytes, Store: store, CP: records, CPSource: cpSource,
-		Concurrency: max(1, c.Int("tenant-concurrency")), Catalog: cat, CatalogDir: catDir, Manifest: c.String("manifest"), Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
+	p, warnings, err := plan.Build(ctx, plan.BuildOptions{
+		Inventory: inv, Store: store, CP: records, CPSource: cpSource,
+		Concurrency: max(1, o.concurrency), Catalog: cat, CatalogDir: catDir, Manifest: o.manifest, Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
 	})
 	if err != nil {
 		return fail("plan: %v", err)
@@ -135,9 +154,9 @@ func (r *runner) plan(c *cli.Context) error {
 	for _, w := range warnings {
 		r.log.Warn(w)
 	}
-	out := c.String("out")
-	if !c.Bool("force") {
-		if err := plan.CheckReplace(c.Context, store, out, p.Fingerprint); err != nil {
+	out := o.out
+	if !o.force {
+		if err := plan.CheckReplace(ctx, store, out, p.Fingerprint); err != nil {
 			return fail("plan --out: %v", err)
 		}
 	}
@@ -149,7 +168,7 @@ func (r *runner) plan(c *cli.Context) error {
 			return fail("--sign-key: %v", err)
 		}
 	}
-	if err := plan.Keep(c.Context, store, p, sig); err != nil {
+	if err := plan.Keep(ctx, store, p, sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
 	if err := p.WriteFile(out); err != nil {
@@ -157,27 +176,27 @@ func (r *runner) plan(c *cli.Context) error {
 	}
 	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", len(p.Agreed()),
 		"needs_review", len(plan.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
-	full := c.String("report-full")
+	full := o.reportFull
 	if full != "" {
 		if err := plan.WriteFileAtomic(full, func(w io.Writer) error { return plan.WriteReport(w, p, out, warnings) }); err != nil {
 			return fail("write report: %v", err)
 		}
 	}
-	if csvPath := c.String("report-csv"); csvPath != "" {
+	if csvPath := o.reportCSV; csvPath != "" {
 		if err := plan.WriteFileAtomic(csvPath, func(w io.Writer) error { return plan.WriteItemsCSV(w, p) }); err != nil {
 			return fail("write report: %v", err)
 		}
 	}
-	if rp := c.String("report"); rp != "" {
+	if rp := o.report; rp != "" {
 		ref := full
 		if ref == "" {
-			ref = c.String("report-csv")
+			ref = o.reportCSV
 		}
 		if err := plan.WriteFileAtomic(rp, func(w io.Writer) error { return plan.WriteSummary(w, p, out, ref, warnings) }); err != nil {
 			return fail("write report: %v", err)
 		}
 	}
-	if c.Bool("json") {
+	if o.json {
 		un := p.Unreachable()
 		doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: len(p.Agreed()),
 			NeedsReview: len(plan.NeedsReview(p)), Unreachable: []plan.TenantDatabase{}, Warnings: warnings}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -20,9 +21,12 @@ func (r *runner) plansCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
-		Action: r.plans,
+		Action: func(c *cli.Context) error { return r.runPlans(c.Context, plansOptions{json: c.Bool("json")}) },
 	}
 }
+
+// plansOptions are plans's flags.
+type plansOptions struct{ json bool }
 
 // plansJSON is `plans --json`'s shape.
 type plansJSON struct {
@@ -31,17 +35,17 @@ type plansJSON struct {
 	Plans         []plan.KeptPlan `json:"plans"`
 }
 
-func (r *runner) plans(c *cli.Context) error {
-	store, err := r.openStoreReadOnly(c)
+func (r *runner) runPlans(ctx context.Context, o plansOptions) error {
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	kept, err := plan.Kept(c.Context, store)
+	kept, err := plan.Kept(ctx, store)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	if c.Bool("json") {
+	if o.json {
 		enc := json.NewEncoder(r.env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(plansJSON{SchemaVersion: 1, Evidence: store.Path(), Plans: kept})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,36 +24,50 @@ func (r *runner) preflightCommand() *cli.Command {
 			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
 			// Tenants, as apply's and plan's: not snapshot's --concurrency
 			// (captures), whose variable may be sized far larger.
-			&cli.IntFlag{Name: "tenant-concurrency", Value: 16, EnvVars: envVar("tenant-concurrency"), Usage: "tenants checked at once"},
-			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "connect timeout and per-read timeout (the listing gets three times it)"},
-			sizeFlag("max-bytes", 1<<20, "size cap of the sample read, as snapshot's"),
+			&cli.IntFlag{Name: "tenant-concurrency", Value: preflight.DefaultConcurrency, EnvVars: envVar("tenant-concurrency"), Usage: "tenants checked at once"},
+			// snapshot's --timeout and --max-bytes, bounding preflight's
+			// connections and reads as well as its collector reads.
+			timeoutFlag(preflight.DefaultTimeout, "connect timeout and per-read timeout (the listing gets three times it)"),
+			maxBytesFlag("size cap of the sample read, as snapshot's"),
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the table"},
 		},
-		Action: r.preflight,
+		Action: func(c *cli.Context) error {
+			return r.runPreflight(c.Context, preflightOptions{inventory: c.String("inventory"), concurrency: c.Int("tenant-concurrency"),
+				timeout: c.Duration("timeout"), maxBytes: size(c, "max-bytes"), json: c.Bool("json")})
+		},
 	}
 }
 
-func (r *runner) preflight(c *cli.Context) error {
-	if c.Int("tenant-concurrency") < 1 || size(c, "max-bytes") < 1 || c.Duration("timeout") <= 0 {
+// preflightOptions are preflight's flags.
+type preflightOptions struct {
+	inventory   string
+	concurrency int // tenants checked at once
+	timeout     time.Duration
+	maxBytes    int64
+	json        bool
+}
+
+func (r *runner) runPreflight(ctx context.Context, o preflightOptions) error {
+	if o.concurrency < 1 || o.maxBytes < 1 || o.timeout <= 0 {
 		return &exitError{ExitUsage, errors.New("--tenant-concurrency, --max-bytes and --timeout must be positive")}
 	}
-	if c.Int("tenant-concurrency") > maxConcurrency || size(c, "max-bytes") > maxCaptureBytes {
-		return &exitError{ExitUsage, fmt.Errorf("--tenant-concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
+	if err := checkUpperBounds("--tenant-concurrency", o.concurrency, o.maxBytes); err != nil {
+		return err
 	}
-	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+	inv, err := inventory.Load(o.inventory, r.env.LookupEnv)
 	if err != nil {
 		return fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	rep, err := preflight.Run(c.Context, preflight.Options{
-		Inventory: inv, StorePath: r.evidencePath(c),
-		Concurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), MaxBytes: size(c, "max-bytes"),
+	rep, err := preflight.Run(ctx, preflight.Options{
+		Inventory: inv, StorePath: r.gopts.evidence,
+		Concurrency: o.concurrency, Timeout: o.timeout, MaxBytes: o.maxBytes,
 		Redactor: r.redactor, Logger: r.log, Now: r.env.Now,
 	})
 	if err != nil {
 		return fail("%v", err)
 	}
-	if c.Bool("json") {
+	if o.json {
 		doc := preflightJSON{SchemaVersion: 1, Ready: rep.Ready(), Reason: rep.Reason(), TenantsReady: rep.TenantsReady(),
 			Tenants: rep.Tenants, Store: rep.Store, ElapsedSeconds: rep.Elapsed.Seconds()}
 		if err := printJSON(r.env.Stdout, doc); err != nil {

@@ -23,8 +23,16 @@ func (r *runner) publishCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "a live workspace whose latest capture found it gone does not count as lacking evidence"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
-		Action: r.publishStore,
+		Action: func(c *cli.Context) error {
+			return r.runPublish(c.Context, publishOptions{dest: c.Args().First(), force: c.Bool("force"), allowGone: c.Bool("allow-gone"), json: c.Bool("json")})
+		},
 	}
+}
+
+// publishOptions are publish's flags and DEST argument.
+type publishOptions struct {
+	dest                   string
+	force, allowGone, json bool
 }
 
 // coverage is what a store holds of its tenants' live workspaces, counted
@@ -92,9 +100,9 @@ type publishJSON struct {
 // exits 3 when the copy lacks evidence for some live workspace, after the
 // copy is in place: in a Kubernetes pod that is the step that reports a
 // shard's shortfall, once its evidence is safe on the shared volume.
-func (r *runner) publishStore(c *cli.Context) error {
-	dest := c.Args().First()
-	store, err := r.openStoreReadOnly(c)
+func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
+	dest := o.dest
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}
@@ -105,16 +113,16 @@ func (r *runner) publishStore(c *cli.Context) error {
 	} else if err != nil {
 		return fail("%v", err)
 	}
-	rep, err := store.PublishCopy(c.Context, dest, evidence.PublishOptions{Replace: c.Bool("force")})
+	rep, err := store.PublishCopy(ctx, dest, evidence.PublishOptions{Replace: o.force})
 	if err != nil {
 		return fail("%v", err)
 	}
-	cv, err := storeCoverage(c.Context, store)
+	cv, err := storeCoverage(ctx, store)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	complete := cv.complete(c.Bool("allow-gone"))
-	if c.Bool("json") {
+	complete := cv.complete(o.allowGone)
+	if o.json {
 		err := printJSON(r.env.Stdout, publishJSON{SchemaVersion: 1, Evidence: store.Path(), Dest: dest, Captures: rep.Captures,
 			Listings: rep.Listings, Contents: rep.Contents, ChainHead: rep.ChainHead, Complete: complete, coverage: cv})
 		if err != nil {

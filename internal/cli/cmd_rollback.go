@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,26 +17,26 @@ func (r *runner) rollbackCommand() *cli.Command {
 		Name:   "rollback",
 		Usage:  "undo a plan's applied writes where the value is still the one written (dry run unless --execute)",
 		Flags:  writeFlags(),
-		Action: r.rollback,
+		Action: func(c *cli.Context) error { return r.runRollback(c.Context, readWriteOptions(c)) },
 	}
 }
 
-func (r *runner) rollback(c *cli.Context) error {
-	o, store, err := r.writeSetup(c)
+func (r *runner) runRollback(ctx context.Context, w writeOptions) error {
+	o, store, err := r.writeSetup(ctx, w, nil)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rep, err := apply.Rollback(c.Context, o)
+	rep, err := apply.Rollback(ctx, o)
 	if errors.Is(err, apply.ErrNothingApplied) {
 		fmt.Fprintf(r.env.Stdout, "rollback of plan %s: %v\n", o.Plan.Fingerprint, err)
-		return r.nameWriters(c, o)
+		return r.nameWriters(ctx, o)
 	}
 	if err != nil {
-		return fail("rollback %s: %v", c.String("plan"), err)
+		return fail("rollback %s: %v", w.plan, err)
 	}
 	r.logRun("rollback", o, rep)
-	if c.Bool("json") {
+	if w.json {
 		if err := printJSON(r.env.Stdout, reportJSON("rollback", o.Plan.Fingerprint, rep)); err != nil {
 			return err
 		}
@@ -52,7 +53,7 @@ func (r *runner) rollback(c *cli.Context) error {
 		mode += ", tenants " + strings.Join(o.Tenants, ", ") + " only"
 	}
 	fmt.Fprintf(r.env.Stdout, "rollback of plan %s (%s)\n", o.Plan.Fingerprint, mode)
-	printReport(r.env.Stdout, rep, c.Bool("verbose"))
+	printReport(r.env.Stdout, rep, w.verbose)
 	if rep.EarlierRollbacks > 0 {
 		fmt.Fprintf(r.env.Stdout, "not touched again: %d writes of this plan an earlier rollback already undid\n", rep.EarlierRollbacks)
 	}
@@ -70,8 +71,8 @@ func (r *runner) rollback(c *cli.Context) error {
 // nameWriters says, for a plan that never wrote to this store's tenants,
 // which plans did: the undo an operator is looking for is probably one of
 // those.
-func (r *runner) nameWriters(c *cli.Context, o apply.Options) error {
-	fps, rows, err := plan.Writers(c.Context, o.Store)
+func (r *runner) nameWriters(ctx context.Context, o apply.Options) error {
+	fps, rows, err := plan.Writers(ctx, o.Store)
 	if err != nil {
 		return fail("read the journal: %v", err)
 	}

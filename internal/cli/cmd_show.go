@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,8 +30,18 @@ func (r *runner) showCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only items of tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.StringSliceFlag{Name: "verdict", EnvVars: envVar("verdict"), Usage: "only items with this `VERDICT` (repeatable)"},
 		},
-		Action: r.show,
+		Action: func(c *cli.Context) error {
+			return r.runShow(c.Context, showOptions{plan: c.Args().First(), json: c.Bool("json"), writes: c.Bool("writes"),
+				tenants: c.StringSlice("tenant"), verdicts: c.StringSlice("verdict")})
+		},
 	}
+}
+
+// showOptions are show's flags and PLAN argument.
+type showOptions struct {
+	plan              string
+	json, writes      bool
+	tenants, verdicts []string
 }
 
 // showJSON is `show --json`'s shape.
@@ -62,24 +73,17 @@ type approvalJSON struct {
 	Signed bool   `json:"signed"`
 }
 
-func (r *runner) loadPlanArg(c *cli.Context) (*plan.Plan, string, error) {
-	if c.NArg() != 1 {
-		return nil, "", &exitError{ExitUsage, fmt.Errorf("%s needs exactly one PLAN argument", c.Command.Name)}
-	}
-	return r.loadPlan(c, c.Args().First())
-}
-
 // loadPlan loads a plan from a file, or, when no such file exists and arg
 // looks like a fingerprint, the plan kept in the evidence store under that
 // fingerprint or a prefix of it.
-func (r *runner) loadPlan(c *cli.Context, arg string) (*plan.Plan, string, error) {
+func (r *runner) loadPlan(ctx context.Context, arg string) (*plan.Plan, string, error) {
 	if _, err := os.Stat(arg); err != nil && looksLikeFingerprint(arg) {
-		store, err := r.openStoreReadOnly(c)
+		store, err := r.openStoreReadOnly(ctx)
 		if err != nil {
 			return nil, "", err
 		}
 		defer store.Close()
-		p, err := plan.LoadKept(c.Context, store, arg)
+		p, err := plan.LoadKept(ctx, store, arg)
 		if err != nil {
 			return nil, "", fail("%v", err)
 		}
@@ -97,24 +101,24 @@ func looksLikeFingerprint(s string) bool {
 	return len(h) >= 8 && strings.Trim(strings.ToLower(h), "0123456789abcdef") == ""
 }
 
-func (r *runner) show(c *cli.Context) error {
-	p, _, err := r.loadPlanArg(c)
+func (r *runner) runShow(ctx context.Context, o showOptions) error {
+	p, _, err := r.loadPlan(ctx, o.plan)
 	if err != nil {
 		return err
 	}
-	if p, err = filterPlan(p, c.StringSlice("tenant"), c.StringSlice("verdict")); err != nil {
+	if p, err = filterPlan(p, o.tenants, o.verdicts); err != nil {
 		return err
 	}
 	review := plan.NeedsReview(p)
-	approval := r.approvalStatus(c, p)
+	approval := r.approvalStatus(ctx, p)
 	rollup := p.Rollup()
-	if c.Bool("json") {
+	if o.json {
 		if review == nil {
 			review = []plan.Item{}
 		}
 		out := showJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, Author: p.Author, CreatedAt: p.CreatedAt, Counts: p.Counts,
 			Writes: len(p.Agreed()), Rollup: rollup, RollupDigest: plan.RollupDigest(rollup), Approval: approval, NeedsReview: review}
-		if c.Bool("writes") {
+		if o.writes {
 			out.WriteItems = p.Agreed()
 		}
 		enc := json.NewEncoder(r.env.Stdout)
@@ -123,13 +127,13 @@ func (r *runner) show(c *cli.Context) error {
 	}
 	w := r.env.Stdout
 	fmt.Fprintf(w, "plan %s by %s at %s\n", p.Fingerprint, termsafe.String(p.Author), p.CreatedAt)
-	printApproval(w, approval, r.evidencePath(c))
-	if ts, vs := c.StringSlice("tenant"), c.StringSlice("verdict"); len(ts)+len(vs) > 0 {
+	printApproval(w, approval, r.gopts.evidence)
+	if ts, vs := o.tenants, o.verdicts; len(ts)+len(vs) > 0 {
 		fmt.Fprintf(w, "filtered: %d items of tenants %v with verdicts %v (counts below are the whole plan's)\n", len(p.Items), ts, vs)
 	}
 	printCounts(w, p)
 	printRollup(w, p, rollup)
-	if c.Bool("writes") {
+	if o.writes {
 		printWrites(w, p)
 	}
 	if len(review) == 0 {
@@ -166,15 +170,15 @@ func printCounts(w io.Writer, p *plan.Plan) {
 
 // approvalStatus reads the plan's approvals from the evidence store, if
 // there is one to read.
-func (r *runner) approvalStatus(c *cli.Context, p *plan.Plan) approvalStatus {
+func (r *runner) approvalStatus(ctx context.Context, p *plan.Plan) approvalStatus {
 	st := approvalStatus{By: []approvalJSON{}}
-	store, err := r.openStoreReadOnly(c)
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		st.Unknown = err.Error()
 		return st
 	}
 	defer store.Close()
-	as, err := store.Approvals(c.Context, p.Fingerprint)
+	as, err := store.Approvals(ctx, p.Fingerprint)
 	if err != nil {
 		st.Unknown = err.Error()
 		return st

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,9 +28,27 @@ func (r *runner) snapshotCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.StringFlag{Name: "shard", EnvVars: envVar("shard"), Usage: "capture only the tenants of shard `K/N` (0 <= K < N); merge the shards' stores with `backfill merge`"},
 		),
-		Action: r.snapshot,
+		Action: func(c *cli.Context) error {
+			return r.runSnapshot(c.Context, snapshotOptions{
+				capture: readCaptureOptions(c), refresh: c.Bool("refresh"), allowGone: c.Bool("allow-gone"), json: c.Bool("json"),
+				tenants: c.StringSlice("tenant"), shard: c.String("shard"),
+			})
+		},
 	}
 }
+
+// snapshotOptions are snapshot's flags.
+type snapshotOptions struct {
+	capture            captureOptions
+	refresh, allowGone bool
+	json               bool
+	tenants            []string
+	shard              string
+}
+
+// progressLogEvery is --progress-every's default: how often a run without
+// a terminal logs its status line.
+const progressLogEvery = 10 * time.Second
 
 // captureFlags are the flags of every command that captures through the
 // snapshot engine (snapshot, audit): one definition, so they cannot drift.
@@ -38,24 +57,58 @@ func captureFlags() []cli.Flag {
 		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
 		// Captures, not tenants: its own name and variable (--concurrency
 		// is still accepted on the command line).
-		&cli.IntFlag{Name: "capture-concurrency", Aliases: []string{"concurrency"}, Value: 32, EnvVars: envVar("capture-concurrency"), Usage: "captures in flight across all tenants"},
-		&cli.IntFlag{Name: "tenant-concurrency", Value: 64, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases listed at once"},
-		&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, EnvVars: envVar("progress-every"), Usage: "without a terminal, log a status line this often"},
-		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: envVar("timeout"), Usage: "per-capture timeout"},
-		&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
-		sizeFlag("max-bytes", 1<<20, "size cap per config; larger is failed: too large"),
+		&cli.IntFlag{Name: "capture-concurrency", Aliases: []string{"concurrency"}, Value: snapshot.DefaultConcurrency, EnvVars: envVar("capture-concurrency"), Usage: "captures in flight across all tenants"},
+		&cli.IntFlag{Name: "tenant-concurrency", Value: snapshot.DefaultTenantConcurrency, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases listed at once"},
+		&cli.DurationFlag{Name: "progress-every", Value: progressLogEvery, EnvVars: envVar("progress-every"), Usage: "without a terminal, log a status line this often"},
+		timeoutFlag(snapshot.DefaultTimeout, "per-capture timeout"),
+		&cli.IntFlag{Name: "retries", Value: snapshot.DefaultRetries, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
+		maxBytesFlag("size cap per config; larger is failed: too large"),
 	}
+}
+
+// timeoutFlag is --timeout, shared by the commands that read through
+// collectors (snapshot, audit, preflight), each saying what it bounds.
+func timeoutFlag(def time.Duration, usage string) cli.Flag {
+	return &cli.DurationFlag{Name: "timeout", Value: def, EnvVars: envVar("timeout"), Usage: usage}
+}
+
+// maxBytesFlag is --max-bytes, the size cap of a read through a
+// collector: snapshot's, audit's and preflight's.
+func maxBytesFlag(usage string) cli.Flag {
+	return sizeFlag("max-bytes", snapshot.DefaultMaxBytes, usage)
+}
+
+// captureOptions are captureFlags' values.
+type captureOptions struct {
+	inventory                      string
+	concurrency, tenantConcurrency int
+	progressEvery, timeout         time.Duration
+	retries                        int
+	maxBytes                       int64
+}
+
+func readCaptureOptions(c *cli.Context) captureOptions {
+	return captureOptions{
+		inventory: c.String("inventory"), concurrency: c.Int("capture-concurrency"), tenantConcurrency: c.Int("tenant-concurrency"),
+		progressEvery: c.Duration("progress-every"), timeout: c.Duration("timeout"), retries: c.Int("retries"), maxBytes: size(c, "max-bytes"),
+	}
+}
+
+// engine is the snapshot engine's options these flags set; the caller
+// adds the rest.
+func (o captureOptions) engine() snapshot.Options {
+	return snapshot.Options{Concurrency: o.concurrency, TenantConcurrency: o.tenantConcurrency, Timeout: o.timeout, Retries: o.retries, MaxBytes: o.maxBytes}
 }
 
 // captureSetup loads the inventory, registering its secrets, and opens
 // and locks the store (creating it) for a command that captures.
-func (r *runner) captureSetup(c *cli.Context) (*inventory.Inventory, *evidence.Store, error) {
-	inv, err := inventory.Load(c.String("inventory"), r.env.LookupEnv)
+func (r *runner) captureSetup(ctx context.Context, o captureOptions) (*inventory.Inventory, *evidence.Store, error) {
+	inv, err := inventory.Load(o.inventory, r.env.LookupEnv)
 	if err != nil {
 		return nil, nil, fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	store, err := r.openStore(c, true)
+	store, err := r.openStore(ctx, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -75,37 +128,42 @@ const (
 	maxCaptureBytes = 1 << 30
 )
 
-// checkCaptureFlags bounds captureFlags.
-func checkCaptureFlags(c *cli.Context) error {
-	if c.Int("capture-concurrency") < 1 || size(c, "max-bytes") < 1 || c.Duration("timeout") <= 0 || c.Int("retries") < 0 {
+// check bounds captureFlags.
+func (o captureOptions) check() error {
+	if o.concurrency < 1 || o.maxBytes < 1 || o.timeout <= 0 || o.retries < 0 {
 		return &exitError{ExitUsage, errors.New("--concurrency, --max-bytes and --timeout must be positive, --retries not negative")}
 	}
-	// Each worker is a goroutine and each capture is held in memory whole:
-	// a typo of a few extra digits must be a usage error, not an OOM.
-	if c.Int("capture-concurrency") > maxConcurrency || size(c, "max-bytes") > maxCaptureBytes {
-		return &exitError{ExitUsage, fmt.Errorf("--concurrency is at most %d and --max-bytes at most %d (1 GiB)", maxConcurrency, maxCaptureBytes)}
+	return checkUpperBounds("--concurrency", o.concurrency, o.maxBytes)
+}
+
+// checkUpperBounds refuses sizes no run needs. Each worker is a goroutine
+// and each read is held in memory whole: a typo of a few extra digits must
+// be a usage error, not an OOM.
+func checkUpperBounds(concurrencyFlag string, concurrency int, maxBytes int64) error {
+	if concurrency > maxConcurrency || maxBytes > maxCaptureBytes {
+		return &exitError{ExitUsage, fmt.Errorf("%s is at most %d and --max-bytes at most %d (1 GiB)", concurrencyFlag, maxConcurrency, maxCaptureBytes)}
 	}
 	return nil
 }
 
-func (r *runner) snapshot(c *cli.Context) error {
-	if err := checkCaptureFlags(c); err != nil {
+func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
+	if err := o.capture.check(); err != nil {
 		return err
 	}
 	var only func(string) bool
-	if s := c.String("shard"); s != "" {
-		shard, err := snapshot.ParseShard(s)
+	if o.shard != "" {
+		shard, err := snapshot.ParseShard(o.shard)
 		if err != nil {
 			return &exitError{ExitUsage, err}
 		}
 		only = shard.Has
 	}
-	inv, store, err := r.captureSetup(c)
+	inv, store, err := r.captureSetup(ctx, o.capture)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	patterns, err := tenantPatterns(inv, c.StringSlice("tenant"), "--tenant")
+	patterns, err := tenantPatterns(inv, o.tenants, "--tenant")
 	if err != nil {
 		return err
 	}
@@ -116,14 +174,11 @@ func (r *runner) snapshot(c *cli.Context) error {
 		}
 	}
 
-	opts := snapshot.Options{
-		Inventory: inv, Store: store, Tenants: only,
-		Concurrency: c.Int("capture-concurrency"), TenantConcurrency: c.Int("tenant-concurrency"), Timeout: c.Duration("timeout"), Retries: c.Int("retries"),
-		MaxBytes: size(c, "max-bytes"), Refresh: c.Bool("refresh"),
-		Logger: r.log, Redactor: r.redactor, Now: r.env.Now,
-	}
-	sum, runErr := r.runCapture(c, opts)
-	if sum != nil && c.Bool("json") {
+	opts := o.capture.engine()
+	opts.Inventory, opts.Store, opts.Tenants, opts.Refresh = inv, store, only, o.refresh
+	opts.Logger, opts.Redactor, opts.Now = r.log, r.redactor, r.env.Now
+	sum, runErr := r.runCapture(ctx, opts, o.capture.progressEvery)
+	if sum != nil && o.json {
 		doc := snapshotJSON{SchemaVersion: 1, Evidence: store.Path(), Reason: sum.Reason(), Complete: sum.Complete(),
 			Tenants: sum.Tenants, Live: sum.Live, Captured: sum.Captured, CapturedEarlier: sum.AlreadyCaptured, CoveredEarlier: sum.CoveredEarlier,
 			NotLive: sum.NotLive, NotRunning: sum.NotRunning, Gone: sum.Gone, Failed: sum.Failed, NotAttempted: sum.NotAttempted,
@@ -144,16 +199,16 @@ func (r *runner) snapshot(c *cli.Context) error {
 	if runErr != nil {
 		return fail("%v", runErr)
 	}
-	if sum.Complete() || c.Bool("allow-gone") && sum.CompleteBut() {
+	if sum.Complete() || o.allowGone && sum.CompleteBut() {
 		return nil
 	}
 	return errPartial
 }
 
 // runCapture runs the snapshot engine with the progress line on stderr
-// when it is a terminal.
-func (r *runner) runCapture(c *cli.Context, opts snapshot.Options) (*snapshot.Summary, error) {
-	line := r.progressLine(c)
+// when it is a terminal, else a status line in the log every logEvery.
+func (r *runner) runCapture(ctx context.Context, opts snapshot.Options, logEvery time.Duration) (*snapshot.Summary, error) {
+	line := r.progressLine()
 	window := progress.NewWindow(30 * time.Second)
 	status := func(p snapshot.Progress) string {
 		rate := window.Add(r.env.Now(), p.Done)
@@ -178,12 +233,12 @@ func (r *runner) runCapture(c *cli.Context, opts snapshot.Options) (*snapshot.Su
 		r.logTo(line.Writer())
 		opts.Logger = r.log
 		opts.OnProgress = func(p snapshot.Progress) { line.Draw(status(p)) }
-	case !r.quiet(c):
+	case !r.gopts.quiet:
 		// No terminal: a status line in the log every --progress-every.
-		opts.ProgressEvery = c.Duration("progress-every")
+		opts.ProgressEvery = logEvery
 		opts.OnProgress = func(p snapshot.Progress) { r.log.Info("progress", "status", status(p)) }
 	}
-	sum, err := snapshot.Run(c.Context, opts)
+	sum, err := snapshot.Run(ctx, opts)
 	if line != nil {
 		line.Finish() // the summary starts on a line of its own
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -23,8 +24,17 @@ func (r *runner) statusCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
-		Action: r.status,
+		Action: func(c *cli.Context) error {
+			return r.runStatus(c.Context, statusOptions{audits: c.Int("audits"), tenants: c.StringSlice("tenant"), json: c.Bool("json")})
+		},
 	}
+}
+
+// statusOptions are status's flags.
+type statusOptions struct {
+	audits  int // the last N audits; 0: every one
+	tenants []string
+	json    bool
 }
 
 type tenantStatus struct {
@@ -35,20 +45,20 @@ type tenantStatus struct {
 	unreachable                         string
 }
 
-func (r *runner) status(c *cli.Context) error {
-	if c.Int("audits") < 0 {
-		return &exitError{ExitUsage, fmt.Errorf("--audits must not be negative, not %d", c.Int("audits"))}
+func (r *runner) runStatus(ctx context.Context, o statusOptions) error {
+	if o.audits < 0 {
+		return &exitError{ExitUsage, fmt.Errorf("--audits must not be negative, not %d", o.audits)}
 	}
-	store, err := r.openStoreReadOnly(c)
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	ws, err := store.Workspaces(c.Context)
+	ws, err := store.Workspaces(ctx)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	listings, err := store.LatestListings(c.Context, false)
+	listings, err := store.LatestListings(ctx, false)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
@@ -64,7 +74,7 @@ func (r *runner) status(c *cli.Context) error {
 			get(t).unreachable = l.Reason
 		}
 	}
-	latest, err := latestJournal(c, store)
+	latest, err := latestJournal(ctx, store)
 	if err != nil {
 		return err
 	}
@@ -108,7 +118,7 @@ func (r *runner) status(c *cli.Context) error {
 			}
 		}
 	}
-	patterns := c.StringSlice("tenant")
+	patterns := o.tenants
 	if err := checkPatterns(patterns); err != nil {
 		return err
 	}
@@ -119,11 +129,11 @@ func (r *runner) status(c *cli.Context) error {
 		}
 	}
 	sort.Strings(names)
-	audits, recorded, err := store.Audits(c.Context, c.Int("audits"))
+	audits, recorded, err := store.Audits(ctx, o.audits)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
-	if c.Bool("json") {
+	if o.json {
 		doc := statusJSON{SchemaVersion: 1, Evidence: store.Path(), Tenants: []tenantStatusJSON{}, AuditsRecorded: recorded, Audits: []statusAuditJSON{}}
 		for _, n := range names {
 			doc.Tenants = append(doc.Tenants, byTenant[n].json(n))
@@ -272,8 +282,8 @@ func auditHistoryJSON(a *evidence.Audit) statusAuditJSON {
 // latestJournal is each workspace's most recent standing apply outcome,
 // as evidence.History reads the journal (a rolled-back write reads as
 // rolled back).
-func latestJournal(c *cli.Context, store *evidence.Store) (map[evidence.Key]evidence.Entry, error) {
-	h, err := store.History(c.Context, "")
+func latestJournal(ctx context.Context, store *evidence.Store) (map[evidence.Key]evidence.Entry, error) {
+	h, err := store.History(ctx, "")
 	if err != nil {
 		return nil, fail("read %s: %v", store.Path(), err)
 	}

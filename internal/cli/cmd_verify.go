@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -15,21 +16,24 @@ func (r *runner) verifyCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
-		Action: r.verify,
+		Action: func(c *cli.Context) error { return r.runVerify(c.Context, verifyOptions{json: c.Bool("json")}) },
 	}
 }
 
-func (r *runner) verify(c *cli.Context) error {
-	store, err := r.openStoreReadOnly(c)
+// verifyOptions are verify's flags.
+type verifyOptions struct{ json bool }
+
+func (r *runner) runVerify(ctx context.Context, o verifyOptions) error {
+	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rep, err := store.Verify(c.Context)
+	rep, err := store.Verify(ctx)
 	if err != nil {
 		return fail("verify %s: %v", store.Path(), err)
 	}
-	if c.Bool("json") {
+	if o.json {
 		problems := rep.Problems
 		if problems == nil {
 			problems = []string{}

@@ -21,18 +21,23 @@ func (r *runner) versionCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 		},
-		Action: func(c *cli.Context) error {
-			v := version.Get()
-			if c.Bool("json") {
-				enc := json.NewEncoder(r.env.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
-					SchemaVersion int `json:"schema_version"`
-					version.Info
-				}{1, v})
-			}
-			fmt.Fprintln(r.env.Stdout, v.String())
-			return nil
-		},
+		Action: func(c *cli.Context) error { return r.runVersion(versionOptions{json: c.Bool("json")}) },
 	}
+}
+
+// versionOptions are version's flags.
+type versionOptions struct{ json bool }
+
+func (r *runner) runVersion(o versionOptions) error {
+	v := version.Get()
+	if o.json {
+		enc := json.NewEncoder(r.env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			SchemaVersion int `json:"schema_version"`
+			version.Info
+		}{1, v})
+	}
+	fmt.Fprintln(r.env.Stdout, v.String())
+	return nil
 }

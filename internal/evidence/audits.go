@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -420,15 +419,6 @@ func (s *Store) verifyAudits(ctx context.Context, r *VerifyReport) error {
 	if err != nil {
 		return err
 	}
-	var orphans []string
-	for sha := range stored {
-		if !cited[sha] {
-			orphans = append(orphans, sha)
-		}
-	}
-	sort.Strings(orphans)
-	for _, sha := range orphans {
-		r.problem("audit set %s is cited by no audit: the audit that recorded it was deleted", sha)
-	}
+	r.orphans(stored, cited, "audit set %s is cited by no audit: the audit that recorded it was deleted")
 	return nil
 }

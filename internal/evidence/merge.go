@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -16,14 +17,82 @@ type MergeSource struct {
 	Listings  int
 }
 
-// Merge copies the listings and captures of snapshot shard stores into out,
-// which must be empty. Every input must verify; two inputs with the same
+// Merge combines the snapshot shard stores at inputs (or their published
+// copies) into a new store at out, which must not exist. Inputs are only
+// read: a published copy on a shared or read-only volume is neither
+// migrated nor switched to WAL mode. An input a snapshot may still be
+// writing (one in WAL mode) is locked first, so that it is never merged
+// part-way. The new store is built under a temporary name and linked into
+// place only when complete: a merge killed half-way never leaves an out
+// that verifies while missing captures.
+func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]MergeSource, error) {
+	if _, err := os.Stat(out); err == nil {
+		return nil, fmt.Errorf("%s already exists: merge writes a new store", out)
+	}
+	var stores []*Store
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	var seen []os.FileInfo
+	for _, p := range inputs {
+		if fi, err := os.Stat(p); err == nil {
+			for _, prev := range seen {
+				if os.SameFile(fi, prev) {
+					return nil, fmt.Errorf("%s is given twice: a store cannot be merged with itself", p)
+				}
+			}
+			seen = append(seen, fi)
+		}
+		s, err := OpenReadOnly(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		stores = append(stores, s)
+		// A published copy (not in WAL mode) is complete and nothing
+		// writes it: backfill writes a store only in WAL mode. It needs no
+		// lock, which NFS could not give on a file opened read-only.
+		wal, err := IsWAL(p)
+		if err != nil {
+			return nil, err
+		}
+		if !wal {
+			continue
+		}
+		if err := s.Lock(); errors.Is(err, ErrLocked) {
+			return nil, fmt.Errorf("%w: is a snapshot still writing it? merge it when it has finished", err)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	tmp := fmt.Sprintf("%s.partial-%d", out, os.Getpid())
+	defer removeWithSidecars(tmp)
+	dst, err := Open(ctx, tmp)
+	if err != nil {
+		return nil, err
+	}
+	sources, err := mergeStores(ctx, dst, now, stores...)
+	if cerr := dst.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err == nil {
+		err = linkNoReplace(tmp, out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	return sources, nil
+}
+
+// mergeStores copies the listings and captures of snapshot shard stores
+// into out, which must be empty. Every input must verify; two inputs with the same
 // evidence (the same store twice) are refused. Captures keep their bytes,
 // content hashes, times and provenance, and are re-chained in out in
 // capture-time order, so `verify` passes on out and "earliest capture"
 // means the same thing it meant in the shard. The inputs are recorded in
 // out's merged_from table.
-func Merge(ctx context.Context, out *Store, now time.Time, inputs ...*Store) ([]MergeSource, error) {
+func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Store) ([]MergeSource, error) {
 	if n, err := out.count(ctx, "captures"); err != nil || n > 0 {
 		return nil, fmt.Errorf("output store %s is not empty: merge into a new file", out.Path())
 	}

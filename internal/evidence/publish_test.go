@@ -2,6 +2,8 @@ package evidence
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,5 +235,40 @@ func TestIsWALRefusesOtherFiles(t *testing.T) {
 	os.WriteFile(p, []byte("not a database at all, but long enough"), 0o600)
 	if _, err := IsWAL(p); err == nil {
 		t.Fatal("IsWAL accepted a text file")
+	}
+}
+
+// linkNoReplace is how publish and merge put a finished store in place.
+func TestLinkNoReplaceNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	tmp, out := filepath.Join(dir, "tmp"), filepath.Join(dir, "out")
+	if err := os.WriteFile(tmp, []byte("merged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, []byte("someone else's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := linkNoReplace(tmp, out); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("link over an existing OUT: %v", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "someone else's" {
+		t.Fatalf("OUT replaced: %q", b)
+	}
+	os.Remove(out)
+	if err := linkNoReplace(tmp, out); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "merged" {
+		t.Fatalf("OUT = %q", b)
+	}
+	// A directory cannot be hard-linked, so this takes the fallback, whose
+	// rename then fails: the placeholder must not stay behind.
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	if err := linkNoReplace(sub, filepath.Join(dir, "out2")); err == nil {
+		t.Fatal("published a directory")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out2")); err == nil {
+		t.Fatal("the fallback left its placeholder")
 	}
 }

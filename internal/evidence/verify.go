@@ -149,6 +149,23 @@ func (s *Store) verifySchema(ctx context.Context, r *VerifyReport) error {
 	return nil
 }
 
+// orphans reports, in sorted order, each key of stored that cited lacks,
+// with format (one %s, the key): a row only ever inserted with the record
+// that cites it, left without one, means that record was deleted, even
+// from the end of its chain where no id jump shows it.
+func (r *VerifyReport) orphans(stored, cited map[string]bool, format string) {
+	var keys []string
+	for k := range stored {
+		if !cited[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		r.problem(format, k)
+	}
+}
+
 // verifyContent rehashes every content row. It returns why each bad one is
 // bad, and every sha256 stored.
 func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (bad map[string]string, stored map[string]bool, err error) {
@@ -200,16 +217,7 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 	// Content is only ever inserted with a capture that cites it, so
 	// content no capture cites means captures were deleted, even from the
 	// end of the chain where no id jump shows it.
-	var orphans []string
-	for sha := range stored {
-		if !cited[sha] {
-			orphans = append(orphans, sha)
-		}
-	}
-	sort.Strings(orphans)
-	for _, sha := range orphans {
-		r.problem("content %s is cited by no capture: the capture that recorded it was deleted", sha)
-	}
+	r.orphans(stored, cited, "content %s is cited by no capture: the capture that recorded it was deleted")
 	// Captures whose content row is gone (only possible with the triggers
 	// and foreign keys bypassed).
 	missing, err := s.db.QueryContext(ctx, `SELECT c.id, c.tenant, c.workspace_id, c.sha256 FROM captures c

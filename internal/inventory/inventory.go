@@ -39,6 +39,8 @@
 package inventory
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"os"
@@ -59,7 +61,14 @@ type Inventory struct {
 	// envValues are the values of every ${NAME} expanded, in first-use
 	// order; they are secrets whatever field they landed in.
 	envValues []string
+	// digest is the sha256 hex of the file as read.
+	digest string
 }
+
+// Digest is the sha256 hex of the inventory file's bytes as read: a plan
+// records it. A copy of the Inventory cut down to some tenants keeps the
+// whole file's digest.
+func (inv *Inventory) Digest() string { return inv.digest }
 
 // Tenant is one tenant database and how to collect its workspaces' configs.
 type Tenant struct {
@@ -134,6 +143,8 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inven
 		return nil, err
 	}
 	inv.Path = name
+	sum := sha256.Sum256(data)
+	inv.digest = hex.EncodeToString(sum[:])
 	return inv, nil
 }
 
