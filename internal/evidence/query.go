@@ -30,11 +30,19 @@ func (s *Store) captureSelect() string {
 	return captureSelect
 }
 
+// scanCaptureCols reads a capture's stored columns only: what its chain
+// hash covers, without decoding them.
+func scanCaptureCols(sc scanner) (id int64, cc captureCols, prev, hash string, err error) {
+	err = sc.Scan(&id, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
+		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &cc.source, &prev, &hash)
+	return id, cc, prev, hash, err
+}
+
 func scanCapture(sc scanner) (*Capture, captureCols, error) {
 	var c Capture
 	var cc captureCols
-	err := sc.Scan(&c.ID, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
-		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &cc.source, &c.PrevHash, &c.Hash)
+	var err error
+	c.ID, cc, c.PrevHash, c.Hash, err = scanCaptureCols(sc)
 	if err != nil {
 		return nil, cc, err
 	}
