@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,42 +75,20 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("CP records name tenant %q, which is not in the inventory; its claims are unused", t))
 		}
 	}
-
-	ev, _, notEvidence, err := loadEvidence(ctx, o.Store, o.Catalog, rep.ChainHead, nil)
+	stored, err := o.Store.Tenants(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("read evidence: %w", err)
 	}
-	known, err := o.Store.Workspaces(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, dbs, unreachable := currentRows(ctx, o.Inventory, o.Concurrency)
-	for _, t := range o.Inventory.Tenants {
-		if why, ok := unreachable[t.Name]; ok {
-			why = strings.Join(strings.Fields(o.Redact(why)), " ") // one line: it is shown in tables and logs
-			unreachable[t.Name] = why
-			dbs = append(dbs, TenantDatabase{Tenant: t.Name, Unreachable: why})
-			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: database unreachable, its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, why))
-		}
-	}
-
-	keys := map[evidence.Key]*workspace.Row{} // the last row known from evidence, as a fallback name
-	skipped := map[string]int{}
-	for _, w := range known {
-		if !inInventory[w.Tenant] {
-			skipped[w.Tenant]++
+	for _, t := range stored {
+		if inInventory[t] {
 			continue
 		}
-		r := w.Row
-		keys[w.Key] = &r
-	}
-	for t, n := range skipped {
-		warnings = append(warnings, fmt.Sprintf("the evidence store holds %d workspaces of tenant %q, which is not in the inventory; they are not planned", n, t))
-	}
-	for k, r := range rows {
-		if _, ok := keys[k]; !ok && r.Status != "removed" {
-			rr := r
-			keys[k] = &rr
+		n, err := knownWorkspaces(ctx, o.Store, t)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n > 0 {
+			warnings = append(warnings, fmt.Sprintf("the evidence store holds %d workspaces of tenant %q, which is not in the inventory; they are not planned", n, t))
 		}
 	}
 
@@ -124,26 +103,138 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 			CP:        CPInput{Source: o.CPSource, SHA256: o.CP.Digest(), Claims: o.CP.Len()},
 			Catalog:   CatalogInput{Path: o.CatalogDir, Manifest: o.Manifest, SHA256: o.Catalog.Digest()},
 		},
-		Items: make([]Item, 0, len(keys)),
+		Items: []Item{},
 	}
-	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Tenant < dbs[j].Tenant })
-	p.Databases = dbs
-	for k, seen := range keys {
-		var now *workspace.Row
-		if r, ok := rows[k]; ok {
-			now = &r
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops reading tenants when the plan fails
+	// The store verified, so its captures are numbered 1 to rep.Captures
+	// and the chain head is the last of them.
+	ev := newEvidenceReader(o.Store, o.Catalog, int64(rep.Captures))
+	tenants := slices.Clone(o.Inventory.Tenants)
+	slices.SortFunc(tenants, func(a, b inventory.Tenant) int { return strings.Compare(a.Name, b.Name) })
+	// Tenants are read a few at a time ahead of the one being planned, in
+	// plan order, so that only those few tenants' rows are held at once.
+	reads := readTenants(ctx, tenants, o.Concurrency)
+	for i, t := range tenants {
+		var tr tenantRead
+		select {
+		case tr = <-reads[i]:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
 		}
-		tpls, level, sources := o.CP.For(k.Tenant, k.WorkspaceID)
-		claim := Claim{Templates: tpls, Level: level, Sources: sources}
-		caps := ev[k]
-		d := Reconcile(Input{Captures: caps, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable[k.Tenant],
-			NotEvidence: notEvidence[k]})
-		p.Items = append(p.Items, makeItem(k, seen, now, caps, claim, d))
+		unreachable := ""
+		if tr.err != nil {
+			unreachable = strings.Join(strings.Fields(o.Redact("read workspaces: "+tr.err.Error())), " ") // one line: it is shown in tables and logs
+			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Unreachable: unreachable})
+			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: database unreachable, its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, unreachable))
+		} else {
+			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db})
+		}
+		if err := planTenant(ctx, o, ev, t.Name, tr.rows, unreachable, p); err != nil {
+			tr.done()
+			return nil, nil, err
+		}
+		tr.done()
 	}
-	sortItems(p.Items)
+	sortItems(p.Items) // already in order; kept as the plan's guarantee
 	p.Seal()
 	sort.Strings(warnings)
 	return p, warnings, nil
+}
+
+// planTenant appends the items of one tenant, in workspace id order: every
+// workspace the evidence store knows of it (from a capture or its latest
+// successful listing) and every row of its database not removed, merged by
+// workspace id from the three sources, each read in that order.
+func planTenant(ctx context.Context, o BuildOptions, ev *evidenceReader, tenant string, rows []workspace.Row, unreachable string, p *Plan) error {
+	caps, err := ev.tenant(ctx, tenant, nil)
+	if err != nil {
+		return err
+	}
+	l, err := o.Store.LatestListing(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	var listed []workspace.Row
+	if l != nil {
+		listed = byID(l.Rows)
+	}
+	rows = byID(rows)
+	for len(caps) > 0 || len(listed) > 0 || len(rows) > 0 {
+		// The least id at the head of the three.
+		id, found := "", false
+		least := func(ok bool, head func() string) {
+			if ok && (!found || head() < id) {
+				id, found = head(), true
+			}
+		}
+		least(len(caps) > 0, func() string { return caps[0].id })
+		least(len(listed) > 0, func() string { return listed[0].ID })
+		least(len(rows) > 0, func() string { return rows[0].ID })
+		var w wsEvidence
+		var seen, now *workspace.Row
+		if len(caps) > 0 && caps[0].id == id {
+			w, caps = caps[0], caps[1:]
+			seen = &w.row
+		}
+		if len(listed) > 0 && listed[0].ID == id {
+			seen, listed = &listed[0], listed[1:]
+		}
+		if len(rows) > 0 && rows[0].ID == id {
+			now, rows = &rows[0], rows[1:]
+		}
+		if seen == nil {
+			if now.Status == "removed" {
+				continue
+			}
+			seen = now
+		}
+		k := evidence.Key{Tenant: tenant, WorkspaceID: id}
+		tpls, level, sources := o.CP.For(k.Tenant, k.WorkspaceID)
+		claim := Claim{Templates: tpls, Level: level, Sources: sources}
+		d := Reconcile(Input{Captures: w.upTo, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable,
+			NotEvidence: w.notEvidence})
+		p.Items = append(p.Items, makeItem(k, seen, now, w.upTo, claim, d))
+	}
+	return nil
+}
+
+// byID sorts rows by id in Go's order (the plan's, whatever collation the
+// database sorted with) and keeps the last of rows with the same id.
+func byID(rows []workspace.Row) []workspace.Row {
+	slices.SortStableFunc(rows, func(a, b workspace.Row) int { return strings.Compare(a.ID, b.ID) })
+	out := rows[:0]
+	for _, r := range rows {
+		if len(out) > 0 && out[len(out)-1].ID == r.ID {
+			out[len(out)-1] = r
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// knownWorkspaces counts the workspaces the evidence store knows of one
+// tenant: those with a capture or in its latest successful listing.
+func knownWorkspaces(ctx context.Context, s *evidence.Store, tenant string) (int, error) {
+	ids := map[string]bool{}
+	err := s.TenantCaptures(ctx, tenant, func(c *evidence.Capture) error {
+		ids[c.WorkspaceID] = true
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read evidence: %w", err)
+	}
+	l, err := s.LatestListing(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	if l != nil {
+		for _, r := range l.Rows {
+			ids[r.ID] = true
+		}
+	}
+	return len(ids), nil
 }
 
 func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim Claim, d Decision) Item {
@@ -172,40 +263,43 @@ func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim C
 	return it
 }
 
-// currentRows reads every tenant's rows as they are now, and the database
-// each DSN reached. A tenant that cannot be read is returned in unreachable
-// with the reason (redacted by the caller's logger, never holding the DSN):
-// its workspaces are planned unreachable and the others go on.
-func currentRows(ctx context.Context, inv *inventory.Inventory, conc int) (map[evidence.Key]workspace.Row, []TenantDatabase, map[string]string) {
-	out := map[evidence.Key]workspace.Row{}
-	unreachable := map[string]string{}
-	var dbs []TenantDatabase
-	var mu sync.Mutex
+// tenantRead is one tenant's rows as they are now and the database its
+// DSN reached, or why they could not be read (not redacted yet, never
+// holding the DSN).
+type tenantRead struct {
+	rows []workspace.Row
+	db   tenantdb.Database
+	err  error
+	done func() // the tenant is planned: another may be read
+}
+
+// readTenants reads tenants' rows, conc at a time, in order: the i-th
+// channel gives the i-th tenant's. A tenant is read only once fewer than
+// conc are read and not yet planned, so that a slow plan does not hold
+// every tenant's rows. A tenant that cannot be read is planned unreachable
+// and the others go on.
+func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int) []chan tenantRead {
+	out := make([]chan tenantRead, len(tenants))
+	for i := range out {
+		out[i] = make(chan tenantRead, 1)
+	}
 	sem := make(chan struct{}, conc)
-	var wg sync.WaitGroup
-	for _, t := range inv.Tenants {
-		wg.Add(1)
-		go func(t inventory.Tenant) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			// Timeouts, so a tenant stuck behind a migration's lock is
-			// reported with its name instead of hanging the plan.
-			rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				unreachable[t.Name] = "read workspaces: " + err.Error()
+	go func() {
+		for i, t := range tenants {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
 				return
 			}
-			dbs = append(dbs, TenantDatabase{Tenant: t.Name, Database: db})
-			for _, r := range rows {
-				out[evidence.Key{Tenant: t.Name, WorkspaceID: r.ID}] = r
-			}
-		}(t)
-	}
-	wg.Wait()
-	return out, dbs, unreachable
+			go func() {
+				// Timeouts, so a tenant stuck behind a migration's lock is
+				// reported with its name instead of hanging the plan.
+				rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
+				out[i] <- tenantRead{rows: rows, db: db, err: err, done: sync.OnceFunc(func() { <-sem })}
+			}()
+		}
+	}()
+	return out
 }
 
 // Provisioning classes of a workspace.

@@ -216,13 +216,18 @@ func (p *Plan) encodeTo(w io.Writer) error {
 		return bw.Flush()
 	}
 	bw.WriteString("  \"items\": [\n")
+	// One encoder for every item: the bytes of json.MarshalIndent and a
+	// newline, without two new buffers an item.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("    ", "  ")
 	for i := range p.Items {
-		b, err := json.MarshalIndent(&p.Items[i], "    ", "  ")
-		if err != nil {
+		buf.Reset()
+		if err := enc.Encode(&p.Items[i]); err != nil {
 			panic(err)
 		}
 		bw.WriteString("    ")
-		bw.Write(b)
+		bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 		if i < len(p.Items)-1 {
 			bw.WriteString(",")
 		}

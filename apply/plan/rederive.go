@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
@@ -136,51 +139,226 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 // content's bytes hashed again. head "" means an empty store at plan time.
 // notEvidence says, per workspace, why its latest not-live or not-running
 // capture up to head is no evidence, for a no-evidence verdict's reason.
+// It reads only the tenants of want.
 func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]Evidence, notEvidence map[evidence.Key]string, err error) {
-	notEvidence = map[evidence.Key]string{}
-	out, after := map[evidence.Key][]Evidence{}, map[evidence.Key][]Evidence{}
-	type idKey struct{ sha, kind string }
-	ids := map[idKey]identity.Identity{}
-	seenHead := head == ""
-	err = s.Captures(ctx, func(c *evidence.Capture) error {
-		dst, recordedSince := out, seenHead
-		if recordedSince {
-			dst = after
+	headID := int64(0)
+	if head != "" {
+		id, ok, err := s.CaptureID(ctx, head)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("read evidence: %w", err)
 		}
-		seenHead = seenHead || c.Hash == head
-		k := evidence.Key{Tenant: c.Tenant, WorkspaceID: c.WorkspaceID}
-		if want != nil && !want[k] {
+		if !ok {
+			return nil, nil, nil, &Refusal{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
+		}
+		headID = id
+	}
+	var tenants []string
+	if want == nil {
+		if tenants, err = s.Tenants(ctx); err != nil {
+			return nil, nil, nil, fmt.Errorf("read evidence: %w", err)
+		}
+	} else {
+		seen := map[string]bool{}
+		for k := range want {
+			if !seen[k.Tenant] {
+				seen[k.Tenant] = true
+				tenants = append(tenants, k.Tenant)
+			}
+		}
+	}
+	upTo, since, notEvidence = map[evidence.Key][]Evidence{}, map[evidence.Key][]Evidence{}, map[evidence.Key]string{}
+	r := newEvidenceReader(s, cat, headID)
+	for _, t := range tenants {
+		var keep func(string) bool
+		if want != nil {
+			keep = func(id string) bool { return want[evidence.Key{Tenant: t, WorkspaceID: id}] }
+		}
+		ws, err := r.tenant(ctx, t, keep)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, w := range ws {
+			k := evidence.Key{Tenant: t, WorkspaceID: w.id}
+			if len(w.upTo) > 0 {
+				upTo[k] = w.upTo
+			}
+			if len(w.since) > 0 {
+				since[k] = w.since
+			}
+			if w.notEvidence != "" {
+				notEvidence[k] = w.notEvidence
+			}
+		}
+	}
+	return upTo, since, notEvidence, nil
+}
+
+// wsEvidence is what the evidence store holds of one workspace.
+type wsEvidence struct {
+	id string
+	// upTo are its successful captures up to the plan's chain head, since
+	// those recorded after it, earliest first.
+	upTo, since []Evidence
+	// notEvidence is why its latest not-live or not-running capture up to
+	// the chain head is no evidence.
+	notEvidence string
+	row         workspace.Row // as listed with its latest capture
+}
+
+// evidenceReader reads the evidence store one tenant at a time, deriving
+// each identity once per distinct content and kind over the whole read, and
+// holding no content once its identities are derived.
+type evidenceReader struct {
+	s      *evidence.Store
+	cat    *catalog.Catalog
+	headID int64 // captures with a greater id were recorded after the chain head
+	ids    map[idKey]identity.Identity
+}
+
+type idKey struct{ sha, kind string }
+
+func newEvidenceReader(s *evidence.Store, cat *catalog.Catalog, headID int64) *evidenceReader {
+	return &evidenceReader{s: s, cat: cat, headID: headID, ids: map[idKey]identity.Identity{}}
+}
+
+// tenant returns the evidence of every workspace of tenant that has a
+// capture (those keep accepts, all when nil), by workspace id.
+func (r *evidenceReader) tenant(ctx context.Context, tenant string, keep func(string) bool) ([]wsEvidence, error) {
+	var out []wsEvidence
+	// fill is where a derived identity goes once its content is read.
+	type fill struct {
+		ws, i int
+		since bool
+		key   idKey
+	}
+	var fills []fill
+	pending := map[string][]string{} // sha256 → the kinds it is still to be derived for
+	var shas []string                // pending's keys in first-cited order
+	firstCite := map[string]int64{}  // sha256 → the first capture citing it, for a refusal
+	err := r.s.TenantCaptures(ctx, tenant, func(c *evidence.Capture) error {
+		if keep != nil && !keep(c.WorkspaceID) {
 			return nil
 		}
+		if len(out) == 0 || out[len(out)-1].id != c.WorkspaceID {
+			out = append(out, wsEvidence{id: c.WorkspaceID})
+		}
+		w := &out[len(out)-1]
+		w.row = c.Row
+		recordedSince := c.ID > r.headID
 		if !c.IsEvidence() {
 			if !recordedSince && (c.Outcome == evidence.NotLive || c.Outcome == evidence.NotRunning || c.Outcome == evidence.Captured) {
-				notEvidence[k] = fmt.Sprintf("capture %d (%s, source %s): %s", c.ID, c.Outcome, c.SourceClass(), strings.TrimPrefix(c.Reason, "not live: "))
+				w.notEvidence = fmt.Sprintf("capture %d (%s, source %s): %s", c.ID, c.Outcome, c.SourceClass(), strings.TrimPrefix(c.Reason, "not live: "))
 			}
 			return nil
 		}
+		// The kind is the row's as listed with this capture: evidence is
+		// what was seen then, whatever the plan's item says.
 		ik := idKey{c.SHA256, c.Row.Kind}
-		id, ok := ids[ik]
-		if !ok {
-			b, err := s.Content(ctx, c.SHA256)
-			if err != nil {
-				return err
+		if _, ok := r.ids[ik]; !ok {
+			kinds, seen := pending[c.SHA256]
+			if !seen {
+				shas = append(shas, c.SHA256)
+				firstCite[c.SHA256] = c.ID
 			}
-			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != c.SHA256 {
-				return &Refusal{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", c.ID, c.SHA256)}
+			if !slices.Contains(kinds, ik.kind) {
+				pending[c.SHA256] = append(kinds, ik.kind)
 			}
-			// The kind is the row's as listed with this capture: evidence
-			// is what was seen then, whatever the plan's item says.
-			id = identity.DeriveFor(b, c.Row.Kind, cat)
-			ids[ik] = id
 		}
-		dst[k] = append(dst[k], Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Identity: id, Source: c.SourceClass()})
+		e := Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Source: c.SourceClass()}
+		f := fill{ws: len(out) - 1, since: recordedSince, key: ik}
+		if recordedSince {
+			f.i = len(w.since)
+			w.since = append(w.since, e)
+		} else {
+			f.i = len(w.upTo)
+			w.upTo = append(w.upTo, e)
+		}
+		fills = append(fills, f)
 		return nil
 	})
+	if err == nil {
+		err = r.derive(ctx, shas, pending, firstCite)
+	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read evidence: %w", err)
+		return nil, fmt.Errorf("read evidence: %w", err)
 	}
-	if !seenHead {
-		return nil, nil, nil, &Refusal{fmt.Sprintf("the plan's evidence chain head %s is not in %s: it was made from other evidence", head, s.Path())}
+	for _, f := range fills {
+		dst := out[f.ws].upTo
+		if f.since {
+			dst = out[f.ws].since
+		}
+		dst[f.i].Identity = r.ids[f.key]
 	}
-	return out, after, notEvidence, nil
+	return out, nil
+}
+
+// deriveBatch is how many contents are held at once while their
+// identities are derived.
+const deriveBatch = 128
+
+// derive reads the contents of shas in bulk, hashes each again, and derives
+// its identity for every kind pending names, on every CPU: derivation
+// parses YAML and is most of a plan's work.
+func (r *evidenceReader) derive(ctx context.Context, shas []string, pending map[string][]string, firstCite map[string]int64) error {
+	type job struct {
+		sha   string
+		b     []byte
+		ids   []identity.Identity
+		wrong bool
+	}
+	var batch []job
+	run := func() error {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(runtime.GOMAXPROCS(0), len(batch)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
+					j := &batch[i]
+					if sum := sha256.Sum256(j.b); hex.EncodeToString(sum[:]) != j.sha {
+						j.wrong = true
+						continue
+					}
+					for _, kind := range pending[j.sha] {
+						j.ids = append(j.ids, identity.DeriveFor(j.b, kind, r.cat))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, j := range batch {
+			if j.wrong {
+				return &Refusal{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", firstCite[j.sha], j.sha)}
+			}
+			for i, kind := range pending[j.sha] {
+				r.ids[idKey{j.sha, kind}] = j.ids[i]
+			}
+			delete(pending, j.sha)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := r.s.Contents(ctx, shas, func(sha string, b []byte) error {
+		if _, ok := pending[sha]; !ok {
+			return nil
+		}
+		batch = append(batch, job{sha: sha, b: b})
+		if len(batch) == deriveBatch {
+			return run()
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		err = run()
+	}
+	if err != nil {
+		return err
+	}
+	for _, sha := range shas {
+		if _, ok := pending[sha]; ok {
+			return fmt.Errorf("content %s is not in the evidence store", sha)
+		}
+	}
+	return nil
 }

@@ -30,11 +30,19 @@ func (s *Store) captureSelect() string {
 	return captureSelect
 }
 
+// scanCaptureCols reads a capture's stored columns only: what its chain
+// hash covers, without decoding them.
+func scanCaptureCols(sc scanner) (id int64, cc captureCols, prev, hash string, err error) {
+	err = sc.Scan(&id, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
+		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &cc.source, &prev, &hash)
+	return id, cc, prev, hash, err
+}
+
 func scanCapture(sc scanner) (*Capture, captureCols, error) {
 	var c Capture
 	var cc captureCols
-	err := sc.Scan(&c.ID, &cc.tenant, &cc.workspaceID, &cc.dbRow, &cc.method, &cc.target, &cc.startedAt, &cc.endedAt,
-		&cc.attempt, &cc.outcome, &cc.reason, &cc.sha, &cc.size, &cc.provenance, &cc.source, &c.PrevHash, &c.Hash)
+	var err error
+	c.ID, cc, c.PrevHash, c.Hash, err = scanCaptureCols(sc)
 	if err != nil {
 		return nil, cc, err
 	}
@@ -266,6 +274,115 @@ func (s *Store) EvidenceTimes(ctx context.Context) (map[Key]EvidenceSpan, error)
 			sp.Last = l
 		}
 		out[k] = sp
+	}
+	return out, rows.Err()
+}
+
+// TenantCaptures calls fn for every capture of one tenant, by workspace id
+// then recording order: the order of the captures_workspace index, so that
+// a plan reads the store one tenant at a time, merged with the tenant's rows.
+// Content is not loaded; use Contents for the bytes.
+func (s *Store) TenantCaptures(ctx context.Context, tenant string, fn func(*Capture) error) error {
+	rows, err := s.db.QueryContext(ctx, s.captureSelect()+" WHERE tenant = ? ORDER BY workspace_id, id", tenant)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, _, err := scanCapture(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// CaptureID returns the id of the capture whose chain hash is hash, and
+// false when no capture has it.
+func (s *Store) CaptureID(ctx context.Context, hash string) (int64, bool, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, "SELECT id FROM captures WHERE hash = ? ORDER BY id LIMIT 1", hash).Scan(&id)
+	if err == sql.ErrNoRows {
+		return 0, false, nil
+	}
+	return id, err == nil, err
+}
+
+// contentBatch is how many contents one query of Contents reads: far
+// below SQLite's bound on parameters, and few enough bytes to hold at once.
+const contentBatch = 256
+
+// Contents calls fn with the bytes stored under each sha256 of shas that
+// the store holds, a batch at a time, in no particular order; a sha256 the
+// store does not hold is left out. Reading them in bulk costs a fraction of
+// one Content query each.
+func (s *Store) Contents(ctx context.Context, shas []string, fn func(sha string, b []byte) error) error {
+	for len(shas) > 0 {
+		n := min(len(shas), contentBatch)
+		args := make([]any, n)
+		for i, sha := range shas[:n] {
+			args[i] = sha
+		}
+		shas = shas[n:]
+		q := "SELECT sha256, bytes FROM content WHERE sha256 IN (?" + strings.Repeat(", ?", n-1) + ")"
+		if err := s.eachContent(ctx, q, args, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) eachContent(ctx context.Context, q string, args []any, fn func(sha string, b []byte) error) error {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sha string
+		var b []byte
+		if err := rows.Scan(&sha, &b); err != nil {
+			return err
+		}
+		if b == nil {
+			b = []byte{} // an empty capture reads back as empty, not absent
+		}
+		if err := fn(sha, b); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// LatestListing returns one tenant's most recent successful listing, or nil
+// when it has none: a later failure to list it says nothing about which
+// workspaces it has.
+func (s *Store) LatestListing(ctx context.Context, tenant string) (*Listing, error) {
+	l, _, err := scanListing(s.db.QueryRowContext(ctx, `SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings
+  WHERE tenant = ? AND outcome = 'listed' ORDER BY id DESC LIMIT 1`, tenant))
+	if err == sql.ErrNoRows {
+		return nil, nil
+	}
+	return l, err
+}
+
+// Tenants returns every tenant a capture or a listing names, sorted.
+func (s *Store) Tenants(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT tenant FROM captures UNION SELECT tenant FROM listings ORDER BY 1")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
 	}
 	return out, rows.Err()
 }
