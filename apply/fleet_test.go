@@ -3,7 +3,6 @@ package apply_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
+	"backfill/internal/fixture"
 	"backfill/internal/inventory"
 	"backfill/internal/pgtest"
 	"backfill/internal/workspace"
@@ -42,14 +42,12 @@ type fleet struct {
 func newFleet(t *testing.T, tenants, per int) *fleet {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.Load("plan/testdata/catalog")
+	catDir := fixture.CatalogDir(t)
+	cat, err := catalog.Load(catDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seo, err := os.ReadFile("plan/testdata/live/custom-seo-agent.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	seo := fixture.Live("custom-seo-agent.yaml")
 	store, err := evidence.Open(ctx, filepath.Join(t.TempDir(), "evidence.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +81,7 @@ func newFleet(t *testing.T, tenants, per int) *fleet {
 		t.Fatal(err)
 	}
 	f.plan, _, err = plan.Build(ctx, plan.BuildOptions{Inventory: f.inv, Store: store, CP: records, CPSource: "cp.csv", Catalog: cat,
-		CatalogDir: "plan/testdata/catalog", Author: "author"})
+		CatalogDir: catDir, Author: "author"})
 	if err != nil {
 		t.Fatal(err)
 	}
