@@ -32,7 +32,10 @@ const (
 
 // Defaults of Options, which the command line's flags show as theirs.
 const (
-	DefaultConcurrency      = 16
+	// DefaultConcurrency is sized for hundreds of remote tenants, each a
+	// handful of round trips; tenant databases sharing one server need it
+	// below that server's max_connections.
+	DefaultConcurrency      = 128
 	DefaultLockTimeout      = 2 * time.Second
 	DefaultStatementTimeout = 30 * time.Second
 )

@@ -223,3 +223,42 @@ func TestApplySelection(t *testing.T) {
 		})
 	}
 }
+
+// A tenant with more rows than one batch of compare-and-swaps: rows changed
+// in the first and second batch are each reported for what they hold, the
+// others written, and rollback undoes exactly the rows written.
+func TestApplyAcrossBatches(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, 1, 1205)
+	ids := f.ids["t0"]
+	f.exec(t, "t0", `UPDATE workspaces SET template = 'hand-set' WHERE id = $1`, ids[3])
+	f.exec(t, "t0", `DELETE FROM workspaces WHERE id = $1`, ids[1100])
+	f.exec(t, "t0", `UPDATE workspaces SET template = 'seo-agent' WHERE id = $1`, ids[1204])
+
+	want := map[string]string{}
+	for _, id := range ids {
+		want[id] = apply.WouldWrite
+	}
+	want[ids[3]], want[ids[1100]], want[ids[1204]] = apply.SkippedChanged, apply.SkippedRemoved, apply.AlreadyApplied
+	sameMap(t, "dry run", outcomes(f.apply(t, f.options(false))), want)
+
+	for _, id := range ids {
+		if want[id] == apply.WouldWrite {
+			want[id] = apply.Applied
+		}
+	}
+	sameMap(t, "execute", outcomes(f.apply(t, f.options(true))), want)
+	rows := templates(f.rows(t))
+	if rows[ids[3]] != "hand-set" || rows[ids[0]] != planned || rows[ids[1204]] != planned || rows[ids[1199]] != planned {
+		t.Errorf("rows after apply: %q %q %q %q", rows[ids[3]], rows[ids[0]], rows[ids[1199]], rows[ids[1204]])
+	}
+
+	rb := f.rollback(t, f.options(true))
+	if rb.Counts[apply.RolledBack] != len(ids)-3 {
+		t.Errorf("rollback counts %v, want %d rolled back", rb.Counts, len(ids)-3)
+	}
+	rows = templates(f.rows(t))
+	if rows[ids[3]] != "hand-set" || rows[ids[0]] != "" || rows[ids[1204]] != planned || rows[ids[1199]] != "" {
+		t.Errorf("rows after rollback: %q %q %q %q", rows[ids[3]], rows[ids[0]], rows[ids[1199]], rows[ids[1204]])
+	}
+}

@@ -67,11 +67,14 @@ func newFleet(t *testing.T, tenants, per int) *fleet {
 		for i := 0; i < per; i++ {
 			id := fmt.Sprintf("%08d-0000-4000-8000-%012d", n, i)
 			r := workspace.Row{ID: id, Name: fmt.Sprintf("ws-%d", i), Runtime: "claude-code", Status: "online", Kind: "workspace"}
-			f.exec(t, name, `INSERT INTO workspaces (id, name, runtime, status, template) VALUES ($1, $2, $3, 'online', '')`, id, r.Name, r.Runtime)
 			recs = append(recs, &evidence.Capture{Tenant: name, WorkspaceID: id, Row: r, Method: "exec", Target: "test", StartedAt: at,
 				EndedAt: at, Attempt: 1, Outcome: evidence.Captured, Content: seo, Source: "exec", Provenance: map[string]string{}})
 			f.ids[name] = append(f.ids[name], id)
 		}
+		// One statement per tenant: a connection and commit per row would
+		// dominate a large fleet's setup.
+		f.exec(t, name, `INSERT INTO workspaces (id, name, runtime, status, template)
+  SELECT id, 'ws-' || (n - 1), 'claude-code', 'online', '' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)`, f.ids[name])
 		if err := store.Append(ctx, recs...); err != nil {
 			t.Fatal(err)
 		}

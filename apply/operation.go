@@ -6,8 +6,6 @@ import (
 
 	"backfill/apply/plan"
 
-	"github.com/jackc/pgx/v5"
-
 	"backfill/internal/evidence"
 	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
@@ -29,9 +27,10 @@ type operation struct {
 	// take gates the run and returns the tenant groups it works on, in plan
 	// order, with the journal's history of the plan.
 	take func(ctx context.Context, o Options) ([][]plan.Item, *history, error)
-	// statement is the compare-and-swap for one item; from and to are the
-	// row's template before and after it, when it matches.
-	statement func(ctx context.Context, tx pgx.Tx, it plan.Item) (matched bool, err error)
+	// statement is the compare-and-swap for one item, which matches at most
+	// one row; change gives the row's template before and after it, when it
+	// matches.
+	statement func(it plan.Item) (sql string, args []any)
 	change    func(it plan.Item) (from, to string)
 	// earlier settles what earlier runs left for the item's row, asking the
 	// tenant's server about a run that died at its COMMIT.
@@ -59,9 +58,8 @@ var applying = operation{
 	name: evidence.OpApply, wrote: Applied, would: WouldWrite, canary: true,
 	raced: "the row changed while being written; re-run apply",
 	take:  applyItems,
-	statement: func(ctx context.Context, tx pgx.Tx, it plan.Item) (bool, error) {
-		tag, err := tx.Exec(ctx, tenantdb.SetTemplateSQL, it.WorkspaceID, it.Action.SetTemplate, it.Runtime, it.Kind)
-		return tag.RowsAffected() == 1, err
+	statement: func(it plan.Item) (string, []any) {
+		return tenantdb.SetTemplateSQL, []any{it.WorkspaceID, it.Action.SetTemplate, it.Runtime, it.Kind}
 	},
 	change:  func(it plan.Item) (string, string) { return "", it.Action.SetTemplate },
 	earlier: earlierWrite,
@@ -79,9 +77,8 @@ var rollingBack = operation{
 	name: evidence.OpRollback, wrote: RolledBack, would: WouldRollBack,
 	raced: "the row changed while being rolled back; re-run rollback",
 	take:  undoable,
-	statement: func(ctx context.Context, tx pgx.Tx, it plan.Item) (bool, error) {
-		tag, err := tx.Exec(ctx, tenantdb.ClearTemplateSQL, it.WorkspaceID, it.Action.SetTemplate)
-		return tag.RowsAffected() == 1, err
+	statement: func(it plan.Item) (string, []any) {
+		return tenantdb.ClearTemplateSQL, []any{it.WorkspaceID, it.Action.SetTemplate}
 	},
 	change:  func(it plan.Item) (string, string) { return it.Action.SetTemplate, "" },
 	earlier: earlierRollback,

@@ -100,19 +100,18 @@ func (op *operation) dryRun(ctx context.Context, o Options, t inventory.Tenant, 
 		if moved, err = o.moved(ctx, tx, t.Name); err != nil || moved != "" {
 			return err
 		}
-		st := newSettler(o, tx, t.Name)
-		for _, it := range items {
+		es, err := op.settleAll(ctx, newSettler(o, tx, t.Name), h, items)
+		if err != nil {
+			return err
+		}
+		rows, exists, err := tenantdb.CurrentRows(ctx, tx, workspaceIDs(items))
+		if err != nil {
+			return err
+		}
+		for i, it := range items {
 			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-			row, exists, err := tenantdb.CurrentRow(ctx, tx, it.WorkspaceID)
-			if err != nil {
-				return err
-			}
-			e, err := op.earlier(ctx, st, h, it)
-			if err != nil {
-				return fmt.Errorf("workspace %s: %w", it.WorkspaceID, err)
-			}
-			r.Before, r.After = row.Template, row.Template
-			r.Outcome, r.Reason = op.outcome(row, exists, it, e)
+			r.Before, r.After = rows[i].Template, rows[i].Template
+			r.Outcome, r.Reason = op.outcome(rows[i], exists[i], it, es[i])
 			if r.Outcome == op.would {
 				_, r.After = op.change(it)
 			}
@@ -131,11 +130,16 @@ func (op *operation) dryRun(ctx context.Context, o Options, t inventory.Tenant, 
 
 // writeTenant runs op on one tenant's items in one transaction. Any failure
 // is journaled for every item; a success is committed by commitJournaled.
+//
+// A remote tenant is tens of milliseconds away, so the round trips do not
+// grow with its rows: the compare-and-swaps go in batches of swapBatch, and
+// the rows they did not match are re-read in one query to say why.
 func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []plan.Item, h *history) TenantReport {
 	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
 	// transaction either commits or rolls back, bounded by the timeouts.
 	ctx = context.WithoutCancel(ctx)
 	fail := func(reason string) TenantReport { return journalOp(ctx, o, failAll(t.Name, items, reason), op.name) }
+	const rolledBack = "; the tenant's transaction was rolled back"
 	conn, err := tenantdb.Connect(ctx, t.DSN, o.sessionOptions())
 	if err != nil {
 		return fail("connect: " + o.redact(err))
@@ -152,48 +156,102 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 		return fail(why)
 	}
 	st := newSettler(o, tx, t.Name)
-	tr := TenantReport{Tenant: t.Name}
-	for _, it := range items {
-		r, failed := op.writeRow(ctx, o, tx, st, h, it)
-		if failed != "" {
-			return fail(fmt.Sprintf("workspace %s: %s; the tenant's transaction was rolled back", it.WorkspaceID, failed))
+	es, err := op.settleAll(ctx, st, h, items)
+	if err != nil {
+		return fail(err.Error() + rolledBack)
+	}
+	matched, err := op.swap(ctx, tx, items, es)
+	if err != nil {
+		return fail(o.redact(err) + rolledBack)
+	}
+	var unmatched []plan.Item
+	for i, it := range items {
+		if !matched[i] {
+			unmatched = append(unmatched, it)
 		}
-		r.Tenant = t.Name
+	}
+	rows, exists, err := tenantdb.CurrentRows(ctx, tx, workspaceIDs(unmatched))
+	if err != nil {
+		return fail("re-read: " + o.redact(err) + rolledBack)
+	}
+	tr := TenantReport{Tenant: t.Name}
+	for i, it := range items {
+		r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
+		if matched[i] {
+			r.Before, r.After = op.change(it)
+			r.Outcome = op.wrote
+		} else {
+			row, ok := rows[0], exists[0]
+			rows, exists = rows[1:], exists[1:]
+			r.Before, r.After = row.Template, row.Template
+			r.Outcome, r.Reason = op.outcome(row, ok, it, es[i])
+			if r.Outcome == op.would {
+				// Only a concurrent change between the statement and the read.
+				r.Outcome, r.Reason = SkippedChanged, op.raced
+			}
+		}
 		tr.Results = append(tr.Results, r)
 	}
 	return op.commitJournaled(ctx, o, tx, tr, items, st.facts)
 }
 
-// writeRow runs op's statement on one row unless an earlier run settles it,
-// and otherwise says, from the row as it is now, why it was not written.
-func (op *operation) writeRow(ctx context.Context, o Options, tx pgx.Tx, st *settler, h *history, it plan.Item) (r Result, failed string) {
-	r = Result{WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName}
-	e, err := op.earlier(ctx, st, h, it)
-	if err != nil {
-		return r, err.Error()
-	}
-	if !e.done {
-		matched, err := op.statement(ctx, tx, it)
+// settleAll settles what earlier runs left for each item's row.
+func (op *operation) settleAll(ctx context.Context, st *settler, h *history, items []plan.Item) ([]earlier, error) {
+	es := make([]earlier, len(items))
+	for i, it := range items {
+		e, err := op.earlier(ctx, st, h, it)
 		if err != nil {
-			return r, o.redact(err)
+			return nil, fmt.Errorf("workspace %s: %w", it.WorkspaceID, err)
 		}
-		if matched {
-			r.Before, r.After = op.change(it)
-			r.Outcome = op.wrote
-			return r, ""
+		es[i] = e
+	}
+	return es, nil
+}
+
+// swapBatch bounds the statements sent in one round trip.
+const swapBatch = 1000
+
+// swap runs op's statement for every item that es does not settle, a batch
+// at a time, and says which matched. A statement that fails aborts the
+// transaction, and the error names its workspace.
+func (op *operation) swap(ctx context.Context, tx pgx.Tx, items []plan.Item, es []earlier) ([]bool, error) {
+	matched := make([]bool, len(items))
+	for start := 0; start < len(items); start += swapBatch {
+		b := &pgx.Batch{}
+		var queued []int
+		for i := start; i < min(start+swapBatch, len(items)); i++ {
+			if es[i].done {
+				continue
+			}
+			sql, args := op.statement(items[i])
+			b.Queue(sql, args...)
+			queued = append(queued, i)
+		}
+		if len(queued) == 0 {
+			continue
+		}
+		br := tx.SendBatch(ctx, b)
+		for _, i := range queued {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return nil, fmt.Errorf("workspace %s: %w", items[i].WorkspaceID, err)
+			}
+			matched[i] = tag.RowsAffected() == 1
+		}
+		if err := br.Close(); err != nil {
+			return nil, err
 		}
 	}
-	row, exists, err := tenantdb.CurrentRow(ctx, tx, it.WorkspaceID)
-	if err != nil {
-		return r, "re-read: " + o.redact(err)
+	return matched, nil
+}
+
+func workspaceIDs(items []plan.Item) []string {
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.WorkspaceID
 	}
-	r.Before, r.After = row.Template, row.Template
-	r.Outcome, r.Reason = op.outcome(row, exists, it, e)
-	if r.Outcome == op.would {
-		// Only a concurrent change between the statement and the read.
-		r.Outcome, r.Reason = SkippedChanged, op.raced
-	}
-	return r, ""
+	return ids
 }
 
 // commitJournaled commits a tenant's transaction, journaling the rows op
@@ -315,13 +373,13 @@ func readBack(ctx context.Context, o Options, t inventory.Tenant, all []plan.Ite
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
-		for _, it := range items {
-			cur, _, exists, err := tenantdb.Current(ctx, tx, it.WorkspaceID)
-			if err != nil {
-				return err
-			}
-			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName, After: cur, Outcome: "ok"}
-			if !exists || cur != it.Action.SetTemplate {
+		rows, exists, err := tenantdb.CurrentRows(ctx, tx, workspaceIDs(items))
+		if err != nil {
+			return err
+		}
+		for i, it := range items {
+			r := Result{Tenant: t.Name, WorkspaceID: it.WorkspaceID, Name: it.WorkspaceName, After: rows[i].Template, Outcome: "ok"}
+			if !exists[i] || rows[i].Template != it.Action.SetTemplate {
 				r.Outcome, r.Reason = "mismatch", fmt.Sprintf("planned %q", it.Action.SetTemplate)
 			}
 			out = append(out, r)

@@ -27,8 +27,11 @@ import (
 
 // Defaults of Options, which the command line's flags show as theirs.
 const (
-	DefaultConcurrency       = 32
-	DefaultTenantConcurrency = 64
+	DefaultConcurrency = 32
+	// DefaultTenantConcurrency lets a few waves of connections list
+	// hundreds of remote tenants; tenant databases sharing one server need
+	// it below that server's max_connections.
+	DefaultTenantConcurrency = 128
 	DefaultTimeout           = 10 * time.Second
 	// DefaultRetries is what the command line passes as Retries; a zero
 	// Retries means none (see Options).

@@ -22,7 +22,7 @@ import (
 
 // DefaultConcurrency is BuildOptions.Concurrency's default, which the
 // command line's flag shows as its own.
-const DefaultConcurrency = 16
+const DefaultConcurrency = 64
 
 // BuildOptions are the inputs of a plan.
 type BuildOptions struct {

@@ -230,22 +230,30 @@ const SetTemplateSQL = `UPDATE public.workspaces SET template = $2, updated_at =
 // template only while it still holds the value apply wrote.
 const ClearTemplateSQL = `UPDATE public.workspaces SET template = '', updated_at = now() WHERE id = $1 AND template = $2`
 
-// Current reads one row's template and status inside tx; exists is false
-// when the row is gone.
-func Current(ctx context.Context, tx pgx.Tx, id string) (template, status string, exists bool, err error) {
-	r, exists, err := CurrentRow(ctx, tx, id)
-	return r.Template, r.Status, exists, err
-}
-
-// CurrentRow reads the columns of one row that apply's compare-and-swap
-// looks at.
-func CurrentRow(ctx context.Context, tx pgx.Tx, id string) (r workspace.Row, exists bool, err error) {
-	err = tx.QueryRow(ctx, `SELECT template, coalesce(status::text, ''), coalesce(runtime, ''), kind FROM public.workspaces WHERE id = $1`, id).
-		Scan(&r.Template, &r.Status, &r.Runtime, &r.Kind)
-	if err == pgx.ErrNoRows {
-		return workspace.Row{}, false, nil
+// CurrentRows reads, in one round trip, the columns of each of ids' rows
+// that apply's compare-and-swap looks at; exists[i] is false when ids[i]'s
+// row is gone. Rows are matched to ids by position, so an id in any
+// spelling PostgreSQL reads as a UUID gets its own answer.
+func CurrentRows(ctx context.Context, tx pgx.Tx, ids []string) (rows []workspace.Row, exists []bool, err error) {
+	rows, exists = make([]workspace.Row, len(ids)), make([]bool, len(ids))
+	if len(ids) == 0 {
+		return rows, exists, nil
 	}
-	return r, err == nil, err
+	rs, err := tx.Query(ctx, `SELECT u.i, w.template, coalesce(w.status::text, ''), coalesce(w.runtime, ''), w.kind
+  FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, i) JOIN public.workspaces w ON w.id = u.id`, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var i int64
+		var r workspace.Row
+		if err := rs.Scan(&i, &r.Template, &r.Status, &r.Runtime, &r.Kind); err != nil {
+			return nil, nil, err
+		}
+		rows[i-1], exists[i-1] = r, true
+	}
+	return rows, exists, rs.Err()
 }
 
 // Tx names a transaction on one server: its epoch-extended id, and the
