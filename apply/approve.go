@@ -77,7 +77,7 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 	}
 	rollup := o.Plan.Rollup()
 	a := &evidence.Approval{Fingerprint: o.Plan.Fingerprint, By: o.By, PlanAuthor: o.Plan.Author, At: o.Now(),
-		Writes: len(o.Plan.Agreed()), RollupSHA256: plan.RollupDigest(rollup)}
+		Writes: o.Plan.Writes(), RollupSHA256: plan.RollupDigest(rollup)}
 	if o.SignKey != nil {
 		sig, err := sshsig.Sign(o.SignKey, SignatureNamespace, []byte(o.Plan.Fingerprint))
 		if err != nil {
@@ -126,7 +126,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 			why = append(why, fmt.Sprintf("approval %d by %s is not signed", a.ID, a.By))
 			continue
 		}
-		if a.RollupSHA256 != "" && (a.RollupSHA256 != rollup || a.Writes != len(p.Agreed())) {
+		if a.RollupSHA256 != "" && (a.RollupSHA256 != rollup || a.Writes != p.Writes()) {
 			why = append(why, fmt.Sprintf("approval %d by %s names other writes (%d, rollup %s)", a.ID, a.By, a.Writes, a.RollupSHA256))
 			continue
 		}

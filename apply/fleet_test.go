@@ -88,7 +88,7 @@ func newFleet(t *testing.T, tenants, per int) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.plan.Agreed()); n != tenants*per {
+	if n := f.plan.Writes(); n != tenants*per {
 		t.Fatalf("the plan agrees on %d writes, want %d", n, tenants*per)
 	}
 	if _, err := apply.Approve(ctx, apply.ApproveOptions{Plan: f.plan, Store: store, Catalog: cat, By: "reviewer"}); err != nil {

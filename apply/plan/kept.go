@@ -84,7 +84,7 @@ func Kept(ctx context.Context, s *evidence.Store) ([]KeptPlan, error) {
 	for _, r := range recs {
 		k := KeptPlan{Fingerprint: r.Fingerprint, Author: r.Author, AuthorSigned: r.Signature != "", CreatedAt: r.CreatedAt, ApprovedBy: []string{}}
 		if p, err := LoadKept(ctx, s, r.Fingerprint); err == nil {
-			k.Writes = len(p.Agreed())
+			k.Writes = p.Writes()
 		} else {
 			return nil, err
 		}

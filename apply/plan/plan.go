@@ -463,13 +463,25 @@ func lineAt(b []byte, off int64) int {
 
 // Agreed returns the plan's agree items in plan order.
 func (p *Plan) Agreed() []Item {
-	var out []Item
+	out := make([]Item, 0, p.Writes())
 	for _, it := range p.Items {
 		if it.Verdict == Agree {
 			out = append(out, it)
 		}
 	}
 	return out
+}
+
+// Writes counts the agree items, the writes the plan asks for, without
+// copying them.
+func (p *Plan) Writes() int {
+	n := 0
+	for i := range p.Items {
+		if p.Items[i].Verdict == Agree {
+			n++
+		}
+	}
+	return n
 }
 
 // ByTenant splits items (in plan order, so sorted by tenant) into one

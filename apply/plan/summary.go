@@ -27,7 +27,7 @@ func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []st
 	writeCounts(b, p)
 
 	rollup := p.Rollup()
-	fmt.Fprintf(b, "\n## Writes (%d, in %d tenant × template rows; rollup `%s`)\n", len(p.Agreed()), len(rollup), RollupDigest(rollup))
+	fmt.Fprintf(b, "\n## Writes (%d, in %d tenant × template rows; rollup `%s`)\n", p.Writes(), len(rollup), RollupDigest(rollup))
 	if len(rollup) > 0 {
 		open, closeTag := fold(len(rollup) > 20, "the rollup")
 		b.WriteString(open)

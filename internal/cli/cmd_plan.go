@@ -174,7 +174,7 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	if err := p.WriteFile(out); err != nil {
 		return fail("write plan: %v", err)
 	}
-	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", len(p.Agreed()),
+	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", p.Writes(),
 		"needs_review", len(plan.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
 	full := o.reportFull
 	if full != "" {
@@ -198,7 +198,7 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	}
 	if o.json {
 		un := p.Unreachable()
-		doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: len(p.Agreed()),
+		doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: p.Writes(),
 			NeedsReview: len(plan.NeedsReview(p)), Unreachable: []plan.TenantDatabase{}, Warnings: warnings}
 		if un != nil {
 			doc.Unreachable = un

@@ -117,7 +117,7 @@ func (r *runner) runShow(ctx context.Context, o showOptions) error {
 			review = []plan.Item{}
 		}
 		out := showJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, Author: p.Author, CreatedAt: p.CreatedAt, Counts: p.Counts,
-			Writes: len(p.Agreed()), Rollup: rollup, RollupDigest: plan.RollupDigest(rollup), Approval: approval, NeedsReview: review}
+			Writes: p.Writes(), Rollup: rollup, RollupDigest: plan.RollupDigest(rollup), Approval: approval, NeedsReview: review}
 		if o.writes {
 			out.WriteItems = p.Agreed()
 		}
@@ -210,7 +210,7 @@ func printApproval(w io.Writer, st approvalStatus, path string) {
 // printRollup prints the plan's writes by tenant and template: what the
 // approval of this fingerprint lets apply write.
 func printRollup(w io.Writer, p *plan.Plan, rollup []plan.RollupRow) {
-	fmt.Fprintf(w, "\nwrites: %d (rollup %s)\n", len(p.Agreed()), plan.RollupDigest(rollup))
+	fmt.Fprintf(w, "\nwrites: %d (rollup %s)\n", p.Writes(), plan.RollupDigest(rollup))
 	if len(rollup) == 0 {
 		return
 	}

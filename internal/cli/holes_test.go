@@ -508,8 +508,8 @@ func TestPlanTenantFilter(t *testing.T) {
 			t.Fatalf("item of tenant %s in a plan of concierge", it.Tenant)
 		}
 	}
-	if len(p.Agreed()) != 1 {
-		t.Fatalf("%d writes, want 1", len(p.Agreed()))
+	if p.Writes() != 1 {
+		t.Fatalf("%d writes, want 1", p.Writes())
 	}
 }
 
