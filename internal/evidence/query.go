@@ -60,21 +60,7 @@ func scanCapture(sc scanner) (*Capture, captureCols, error) {
 // Captures calls fn for every capture in recording order. Content is not
 // loaded; use Content for the bytes.
 func (s *Store) Captures(ctx context.Context, fn func(*Capture) error) error {
-	rows, err := s.db.QueryContext(ctx, s.captureSelect()+" ORDER BY id")
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, _, err := scanCapture(rows)
-		if err != nil {
-			return err
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return s.eachCapture(ctx, fn, " ORDER BY id")
 }
 
 // CaptureByID returns one capture, without its content.
@@ -283,7 +269,13 @@ func (s *Store) EvidenceTimes(ctx context.Context) (map[Key]EvidenceSpan, error)
 // a plan reads the store one tenant at a time, merged with the tenant's rows.
 // Content is not loaded; use Contents for the bytes.
 func (s *Store) TenantCaptures(ctx context.Context, tenant string, fn func(*Capture) error) error {
-	rows, err := s.db.QueryContext(ctx, s.captureSelect()+" WHERE tenant = ? ORDER BY workspace_id, id", tenant)
+	return s.eachCapture(ctx, fn, " WHERE tenant = ? ORDER BY workspace_id, id", tenant)
+}
+
+// eachCapture calls fn for every capture the select's tail picks, in its
+// order.
+func (s *Store) eachCapture(ctx context.Context, fn func(*Capture) error, tail string, args ...any) error {
+	rows, err := s.db.QueryContext(ctx, s.captureSelect()+tail, args...)
 	if err != nil {
 		return err
 	}
