@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
 )
 
@@ -189,12 +190,13 @@ func bench(ctx context.Context, o options) error {
 	if err := os.MkdirAll(h.logs, 0o755); err != nil {
 		return err
 	}
-	h.seoBase, err = os.ReadFile(seoConfigPath)
-	if err != nil {
-		return fmt.Errorf("run from the repository root: %w", err)
+	h.seoBase = fixture.Live(seoConfig)
+	catalogDir := filepath.Join(o.work, "catalog")
+	// A --work directory used before holds an earlier copy.
+	if err := os.RemoveAll(catalogDir); err != nil {
+		return err
 	}
-	catalogDir, err := filepath.Abs("apply/plan/testdata/catalog")
-	if err != nil {
+	if err := fixture.WriteCatalog(catalogDir); err != nil {
 		return err
 	}
 	// backfill gets a plain environment: the token, and nothing of the

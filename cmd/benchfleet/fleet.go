@@ -32,9 +32,9 @@ type benchFleet struct {
 }
 
 // seoConfig is the live config every bench workspace serves: a user's edit
-// of the seo-agent template (apply/plan/testdata), so that plan derives an
+// of the seo-agent template (internal/fixture), so that plan derives an
 // identity and, with a tenant-level CP record, agrees on a write.
-const seoConfigPath = "apply/plan/testdata/live/custom-seo-agent.yaml"
+const seoConfig = "custom-seo-agent.yaml"
 
 // config returns workspace id's config: seoConfig, its id in a comment so
 // that every workspace's bytes differ as in a real fleet, padded with

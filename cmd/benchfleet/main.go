@@ -10,7 +10,7 @@
 //	benchfleet --bin bin/backfill --out bench/RESULTS.md [--scale 1] [--runs 3]
 //	           [--api-latency 20ms] [--db-latency 25ms] [--curl-urls 200]
 //
-// Run from the repository root (it reads apply/plan/testdata). serve,
+// The catalog and live config come from internal/fixture, embedded. serve,
 // proxy and fetch are its helper processes.
 package main
 
