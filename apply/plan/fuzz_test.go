@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"backfill/internal/fixture"
 )
 
 // parseBound is how long one ParsePlan may take. Fuzzed inputs are small and
@@ -18,9 +20,9 @@ import (
 // busy machine.
 const parseBound = 2 * time.Second
 
-// goldenPlan is a copy of internal/cli/testdata/golden/plan.json, the plan
-// `backfill plan` writes for a fleet with every verdict.
-const goldenPlan = "testdata/golden-plan.json"
+// goldenPlan names the plan `backfill plan` writes for a fleet with every
+// verdict (internal/fixture, kept current by internal/cli's golden test).
+const goldenPlan = "the golden plan"
 
 var (
 	// A JSON error names the line it is on.
@@ -190,22 +192,16 @@ func planSeeds(tb testing.TB) [][]byte {
 	}
 
 	small := written("small.json", smallPlan())
-	golden, err := os.ReadFile(goldenPlan)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	golden := fixture.Plan(FormatVersion)
 	// A plan of format 1, as an earlier backfill wrote it: still read.
-	v1, err := os.ReadFile("testdata/golden-plan-v1.json")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	v1 := fixture.Plan(1)
 	if p, err := ParsePlan(v1); err != nil || p.FormatVersion != 1 || len(p.Databases) != 0 {
 		tb.Fatalf("a format 1 plan no longer reads: %v", err)
 	}
 	for name, b := range map[string][]byte{"the plan written here": small, goldenPlan: golden} {
 		if _, err := ParsePlan(b); err != nil {
-			tb.Fatalf("%s does not parse (if the plan format changed, copy internal/cli/testdata/golden/plan.json to apply/%s): %v",
-				name, goldenPlan, err)
+			tb.Fatalf("%s does not parse (if the plan format changed, go test ./internal/cli -run TestPlanGoldenEveryVerdict -update rewrites it): %v",
+				name, err)
 		}
 	}
 

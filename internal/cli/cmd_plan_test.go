@@ -220,6 +220,22 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
+// goldenPlan compares the plan written with the one golden plan, which
+// apply/plan's format tests read too (internal/fixture).
+func goldenPlan(t *testing.T, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(fixture.PlanSource(plan.FormatVersion), got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if want := fixture.Plan(plan.FormatVersion); !bytes.Equal(got, want) {
+		t.Errorf("the plan differs from the golden plan; diff with: go test ./internal/cli -run %s -update && git diff %s\n--- got ---\n%s",
+			t.Name(), fixture.PlanSource(plan.FormatVersion), got)
+	}
+}
+
 var goldenDir, _ = filepath.Abs(filepath.Join("testdata", "golden"))
 
 // addDownTenant adds a tenant whose database refuses connections, with one
@@ -293,7 +309,7 @@ func TestPlanGoldenEveryVerdict(t *testing.T) {
 		t.Fatal(err)
 	}
 	stable, sp := stableDatabases(t, planBytes)
-	golden(t, "plan.json", stable)
+	goldenPlan(t, stable)
 	orig, _ := plan.ParsePlan(planBytes)
 	golden(t, "report.md", bytes.ReplaceAll(reportBytes, []byte(orig.Fingerprint), []byte(sp.Fingerprint)))
 	for _, name := range []string{"report-full.md", "items.csv"} {
