@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"backfill/internal/fixture"
@@ -92,8 +91,16 @@ func (h *harness) timed(ctx context.Context, label string, argv ...string) (samp
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	start := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return sample{}, fmt.Errorf("%s: %v", label, err)
+	}
+	stop := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() { peak <- watchPeakRSS(cmd.Process.Pid, stop) }()
+	err = cmd.Wait()
 	wall := time.Since(start)
+	close(stop)
+	rss := <-peak
 	if err != nil {
 		tail, _ := os.ReadFile(logf.Name())
 		if len(tail) > 2000 {
@@ -101,12 +108,36 @@ func (h *harness) timed(ctx context.Context, label string, argv ...string) (samp
 		}
 		return sample{}, fmt.Errorf("%s: %v\n%s", label, err, tail)
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss // KiB on Linux
-	}
 	fmt.Fprintf(os.Stderr, "benchfleet: %-28s %7.2fs  %6.1f MB\n", label, wall.Seconds(), float64(rss)/1024)
 	return sample{wall, rss}, nil
+}
+
+// watchPeakRSS returns the largest VmHWM (KiB) read from /proc/pid/status
+// every 10ms until stop is closed. wait4's ru_maxrss cannot be used: the
+// child is started with vfork, and at exec Linux carries the parent's
+// high-water mark into the child's, so every figure would be at least
+// benchfleet's own peak. Growth in the last 10ms of a run can be missed.
+func watchPeakRSS(pid int, stop <-chan struct{}) int64 {
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	var peak int64
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(status); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
+						peak = max(peak, kb)
+					}
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-tick.C:
+		}
+	}
 }
 
 // repeat runs f o.runs times; setup, when not nil, runs untimed before each.
@@ -461,7 +492,7 @@ func (h *harness) write() error {
 		"and a files API (`internal/filesapi.Server`, read with backfill's `http` collector: one GET a capture) served by another process with a delay per request. " +
 		"Each backfill run starts from a new evidence store. The baselines run over the same URLs in the same run: `benchfleet fetch` " +
 		"(backfill's HTTP client settings, same concurrency, JSON decoded, nothing stored) and `xargs -P C curl -o FILE`. " +
-		"Ideal is N·L/C. Peak RSS is the largest of the runs' (wait4 rusage). " +
+		"Ideal is N·L/C. Peak RSS is the largest of the runs' (VmHWM of the process, read every 10ms: wait4 would report benchfleet's own peak, which Linux carries into a child at exec). " +
 		"The figures in parentheses are every run's wall time.\n\n")
 	fmt.Fprintf(&b, "- CPU: %d cores (`nproc` %s), %s\n", runtime.NumCPU(), output("nproc"), cpuModel())
 	fmt.Fprintf(&b, "- Memory: %s\n", output("sh", "-c", "free -h | awk '/^Mem:/ {print $2\" total, \"$7\" available\"}'"))

@@ -5,7 +5,7 @@
 // request. In the same run it times the baselines over the same URLs: a
 // bare Go fetcher (backfill's HTTP client settings, no store) and
 // `xargs -P C curl`. Every figure is the median of --runs runs; peak RSS is
-// each backfill process's own (wait4's rusage).
+// each backfill process's own (its VmHWM, read while it runs).
 //
 //	benchfleet --bin bin/backfill --out bench/RESULTS.md [--scale 1] [--runs 3]
 //	           [--api-latency 20ms] [--db-latency 25ms] [--curl-urls 200]

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"backfill/internal/source"
@@ -366,12 +367,32 @@ func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 }
 
 // Append writes records in one transaction, each linked to the head of its
-// table's chain. The chain head is read inside the write transaction, so
-// appends from several processes still form one valid chain.
+// table's chain, and returns once they are committed. The chain head is read
+// inside the write transaction, so appends from several processes still form
+// one valid chain.
+//
+// Appends made at once in this process share a transaction (group commit):
+// apply journals from a hundred tenant transactions at a time, and one
+// fsync each would queue them behind each other on SQLite's busy wait,
+// which polls rather than queues and so can leave a writer waiting past its
+// timeout while newer ones win. Each call's records still commit together
+// or not at all: when a shared transaction fails, every call in it is tried
+// again alone.
 func (s *Store) Append(ctx context.Context, recs ...Record) error {
 	if s.readOnly {
 		return s.errReadOnly()
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.group.do(recs, s.appendNow)
+}
+
+// appendNow commits recs in one transaction of its own.
+func (s *Store) appendNow(recs []Record) error {
+	// Not the caller's context: by now other callers' records may share
+	// the transaction, and a record handed over is committed.
+	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -381,6 +402,61 @@ func (s *Store) Append(ctx context.Context, recs ...Record) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// groupCommit coalesces concurrent appends: the first caller to find no
+// commit running commits everything queued, again and again until the
+// queue is empty, while later callers wait for their own batch's outcome.
+type groupCommit struct {
+	mu      sync.Mutex
+	queue   []groupReq
+	running bool
+}
+
+type groupReq struct {
+	recs []Record
+	done chan error
+}
+
+func (g *groupCommit) do(recs []Record, commit func([]Record) error) error {
+	req := groupReq{recs: recs, done: make(chan error, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, req)
+	if g.running {
+		g.mu.Unlock()
+		return <-req.done
+	}
+	g.running = true
+	for len(g.queue) > 0 {
+		batch := g.queue
+		g.queue = nil
+		g.mu.Unlock()
+		g.commit(batch, commit)
+		g.mu.Lock()
+	}
+	g.running = false
+	g.mu.Unlock()
+	return <-req.done
+}
+
+// commit commits a batch in one transaction, or, when that fails and the
+// batch holds more than one call, each call alone, so that one call's bad
+// record does not fail the others.
+func (g *groupCommit) commit(batch []groupReq, commit func([]Record) error) {
+	var all []Record
+	for _, r := range batch {
+		all = append(all, r.recs...)
+	}
+	err := commit(all)
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- commit(r.recs)
+	}
 }
 
 // appendTx is Append within tx, which the caller commits or rolls back.

@@ -26,6 +26,7 @@ type Store struct {
 	lock     *os.File
 	version  int  // schema version (PRAGMA user_version) the store is at
 	readOnly bool // opened with OpenReadOnly
+	group    groupCommit
 }
 
 // ErrLocked is returned by Lock when another process holds the store.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -407,4 +408,110 @@ func TestWriterContentDedupStillCatchesADroppedInsert(t *testing.T) {
 	if !r.OK() || r.Captures != 5 || r.Contents != 3 {
 		t.Fatalf("verify = %+v", r)
 	}
+}
+
+// TestAppendManyWriters appends from as many goroutines at once as apply's
+// tenant concurrency: every append must succeed. SQLite's own busy wait is
+// no queue (a waiting writer polls and can lose to newer ones until its
+// timeout), so in-process writers take turns before they reach it.
+func TestAppendManyWriters(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	const writers, each = 256, 4
+	errs := make(chan error, writers*each)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			for j := range each {
+				errs <- s.Append(context.Background(), &Entry{Fingerprint: "sha256:x", Operation: OpApply, Operator: "op",
+					Tenant: fmt.Sprintf("t%03d", i), WorkspaceID: fmt.Sprintf("w%d", j), Outcome: "applied", At: time.Now()})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.DB().QueryRow("SELECT count(*) FROM journal").Scan(&n); err != nil || n != writers*each {
+		t.Fatalf("journal holds %d entries (%v), want %d", n, err, writers*each)
+	}
+}
+
+// TestGroupCommitSharesAndIsolates: calls made while a commit runs share the
+// next transaction, and a call whose records fail is retried alone so the
+// calls it shared a transaction with still commit.
+func TestGroupCommitSharesAndIsolates(t *testing.T) {
+	t.Parallel()
+	var g groupCommit
+	first := make(chan struct{})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var commits [][]Record
+	bad := &Entry{Reason: "bad"}
+	commit := func(recs []Record) error {
+		mu.Lock()
+		commits = append(commits, recs)
+		n := len(commits)
+		mu.Unlock()
+		if n == 1 {
+			close(first)
+			<-release
+		}
+		for _, r := range recs {
+			if r == bad {
+				return errors.New("refused")
+			}
+		}
+		return nil
+	}
+	errs := make(chan error, 1)
+	go func() { errs <- g.do([]Record{&Entry{}}, commit) }()
+	<-first // the first call's commit is running: the next calls queue
+	const waiting = 5
+	results := make([]chan error, waiting)
+	for i := range results {
+		results[i] = make(chan error, 1)
+		rec := Record(&Entry{})
+		if i == 2 {
+			rec = bad
+		}
+		go func() { results[i] <- g.do([]Record{rec}, commit) }()
+	}
+	// Every call is queued before the first commit ends.
+	for {
+		g.mu.Lock()
+		n := len(g.queue)
+		g.mu.Unlock()
+		if n == waiting {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range results {
+		err := <-c
+		if (i == 2) != (err != nil) {
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	// One commit for the first call, one shared by the five (it failed),
+	// then each of the five alone.
+	if len(commits) != 2+waiting || len(commits[1]) != waiting {
+		t.Fatalf("commits of %v records, want 1, %d, then 1 each", lens(commits), waiting)
+	}
+}
+
+func lens(c [][]Record) []int {
+	var n []int
+	for _, r := range c {
+		n = append(n, len(r))
+	}
+	return n
 }
