@@ -11,7 +11,8 @@
 #
 # BENCH_SCALE=0.1 scales every operator-run size (default 1); BENCH_RUNS
 # sets the runs a row (default 3, the median is reported); BENCH_CURL_URLS
-# the URLs the curl baseline is timed over (default 200, then scaled).
+# the URLs the curl baseline is timed over (default 200, then scaled);
+# BENCH_WORK a directory to keep the fleets' files and every run's log in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -20,7 +21,7 @@ mkdir -p bench/out bin
 scale="${BENCH_SCALE:-1}"
 go build -o bin/backfill ./cmd/backfill
 go build -o bin/benchfleet ./cmd/benchfleet
-bin/benchfleet --bin bin/backfill --out bench/RESULTS.md --scale "$scale"
+bin/benchfleet --bin bin/backfill --out bench/RESULTS.md --scale "$scale" ${BENCH_WORK:+--work "$BENCH_WORK"}
 
 # In-process sizes follow BENCH_SCALE where the benchmark takes one.
 scaled() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); print (v < 100 ? 100 : v) }'; }
