@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"fmt"
-	"path"
 
 	"backfill/apply/plan"
 
@@ -91,21 +90,9 @@ func (o Options) selected(groups [][]plan.Item) [][]plan.Item {
 func filterGroups(groups [][]plan.Item, patterns []string) [][]plan.Item {
 	var out [][]plan.Item
 	for _, g := range groups {
-		if MatchTenant(g[0].Tenant, patterns) {
+		if inventory.MatchTenant(g[0].Tenant, patterns) {
 			out = append(out, g)
 		}
 	}
 	return out
-}
-
-// MatchTenant reports whether tenant matches one of the glob patterns
-// (path.Match: *, ?, [a-z]); a malformed pattern matches nothing (the CLI
-// checks patterns before a run).
-func MatchTenant(tenant string, patterns []string) bool {
-	for _, p := range patterns {
-		if ok, err := path.Match(p, tenant); err == nil && ok {
-			return true
-		}
-	}
-	return false
 }

@@ -7,6 +7,7 @@ import (
 	"backfill/apply/plan"
 
 	"backfill/internal/evidence"
+	"backfill/internal/inventory"
 	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
 )
@@ -149,7 +150,7 @@ func undoable(ctx context.Context, o Options) ([][]plan.Item, *history, error) {
 	var items []plan.Item
 	for _, it := range o.Plan.Agreed() {
 		// What there is to undo is counted over the selected tenants only.
-		if h.Undoable[itemKey(it)] && (len(o.Tenants) == 0 || MatchTenant(it.Tenant, o.Tenants)) {
+		if h.Undoable[itemKey(it)] && (len(o.Tenants) == 0 || inventory.MatchTenant(it.Tenant, o.Tenants)) {
 			items = append(items, it)
 		}
 	}

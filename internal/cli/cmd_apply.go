@@ -199,21 +199,11 @@ func checkPatterns(patterns []string) error {
 	return nil
 }
 
-// tenantPatterns checks glob patterns naming tenants: each must be a valid
-// pattern and match some tenant of the inventory, so a typo is an error
-// rather than a run that silently does nothing.
+// tenantPatterns checks glob patterns naming tenants (inventory.CheckPatterns);
+// a bad one is a usage error naming flag.
 func tenantPatterns(inv *inventory.Inventory, patterns []string, flag string) ([]string, error) {
-	for _, p := range patterns {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, &exitError{ExitUsage, fmt.Errorf("%s %q: %v", flag, p, err)}
-		}
-		found := false
-		for _, t := range inv.Tenants {
-			found = found || apply.MatchTenant(t.Name, []string{p})
-		}
-		if !found {
-			return nil, &exitError{ExitUsage, fmt.Errorf("%s %q matches no tenant in %s", flag, p, inv.Path)}
-		}
+	if err := inv.CheckPatterns(patterns); err != nil {
+		return nil, &exitError{ExitUsage, fmt.Errorf("%s %v", flag, err)}
 	}
 	return patterns, nil
 }

@@ -12,9 +12,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"backfill/apply"
 	"backfill/apply/plan"
 	"backfill/internal/evidence"
+	"backfill/internal/inventory"
 	"backfill/internal/termsafe"
 )
 
@@ -109,7 +109,7 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 		return &exitError{ExitUsage, errors.New("--verdict needs --plan: verdicts are a plan's")}
 	}
 	for _, w := range ws {
-		if len(patterns) > 0 && !apply.MatchTenant(w.Tenant, patterns) {
+		if len(patterns) > 0 && !inventory.MatchTenant(w.Tenant, patterns) {
 			continue
 		}
 		v := verdicts[w.Key]

@@ -99,19 +99,9 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	if len(patterns) > 0 {
-		// A plan over part of the fleet: only these tenants are read and
-		// planned (its writes are theirs only; the digest is still the
-		// whole inventory's).
-		part := *inv
-		part.Tenants = nil
-		for _, t := range inv.Tenants {
-			if apply.MatchTenant(t.Name, patterns) {
-				part.Tenants = append(part.Tenants, t)
-			}
-		}
-		inv = &part
-	}
+	// A plan over part of the fleet reads and plans only these tenants;
+	// its digest is still the whole inventory's.
+	inv = inv.Select(patterns)
 	// The plan records the catalog's path as given; approve and apply load
 	// it from there (or --catalog) and refuse another digest.
 	catDir := o.catalog

@@ -14,8 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"backfill/apply"
 	"backfill/apply/plan"
+	"backfill/internal/inventory"
 	"backfill/internal/termsafe"
 )
 
@@ -263,7 +263,7 @@ func filterPlan(p *plan.Plan, tenants, verdicts []string) (*plan.Plan, error) {
 	q := *p
 	q.Items = nil
 	for _, it := range p.Items {
-		if (len(tenants) == 0 || apply.MatchTenant(it.Tenant, tenants)) && (len(want) == 0 || want[it.Verdict]) {
+		if (len(tenants) == 0 || inventory.MatchTenant(it.Tenant, tenants)) && (len(want) == 0 || want[it.Verdict]) {
 			q.Items = append(q.Items, it)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"backfill/apply"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/progress"
@@ -170,7 +169,7 @@ func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
 	if len(patterns) > 0 {
 		shardHas := only
 		only = func(t string) bool {
-			return apply.MatchTenant(t, patterns) && (shardHas == nil || shardHas(t))
+			return inventory.MatchTenant(t, patterns) && (shardHas == nil || shardHas(t))
 		}
 	}
 

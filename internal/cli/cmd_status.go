@@ -12,6 +12,7 @@ import (
 
 	"backfill/apply"
 	"backfill/internal/evidence"
+	"backfill/internal/inventory"
 	"backfill/internal/termsafe"
 )
 
@@ -124,7 +125,7 @@ func (r *runner) runStatus(ctx context.Context, o statusOptions) error {
 	}
 	names := make([]string, 0, len(byTenant))
 	for t := range byTenant {
-		if len(patterns) == 0 || apply.MatchTenant(t, patterns) {
+		if len(patterns) == 0 || inventory.MatchTenant(t, patterns) {
 			names = append(names, t)
 		}
 	}
