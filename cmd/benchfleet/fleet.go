@@ -150,6 +150,15 @@ func writeURLs(path string, f *benchFleet, apiAddr string) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
+// writeDSNs writes each tenant's DSN of f, one a line, for the bare lister.
+func writeDSNs(path string, f *benchFleet, dsn func(*benchTenant) string) error {
+	var b strings.Builder
+	for i := range f.tenants {
+		b.WriteString(dsn(&f.tenants[i]) + "\n")
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 // proxiedDSN is t's database reached through the latency proxy at addr.
 func proxiedDSN(addr string) func(*benchTenant) string {
 	return func(t *benchTenant) string {

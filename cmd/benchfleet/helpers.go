@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"backfill/internal/filesapi"
 )
 
@@ -247,4 +249,66 @@ func (h *helper) stop() {
 	if err := h.cmd.Wait(); err != nil && !errors.As(err, new(*exec.ExitError)) {
 		fmt.Fprintf(os.Stderr, "benchfleet: helper: %v\n", err)
 	}
+}
+
+// runConnect is the bare lister: every DSN of --dsns connected to with -c
+// connections being opened at once, one query (the workspaces' ids) and a
+// close. It is what no tool listing tenants can do without, so it bounds a
+// run over many tenant databases that share this machine's cores.
+func runConnect(args []string) error {
+	fl := flag.NewFlagSet("connect", flag.ContinueOnError)
+	dsnsFile := fl.String("dsns", "", "file of DSNs, one a line")
+	conc := fl.Int("c", 128, "connections at once")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	dsns, err := readLines(*dsnsFile)
+	if err != nil {
+		return err
+	}
+	var next, rows atomic.Int64
+	errs := make(chan error, len(dsns))
+	var wg sync.WaitGroup
+	for w := 0; w < *conc; w++ {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(dsns) {
+					return
+				}
+				n, err := listOne(dsns[i])
+				if err != nil {
+					errs <- err
+					continue
+				}
+				rows.Add(n)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	fmt.Printf("%d databases listed, %d rows\n", len(dsns), rows.Load())
+	return nil
+}
+
+func listOne(dsn string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	rs, err := conn.Query(ctx, "SELECT id FROM public.workspaces")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for rs.Next() {
+		n++
+	}
+	return n, rs.Err()
 }

@@ -4,14 +4,15 @@
 // each way) and a files API served by another process with a delay per
 // request. In the same run it times the baselines over the same URLs: a
 // bare Go fetcher (backfill's HTTP client settings, no store) and
-// `xargs -P C curl`. Every figure is the median of --runs runs; peak RSS is
+// `xargs -P C curl`, and over the same tenant databases a bare lister
+// (connect, one query, close). Every figure is the median of --runs runs; peak RSS is
 // each backfill process's own (its VmHWM, read while it runs).
 //
 //	benchfleet --bin bin/backfill --out bench/RESULTS.md [--scale 1] [--runs 3]
 //	           [--api-latency 20ms] [--db-latency 25ms] [--curl-urls 200]
 //
 // The catalog and live config come from internal/fixture, embedded. serve,
-// proxy and fetch are its helper processes.
+// proxy, fetch and connect are its helper processes.
 package main
 
 import (
@@ -36,6 +37,8 @@ func main() {
 			err = runProxy(os.Args[2:])
 		case "fetch":
 			err = runFetch(os.Args[2:])
+		case "connect":
+			err = runConnect(os.Args[2:])
 		default:
 			err = runBench(os.Args[1:])
 		}
