@@ -21,11 +21,17 @@ func Keep(ctx context.Context, s *evidence.Store, p *Plan, signature string) err
 	if err := p.Encode(&b); err != nil {
 		return err
 	}
+	return KeepEncoded(ctx, s, p, b.Bytes(), signature)
+}
+
+// KeepEncoded is Keep for a caller that holds the plan's encoding already
+// (p.Encode's bytes), so that a large plan is not encoded again.
+func KeepEncoded(ctx context.Context, s *evidence.Store, p *Plan, encoded []byte, signature string) error {
 	at, err := time.Parse(time.RFC3339, p.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("plan created_at %q: %w", p.CreatedAt, err)
 	}
-	return s.PutPlan(ctx, p.Fingerprint, p.Author, at, b.Bytes(), signature)
+	return s.PutPlan(ctx, p.Fingerprint, p.Author, at, encoded, signature)
 }
 
 // LoadKept loads a plan kept in the store by its fingerprint or a prefix of
