@@ -72,6 +72,7 @@ func TestVerifyChecksTheSchemaExactly(t *testing.T) {
 		{"changed table", []string{"ALTER TABLE approvals ADD COLUMN note TEXT"}, "table approvals differs"},
 		{"append-only trigger replaced", []string{"DROP TRIGGER journal_no_delete",
 			"CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal BEGIN SELECT 1; END"}, "append-only trigger journal_no_delete was replaced"},
+		{"content deleted", []string{"DROP TRIGGER content_no_delete", "DELETE FROM content"}, "capture 1 (tenant a, workspace w1): content "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
