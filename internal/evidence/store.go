@@ -97,7 +97,6 @@ func openReadOnly(ctx context.Context, path string, immutable bool) (*Store, err
 		q.Set("immutable", "1")
 	}
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", cacheSize)
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -156,17 +155,9 @@ func (s *Store) errReadOnly() error {
 	return fmt.Errorf("evidence store %s was opened read-only", s.path)
 }
 
-// cacheSize is each connection's page cache, at most: SQLite's default
-// (2 MiB) holds little of the indexes of a store of 100,000 captures, and
-// every page missed is a read system call, for the writer inserting into
-// them and for plan and verify reading them. Pages are cached only once
-// read, so a small store costs no more than before.
-const cacheSize = "cache_size(-16384)" // KiB: 16 MiB
-
 func open(ctx context.Context, path string) (*Store, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", cacheSize)
 	q.Add("_pragma", "journal_mode(WAL)")
 	// FULL: a capture reported as recorded survives power loss, not only a
 	// process crash. Batching keeps the fsync cost per capture small.
