@@ -16,6 +16,7 @@ import (
 	"backfill/internal/approver"
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
+	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/secret"
 	"backfill/internal/termsafe"
@@ -67,62 +68,9 @@ type planOptions struct {
 }
 
 func (r *runner) runPlan(ctx context.Context, o planOptions) error {
-	author := o.author
-	if author == "" {
-		author, _ = r.env.LookupEnv("USER")
-	}
-	if strings.TrimSpace(author) == "" {
-		return &exitError{ExitUsage, errors.New("no author: pass --author or set USER")}
-	}
-	// The two-person rule compares names: they must be plain identifiers
-	// that cannot look like one another.
-	if err := approver.CheckName(author); err != nil {
-		return &exitError{ExitUsage, fmt.Errorf("--author: %v", err)}
-	}
-	var signKey []byte
-	if kp := o.signKey; kp != "" {
-		var err error
-		if signKey, err = os.ReadFile(kp); err != nil {
-			return fail("--sign-key: %v", err)
-		}
-	}
-	invPath := o.inventory
-	invBytes, err := os.ReadFile(invPath)
-	if err != nil {
-		return fail("inventory: %v", err)
-	}
-	inv, err := inventory.Parse(invPath, invBytes, r.env.LookupEnv)
-	if err != nil {
-		return fail("%v", err)
-	}
-	r.redactor.Add(inv.Secrets()...)
-	patterns, err := tenantPatterns(inv, o.tenants, "--tenant")
+	b, signKey, err := r.planInputs(ctx, o)
 	if err != nil {
 		return err
-	}
-	// A plan over part of the fleet reads and plans only these tenants;
-	// its digest is still the whole inventory's.
-	inv = inv.Select(patterns)
-	// The plan records the catalog's path as given; approve and apply load
-	// it from there (or --catalog) and refuse another digest.
-	catDir := o.catalog
-	cat, err := catalog.LoadWith(catDir, o.manifest)
-	if err != nil {
-		return fail("catalog: %v", err)
-	}
-	src := o.cp
-	cpSource := src
-	// Any --cp value may be a connection string, whatever its form, and an
-	// error may echo it: register its password before anything can fail.
-	if pws, err := secret.DSNPasswords(src); err == nil {
-		r.redactor.Add(pws...)
-	}
-	if cp.IsDatabase(src) {
-		cpSource = secret.RedactDSN(src)
-	}
-	records, err := cp.Load(ctx, src, o.cpQuery)
-	if err != nil {
-		return fail("CP records: %v", err)
 	}
 	store, err := r.openStore(ctx, false)
 	if err != nil {
@@ -134,27 +82,99 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	if err := store.Lock(); err != nil {
 		return fail("%v", err)
 	}
-
-	p, warnings, err := plan.Build(ctx, plan.BuildOptions{
-		Inventory: inv, Store: store, CP: records, CPSource: cpSource,
-		Concurrency: max(1, o.concurrency), Catalog: cat, CatalogDir: catDir, Manifest: o.manifest, Author: author, Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
-	})
+	b.Store = store
+	p, warnings, err := plan.Build(ctx, b)
 	if err != nil {
 		return fail("plan: %v", err)
 	}
 	for _, w := range warnings {
 		r.log.Warn(w)
 	}
-	out := o.out
+	if err := r.writePlan(ctx, o, store, p, signKey, warnings); err != nil {
+		return err
+	}
+	if o.json {
+		return r.printPlanJSON(o.out, p, warnings)
+	}
+	return r.printPlan(o.out, p)
+}
+
+// planInputs reads what a plan is built from (author, inventory, catalog,
+// CP records) into plan.BuildOptions, without the store, and the author's
+// signing key if one is given.
+func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptions, []byte, error) {
+	var b plan.BuildOptions
+	author := o.author
+	if author == "" {
+		author, _ = r.env.LookupEnv("USER")
+	}
+	if strings.TrimSpace(author) == "" {
+		return b, nil, &exitError{ExitUsage, errors.New("no author: pass --author or set USER")}
+	}
+	// The two-person rule compares names: they must be plain identifiers
+	// that cannot look like one another.
+	if err := approver.CheckName(author); err != nil {
+		return b, nil, &exitError{ExitUsage, fmt.Errorf("--author: %v", err)}
+	}
+	var signKey []byte
+	if kp := o.signKey; kp != "" {
+		var err error
+		if signKey, err = os.ReadFile(kp); err != nil {
+			return b, nil, fail("--sign-key: %v", err)
+		}
+	}
+	invBytes, err := os.ReadFile(o.inventory)
+	if err != nil {
+		return b, nil, fail("inventory: %v", err)
+	}
+	inv, err := inventory.Parse(o.inventory, invBytes, r.env.LookupEnv)
+	if err != nil {
+		return b, nil, fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+	patterns, err := tenantPatterns(inv, o.tenants, "--tenant")
+	if err != nil {
+		return b, nil, err
+	}
+	// The plan records the catalog's path as given; approve and apply load
+	// it from there (or --catalog) and refuse another digest.
+	cat, err := catalog.LoadWith(o.catalog, o.manifest)
+	if err != nil {
+		return b, nil, fail("catalog: %v", err)
+	}
+	// Any --cp value may be a connection string, whatever its form, and an
+	// error may echo it: register its password before anything can fail.
+	cpSource := o.cp
+	if pws, err := secret.DSNPasswords(o.cp); err == nil {
+		r.redactor.Add(pws...)
+	}
+	if cp.IsDatabase(o.cp) {
+		cpSource = secret.RedactDSN(o.cp)
+	}
+	records, err := cp.Load(ctx, o.cp, o.cpQuery)
+	if err != nil {
+		return b, nil, fail("CP records: %v", err)
+	}
+	// A plan over part of the fleet reads and plans only these tenants;
+	// its digest is still the whole inventory's.
+	return plan.BuildOptions{
+		Inventory: inv.Select(patterns), CP: records, CPSource: cpSource,
+		Concurrency: max(1, o.concurrency), Catalog: cat, CatalogDir: o.catalog, Manifest: o.manifest, Author: author,
+		Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
+	}, signKey, nil
+}
+
+// writePlan keeps the plan in the store, then writes the plan file and the
+// reports asked for.
+func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.Store, p *plan.Plan, signKey []byte, warnings []string) error {
 	if !o.force {
-		if err := plan.CheckReplace(ctx, store, out, p.Fingerprint); err != nil {
+		if err := plan.CheckReplace(ctx, store, o.out, p.Fingerprint); err != nil {
 			return fail("plan --out: %v", err)
 		}
 	}
-	// Kept in the store first: the file can be lost or replaced, the undo
-	// handle cannot.
 	sig := ""
 	if signKey != nil {
+		var err error
 		if sig, err = apply.SignPlan(signKey, p); err != nil {
 			return fail("--sign-key: %v", err)
 		}
@@ -165,52 +185,65 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	if err := p.Encode(&encoded); err != nil {
 		return fail("encode the plan: %v", err)
 	}
+	// Kept in the store first: the file can be lost or replaced, the undo
+	// handle cannot.
 	if err := plan.KeepEncoded(ctx, store, p, encoded.Bytes(), sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
-	if err := plan.WriteFileAtomic(out, func(w io.Writer) error { _, err := w.Write(encoded.Bytes()); return err }); err != nil {
+	if err := plan.WriteFileAtomic(o.out, func(w io.Writer) error { _, err := w.Write(encoded.Bytes()); return err }); err != nil {
 		return fail("write plan: %v", err)
 	}
-	r.log.Info("plan written", "path", out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", p.Writes(),
+	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", p.Writes(),
 		"needs_review", len(plan.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
-	full := o.reportFull
-	if full != "" {
-		if err := plan.WriteFileAtomic(full, func(w io.Writer) error { return plan.WriteReport(w, p, out, warnings) }); err != nil {
+	reports := []struct {
+		path  string
+		write func(io.Writer) error
+	}{
+		{o.reportFull, func(w io.Writer) error { return plan.WriteReport(w, p, o.out, warnings) }},
+		{o.reportCSV, func(w io.Writer) error { return plan.WriteItemsCSV(w, p) }},
+		{o.report, func(w io.Writer) error {
+			ref := o.reportFull
+			if ref == "" {
+				ref = o.reportCSV
+			}
+			return plan.WriteSummary(w, p, o.out, ref, warnings)
+		}},
+	}
+	for _, rp := range reports {
+		if rp.path == "" {
+			continue
+		}
+		if err := plan.WriteFileAtomic(rp.path, rp.write); err != nil {
 			return fail("write report: %v", err)
 		}
 	}
-	if csvPath := o.reportCSV; csvPath != "" {
-		if err := plan.WriteFileAtomic(csvPath, func(w io.Writer) error { return plan.WriteItemsCSV(w, p) }); err != nil {
-			return fail("write report: %v", err)
-		}
+	return nil
+}
+
+// printPlanJSON prints `plan --json`'s document; exit 3 when a tenant was
+// unreachable.
+func (r *runner) printPlanJSON(out string, p *plan.Plan, warnings []string) error {
+	un := p.Unreachable()
+	doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: p.Writes(),
+		NeedsReview: len(plan.NeedsReview(p)), Unreachable: []plan.TenantDatabase{}, Warnings: warnings}
+	if un != nil {
+		doc.Unreachable = un
 	}
-	if rp := o.report; rp != "" {
-		ref := full
-		if ref == "" {
-			ref = o.reportCSV
-		}
-		if err := plan.WriteFileAtomic(rp, func(w io.Writer) error { return plan.WriteSummary(w, p, out, ref, warnings) }); err != nil {
-			return fail("write report: %v", err)
-		}
+	if doc.Warnings == nil {
+		doc.Warnings = []string{}
 	}
-	if o.json {
-		un := p.Unreachable()
-		doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: p.Writes(),
-			NeedsReview: len(plan.NeedsReview(p)), Unreachable: []plan.TenantDatabase{}, Warnings: warnings}
-		if un != nil {
-			doc.Unreachable = un
-		}
-		if doc.Warnings == nil {
-			doc.Warnings = []string{}
-		}
-		if err := printJSON(r.env.Stdout, doc); err != nil {
-			return err
-		}
-		if len(un) > 0 {
-			return errPartial
-		}
-		return nil
+	if err := printJSON(r.env.Stdout, doc); err != nil {
+		return err
 	}
+	if len(un) > 0 {
+		return errPartial
+	}
+	return nil
+}
+
+// printPlan prints what plan wrote and what to do next; exit 3 when a
+// tenant was unreachable.
+func (r *runner) printPlan(out string, p *plan.Plan) error {
 	fmt.Fprintf(r.env.Stdout, "plan written to %s\nfingerprint %s\n", out, p.Fingerprint)
 	printCounts(r.env.Stdout, p)
 	fmt.Fprintf(r.env.Stdout, "%d items need a person; review with `backfill show %s`, then `backfill approve %s --by NAME`\n",
