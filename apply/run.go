@@ -313,8 +313,13 @@ func (o Options) entry(op string, r Result) *evidence.Entry {
 }
 
 func (o Options) sessionOptions() tenantdb.Options {
-	return tenantdb.Options{LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout}
+	return tenantdb.Options{LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout, ConnectAttempts: connectAttempts}
 }
+
+// connectAttempts: a tenant whose server is slow to accept a session is
+// tried again before its rows are reported failed (nothing is sent before
+// the session exists).
+const connectAttempts = 3
 
 // readOptions are for sessions that must never write (dry run, read-back).
 func (o Options) readOptions() tenantdb.Options {

@@ -26,7 +26,16 @@ type Options struct {
 	// ReadOnly makes every transaction of the session read-only, a second
 	// guard beside BEGIN READ ONLY for sessions that must never write.
 	ReadOnly bool
+	// ConnectAttempts is how many times Connect tries to open the session
+	// when an attempt fails before the session exists (refused, reset, or
+	// timed out waiting for the server): nothing has been sent that could
+	// change anything, so trying again is safe. 0 or 1: once.
+	ConnectAttempts int
 }
+
+// connectRetryWait is the wait before a second attempt to connect, doubled
+// before each later one.
+const connectRetryWait = 500 * time.Millisecond
 
 // ErrInvalidDSN is a DSN that does not parse. The DSN is not quoted: it may
 // hold a password.
@@ -65,7 +74,28 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	if o.ReadOnly {
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
-	return pgx.ConnectConfig(ctx, cfg)
+	wait := connectRetryWait
+	for attempt := 1; ; attempt++ {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil || attempt >= o.ConnectAttempts || ctx.Err() != nil || !connectFailedEarly(err) {
+			return conn, err
+		}
+		// A server with many sessions opening at once (a hundred tenant
+		// databases on one instance) can keep one waiting past the timeout.
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		wait *= 2
+	}
+}
+
+// connectFailedEarly reports whether a failed connect left nothing behind:
+// the connection was refused, cut or reset, or the server did not answer
+// the startup in time (ctx itself still live).
+func connectFailedEarly(err error) bool {
+	return Transient(err) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
 }
 
 // rowColumns reads ListedColumns (access.go), whose SELECT grants a
