@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"backfill/apply/plan"
+	"backfill/internal/fixture"
 	"backfill/internal/version"
 )
 
@@ -63,6 +65,13 @@ var transcriptSetup = map[string]func(t *testing.T, tmp string){
 	// is not set on line 4.
 	"preflight": func(t *testing.T, tmp string) {
 		writeFile(t, filepath.Join(tmp, "bad.yaml"), "version: 1\ntenants:\n  - name: x\n    dsn: \"${NOT_SET}\"\n")
+	},
+	// The golden plan as written, and a copy with one reason edited.
+	"show": func(t *testing.T, tmp string) {
+		golden := fixture.Plan(plan.FormatVersion)
+		writeFile(t, filepath.Join(tmp, "plan.json"), string(golden))
+		edited := strings.Replace(string(golden), `"reason": "`, `"reason": "edited: `, 1)
+		writeFile(t, filepath.Join(tmp, "edited.json"), edited)
 	},
 	// An inventory whose line 4 names a variable that is not set.
 	"snapshot": func(t *testing.T, tmp string) {
