@@ -149,27 +149,15 @@ func runFetch(args []string) error {
 	t.ExpectContinueTimeout = time.Second
 	client := &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-	var next, failed, bytes atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < *conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(urls) {
-					return
-				}
-				n, err := fetchOne(client, urls[i], *token)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				bytes.Add(int64(n))
-			}
-		}()
-	}
-	wg.Wait()
+	var failed, bytes atomic.Int64
+	eachAtOnce(len(urls), *conc, func(i int) {
+		n, err := fetchOne(client, urls[i], *token)
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		bytes.Add(int64(n))
+	})
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d of %d fetches failed", failed.Load(), len(urls))
 	}
@@ -266,26 +254,16 @@ func runConnect(args []string) error {
 	if err != nil {
 		return err
 	}
-	var next, rows atomic.Int64
+	var rows atomic.Int64
 	errs := make(chan error, len(dsns))
-	var wg sync.WaitGroup
-	for w := 0; w < *conc; w++ {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(dsns) {
-					return
-				}
-				n, err := listOne(dsns[i])
-				if err != nil {
-					errs <- err
-					continue
-				}
-				rows.Add(n)
-			}
-		})
-	}
-	wg.Wait()
+	eachAtOnce(len(dsns), *conc, func(i int) {
+		n, err := listOne(dsns[i])
+		if err != nil {
+			errs <- err
+			return
+		}
+		rows.Add(n)
+	})
 	close(errs)
 	if err := <-errs; err != nil {
 		return err
@@ -311,4 +289,23 @@ func listOne(dsn string) (int64, error) {
 		n++
 	}
 	return n, rs.Err()
+}
+
+// eachAtOnce calls fn for every index below n from conc goroutines, each
+// taking the next index as it finishes one, and returns when all are done.
+func eachAtOnce(n, conc int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
