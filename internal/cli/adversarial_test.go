@@ -359,6 +359,7 @@ func advDBTemplates(t *testing.T, dsn string) map[string]string {
 // the plan, and checks each case got its outcome, and that the evidence
 // store still verifies.
 func TestAdversarialCorpusEndToEnd(t *testing.T) {
+	t.Parallel()
 	cases := adversarialCases()
 	f := newAdvFleet(t, cases)
 

@@ -52,6 +52,7 @@ func loadCronJob(t *testing.T, file string) *k8sJob {
 // manifest maps to FailJob); once both are readable the next exits 0. The
 // store on the claim verifies and holds both audits.
 func TestAuditCronJobLocally(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	f := newShardFleet(t)
 	job := loadCronJob(t, "audit-cronjob.yaml")

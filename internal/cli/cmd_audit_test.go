@@ -118,6 +118,7 @@ func (f *fleet) templateEmpty(perTenant int) []string {
 // with nothing new captures nothing. Each audit is recorded, chained, and
 // shown by status.
 func TestAuditCapturesWhatAppearedSince(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	first := f.templateEmpty(3)
 
@@ -268,6 +269,7 @@ func TestAuditMaxEvidenceAge(t *testing.T) {
 // audit after it compares with the audit before it); --partial-exit-code
 // replaces 3; 0 once every one has evidence.
 func TestAuditExitCodes(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	for _, flags := range [][]string{{"--max-evidence-age", "-1s"}, {"--max-evidence-age", "500ms"}, {"--max-evidence-age", "24", "needs a unit"},
 		{"--concurrency", "0"}, {"--json", "extra"}} {

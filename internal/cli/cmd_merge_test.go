@@ -25,6 +25,7 @@ func capturedSet(t *testing.T, f *fleet, evidencePath string) map[captureKey]boo
 }
 
 func TestShardsMergedEqualOneRun(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 5, 0)
 	var shards []string
 	for k := 0; k < 3; k++ {
@@ -90,6 +91,7 @@ func TestShardsMergedEqualOneRun(t *testing.T) {
 }
 
 func TestMergeRefusesSelfAndTampered(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 2, 0)
 	if res := f.snapshot(t); res.code != 0 {
 		t.Fatal(res.stderr)

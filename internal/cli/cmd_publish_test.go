@@ -45,6 +45,7 @@ func dirNames(t *testing.T, dir string) []string {
 // published copies writes nothing beside them and leaves them out of WAL
 // mode.
 func TestPublishedShardsMergeVerifyAndPlan(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 5, 0)
 	shared := filepath.Join(f.dir, "shared")
 	if err := os.Mkdir(shared, 0o755); err != nil {

@@ -133,6 +133,7 @@ func exportJSON(t *testing.T, f *fleet) map[string]exportRecord {
 }
 
 func TestSnapshotEndToEndAllCollectors(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 6, 0)
 	res := f.snapshot(t)
 	if res.code != 0 {
@@ -205,6 +206,7 @@ func TestSnapshotEndToEndAllCollectors(t *testing.T) {
 // TestSnapshotRaceWithRestartWave overwrites live configs with the runtime
 // default at a steady rate while snapshot runs, as a restart wave does.
 func TestSnapshotRaceWithRestartWave(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 40, 5*time.Millisecond)
 	type overwrite struct {
 		key string
@@ -287,6 +289,7 @@ func TestSnapshotRaceWithRestartWave(t *testing.T) {
 }
 
 func TestVerifyNamesTamperedCapture(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	if res := f.snapshot(t); res.code != 0 {
 		t.Fatalf("snapshot: %d %s", res.code, res.stderr)
@@ -318,6 +321,7 @@ func TestVerifyNamesTamperedCapture(t *testing.T) {
 }
 
 func TestSnapshotPartialWhenTenantUnreachable(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	// Point one tenant at a server that refuses connections.
 	inv, _ := os.ReadFile(f.inventory)
@@ -341,6 +345,7 @@ func TestSnapshotPartialWhenTenantUnreachable(t *testing.T) {
 }
 
 func TestSnapshotBadWorkspaceInputs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	dsn := pgtest.NewTenantDB(t)
 	marker := filepath.Join(dir, "ran")
@@ -392,6 +397,7 @@ tenants:
 }
 
 func TestSecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	// Make one capture fail so that error paths are exercised too.
 	os.Remove(filepath.Join(f.roots["beta"], uuidFor(2, 0), "config.yaml"))
@@ -425,6 +431,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 // keeps snapshot at exit 3, with reason "gone" in --json; --allow-gone
 // exits 0, so a job that retries on failure is not retried forever.
 func TestSnapshotAllowGoneAndJSON(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	gone := uuidFor(3, 0) // gamma's file collector: a missing file is gone
 	if err := os.RemoveAll(filepath.Join(f.roots["gamma"], gone)); err != nil {
@@ -451,6 +458,7 @@ func TestSnapshotAllowGoneAndJSON(t *testing.T) {
 // TestSnapshotAndPlanTenantFilters: snapshot --tenant captures only the
 // matching tenants; --max-bytes takes a size with a unit.
 func TestSnapshotAndPlanTenantFilters(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	res := f.snapshot(t, "--tenant", "al*", "--max-bytes", "2MiB", "--json")
 	var doc snapshotJSON

@@ -217,6 +217,7 @@ tenants:
 // TestFileCollectorPseudoRootRefused: an inventory reading /proc is bad
 // input, named by file and line, and nothing is created.
 func TestFileCollectorPseudoRootRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for name, collector := range map[string]string{
 		"path":     `file: "/proc/{workspace_id}/environ"`,
@@ -296,6 +297,7 @@ tenants:
 // process group is killed, including the grandchild it left in the
 // background.
 func TestExecTimeoutKillsGrandchildEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	dsn := pgtest.NewTenantDB(t)
 	id := uuidFor(73, 1)
@@ -327,6 +329,7 @@ tenants:
 // grandchild, in a process group the terminal's signal does not reach, must
 // go with backfill.
 func TestSecondInterruptKillsExecGroups(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	dir := t.TempDir()
 	dsn := pgtest.NewTenantDB(t)
@@ -393,6 +396,7 @@ tenants:
 // headers besides, reach no output, log or column of the evidence store;
 // only the allow-listed headers are kept, each at most 1 KiB.
 func TestHTTPCollectorLiteralCredentialsAndEchoes(t *testing.T) {
+	t.Parallel()
 	literals := []string{"abc123literal", "cookie-literal-0f4e", "pw-literal-5a1e", "qtok-literal-73b0"}
 	dir := t.TempDir()
 	dsn := pgtest.NewTenantDB(t)

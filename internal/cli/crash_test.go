@@ -96,6 +96,7 @@ func capturedRows(t *testing.T, path string) map[int64]capturedRow {
 }
 
 func TestSnapshotSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	f := newFleet(t, 60, 20*time.Millisecond)
 	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "4")
@@ -155,6 +156,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 }
 
 func TestSnapshotSIGINTStopsCleanly(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	f := newFleet(t, 60, 20*time.Millisecond)
 	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "2")
@@ -193,6 +195,7 @@ func TestSnapshotSIGINTStopsCleanly(t *testing.T) {
 }
 
 func TestSnapshotProgressOnTerminalOnly(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 30, 20*time.Millisecond)
 	var out, errb syncBuffer
 	code := Run(t.Context(), []string{"backfill", "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "4"}, Env{

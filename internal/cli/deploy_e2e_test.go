@@ -376,6 +376,7 @@ func planVerdicts(t *testing.T, bin string, f *shardFleet, store string) (map[st
 // a copy of merged.db. The result must equal one unsharded snapshot of the
 // same fleet: the same workspaces captured, the same verdicts.
 func TestIndexedJobLocally(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	f := newShardFleet(t)
 	job := loadJob(t, "snapshot-indexed-job.yaml")

@@ -96,6 +96,7 @@ func checkOneCaptureEach(t *testing.T, f *fleet) {
 }
 
 func TestFaultDiskFullDuringSnapshot(t *testing.T) {
+	t.Parallel()
 	small := mountTmpfs(t, 8<<20)
 	f := newFleet(t, 8, 0)
 	bigDistinctConfigs(t, f, 64<<10)
@@ -156,6 +157,7 @@ func TestFaultDiskFullDuringSnapshot(t *testing.T) {
 }
 
 func TestConcurrentSnapshotsOnOneStore(t *testing.T) {
+	t.Parallel()
 	bin := backfillBinary(t)
 	// About 3.6 s of captures: well past the second run's one-second wait
 	// for a lock being released.
@@ -280,6 +282,7 @@ func lockTable(t *testing.T, dsn string) (release func()) {
 }
 
 func TestFaultPostgresRestartedDuringSnapshot(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 6, 5*time.Millisecond)
 	cl := addOwnClusterTenant(t, f, 4)
 	// delta's listing waits on a lock while the other tenants are listed and
@@ -420,6 +423,7 @@ func dropProxy(t *testing.T, dsn string, drop int32) (string, *atomic.Int32) {
 // A connection dropped while listing a tenant is retried like a capture
 // would be; a server's refusal is not.
 func TestSnapshotRetriesATenantListing(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	proxied, conns := dropProxy(t, f.dsns["gamma"], 1)
 	f.repoint(t, "gamma", proxied)

@@ -130,6 +130,7 @@ func rowsNow(t *testing.T, dsn string) map[string]rowState {
 // TestPrivilegeMinimalGrantsPerPhase runs every phase through the command
 // line as roles holding exactly the grants the README documents.
 func TestPrivilegeMinimalGrantsPerPhase(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 0)
 	tenants := []string{"alpha", "beta", "gamma"}
 	cpDSN := pgtest.NewDB(t)

@@ -13,6 +13,7 @@ import (
 // verify, status and export open the store read-only: they neither migrate
 // nor create anything in it, and nothing they could do writes it.
 func TestReadingCommandsNeverWriteTheStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.db")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {

@@ -104,6 +104,7 @@ func dumpSQLite(t *testing.T, path string) map[string]string {
 }
 
 func TestSecretsSweepEveryArtifact(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	env := map[string]string{"USER": "alice"}
 	for k, v := range sweepSecrets {
