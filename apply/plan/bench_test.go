@@ -32,11 +32,11 @@ func BenchmarkReconcile100k(b *testing.B) {
 		ids[i] = identity.Derive([]byte(c), cat)
 	}
 	const n = 100000
-	inputs := make([]Input, n)
+	inputs := make([]reconcileInput, n)
 	for i := range inputs {
-		inputs[i] = Input{
-			Captures: []Evidence{{CaptureID: int64(i), Identity: ids[i%len(ids)]}, {CaptureID: int64(n + i), Identity: ids[1]}},
-			Claim:    Claim{Templates: []string{"seo-agent"}, Level: "tenant", Sources: []string{"cp.csv:2"}},
+		inputs[i] = reconcileInput{
+			Captures: []captured{{CaptureID: int64(i), Identity: ids[i%len(ids)]}, {CaptureID: int64(n + i), Identity: ids[1]}},
+			Claim:    cpClaim{Templates: []string{"seo-agent"}, Level: "tenant", Sources: []string{"cp.csv:2"}},
 			Row:      &workspace.Row{ID: fmt.Sprint(i), Runtime: "claude-code", Status: "online"},
 			Catalog:  cat,
 		}
@@ -45,7 +45,7 @@ func BenchmarkReconcile100k(b *testing.B) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		for _, in := range inputs {
-			Reconcile(in)
+			reconcile(in)
 		}
 	}
 	b.ReportMetric(time.Since(start).Seconds()/float64(b.N), "s/100k")

@@ -191,8 +191,8 @@ func planTenant(ctx context.Context, o BuildOptions, ev *evidenceReader, tenant 
 		}
 		k := evidence.Key{Tenant: tenant, WorkspaceID: id}
 		tpls, level, sources := o.CP.For(k.Tenant, k.WorkspaceID)
-		claim := Claim{Templates: tpls, Level: level, Sources: sources}
-		d := Reconcile(Input{Captures: w.upTo, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable,
+		claim := cpClaim{Templates: tpls, Level: level, Sources: sources}
+		d := reconcile(reconcileInput{Captures: w.upTo, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable,
 			NotEvidence: w.notEvidence})
 		p.Items = append(p.Items, makeItem(k, seen, now, w.upTo, claim, d))
 	}
@@ -237,7 +237,7 @@ func knownWorkspaces(ctx context.Context, s *evidence.Store, tenant string) (int
 	return len(ids), nil
 }
 
-func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim Claim, d Decision) Item {
+func makeItem(k evidence.Key, seen, now *workspace.Row, caps []captured, claim cpClaim, d decision) Item {
 	it := Item{Tenant: k.Tenant, WorkspaceID: k.WorkspaceID, Verdict: d.Verdict, Reason: d.Reason, Notes: d.Notes, Drift: d.Drift}
 	row := seen
 	if now != nil {
@@ -245,7 +245,7 @@ func makeItem(k evidence.Key, seen, now *workspace.Row, caps []Evidence, claim C
 		it.DBTemplate, it.DBStatus = now.Template, now.Status
 	}
 	it.WorkspaceName, it.Kind, it.Runtime = row.Name, row.Kind, row.Runtime
-	it.Provisioning = ProvisioningOf(row)
+	it.Provisioning = provisioningOf(row)
 	if len(caps) > 0 {
 		e := caps[0]
 		it.Evidence = &ItemEvidence{CaptureID: e.CaptureID, SHA256: e.SHA256, CapturedAt: e.CapturedAt.UTC().Format(time.RFC3339Nano),
@@ -304,14 +304,14 @@ func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int) []ch
 
 // Provisioning classes of a workspace.
 const (
-	Hosted     = "hosted"      // instance_id set: the control plane provisions it
-	SelfHosted = "self-hosted" // instance_id NULL: the tenant's own server runs ws-<id>
+	hosted     = "hosted"      // instance_id set: the control plane provisions it
+	selfHosted = "self-hosted" // instance_id NULL: the tenant's own server runs ws-<id>
 )
 
-// ProvisioningOf classifies a row by its instance_id.
-func ProvisioningOf(r *workspace.Row) string {
+// provisioningOf classifies a row by its instance_id.
+func provisioningOf(r *workspace.Row) string {
 	if r.InstanceID != nil && *r.InstanceID != "" {
-		return Hosted
+		return hosted
 	}
-	return SelfHosted
+	return selfHosted
 }

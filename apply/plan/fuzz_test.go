@@ -66,7 +66,7 @@ func FuzzParsePlan(f *testing.F) {
 			return
 		}
 
-		if got := p.ComputeFingerprint(); got != p.Fingerprint {
+		if got := p.computeFingerprint(); got != p.Fingerprint {
 			t.Fatalf("accepted plan's fingerprint %s, recomputed %s", p.Fingerprint, got)
 		}
 		path := filepath.Join(t.TempDir(), "plan.json")
@@ -103,7 +103,7 @@ func timedParse(b []byte) (*Plan, time.Duration, error) {
 func nowhere(err error, b []byte) string {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, ErrEdited):
+	case errors.Is(err, errEdited):
 		// About the whole file: its canonical form or its fingerprint.
 		return ""
 	case strings.HasPrefix(msg, "not a plan file: "):
@@ -187,7 +187,7 @@ func planSeeds(tb testing.TB) [][]byte {
 	forge := func(edit func(*Plan)) *Plan {
 		p := smallPlan()
 		edit(p)
-		p.Fingerprint = p.ComputeFingerprint()
+		p.Fingerprint = p.computeFingerprint()
 		return p
 	}
 

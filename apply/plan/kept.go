@@ -137,9 +137,9 @@ func Writers(ctx context.Context, s *evidence.Store) ([]string, map[string]int, 
 	return fps, n, nil
 }
 
-// ErrWouldReplace refuses a plan --out that would replace something worth
+// errWouldReplace refuses a plan --out that would replace something worth
 // keeping.
-var ErrWouldReplace = errors.New("refusing to replace")
+var errWouldReplace = errors.New("refusing to replace")
 
 // CheckReplace refuses to write a plan over path when path holds something
 // that is not a plan, or another plan that this store shows approved or
@@ -155,7 +155,7 @@ func CheckReplace(ctx context.Context, s *evidence.Store, path, fingerprint stri
 	}
 	old, err := ParsePlan(b)
 	if err != nil {
-		return fmt.Errorf("%w %s: it is not a plan backfill wrote (%v); pass --force to replace it", ErrWouldReplace, path, err)
+		return fmt.Errorf("%w %s: it is not a plan backfill wrote (%v); pass --force to replace it", errWouldReplace, path, err)
 	}
 	if old.Fingerprint == fingerprint {
 		return nil
@@ -172,5 +172,5 @@ func CheckReplace(ctx context.Context, s *evidence.Store, path, fingerprint stri
 		return nil
 	}
 	return fmt.Errorf("%w %s: it holds plan %s, which has %d approvals and %d applied writes; write the new plan elsewhere, or pass --force (the old plan stays in the store: `backfill plans`)",
-		ErrWouldReplace, path, old.Fingerprint, len(as), len(h.Applied))
+		errWouldReplace, path, old.Fingerprint, len(as), len(h.Applied))
 }

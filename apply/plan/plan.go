@@ -237,9 +237,9 @@ func (p *Plan) encodeTo(w io.Writer) error {
 	return bw.Flush()
 }
 
-// ComputeFingerprint is the sha256 of the canonical form with the
+// computeFingerprint is the sha256 of the canonical form with the
 // fingerprint field empty.
-func (p *Plan) ComputeFingerprint() string {
+func (p *Plan) computeFingerprint() string {
 	c := *p
 	c.Fingerprint = ""
 	h := sha256.New()
@@ -267,7 +267,7 @@ func (p *Plan) Seal() {
 			p.Counts["drift"]++
 		}
 	}
-	p.Fingerprint = p.ComputeFingerprint()
+	p.Fingerprint = p.computeFingerprint()
 }
 
 // WriteFile writes the plan atomically with mode 0644: it holds no secrets,
@@ -329,8 +329,8 @@ func (s *sameWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// ErrEdited means a plan file is not what backfill wrote.
-var ErrEdited = errors.New("the plan was edited after it was written")
+// errEdited means a plan file is not what backfill wrote.
+var errEdited = errors.New("the plan was edited after it was written")
 
 // LoadPlan reads a plan and refuses one that was edited in any way: its bytes
 // must be exactly the canonical form of what they decode to, and the
@@ -364,15 +364,15 @@ func ParsePlan(b []byte) (*Plan, error) {
 		return nil, fmt.Errorf("format_version %d, this backfill reads %d to %d", p.FormatVersion, minFormatVersion, FormatVersion)
 	}
 	if p.FormatVersion < 2 && (p.Databases != nil || p.Backfill != "") {
-		return nil, fmt.Errorf("%w: format_version %d has no databases", ErrEdited, p.FormatVersion)
+		return nil, fmt.Errorf("%w: format_version %d has no databases", errEdited, p.FormatVersion)
 	}
 	sw := &sameWriter{want: b}
 	p.encodeTo(sw)
 	if sw.diff || sw.off != len(b) {
-		return nil, fmt.Errorf("%w: it is not byte for byte the form backfill writes", ErrEdited)
+		return nil, fmt.Errorf("%w: it is not byte for byte the form backfill writes", errEdited)
 	}
-	if got := p.ComputeFingerprint(); got != p.Fingerprint {
-		return nil, fmt.Errorf("%w: fingerprint %s does not match its content (%s)", ErrEdited, p.Fingerprint, got)
+	if got := p.computeFingerprint(); got != p.Fingerprint {
+		return nil, fmt.Errorf("%w: fingerprint %s does not match its content (%s)", errEdited, p.Fingerprint, got)
 	}
 	if err := p.check(); err != nil {
 		return nil, err

@@ -1,6 +1,6 @@
 // Package plan is the plan of backfill's second phase: reconciliation of
 // captured evidence with control-plane records and the tenant databases as
-// they are now (Reconcile, Build), the fingerprinted plan format and its
+// they are now (reconcile, Build), the fingerprinted plan format and its
 // versions (Plan, ParsePlan), re-derivation of a plan's writes (Rederive),
 // the review report, and the plans kept in the evidence store. Executing a
 // plan is package apply's.
@@ -51,9 +51,9 @@ func verdictsFor(version int) []Verdict {
 	return Verdicts
 }
 
-// NeedsPerson reports whether a reviewer must look at items with this
+// needsPerson reports whether a reviewer must look at items with this
 // verdict (drift is flagged separately on already-set items).
-func (v Verdict) NeedsPerson() bool {
+func (v Verdict) needsPerson() bool {
 	switch v {
 	case Unreachable, Conflict, CPMissing, CPAmbiguous, UnknownTemplate, RuntimeMismatch, UnstableEvidence, StubEvidence, NoEvidence:
 		return true
@@ -61,9 +61,9 @@ func (v Verdict) NeedsPerson() bool {
 	return false
 }
 
-// Evidence is one successful capture of a workspace with the identity
+// captured is one successful capture of a workspace with the identity
 // derived from its bytes.
-type Evidence struct {
+type captured struct {
 	CaptureID  int64
 	SHA256     string
 	CapturedAt time.Time
@@ -73,19 +73,19 @@ type Evidence struct {
 	Source string
 }
 
-// Claim is what the control plane says of a workspace: the distinct
+// cpClaim is what the control plane says of a workspace: the distinct
 // templates of the records that apply to it (workspace-level when any exist,
 // else tenant-wide).
-type Claim struct {
+type cpClaim struct {
 	Templates []string
 	Level     string // "workspace", "tenant", or "" when none applies
 	Sources   []string
 }
 
-// Input is everything reconciliation looks at for one workspace.
-type Input struct {
-	Captures []Evidence     // successful captures, earliest first
-	Claim    Claim          // the CP claim that applies
+// reconcileInput is everything reconciliation looks at for one workspace.
+type reconcileInput struct {
+	Captures []captured     // successful captures, earliest first
+	Claim    cpClaim        // the CP claim that applies
 	Row      *workspace.Row // the row as it is now; nil when it no longer exists
 	Catalog  *catalog.Catalog
 	// Unreachable, when set, is why the tenant's database could not be read
@@ -97,8 +97,8 @@ type Input struct {
 	NotEvidence string
 }
 
-// Decision is reconciliation's answer for one workspace.
-type Decision struct {
+// decision is reconciliation's answer for one workspace.
+type decision struct {
 	Verdict  Verdict
 	Reason   string
 	Notes    []string
@@ -108,11 +108,11 @@ type Decision struct {
 	CP       string // the single CP template, canonical when in the catalog ("" when none or several)
 }
 
-// Reconcile decides one workspace's verdict: the first row of the verdict
+// reconcile decides one workspace's verdict: the first row of the verdict
 // table that applies wins. It is pure: same input, same decision.
-func Reconcile(in Input) Decision {
-	var d Decision
-	var earliest *Evidence
+func reconcile(in reconcileInput) decision {
+	var d decision
+	var earliest *captured
 	if len(in.Captures) > 0 {
 		earliest = &in.Captures[0]
 		if id := earliest.Identity; id.Template != "" && id.Rule.IsEvidence() {
@@ -238,7 +238,7 @@ func Reconcile(in Input) Decision {
 
 // laterNotes explains later captures that show the restart already
 // happened; they do not change the verdict.
-func laterNotes(caps []Evidence) []string {
+func laterNotes(caps []captured) []string {
 	var notes []string
 	for _, c := range caps[1:] {
 		switch {
@@ -280,7 +280,7 @@ func nameKey(name string, cat *catalog.Catalog) string {
 	return catalog.Key(name)
 }
 
-func describeClaim(c Claim) string {
+func describeClaim(c cpClaim) string {
 	if len(c.Templates) == 0 {
 		return "no claim"
 	}

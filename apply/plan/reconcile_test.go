@@ -45,10 +45,10 @@ func TestReconcileVerdictTable(t *testing.T) {
 	stubNamedSEO := live(t, "stub-named-like-a-template.yaml")
 	explicitDefault := live(t, "explicit-template-key.yaml")
 
-	caps := func(contents ...string) []Evidence {
-		var out []Evidence
+	caps := func(contents ...string) []captured {
+		var out []captured
 		for i, c := range contents {
-			out = append(out, Evidence{CaptureID: int64(i + 1), SHA256: fmt.Sprint(i), CapturedAt: time.Unix(int64(i), 0),
+			out = append(out, captured{CaptureID: int64(i + 1), SHA256: fmt.Sprint(i), CapturedAt: time.Unix(int64(i), 0),
 				Identity: identity.Derive([]byte(c), cat)})
 		}
 		return out
@@ -56,82 +56,82 @@ func TestReconcileVerdictTable(t *testing.T) {
 	row := func(runtime, template, status string) *workspace.Row {
 		return &workspace.Row{ID: "w", Name: "w", Runtime: runtime, Template: template, Status: status, Kind: "workspace"}
 	}
-	tenantClaim := func(tpl ...string) Claim {
-		return Claim{Templates: tpl, Level: "tenant", Sources: []string{"cp.csv:2"}}
+	tenantClaim := func(tpl ...string) cpClaim {
+		return cpClaim{Templates: tpl, Level: "tenant", Sources: []string{"cp.csv:2"}}
 	}
-	wsClaim := func(tpl ...string) Claim {
-		return Claim{Templates: tpl, Level: "workspace", Sources: []string{"cp.csv:5"}}
+	wsClaim := func(tpl ...string) cpClaim {
+		return cpClaim{Templates: tpl, Level: "workspace", Sources: []string{"cp.csv:5"}}
 	}
 
 	cases := []struct {
 		name      string
-		in        Input
+		in        reconcileInput
 		verdict   Verdict
 		set       string
 		drift     bool
 		reason    string // a fragment the reason must contain
 		noteCount int
 	}{
-		{name: "tenant unreachable", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Unreachable: "connect: refused"}, verdict: Unreachable, reason: "connect: refused"},
-		{name: "unreachable wins over a row that is gone", in: Input{Unreachable: "timeout"}, verdict: Unreachable},
-		{name: "row gone", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent")}, verdict: Removed, reason: "no longer exists"},
-		{name: "row removed since snapshot", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "removed")}, verdict: Removed},
-		{name: "removed wins over already-set", in: Input{Row: row("claude-code", "seo-agent", "removed")}, verdict: Removed},
-		{name: "already set, matching", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "seo-agent", "online")}, verdict: AlreadySet},
-		{name: "already set, matching after case and -default folding", in: Input{Captures: caps(restarted), Row: row("claude-code", "Claude-Code", "online")}, verdict: AlreadySet},
-		{name: "already set since snapshot, differs from evidence: drift", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "platform-agent", "online")},
+		{name: "tenant unreachable", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Unreachable: "connect: refused"}, verdict: Unreachable, reason: "connect: refused"},
+		{name: "unreachable wins over a row that is gone", in: reconcileInput{Unreachable: "timeout"}, verdict: Unreachable},
+		{name: "row gone", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent")}, verdict: Removed, reason: "no longer exists"},
+		{name: "row removed since snapshot", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "removed")}, verdict: Removed},
+		{name: "removed wins over already-set", in: reconcileInput{Row: row("claude-code", "seo-agent", "removed")}, verdict: Removed},
+		{name: "already set, matching", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "seo-agent", "online")}, verdict: AlreadySet},
+		{name: "already set, matching after case and -default folding", in: reconcileInput{Captures: caps(restarted), Row: row("claude-code", "Claude-Code", "online")}, verdict: AlreadySet},
+		{name: "already set since snapshot, differs from evidence: drift", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "platform-agent", "online")},
 			verdict: AlreadySet, drift: true, reason: "evidence names seo-agent"},
-		{name: "already set, differs from CP only: drift", in: Input{Captures: caps(stubNamedSEO), Claim: tenantClaim("platform-agent"), Row: row("claude-code", "seo-agent", "online")},
+		{name: "already set, differs from CP only: drift", in: reconcileInput{Captures: caps(stubNamedSEO), Claim: tenantClaim("platform-agent"), Row: row("claude-code", "seo-agent", "online")},
 			verdict: AlreadySet, drift: true, reason: "CP claims platform-agent"},
-		{name: "already set without evidence", in: Input{Row: row("claude-code", "seo-agent", "online")}, verdict: AlreadySet},
-		{name: "no evidence", in: Input{Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: NoEvidence},
-		{name: "stub whose name equals a template's display name", in: Input{Captures: caps(stubNamedSEO), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "already set without evidence", in: reconcileInput{Row: row("claude-code", "seo-agent", "online")}, verdict: AlreadySet},
+		{name: "no evidence", in: reconcileInput{Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: NoEvidence},
+		{name: "stub whose name equals a template's display name", in: reconcileInput{Captures: caps(stubNamedSEO), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: StubEvidence, reason: "stub"},
-		{name: "plain stub", in: Input{Captures: caps(stubOfAgent), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: StubEvidence},
-		{name: "stub earliest, custom later is still stub-evidence", in: Input{Captures: caps(stubNamedSEO, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: StubEvidence},
-		{name: "explicit template key not in catalog", in: Input{Captures: caps(unknownKey), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "plain stub", in: reconcileInput{Captures: caps(stubOfAgent), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: StubEvidence},
+		{name: "stub earliest, custom later is still stub-evidence", in: reconcileInput{Captures: caps(stubNamedSEO, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: StubEvidence},
+		{name: "explicit template key not in catalog", in: reconcileInput{Captures: caps(unknownKey), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: UnknownTemplate, reason: `"research-agent", which is not in the catalog`},
-		{name: "name matches nothing", in: Input{Captures: caps(noIdentity), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: UnknownTemplate},
-		{name: "invalid YAML", in: Input{Captures: caps(brokenYAML), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: UnknownTemplate},
-		{name: "look-alike letter in display name", in: Input{Captures: caps(strings.Replace(seo, "SEO Agent", "SEO Agеnt", 1)), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "name matches nothing", in: reconcileInput{Captures: caps(noIdentity), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: UnknownTemplate},
+		{name: "invalid YAML", in: reconcileInput{Captures: caps(brokenYAML), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: UnknownTemplate},
+		{name: "look-alike letter in display name", in: reconcileInput{Captures: caps(strings.Replace(seo, "SEO Agent", "SEO Agеnt", 1)), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: UnknownTemplate},
-		{name: "template whose runtime differs from the row's", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("hermes", "", "online")},
+		{name: "template whose runtime differs from the row's", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("hermes", "", "online")},
 			verdict: RuntimeMismatch, reason: `runs "hermes"`},
-		{name: "earliest custom, later a different custom template", in: Input{Captures: caps(seo, conciergeCfg), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "earliest custom, later a different custom template", in: reconcileInput{Captures: caps(seo, conciergeCfg), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: UnstableEvidence, reason: "capture 2 names platform-agent"},
-		{name: "earliest default, later custom", in: Input{Captures: caps(restarted, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: UnstableEvidence},
-		{name: "runtime default", in: Input{Captures: caps(restarted), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: Default},
-		{name: "explicit template key naming the default", in: Input{Captures: caps(explicitDefault), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: Default},
-		{name: "runtime default named like the runtime", in: Input{Captures: caps(hermesDefault), Row: row("hermes", "", "online")}, verdict: Default},
-		{name: "default with a workspace claim naming the default", in: Input{Captures: caps(restarted), Claim: wsClaim("claude-code-default"), Row: row("claude-code", "", "online")}, verdict: Default},
-		{name: "default evidence against a workspace-level claim: conflict", in: Input{Captures: caps(restarted), Claim: wsClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "earliest default, later custom", in: reconcileInput{Captures: caps(restarted, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: UnstableEvidence},
+		{name: "runtime default", in: reconcileInput{Captures: caps(restarted), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: Default},
+		{name: "explicit template key naming the default", in: reconcileInput{Captures: caps(explicitDefault), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: Default},
+		{name: "runtime default named like the runtime", in: reconcileInput{Captures: caps(hermesDefault), Row: row("hermes", "", "online")}, verdict: Default},
+		{name: "default with a workspace claim naming the default", in: reconcileInput{Captures: caps(restarted), Claim: wsClaim("claude-code-default"), Row: row("claude-code", "", "online")}, verdict: Default},
+		{name: "default evidence against a workspace-level claim: conflict", in: reconcileInput{Captures: caps(restarted), Claim: wsClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: Conflict, reason: "CP claims seo-agent"},
-		{name: "cp missing", in: Input{Captures: caps(seo), Row: row("claude-code", "", "online")}, verdict: CPMissing},
-		{name: "two different claims for the same key", in: Input{Captures: caps(seo), Claim: tenantClaim("platform-agent", "seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "cp missing", in: reconcileInput{Captures: caps(seo), Row: row("claude-code", "", "online")}, verdict: CPMissing},
+		{name: "two different claims for the same key", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("platform-agent", "seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: CPAmbiguous, reason: "platform-agent, seo-agent"},
-		{name: "claims differing only in case are one claim", in: Input{Captures: caps(seo), Claim: tenantClaim("SEO-Agent", "seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "claims differing only in case are one claim", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("SEO-Agent", "seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: Agree, set: "seo-agent"},
-		{name: "conflict", in: Input{Captures: caps(seo), Claim: tenantClaim("platform-agent"), Row: row("claude-code", "", "online")}, verdict: Conflict},
-		{name: "conflict with a claim not in the catalog", in: Input{Captures: caps(seo), Claim: tenantClaim("research-agent"), Row: row("claude-code", "", "online")}, verdict: Conflict},
-		{name: "workspace-level claim overrides tenant-wide: agree", in: Input{Captures: caps(conciergeCfg), Claim: wsClaim("platform-agent"), Row: row("claude-code", "", "online")},
+		{name: "conflict", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("platform-agent"), Row: row("claude-code", "", "online")}, verdict: Conflict},
+		{name: "conflict with a claim not in the catalog", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("research-agent"), Row: row("claude-code", "", "online")}, verdict: Conflict},
+		{name: "workspace-level claim overrides tenant-wide: agree", in: reconcileInput{Captures: caps(conciergeCfg), Claim: wsClaim("platform-agent"), Row: row("claude-code", "", "online")},
 			verdict: Agree, set: "platform-agent", reason: "workspace claim"},
-		{name: "agree by display name", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: Agree, set: "seo-agent"},
-		{name: "agree by explicit key with odd case and spaces", in: Input{Captures: caps("name: x\ntemplate: '  SEO-Agent '\nruntime: claude-code\n"), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "agree by display name", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")}, verdict: Agree, set: "seo-agent"},
+		{name: "agree by explicit key with odd case and spaces", in: reconcileInput{Captures: caps("name: x\ntemplate: '  SEO-Agent '\nruntime: claude-code\n"), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: Agree, set: "seo-agent"},
-		{name: "earliest custom, later default: agree with a note", in: Input{Captures: caps(seo, restarted), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "earliest custom, later default: agree with a note", in: reconcileInput{Captures: caps(seo, restarted), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: Agree, set: "seo-agent", noteCount: 1},
-		{name: "earliest custom, later stub: agree with a note", in: Input{Captures: caps(seo, stubOfAgent, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
+		{name: "earliest custom, later stub: agree with a note", in: reconcileInput{Captures: caps(seo, stubOfAgent, seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "online")},
 			verdict: Agree, set: "seo-agent", noteCount: 1},
-		{name: "NULL status: agree with a note that apply cannot match it", in: Input{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "")},
+		{name: "NULL status: agree with a note that apply cannot match it", in: reconcileInput{Captures: caps(seo), Claim: tenantClaim("seo-agent"), Row: row("claude-code", "", "")},
 			verdict: Agree, set: "seo-agent", noteCount: 1},
-		{name: "concierge platform row", in: Input{Captures: caps(conciergeCfg), Claim: tenantClaim("platform-agent"), Row: &workspace.Row{ID: "c", Runtime: "claude-code", Status: "online", Kind: "platform"}},
+		{name: "concierge platform row", in: reconcileInput{Captures: caps(conciergeCfg), Claim: tenantClaim("platform-agent"), Row: &workspace.Row{ID: "c", Runtime: "claude-code", Status: "online", Kind: "platform"}},
 			verdict: Agree, set: "platform-agent"},
 	}
 	seen := map[Verdict]bool{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.in.Catalog = cat
-			d := Reconcile(tc.in)
+			d := reconcile(tc.in)
 			seen[d.Verdict] = true
 			if d.Verdict != tc.verdict {
 				t.Fatalf("verdict %s (%s), want %s", d.Verdict, d.Reason, tc.verdict)
@@ -148,7 +148,7 @@ func TestReconcileVerdictTable(t *testing.T) {
 			if len(d.Notes) != tc.noteCount {
 				t.Errorf("notes %q, want %d", d.Notes, tc.noteCount)
 			}
-			if again := Reconcile(tc.in); fmt.Sprint(again) != fmt.Sprint(d) {
+			if again := reconcile(tc.in); fmt.Sprint(again) != fmt.Sprint(d) {
 				t.Errorf("not deterministic: %v then %v", d, again)
 			}
 		})
@@ -166,22 +166,22 @@ func TestOnlyAgreeWrites(t *testing.T) {
 	cat := loadCatalog(t)
 	contents := []string{live(t, "custom-seo-agent.yaml"), live(t, "runtime-default-after-restart.yaml"),
 		live(t, "stub-named-like-a-template.yaml"), conciergeCfg, unknownKey, brokenYAML}
-	claims := []Claim{{}, {Templates: []string{"seo-agent"}, Level: "tenant"}, {Templates: []string{"platform-agent"}, Level: "workspace"},
+	claims := []cpClaim{{}, {Templates: []string{"seo-agent"}, Level: "tenant"}, {Templates: []string{"platform-agent"}, Level: "workspace"},
 		{Templates: []string{"seo-agent", "platform-agent"}, Level: "tenant"}}
 	rows := []*workspace.Row{nil, {Runtime: "claude-code", Status: "online"}, {Runtime: "claude-code", Template: "seo-agent", Status: "online"},
 		{Runtime: "hermes", Status: "online"}, {Runtime: "claude-code", Status: "removed"}}
 	n := 0
 	for _, c1 := range append(contents, "") {
 		for _, c2 := range append(contents, "") {
-			var caps []Evidence
+			var caps []captured
 			for i, c := range []string{c1, c2} {
 				if c != "" {
-					caps = append(caps, Evidence{CaptureID: int64(i + 1), Identity: identity.Derive([]byte(c), cat)})
+					caps = append(caps, captured{CaptureID: int64(i + 1), Identity: identity.Derive([]byte(c), cat)})
 				}
 			}
 			for _, cl := range claims {
 				for _, r := range rows {
-					d := Reconcile(Input{Captures: caps, Claim: cl, Row: r, Catalog: cat})
+					d := reconcile(reconcileInput{Captures: caps, Claim: cl, Row: r, Catalog: cat})
 					n++
 					if (d.Set != "") != (d.Verdict == Agree) {
 						t.Fatalf("verdict %s with set %q", d.Verdict, d.Set)
@@ -235,16 +235,16 @@ func TestVerdictSetNeedsFormatVersion(t *testing.T) {
 func TestConciergeOnAnyRuntime(t *testing.T) {
 	cat := loadCatalog(t)
 	renamed := strings.Replace(hermesDefault, "Hermes Agent", "Acme Agent", 1)
-	caps := []Evidence{{CaptureID: 1, SHA256: "x", Identity: identity.DeriveFor([]byte(renamed), identity.PlatformKind, cat)}}
+	caps := []captured{{CaptureID: 1, SHA256: "x", Identity: identity.DeriveFor([]byte(renamed), identity.PlatformKind, cat)}}
 	row := &workspace.Row{ID: "c", Runtime: "hermes", Status: "online", Kind: identity.PlatformKind}
-	d := Reconcile(Input{Captures: caps, Claim: Claim{Templates: []string{"platform-agent"}, Level: "tenant"}, Row: row, Catalog: cat})
+	d := reconcile(reconcileInput{Captures: caps, Claim: cpClaim{Templates: []string{"platform-agent"}, Level: "tenant"}, Row: row, Catalog: cat})
 	if d.Verdict != Agree || d.Set != "platform-agent" {
 		t.Fatalf("%s %q: %s", d.Verdict, d.Set, d.Reason)
 	}
 	// The same bytes on a workspace row are a renamed hermes default.
 	caps[0].Identity = identity.DeriveFor([]byte(renamed), "workspace", cat)
 	row.Kind = "workspace"
-	if d := Reconcile(Input{Captures: caps, Claim: Claim{Templates: []string{"platform-agent"}, Level: "tenant"}, Row: row, Catalog: cat}); d.Verdict == Agree {
+	if d := reconcile(reconcileInput{Captures: caps, Claim: cpClaim{Templates: []string{"platform-agent"}, Level: "tenant"}, Row: row, Catalog: cat}); d.Verdict == Agree {
 		t.Fatalf("a workspace row agreed: %s", d.Reason)
 	}
 }

@@ -24,7 +24,7 @@ import (
 // catalog: the catalog has the digest the plan recorded, the cited capture
 // is the workspace's earliest successful one as of the plan's chain head
 // and its stored bytes still hash to the cited sha256, the identity rules
-// applied to those bytes give the item's template and rule, and Reconcile
+// applied to those bytes give the item's template and rule, and reconcile
 // on that evidence, the item's CP claim and the row as the plan saw it
 // decides agree with the same catalog name to write.
 //
@@ -68,7 +68,7 @@ func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Cata
 
 // rederiveItem checks one agree item against caps, its successful captures
 // up to the plan's chain head, and later, those recorded since.
-func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalog, records *cp.Records) error {
+func rederiveItem(p *Plan, it *Item, caps, later []captured, cat *catalog.Catalog, records *cp.Records) error {
 	e := it.Evidence
 	switch {
 	case e == nil || it.Action == nil:
@@ -96,9 +96,9 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 			return errors.New("the plan records no database read for its tenant")
 		}
 	}
-	claim := Claim{}
+	claim := cpClaim{}
 	if it.CP != nil {
-		claim = Claim{Templates: it.CP.Templates, Level: it.CP.Level, Sources: it.CP.Sources}
+		claim = cpClaim{Templates: it.CP.Templates, Level: it.CP.Level, Sources: it.CP.Sources}
 	}
 	if records != nil {
 		tpls, level, sources := records.For(it.Tenant, it.WorkspaceID)
@@ -108,7 +108,7 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 	}
 	row := &workspace.Row{ID: it.WorkspaceID, Name: it.WorkspaceName, Kind: it.Kind, Runtime: it.Runtime,
 		Template: it.DBTemplate, Status: it.DBStatus}
-	d := Reconcile(Input{Captures: caps, Claim: claim, Row: row, Catalog: cat})
+	d := reconcile(reconcileInput{Captures: caps, Claim: claim, Row: row, Catalog: cat})
 	if d.Verdict != Agree {
 		return fmt.Errorf("reconciliation gives %s (%s)", d.Verdict, d.Reason)
 	}
@@ -123,7 +123,7 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 	// template makes the evidence unstable: the write is no longer what
 	// reconciliation of the store as it is would produce.
 	if len(later) > 0 {
-		now := Reconcile(Input{Captures: append(append([]Evidence(nil), caps...), later...), Claim: claim, Row: row, Catalog: cat})
+		now := reconcile(reconcileInput{Captures: append(append([]captured(nil), caps...), later...), Claim: claim, Row: row, Catalog: cat})
 		if now.Verdict != Agree || now.Set != d.Set {
 			return fmt.Errorf("evidence recorded since the plan makes it %s (%s): plan again", now.Verdict, now.Reason)
 		}
@@ -140,7 +140,7 @@ func rederiveItem(p *Plan, it *Item, caps, later []Evidence, cat *catalog.Catalo
 // notEvidence says, per workspace, why its latest not-live or not-running
 // capture up to head is no evidence, for a no-evidence verdict's reason.
 // It reads only the tenants of want.
-func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]Evidence, notEvidence map[evidence.Key]string, err error) {
+func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]captured, notEvidence map[evidence.Key]string, err error) {
 	headID := int64(0)
 	if head != "" {
 		id, ok, err := s.CaptureID(ctx, head)
@@ -166,7 +166,7 @@ func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, 
 			}
 		}
 	}
-	upTo, since, notEvidence = map[evidence.Key][]Evidence{}, map[evidence.Key][]Evidence{}, map[evidence.Key]string{}
+	upTo, since, notEvidence = map[evidence.Key][]captured{}, map[evidence.Key][]captured{}, map[evidence.Key]string{}
 	r := newEvidenceReader(s, cat, headID)
 	for _, t := range tenants {
 		var keep func(string) bool
@@ -198,7 +198,7 @@ type wsEvidence struct {
 	id string
 	// upTo are its successful captures up to the plan's chain head, since
 	// those recorded after it, earliest first.
-	upTo, since []Evidence
+	upTo, since []captured
 	// notEvidence is why its latest not-live or not-running capture up to
 	// the chain head is no evidence.
 	notEvidence string
@@ -264,7 +264,7 @@ func (r *evidenceReader) tenant(ctx context.Context, tenant string, keep func(st
 				pending[c.SHA256] = append(kinds, ik.kind)
 			}
 		}
-		e := Evidence{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Source: c.SourceClass()}
+		e := captured{CaptureID: c.ID, SHA256: c.SHA256, CapturedAt: c.EndedAt, Source: c.SourceClass()}
 		f := fill{ws: len(out) - 1, since: recordedSince, key: ik}
 		if recordedSince {
 			f.i = len(w.since)

@@ -118,16 +118,16 @@ func writeCounts(b *strings.Builder, p *Plan) {
 	}
 	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", len(p.Items), p.Counts[string(Agree)])
 	fmt.Fprintf(b, "\n%d already-set workspaces show drift (their value differs from the evidence or the CP).\n", p.Counts["drift"])
-	hosted, self := 0, 0
+	nHosted, nSelf := 0, 0
 	for _, it := range p.Agreed() {
-		if it.Provisioning == Hosted {
-			hosted++
-		} else if it.Provisioning == SelfHosted {
-			self++
+		if it.Provisioning == hosted {
+			nHosted++
+		} else if it.Provisioning == selfHosted {
+			nSelf++
 		}
 	}
 	fmt.Fprintf(b, "\nWrites by provisioning class: %d hosted (instance_id set), %d self-hosted (instance_id NULL). "+
-		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", hosted, self)
+		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", nHosted, nSelf)
 	writeSources(b, p.Agreed())
 }
 
@@ -167,7 +167,7 @@ func WriteItemsCSV(w io.Writer, p *Plan) error {
 func NeedsReview(p *Plan) []Item {
 	var out []Item
 	for _, it := range p.Items {
-		if it.Verdict.NeedsPerson() || it.Drift {
+		if it.Verdict.needsPerson() || it.Drift {
 			out = append(out, it)
 		}
 	}

@@ -58,7 +58,7 @@ func TestLoadEvidenceBySource(t *testing.T) {
 			t.Errorf("%s: %+v, want one capture from %s", ws, e, src)
 		}
 	}
-	d := Reconcile(Input{Captures: ev[k("w-template")], Claim: Claim{Templates: []string{"seo-agent"}, Level: "tenant"},
+	d := reconcile(reconcileInput{Captures: ev[k("w-template")], Claim: cpClaim{Templates: []string{"seo-agent"}, Level: "tenant"},
 		Row: &workspace.Row{Runtime: "claude-code", Status: "online", Kind: "workspace"}, Catalog: cat, NotEvidence: why[k("w-template")]})
 	if d.Verdict != NoEvidence || !strings.Contains(d.Reason, "no live evidence: capture 1 (not-live, source template-dir): the files API answered from the template folder") {
 		t.Fatalf("template-folder answer: %s %q", d.Verdict, d.Reason)

@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// SummaryBudget is the most characters WriteSummary writes: under the
+// summaryBudget is the most characters WriteSummary writes: under the
 // 65,536 of a GitHub comment (and near a Jira field's 32,767 with the
 // details folded), so the review fits in the ticket it is pasted into.
-const SummaryBudget = 60000
+const summaryBudget = 60000
 
 // summaryExamples is how many items a group of items that need a person
 // shows; the CSV has every one.
@@ -19,7 +19,7 @@ const summaryExamples = 3
 // WriteSummary writes the review report a ticket can hold: the inputs, the
 // counts, the writes as a tenant × template rollup, and the items that need
 // a person grouped by verdict and tenant with a few examples each, under
-// SummaryBudget characters whatever the plan's size. WriteReport (or the
+// summaryBudget characters whatever the plan's size. WriteReport (or the
 // CSV, WriteItemsCSV) carries every row.
 func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
 	b := &strings.Builder{}
@@ -34,7 +34,7 @@ func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []st
 		fmt.Fprintf(b, "| tenant | set template | writes |\n|---|---|---:|\n")
 		shown := 0
 		for _, r := range rollup {
-			if b.Len() > SummaryBudget/2 {
+			if b.Len() > summaryBudget/2 {
 				break
 			}
 			fmt.Fprintf(b, "| %s | %s | %d |\n", cell(r.Tenant), cell(r.Template), r.Writes)
@@ -52,7 +52,7 @@ func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []st
 		fmt.Fprintf(b, "\nNothing.\n")
 	}
 	// The footer and the note on what was left out must still fit.
-	budget := SummaryBudget - 2000
+	budget := summaryBudget - 2000
 	omitted := 0
 	for _, group := range reviewGroups() {
 		byTenant := map[string][]Item{}
@@ -99,11 +99,11 @@ func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []st
 	}
 	writeFooter(b, p)
 	out := b.String()
-	if len(out) > SummaryBudget {
+	if len(out) > summaryBudget {
 		// A backstop: the parts above are bounded, but a summary that does
 		// not fit its ticket is no summary.
-		cut := strings.LastIndex(out[:SummaryBudget-300], "\n")
-		out = out[:cut+1] + fmt.Sprintf("\n**The summary was cut at %d characters**: see the full report or the CSV.\n", SummaryBudget)
+		cut := strings.LastIndex(out[:summaryBudget-300], "\n")
+		out = out[:cut+1] + fmt.Sprintf("\n**The summary was cut at %d characters**: see the full report or the CSV.\n", summaryBudget)
 	}
 	_, err := io.WriteString(w, out)
 	return err

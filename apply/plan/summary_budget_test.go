@@ -18,7 +18,7 @@ func TestSummaryBudgetUnreachable(t *testing.T) {
 	if err := WriteSummary(&b, p, "plan.json", "full.md", nil); err != nil {
 		t.Fatal(err)
 	}
-	if b.Len() >= SummaryBudget {
+	if b.Len() >= summaryBudget {
 		t.Errorf("summary is %d characters", b.Len())
 	}
 }
@@ -32,7 +32,7 @@ func TestSummaryBudgetWarnings(t *testing.T) {
 	}
 	var b bytes.Buffer
 	WriteSummary(&b, p, "plan.json", "full.md", w)
-	if b.Len() >= SummaryBudget {
+	if b.Len() >= summaryBudget {
 		t.Errorf("summary is %d characters", b.Len())
 	}
 }
@@ -50,7 +50,7 @@ func TestSummaryBudgetLongNames(t *testing.T) {
 	p.Seal()
 	var b bytes.Buffer
 	WriteSummary(&b, p, "plan.json", "full.md", nil)
-	if b.Len() >= SummaryBudget {
+	if b.Len() >= summaryBudget {
 		t.Errorf("summary is %d characters", b.Len())
 	}
 }

@@ -14,7 +14,7 @@ func bigPlan(n, tenants int) *Plan {
 	verdicts := []Verdict{Conflict, CPMissing, UnknownTemplate, NoEvidence, RuntimeMismatch}
 	for i := 0; i < n; i++ {
 		it := Item{Tenant: fmt.Sprintf("tenant-%04d", i%tenants), WorkspaceID: fmt.Sprintf("%08d-0000-4000-8000-%012d", i%tenants, i),
-			WorkspaceName: fmt.Sprintf("workspace number %d of a large fleet", i), Runtime: "claude-code", Kind: "workspace", Provisioning: Hosted,
+			WorkspaceName: fmt.Sprintf("workspace number %d of a large fleet", i), Runtime: "claude-code", Kind: "workspace", Provisioning: hosted,
 			Evidence: &ItemEvidence{CaptureID: int64(i + 1), SHA256: strings.Repeat("ab", 32), Template: "seo-agent", Rule: "display-name", Captures: 1, Source: "container"},
 			CP:       &ItemCP{Templates: []string{"seo-agent"}, Level: "tenant", Sources: []string{"cp.csv:2"}}}
 		if i%10 == 0 {
@@ -41,7 +41,7 @@ func TestSummaryFitsATicket(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := b.String()
-		if len(s) >= SummaryBudget {
+		if len(s) >= summaryBudget {
 			t.Errorf("%d workspaces: summary is %d characters", n, len(s))
 		}
 		review := len(NeedsReview(p))

@@ -37,18 +37,18 @@ const (
 
 var errTooLarge = errors.New("output over the size cap")
 
-// BaseEnv are the variables every exec command gets from the operator's
+// baseEnv are the variables every exec command gets from the operator's
 // environment, when set there. Anything else must be listed in the
 // collector's env: the operator's shell holds tenant passwords and tokens,
 // and a command (or a compromised docker CLI plugin) must not see them.
-var BaseEnv = []string{"PATH", "HOME", "LANG", "TZ"}
+var baseEnv = []string{"PATH", "HOME", "LANG", "TZ"}
 
-// DefaultPath is the command's PATH when the operator's environment has
+// defaultPath is the command's PATH when the operator's environment has
 // none, so that a bare command name is found the same way everywhere.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // childEnv is the command's whole environment: the resolved entries, with
-// DefaultPath when they have no PATH. It also returns the PATH used.
+// defaultPath when they have no PATH. It also returns the PATH used.
 func childEnv(environ []string) (env []string, path string) {
 	env = append(make([]string, 0, len(environ)+1), environ...)
 	for _, kv := range environ {
@@ -56,7 +56,7 @@ func childEnv(environ []string) (env []string, path string) {
 			return env, v
 		}
 	}
-	return append(env, "PATH="+DefaultPath), DefaultPath
+	return append(env, "PATH="+defaultPath), defaultPath
 }
 
 // lookPath finds a bare command name in the command's own PATH, not in
@@ -361,15 +361,15 @@ const (
 // not there: docker's for a removed container, cat's for a missing file.
 var goneMessages = []string{noSuchContainer, "No such file or directory"}
 
-// StoppedStatuses are the workspace statuses whose container the platform
+// stoppedStatuses are the workspace statuses whose container the platform
 // has stopped or removed although the row is live: the Docker provisioner
 // removes a paused or hibernated workspace's container, and a failed one may
 // have none.
-var StoppedStatuses = []string{"paused", "hibernated", "hibernating", "failed"}
+var stoppedStatuses = []string{"paused", "hibernated", "hibernating", "failed"}
 
 // Stopped reports whether a workspace with this status is expected to have
 // no running container.
-func Stopped(status string) bool { return slices.Contains(StoppedStatuses, status) }
+func Stopped(status string) bool { return slices.Contains(stoppedStatuses, status) }
 
 // messageLine is the first stderr line containing m, as the reason.
 func messageLine(stderr, m string) string {
@@ -409,11 +409,11 @@ func firstLine(s string) string {
 }
 
 // execKind runs a command without a shell: Spec.Argv, with Spec.Env naming
-// the variables it gets besides BaseEnv. In the inventory it is an argv list
+// the variables it gets besides baseEnv. In the inventory it is an argv list
 // or a mapping {argv: [...], env: [NAME, ...]}.
 type execKind struct{}
 
-func (execKind) name() string                    { return MethodExec }
+func (execKind) name() string                    { return methodExec }
 func (execKind) fields() []string                { return []string{"argv", "env", "environ"} }
 func (execKind) requests() int                   { return 0 }
 func (execKind) check(_, _ Spec) (string, error) { return "", nil }
@@ -462,7 +462,7 @@ func (execKind) decode(d Decoder, v Field, raw, exp *Spec) {
 		raw.Env = decodeEnvNames(d, env)
 		exp.Env = slices.Clone(raw.Env)
 	}
-	for _, name := range BaseEnv {
+	for _, name := range baseEnv {
 		if v, ok := d.Getenv(name); ok && !slices.Contains(raw.Env, name) {
 			exp.Environ = append(exp.Environ, name+"="+v)
 		}
@@ -470,7 +470,7 @@ func (execKind) decode(d Decoder, v Field, raw, exp *Spec) {
 	for _, name := range raw.Env {
 		if v, ok := d.Getenv(name); ok {
 			exp.Environ = append(exp.Environ, name+"="+v)
-			if !slices.Contains(BaseEnv, name) {
+			if !slices.Contains(baseEnv, name) {
 				d.UseEnv(v)
 			}
 		}

@@ -304,7 +304,7 @@ func TestExecMinimalEnvironment(t *testing.T) {
 	t.Run("no environment resolved", func(t *testing.T) {
 		r := same(t, Spec{Method: "exec", Argv: []string{envBin}}).Collect(timeoutCtx(t, 10*time.Second), testValues)
 		check(t, r, Captured, false, "")
-		if got := string(r.Content); got != "PATH="+DefaultPath+"\n" {
+		if got := string(r.Content); got != "PATH="+defaultPath+"\n" {
 			t.Fatalf("environment = %q, want only the default PATH", got)
 		}
 	})

@@ -37,13 +37,13 @@ import (
 // process's environment, memory or devices, never a workspace's config.
 var pseudoRoots = []string{"/proc", "/sys", "/dev"}
 
-// FileRoot returns the directory a file collector's reads stay beneath:
+// fileRoot returns the directory a file collector's reads stay beneath:
 // root when given, else the directory part of path's text before its first
 // placeholder ("/mnt/c/{workspace_id}/config.yaml" gives "/mnt/c"). Both
 // must be absolute and the root must hold the path; neither may be under
 // /proc, /sys or /dev. Errors never quote the values, which may hold
 // expanded secrets.
-func FileRoot(path, root string) (string, error) {
+func fileRoot(path, root string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", errors.New("file path must be absolute")
 	}
@@ -282,7 +282,7 @@ func fileError(r *Result, op string, err error) {
 // or a mapping {path, root}.
 type fileKind struct{}
 
-func (fileKind) name() string     { return MethodFile }
+func (fileKind) name() string     { return methodFile }
 func (fileKind) fields() []string { return []string{"path", "root"} }
 func (fileKind) requests() int    { return 0 }
 
@@ -296,7 +296,7 @@ func (fileKind) validate(s Spec) error {
 	return nil
 }
 
-func (fileKind) check(spec, _ Spec) (string, error) { return FileRoot(spec.Path, spec.Root) }
+func (fileKind) check(spec, _ Spec) (string, error) { return fileRoot(spec.Path, spec.Root) }
 
 func (fileKind) decode(d Decoder, v Field, raw, exp *Spec) {
 	pathField, rootField := v, Field{}
@@ -326,7 +326,7 @@ func (fileKind) decode(d Decoder, v Field, raw, exp *Spec) {
 	}
 	// The collector's own rule, so that a file read at capture time can
 	// never be refused for a reason the inventory could have caught.
-	if _, err := FileRoot(exp.Path, exp.Root); err != nil {
+	if _, err := fileRoot(exp.Path, exp.Root); err != nil {
 		d.Errorf(line, "%v", err)
 	}
 }

@@ -254,12 +254,12 @@ func TestFileRoot(t *testing.T) {
 		{"/dev/shm/{workspace_id}/config.yaml", "", "", "under /proc, /sys or /dev"},
 		{"/dev/{tenant}", "/", "", "under /proc, /sys or /dev"},
 	} {
-		got, err := FileRoot(tt.path, tt.root)
+		got, err := fileRoot(tt.path, tt.root)
 		if tt.err == "" && (err != nil || got != tt.want) {
-			t.Errorf("FileRoot(%q, %q) = %q, %v; want %q", tt.path, tt.root, got, err, tt.want)
+			t.Errorf("fileRoot(%q, %q) = %q, %v; want %q", tt.path, tt.root, got, err, tt.want)
 		}
 		if tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("FileRoot(%q, %q) = %q, %v; want error %q", tt.path, tt.root, got, err, tt.err)
+			t.Errorf("fileRoot(%q, %q) = %q, %v; want error %q", tt.path, tt.root, got, err, tt.err)
 		}
 	}
 	if _, err := New(Spec{Method: "file", Path: "/proc/self/environ"}, Spec{Method: "file", Path: "/proc/self/environ"}, 0, nil); err == nil {

@@ -173,7 +173,7 @@ func (c *Collector) filesList(a attempt, r *Result, step, u string, names, vals 
 		return l, false
 	}
 	hv := resp.Header.Values("X-Molecule-Files-Source")
-	l.raw = head(strings.Join(hv, ", "), MaxHeaderValue)
+	l.raw = head(strings.Join(hv, ", "), maxHeaderValue)
 	l.source = listedSource(l.raw, len(hv) > 0)
 	var entries []struct {
 		Path string `json:"path"`

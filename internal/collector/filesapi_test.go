@@ -217,7 +217,7 @@ func TestRetryAfter(t *testing.T) {
 		{"", "3", 3 * time.Second},
 		{"0", strconv.FormatInt(now.Add(5*time.Second).Unix(), 10), 5 * time.Second}, // an epoch
 		{now.Add(9 * time.Second).Format(http.TimeFormat), "", 9 * time.Second},
-		{"86400", "", MaxRetryAfter},
+		{"86400", "", maxRetryAfter},
 		{"soon", "x", time.Second},
 	} {
 		h := http.Header{}
@@ -323,8 +323,8 @@ func TestSourceLabels(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{Spec{Method: MethodExec, Argv: []string{"cat", path}}, source.Exec},
-		{Spec{Method: MethodFile, Path: path}, source.File},
+		{Spec{Method: methodExec, Argv: []string{"cat", path}}, source.Exec},
+		{Spec{Method: methodFile, Path: path}, source.File},
 		{Spec{Method: MethodHTTP, URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs"}, source.Unverified},
 	} {
 		r := same(t, tc.spec).Collect(timeoutCtx(t, 10*time.Second), testValues)
@@ -368,7 +368,7 @@ func TestHTTPPlatformBare404(t *testing.T) {
 	r := same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/echo", Headers: map[string]string{"Authorization": "Bearer " + apiToken}}).
 		Collect(timeoutCtx(t, 10*time.Second), testValues)
 	bh := r.Provenance["body_head"]
-	if strings.Contains(bh, apiToken) || !strings.Contains(bh, "no route for [REDACTED] xxx") || len(bh) > BodyHeadBytes {
+	if strings.Contains(bh, apiToken) || !strings.Contains(bh, "no route for [REDACTED] xxx") || len(bh) > bodyHeadBytes {
 		t.Fatalf("body_head = %q (%d bytes)", bh, len(bh))
 	}
 }
@@ -383,7 +383,7 @@ ws-stopped) echo "Error response from daemon: container ws-stopped is not runnin
 *) echo "Error response from daemon: No such container: $2" >&2 ;;
 esac
 exit 1`)
-	c := same(t, Spec{Method: MethodExec, Argv: []string{docker, "exec", "{container}", "cat", "/configs/config.yaml"}})
+	c := same(t, Spec{Method: methodExec, Argv: []string{docker, "exec", "{container}", "cat", "/configs/config.yaml"}})
 	for _, tc := range []struct {
 		instance, status string
 		outcome          Outcome

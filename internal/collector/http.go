@@ -19,11 +19,11 @@ import (
 	"backfill/internal/yamlnode"
 )
 
-// ProvenanceHeaders are the only response headers kept as provenance, as
+// provenanceHeaders are the only response headers kept as provenance, as
 // header.<Name>: what says where and when the answer came from, and the
 // rate limit's state. A fixed list, because a server may put anything in
 // the others, Set-Cookie or an echoed Authorization among them.
-var ProvenanceHeaders = []string{
+var provenanceHeaders = []string{
 	"X-Molecule-Files-Source",
 	"ETag",
 	"Last-Modified",
@@ -37,23 +37,23 @@ var ProvenanceHeaders = []string{
 	"X-Request-Id",
 }
 
-// MaxHeaderValue caps each provenance header value, in bytes; a longer one
+// maxHeaderValue caps each provenance header value, in bytes; a longer one
 // is cut and ends in headerCut.
-const MaxHeaderValue = 1024
+const maxHeaderValue = 1024
 
 const headerCut = "...[cut]"
 
 // headerScan is how much of a header value is kept until it has been
 // scrubbed: enough that a secret the server echoed across the cap is still
-// seen whole and replaced, before the value is cut to MaxHeaderValue.
+// seen whole and replaced, before the value is cut to maxHeaderValue.
 const headerScan = 16 << 10
 
-// capHeaders cuts every header.* provenance value to MaxHeaderValue bytes.
+// capHeaders cuts every header.* provenance value to maxHeaderValue bytes.
 // It runs after scrubbing, so it cannot leave part of a secret behind.
 func capHeaders(p map[string]string) {
 	for k, v := range p {
-		if strings.HasPrefix(k, "header.") && len(v) > MaxHeaderValue {
-			p[k] = head(v, MaxHeaderValue-len(headerCut)) + headerCut
+		if strings.HasPrefix(k, "header.") && len(v) > maxHeaderValue {
+			p[k] = head(v, maxHeaderValue-len(headerCut)) + headerCut
 		}
 	}
 }
@@ -127,10 +127,10 @@ func (c *Collector) get(a attempt, r *Result, u string, names, vals []string) (*
 	return resp, true
 }
 
-// keepHeaders records the response's status and ProvenanceHeaders.
+// keepHeaders records the response's status and provenanceHeaders.
 func keepHeaders(r *Result, resp *http.Response) {
 	r.Provenance["http_status"] = strconv.Itoa(resp.StatusCode)
-	for _, h := range ProvenanceHeaders {
+	for _, h := range provenanceHeaders {
 		if vs := resp.Header.Values(h); len(vs) > 0 {
 			r.Provenance["header."+h] = head(strings.Join(vs, ", "), headerScan)
 		} else {
@@ -139,10 +139,10 @@ func keepHeaders(r *Result, resp *http.Response) {
 	}
 }
 
-// BodyHeadBytes is how much of a non-2xx answer's body provenance keeps,
+// bodyHeadBytes is how much of a non-2xx answer's body provenance keeps,
 // as body_head (scrubbed of secrets like every provenance value): enough to
 // tell the platform's JSON errors apart, and a proxy's page from them.
-const BodyHeadBytes = 256
+const bodyHeadBytes = 256
 
 // errorBodyScan is how much of an error body is read to classify it. Small
 // error bodies are read whole, which also leaves the connection reusable;
@@ -153,7 +153,7 @@ const errorBodyScan = 4 << 10
 func answerError(r *Result, resp *http.Response, platform bool) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyScan))
 	if len(body) > 0 {
-		r.Provenance["body_head"] = head(string(body), BodyHeadBytes)
+		r.Provenance["body_head"] = head(string(body), bodyHeadBytes)
 	}
 	classifyAnswer(r, resp.StatusCode, resp.Header, body, platform, time.Now())
 }
@@ -242,9 +242,9 @@ func platformError(body []byte) (msg, code string, isJSON bool) {
 	return msg, code, msg != "" || code != ""
 }
 
-// MaxRetryAfter bounds one wait for a 429, whatever the server asks: the
+// maxRetryAfter bounds one wait for a 429, whatever the server asks: the
 // platform's window is a minute.
-const MaxRetryAfter = 5 * time.Minute
+const maxRetryAfter = 5 * time.Minute
 
 // retryAfter is how long a 429 asks to wait: Retry-After (seconds, or an
 // HTTP date); when that is 0 or absent, X-RateLimit-Reset (the platform
@@ -255,7 +255,7 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	var d time.Duration
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
-			d = time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+			d = time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
 		} else if t, err := http.ParseTime(v); err == nil {
 			d = t.Sub(now)
 		}
@@ -266,12 +266,12 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 				if n > 1_000_000_000 {
 					d = time.Unix(n, 0).Sub(now)
 				} else {
-					d = time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+					d = time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
 				}
 			}
 		}
 	}
-	return min(max(d, time.Second), MaxRetryAfter)
+	return min(max(d, time.Second), maxRetryAfter)
 }
 
 func (c *Collector) readBody(a attempt, resp *http.Response, r *Result) {

@@ -289,8 +289,8 @@ func TestHTTPHostHeader(t *testing.T) {
 
 // TestHTTPProvenanceAllowListAndCap: a server echoing the request's
 // credentials into response headers, and sending huge ones, gets neither
-// into provenance: only ProvenanceHeaders are kept, scrubbed, then cut to
-// MaxHeaderValue bytes.
+// into provenance: only provenanceHeaders are kept, scrubbed, then cut to
+// maxHeaderValue bytes.
 func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
 	const token = "Bearer echo-tok-91ac"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -305,7 +305,7 @@ func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
 		// secret straddling the cut is still replaced whole.
 		h.Set("X-Request-Id", "req-"+auth)
 		h.Set("ETag", strings.Repeat("e", 8<<10))
-		h.Set("X-RateLimit-Remaining", strings.Repeat("r", MaxHeaderValue-8)+auth)
+		h.Set("X-RateLimit-Remaining", strings.Repeat("r", maxHeaderValue-8)+auth)
 		h.Add("Retry-After", "1")
 		h.Add("Retry-After", "2")
 		_, _ = w.Write([]byte("name: ws\n"))
@@ -318,7 +318,7 @@ func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
 		if strings.Contains(v, "echo-tok") {
 			t.Errorf("provenance %s carries the token: %q", k, v)
 		}
-		if len(v) > MaxHeaderValue {
+		if len(v) > maxHeaderValue {
 			t.Errorf("provenance %s has %d bytes", k, len(v))
 		}
 	}
@@ -330,7 +330,7 @@ func TestHTTPProvenanceAllowListAndCap(t *testing.T) {
 	if got := r.Provenance["header.X-Request-Id"]; got != "req-"+secret.Redacted {
 		t.Errorf("header.X-Request-Id = %q", got)
 	}
-	if got := r.Provenance["header.ETag"]; len(got) != MaxHeaderValue || !strings.HasSuffix(got, headerCut) {
+	if got := r.Provenance["header.ETag"]; len(got) != maxHeaderValue || !strings.HasSuffix(got, headerCut) {
 		t.Errorf("header.ETag has %d bytes, ends %q", len(got), got[max(0, len(got)-12):])
 	}
 	if got := r.Provenance["header.Retry-After"]; got != "1, 2" {

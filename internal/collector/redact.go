@@ -23,7 +23,7 @@ func staticSecrets(spec, raw Spec) []string {
 	// PATH or HOME would garble every reason.
 	for _, kv := range spec.Environ {
 		name, val, _ := strings.Cut(kv, "=")
-		if slices.Contains(spec.Env, name) && !slices.Contains(BaseEnv, name) {
+		if slices.Contains(spec.Env, name) && !slices.Contains(baseEnv, name) {
 			out = append(out, val)
 		}
 	}
