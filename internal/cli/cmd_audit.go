@@ -59,7 +59,7 @@ func (r *runner) runAudit(ctx context.Context, o auditOptions) error {
 	if maxAge < 0 || (maxAge > 0 && maxAge < time.Second) {
 		return &exitError{ExitUsage, fmt.Errorf("--max-evidence-age must be at least 1s, or 0 for never, not %s", maxAge)}
 	}
-	inv, store, err := r.captureSetup(ctx, o.capture)
+	inv, store, err := r.captureSetup(ctx, o.capture, nil)
 	if err != nil {
 		return err
 	}

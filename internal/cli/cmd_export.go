@@ -71,6 +71,19 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 	if format != "json" && format != "csv" {
 		return &exitError{ExitUsage, fmt.Errorf("--format must be json or csv, not %q", format)}
 	}
+	if err := checkPatterns(o.tenants); err != nil {
+		return err
+	}
+	wantVerdict := map[plan.Verdict]bool{}
+	for _, v := range o.verdicts {
+		if o.plan == "" {
+			return &exitError{ExitUsage, errors.New("--verdict needs --plan: verdicts are a plan's")}
+		}
+		if !slices.Contains(plan.Verdicts, plan.Verdict(v)) {
+			return &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, plan.Verdicts)}
+		}
+		wantVerdict[plan.Verdict(v)] = true
+	}
 	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
@@ -86,11 +99,7 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 	}
 	recs := make([]exportRecord, 0, len(ws))
 	patterns := o.tenants
-	if err := checkPatterns(patterns); err != nil {
-		return err
-	}
 	verdicts := map[evidence.Key]plan.Verdict{}
-	wantVerdict := map[plan.Verdict]bool{}
 	if o.plan != "" {
 		p, _, err := r.loadPlan(ctx, o.plan)
 		if err != nil {
@@ -99,14 +108,6 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 		for _, it := range p.Items {
 			verdicts[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = it.Verdict
 		}
-		for _, v := range o.verdicts {
-			if !slices.Contains(plan.Verdicts, plan.Verdict(v)) {
-				return &exitError{ExitUsage, fmt.Errorf("--verdict %q: not a verdict (%v)", v, plan.Verdicts)}
-			}
-			wantVerdict[plan.Verdict(v)] = true
-		}
-	} else if len(o.verdicts) > 0 {
-		return &exitError{ExitUsage, errors.New("--verdict needs --plan: verdicts are a plan's")}
 	}
 	for _, w := range ws {
 		if len(patterns) > 0 && !inventory.MatchTenant(w.Tenant, patterns) {

@@ -99,14 +99,18 @@ func (o captureOptions) engine() snapshot.Options {
 	return snapshot.Options{Concurrency: o.concurrency, TenantConcurrency: o.tenantConcurrency, Timeout: o.timeout, Retries: o.retries, MaxBytes: o.maxBytes}
 }
 
-// captureSetup loads the inventory, registering its secrets, and opens
-// and locks the store (creating it) for a command that captures.
-func (r *runner) captureSetup(ctx context.Context, o captureOptions) (*inventory.Inventory, *evidence.Store, error) {
+// captureSetup loads the inventory, registering its secrets, checks the
+// --tenant patterns against it, and opens and locks the store (creating it)
+// for a command that captures: bad input creates no store.
+func (r *runner) captureSetup(ctx context.Context, o captureOptions, tenants []string) (*inventory.Inventory, *evidence.Store, error) {
 	inv, err := inventory.Load(o.inventory, r.env.LookupEnv)
 	if err != nil {
 		return nil, nil, fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
+	if _, err := tenantPatterns(inv, tenants, "--tenant"); err != nil {
+		return nil, nil, err
+	}
 	store, err := r.openStore(ctx, true)
 	if err != nil {
 		return nil, nil, err
@@ -157,16 +161,12 @@ func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
 		}
 		only = shard.Has
 	}
-	inv, store, err := r.captureSetup(ctx, o.capture)
+	inv, store, err := r.captureSetup(ctx, o.capture, o.tenants)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	patterns, err := tenantPatterns(inv, o.tenants, "--tenant")
-	if err != nil {
-		return err
-	}
-	if len(patterns) > 0 {
+	if patterns := o.tenants; len(patterns) > 0 {
 		shardHas := only
 		only = func(t string) bool {
 			return inventory.MatchTenant(t, patterns) && (shardHas == nil || shardHas(t))

@@ -214,37 +214,6 @@ tenants:
 		envMarker, fileMarker, "BACKFILL_TEST_MARKER")
 }
 
-// TestFileCollectorPseudoRootRefused: an inventory reading /proc is bad
-// input, named by file and line, and nothing is created.
-func TestFileCollectorPseudoRootRefused(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	for name, collector := range map[string]string{
-		"path":     `file: "/proc/{workspace_id}/environ"`,
-		"root":     "file:\n        path: \"/dev/shm/{workspace_id}/config.yaml\"\n        root: /dev",
-		"relative": `file: "mirror/{workspace_id}/config.yaml"`,
-	} {
-		inv := writeFile(t, filepath.Join(dir, name+".yaml"), `version: 1
-tenants:
-  - name: t
-    dsn: "host=127.0.0.1 dbname=x"
-    collector:
-      `+collector+"\n")
-		store := filepath.Join(dir, name+".db")
-		res := run(t, nil, "--evidence", store, "snapshot", "--inventory", inv)
-		line := 6
-		if name == "root" {
-			line = 8
-		}
-		if res.code != 1 || !strings.Contains(res.stderr, fmt.Sprintf("%s:%d: tenant \"t\": ", inv, line)) {
-			t.Errorf("%s: exit %d, stderr %q; want exit 1 naming %s:%d", name, res.code, res.stderr, inv, line)
-		}
-		if _, err := os.Stat(store); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s: evidence store created (%v)", name, err)
-		}
-	}
-}
-
 // TestExecCollectorMinimalEnvironment captures the output of the real env(1):
 // the command sees PATH, HOME, LANG, TZ and its listed names, from the
 // environment backfill was given, and nothing else: neither a variable of

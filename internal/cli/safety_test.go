@@ -41,9 +41,6 @@ func TestStrayArgumentsAreUsageErrors(t *testing.T) {
 	f.planAndApprove(t)
 	for _, args := range [][]string{
 		{"apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "false"},
-		{"status", "extra"},
-		{"show", "plan.json", "plan.json"},
-		{"merge", "only-out.db"},
 	} {
 		if res := runAt(t, f.env, args...); res.code != 2 {
 			t.Errorf("%q: exit %d, want 2 (%s)", args, res.code, res.stderr)

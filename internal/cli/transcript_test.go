@@ -29,8 +29,9 @@ import (
 // --evidence $TMP/evidence.db first, and relative paths name files in the
 // package directory, so inputs are written as $TMP/<name>. In stdout and
 // stderr that directory, the version line and the Go version read "$TMP",
-// "$VERSION" and "$GO". transcriptSetup may prepare the directory for every
-// case of one command.
+// "$VERSION" and "$GO". Every case's directory holds good.yaml, an inventory
+// that loads (its one tenant's database is never reached by a case);
+// transcriptSetup may prepare more for every case of one command.
 // `go test ./internal/cli -run TestTranscripts -update` rewrites stdout,
 // stderr, code and files from the runs.
 func TestTranscripts(t *testing.T) {
@@ -73,14 +74,27 @@ var transcriptSetup = map[string]func(t *testing.T, tmp string){
 		edited := strings.Replace(string(golden), `"reason": "`, `"reason": "edited: `, 1)
 		writeFile(t, filepath.Join(tmp, "edited.json"), edited)
 	},
-	// An inventory whose line 4 names a variable that is not set.
+	// An inventory whose line 4 names a variable that is not set, and file
+	// collectors that would read a pseudo-filesystem or a relative path
+	// (refused on the collector's line, before a store exists).
 	"snapshot": func(t *testing.T, tmp string) {
 		writeFile(t, filepath.Join(tmp, "inv.yaml"), "version: 1\ntenants:\n  - name: a\n    dsn: \"${MISSING_DSN}\"\n    collector:\n      file: \"/x/{workspace_id}\"\n")
+		for name, collector := range map[string]string{
+			"pseudo-path": `file: "/proc/{workspace_id}/environ"`,
+			"pseudo-root": "file:\n        path: \"/dev/shm/{workspace_id}/config.yaml\"\n        root: /dev",
+			"relative":    `file: "mirror/{workspace_id}/config.yaml"`,
+		} {
+			writeFile(t, filepath.Join(tmp, name+".yaml"), "version: 1\ntenants:\n  - name: t\n    dsn: \"host=127.0.0.1 dbname=x\"\n    collector:\n      "+collector+"\n")
+		}
 	},
 }
 
+// goodInventory loads, and names a database no case reaches.
+const goodInventory = "version: 1\ntenants:\n  - name: a\n    dsn: \"host=127.0.0.1 port=1 dbname=a connect_timeout=1\"\n    collector:\n      file:\n        path: \"/srv/mirror/{workspace_id}/config.yaml\"\n        root: /srv/mirror\n"
+
 func runTranscript(t *testing.T, command, dir string) {
 	tmp := t.TempDir()
+	writeFile(t, filepath.Join(tmp, "good.yaml"), goodInventory)
 	if setup := transcriptSetup[command]; setup != nil {
 		setup(t, tmp)
 	}
