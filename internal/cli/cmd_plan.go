@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -181,16 +180,16 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 	}
 	// Encoded once for the store and the file: at 100,000 items an
 	// encoding costs seconds.
-	var encoded bytes.Buffer
-	if err := p.Encode(&encoded); err != nil {
+	encoded, err := p.EncodeBytes()
+	if err != nil {
 		return fail("encode the plan: %v", err)
 	}
 	// Kept in the store first: the file can be lost or replaced, the undo
 	// handle cannot.
-	if err := plan.KeepEncoded(ctx, store, p, encoded.Bytes(), sig); err != nil {
+	if err := plan.KeepEncoded(ctx, store, p, encoded, sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
-	if err := plan.WriteFileAtomic(o.out, func(w io.Writer) error { _, err := w.Write(encoded.Bytes()); return err }); err != nil {
+	if err := plan.WriteFileAtomic(o.out, func(w io.Writer) error { _, err := w.Write(encoded); return err }); err != nil {
 		return fail("write plan: %v", err)
 	}
 	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", p.Writes(),
