@@ -37,6 +37,7 @@ BENCH_N=$(scaled 20000) run snapshot-throughput snapshot BenchmarkSnapshotThroug
 run reconcile-100k apply/plan BenchmarkReconcile100k 3x
 run plan-100k apply/plan BenchmarkPlan100k 3x -cpuprofile "$PWD/bench/out/plan.cpu.prof" -o "$PWD/bench/out/plan.test"
 BENCH_NAIVE=100 run apply-10k apply BenchmarkApply10k 3x
+run verify-100k internal/evidence BenchmarkVerify100k 3x
 
 # metric FILE UNIT: the value reported before UNIT on the benchmark line.
 metric() { awk -v u="$2" '/^Benchmark/ { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "bench/out/$1.txt" | tail -1; }
@@ -51,6 +52,7 @@ top10() { go tool pprof -top -nodecount=10 "bench/out/$1.test" "bench/out/$1.cpu
 	echo "| in-process: snapshot $(scaled 20000) workspaces, no latency, 2 KiB | $(metric snapshot-throughput captures/s) captures/s | ≥ 10,000/s |"
 	echo "| in-process: reconcile 100,000 workspaces | $(metric reconcile-100k s/100k) s | < 2 s |"
 	echo "| in-process: plan 100,000 workspaces, 50 tenant DBs | $(metric plan-100k wall-s) s, peak RSS $(metric plan-100k peak-rss-MB) MB (test process) | < 20 s, < 400 MB |"
+	echo "| in-process: verify 100,000 captures of 2 KiB | $(metric verify-100k wall-s) s | < 2 s |"
 	echo "| in-process: apply 10,000 writes, 50 tenant DBs | $(metric apply-10k wall-s) s ($(metric apply-10k writes/s) writes/s); one \`psql\` per row: $(metric apply-10k naive-psql-s) s (100 timed, scaled) | ≥ 20× faster than psql per row |"
 	echo
 	echo "## CPU profiles (backfill has no profiling flag: \`go test -cpuprofile\` on the in-process benchmarks, setup included)"
