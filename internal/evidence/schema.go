@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 	"sync"
@@ -201,6 +202,34 @@ CREATE TABLE audits (
   hash             TEXT NOT NULL
 );
 ` + appendOnly("audit_sets", "audits"),
+
+	// 8: content moves to a rowid table. A config of 2 KiB and more
+	// overflows a WITHOUT ROWID b-tree's cells, so every insert and lookup
+	// by sha256 read overflow pages at random places; in a rowid table the
+	// bytes are appended and only the small sha256 index is random (the
+	// snapshot writer commits about twice as many captures a second, and
+	// plan reads them faster). Nothing hashed changes: the chain covers a
+	// capture's sha256, never where its bytes are kept. legacy_alter_table
+	// keeps captures' REFERENCES content as written while the old table is
+	// renamed away, so the foreign key names the new table. Rows are copied
+	// in the order of the capture that first cites them; content no capture
+	// cites (which verify reports) is copied too, last.
+	`
+PRAGMA legacy_alter_table = ON;
+ALTER TABLE content RENAME TO content_v7;
+CREATE TABLE content (
+  id     INTEGER PRIMARY KEY,
+  sha256 TEXT NOT NULL UNIQUE,
+  size   INTEGER NOT NULL,
+  bytes  BLOB NOT NULL
+);
+INSERT INTO content (sha256, size, bytes)
+SELECT v.sha256, v.size, v.bytes FROM content_v7 v
+LEFT JOIN (SELECT sha256, min(id) AS first FROM captures WHERE sha256 IS NOT NULL GROUP BY sha256) f ON f.sha256 = v.sha256
+ORDER BY f.first IS NULL, f.first, v.sha256;
+DROP TABLE content_v7;
+PRAGMA legacy_alter_table = OFF;
+` + appendOnly("content"),
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
@@ -261,8 +290,30 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	s.version = len(migrations)
+	if version == len(migrations) {
+		return nil
+	}
+	// Migrations run on one connection with foreign keys off, as SQLite's
+	// procedure for rebuilding a table asks (migration 8 rebuilds content,
+	// which captures reference): with them on, renaming a parent table
+	// rewrites every REFERENCES to the new name. They are on again before
+	// the connection goes back to the pool.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.Background(), "PRAGMA foreign_keys = ON"); err != nil {
+			// Not fit for the pool: the next user would write unchecked.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
 	for v := version; v < len(migrations); v++ {
-		tx, err := s.db.BeginTx(ctx, nil)
+		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
