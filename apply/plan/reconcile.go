@@ -1,6 +1,6 @@
 // Package plan is the plan of backfill's second phase: reconciliation of
 // captured evidence with control-plane records and the tenant databases as
-// they are now (reconcile, Build), the fingerprinted plan format and its
+// they are now (Build, through one pure decision per workspace), the fingerprinted plan format and its
 // versions (Plan, ParsePlan), re-derivation of a plan's writes (Rederive),
 // the review report, and the plans kept in the evidence store. Executing a
 // plan is package apply's.

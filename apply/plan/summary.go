@@ -19,7 +19,7 @@ const summaryExamples = 3
 // WriteSummary writes the review report a ticket can hold: the inputs, the
 // counts, the writes as a tenant × template rollup, and the items that need
 // a person grouped by verdict and tenant with a few examples each, under
-// summaryBudget characters whatever the plan's size. WriteReport (or the
+// 60,000 characters whatever the plan's size. WriteReport (or the
 // CSV, WriteItemsCSV) carries every row.
 func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
 	b := &strings.Builder{}

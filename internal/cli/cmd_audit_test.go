@@ -262,7 +262,8 @@ func TestAuditMaxEvidenceAge(t *testing.T) {
 	}
 }
 
-// TestAuditExitCodes: usage errors exit 2 and create no store; exit 3 when
+// TestAuditExitCodes (usage errors, which exit 2 and create no store, are
+// transcripts under testdata/transcripts/audit): exit 3 when
 // a workspace with an empty template has no evidence (gone: reason gone, and
 // --allow-gone exits 0; failed: incomplete), or a tenant cannot be listed
 // (tenants-failed, its workspaces named from its latest listing, and the

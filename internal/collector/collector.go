@@ -48,13 +48,13 @@ const DefaultRate = 8.0
 type Spec struct {
 	Method    string            // "exec", "http", "file" or "files_api"
 	Argv      []string          // exec: the command, run without a shell
-	Env       []string          // exec: names of variables passed to the command besides baseEnv, as the inventory lists them
-	Environ   []string          // exec: NAME=value for baseEnv and Env, resolved by the inventory; never set in a raw spec
+	Env       []string          // exec: names of variables passed to the command besides PATH, HOME, LANG and TZ, as the inventory lists them
+	Environ   []string          // exec: NAME=value for PATH, HOME, LANG, TZ and Env, resolved by the inventory; never set in a raw spec
 	URL       string            // http: GET target
 	Headers   map[string]string // http, files_api: request headers; values are secrets
 	JSONField string            // http: when set, the body is JSON and the config is this string field
 	Path      string            // file: path to read
-	Root      string            // file: the tree reads stay beneath; "" derives it from Path (see fileRoot)
+	Root      string            // file: the tree reads stay beneath; "" derives it from Path (the directory before its first placeholder)
 	BaseURL   string            // files_api: the tenant's workspace server, before /workspaces/...
 	Rate      float64           // files_api: requests per second for the tenant, enforced by the caller; 0 means DefaultRate
 }
@@ -86,7 +86,7 @@ type Result struct {
 	Reason     string            // why, for every outcome but captured; never holds header values or expanded env values
 	Transient  bool              // a retry may succeed (timeouts, connection errors, HTTP 5xx, exec non-zero exits other than gone)
 	Target     string            // redacted description of what was read
-	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name> (provenanceHeaders, at most maxHeaderValue bytes each), body_head, mtime, size, source, ...
+	Provenance map[string]string // exit_code, stderr_head, http_status, header.<Name> (an allow-list, at most 1 KiB each), body_head, mtime, size, source, ...
 	// Source is the class of what answered (package source): exec, file,
 	// unverified (http), or for files_api the listing's source.
 	Source string
