@@ -65,6 +65,12 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	// Queries name public.workspaces; a fixed search_path also keeps
 	// functions and operators from resolving into a schema a DSN chose.
 	cfg.RuntimeParams["search_path"] = "pg_catalog, public"
+	// A session runs each statement once or a few times: preparing it
+	// first (pgx's default) costs a round trip per distinct statement, 50 ms
+	// and more to a remote tenant. Exec mode sends parse, bind and execute
+	// together, parameters still bound by the server, typed from their Go
+	// types; results come back as text.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	if o.LockTimeout > 0 {
 		cfg.RuntimeParams["lock_timeout"] = fmt.Sprintf("%dms", o.LockTimeout.Milliseconds())
 	}

@@ -163,8 +163,8 @@ func dbName(t *testing.T, dsn string) string {
 }
 
 // ListLive reads its rows in text format (one round trip, nothing described
-// first); they are the rows ListAll reads in binary, to the microsecond,
-// whatever the session's time zone.
+// first); they are the rows ListAll reads, to the microsecond, whatever the
+// session's time zone.
 func TestListLiveReadsWhatListAllReads(t *testing.T) {
 	dsn := seed(t)
 	conn, err := pgx.Connect(context.Background(), dsn)
