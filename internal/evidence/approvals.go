@@ -3,7 +3,6 @@ package evidence
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -128,6 +127,6 @@ func (s *Store) verifyApprovals(ctx context.Context, r *VerifyReport) error {
 			return chainRow{}, err
 		}
 		r.Approvals++
-		return chainRow{a.ID, a.PrevHash, a.Hash, ac.hash(a.ID, a.PrevHash), fmt.Sprintf("approval %d (by %s)", a.ID, a.By)}, nil
+		return chainRow{a.ID, a.PrevHash, a.Hash, ac.hash(a.ID, a.PrevHash), named("approval %d (by %s)", a.ID, a.By)}, nil
 	})
 }

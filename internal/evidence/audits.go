@@ -414,7 +414,7 @@ func (s *Store) verifyAudits(ctx context.Context, r *VerifyReport) error {
 				r.problem("%s: tenant %s's set %s is missing", name, t.Tenant, t.Seen)
 			}
 		}
-		return chainRow{a.ID, a.PrevHash, a.Hash, ac.hash(a.ID, a.PrevHash), name}, nil
+		return chainRow{a.ID, a.PrevHash, a.Hash, ac.hash(a.ID, a.PrevHash), func() string { return name }}, nil
 	})
 	if err != nil {
 		return err

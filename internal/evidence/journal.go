@@ -3,7 +3,6 @@ package evidence
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -147,7 +146,7 @@ func (s *Store) verifyJournal(ctx context.Context, r *VerifyReport) error {
 		}
 		r.Journal++
 		return chainRow{e.ID, e.PrevHash, e.Hash, ec.hash(e.ID, e.PrevHash),
-			fmt.Sprintf("journal entry %d (tenant %s, workspace %s)", e.ID, e.Tenant, e.WorkspaceID)}, nil
+			named("journal entry %d (tenant %s, workspace %s)", e.ID, e.Tenant, e.WorkspaceID)}, nil
 	})
 }
 

@@ -185,6 +185,6 @@ func (s *Store) verifyPlans(ctx context.Context, r *VerifyReport) error {
 			}
 			pc.sha = SHA256Hex(b)
 			r.Plans++
-			return chainRow{id, prev, hash, pc.hash(id, prev), fmt.Sprintf("plan %d (%s)", id, pc.fingerprint)}, nil
+			return chainRow{id, prev, hash, pc.hash(id, prev), named("plan %d (%s)", id, pc.fingerprint)}, nil
 		})
 }

@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sort"
 	"strings"
@@ -178,7 +179,7 @@ func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (bad map[str
 	for rows.Next() {
 		var sha string
 		var size int64
-		var b []byte
+		var b sql.RawBytes // hashed before the next row: no copy of every config
 		if err := rows.Scan(&sha, &size, &b); err != nil {
 			return nil, nil, err
 		}
@@ -204,18 +205,20 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 			return chainRow{}, err
 		}
 		r.Captures++
-		name := fmt.Sprintf("capture %d (tenant %s, workspace %s)", id, cc.tenant, cc.workspaceID)
+		name := func() string {
+			return fmt.Sprintf("capture %d (tenant %s, workspace %s)", id, cc.tenant, cc.workspaceID)
+		}
 		if sha := cc.sha.String; cc.sha.Valid {
 			cited[sha] = true
 			if why, ok := badContent[sha]; ok {
-				r.problem("%s: %s", name, why)
+				r.problem("%s: %s", name(), why)
 			}
 			// Its content row is gone: only possible with the triggers
 			// and foreign keys bypassed. Checked against the content
 			// just read rather than by a join, which costs a lookup in
 			// the content index for every capture.
 			if !stored[sha] {
-				missing = append(missing, fmt.Sprintf("%s: content %s is missing", name, sha))
+				missing = append(missing, fmt.Sprintf("%s: content %s is missing", name(), sha))
 			}
 		}
 		r.ChainHead = hash
@@ -237,12 +240,16 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 func (s *Store) verifyListings(ctx context.Context, r *VerifyReport) error {
 	return s.verifyChain(ctx, r, "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id",
 		func(sc scanner) (chainRow, error) {
-			l, lc, err := scanListing(sc)
-			if err != nil {
+			// The columns as stored are what the hash covers: the rows
+			// (JSON, a tenant's whole listing) need no decoding here.
+			var id int64
+			var lc listingCols
+			var prev, hash string
+			if err := sc.Scan(&id, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &prev, &hash); err != nil {
 				return chainRow{}, err
 			}
 			r.Listings++
-			return chainRow{l.ID, l.PrevHash, l.Hash, lc.hash(l.ID, l.PrevHash), fmt.Sprintf("listing %d (tenant %s)", l.ID, l.Tenant)}, nil
+			return chainRow{id, prev, hash, lc.hash(id, prev), func() string { return fmt.Sprintf("listing %d (tenant %s)", id, lc.tenant) }}, nil
 		})
 }
 
@@ -251,8 +258,14 @@ type scanner interface{ Scan(...any) error }
 // chainRow is what verifyChain needs of one record.
 type chainRow struct {
 	id               int64
-	prev, hash, want string // stored links and the hash recomputed from the columns
-	name             string
+	prev, hash, want string        // stored links and the hash recomputed from the columns
+	name             func() string // names the record in a problem; built only then
+}
+
+// named is a chainRow name that is already a string.
+func named(format string, args ...any) func() string {
+	s := fmt.Sprintf(format, args...)
+	return func() string { return s }
 }
 
 // verifyChain walks one hash-chained table in id order.
@@ -269,13 +282,13 @@ func (s *Store) verifyChain(ctx context.Context, r *VerifyReport, query string, 
 			return err
 		}
 		if c.id != lastID+1 {
-			r.problem("%s: ids jump from %d: records were removed", c.name, lastID)
+			r.problem("%s: ids jump from %d: records were removed", c.name(), lastID)
 		}
 		if c.prev != prev {
-			r.problem("%s: chain broken: prev_hash does not match the previous record", c.name)
+			r.problem("%s: chain broken: prev_hash does not match the previous record", c.name())
 		}
 		if c.want != c.hash {
-			r.problem("%s: record was altered: its hash does not match its contents", c.name)
+			r.problem("%s: record was altered: its hash does not match its contents", c.name())
 		}
 		prev, lastID = c.hash, c.id
 	}
