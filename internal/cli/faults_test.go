@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -373,51 +370,20 @@ func TestFaultPostgresRestartedInsideApplyTransaction(t *testing.T) {
 // count.
 func dropProxy(t *testing.T, dsn string, drop int32) (string, *atomic.Int32) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	network, addr := "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
-	if strings.HasPrefix(cfg.Host, "/") {
-		network, addr = "unix", fmt.Sprintf("%s/.s.PGSQL.%d", cfg.Host, cfg.Port)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	conns := &atomic.Int32{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if conns.Add(1) <= drop {
-				c.Close()
-				continue
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial(network, addr)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go io.Copy(up, c)
-				io.Copy(c, up)
-			}()
+	proxied := pgtest.Proxy(t, dsn, func(_ int, client net.Conn, dial func() (net.Conn, error)) {
+		if conns.Add(1) <= drop {
+			client.Close()
+			return
 		}
-	}()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Del("host")
-	q.Del("port")
-	u.Host, u.RawQuery = ln.Addr().String(), q.Encode()
-	return u.String(), conns
+		server, err := dial()
+		if err != nil {
+			client.Close()
+			return
+		}
+		pgtest.Relay(client, server)
+	})
+	return proxied, conns
 }
 
 // A connection dropped while listing a tenant is retried like a capture

@@ -1,16 +1,10 @@
 package pgtest
 
 import (
-	"fmt"
 	"net"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Turns counts, per session through a TurnProxy, the client's turns: each
@@ -60,53 +54,26 @@ func (t *Turns) PerSession() []int {
 	return out
 }
 
-// TurnProxy relays TCP connections on loopback to dsn's server and counts
-// each session's turns. It returns a DSN for the same database and role
-// through the proxy (no TLS), and the counter.
+// TurnProxy relays TCP connections on loopback to dsn's server (Proxy)
+// and counts each session's turns. It returns a DSN for the same database
+// through the proxy, and the counter.
 func TurnProxy(t testing.TB, dsn string) (string, *Turns) {
 	t.Helper()
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	network, addr := "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
-	if strings.HasPrefix(cfg.Host, "/") {
-		network, addr = "unix", fmt.Sprintf("%s/.s.PGSQL.%d", cfg.Host, cfg.Port)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	turns := &Turns{ended: make(chan struct{}, 1024)}
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial(network, addr)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			tc := &turnCount{answered: true}
-			turns.mu.Lock()
-			turns.sessions = append(turns.sessions, tc)
-			turns.mu.Unlock()
-			go func() {
-				relayCounting(client, server, tc)
-				turns.ended <- struct{}{}
-			}()
+	proxied := Proxy(t, dsn, func(_ int, client net.Conn, dial func() (net.Conn, error)) {
+		defer func() { turns.ended <- struct{}{} }()
+		server, err := dial()
+		if err != nil {
+			client.Close()
+			return
 		}
-	}()
-	u := url.URL{Scheme: "postgres", Host: ln.Addr().String(), Path: "/" + cfg.Database, RawQuery: "sslmode=disable"}
-	if cfg.Password != "" {
-		u.User = url.UserPassword(cfg.User, cfg.Password)
-	} else {
-		u.User = url.User(cfg.User)
-	}
-	return u.String(), turns
+		tc := &turnCount{answered: true}
+		turns.mu.Lock()
+		turns.sessions = append(turns.sessions, tc)
+		turns.mu.Unlock()
+		relayCounting(client, server, tc)
+	})
+	return proxied, turns
 }
 
 func relayCounting(client, server net.Conn, tc *turnCount) {
