@@ -154,7 +154,7 @@ const liveQuery = `SELECT ` + rowColumns + ` FROM public.workspaces
 // ListAll returns every workspace row, removed ones included, by id, in a
 // READ ONLY transaction.
 func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces ORDER BY id`, false)
+	rows, _, err := listAll(ctx, dsn, o, false)
 	return rows, err
 }
 
@@ -162,10 +162,15 @@ func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error
 // same transaction: a plan records it so that apply can refuse a DSN that
 // has since been pointed elsewhere.
 func ListAllIdentified(ctx context.Context, dsn string, o Options) ([]workspace.Row, Database, error) {
-	return list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces ORDER BY id`, true)
+	return listAll(ctx, dsn, o, true)
 }
 
-func list(ctx context.Context, dsn string, o Options, query string, identify bool, args ...any) ([]workspace.Row, Database, error) {
+// allQuery lists every workspace row by id.
+const allQuery = `SELECT ` + rowColumns + ` FROM public.workspaces ORDER BY id`
+
+// listAll sends BEGIN READ ONLY, the identity query when asked, allQuery
+// and ROLLBACK as one batch: one round trip after connect, as ListLive.
+func listAll(ctx context.Context, dsn string, o Options, identify bool) ([]workspace.Row, Database, error) {
 	o.ReadOnly = true
 	var db Database
 	conn, err := Connect(ctx, dsn, o)
@@ -173,13 +178,49 @@ func list(ctx context.Context, dsn string, o Options, query string, identify boo
 		return nil, db, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	queries := []string{"BEGIN READ ONLY"}
+	if identify {
+		queries = append(queries, identifyQuery)
+	}
+	queries = append(queries, allQuery, "ROLLBACK")
+	b := &pgconn.Batch{}
+	for _, q := range queries {
+		b.ExecParams(q, nil, nil, nil, nil)
+	}
+	mrr := conn.PgConn().ExecBatch(ctx, b)
+	var out []workspace.Row
+	for i := 0; mrr.NextResult(); i++ {
+		// Results come in text format: no statement was described first.
+		rows := pgx.RowsFromResultReader(conn.TypeMap(), mrr.ResultReader())
+		switch queries[i] {
+		case identifyQuery:
+			db, err = pgx.CollectExactlyOneRow(rows, scanDatabase)
+		case allQuery:
+			out, err = pgx.CollectRows(rows, ScanRow)
+		default:
+			rows.Close()
+			err = rows.Err()
+		}
+		if err != nil {
+			mrr.Close()
+			return nil, db, err
+		}
+	}
+	if err := mrr.Close(); err != nil {
+		return nil, db, err
+	}
+	return out, db, nil
+}
+
+func list(ctx context.Context, dsn string, o Options, query string, args ...any) ([]workspace.Row, error) {
+	o.ReadOnly = true
+	conn, err := Connect(ctx, dsn, o)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
 	var out []workspace.Row
 	err = ReadOnly(ctx, conn, func(tx pgx.Tx) error {
-		if identify {
-			if db, err = Identify(ctx, tx); err != nil {
-				return err
-			}
-		}
 		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
@@ -187,7 +228,7 @@ func list(ctx context.Context, dsn string, o Options, query string, identify boo
 		out, err = pgx.CollectRows(rows, ScanRow)
 		return err
 	})
-	return out, db, err
+	return out, err
 }
 
 // Database names the database a session reached. The system identifier
@@ -204,13 +245,23 @@ type Database struct {
 	TableOID uint32 `json:"table_oid"`
 }
 
+// identifyQuery names the database a session reached (Database).
+const identifyQuery = `SELECT (SELECT system_identifier FROM pg_control_system())::text, current_database(),
+  (SELECT oid FROM pg_database WHERE datname = current_database())::bigint, 'public.workspaces'::regclass::oid::bigint`
+
 // Identify reads the database tx runs in.
 func Identify(ctx context.Context, tx pgx.Tx) (Database, error) {
+	rows, err := tx.Query(ctx, identifyQuery)
+	if err != nil {
+		return Database{}, err
+	}
+	return pgx.CollectExactlyOneRow(rows, scanDatabase)
+}
+
+func scanDatabase(r pgx.CollectableRow) (Database, error) {
 	var d Database
 	var oid, table int64
-	err := tx.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system())::text, current_database(),
-  (SELECT oid FROM pg_database WHERE datname = current_database())::bigint, 'public.workspaces'::regclass::oid::bigint`).
-		Scan(&d.SystemIdentifier, &d.Name, &oid, &table)
+	err := r.Scan(&d.SystemIdentifier, &d.Name, &oid, &table)
 	d.OID, d.TableOID = uint32(oid), uint32(table)
 	return d, err
 }
@@ -226,7 +277,7 @@ func (d Database) String() string {
 // GetRow reads one workspace's row, READ ONLY; false when it does not
 // exist.
 func GetRow(ctx context.Context, dsn string, o Options, id string) (workspace.Row, bool, error) {
-	rows, _, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces WHERE id::text = $1`, false, id)
+	rows, err := list(ctx, dsn, o, `SELECT `+rowColumns+` FROM public.workspaces WHERE id::text = $1`, id)
 	if err != nil || len(rows) == 0 {
 		return workspace.Row{}, false, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +204,54 @@ func TestListLiveReadsWhatListAllReads(t *testing.T) {
 		if !r.UpdatedAt.Equal(time.Date(2026, 3, 29, 1, 30, 0, 123456000, time.UTC)) || r.UpdatedAt.Location() != time.UTC {
 			t.Errorf("updated_at = %v", r.UpdatedAt)
 		}
+	}
+}
+
+// A snapshot's listing and a plan's read of a tenant each cost one round
+// trip after connect, what a session that runs one query costs: remote
+// tenants pay every round trip, hundreds of times over. The plan's read
+// names the database it read as Identify does, and its rows are ListAll's.
+func TestListingsAreOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := seed(t)
+	proxied, turns := pgtest.TurnProxy(t, dsn)
+	conn, err := pgx.Connect(ctx, proxied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol).Scan(&one); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if _, err := ListLive(ctx, proxied, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rows, db, err := ListAllIdentified(ctx, proxied, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := turns.Ended(t, 3); s[1] != s[0] || s[2] != s[0] {
+		t.Fatalf("round trips per session %v: one query's, ListLive's, ListAllIdentified's; want all equal", s)
+	}
+
+	direct, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	tx, err := direct.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	want, err := Identify(ctx, tx)
+	if err != nil || db != want || db.Name == "" || db.OID == 0 || db.TableOID == 0 || db.SystemIdentifier == "" {
+		t.Fatalf("ListAllIdentified names %+v, Identify %+v (%v)", db, want, err)
+	}
+	all, err := ListAll(ctx, dsn, Options{})
+	if err != nil || !reflect.DeepEqual(all, rows) || len(rows) != 3 {
+		t.Fatalf("ListAllIdentified's rows differ from ListAll's (%v):\n%v\n%v", err, rows, all)
 	}
 }
