@@ -117,34 +117,8 @@ const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(st
 // ROLLBACK are sent together, since a remote tenant is tens of milliseconds
 // away and a snapshot lists hundreds of them before capturing.
 func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	o.ReadOnly = true
-	conn, err := Connect(ctx, dsn, o)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	b := &pgconn.Batch{}
-	for _, q := range []string{"BEGIN READ ONLY", liveQuery, "ROLLBACK"} {
-		b.ExecParams(q, nil, nil, nil, nil)
-	}
-	mrr := conn.PgConn().ExecBatch(ctx, b)
-	var out []workspace.Row
-	for i := 0; mrr.NextResult(); i++ {
-		if i != 1 {
-			mrr.ResultReader().Close()
-			continue
-		}
-		// Results come in text format: no statement was described first.
-		out, err = pgx.CollectRows(pgx.RowsFromResultReader(conn.TypeMap(), mrr.ResultReader()), ScanRow)
-		if err != nil {
-			mrr.Close()
-			return nil, err
-		}
-	}
-	if err := mrr.Close(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	rows, _, err := readBatch(ctx, dsn, o, liveQuery, false)
+	return rows, err
 }
 
 // liveQuery lists the live workspaces, those with an empty template first.
@@ -154,7 +128,7 @@ const liveQuery = `SELECT ` + rowColumns + ` FROM public.workspaces
 // ListAll returns every workspace row, removed ones included, by id, in a
 // READ ONLY transaction.
 func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := listAll(ctx, dsn, o, false)
+	rows, _, err := readBatch(ctx, dsn, o, allQuery, false)
 	return rows, err
 }
 
@@ -162,15 +136,16 @@ func ListAll(ctx context.Context, dsn string, o Options) ([]workspace.Row, error
 // same transaction: a plan records it so that apply can refuse a DSN that
 // has since been pointed elsewhere.
 func ListAllIdentified(ctx context.Context, dsn string, o Options) ([]workspace.Row, Database, error) {
-	return listAll(ctx, dsn, o, true)
+	return readBatch(ctx, dsn, o, allQuery, true)
 }
 
 // allQuery lists every workspace row by id.
 const allQuery = `SELECT ` + rowColumns + ` FROM public.workspaces ORDER BY id`
 
-// listAll sends BEGIN READ ONLY, the identity query when asked, allQuery
-// and ROLLBACK as one batch: one round trip after connect, as ListLive.
-func listAll(ctx context.Context, dsn string, o Options, identify bool) ([]workspace.Row, Database, error) {
+// readBatch runs query (rowColumns, no parameters) in a READ ONLY session,
+// sending BEGIN READ ONLY, the identity query when asked, query and
+// ROLLBACK as one batch: one round trip after connect.
+func readBatch(ctx context.Context, dsn string, o Options, query string, identify bool) ([]workspace.Row, Database, error) {
 	o.ReadOnly = true
 	var db Database
 	conn, err := Connect(ctx, dsn, o)
@@ -182,7 +157,7 @@ func listAll(ctx context.Context, dsn string, o Options, identify bool) ([]works
 	if identify {
 		queries = append(queries, identifyQuery)
 	}
-	queries = append(queries, allQuery, "ROLLBACK")
+	queries = append(queries, query, "ROLLBACK")
 	b := &pgconn.Batch{}
 	for _, q := range queries {
 		b.ExecParams(q, nil, nil, nil, nil)
@@ -195,7 +170,7 @@ func listAll(ctx context.Context, dsn string, o Options, identify bool) ([]works
 		switch queries[i] {
 		case identifyQuery:
 			db, err = pgx.CollectExactlyOneRow(rows, scanDatabase)
-		case allQuery:
+		case query:
 			out, err = pgx.CollectRows(rows, ScanRow)
 		default:
 			rows.Close()
