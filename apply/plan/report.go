@@ -15,43 +15,135 @@ import (
 // counts, every item that needs a person, then every write grouped by
 // tenant. WriteSummary is the one sized for a ticket.
 func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error {
+	return tallyOf(p, true).writeReport(w, p, planPath, warnings)
+}
+
+// tally is what a plan's reports show of its items, gathered one item at a
+// time in plan order: a plan written as it is made is reported without its
+// items ever being held together.
+type tally struct {
+	full               bool // keep the full report's rows
+	items, writes      int
+	review             int // items that need a person
+	hosted, selfHosted int // writes by provisioning class
+	sources            map[string]int
+	rollup             map[[2]string]int
+	groups             map[string]*reviewTally // by review group
+	writesByTenant     []*tenantRows           // full report only
+}
+
+// reviewTally is one review group's items: the full report's rows and, per
+// tenant, the summary's count and first examples.
+type reviewTally struct {
+	n        int
+	rows     strings.Builder
+	byTenant map[string]*tenantReview
+}
+
+type tenantReview struct {
+	n        int
+	examples []string
+}
+
+// tenantRows are one tenant's writes in the full report.
+type tenantRows struct {
+	tenant string
+	n      int
+	rows   strings.Builder
+}
+
+func newTally(full bool) *tally {
+	return &tally{full: full, sources: map[string]int{}, rollup: map[[2]string]int{}, groups: map[string]*reviewTally{}}
+}
+
+// tallyOf tallies every item of p.
+func tallyOf(p *Plan, full bool) *tally {
+	t := newTally(full)
+	for i := range p.Items {
+		t.add(&p.Items[i])
+	}
+	return t
+}
+
+// add tallies the next item in plan order.
+func (t *tally) add(it *Item) {
+	t.items++
+	if it.Verdict == Agree {
+		t.writes++
+		switch it.Provisioning {
+		case hosted:
+			t.hosted++
+		case selfHosted:
+			t.selfHosted++
+		}
+		src := "not recorded"
+		if it.Evidence != nil && it.Evidence.Source != "" {
+			src = it.Evidence.Source
+		}
+		t.sources[src]++
+		if t.full {
+			if n := len(t.writesByTenant); n == 0 || t.writesByTenant[n-1].tenant != it.Tenant {
+				t.writesByTenant = append(t.writesByTenant, &tenantRows{tenant: it.Tenant})
+			}
+			tr := t.writesByTenant[len(t.writesByTenant)-1]
+			tr.n++
+			fmt.Fprintf(&tr.rows, "| `%s` | %s | %s | **%s** | %s | %s | %s |\n", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Runtime),
+				cell(it.Action.SetTemplate), cell(evidenceCell(*it)), cell(cpCell(*it)), cell(strings.Join(it.Notes, "; ")))
+		}
+	}
+	if it.Action != nil {
+		t.rollup[[2]string{it.Tenant, it.Action.SetTemplate}]++
+	}
+	if !it.Verdict.needsPerson() && !it.Drift {
+		return
+	}
+	t.review++
+	g := t.groups[reviewGroup(*it)]
+	if g == nil {
+		g = &reviewTally{byTenant: map[string]*tenantReview{}}
+		t.groups[reviewGroup(*it)] = g
+	}
+	g.n++
+	if t.full {
+		fmt.Fprintf(&g.rows, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", cell(it.Tenant), it.WorkspaceID, cell(it.WorkspaceName),
+			cell(it.Runtime), cell(orDash(it.DBTemplate)), cell(evidenceCell(*it)), cell(cpCell(*it)), cell(it.Reason))
+	}
+	tr := g.byTenant[it.Tenant]
+	if tr == nil {
+		tr = &tenantReview{}
+		g.byTenant[it.Tenant] = tr
+	}
+	tr.n++
+	if len(tr.examples) < summaryExamples {
+		tr.examples = append(tr.examples, fmt.Sprintf("`%s` %s: %s", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Reason)))
+	}
+}
+
+func (t *tally) writeReport(w io.Writer, p *Plan, planPath string, warnings []string) error {
 	b := &strings.Builder{}
 	writeHeader(b, p, planPath, warnings)
-	writeCounts(b, p)
+	t.writeCounts(b, p)
 
-	review := NeedsReview(p)
-	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))
-	if len(review) == 0 {
+	fmt.Fprintf(b, "\n## Needs a person (%d)\n", t.review)
+	if t.review == 0 {
 		fmt.Fprintf(b, "\nNothing.\n")
 	}
 	for _, group := range reviewGroups() {
-		var items []Item
-		for _, it := range review {
-			if reviewGroup(it) == group {
-				items = append(items, it)
-			}
-		}
-		if len(items) == 0 {
+		g := t.groups[group]
+		if g == nil {
 			continue
 		}
-		fmt.Fprintf(b, "\n### %s (%d)\n\n| tenant | workspace | name | runtime | DB | evidence | CP | reason |\n|---|---|---|---|---|---|---|---|\n", group, len(items))
-		for _, it := range items {
-			fmt.Fprintf(b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", cell(it.Tenant), it.WorkspaceID, cell(it.WorkspaceName),
-				cell(it.Runtime), cell(orDash(it.DBTemplate)), cell(evidenceCell(it)), cell(cpCell(it)), cell(it.Reason))
-		}
+		fmt.Fprintf(b, "\n### %s (%d)\n\n| tenant | workspace | name | runtime | DB | evidence | CP | reason |\n|---|---|---|---|---|---|---|---|\n", group, g.n)
+		b.WriteString(g.rows.String())
 	}
 
-	agreed := p.Agreed()
-	fmt.Fprintf(b, "\n## Writes by tenant (%d)\n", len(agreed))
-	if len(agreed) == 0 {
+	fmt.Fprintf(b, "\n## Writes by tenant (%d)\n", t.writes)
+	if t.writes == 0 {
 		fmt.Fprintf(b, "\nNo writes.\n")
 	}
-	for _, items := range ByTenant(agreed) {
-		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(items[0].Tenant), len(items))
-		for _, it := range items {
-			fmt.Fprintf(b, "| `%s` | %s | %s | **%s** | %s | %s | %s |\n", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Runtime),
-				cell(it.Action.SetTemplate), cell(evidenceCell(it)), cell(cpCell(it)), cell(strings.Join(it.Notes, "; ")))
-		}
+	for _, tr := range t.writesByTenant {
+		fmt.Fprintf(b, "\n### %s (%d)\n\n| workspace | name | runtime | set template | evidence | CP | notes |\n|---|---|---|---|---|---|---|\n", cell(tr.tenant), tr.n)
+		b.WriteString(tr.rows.String())
 	}
 	writeFooter(b, p)
 	_, err := io.WriteString(w, b.String())
@@ -107,7 +199,7 @@ func clip(s string) string {
 
 // writeCounts writes the verdict counts, drift, provisioning classes and
 // evidence sources of the writes.
-func writeCounts(b *strings.Builder, p *Plan) {
+func (t *tally) writeCounts(b *strings.Builder, p *Plan) {
 	fmt.Fprintf(b, "\n## Counts\n\n| verdict | workspaces | writes |\n|---|---:|---:|\n")
 	for _, v := range verdictsFor(p.FormatVersion) {
 		writes := 0
@@ -116,19 +208,11 @@ func writeCounts(b *strings.Builder, p *Plan) {
 		}
 		fmt.Fprintf(b, "| %s | %d | %d |\n", v, p.Counts[string(v)], writes)
 	}
-	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", len(p.Items), p.Counts[string(Agree)])
+	fmt.Fprintf(b, "| **total** | **%d** | **%d** |\n", t.items, p.Counts[string(Agree)])
 	fmt.Fprintf(b, "\n%d already-set workspaces show drift (their value differs from the evidence or the CP).\n", p.Counts["drift"])
-	nHosted, nSelf := 0, 0
-	for _, it := range p.Agreed() {
-		if it.Provisioning == hosted {
-			nHosted++
-		} else if it.Provisioning == selfHosted {
-			nSelf++
-		}
-	}
 	fmt.Fprintf(b, "\nWrites by provisioning class: %d hosted (instance_id set), %d self-hosted (instance_id NULL). "+
-		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", nHosted, nSelf)
-	writeSources(b, p.Agreed())
+		"A write changes what the next provision of the workspace uses; a self-hosted workspace keeps its running config until someone restarts it.\n", t.hosted, t.selfHosted)
+	t.writeSources(b)
 }
 
 func writeFooter(b *strings.Builder, p *Plan) {
@@ -198,18 +282,11 @@ var sourceNotes = map[string]string{
 }
 
 // writeSources counts the writes per source class of their evidence.
-func writeSources(b *strings.Builder, agreed []Item) {
-	if len(agreed) == 0 {
+func (t *tally) writeSources(b *strings.Builder) {
+	if t.writes == 0 {
 		return
 	}
-	by := map[string]int{}
-	for _, it := range agreed {
-		src := "not recorded"
-		if it.Evidence != nil && it.Evidence.Source != "" {
-			src = it.Evidence.Source
-		}
-		by[src]++
-	}
+	by := t.sources
 	names := make([]string, 0, len(by))
 	for n := range by {
 		names = append(names, n)

@@ -16,13 +16,10 @@ type RollupRow struct {
 }
 
 // Rollup returns the plan's writes counted by tenant and template, sorted.
-func (p *Plan) Rollup() []RollupRow {
-	n := map[[2]string]int{}
-	for _, it := range p.Items {
-		if it.Action != nil {
-			n[[2]string{it.Tenant, it.Action.SetTemplate}]++
-		}
-	}
+func (p *Plan) Rollup() []RollupRow { return rollupRows(tallyOf(p, false).rollup) }
+
+// rollupRows sorts writes counted by tenant and template into rows.
+func rollupRows(n map[[2]string]int) []RollupRow {
 	out := make([]RollupRow, 0, len(n))
 	for k, c := range n {
 		out = append(out, RollupRow{Tenant: k[0], Template: k[1], Writes: c})

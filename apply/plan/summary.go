@@ -3,7 +3,8 @@ package plan
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -22,12 +23,16 @@ const summaryExamples = 3
 // 60,000 characters whatever the plan's size. WriteReport (or the
 // CSV, WriteItemsCSV) carries every row.
 func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
+	return tallyOf(p, false).writeSummary(w, p, planPath, fullPath, warnings)
+}
+
+func (t *tally) writeSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
 	b := &strings.Builder{}
 	writeHeader(b, p, planPath, warnings)
-	writeCounts(b, p)
+	t.writeCounts(b, p)
 
-	rollup := p.Rollup()
-	fmt.Fprintf(b, "\n## Writes (%d, in %d tenant × template rows; rollup `%s`)\n", p.Writes(), len(rollup), RollupDigest(rollup))
+	rollup := rollupRows(t.rollup)
+	fmt.Fprintf(b, "\n## Writes (%d, in %d tenant × template rows; rollup `%s`)\n", t.writes, len(rollup), RollupDigest(rollup))
 	if len(rollup) > 0 {
 		open, closeTag := fold(len(rollup) > 20, "the rollup")
 		b.WriteString(open)
@@ -46,45 +51,28 @@ func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []st
 		b.WriteString(closeTag)
 	}
 
-	review := NeedsReview(p)
-	fmt.Fprintf(b, "\n## Needs a person (%d)\n", len(review))
-	if len(review) == 0 {
+	fmt.Fprintf(b, "\n## Needs a person (%d)\n", t.review)
+	if t.review == 0 {
 		fmt.Fprintf(b, "\nNothing.\n")
 	}
 	// The footer and the note on what was left out must still fit.
 	budget := summaryBudget - 2000
 	omitted := 0
 	for _, group := range reviewGroups() {
-		byTenant := map[string][]Item{}
-		var tenants []string
-		n := 0
-		for _, it := range review {
-			if reviewGroup(it) != group {
-				continue
-			}
-			if byTenant[it.Tenant] == nil {
-				tenants = append(tenants, it.Tenant)
-			}
-			byTenant[it.Tenant] = append(byTenant[it.Tenant], it)
-			n++
-		}
-		if n == 0 {
+		g := t.groups[group]
+		if g == nil {
 			continue
 		}
-		sort.Strings(tenants)
-		fmt.Fprintf(b, "\n### %s (%d in %d tenants)\n", group, n, len(tenants))
+		tenants := slices.Sorted(maps.Keys(g.byTenant))
+		fmt.Fprintf(b, "\n### %s (%d in %d tenants)\n", group, g.n, len(tenants))
 		open, closeTag := fold(len(tenants) > 10, group)
 		b.WriteString(open)
 		fmt.Fprintf(b, "| tenant | workspaces | for example |\n|---|---:|---|\n")
-		for _, t := range tenants {
-			items := byTenant[t]
-			var ex []string
-			for _, it := range items[:min(summaryExamples, len(items))] {
-				ex = append(ex, fmt.Sprintf("`%s` %s: %s", it.WorkspaceID, cell(it.WorkspaceName), cell(it.Reason)))
-			}
-			row := fmt.Sprintf("| %s | %d | %s |\n", cell(t), len(items), strings.Join(ex, "<br>"))
+		for _, tn := range tenants {
+			tr := g.byTenant[tn]
+			row := fmt.Sprintf("| %s | %d | %s |\n", cell(tn), tr.n, strings.Join(tr.examples, "<br>"))
 			if b.Len()+len(row) > budget {
-				omitted += len(items)
+				omitted += tr.n
 				continue
 			}
 			b.WriteString(row)
