@@ -46,6 +46,23 @@ type BuildOptions struct {
 // tenant databases and returns the sealed plan and warnings for the
 // reviewer. It reads tenant databases in READ ONLY transactions only.
 func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
+	items := []Item{}
+	p, warnings, err := Stream(ctx, o, func(it *Item) error {
+		items = append(items, *it)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	p.Items = items
+	p.Seal()
+	return p, warnings, nil
+}
+
+// Stream is Build handing each item to emit, in plan order, as soon as it
+// is made, instead of holding them: the plan it returns has no items, and
+// no counts or fingerprint (see Writer). An error from emit stops it.
+func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan, []string, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -103,7 +120,6 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 			CP:        CPInput{Source: o.CPSource, SHA256: o.CP.Digest(), Claims: o.CP.Len()},
 			Catalog:   CatalogInput{Path: o.CatalogDir, Manifest: o.Manifest, SHA256: o.Catalog.Digest()},
 		},
-		Items: []Item{},
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops reading tenants when the plan fails
@@ -130,14 +146,12 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 		} else {
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db})
 		}
-		if err := planTenant(ctx, o, ev, t.Name, tr.rows, unreachable, p); err != nil {
+		if err := planTenant(ctx, o, ev, t.Name, tr.rows, unreachable, emit); err != nil {
 			tr.done()
 			return nil, nil, err
 		}
 		tr.done()
 	}
-	sortItems(p.Items) // already in order; kept as the plan's guarantee
-	p.Seal()
 	sort.Strings(warnings)
 	return p, warnings, nil
 }
@@ -146,7 +160,7 @@ func Build(ctx context.Context, o BuildOptions) (*Plan, []string, error) {
 // workspace the evidence store knows of it (from a capture or its latest
 // successful listing) and every row of its database not removed, merged by
 // workspace id from the three sources, each read in that order.
-func planTenant(ctx context.Context, o BuildOptions, ev *evidenceReader, tenant string, rows []workspace.Row, unreachable string, p *Plan) error {
+func planTenant(ctx context.Context, o BuildOptions, ev *evidenceReader, tenant string, rows []workspace.Row, unreachable string, emit func(*Item) error) error {
 	caps, err := ev.tenant(ctx, tenant, nil)
 	if err != nil {
 		return err
@@ -194,7 +208,10 @@ func planTenant(ctx context.Context, o BuildOptions, ev *evidenceReader, tenant 
 		claim := cpClaim{Templates: tpls, Level: level, Sources: sources}
 		d := reconcile(reconcileInput{Captures: w.upTo, Claim: claim, Row: now, Catalog: o.Catalog, Unreachable: unreachable,
 			NotEvidence: w.notEvidence})
-		p.Items = append(p.Items, makeItem(k, seen, now, w.upTo, claim, d))
+		it := makeItem(k, seen, now, w.upTo, claim, d)
+		if err := emit(&it); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -188,58 +188,80 @@ func (it *Item) Key() string { return it.Tenant + "/" + it.WorkspaceID }
 // that a plan of 100,000 items is never held in memory twice.
 func (p *Plan) encodeTo(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	field := func(name string, v any, last bool) {
-		b, err := json.MarshalIndent(v, "  ", "  ")
-		if err != nil {
-			panic(err) // plan fields always marshal
-		}
-		fmt.Fprintf(bw, "  %q: %s", name, b)
-		if !last {
-			bw.WriteString(",")
-		}
-		bw.WriteString("\n")
-	}
-	bw.WriteString("{\n")
-	field("format_version", p.FormatVersion, false)
-	field("fingerprint", p.Fingerprint, false)
-	field("author", p.Author, false)
-	field("created_at", p.CreatedAt, false)
-	if p.FormatVersion >= 2 {
-		field("backfill", p.Backfill, false)
-	}
-	field("inputs", p.Inputs, false)
-	if p.FormatVersion >= 2 {
-		field("databases", nonNil(p.Databases), false)
-	}
-	field("counts", p.Counts, false)
+	p.encodeHead(bw)
 	if p.Items == nil {
 		bw.WriteString("  \"items\": null\n}\n")
 		return bw.Flush()
 	}
-	if len(p.Items) == 0 {
-		bw.WriteString("  \"items\": []\n}\n")
-		return bw.Flush()
-	}
-	bw.WriteString("  \"items\": [\n")
-	// One encoder for every item: the bytes of json.MarshalIndent and a
-	// newline, without two new buffers an item.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("    ", "  ")
+	ie := newItemEncoder()
 	for i := range p.Items {
-		buf.Reset()
-		if err := enc.Encode(&p.Items[i]); err != nil {
-			panic(err)
-		}
-		bw.WriteString("    ")
-		bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
-		if i < len(p.Items)-1 {
-			bw.WriteString(",")
-		}
-		bw.WriteString("\n")
+		ie.encode(bw, &p.Items[i], i == 0)
 	}
-	bw.WriteString("  ]\n}\n")
+	bw.WriteString(itemsEnd(len(p.Items)))
 	return bw.Flush()
+}
+
+// encodeHead writes the canonical form up to the items: every field before
+// them, each the bytes json.MarshalIndent gives.
+func (p *Plan) encodeHead(bw *bufio.Writer) {
+	field := func(name string, v any) {
+		b, err := json.MarshalIndent(v, "  ", "  ")
+		if err != nil {
+			panic(err) // plan fields always marshal
+		}
+		fmt.Fprintf(bw, "  %q: %s,\n", name, b)
+	}
+	bw.WriteString("{\n")
+	field("format_version", p.FormatVersion)
+	field("fingerprint", p.Fingerprint)
+	field("author", p.Author)
+	field("created_at", p.CreatedAt)
+	if p.FormatVersion >= 2 {
+		field("backfill", p.Backfill)
+	}
+	field("inputs", p.Inputs)
+	if p.FormatVersion >= 2 {
+		field("databases", nonNil(p.Databases))
+	}
+	field("counts", p.Counts)
+}
+
+// itemsEnd closes the canonical form after n items: what follows the last
+// item's encoding, or the whole items field when there are none.
+func itemsEnd(n int) string {
+	if n == 0 {
+		return "  \"items\": []\n}\n"
+	}
+	return "\n  ]\n}\n"
+}
+
+// itemEncoder writes items in the canonical form: the bytes of
+// json.MarshalIndent at the items' depth, separated by commas, with one
+// encoder and buffer for every item.
+type itemEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+func newItemEncoder() *itemEncoder {
+	ie := &itemEncoder{}
+	ie.enc = json.NewEncoder(&ie.buf)
+	ie.enc.SetIndent("    ", "  ")
+	return ie
+}
+
+// encode writes one item; the first opens the items array.
+func (ie *itemEncoder) encode(bw *bufio.Writer, it *Item, first bool) {
+	ie.buf.Reset()
+	if err := ie.enc.Encode(it); err != nil {
+		panic(err) // items always marshal
+	}
+	if first {
+		bw.WriteString("  \"items\": [\n    ")
+	} else {
+		bw.WriteString(",\n    ")
+	}
+	bw.Write(bytes.TrimSuffix(ie.buf.Bytes(), []byte("\n")))
 }
 
 // computeFingerprint is the sha256 of the canonical form with the
@@ -308,38 +330,67 @@ func (p *Plan) WriteFile(path string) error {
 }
 
 // WriteFileAtomic writes a file (mode 0644) through a temporary file beside
-// it, renamed into place once complete and synced. The temporary file is
-// new (O_EXCL) and never a symlink (O_NOFOLLOW), so a link planted beside
-// the file cannot redirect the write, and the rename replaces a link at
-// path itself rather than writing through it.
+// it, renamed into place once complete and synced (see CreateAtomic).
 func WriteFileAtomic(path string, write func(io.Writer) error) error {
+	f, err := CreateAtomic(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit()
+}
+
+// AtomicFile is a file being written through a temporary file beside it:
+// nothing is at its path until Commit.
+type AtomicFile struct {
+	*os.File
+	path string
+}
+
+// CreateAtomic starts writing path (mode 0644). The temporary file is new
+// (O_EXCL) and never a symlink (O_NOFOLLOW), so a link planted beside the
+// file cannot redirect the write, and the rename replaces a link at path
+// itself rather than writing through it.
+func CreateAtomic(path string) (*AtomicFile, error) {
 	var f *os.File
-	var tmp string
 	var err error
 	for range 10 {
 		var rnd [8]byte
 		rand.Read(rnd[:])
-		tmp = fmt.Sprintf("%s.%x.tmp", path, rnd)
-		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		f, err = os.OpenFile(fmt.Sprintf("%s.%x.tmp", path, rnd), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
+	return &AtomicFile{File: f, path: path}, nil
+}
+
+// Commit syncs the file and renames it into place; on error nothing is
+// left behind.
+func (f *AtomicFile) Commit() error {
+	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
+	if err == nil {
+		err = os.Rename(f.Name(), f.path)
 	}
-	return os.Rename(tmp, path)
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// Abort removes the temporary file; the path is untouched.
+func (f *AtomicFile) Abort() {
+	f.Close()
+	os.Remove(f.Name())
 }
 
 // Encode writes the plan's canonical form: the bytes WriteFile writes.

@@ -223,28 +223,43 @@ func writeFooter(b *strings.Builder, p *Plan) {
 // WriteItemsCSV writes every item of the plan as one CSV row, for the
 // reviewer who needs every row the summary leaves out.
 func WriteItemsCSV(w io.Writer, p *Plan) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"tenant", "workspace_id", "name", "runtime", "kind", "provisioning", "db_template", "db_status", "verdict", "drift",
-		"set_template", "evidence_capture", "evidence_source", "evidence_template", "evidence_rule", "cp_templates", "cp_level", "reason"})
-	for _, it := range p.Items {
-		var set, capID, src, tmpl, rule, cpT, cpL string
-		if it.Action != nil {
-			set = it.Action.SetTemplate
-		}
-		if e := it.Evidence; e != nil {
-			capID, src, tmpl, rule = fmt.Sprint(e.CaptureID), e.Source, e.Template, e.Rule
-		}
-		if it.CP != nil {
-			cpT, cpL = strings.Join(it.CP.Templates, " "), it.CP.Level
-		}
-		row := []string{it.Tenant, it.WorkspaceID, it.WorkspaceName, it.Runtime, it.Kind, it.Provisioning, it.DBTemplate, it.DBStatus,
-			string(it.Verdict), fmt.Sprint(it.Drift), set, capID, src, tmpl, rule, cpT, cpL, it.Reason}
-		if err := cw.Write(termsafe.Strings(row)); err != nil {
-			return err
-		}
+	c := newItemsCSV(w)
+	for i := range p.Items {
+		c.add(&p.Items[i])
 	}
-	cw.Flush()
-	return cw.Error()
+	return c.flush()
+}
+
+// itemsCSV writes items as CSV rows one at a time, after a header.
+type itemsCSV struct{ cw *csv.Writer }
+
+func newItemsCSV(w io.Writer) *itemsCSV {
+	c := &itemsCSV{csv.NewWriter(w)}
+	c.cw.Write([]string{"tenant", "workspace_id", "name", "runtime", "kind", "provisioning", "db_template", "db_status", "verdict", "drift",
+		"set_template", "evidence_capture", "evidence_source", "evidence_template", "evidence_rule", "cp_templates", "cp_level", "reason"})
+	return c
+}
+
+// add writes one item's row; a write error is kept by the csv.Writer for
+// flush to return.
+func (c *itemsCSV) add(it *Item) {
+	var set, capID, src, tmpl, rule, cpT, cpL string
+	if it.Action != nil {
+		set = it.Action.SetTemplate
+	}
+	if e := it.Evidence; e != nil {
+		capID, src, tmpl, rule = fmt.Sprint(e.CaptureID), e.Source, e.Template, e.Rule
+	}
+	if it.CP != nil {
+		cpT, cpL = strings.Join(it.CP.Templates, " "), it.CP.Level
+	}
+	c.cw.Write(termsafe.Strings([]string{it.Tenant, it.WorkspaceID, it.WorkspaceName, it.Runtime, it.Kind, it.Provisioning, it.DBTemplate, it.DBStatus,
+		string(it.Verdict), fmt.Sprint(it.Drift), set, capID, src, tmpl, rule, cpT, cpL, it.Reason}))
+}
+
+func (c *itemsCSV) flush() error {
+	c.cw.Flush()
+	return c.cw.Error()
 }
 
 // NeedsReview returns the items a person must look at, in plan order.

@@ -82,21 +82,50 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 		return fail("%v", err)
 	}
 	b.Store = store
-	p, warnings, err := plan.Build(ctx, b)
+	// The plan is written as it is made: each item is encoded into a spool
+	// beside --out and tallied for the reports, and the CSV is written
+	// row by row, so no plan's items are ever held together.
+	var csv io.Writer
+	if o.reportCSV != "" {
+		f, err := plan.CreateAtomic(o.reportCSV)
+		if err != nil {
+			return fail("write report: %v", err)
+		}
+		defer f.Abort() // after a Commit, it finds nothing to remove
+		csv = f
+	}
+	w, err := plan.NewWriter(o.out, o.reportFull != "", csv)
+	if err != nil {
+		return fail("write plan: %v", err)
+	}
+	defer w.Close()
+	p, warnings, err := plan.Stream(ctx, b, w.Add)
+	if err == nil {
+		err = w.Seal(p)
+	}
 	if err != nil {
 		return fail("plan: %v", err)
 	}
-	for _, w := range warnings {
-		r.log.Warn(w)
+	for _, wn := range warnings {
+		r.log.Warn(wn)
 	}
-	if err := r.writePlan(ctx, o, store, p, signKey, warnings); err != nil {
+	if err := r.writePlan(ctx, o, store, p, w, signKey, warnings); err != nil {
 		return err
 	}
-	if o.json {
-		return r.printPlanJSON(o.out, p, warnings)
+	if f, ok := csv.(*plan.AtomicFile); ok {
+		if err := f.Commit(); err != nil {
+			return fail("write report: %v", err)
+		}
 	}
-	return r.printPlan(o.out, p)
+	t := planTotals{writes: w.Writes(), review: w.NeedsReview()}
+	if o.json {
+		return r.printPlanJSON(o.out, p, t, warnings)
+	}
+	return r.printPlan(o.out, p, t)
 }
+
+// planTotals are what a plan written as it was made counted of its items.
+type planTotals struct{ writes, review int }
 
 // planInputs reads what a plan is built from (author, inventory, catalog,
 // CP records) into plan.BuildOptions, without the store, and the author's
@@ -163,9 +192,9 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	}, signKey, nil
 }
 
-// writePlan keeps the plan in the store, then writes the plan file and the
-// reports asked for.
-func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.Store, p *plan.Plan, signKey []byte, warnings []string) error {
+// writePlan keeps the sealed plan in the store, then writes the plan file
+// and the Markdown reports asked for.
+func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.Store, p *plan.Plan, w *plan.Writer, signKey []byte, warnings []string) error {
 	if !o.force {
 		if err := plan.CheckReplace(ctx, store, o.out, p.Fingerprint); err != nil {
 			return fail("plan --out: %v", err)
@@ -178,9 +207,8 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 			return fail("--sign-key: %v", err)
 		}
 	}
-	// Encoded once for the store and the file: at 100,000 items an
-	// encoding costs seconds.
-	encoded, err := p.EncodeBytes()
+	// Encoded once for the store and the file.
+	encoded, err := w.Bytes()
 	if err != nil {
 		return fail("encode the plan: %v", err)
 	}
@@ -189,23 +217,22 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 	if err := plan.KeepEncoded(ctx, store, p, encoded, sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
-	if err := plan.WriteFileAtomic(o.out, func(w io.Writer) error { _, err := w.Write(encoded); return err }); err != nil {
+	if err := plan.WriteFileAtomic(o.out, func(f io.Writer) error { _, err := f.Write(encoded); return err }); err != nil {
 		return fail("write plan: %v", err)
 	}
-	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", len(p.Items), "writes", p.Writes(),
-		"needs_review", len(plan.NeedsReview(p)), "unreachable_tenants", len(p.Unreachable()))
+	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", w.Items(), "writes", w.Writes(),
+		"needs_review", w.NeedsReview(), "unreachable_tenants", len(p.Unreachable()))
 	reports := []struct {
 		path  string
 		write func(io.Writer) error
 	}{
-		{o.reportFull, func(w io.Writer) error { return plan.WriteReport(w, p, o.out, warnings) }},
-		{o.reportCSV, func(w io.Writer) error { return plan.WriteItemsCSV(w, p) }},
-		{o.report, func(w io.Writer) error {
+		{o.reportFull, func(f io.Writer) error { return w.WriteReport(f, o.out, warnings) }},
+		{o.report, func(f io.Writer) error {
 			ref := o.reportFull
 			if ref == "" {
 				ref = o.reportCSV
 			}
-			return plan.WriteSummary(w, p, o.out, ref, warnings)
+			return w.WriteSummary(f, o.out, ref, warnings)
 		}},
 	}
 	for _, rp := range reports {
@@ -221,10 +248,10 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 
 // printPlanJSON prints `plan --json`'s document; exit 3 when a tenant was
 // unreachable.
-func (r *runner) printPlanJSON(out string, p *plan.Plan, warnings []string) error {
+func (r *runner) printPlanJSON(out string, p *plan.Plan, t planTotals, warnings []string) error {
 	un := p.Unreachable()
-	doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: p.Writes(),
-		NeedsReview: len(plan.NeedsReview(p)), Unreachable: []plan.TenantDatabase{}, Warnings: warnings}
+	doc := planJSON{SchemaVersion: 1, Path: out, Fingerprint: p.Fingerprint, Counts: p.Counts, Writes: t.writes,
+		NeedsReview: t.review, Unreachable: []plan.TenantDatabase{}, Warnings: warnings}
 	if un != nil {
 		doc.Unreachable = un
 	}
@@ -242,11 +269,11 @@ func (r *runner) printPlanJSON(out string, p *plan.Plan, warnings []string) erro
 
 // printPlan prints what plan wrote and what to do next; exit 3 when a
 // tenant was unreachable.
-func (r *runner) printPlan(out string, p *plan.Plan) error {
+func (r *runner) printPlan(out string, p *plan.Plan, t planTotals) error {
 	fmt.Fprintf(r.env.Stdout, "plan written to %s\nfingerprint %s\n", out, p.Fingerprint)
 	printCounts(r.env.Stdout, p)
 	fmt.Fprintf(r.env.Stdout, "%d items need a person; review with `backfill show %s`, then `backfill approve %s --by NAME`\n",
-		len(plan.NeedsReview(p)), out, out)
+		t.review, out, out)
 	if un := p.Unreachable(); len(un) > 0 {
 		for _, d := range un {
 			fmt.Fprintf(r.env.Stdout, "tenant %s unreachable: %s\n", termsafe.String(d.Tenant), oneLine(d.Unreachable))

@@ -1,0 +1,161 @@
+package plan
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Writer writes a plan as Stream makes it: each item is encoded once, into
+// a spool file beside the plan file, and counted and tallied for the
+// reports (and written to the CSV, if one is asked for) as it comes, so
+// that a plan of any size is written without its items ever being held
+// together. Add every item in plan order, then Seal the plan Stream
+// returned; Bytes, WriteReport and WriteSummary follow. Close always.
+type Writer struct {
+	spool  *os.File // unlinked once open: a crash leaves nothing behind
+	bw     *bufio.Writer
+	ie     *itemEncoder
+	n      int
+	last   *Item
+	counts map[string]int // by verdict, and "drift"
+	tally  *tally
+	csv    *itemsCSV
+	sealed *Plan
+}
+
+// NewWriter starts a plan whose file will be path: the spool is made in
+// path's directory. full keeps the rows of the full report (WriteReport);
+// csv, if not nil, gets every item as a CSV row as it comes.
+func NewWriter(path string, full bool, csv io.Writer) (*Writer, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.items")
+	if err != nil {
+		return nil, fmt.Errorf("spool the plan's items: %w", err)
+	}
+	os.Remove(f.Name())
+	w := &Writer{spool: f, bw: bufio.NewWriterSize(f, 256<<10), ie: newItemEncoder(), counts: map[string]int{}, tally: newTally(full)}
+	if csv != nil {
+		w.csv = newItemsCSV(csv)
+	}
+	return w, nil
+}
+
+// Add writes the next item. Items must come in plan order, each workspace
+// once.
+func (w *Writer) Add(it *Item) error {
+	if w.sealed != nil {
+		return errors.New("add to a sealed plan")
+	}
+	if w.last != nil && !itemLess(w.last, it) {
+		return fmt.Errorf("item %s: items are not in plan order", it.Key())
+	}
+	w.ie.encode(w.bw, it, w.n == 0)
+	w.n++
+	w.counts[string(it.Verdict)]++
+	if it.Drift {
+		w.counts["drift"]++
+	}
+	w.tally.add(it)
+	if w.csv != nil {
+		w.csv.add(it)
+	}
+	last := Item{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}
+	w.last = &last
+	return nil
+}
+
+// Seal gives p, the plan Stream returned (no items), the counts and the
+// fingerprint of the items added, and flushes the CSV.
+func (w *Writer) Seal(p *Plan) error {
+	if p.Items != nil {
+		return errors.New("seal a plan that holds its items: use Plan.Seal")
+	}
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("spool the plan's items: %w", err)
+	}
+	counts := countsOf(p.FormatVersion, nil)
+	for v, n := range w.counts {
+		if _, ok := counts[v]; !ok {
+			return fmt.Errorf("verdict %q is not one of format version %d", v, p.FormatVersion)
+		}
+		counts[v] = n
+	}
+	p.Counts, p.Fingerprint = counts, ""
+	h := &countingHash{Hash: sha256.New()}
+	if err := w.encode(h, p); err != nil {
+		return err
+	}
+	p.Fingerprint = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	p.encodedSize = h.n + len(p.Fingerprint)
+	w.sealed = p
+	if w.csv != nil {
+		return w.csv.flush()
+	}
+	return nil
+}
+
+// encode writes p's canonical form with the spooled items.
+func (w *Writer) encode(dst io.Writer, p *Plan) error {
+	bw := bufio.NewWriterSize(dst, 64<<10)
+	p.encodeHead(bw)
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if _, err := w.spool.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, w.spool); err != nil {
+		return fmt.Errorf("read the plan's spooled items: %w", err)
+	}
+	_, err := io.WriteString(dst, itemsEnd(w.n))
+	return err
+}
+
+// Bytes returns the sealed plan's canonical form, allocated once at its
+// size.
+func (w *Writer) Bytes() ([]byte, error) {
+	if w.sealed == nil {
+		return nil, errors.New("the plan is not sealed")
+	}
+	b := bytes.NewBuffer(make([]byte, 0, w.sealed.encodedSize))
+	if err := w.encode(b, w.sealed); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Items, Writes and NeedsReview count the items added, the writes they ask
+// for and those a person must look at.
+func (w *Writer) Items() int { return w.n }
+
+// Writes counts the agree items added.
+func (w *Writer) Writes() int { return w.tally.writes }
+
+// NeedsReview counts the items added that a person must look at.
+func (w *Writer) NeedsReview() int { return w.tally.review }
+
+// WriteReport is plan.WriteReport of the sealed plan; the Writer must have
+// been made with full.
+func (w *Writer) WriteReport(out io.Writer, planPath string, warnings []string) error {
+	if w.sealed == nil || !w.tally.full {
+		return errors.New("the full report needs a sealed plan whose writer keeps its rows")
+	}
+	return w.tally.writeReport(out, w.sealed, planPath, warnings)
+}
+
+// WriteSummary is plan.WriteSummary of the sealed plan.
+func (w *Writer) WriteSummary(out io.Writer, planPath, fullPath string, warnings []string) error {
+	if w.sealed == nil {
+		return errors.New("the plan is not sealed")
+	}
+	return w.tally.writeSummary(out, w.sealed, planPath, fullPath, warnings)
+}
+
+// Close releases the spool.
+func (w *Writer) Close() error { return w.spool.Close() }
