@@ -75,13 +75,6 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	if o.Redact == nil {
 		o.Redact = func(s string) string { return s }
 	}
-	rep, err := o.Store.Verify(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("verify evidence store: %w", err)
-	}
-	if !rep.OK() {
-		return nil, nil, fmt.Errorf("evidence store %s does not verify (%s); run `backfill verify`", o.Store.Path(), rep.Problems[0])
-	}
 	var warnings []string
 	inInventory := map[string]bool{}
 	for _, t := range o.Inventory.Tenants {
@@ -109,13 +102,46 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		}
 	}
 
+	// The store is verified while the plan is made, on another CPU; no
+	// item is worth anything until it has verified (see the end).
+	headID, headHash, err := o.Store.Head(ctx, "captures")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read evidence: %w", err)
+	}
+	type verified struct {
+		rep *evidence.VerifyReport
+		err error
+	}
+	verifying := make(chan verified, 1)
+	go func() {
+		rep, err := o.Store.Verify(ctx)
+		verifying <- verified{rep, err}
+	}()
+	checkVerified := func() error {
+		v := <-verifying
+		switch {
+		case v.err != nil:
+			return fmt.Errorf("verify evidence store: %w", v.err)
+		case !v.rep.OK():
+			return fmt.Errorf("evidence store %s does not verify (%s); run `backfill verify`", o.Store.Path(), v.rep.Problems[0])
+		case v.rep.ChainHead != headHash || int64(v.rep.Captures) != headID:
+			return fmt.Errorf("evidence store %s: captures were appended while planning; plan again", o.Store.Path())
+		}
+		return nil
+	}
+	fail := func(err error) (*Plan, []string, error) {
+		if verr := checkVerified(); verr != nil && ctx.Err() == nil {
+			return nil, nil, verr // the store's state explains the rest
+		}
+		return nil, nil, err
+	}
 	p := &Plan{
 		FormatVersion: FormatVersion,
 		Author:        o.Author,
 		CreatedAt:     o.Now().UTC().Format(time.RFC3339),
 		Backfill:      version.Get().Short(),
 		Inputs: Inputs{
-			Evidence:  EvidenceInput{Path: o.Store.Path(), ChainHead: rep.ChainHead, Captures: rep.Captures},
+			Evidence:  EvidenceInput{Path: o.Store.Path(), ChainHead: headHash, Captures: int(headID)},
 			Inventory: FileInput{Path: o.Inventory.Path, SHA256: o.Inventory.Digest()},
 			CP:        CPInput{Source: o.CPSource, SHA256: o.CP.Digest(), Claims: o.CP.Len()},
 			Catalog:   CatalogInput{Path: o.CatalogDir, Manifest: o.Manifest, SHA256: o.Catalog.Digest()},
@@ -123,9 +149,9 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops reading tenants when the plan fails
-	// The store verified, so its captures are numbered 1 to rep.Captures
-	// and the chain head is the last of them.
-	ev := newEvidenceReader(o.Store, o.Catalog, int64(rep.Captures))
+	// Once the store verifies, its captures are numbered 1 to headID and
+	// headHash is the last of them's.
+	ev := newEvidenceReader(o.Store, o.Catalog, headID)
 	tenants := slices.Clone(o.Inventory.Tenants)
 	slices.SortFunc(tenants, func(a, b inventory.Tenant) int { return strings.Compare(a.Name, b.Name) })
 	// Tenants are read a few at a time ahead of the one being planned, in
@@ -136,7 +162,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		select {
 		case tr = <-reads[i]:
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return fail(ctx.Err())
 		}
 		unreachable := ""
 		if tr.err != nil {
@@ -148,9 +174,12 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		}
 		if err := planTenant(ctx, o, ev, t.Name, tr.rows, unreachable, emit); err != nil {
 			tr.done()
-			return nil, nil, err
+			return fail(err)
 		}
 		tr.done()
+	}
+	if err := checkVerified(); err != nil {
+		return nil, nil, err
 	}
 	sort.Strings(warnings)
 	return p, warnings, nil

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
@@ -292,68 +292,86 @@ func (r *evidenceReader) tenant(ctx context.Context, tenant string, keep func(st
 	return out, nil
 }
 
-// deriveBatch is how many contents are held at once while their
-// identities are derived.
-const deriveBatch = 128
-
 // derive reads the contents of shas in bulk, hashes each again, and derives
 // its identity for every kind pending names, on every CPU: derivation
-// parses YAML and is most of a plan's work.
+// parses YAML and is most of a plan's work. The store is read while the
+// contents already read are parsed, at most a few per CPU held at once.
 func (r *evidenceReader) derive(ctx context.Context, shas []string, pending map[string][]string, firstCite map[string]int64) error {
 	type job struct {
 		sha   string
 		b     []byte
-		ids   []identity.Identity
-		wrong bool
+		kinds []string
 	}
-	var batch []job
-	run := func() error {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range min(runtime.GOMAXPROCS(0), len(batch)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
-					j := &batch[i]
-					if sum := sha256.Sum256(j.b); hex.EncodeToString(sum[:]) != j.sha {
-						j.wrong = true
-						continue
-					}
-					for _, kind := range pending[j.sha] {
-						j.ids = append(j.ids, identity.DeriveFor(j.b, kind, r.cat))
+	type result struct {
+		sha string
+		ids []identity.Identity // nil: the bytes do not hash to sha
+	}
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan job, 4*workers)
+	results := make(chan result, 4*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				res := result{sha: j.sha}
+				if sum := sha256.Sum256(j.b); hex.EncodeToString(sum[:]) == j.sha {
+					res.ids = make([]identity.Identity, 0, len(j.kinds))
+					for _, kind := range j.kinds {
+						res.ids = append(res.ids, identity.DeriveFor(j.b, kind, r.cat))
 					}
 				}
-			}()
-		}
-		wg.Wait()
-		for _, j := range batch {
-			if j.wrong {
-				return &Refusal{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", firstCite[j.sha], j.sha)}
+				results <- res
 			}
-			for i, kind := range pending[j.sha] {
-				r.ids[idKey{j.sha, kind}] = j.ids[i]
-			}
-			delete(pending, j.sha)
-		}
-		batch = batch[:0]
-		return nil
+		}()
 	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+	// Results are taken as they come by one goroutine, the only one that
+	// writes r.ids while this runs; pending is only read until it ends.
+	var wrong, done []string
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for res := range results {
+			if res.ids == nil {
+				wrong = append(wrong, res.sha)
+				continue
+			}
+			for i, kind := range pending[res.sha] {
+				r.ids[idKey{res.sha, kind}] = res.ids[i]
+			}
+			done = append(done, res.sha)
+		}
+	}()
+	queued := map[string]bool{}
 	err := r.s.Contents(ctx, shas, func(sha string, b []byte) error {
-		if _, ok := pending[sha]; !ok {
+		kinds, ok := pending[sha]
+		if !ok || queued[sha] {
 			return nil
 		}
-		batch = append(batch, job{sha: sha, b: b})
-		if len(batch) == deriveBatch {
-			return run()
+		queued[sha] = true
+		select {
+		case jobs <- job{sha: sha, b: b, kinds: kinds}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		return nil
 	})
-	if err == nil && len(batch) > 0 {
-		err = run()
-	}
+	close(jobs)
+	<-collected
 	if err != nil {
 		return err
+	}
+	for _, sha := range done {
+		delete(pending, sha)
+	}
+	if len(wrong) > 0 {
+		slices.SortFunc(wrong, func(a, b string) int { return cmp.Compare(firstCite[a], firstCite[b]) })
+		return &Refusal{fmt.Sprintf("capture %d: its stored bytes no longer hash to %s; run `backfill verify`", firstCite[wrong[0]], wrong[0])}
 	}
 	for _, sha := range shas {
 		if _, ok := pending[sha]; ok {

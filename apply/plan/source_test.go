@@ -2,6 +2,9 @@ package plan
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,5 +96,51 @@ func TestReportCountsWritesBySource(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestLoadEvidenceRefusesAlteredContent: content whose stored bytes no
+// longer hash to their sha256 (altered after verify ran) refuses the read,
+// naming the earliest capture that cites it, whichever of the many contents
+// read at once it is; the others derive.
+func TestLoadEvidenceRefusesAlteredContent(t *testing.T) {
+	ctx := context.Background()
+	cat := loadCatalog(t)
+	path := filepath.Join(t.TempDir(), "evidence.db")
+	s, err := evidence.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	var recs []evidence.Record
+	for i := range 300 {
+		ws := fmt.Sprintf("w-%03d", i)
+		recs = append(recs, &evidence.Capture{Tenant: "acme", WorkspaceID: ws, Row: workspace.Row{ID: ws, Runtime: "claude-code", Status: "online"},
+			Method: "file", Target: "t", StartedAt: at, EndedAt: at, Attempt: 1, Outcome: evidence.Captured,
+			Content: fmt.Appendf(nil, "name: SEO Agent\nruntime: claude-code\n# %d\n", i)})
+	}
+	if err := s.Append(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	_, head, _ := s.Head(ctx, "captures")
+	if ev, _, _, err := loadEvidence(ctx, s, cat, head, nil); err != nil || len(ev) != 300 {
+		t.Fatalf("%d workspaces with evidence, %v", len(ev), err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{"DROP TRIGGER content_no_update",
+		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB) WHERE sha256 IN (SELECT sha256 FROM captures WHERE id IN (250, 120))"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, _, err = loadEvidence(ctx, s, cat, head, nil)
+	var ref *Refusal
+	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "capture 120: its stored bytes no longer hash") {
+		t.Fatalf("altered content: %v", err)
 	}
 }

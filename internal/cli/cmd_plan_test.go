@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"database/sql"
 	"context"
 	"encoding/json"
 	"flag"
@@ -417,5 +418,35 @@ func TestApproveRefusesEditedPlansAndSelfApproval(t *testing.T) {
 	}
 	if v := runAt(t, nil, "verify"); v.code != 0 {
 		t.Fatalf("verify after approvals: %s", v.stdout)
+	}
+}
+
+// TestPlanOverAStoreThatDoesNotVerifyWritesNothing: the store is verified
+// while the plan is made, and items are spooled meanwhile; a store that
+// fails verification leaves no plan file, report, CSV, spool or kept plan.
+func TestPlanOverAStoreThatDoesNotVerifyWritesNothing(t *testing.T) {
+	f := newPlanFixture(t)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.dir, "evidence.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"DROP TRIGGER content_no_update",
+		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	before, _ := os.ReadDir(f.dir)
+	res := f.plan(t, "--report-full", "report-full.md", "--report-csv", "items.csv")
+	if res.code != 1 || !strings.Contains(res.stderr, "does not verify") {
+		t.Fatalf("plan over an altered store: exit %d\n%s", res.code, res.stderr)
+	}
+	after, _ := os.ReadDir(f.dir)
+	if len(after) != len(before) {
+		t.Errorf("files before: %v, after: %v", before, after)
+	}
+	if kept := runAt(t, nil, "plans"); !strings.Contains(kept.stdout, "no plans kept") {
+		t.Errorf("a plan was kept: %s%s", kept.stdout, kept.stderr)
 	}
 }
