@@ -233,28 +233,3 @@ func planSeeds(tb testing.TB) [][]byte {
 	}
 	return seeds
 }
-
-// TestEncodeBytesIsTheFileAtItsSize: a sealed plan's EncodeBytes are the
-// bytes WriteFile writes, allocated once at their length.
-func TestEncodeBytesIsTheFileAtItsSize(t *testing.T) {
-	golden := fixture.Plan(FormatVersion)
-	p, err := ParsePlan(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := p.Fingerprint
-	p.Seal()
-	if p.Fingerprint != fp {
-		t.Fatalf("sealing the golden plan again gives %s, not %s", p.Fingerprint, fp)
-	}
-	b, err := p.EncodeBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(b, golden) {
-		t.Fatalf("EncodeBytes differs from the golden plan:\n%s", b)
-	}
-	if cap(b) != len(b) {
-		t.Fatalf("EncodeBytes allocated %d bytes for %d", cap(b), len(b))
-	}
-}

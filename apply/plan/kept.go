@@ -1,10 +1,10 @@
 package plan
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"sort"
@@ -17,21 +17,17 @@ import (
 // plan (and with it the handle of its undo) outlives any file. signature is
 // its author's (see SignPlan), or "".
 func Keep(ctx context.Context, s *evidence.Store, p *Plan, signature string) error {
-	var b bytes.Buffer
-	if err := p.Encode(&b); err != nil {
-		return err
-	}
-	return KeepEncoded(ctx, s, p, b.Bytes(), signature)
+	return KeepWith(ctx, s, p, p.Encode, signature)
 }
 
-// KeepEncoded is Keep for a caller that holds the plan's encoding already
-// (p.Encode's bytes), so that a large plan is not encoded again.
-func KeepEncoded(ctx context.Context, s *evidence.Store, p *Plan, encoded []byte, signature string) error {
+// KeepWith is Keep of the canonical form encode writes (Writer.Encode's),
+// which the store hashes and deflates as it comes.
+func KeepWith(ctx context.Context, s *evidence.Store, p *Plan, encode func(io.Writer) error, signature string) error {
 	at, err := time.Parse(time.RFC3339, p.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("plan created_at %q: %w", p.CreatedAt, err)
 	}
-	return s.PutPlan(ctx, p.Fingerprint, p.Author, at, encoded, signature)
+	return s.PutPlanFrom(ctx, p.Fingerprint, p.Author, at, encode, signature)
 }
 
 // LoadKept loads a plan kept in the store by its fingerprint or a prefix of

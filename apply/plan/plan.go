@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"maps"
@@ -52,9 +51,6 @@ type Plan struct {
 	Databases []TenantDatabase `json:"databases,omitempty"`
 	Counts    map[string]int   `json:"counts"`
 	Items     []Item           `json:"items"`
-
-	// encodedSize is the canonical form's length, set by Seal (0: unknown).
-	encodedSize int
 }
 
 // TenantDatabase is the database one tenant's DSN reached at plan time.
@@ -267,29 +263,11 @@ func (ie *itemEncoder) encode(bw *bufio.Writer, it *Item, first bool) {
 // computeFingerprint is the sha256 of the canonical form with the
 // fingerprint field empty.
 func (p *Plan) computeFingerprint() string {
-	fp, _ := p.fingerprintAndSize()
-	return fp
-}
-
-// fingerprintAndSize is computeFingerprint and the length of the canonical
-// form it hashed (the fingerprint field empty).
-func (p *Plan) fingerprintAndSize() (string, int) {
 	c := *p
 	c.Fingerprint = ""
-	h := &countingHash{Hash: sha256.New()}
+	h := sha256.New()
 	c.encodeTo(h)
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), h.n
-}
-
-// countingHash counts the bytes it hashes.
-type countingHash struct {
-	hash.Hash
-	n int
-}
-
-func (h *countingHash) Write(b []byte) (int, error) {
-	h.n += len(b)
-	return h.Hash.Write(b)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 func nonNil(d []TenantDatabase) []TenantDatabase {
@@ -302,9 +280,7 @@ func nonNil(d []TenantDatabase) []TenantDatabase {
 // Seal sets the counts and the fingerprint.
 func (p *Plan) Seal() {
 	p.Counts = countsOf(p.FormatVersion, p.Items)
-	var size int
-	p.Fingerprint, size = p.fingerprintAndSize()
-	p.encodedSize = size + len(p.Fingerprint)
+	p.Fingerprint = p.computeFingerprint()
 }
 
 // countsOf counts items by verdict, every verdict of format version v
@@ -395,18 +371,6 @@ func (f *AtomicFile) Abort() {
 
 // Encode writes the plan's canonical form: the bytes WriteFile writes.
 func (p *Plan) Encode(w io.Writer) error { return p.encodeTo(w) }
-
-// EncodeBytes returns the plan's canonical form. A plan Seal has just
-// sealed knows its length, so the bytes are allocated once at their size
-// (100,000 items are about 100 MB; a growing buffer would hold up to twice
-// that while it copies).
-func (p *Plan) EncodeBytes() ([]byte, error) {
-	b := bytes.NewBuffer(make([]byte, 0, p.encodedSize))
-	if err := p.encodeTo(b); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
 
 // sameWriter compares what is written to it with the concatenation of
 // want's parts, without buffering.

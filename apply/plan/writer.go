@@ -2,7 +2,6 @@ package plan
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -87,12 +86,11 @@ func (w *Writer) Seal(p *Plan) error {
 		counts[v] = n
 	}
 	p.Counts, p.Fingerprint = counts, ""
-	h := &countingHash{Hash: sha256.New()}
+	h := sha256.New()
 	if err := w.encode(h, p); err != nil {
 		return err
 	}
 	p.Fingerprint = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	p.encodedSize = h.n + len(p.Fingerprint)
 	w.sealed = p
 	if w.csv != nil {
 		return w.csv.flush()
@@ -117,21 +115,16 @@ func (w *Writer) encode(dst io.Writer, p *Plan) error {
 	return err
 }
 
-// Bytes returns the sealed plan's canonical form, allocated once at its
-// size.
-func (w *Writer) Bytes() ([]byte, error) {
+// Encode writes the sealed plan's canonical form, its items copied from
+// the spool (by the kernel, when dst is a file).
+func (w *Writer) Encode(dst io.Writer) error {
 	if w.sealed == nil {
-		return nil, errors.New("the plan is not sealed")
+		return errors.New("the plan is not sealed")
 	}
-	b := bytes.NewBuffer(make([]byte, 0, w.sealed.encodedSize))
-	if err := w.encode(b, w.sealed); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return w.encode(dst, w.sealed)
 }
 
-// Items, Writes and NeedsReview count the items added, the writes they ask
-// for and those a person must look at.
+// Items counts the items added.
 func (w *Writer) Items() int { return w.n }
 
 // Writes counts the agree items added.

@@ -38,10 +38,11 @@ func TestWriterIsWhatThePlanWrites(t *testing.T) {
 			if head.Fingerprint != p.Fingerprint {
 				t.Errorf("fingerprint %s, the plan's is %s", head.Fingerprint, p.Fingerprint)
 			}
-			got, err := w.Bytes()
-			if err != nil {
+			var enc bytes.Buffer
+			if err := w.Encode(&enc); err != nil {
 				t.Fatal(err)
 			}
+			got := enc.Bytes()
 			var want bytes.Buffer
 			p.Encode(&want)
 			if !bytes.Equal(got, want.Bytes()) {

@@ -207,17 +207,12 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 			return fail("--sign-key: %v", err)
 		}
 	}
-	// Encoded once for the store and the file.
-	encoded, err := w.Bytes()
-	if err != nil {
-		return fail("encode the plan: %v", err)
-	}
 	// Kept in the store first: the file can be lost or replaced, the undo
-	// handle cannot.
-	if err := plan.KeepEncoded(ctx, store, p, encoded, sig); err != nil {
+	// handle cannot. Both are copied from the spool, never held whole.
+	if err := plan.KeepWith(ctx, store, p, w.Encode, sig); err != nil {
 		return fail("keep the plan in %s: %v", store.Path(), err)
 	}
-	if err := plan.WriteFileAtomic(o.out, func(f io.Writer) error { _, err := f.Write(encoded); return err }); err != nil {
+	if err := plan.WriteFileAtomic(o.out, w.Encode); err != nil {
 		return fail("write plan: %v", err)
 	}
 	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", w.Items(), "writes", w.Writes(),

@@ -47,7 +47,7 @@ func v6Store(t *testing.T) string {
 		&Listing{Tenant: "acme", At: oldAt, Outcome: Listed, Rows: []workspace.Row{{ID: "w1"}, {ID: "w2"}}},
 		live, notLive, capture("acme", "w3", Gone, ""),
 		&Approval{Fingerprint: "sha256:0ld", By: "bob", PlanAuthor: "alice", At: oldAt},
-		&plan{fingerprint: "sha256:0ld", author: "alice", createdAt: oldAt, bytes: []byte("{}\n")})
+		&legacyPlan{plan{fingerprint: "sha256:0ld", author: "alice", createdAt: oldAt}, []byte("{}\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,4 +249,19 @@ func TestVerifyCoversAudits(t *testing.T) {
 	if _, err := s.LastSeen(context.Background(), []string{"t"}); err == nil || !strings.Contains(err.Error(), "was altered") {
 		t.Fatalf("last seen of an altered set: %v", err)
 	}
+}
+
+// legacyPlan is a plan appended as backfill did before schema 9: its file's
+// bytes kept as they are.
+type legacyPlan struct {
+	plan
+	bytes []byte
+}
+
+func (p *legacyPlan) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
+	pc := planCols{p.fingerprint, p.author, formatTime(p.createdAt), SHA256Hex(p.bytes), p.signature}
+	h := pc.hash(id, prev)
+	err := tx.insert(ctx, "plans", `INSERT INTO plans (id, fingerprint, author, created_at, bytes, signature, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+		id, pc.fingerprint, pc.author, pc.createdAt, p.bytes, pc.signature, prev, h)
+	return h, err
 }

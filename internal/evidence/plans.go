@@ -2,9 +2,13 @@ package evidence
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -21,11 +25,14 @@ type PlanRecord struct {
 	Signature string
 }
 
-// plan is a plan as appended to the plans chain.
+// plan is a plan as appended to the plans chain: its file's sha256 and
+// length, and its bytes deflated.
 type plan struct {
 	fingerprint, author string
 	createdAt           time.Time
-	bytes               []byte
+	sha                 string
+	size                int64
+	deflated            []byte
 	signature           string
 }
 
@@ -40,18 +47,53 @@ func (p planCols) hash(id int64, prev string) string {
 func (p *plan) table() string { return "plans" }
 
 func (p *plan) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
-	pc := planCols{p.fingerprint, p.author, formatTime(p.createdAt), SHA256Hex(p.bytes), p.signature}
+	pc := planCols{p.fingerprint, p.author, formatTime(p.createdAt), p.sha, p.signature}
 	h := pc.hash(id, prev)
-	b := p.bytes
-	if b == nil {
-		b = []byte{} // nil would bind as NULL
-	}
-	err := tx.insert(ctx, "plans", `INSERT INTO plans (id, fingerprint, author, created_at, bytes, signature, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
-		id, pc.fingerprint, pc.author, pc.createdAt, b, pc.signature, prev, h)
+	err := tx.insert(ctx, "plans", `INSERT INTO plans (id, fingerprint, author, created_at, bytes, signature, prev_hash, hash, encoding, size) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		id, pc.fingerprint, pc.author, pc.createdAt, p.deflated, pc.signature, prev, h, planDeflate, p.size)
 	if err != nil {
 		return "", err
 	}
 	return h, nil
+}
+
+// planDeflate is the encoding of plans kept since schema 9: raw DEFLATE
+// (RFC 1951) of the plan file's bytes.
+const planDeflate = "deflate"
+
+// planReader reads a kept plan's file bytes back from how they are kept.
+func planReader(stored []byte, encoding string) (io.Reader, error) {
+	switch encoding {
+	case "":
+		return bytes.NewReader(stored), nil
+	case planDeflate:
+		return flate.NewReader(bytes.NewReader(stored)), nil
+	}
+	return nil, fmt.Errorf("unknown encoding %q", encoding)
+}
+
+// planDigest is the sha256 and length of a kept plan's file bytes, read as
+// they decode.
+func planDigest(stored []byte, encoding string) (string, int64, error) {
+	r, err := planReader(stored, encoding)
+	if err != nil {
+		return "", 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return "", 0, fmt.Errorf("its bytes do not decode: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// planCols9 are the columns schema 9 added to plans, as a SELECT list
+// that reads an older store too.
+func (s *Store) planCols9() string {
+	if s.version >= 9 {
+		return "encoding, coalesce(size, length(bytes))"
+	}
+	return "'', length(bytes)"
 }
 
 // PutPlan keeps a plan's file bytes in the store under its fingerprint,
@@ -61,12 +103,33 @@ func (p *plan) insert(ctx context.Context, tx *txn, id int64, prev string) (stri
 // cannot change); other bytes under a fingerprint already kept are an
 // error.
 func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, createdAt time.Time, b []byte, signature string) error {
+	return s.PutPlanFrom(ctx, fingerprint, author, createdAt, func(w io.Writer) error { _, err := w.Write(b); return err }, signature)
+}
+
+// PutPlanFrom is PutPlan of the bytes write writes: they are hashed and
+// deflated as they come, so a plan of any size is kept without being held
+// whole.
+func (s *Store) PutPlanFrom(ctx context.Context, fingerprint, author string, createdAt time.Time, write func(io.Writer) error, signature string) error {
 	if fingerprint == "" {
 		return fmt.Errorf("put plan: no fingerprint")
 	}
 	if s.readOnly {
 		return s.errReadOnly()
 	}
+	var z bytes.Buffer
+	zw, err := flate.NewWriter(&z, flate.BestSpeed)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	n := &byteCount{}
+	if err := write(io.MultiWriter(zw, h, n)); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	sha, size := hex.EncodeToString(h.Sum(nil)), n.n
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -75,24 +138,38 @@ func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, created
 	// Inside the write transaction, so two processes putting the same plan
 	// do not both append it.
 	var have []byte
-	var signed string
-	err = tx.QueryRowContext(ctx, "SELECT bytes, signature FROM plans WHERE fingerprint = ?", fingerprint).Scan(&have, &signed)
-	switch {
-	case err == nil && bytes.Equal(have, b) && signed == "" && signature != "":
-		// The kept row is append-only: a signature cannot be added to it.
-		return fmt.Errorf("plan %s is already kept in %s without its author's signature (a plan of the same inputs made in the same second); make the plan again to sign it", fingerprint, s.path)
-	case err == nil && bytes.Equal(have, b):
-		return nil
-	case err == nil:
+	var encoding, signed string
+	err = tx.QueryRowContext(ctx, "SELECT bytes, encoding, signature FROM plans WHERE fingerprint = ?", fingerprint).Scan(&have, &encoding, &signed)
+	if err == nil {
+		haveSHA, haveSize, derr := planDigest(have, encoding)
+		same := derr == nil && haveSHA == sha && haveSize == size
+		switch {
+		case same && signed == "" && signature != "":
+			// The kept row is append-only: a signature cannot be added to it.
+			return fmt.Errorf("plan %s is already kept in %s without its author's signature (a plan of the same inputs made in the same second); make the plan again to sign it", fingerprint, s.path)
+		case same:
+			return nil
+		case derr != nil:
+			return fmt.Errorf("plan %s is already kept in %s, and %v; run `backfill verify`", fingerprint, s.path, derr)
+		}
 		return fmt.Errorf("plan %s is already kept in %s with other bytes (%d bytes, sha256 %s; now %d bytes, sha256 %s)",
-			fingerprint, s.path, len(have), SHA256Hex(have), len(b), SHA256Hex(b))
-	case err != sql.ErrNoRows:
+			fingerprint, s.path, haveSize, haveSHA, size, sha)
+	}
+	if err != sql.ErrNoRows {
 		return err
 	}
-	if err := appendTx(ctx, tx, &plan{fingerprint, author, createdAt, b, signature}); err != nil {
+	if err := appendTx(ctx, tx, &plan{fingerprint, author, createdAt, sha, size, z.Bytes(), signature}); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// byteCount counts the bytes written to it.
+type byteCount struct{ n int64 }
+
+func (c *byteCount) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
+	return len(b), nil
 }
 
 // Plans lists the plans kept in the store, oldest first, without their bytes.
@@ -100,7 +177,7 @@ func (s *Store) Plans(ctx context.Context) ([]PlanRecord, error) {
 	if !s.hasTable("plans") {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT id, fingerprint, author, created_at, length(bytes), signature FROM plans ORDER BY id")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, fingerprint, author, created_at, "+s.planCols9()+", signature FROM plans ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +186,8 @@ func (s *Store) Plans(ctx context.Context) ([]PlanRecord, error) {
 	for rows.Next() {
 		var p PlanRecord
 		var at string
-		if err := rows.Scan(&p.ID, &p.Fingerprint, &p.Author, &at, &p.Size, &p.Signature); err != nil {
+		var encoding string
+		if err := rows.Scan(&p.ID, &p.Fingerprint, &p.Author, &at, &encoding, &p.Size, &p.Signature); err != nil {
 			return nil, err
 		}
 		p.CreatedAt = parseTime(at)
@@ -153,37 +231,51 @@ func (s *Store) PlanBytes(ctx context.Context, fingerprintOrPrefix string) (stri
 		return "", nil, fmt.Errorf("%q matches %d plans kept in %s; give more of the fingerprint:%s", fingerprintOrPrefix, len(match), s.path, b.String())
 	}
 	var pc planCols
-	var b []byte
+	var stored []byte
+	var encoding string
+	var size int64
 	var prev, hash string
-	err = s.db.QueryRowContext(ctx, "SELECT fingerprint, author, created_at, bytes, signature, prev_hash, hash FROM plans WHERE id = ?", match[0].ID).
-		Scan(&pc.fingerprint, &pc.author, &pc.createdAt, &b, &pc.signature, &prev, &hash)
+	err = s.db.QueryRowContext(ctx, "SELECT fingerprint, author, created_at, bytes, "+s.planCols9()+", signature, prev_hash, hash FROM plans WHERE id = ?", match[0].ID).
+		Scan(&pc.fingerprint, &pc.author, &pc.createdAt, &stored, &encoding, &size, &pc.signature, &prev, &hash)
 	if err != nil {
 		return "", nil, err
 	}
-	pc.sha = SHA256Hex(b)
-	if pc.hash(match[0].ID, prev) != hash {
+	r, err := planReader(stored, encoding)
+	if err != nil {
+		return "", nil, fmt.Errorf("plan %s in %s: %v; run `backfill verify`", pc.fingerprint, s.path, err)
+	}
+	b := bytes.NewBuffer(make([]byte, 0, max(0, min(size, 1<<30))))
+	if _, err := io.Copy(b, r); err != nil {
+		return "", nil, fmt.Errorf("plan %s in %s was altered: its bytes do not decode (%v); run `backfill verify`", pc.fingerprint, s.path, err)
+	}
+	pc.sha = SHA256Hex(b.Bytes())
+	if pc.hash(match[0].ID, prev) != hash || int64(b.Len()) != size {
 		return "", nil, fmt.Errorf("plan %s in %s was altered: its bytes do not match its hash; run `backfill verify`", pc.fingerprint, s.path)
 	}
-	if b == nil {
-		b = []byte{}
-	}
-	return pc.fingerprint, b, nil
+	return pc.fingerprint, b.Bytes(), nil
 }
 
 func (s *Store) verifyPlans(ctx context.Context, r *VerifyReport) error {
 	if !s.hasTable("plans") {
 		return nil
 	}
-	return s.verifyChain(ctx, r, "SELECT id, fingerprint, author, created_at, bytes, signature, prev_hash, hash FROM plans ORDER BY id",
+	return s.verifyChain(ctx, r, "SELECT id, fingerprint, author, created_at, bytes, "+s.planCols9()+", signature, prev_hash, hash FROM plans ORDER BY id",
 		func(sc scanner) (chainRow, error) {
-			var id int64
+			var id, size int64
 			var pc planCols
-			var b []byte
-			var prev, hash string
-			if err := sc.Scan(&id, &pc.fingerprint, &pc.author, &pc.createdAt, &b, &pc.signature, &prev, &hash); err != nil {
+			var stored []byte
+			var encoding, prev, hash string
+			if err := sc.Scan(&id, &pc.fingerprint, &pc.author, &pc.createdAt, &stored, &encoding, &size, &pc.signature, &prev, &hash); err != nil {
 				return chainRow{}, err
 			}
-			pc.sha = SHA256Hex(b)
+			sha, n, err := planDigest(stored, encoding)
+			switch {
+			case err != nil:
+				r.problem("plan %d (%s): %v", id, pc.fingerprint, err)
+			case n != size:
+				r.problem("plan %d (%s): its size says %d bytes, it holds %d", id, pc.fingerprint, size, n)
+			}
+			pc.sha = sha
 			r.Plans++
 			return chainRow{id, prev, hash, pc.hash(id, prev), named("plan %d (%s)", id, pc.fingerprint)}, nil
 		})
