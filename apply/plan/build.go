@@ -157,6 +157,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
 	reads := readTenants(ctx, tenants, o.Concurrency)
+	evs := readEvidence(ctx, o.Store, ev, tenants)
 	for i, t := range tenants {
 		var tr tenantRead
 		select {
@@ -172,7 +173,17 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		} else {
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db})
 		}
-		if err := planTenant(ctx, o, ev, t.Name, tr.rows, unreachable, emit); err != nil {
+		var te tenantEvidence
+		select {
+		case te = <-evs:
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+		if te.err != nil {
+			tr.done()
+			return fail(te.err)
+		}
+		if err := planTenant(o, t.Name, te, tr.rows, unreachable, emit); err != nil {
 			tr.done()
 			return fail(err)
 		}
@@ -189,18 +200,11 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 // workspace the evidence store knows of it (from a capture or its latest
 // successful listing) and every row of its database not removed, merged by
 // workspace id from the three sources, each read in that order.
-func planTenant(ctx context.Context, o BuildOptions, ev *evidenceReader, tenant string, rows []workspace.Row, unreachable string, emit func(*Item) error) error {
-	caps, err := ev.tenant(ctx, tenant, nil)
-	if err != nil {
-		return err
-	}
-	l, err := o.Store.LatestListing(ctx, tenant)
-	if err != nil {
-		return err
-	}
+func planTenant(o BuildOptions, tenant string, te tenantEvidence, rows []workspace.Row, unreachable string, emit func(*Item) error) error {
+	caps := te.caps
 	var listed []workspace.Row
-	if l != nil {
-		listed = byID(l.Rows)
+	if te.listing != nil {
+		listed = byID(te.listing.Rows)
 	}
 	rows = byID(rows)
 	for len(caps) > 0 || len(listed) > 0 || len(rows) > 0 {
@@ -307,6 +311,40 @@ func makeItem(k evidence.Key, seen, now *workspace.Row, caps []captured, claim c
 		it.Action = &Action{SetTemplate: d.Set, ExpectCurrent: ""}
 	}
 	return it
+}
+
+// tenantEvidence is what the evidence store holds of one tenant: its
+// workspaces' captures and its latest successful listing.
+type tenantEvidence struct {
+	caps    []wsEvidence
+	listing *evidence.Listing
+	err     error
+}
+
+// readEvidence reads each tenant's evidence in turn, in plan order, on its
+// own goroutine: the next tenant's captures are read and their identities
+// derived while the one before is reconciled and written. At most one
+// tenant's evidence waits to be taken.
+func readEvidence(ctx context.Context, s *evidence.Store, ev *evidenceReader, tenants []inventory.Tenant) <-chan tenantEvidence {
+	out := make(chan tenantEvidence, 1)
+	go func() {
+		for _, t := range tenants {
+			var te tenantEvidence
+			te.caps, te.err = ev.tenant(ctx, t.Name, nil)
+			if te.err == nil {
+				te.listing, te.err = s.LatestListing(ctx, t.Name)
+			}
+			select {
+			case out <- te:
+			case <-ctx.Done():
+				return
+			}
+			if te.err != nil {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // tenantRead is one tenant's rows as they are now and the database its
