@@ -218,17 +218,7 @@ func TestApplyRefusalsTouchNoTenant(t *testing.T) {
 	refuse("edited", "edited", "--plan", "edited.json")
 
 	// Tampered evidence: one byte of a cited capture's content.
-	db, err := sql.Open("sqlite", "file:evidence.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"DROP TRIGGER content_no_update",
-		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB)"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	alterContent(t, "evidence.db")
 	refuse("tampered", "does not verify", "--plan", "plan.json")
 
 	// Evidence replaced by another store.
@@ -429,5 +419,22 @@ func TestApplyCanaryTouchesOnlyFirstTenants(t *testing.T) {
 	}
 	if s := f.row(t, "concierge", "org-concierge"); s.template != "" || s.writes != 0 {
 		t.Errorf("canary touched a later tenant: %+v", s)
+	}
+}
+
+// alterContent changes one byte of every stored config that has "SEO" in
+// it, past the store's triggers, as someone with the file could.
+func alterContent(t *testing.T, store string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{"DROP TRIGGER content_no_update",
+		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

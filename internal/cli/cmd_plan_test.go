@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -426,17 +425,7 @@ func TestApproveRefusesEditedPlansAndSelfApproval(t *testing.T) {
 // fails verification leaves no plan file, report, CSV, spool or kept plan.
 func TestPlanOverAStoreThatDoesNotVerifyWritesNothing(t *testing.T) {
 	f := newPlanFixture(t)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.dir, "evidence.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"DROP TRIGGER content_no_update",
-		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB)"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	alterContent(t, filepath.Join(f.dir, "evidence.db"))
 	before, _ := os.ReadDir(f.dir)
 	res := f.plan(t, "--report-full", "report-full.md", "--report-csv", "items.csv")
 	if res.code != 1 || !strings.Contains(res.stderr, "does not verify") {
