@@ -206,8 +206,11 @@ type wsEvidence struct {
 }
 
 // evidenceReader reads the evidence store one tenant at a time, deriving
-// each identity once per distinct content and kind over the whole read, and
-// holding no content once its identities are derived.
+// each identity once per distinct content and kind within a tenant, and
+// holding no content once its identities are derived. Identities are not
+// kept from one tenant to the next: a fleet of distinct configs would hold
+// one for every workspace, and content shared across tenants costs at most
+// one derivation per tenant, never more than one per capture.
 type evidenceReader struct {
 	s      *evidence.Store
 	cat    *catalog.Catalog
@@ -224,6 +227,7 @@ func newEvidenceReader(s *evidence.Store, cat *catalog.Catalog, headID int64) *e
 // tenant returns the evidence of every workspace of tenant that has a
 // capture (those keep accepts, all when nil), by workspace id.
 func (r *evidenceReader) tenant(ctx context.Context, tenant string, keep func(string) bool) ([]wsEvidence, error) {
+	clear(r.ids)
 	var out []wsEvidence
 	// fill is where a derived identity goes once its content is read.
 	type fill struct {
