@@ -515,3 +515,37 @@ func lens(c [][]Record) []int {
 	}
 	return n
 }
+
+// Writes waiting together are committed together: listings of many tenants
+// made at once cost one fsync, not one each, and none waits behind the
+// Submitted captures.
+func TestWriterCommitsWaitingWritesTogether(t *testing.T) {
+	s := openTemp(t)
+	w := &Writer{s: s, urgent: make(chan writeReq, 64), reqs: make(chan writeReq, maxBatch), done: make(chan struct{}),
+		stmts: map[string]*sql.Stmt{}, known: map[contentKey]struct{}{}}
+	for i := range 100 {
+		w.reqs <- writeReq{rec: capture("t", fmt.Sprintf("w%03d", i), Captured, "x"), done: func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		}}
+	}
+	var listed []int // appended from the writer goroutine only
+	for i := range 50 {
+		w.urgent <- writeReq{rec: &Listing{Tenant: fmt.Sprintf("t%02d", i), Outcome: Listed}, done: func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			listed = append(listed, w.commits)
+		}}
+	}
+	go w.loop()
+	w.Close()
+	if len(listed) != 50 || listed[0] != 1 || listed[49] != 1 {
+		t.Fatalf("50 waiting listings committed in commits %v, want all in the first", listed)
+	}
+	r, err := s.Verify(context.Background())
+	if err != nil || !r.OK() || r.Captures != 100 || r.Listings != 50 {
+		t.Fatalf("verify = %+v %v", r, err)
+	}
+}
