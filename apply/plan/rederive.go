@@ -206,11 +206,12 @@ type wsEvidence struct {
 }
 
 // evidenceReader reads the evidence store one tenant at a time, deriving
-// each identity once per distinct content and kind within a tenant, and
-// holding no content once its identities are derived. Identities are not
-// kept from one tenant to the next: a fleet of distinct configs would hold
-// one for every workspace, and content shared across tenants costs at most
-// one derivation per tenant, never more than one per capture.
+// each identity once per distinct content and kind, and holding no content
+// once its identities are derived. At most maxIdentities identities are
+// kept: a fleet of distinct configs would otherwise hold one for every
+// workspace (tens of MB at 100,000). Past that the cache starts over at the
+// next tenant, so content shared with an earlier tenant may be derived once
+// more, never more than once per tenant.
 type evidenceReader struct {
 	s      *evidence.Store
 	cat    *catalog.Catalog
@@ -220,6 +221,9 @@ type evidenceReader struct {
 
 type idKey struct{ sha, kind string }
 
+// maxIdentities bounds the identities an evidenceReader keeps.
+const maxIdentities = 1 << 14
+
 func newEvidenceReader(s *evidence.Store, cat *catalog.Catalog, headID int64) *evidenceReader {
 	return &evidenceReader{s: s, cat: cat, headID: headID, ids: map[idKey]identity.Identity{}}
 }
@@ -227,7 +231,9 @@ func newEvidenceReader(s *evidence.Store, cat *catalog.Catalog, headID int64) *e
 // tenant returns the evidence of every workspace of tenant that has a
 // capture (those keep accepts, all when nil), by workspace id.
 func (r *evidenceReader) tenant(ctx context.Context, tenant string, keep func(string) bool) ([]wsEvidence, error) {
-	clear(r.ids)
+	if len(r.ids) >= maxIdentities {
+		clear(r.ids)
+	}
 	var out []wsEvidence
 	// fill is where a derived identity goes once its content is read.
 	type fill struct {
