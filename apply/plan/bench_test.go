@@ -111,7 +111,7 @@ func BenchmarkPlan100k(b *testing.B) {
 		// As plan runs it: items streamed through a Writer, the plan file
 		// and the full report written from it.
 		dir := b.TempDir()
-		w, err := NewWriter(filepath.Join(dir, "plan.json"), true, nil)
+		w, err := NewWriter(filepath.Join(dir, "plan.json"), true, false)
 		if err != nil {
 			b.Fatal(err)
 		}

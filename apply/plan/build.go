@@ -113,11 +113,14 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		err error
 	}
 	verifying := make(chan verified, 1)
-	go func() {
+	go func(ctx context.Context) {
 		rep, err := o.Store.Verify(ctx)
 		verifying <- verified{rep, err}
-	}()
-	checkVerified := func() error {
+	}(ctx)
+	// Every way out of Stream below waits for the verify: an early error
+	// too, so that the store's own state is what a failure reports first,
+	// and no read of the store outlives Stream.
+	checkVerified := sync.OnceValue(func() error {
 		v := <-verifying
 		switch {
 		case v.err != nil:
@@ -128,7 +131,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 			return fmt.Errorf("evidence store %s: captures were appended while planning; plan again", o.Store.Path())
 		}
 		return nil
-	}
+	})
 	fail := func(err error) (*Plan, []string, error) {
 		if verr := checkVerified(); verr != nil && ctx.Err() == nil {
 			return nil, nil, verr // the store's state explains the rest
@@ -148,7 +151,11 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		},
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops reading tenants when the plan fails
+	evDone := make(chan struct{})
+	defer func() {
+		cancel() // stops reading tenants and evidence when the plan fails
+		<-evDone
+	}()
 	// Once the store verifies, its captures are numbered 1 to headID and
 	// headHash is the last of them's.
 	ev := newEvidenceReader(o.Store, o.Catalog, headID)
@@ -157,7 +164,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
 	reads := readTenants(ctx, tenants, o.Concurrency)
-	evs := readEvidence(ctx, o.Store, ev, tenants)
+	evs := readEvidence(ctx, o.Store, ev, tenants, evDone)
 	for i, t := range tenants {
 		var tr tenantRead
 		select {
@@ -324,10 +331,11 @@ type tenantEvidence struct {
 // readEvidence reads each tenant's evidence in turn, in plan order, on its
 // own goroutine: the next tenant's captures are read and their identities
 // derived while the one before is reconciled and written. At most one
-// tenant's evidence waits to be taken.
-func readEvidence(ctx context.Context, s *evidence.Store, ev *evidenceReader, tenants []inventory.Tenant) <-chan tenantEvidence {
+// tenant's evidence waits to be taken. done is closed when it stops.
+func readEvidence(ctx context.Context, s *evidence.Store, ev *evidenceReader, tenants []inventory.Tenant, done chan<- struct{}) <-chan tenantEvidence {
 	out := make(chan tenantEvidence, 1)
 	go func() {
+		defer close(done)
 		for _, t := range tenants {
 			var te tenantEvidence
 			te.caps, te.err = ev.tenant(ctx, t.Name, nil)

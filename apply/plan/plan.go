@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -306,9 +305,9 @@ func (p *Plan) WriteFile(path string) error {
 }
 
 // WriteFileAtomic writes a file (mode 0644) through a temporary file beside
-// it, renamed into place once complete and synced (see CreateAtomic).
+// it, renamed into place once complete and synced (see createAtomic).
 func WriteFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := CreateAtomic(path)
+	f, err := createAtomic(path)
 	if err != nil {
 		return err
 	}
@@ -319,18 +318,18 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	return f.Commit()
 }
 
-// AtomicFile is a file being written through a temporary file beside it:
+// atomicFile is a file being written through a temporary file beside it:
 // nothing is at its path until Commit.
-type AtomicFile struct {
+type atomicFile struct {
 	*os.File
 	path string
 }
 
-// CreateAtomic starts writing path (mode 0644). The temporary file is new
+// createAtomic starts writing path (mode 0644). The temporary file is new
 // (O_EXCL) and never a symlink (O_NOFOLLOW), so a link planted beside the
 // file cannot redirect the write, and the rename replaces a link at path
 // itself rather than writing through it.
-func CreateAtomic(path string) (*AtomicFile, error) {
+func createAtomic(path string) (*atomicFile, error) {
 	var f *os.File
 	var err error
 	for range 10 {
@@ -344,12 +343,12 @@ func CreateAtomic(path string) (*AtomicFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AtomicFile{File: f, path: path}, nil
+	return &atomicFile{File: f, path: path}, nil
 }
 
 // Commit syncs the file and renames it into place; on error nothing is
 // left behind.
-func (f *AtomicFile) Commit() error {
+func (f *atomicFile) Commit() error {
 	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -364,7 +363,7 @@ func (f *AtomicFile) Commit() error {
 }
 
 // Abort removes the temporary file; the path is untouched.
-func (f *AtomicFile) Abort() {
+func (f *atomicFile) Abort() {
 	f.Close()
 	os.Remove(f.Name())
 }
@@ -514,9 +513,6 @@ func itemLess(a, b *Item) bool {
 	return a.WorkspaceID < b.WorkspaceID
 }
 
-func sortItems(items []Item) {
-	sort.Slice(items, func(i, j int) bool { return itemLess(&items[i], &items[j]) })
-}
 
 // jsonError adds a line number to a JSON decoding error. stopped is where
 // the decoder stopped, for errors that carry no offset of their own.

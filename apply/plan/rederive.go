@@ -207,11 +207,12 @@ type wsEvidence struct {
 
 // evidenceReader reads the evidence store one tenant at a time, deriving
 // each identity once per distinct content and kind, and holding no content
-// once its identities are derived. At most maxIdentities identities are
-// kept: a fleet of distinct configs would otherwise hold one for every
-// workspace (tens of MB at 100,000). Past that the cache starts over at the
-// next tenant, so content shared with an earlier tenant may be derived once
-// more, never more than once per tenant.
+// once its identities are derived. Once maxIdentities identities are kept
+// the cache starts over at the next tenant (so it holds at most that many
+// and one tenant's): a fleet of distinct configs would otherwise hold one
+// for every workspace, tens of MB at 100,000. Content shared with an
+// earlier tenant may then be derived once more, never more than once per
+// tenant.
 type evidenceReader struct {
 	s      *evidence.Store
 	cat    *catalog.Catalog

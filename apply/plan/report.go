@@ -11,13 +11,6 @@ import (
 	"backfill/internal/termsafe"
 )
 
-// WriteReport writes the full Markdown review report: the inputs, the
-// counts, every item that needs a person, then every write grouped by
-// tenant. WriteSummary is the one sized for a ticket.
-func WriteReport(w io.Writer, p *Plan, planPath string, warnings []string) error {
-	return tallyOf(p, true).writeReport(w, p, planPath, warnings)
-}
-
 // tally is what a plan's reports show of its items, gathered one item at a
 // time in plan order: a plan written as it is made is reported without its
 // items ever being held together.
@@ -54,15 +47,6 @@ type tenantRows struct {
 
 func newTally(full bool) *tally {
 	return &tally{full: full, sources: map[string]int{}, rollup: map[[2]string]int{}, groups: map[string]*reviewTally{}}
-}
-
-// tallyOf tallies every item of p.
-func tallyOf(p *Plan, full bool) *tally {
-	t := newTally(full)
-	for i := range p.Items {
-		t.add(&p.Items[i])
-	}
-	return t
 }
 
 // add tallies the next item in plan order.
@@ -119,6 +103,9 @@ func (t *tally) add(it *Item) {
 	}
 }
 
+// writeReport writes the full Markdown review report: the inputs, the
+// counts, every item that needs a person, then every write grouped by
+// tenant. writeSummary is the one sized for a ticket.
 func (t *tally) writeReport(w io.Writer, p *Plan, planPath string, warnings []string) error {
 	b := &strings.Builder{}
 	writeHeader(b, p, planPath, warnings)
@@ -218,16 +205,6 @@ func (t *tally) writeCounts(b *strings.Builder, p *Plan) {
 func writeFooter(b *strings.Builder, p *Plan) {
 	fmt.Fprintf(b, "\nEach write is `UPDATE public.workspaces SET template = <set template>, updated_at = now() WHERE id = <workspace> AND template = '' AND status <> 'removed'` "+
 		"(and the runtime and kind the plan saw), applied only after `backfill approve` of fingerprint `%s`.\n", p.Fingerprint)
-}
-
-// WriteItemsCSV writes every item of the plan as one CSV row, for the
-// reviewer who needs every row the summary leaves out.
-func WriteItemsCSV(w io.Writer, p *Plan) error {
-	c := newItemsCSV(w)
-	for i := range p.Items {
-		c.add(&p.Items[i])
-	}
-	return c.flush()
 }
 
 // itemsCSV writes items as CSV rows one at a time, after a header.

@@ -16,7 +16,15 @@ type RollupRow struct {
 }
 
 // Rollup returns the plan's writes counted by tenant and template, sorted.
-func (p *Plan) Rollup() []RollupRow { return rollupRows(tallyOf(p, false).rollup) }
+func (p *Plan) Rollup() []RollupRow {
+	n := map[[2]string]int{}
+	for i := range p.Items {
+		if a := p.Items[i].Action; a != nil {
+			n[[2]string{p.Items[i].Tenant, a.SetTemplate}]++
+		}
+	}
+	return rollupRows(n)
+}
 
 // rollupRows sorts writes counted by tenant and template into rows.
 func rollupRows(n map[[2]string]int) []RollupRow {

@@ -17,15 +17,11 @@ const summaryBudget = 60000
 // shows; the CSV has every one.
 const summaryExamples = 3
 
-// WriteSummary writes the review report a ticket can hold: the inputs, the
+// writeSummary writes the review report a ticket can hold: the inputs, the
 // counts, the writes as a tenant × template rollup, and the items that need
 // a person grouped by verdict and tenant with a few examples each, under
-// 60,000 characters whatever the plan's size. WriteReport (or the
-// CSV, WriteItemsCSV) carries every row.
-func WriteSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
-	return tallyOf(p, false).writeSummary(w, p, planPath, fullPath, warnings)
-}
-
+// 60,000 characters whatever the plan's size. The full report (or the
+// CSV) carries every row.
 func (t *tally) writeSummary(w io.Writer, p *Plan, planPath, fullPath string, warnings []string) error {
 	b := &strings.Builder{}
 	writeHeader(b, p, planPath, warnings)

@@ -16,33 +16,49 @@ import (
 // reports (and written to the CSV, if one is asked for) as it comes, so
 // that a plan of any size is written without its items ever being held
 // together. Add every item in plan order, then Seal the plan Stream
-// returned; Bytes, WriteReport and WriteSummary follow. Close always.
+// returned; Encode, EncodeCSV, WriteReport and WriteSummary follow. Close
+// always.
 type Writer struct {
 	spool  *os.File // unlinked once open: a crash leaves nothing behind
 	bw     *bufio.Writer
+	csv    *itemsCSV // nil when no CSV is asked for
+	csvF   *os.File  // its spool, unlinked too
 	ie     *itemEncoder
 	n      int
 	last   *Item
 	counts map[string]int // by verdict, and "drift"
 	tally  *tally
-	csv    *itemsCSV
 	sealed *Plan
 }
 
-// NewWriter starts a plan whose file will be path: the spool is made in
+// NewWriter starts a plan whose file will be path: the spools are made in
 // path's directory. full keeps the rows of the full report (WriteReport);
-// csv, if not nil, gets every item as a CSV row as it comes.
-func NewWriter(path string, full bool, csv io.Writer) (*Writer, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.items")
+// csv spools every item as a CSV row too (EncodeCSV).
+func NewWriter(path string, full, csv bool) (*Writer, error) {
+	f, err := spool(path, "items")
 	if err != nil {
-		return nil, fmt.Errorf("spool the plan's items: %w", err)
+		return nil, err
 	}
-	os.Remove(f.Name())
 	w := &Writer{spool: f, bw: bufio.NewWriterSize(f, 256<<10), ie: newItemEncoder(), counts: map[string]int{}, tally: newTally(full)}
-	if csv != nil {
-		w.csv = newItemsCSV(csv)
+	if csv {
+		if w.csvF, err = spool(path, "csv"); err != nil {
+			f.Close()
+			return nil, err
+		}
+		w.csv = newItemsCSV(w.csvF)
 	}
 	return w, nil
+}
+
+// spool creates a file beside path and unlinks it: what is written to it
+// exists only while it is open.
+func spool(path, what string) (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*."+what)
+	if err != nil {
+		return nil, fmt.Errorf("spool the plan's %s: %w", what, err)
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
 
 // Add writes the next item. Items must come in plan order, each workspace
@@ -124,6 +140,19 @@ func (w *Writer) Encode(dst io.Writer) error {
 	return w.encode(dst, w.sealed)
 }
 
+// EncodeCSV writes the sealed plan's items as CSV (the Writer must have
+// been made with csv), copied from its spool.
+func (w *Writer) EncodeCSV(dst io.Writer) error {
+	if w.sealed == nil || w.csv == nil {
+		return errors.New("the CSV needs a sealed plan whose writer spooled it")
+	}
+	if _, err := w.csvF.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := io.Copy(dst, w.csvF)
+	return err
+}
+
 // Items counts the items added.
 func (w *Writer) Items() int { return w.n }
 
@@ -150,5 +179,10 @@ func (w *Writer) WriteSummary(out io.Writer, planPath, fullPath string, warnings
 	return w.tally.writeSummary(out, w.sealed, planPath, fullPath, warnings)
 }
 
-// Close releases the spool.
-func (w *Writer) Close() error { return w.spool.Close() }
+// Close releases the spools.
+func (w *Writer) Close() error {
+	if w.csvF != nil {
+		w.csvF.Close()
+	}
+	return w.spool.Close()
+}

@@ -19,8 +19,7 @@ func TestWriterIsWhatThePlanWrites(t *testing.T) {
 	empty.Seal()
 	for name, p := range map[string]*Plan{"big": bigPlan(5000, 50), "drift": drifted, "empty": empty} {
 		t.Run(name, func(t *testing.T) {
-			var csv bytes.Buffer
-			w, err := NewWriter(filepath.Join(t.TempDir(), "plan.json"), true, &csv)
+			w, err := NewWriter(filepath.Join(t.TempDir(), "plan.json"), true, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +70,7 @@ func TestWriterIsWhatThePlanWrites(t *testing.T) {
 				func(b *bytes.Buffer) error { return WriteReport(b, p, "plan.json", []string{"a warning"}) })
 			same("summary", func(b *bytes.Buffer) error { return w.WriteSummary(b, "plan.json", "full.md", nil) },
 				func(b *bytes.Buffer) error { return WriteSummary(b, p, "plan.json", "full.md", nil) })
-			same("CSV", func(b *bytes.Buffer) error { _, err := b.Write(csv.Bytes()); return err },
+			same("CSV", func(b *bytes.Buffer) error { return w.EncodeCSV(b) },
 				func(b *bytes.Buffer) error { return WriteItemsCSV(b, p) })
 		})
 	}
@@ -83,13 +82,13 @@ func TestWriterIsWhatThePlanWrites(t *testing.T) {
 func TestWriterRefuses(t *testing.T) {
 	dir := t.TempDir()
 	p := bigPlan(10, 2)
-	w, err := NewWriter(filepath.Join(dir, "plan.json"), false, nil)
+	w, err := NewWriter(filepath.Join(dir, "plan.json"), false, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("the spool is visible in the plan's directory: %v", ents)
+		t.Errorf("a spool is visible in the plan's directory: %v", ents)
 	}
 	if err := w.Add(&p.Items[1]); err != nil {
 		t.Fatal(err)
@@ -112,5 +111,8 @@ func TestWriterRefuses(t *testing.T) {
 	}
 	if err := w.WriteReport(&bytes.Buffer{}, "plan.json", nil); err == nil {
 		t.Error("a full report from a writer that kept no rows")
+	}
+	if err := w.EncodeCSV(&bytes.Buffer{}); err != nil {
+		t.Errorf("the CSV of a sealed plan: %v", err)
 	}
 }

@@ -83,18 +83,10 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	}
 	b.Store = store
 	// The plan is written as it is made: each item is encoded into a spool
-	// beside --out and tallied for the reports, and the CSV is written
-	// row by row, so no plan's items are ever held together.
-	var csv io.Writer
-	if o.reportCSV != "" {
-		f, err := plan.CreateAtomic(o.reportCSV)
-		if err != nil {
-			return fail("write report: %v", err)
-		}
-		defer f.Abort() // after a Commit, it finds nothing to remove
-		csv = f
-	}
-	w, err := plan.NewWriter(o.out, o.reportFull != "", csv)
+	// beside --out, tallied for the reports and spooled as a CSV row, so
+	// no plan's items are ever held together. Nothing is at any path the
+	// command writes until the plan is sealed over a store that verified.
+	w, err := plan.NewWriter(o.out, o.reportFull != "", o.reportCSV != "")
 	if err != nil {
 		return fail("write plan: %v", err)
 	}
@@ -111,11 +103,6 @@ func (r *runner) runPlan(ctx context.Context, o planOptions) error {
 	}
 	if err := r.writePlan(ctx, o, store, p, w, signKey, warnings); err != nil {
 		return err
-	}
-	if f, ok := csv.(*plan.AtomicFile); ok {
-		if err := f.Commit(); err != nil {
-			return fail("write report: %v", err)
-		}
 	}
 	t := planTotals{writes: w.Writes(), review: w.NeedsReview()}
 	if o.json {
@@ -222,6 +209,7 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 		write func(io.Writer) error
 	}{
 		{o.reportFull, func(f io.Writer) error { return w.WriteReport(f, o.out, warnings) }},
+		{o.reportCSV, w.EncodeCSV},
 		{o.report, func(f io.Writer) error {
 			ref := o.reportFull
 			if ref == "" {

@@ -62,14 +62,31 @@ func (p *plan) insert(ctx context.Context, tx *txn, id int64, prev string) (stri
 const planDeflate = "deflate"
 
 // planReader reads a kept plan's file bytes back from how they are kept.
+// A deflated plan must end where its stream does: bytes after it would be
+// hidden from every hash.
 func planReader(stored []byte, encoding string) (io.Reader, error) {
 	switch encoding {
 	case "":
 		return bytes.NewReader(stored), nil
 	case planDeflate:
-		return flate.NewReader(bytes.NewReader(stored)), nil
+		br := bytes.NewReader(stored)
+		return &inflater{r: flate.NewReader(br), rest: br}, nil
 	}
 	return nil, fmt.Errorf("unknown encoding %q", encoding)
+}
+
+// inflater is a DEFLATE stream that is an error when bytes follow its end.
+type inflater struct {
+	r    io.Reader
+	rest *bytes.Reader // what the decompressor has not read (it reads byte by byte)
+}
+
+func (f *inflater) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	if err == io.EOF && f.rest.Len() > 0 {
+		return n, fmt.Errorf("%d bytes follow its deflate stream", f.rest.Len())
+	}
+	return n, err
 }
 
 // planDigest is the sha256 and length of a kept plan's file bytes, read as
@@ -96,19 +113,13 @@ func (s *Store) planCols9() string {
 	return "'', length(bytes)"
 }
 
-// PutPlan keeps a plan's file bytes in the store under its fingerprint,
-// with its author's signature ("" for none). Putting the same plan again
-// (same fingerprint, same bytes) does nothing and keeps the first
-// signature, except that signing a plan kept unsigned is an error (the row
-// cannot change); other bytes under a fingerprint already kept are an
-// error.
-func (s *Store) PutPlan(ctx context.Context, fingerprint, author string, createdAt time.Time, b []byte, signature string) error {
-	return s.PutPlanFrom(ctx, fingerprint, author, createdAt, func(w io.Writer) error { _, err := w.Write(b); return err }, signature)
-}
-
-// PutPlanFrom is PutPlan of the bytes write writes: they are hashed and
-// deflated as they come, so a plan of any size is kept without being held
-// whole.
+// PutPlanFrom keeps the plan file bytes write writes in the store under
+// its fingerprint, with its author's signature ("" for none). The bytes
+// are hashed and deflated as they come, so a plan of any size is kept
+// without being held whole. Putting the same plan again (same fingerprint,
+// same bytes) does nothing and keeps the first signature, except that
+// signing a plan kept unsigned is an error (the row cannot change); other
+// bytes under a fingerprint already kept are an error.
 func (s *Store) PutPlanFrom(ctx context.Context, fingerprint, author string, createdAt time.Time, write func(io.Writer) error, signature string) error {
 	if fingerprint == "" {
 		return fmt.Errorf("put plan: no fingerprint")
@@ -244,8 +255,9 @@ func (s *Store) PlanBytes(ctx context.Context, fingerprintOrPrefix string) (stri
 	if err != nil {
 		return "", nil, fmt.Errorf("plan %s in %s: %v; run `backfill verify`", pc.fingerprint, s.path, err)
 	}
-	b := bytes.NewBuffer(make([]byte, 0, max(0, min(size, 1<<30))))
-	if _, err := io.Copy(b, r); err != nil {
+	// size is not chained: it bounds what is decoded, and must then match.
+	b := bytes.NewBuffer(make([]byte, 0, max(0, min(size, 64<<20))))
+	if _, err := io.Copy(b, io.LimitReader(r, max(size, 0)+1)); err != nil {
 		return "", nil, fmt.Errorf("plan %s in %s was altered: its bytes do not decode (%v); run `backfill verify`", pc.fingerprint, s.path, err)
 	}
 	pc.sha = SHA256Hex(b.Bytes())
