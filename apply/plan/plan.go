@@ -513,7 +513,6 @@ func itemLess(a, b *Item) bool {
 	return a.WorkspaceID < b.WorkspaceID
 }
 
-
 // jsonError adds a line number to a JSON decoding error. stopped is where
 // the decoder stopped, for errors that carry no offset of their own.
 func jsonError(b []byte, err error, stopped int64) string {
