@@ -150,6 +150,12 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 			Catalog:   CatalogInput{Path: o.CatalogDir, Manifest: o.Manifest, SHA256: o.Catalog.Digest()},
 		},
 	}
+	// What the store holds of each tenant estimates its rows before it is
+	// read, to bound what is read ahead.
+	est, err := o.Store.CaptureCounts(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("read evidence: %w", err))
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	evDone := make(chan struct{})
 	defer func() {
@@ -163,7 +169,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	slices.SortFunc(tenants, func(a, b inventory.Tenant) int { return strings.Compare(a.Name, b.Name) })
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
-	reads := readTenants(ctx, tenants, o.Concurrency)
+	reads := readTenants(ctx, tenants, o.Concurrency, est)
 	evs := readEvidence(ctx, o.Store, ev, tenants, evDone)
 	for i, t := range tenants {
 		var tr tenantRead
@@ -365,33 +371,89 @@ type tenantRead struct {
 	done func() // the tenant is planned: another may be read
 }
 
-// readTenants reads tenants' rows, conc at a time, in order: the i-th
-// channel gives the i-th tenant's. A tenant is read only once fewer than
-// conc are read and not yet planned, so that a slow plan does not hold
-// every tenant's rows. A tenant that cannot be read is planned unreachable
-// and the others go on.
-func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int) []chan tenantRead {
+// readTenants reads tenants' rows in order: the i-th channel gives the
+// i-th tenant's. A tenant is read only while fewer than conc are read and
+// not yet planned and, past the first of those, their rows (estimated
+// from est until read) stay within readAheadRows, so that a slow plan, or
+// a fleet of large tenants, does not hold every tenant's rows at once. A
+// tenant that cannot be read is planned unreachable and the others go on.
+func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int, est map[string]int) []chan tenantRead {
 	out := make([]chan tenantRead, len(tenants))
 	for i := range out {
 		out[i] = make(chan tenantRead, 1)
 	}
-	sem := make(chan struct{}, conc)
+	h := newHolding(conc, readAheadRows)
 	go func() {
 		for i, t := range tenants {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+			guess := est[t.Name]
+			if !h.acquire(ctx, guess) {
 				return
 			}
 			go func() {
 				// Timeouts, so a tenant stuck behind a migration's lock is
 				// reported with its name instead of hanging the plan.
 				rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
-				out[i] <- tenantRead{rows: rows, db: db, err: err, done: sync.OnceFunc(func() { <-sem })}
+				h.settle(guess, len(rows))
+				out[i] <- tenantRead{rows: rows, db: db, err: err, done: sync.OnceFunc(func() { h.release(len(rows)) })}
 			}()
 		}
 	}()
 	return out
+}
+
+// readAheadRows bounds the rows readTenants holds ahead of the tenant
+// being planned (a few MB), whatever --tenant-concurrency allows: a fleet of
+// many small tenants is still read conc at a time.
+const readAheadRows = 20000
+
+// holding counts the tenants read or being read and not yet planned, and
+// their rows.
+type holding struct {
+	mu            sync.Mutex
+	changed       chan struct{} // closed and replaced whenever the counts fall
+	n, rows       int
+	conc, maxRows int
+}
+
+func newHolding(conc, maxRows int) *holding {
+	return &holding{changed: make(chan struct{}), conc: conc, maxRows: maxRows}
+}
+
+// acquire waits until a tenant of about rows rows may be read: fewer than
+// conc held, and the rows within maxRows unless nothing is held. False
+// when ctx ends first.
+func (h *holding) acquire(ctx context.Context, rows int) bool {
+	for {
+		h.mu.Lock()
+		if h.n < h.conc && (h.n == 0 || h.rows+rows <= h.maxRows) {
+			h.n++
+			h.rows += rows
+			h.mu.Unlock()
+			return true
+		}
+		wait := h.changed
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// settle replaces a tenant's estimate with the rows it has.
+func (h *holding) settle(estimate, rows int) { h.update(0, rows-estimate) }
+
+// release gives back a planned tenant of rows rows.
+func (h *holding) release(rows int) { h.update(-1, -rows) }
+
+func (h *holding) update(dn, drows int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n += dn
+	h.rows += drows
+	close(h.changed)
+	h.changed = make(chan struct{})
 }
 
 // Provisioning classes of a workspace.

@@ -113,6 +113,26 @@ func (s *Store) CapturedKeys(ctx context.Context) (map[Key]bool, error) {
 	return out, rows.Err()
 }
 
+// CaptureCounts returns how many captures the store holds of each tenant
+// (at least its workspaces with evidence), from the captures' index alone.
+func (s *Store) CaptureCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT tenant, count(*) FROM captures GROUP BY tenant")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var t string
+		var n int
+		if err := rows.Scan(&t, &n); err != nil {
+			return nil, err
+		}
+		out[t] = n
+	}
+	return out, rows.Err()
+}
+
 // LatestListings returns each tenant's most recent listing, or with
 // listedOnly its most recent successful one: a later failure to list a
 // tenant says nothing about which workspaces it has.
