@@ -24,7 +24,6 @@ type Writer struct {
 	csv    *itemsCSV // nil when no CSV is asked for
 	csvF   *os.File  // its spool, unlinked too
 	ie     *itemEncoder
-	n      int
 	last   *Item
 	counts map[string]int // by verdict, and "drift"
 	tally  *tally
@@ -70,8 +69,7 @@ func (w *Writer) Add(it *Item) error {
 	if w.last != nil && !itemLess(w.last, it) {
 		return fmt.Errorf("item %s: items are not in plan order", it.Key())
 	}
-	w.ie.encode(w.bw, it, w.n == 0)
-	w.n++
+	w.ie.encode(w.bw, it, w.tally.items == 0)
 	w.counts[string(it.Verdict)]++
 	if it.Drift {
 		w.counts["drift"]++
@@ -127,7 +125,7 @@ func (w *Writer) encode(dst io.Writer, p *Plan) error {
 	if _, err := io.Copy(dst, w.spool); err != nil {
 		return fmt.Errorf("read the plan's spooled items: %w", err)
 	}
-	_, err := io.WriteString(dst, itemsEnd(w.n))
+	_, err := io.WriteString(dst, itemsEnd(w.tally.items))
 	return err
 }
 
@@ -154,7 +152,7 @@ func (w *Writer) EncodeCSV(dst io.Writer) error {
 }
 
 // Items counts the items added.
-func (w *Writer) Items() int { return w.n }
+func (w *Writer) Items() int { return w.tally.items }
 
 // Writes counts the agree items added.
 func (w *Writer) Writes() int { return w.tally.writes }
