@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -137,20 +138,26 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	cases := []struct {
 		name  string
 		stmts []string
-		want  string
+		want  string // a regular expression
 	}{
 		{"content byte", []string{"DROP TRIGGER content_no_update",
 			"UPDATE content SET bytes = CAST('name: Evil Agent' AS BLOB) WHERE sha256 = (SELECT sha256 FROM captures WHERE id = 2)"},
-			"capture 2 (tenant a, workspace w2)"},
+			regexp.QuoteMeta("capture 2 (tenant a, workspace w2)")},
 		{"capture field", []string{"DROP TRIGGER captures_no_update", "UPDATE captures SET target = 'elsewhere' WHERE id = 3"},
-			"capture 3 (tenant a, workspace w3): record was altered"},
+			regexp.QuoteMeta("capture 3 (tenant a, workspace w3): record was altered")},
 		{"deleted capture", []string{"DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 2"},
-			"capture 3 (tenant a, workspace w3): ids jump"},
+			regexp.QuoteMeta("capture 3 (tenant a, workspace w3): ids jump")},
 		{"deleted newest capture, triggers restored", []string{"DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 3",
 			triggerSQL("captures", "DELETE")},
-			"cited by no capture"},
+			regexp.QuoteMeta("cited by no capture")},
 		{"listing", []string{"DROP TRIGGER listings_no_update", "UPDATE listings SET rows = '[]'"},
-			"listing 1 (tenant a): record was altered"},
+			regexp.QuoteMeta("listing 1 (tenant a): record was altered")},
+		{"deleted content", []string{"DROP TRIGGER content_no_delete",
+			"DELETE FROM content WHERE sha256 = (SELECT sha256 FROM captures WHERE id = 2)"},
+			regexp.QuoteMeta("capture 2 (tenant a, workspace w2): content ") + "[0-9a-f]{64} is missing"},
+		{"content size", []string{"DROP TRIGGER content_no_update",
+			"UPDATE content SET size = 99 WHERE sha256 = (SELECT sha256 FROM captures WHERE id = 3)"},
+			regexp.QuoteMeta("capture 3 (tenant a, workspace w3): content ") + "[0-9a-f]{64} is 5 bytes, recorded as 99"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,10 +176,71 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if r.OK() {
 				t.Fatal("verify passed a tampered store")
 			}
-			if !strings.Contains(strings.Join(r.Problems, "\n"), tc.want) {
-				t.Fatalf("problems = %q, want one containing %q", r.Problems, tc.want)
+			if !regexp.MustCompile(tc.want).MatchString(strings.Join(r.Problems, "\n")) {
+				t.Fatalf("problems = %q, want one matching %q", r.Problems, tc.want)
 			}
 		})
+	}
+}
+
+// The content walk and the captures' chain walk read the store at once, each
+// in its own snapshot: a capture appended between them must not look like
+// missing content, or like content whose capture was deleted.
+func TestVerifySettlesWalksThatSawDifferentSnapshots(t *testing.T) {
+	ctx := context.Background()
+	for _, contentFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("content walk first %v", contentFirst), func(t *testing.T) {
+			s := openTemp(t)
+			if err := s.Append(ctx, capture("a", "w1", Captured, "one")); err != nil {
+				t.Fatal(err)
+			}
+			r := &VerifyReport{}
+			cw := &contentWalk{bad: map[string]string{}, stored: map[string]bool{}}
+			var cited map[string]bool
+			walk := func(content bool) {
+				var err error
+				if content {
+					err = s.verifyContent(ctx, cw)
+				} else {
+					cited, err = s.verifyCaptures(ctx, r)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			walk(contentFirst)
+			if err := s.Append(ctx, capture("a", "w2", Captured, "two")); err != nil {
+				t.Fatal(err)
+			}
+			walk(!contentFirst)
+			if err := s.settleContent(ctx, r, cw, cited); err != nil {
+				t.Fatal(err)
+			}
+			if !r.OK() {
+				t.Fatalf("problems = %q, want none", r.Problems)
+			}
+		})
+	}
+	// Content appended after the content walk is still checked.
+	s := openTemp(t)
+	r := &VerifyReport{}
+	cw := &contentWalk{bad: map[string]string{}, stored: map[string]bool{}}
+	if err := s.verifyContent(ctx, cw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, capture("a", "w1", Captured, "one")); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, s.Path(), "DROP TRIGGER content_no_update", "UPDATE content SET bytes = CAST('evil' AS BLOB)")
+	cited, err := s.verifyCaptures(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.settleContent(ctx, r, cw, cited); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Problems, "\n"); !strings.Contains(got, "capture 1 (tenant a, workspace w1): content stored under sha256") {
+		t.Fatalf("problems = %q, want capture 1's content named", r.Problems)
 	}
 }
 

@@ -44,11 +44,7 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 	if err := s.verifySchema(ctx, r); err != nil {
 		return nil, err
 	}
-	badContent, stored, err := s.verifyContent(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.verifyCaptures(ctx, r, badContent, stored); err != nil {
+	if err := s.verifyContentAndCaptures(ctx, r); err != nil {
 		return nil, err
 	}
 	if err := s.verifyListings(ctx, r); err != nil {
@@ -167,13 +163,41 @@ func (r *VerifyReport) orphans(stored, cited map[string]bool, format string) {
 	}
 }
 
-// verifyContent rehashes every content row. It returns why each bad one is
-// bad, and every sha256 stored.
-func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (bad map[string]string, stored map[string]bool, err error) {
-	bad, stored = map[string]string{}, map[string]bool{}
+// contentWalk is what verifyContent read: how many content rows, why each
+// bad one is bad, and every sha256 stored.
+type contentWalk struct {
+	n      int
+	bad    map[string]string
+	stored map[string]bool
+}
+
+// verifyContentAndCaptures rehashes the content and walks the captures'
+// chain at once, each on its own connection: together they are most of a
+// store, and neither needs the other until both are read. Each walk reads
+// its own snapshot of the store, so a capture appended between them (a
+// snapshot still running) can look like cited content that is missing, or
+// content nobody cites; settleContent looks at those again in one read
+// transaction, and names the captures that cite bad content.
+func (s *Store) verifyContentAndCaptures(ctx context.Context, r *VerifyReport) error {
+	cw := &contentWalk{bad: map[string]string{}, stored: map[string]bool{}}
+	walked := make(chan error, 1)
+	go func() { walked <- s.verifyContent(ctx, cw) }()
+	cited, err := s.verifyCaptures(ctx, r)
+	if werr := <-walked; err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	r.Contents = cw.n
+	return s.settleContent(ctx, r, cw, cited)
+}
+
+// verifyContent rehashes every content row.
+func (s *Store) verifyContent(ctx context.Context, cw *contentWalk) error {
 	rows, err := s.db.QueryContext(ctx, "SELECT sha256, size, bytes FROM content")
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -181,23 +205,33 @@ func (s *Store) verifyContent(ctx context.Context, r *VerifyReport) (bad map[str
 		var size int64
 		var b sql.RawBytes // hashed before the next row: no copy of every config
 		if err := rows.Scan(&sha, &size, &b); err != nil {
-			return nil, nil, err
+			return err
 		}
-		r.Contents++
-		stored[sha] = true
-		if got := SHA256Hex(b); got != sha {
-			bad[sha] = fmt.Sprintf("content stored under sha256 %s now hashes to %s", sha, got)
-		} else if int64(len(b)) != size {
-			bad[sha] = fmt.Sprintf("content %s is %d bytes, recorded as %d", sha, len(b), size)
+		cw.n++
+		cw.stored[sha] = true
+		if why := contentProblem(sha, size, b); why != "" {
+			cw.bad[sha] = why
 		}
 	}
-	return bad, stored, rows.Err()
+	return rows.Err()
 }
 
-func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent map[string]string, stored map[string]bool) error {
-	cited := map[string]bool{}
-	var missing []string
-	err := s.verifyChain(ctx, r, s.captureSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
+// contentProblem says what is wrong with a content row, or "".
+func contentProblem(sha string, size int64, b []byte) string {
+	if got := SHA256Hex(b); got != sha {
+		return fmt.Sprintf("content stored under sha256 %s now hashes to %s", sha, got)
+	}
+	if int64(len(b)) != size {
+		return fmt.Sprintf("content %s is %d bytes, recorded as %d", sha, len(b), size)
+	}
+	return ""
+}
+
+// verifyCaptures walks the captures' chain and returns the content sha256
+// they cite.
+func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport) (cited map[string]bool, err error) {
+	cited = map[string]bool{}
+	err = s.verifyChain(ctx, r, s.captureSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		// The columns as stored are what the hash covers: nothing here
 		// needs them decoded.
 		id, cc, prev, hash, err := scanCaptureCols(sc)
@@ -205,35 +239,83 @@ func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport, badContent 
 			return chainRow{}, err
 		}
 		r.Captures++
-		name := func() string {
-			return fmt.Sprintf("capture %d (tenant %s, workspace %s)", id, cc.tenant, cc.workspaceID)
-		}
-		if sha := cc.sha.String; cc.sha.Valid {
-			cited[sha] = true
-			if why, ok := badContent[sha]; ok {
-				r.problem("%s: %s", name(), why)
-			}
-			// Its content row is gone: only possible with the triggers
-			// and foreign keys bypassed. Checked against the content
-			// just read rather than by a join, which costs a lookup in
-			// the content index for every capture.
-			if !stored[sha] {
-				missing = append(missing, fmt.Sprintf("%s: content %s is missing", name(), sha))
-			}
+		if cc.sha.Valid {
+			cited[cc.sha.String] = true
 		}
 		r.ChainHead = hash
-		return chainRow{id, prev, hash, cc.hash(id, prev), name}, nil
+		return chainRow{id, prev, hash, cc.hash(id, prev), func() string {
+			return fmt.Sprintf("capture %d (tenant %s, workspace %s)", id, cc.tenant, cc.workspaceID)
+		}}, nil
 	})
+	return cited, err
+}
+
+// settleContent reports what the two walks disagree on, as one snapshot of
+// the store sees it: content a capture cites that the content walk did not
+// read (missing, unless appended since: then it is checked now), content no
+// capture cites (its capture was deleted, even from the end of the chain
+// where no id jump shows it, unless appended since), and each capture that
+// cites bad content. In a store that verifies there is nothing to settle,
+// and nothing more is read.
+func (s *Store) settleContent(ctx context.Context, r *VerifyReport, cw *contentWalk, cited map[string]bool) error {
+	unread, uncited := map[string]bool{}, map[string]bool{}
+	for sha := range cited {
+		if !cw.stored[sha] {
+			unread[sha] = true
+		}
+	}
+	for sha := range cw.stored {
+		if !cited[sha] {
+			uncited[sha] = true
+		}
+	}
+	if len(cw.bad) == 0 && len(unread) == 0 && len(uncited) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}
-	// Content is only ever inserted with a capture that cites it, so
-	// content no capture cites means captures were deleted, even from the
-	// end of the chain where no id jump shows it.
-	r.orphans(stored, cited, "content %s is cited by no capture: the capture that recorded it was deleted")
-	for _, m := range missing {
-		r.problem("%s", m)
+	defer tx.Rollback()
+	missing := map[string]bool{}
+	for sha := range unread {
+		var size int64
+		var b []byte
+		switch err := tx.QueryRowContext(ctx, "SELECT size, bytes FROM content WHERE sha256 = ?", sha).Scan(&size, &b); {
+		case err == sql.ErrNoRows:
+			missing[sha] = true
+		case err != nil:
+			return err
+		default:
+			if why := contentProblem(sha, size, b); why != "" {
+				cw.bad[sha] = why
+			}
+		}
 	}
+	rows, err := tx.QueryContext(ctx, "SELECT id, tenant, workspace_id, sha256 FROM captures WHERE sha256 IS NOT NULL ORDER BY id")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var tenant, ws, sha string
+		if err := rows.Scan(&id, &tenant, &ws, &sha); err != nil {
+			return err
+		}
+		delete(uncited, sha)
+		if why, ok := cw.bad[sha]; ok {
+			r.problem("capture %d (tenant %s, workspace %s): %s", id, tenant, ws, why)
+		}
+		if missing[sha] {
+			r.problem("capture %d (tenant %s, workspace %s): content %s is missing", id, tenant, ws, sha)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Content is only ever inserted with a capture that cites it.
+	r.orphans(uncited, nil, "content %s is cited by no capture: the capture that recorded it was deleted")
 	return nil
 }
 
