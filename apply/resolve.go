@@ -30,14 +30,14 @@ func pendingReason(t tenantdb.Tx) string {
 func committing(o Options, op string, r Result, t tenantdb.Tx) *evidence.Entry {
 	e := o.entry(op, Result{Tenant: r.Tenant, WorkspaceID: r.WorkspaceID, Before: r.Before, After: r.After,
 		Outcome: Committing, Reason: pendingReason(t)})
-	tl, _ := strconv.ParseInt(t.Timeline, 16, 64) // txID checked it
+	tl, _ := strconv.ParseInt(t.Timeline, 16, 64) // checkTxID checked it
 	e.Tx = &evidence.TenantTx{ID: t.ID, SystemID: strconv.FormatInt(t.System, 10), Timeline: tl}
 	return e
 }
 
-// txID is tenantdb.TxID, refusing a transaction the journal could not name.
-func txID(ctx context.Context, tx pgx.Tx) (tenantdb.Tx, error) {
-	t, err := tenantdb.TxID(ctx, tx)
+// checkTxID passes on a transaction id read with tenantdb's TxID query,
+// refusing one the journal could not name.
+func checkTxID(t tenantdb.Tx, err error) (tenantdb.Tx, error) {
 	if err != nil {
 		return t, err
 	}

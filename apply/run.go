@@ -160,7 +160,7 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 	if err != nil {
 		return fail(err.Error() + rolledBack)
 	}
-	matched, err := op.swap(ctx, tx, items, es)
+	matched, xid, err := op.swap(ctx, tx, items, es)
 	if err != nil {
 		return fail(o.redact(err) + rolledBack)
 	}
@@ -192,7 +192,7 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	return op.commitJournaled(ctx, o, tx, tr, items, st.facts)
+	return op.commitJournaled(ctx, o, tx, xid, tr, items, st.facts)
 }
 
 // settleAll settles what earlier runs left for each item's row.
@@ -213,37 +213,51 @@ const swapBatch = 1000
 
 // swap runs op's statement for every item that es does not settle, a batch
 // at a time, and says which matched. A statement that fails aborts the
-// transaction, and the error names its workspace.
-func (op *operation) swap(ctx context.Context, tx pgx.Tx, items []plan.Item, es []earlier) ([]bool, error) {
-	matched := make([]bool, len(items))
-	for start := 0; start < len(items); start += swapBatch {
-		b := &pgx.Batch{}
-		var queued []int
-		for i := start; i < min(start+swapBatch, len(items)); i++ {
-			if es[i].done {
-				continue
-			}
-			sql, args := op.statement(items[i])
-			b.Queue(sql, args...)
+// transaction, and the error names its workspace. The last batch also asks
+// for the transaction's id, which the journal needs before COMMIT when
+// anything matched: asked for apart, it cost every tenant a round trip.
+// When no statement is sent, xid is zero.
+func (op *operation) swap(ctx context.Context, tx pgx.Tx, items []plan.Item, es []earlier) (matched []bool, xid tenantdb.Tx, err error) {
+	matched = make([]bool, len(items))
+	var queued []int
+	for i := range items {
+		if !es[i].done {
 			queued = append(queued, i)
 		}
-		if len(queued) == 0 {
-			continue
+	}
+	for len(queued) > 0 {
+		n := min(swapBatch, len(queued))
+		batch := queued[:n]
+		queued = queued[n:]
+		b := &pgx.Batch{}
+		for _, i := range batch {
+			sql, args := op.statement(items[i])
+			b.Queue(sql, args...)
+		}
+		last := len(queued) == 0
+		if last {
+			tenantdb.QueueTxID(b)
 		}
 		br := tx.SendBatch(ctx, b)
-		for _, i := range queued {
+		for _, i := range batch {
 			tag, err := br.Exec()
 			if err != nil {
 				br.Close()
-				return nil, fmt.Errorf("workspace %s: %w", items[i].WorkspaceID, err)
+				return nil, xid, fmt.Errorf("workspace %s: %w", items[i].WorkspaceID, err)
 			}
 			matched[i] = tag.RowsAffected() == 1
 		}
+		if last {
+			if xid, err = checkTxID(tenantdb.ScanTxID(br.QueryRow())); err != nil {
+				br.Close()
+				return nil, xid, fmt.Errorf("transaction id: %w", err)
+			}
+		}
 		if err := br.Close(); err != nil {
-			return nil, err
+			return nil, xid, err
 		}
 	}
-	return matched, nil
+	return matched, xid, nil
 }
 
 func workspaceIDs(items []plan.Item) []string {
@@ -261,20 +275,12 @@ func workspaceIDs(items []plan.Item) []string {
 //
 // facts, what the run learnt of earlier runs' transactions, are journaled
 // first: they are true whether or not this transaction commits.
-func (op *operation) commitJournaled(ctx context.Context, o Options, tx pgx.Tx, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
+func (op *operation) commitJournaled(ctx context.Context, o Options, tx pgx.Tx, xid tenantdb.Tx, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
 	pending := facts
-	var xid tenantdb.Tx
 	for _, r := range tr.Results {
-		if r.Outcome != op.wrote {
-			continue
+		if r.Outcome == op.wrote {
+			pending = append(pending, committing(o, op.name, r, xid))
 		}
-		if xid.ID == 0 {
-			var err error
-			if xid, err = txID(ctx, tx); err != nil {
-				return journalOp(ctx, o, failAll(tr.Tenant, items, "transaction id: "+o.redact(err)+"; the tenant's transaction was rolled back"), op.name)
-			}
-		}
-		pending = append(pending, committing(o, op.name, r, xid))
 	}
 	if len(pending) > 0 {
 		if err := o.Store.Append(ctx, pending...); err != nil {

@@ -328,12 +328,25 @@ type Tx struct {
 	Timeline string // hex, as in WAL file names
 }
 
+// txIDQuery names the transaction it runs in (assigning it an id if it has
+// none yet), its server and its timeline.
+const txIDQuery = `SELECT txid_current(), (SELECT system_identifier FROM pg_control_system()),
+  substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`
+
 // TxID returns tx's transaction, which a later session can pass to TxStatus
 // to learn whether it committed.
 func TxID(ctx context.Context, tx pgx.Tx) (Tx, error) {
+	return ScanTxID(tx.QueryRow(ctx, txIDQuery))
+}
+
+// QueueTxID adds TxID's query to b, for a caller that would rather not
+// spend a round trip on it; read its answer with ScanTxID(results.QueryRow()).
+func QueueTxID(b *pgx.Batch) { b.Queue(txIDQuery) }
+
+// ScanTxID reads the row of TxID's query.
+func ScanTxID(r pgx.Row) (Tx, error) {
 	var t Tx
-	err := tx.QueryRow(ctx, `SELECT txid_current(), (SELECT system_identifier FROM pg_control_system()),
-  substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`).Scan(&t.ID, &t.System, &t.Timeline)
+	err := r.Scan(&t.ID, &t.System, &t.Timeline)
 	return t, err
 }
 
