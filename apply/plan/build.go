@@ -158,9 +158,11 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	evDone := make(chan struct{})
+	readsEnded := func() {}
 	defer func() {
 		cancel() // stops reading tenants and evidence when the plan fails
 		<-evDone
+		readsEnded()
 	}()
 	// Once the store verifies, its captures are numbered 1 to headID and
 	// headHash is the last of them's.
@@ -169,7 +171,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	slices.SortFunc(tenants, func(a, b inventory.Tenant) int { return strings.Compare(a.Name, b.Name) })
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
-	reads := readTenants(ctx, tenants, o.Concurrency, est)
+	reads, readsEnded := readTenants(ctx, tenants, o.Concurrency, est)
 	evs := readEvidence(ctx, o.Store, ev, tenants, evDone)
 	for i, t := range tenants {
 		var tr tenantRead
@@ -377,19 +379,26 @@ type tenantRead struct {
 // from est until read) stay within readAheadRows, so that a slow plan, or
 // a fleet of large tenants, does not hold every tenant's rows at once. A
 // tenant that cannot be read is planned unreachable and the others go on.
-func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int, est map[string]int) []chan tenantRead {
+// wait returns once every read has ended; cancel ctx first to end them
+// early (a plan that failed or was interrupted leaves no session open).
+func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int, est map[string]int) (reads []chan tenantRead, wait func()) {
 	out := make([]chan tenantRead, len(tenants))
 	for i := range out {
 		out[i] = make(chan tenantRead, 1)
 	}
 	h := newHolding(conc, readAheadRows)
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for i, t := range tenants {
 			guess := est[t.Name]
 			if !h.acquire(ctx, guess) {
 				return
 			}
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				// Timeouts, so a tenant stuck behind a migration's lock is
 				// reported with its name instead of hanging the plan.
 				rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
@@ -398,7 +407,7 @@ func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int, est 
 			}()
 		}
 	}()
-	return out
+	return out, wg.Wait
 }
 
 // readAheadRows bounds the rows readTenants holds ahead of the tenant
