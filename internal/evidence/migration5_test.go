@@ -13,6 +13,31 @@ import (
 
 var oldAt = time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 
+// migratedTo makes a store file name in a new temporary directory with the
+// migrations up to schema version v applied and nothing in it, as a backfill
+// of that version left one, open on one connection; the caller writes the
+// old rows, then closes db before opening the store.
+func migratedTo(t *testing.T, name string, v int) (db *sql.DB, path string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), name)
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	for i := 0; i < v; i++ {
+		if _, err := db.Exec(migrations[i]); err != nil {
+			db.Close()
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, path
+}
+
 // oldStore writes a store the way backfill did before migration 5: schema
 // version 4, an approval, and an apply that died at its COMMIT, whose
 // committing entry names its tenant transaction only in its reason. Hashes
@@ -20,24 +45,14 @@ var oldAt = time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 // proves old rows still hash as they did.
 func oldStore(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "old.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path := migratedTo(t, "old.db", 4)
 	defer db.Close()
-	for v := 0; v < 4; v++ {
-		if _, err := db.Exec(migrations[v]); err != nil {
-			t.Fatalf("migration %d: %v", v+1, err)
-		}
-	}
 	at := formatTime(oldAt)
 	ah := chainHash("approvals", "", int64(1), "sha256:0ld", "bob", "alice", at)
 	stmts := []struct {
 		q    string
 		args []any
 	}{
-		{"PRAGMA user_version = 4", nil},
 		{"INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, prev_hash, hash) VALUES (1, 'sha256:0ld', 'bob', 'alice', ?, '', ?)",
 			[]any{at, ah}},
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,20 +16,8 @@ import (
 // old rows still hash as they did after the table is rebuilt.
 func v5Store(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "v5.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path := migratedTo(t, "v5.db", 5)
 	defer db.Close()
-	for v := 0; v < 5; v++ {
-		if _, err := db.Exec(migrations[v]); err != nil {
-			t.Fatalf("migration %d: %v", v+1, err)
-		}
-	}
-	if _, err := db.Exec("PRAGMA user_version = 5"); err != nil {
-		t.Fatal(err)
-	}
 	at := formatTime(oldAt)
 	content := "name: SEO Agent\n"
 	sha := SHA256Hex([]byte(content))

@@ -2,9 +2,7 @@ package evidence
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,21 +18,8 @@ import (
 func v6Store(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "v6.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path := migratedTo(t, "v6.db", 6)
 	defer db.Close()
-	db.SetMaxOpenConns(1)
-	for v := 0; v < 6; v++ {
-		if _, err := db.Exec(migrations[v]); err != nil {
-			t.Fatalf("migration %d: %v", v+1, err)
-		}
-	}
-	if _, err := db.Exec("PRAGMA user_version = 6"); err != nil {
-		t.Fatal(err)
-	}
 	live := capture("acme", "w1", Captured, "name: SEO Agent\n")
 	live.Source = source.Container
 	notLive := capture("acme", "w2", NotLive, "")

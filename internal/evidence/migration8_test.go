@@ -2,9 +2,7 @@ package evidence
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -16,21 +14,8 @@ import (
 func v7Store(t *testing.T) (path string, contents map[string][]byte) {
 	t.Helper()
 	ctx := context.Background()
-	path = filepath.Join(t.TempDir(), "v7.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path := migratedTo(t, "v7.db", 7)
 	defer db.Close()
-	db.SetMaxOpenConns(1)
-	for v := 0; v < 7; v++ {
-		if _, err := db.Exec(migrations[v]); err != nil {
-			t.Fatalf("migration %d: %v", v+1, err)
-		}
-	}
-	if _, err := db.Exec("PRAGMA user_version = 7"); err != nil {
-		t.Fatal(err)
-	}
 	contents = map[string][]byte{}
 	var recs []Record
 	for i := 0; i < 200; i++ {
