@@ -400,8 +400,11 @@ func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int, est 
 			go func() {
 				defer wg.Done()
 				// Timeouts, so a tenant stuck behind a migration's lock is
-				// reported with its name instead of hanging the plan.
-				rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute})
+				// reported with its name instead of hanging the plan; a
+				// session cut or refused before it started is tried again,
+				// as apply does, rather than leaving the tenant unplanned.
+				rows, db, err := tenantdb.ListAllIdentified(ctx, t.DSN, tenantdb.Options{LockTimeout: 10 * time.Second, StatementTimeout: time.Minute,
+					ConnectAttempts: connectAttempts})
 				h.settle(guess, len(rows))
 				out[i] <- tenantRead{rows: rows, db: db, err: err, done: sync.OnceFunc(func() { h.release(len(rows)) })}
 			}()
@@ -409,6 +412,10 @@ func readTenants(ctx context.Context, tenants []inventory.Tenant, conc int, est 
 	}()
 	return out, wg.Wait
 }
+
+// connectAttempts is how many times a tenant's session is tried when it
+// fails before it started (nothing was sent: safe to try again).
+const connectAttempts = 3
 
 // readAheadRows bounds the rows readTenants holds ahead of the tenant
 // being planned (a few MB), whatever --tenant-concurrency allows: a fleet of

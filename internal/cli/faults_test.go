@@ -16,7 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"backfill/apply/plan"
 	"backfill/internal/filesapi"
+	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
 )
 
@@ -384,6 +386,34 @@ func dropProxy(t *testing.T, dsn string, drop int32) (string, *atomic.Int32) {
 		pgtest.Relay(client, server)
 	})
 	return proxied, conns
+}
+
+// A session dropped before it started while plan reads a tenant is tried
+// again: the tenant is planned, not reported unreachable.
+func TestPlanRetriesATenantRead(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, 3, 0)
+	if res := f.snapshot(t); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	proxied, conns := dropProxy(t, f.dsns["gamma"], 1)
+	f.repoint(t, "gamma", proxied)
+	cp := writeFile(t, filepath.Join(f.dir, "cp.csv"), "tenant,workspace_id,template\n")
+	planPath := filepath.Join(f.dir, "plan.json")
+	res := runAt(t, f.env, "--evidence", f.evidence, "plan", "--inventory", f.inventory, "--cp", cp, "--catalog", fixture.CatalogDir(t),
+		"--out", planPath, "--author", "ops")
+	if res.code != 0 || conns.Load() < 2 {
+		t.Fatalf("exit %d after %d connections to gamma\n%s%s", res.code, conns.Load(), res.stdout, res.stderr)
+	}
+	p, err := plan.LoadPlan(planPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range p.Databases {
+		if d.Unreachable != "" {
+			t.Errorf("tenant %s planned unreachable: %s", d.Tenant, d.Unreachable)
+		}
+	}
 }
 
 // A connection dropped while listing a tenant is retried like a capture
