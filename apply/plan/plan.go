@@ -290,12 +290,17 @@ func countsOf(v int, items []Item) map[string]int {
 		counts[string(v)] = 0
 	}
 	for i := range items {
-		counts[string(items[i].Verdict)]++
-		if items[i].Drift {
-			counts["drift"]++
-		}
+		count(counts, &items[i])
 	}
 	return counts
+}
+
+// count adds an item to counts by verdict, and to "drift" when it drifted.
+func count(counts map[string]int, it *Item) {
+	counts[string(it.Verdict)]++
+	if it.Drift {
+		counts["drift"]++
+	}
 }
 
 // WriteFile writes the plan atomically with mode 0644: it holds no secrets,

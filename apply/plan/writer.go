@@ -70,10 +70,7 @@ func (w *Writer) Add(it *Item) error {
 		return fmt.Errorf("item %s: items are not in plan order", it.Key())
 	}
 	w.ie.encode(w.bw, it, w.tally.items == 0)
-	w.counts[string(it.Verdict)]++
-	if it.Drift {
-		w.counts["drift"]++
-	}
+	count(w.counts, it)
 	w.tally.add(it)
 	if w.csv != nil {
 		w.csv.add(it)
