@@ -244,6 +244,27 @@ func TestVerifySettlesWalksThatSawDifferentSnapshots(t *testing.T) {
 	}
 }
 
+// A walk that cannot read its table fails verify with its own error, not
+// with the other walk's cancellation.
+func TestVerifyReportsTheWalkThatFailed(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	var recs []Record
+	// Enough captures that the chain walk is still going when the content
+	// walk fails on its first row.
+	for i := range 5000 {
+		recs = append(recs, capture("a", fmt.Sprintf("w%04d", i), Captured, fmt.Sprintf("content %d", i)))
+	}
+	if err := s.Append(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, s.Path(), "DROP TRIGGER content_no_update", "UPDATE content SET size = 'many' WHERE rowid = 1")
+	_, err := s.Verify(ctx)
+	if err == nil || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), `"size"`) {
+		t.Fatalf("verify of a store whose content cannot be read: %v, want the content walk's error", err)
+	}
+}
+
 func TestWriterBatchesConcurrentWrites(t *testing.T) {
 	s := openTemp(t)
 	w := s.NewWriter()

@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -180,10 +181,22 @@ type contentWalk struct {
 // transaction, and names the captures that cite bad content.
 func (s *Store) verifyContentAndCaptures(ctx context.Context, r *VerifyReport) error {
 	cw := &contentWalk{bad: map[string]string{}, stored: map[string]bool{}}
+	// A walk that fails stops the other: its error is the answer.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	walked := make(chan error, 1)
-	go func() { walked <- s.verifyContent(ctx, cw) }()
+	go func() {
+		err := s.verifyContent(ctx, cw)
+		if err != nil {
+			cancel()
+		}
+		walked <- err
+	}()
 	cited, err := s.verifyCaptures(ctx, r)
-	if werr := <-walked; err == nil {
+	if err != nil {
+		cancel()
+	}
+	if werr := <-walked; werr != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		err = werr
 	}
 	if err != nil {
