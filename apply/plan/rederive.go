@@ -166,18 +166,44 @@ func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, 
 			}
 		}
 	}
+	// Tenants are read evidenceReaders at a time, each by a reader of its
+	// own (reading one is mostly a single goroutine's work in the store,
+	// while its identities are derived on every CPU): a plan over hundreds
+	// of small tenants paid for each one's reads in turn. The first failing
+	// tenant in order is the one reported, whatever finished first.
+	type read struct {
+		ws  []wsEvidence
+		err error
+	}
+	reads := make([]read, len(tenants))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(evidenceReaders, len(tenants)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := newEvidenceReader(s, cat, headID)
+			for i := range next {
+				t := tenants[i]
+				var keep func(string) bool
+				if want != nil {
+					keep = func(id string) bool { return want[evidence.Key{Tenant: t, WorkspaceID: id}] }
+				}
+				reads[i].ws, reads[i].err = r.tenant(ctx, t, keep)
+			}
+		}()
+	}
+	for i := range tenants {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	upTo, since, notEvidence = map[evidence.Key][]captured{}, map[evidence.Key][]captured{}, map[evidence.Key]string{}
-	r := newEvidenceReader(s, cat, headID)
-	for _, t := range tenants {
-		var keep func(string) bool
-		if want != nil {
-			keep = func(id string) bool { return want[evidence.Key{Tenant: t, WorkspaceID: id}] }
-		}
-		ws, err := r.tenant(ctx, t, keep)
-		if err != nil {
+	for i, t := range tenants {
+		if err := reads[i].err; err != nil {
 			return nil, nil, nil, err
 		}
-		for _, w := range ws {
+		for _, w := range reads[i].ws {
 			k := evidence.Key{Tenant: t, WorkspaceID: w.id}
 			if len(w.upTo) > 0 {
 				upTo[k] = w.upTo
@@ -192,6 +218,9 @@ func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, 
 	}
 	return upTo, since, notEvidence, nil
 }
+
+// evidenceReaders is how many tenants loadEvidence reads at once.
+const evidenceReaders = 2
 
 // wsEvidence is what the evidence store holds of one workspace.
 type wsEvidence struct {

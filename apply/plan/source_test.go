@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"backfill/internal/evidence"
+	"backfill/internal/identity"
 	"backfill/internal/source"
 	"backfill/internal/workspace"
 )
@@ -142,5 +143,61 @@ func TestLoadEvidenceRefusesAlteredContent(t *testing.T) {
 	var ref *Refusal
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "capture 120: its stored bytes no longer hash") {
 		t.Fatalf("altered content: %v", err)
+	}
+}
+
+// Tenants are read two at a time; when several cannot be read, the first in
+// order is the one reported, whichever reader failed first, and tenants that
+// read well give the same evidence as when read one at a time.
+func TestLoadEvidenceAcrossTenantsReportsTheFirstFailure(t *testing.T) {
+	ctx := context.Background()
+	cat := loadCatalog(t)
+	path := filepath.Join(t.TempDir(), "evidence.db")
+	s, err := evidence.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	var recs []evidence.Record
+	for _, tenant := range []string{"t1", "t2", "t3", "t4", "t5"} {
+		for i := range 40 {
+			ws := fmt.Sprintf("w-%03d", i)
+			recs = append(recs, &evidence.Capture{Tenant: tenant, WorkspaceID: ws, Row: workspace.Row{ID: ws, Runtime: "claude-code", Status: "online"},
+				Method: "file", Target: "t", StartedAt: at, EndedAt: at, Attempt: 1, Outcome: evidence.Captured,
+				Content: fmt.Appendf(nil, "name: SEO Agent\nruntime: claude-code\n# %s %d\n", tenant, i)})
+		}
+	}
+	if err := s.Append(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	_, head, _ := s.Head(ctx, "captures")
+	ev, _, _, err := loadEvidence(ctx, s, cat, head, nil)
+	if err != nil || len(ev) != 200 {
+		t.Fatalf("%d workspaces with evidence, %v", len(ev), err)
+	}
+	for k, caps := range ev {
+		if len(caps) != 1 || caps[0].Identity.Rule != identity.RuleStub {
+			t.Fatalf("%v: %+v", k, caps)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Capture 190 is t5's, 70 is t2's: t2 comes first.
+	for _, q := range []string{"DROP TRIGGER content_no_update",
+		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB) WHERE sha256 IN (SELECT sha256 FROM captures WHERE id IN (190, 70))"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		_, _, _, err = loadEvidence(ctx, s, cat, head, nil)
+		var ref *Refusal
+		if !errors.As(err, &ref) || !strings.Contains(err.Error(), "capture 70: its stored bytes no longer hash") {
+			t.Fatalf("altered content in two tenants: %v, want t2's capture 70 named", err)
+		}
 	}
 }
