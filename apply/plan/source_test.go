@@ -100,6 +100,56 @@ func TestReportCountsWritesBySource(t *testing.T) {
 	}
 }
 
+// stubStore is a store holding, for each tenant, per captured stub configs
+// (each with distinct bytes), numbered from 1 in tenant order.
+func stubStore(t *testing.T, tenants []string, per int) (s *evidence.Store, path, head string) {
+	t.Helper()
+	ctx := context.Background()
+	path = filepath.Join(t.TempDir(), "evidence.db")
+	s, err := evidence.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	var recs []evidence.Record
+	for _, tenant := range tenants {
+		for i := range per {
+			ws := fmt.Sprintf("w-%03d", i)
+			recs = append(recs, &evidence.Capture{Tenant: tenant, WorkspaceID: ws, Row: workspace.Row{ID: ws, Runtime: "claude-code", Status: "online"},
+				Method: "file", Target: "t", StartedAt: at, EndedAt: at, Attempt: 1, Outcome: evidence.Captured,
+				Content: fmt.Appendf(nil, "name: SEO Agent\nruntime: claude-code\n# %s %d\n", tenant, i)})
+		}
+	}
+	if err := s.Append(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	_, head, err = s.Head(ctx, "captures")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, path, head
+}
+
+// alterStubs changes the stored bytes cited by the given captures, with
+// the append-only trigger dropped, as someone editing the file would.
+func alterStubs(t *testing.T, path string, ids ...int64) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("DROP TRIGGER content_no_update"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := db.Exec("UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB) WHERE sha256 = (SELECT sha256 FROM captures WHERE id = ?)", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestLoadEvidenceRefusesAlteredContent: content whose stored bytes no
 // longer hash to their sha256 (altered after verify ran) refuses the read,
 // naming the earliest capture that cites it, whichever of the many contents
@@ -107,39 +157,12 @@ func TestReportCountsWritesBySource(t *testing.T) {
 func TestLoadEvidenceRefusesAlteredContent(t *testing.T) {
 	ctx := context.Background()
 	cat := loadCatalog(t)
-	path := filepath.Join(t.TempDir(), "evidence.db")
-	s, err := evidence.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	var recs []evidence.Record
-	for i := range 300 {
-		ws := fmt.Sprintf("w-%03d", i)
-		recs = append(recs, &evidence.Capture{Tenant: "acme", WorkspaceID: ws, Row: workspace.Row{ID: ws, Runtime: "claude-code", Status: "online"},
-			Method: "file", Target: "t", StartedAt: at, EndedAt: at, Attempt: 1, Outcome: evidence.Captured,
-			Content: fmt.Appendf(nil, "name: SEO Agent\nruntime: claude-code\n# %d\n", i)})
-	}
-	if err := s.Append(ctx, recs...); err != nil {
-		t.Fatal(err)
-	}
-	_, head, _ := s.Head(ctx, "captures")
+	s, path, head := stubStore(t, []string{"acme"}, 300)
 	if ev, _, _, err := loadEvidence(ctx, s, cat, head, nil); err != nil || len(ev) != 300 {
 		t.Fatalf("%d workspaces with evidence, %v", len(ev), err)
 	}
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{"DROP TRIGGER content_no_update",
-		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB) WHERE sha256 IN (SELECT sha256 FROM captures WHERE id IN (250, 120))"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, _, _, err = loadEvidence(ctx, s, cat, head, nil)
+	alterStubs(t, path, 250, 120)
+	_, _, _, err := loadEvidence(ctx, s, cat, head, nil)
 	var ref *Refusal
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "capture 120: its stored bytes no longer hash") {
 		t.Fatalf("altered content: %v", err)
@@ -152,26 +175,7 @@ func TestLoadEvidenceRefusesAlteredContent(t *testing.T) {
 func TestLoadEvidenceAcrossTenantsReportsTheFirstFailure(t *testing.T) {
 	ctx := context.Background()
 	cat := loadCatalog(t)
-	path := filepath.Join(t.TempDir(), "evidence.db")
-	s, err := evidence.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	var recs []evidence.Record
-	for _, tenant := range []string{"t1", "t2", "t3", "t4", "t5"} {
-		for i := range 40 {
-			ws := fmt.Sprintf("w-%03d", i)
-			recs = append(recs, &evidence.Capture{Tenant: tenant, WorkspaceID: ws, Row: workspace.Row{ID: ws, Runtime: "claude-code", Status: "online"},
-				Method: "file", Target: "t", StartedAt: at, EndedAt: at, Attempt: 1, Outcome: evidence.Captured,
-				Content: fmt.Appendf(nil, "name: SEO Agent\nruntime: claude-code\n# %s %d\n", tenant, i)})
-		}
-	}
-	if err := s.Append(ctx, recs...); err != nil {
-		t.Fatal(err)
-	}
-	_, head, _ := s.Head(ctx, "captures")
+	s, path, head := stubStore(t, []string{"t1", "t2", "t3", "t4", "t5"}, 40)
 	ev, _, _, err := loadEvidence(ctx, s, cat, head, nil)
 	if err != nil || len(ev) != 200 {
 		t.Fatalf("%d workspaces with evidence, %v", len(ev), err)
@@ -181,18 +185,8 @@ func TestLoadEvidenceAcrossTenantsReportsTheFirstFailure(t *testing.T) {
 			t.Fatalf("%v: %+v", k, caps)
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	// Capture 190 is t5's, 70 is t2's: t2 comes first.
-	for _, q := range []string{"DROP TRIGGER content_no_update",
-		"UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB) WHERE sha256 IN (SELECT sha256 FROM captures WHERE id IN (190, 70))"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	alterStubs(t, path, 190, 70)
 	for range 5 {
 		_, _, _, err = loadEvidence(ctx, s, cat, head, nil)
 		var ref *Refusal
