@@ -171,7 +171,8 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	slices.SortFunc(tenants, func(a, b inventory.Tenant) int { return strings.Compare(a.Name, b.Name) })
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
-	reads, readsEnded := readTenants(ctx, tenants, o.Concurrency, est)
+	var reads []chan tenantRead
+	reads, readsEnded = readTenants(ctx, tenants, o.Concurrency, est)
 	evs := readEvidence(ctx, o.Store, ev, tenants, evDone)
 	for i, t := range tenants {
 		var tr tenantRead
