@@ -348,8 +348,11 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 		rows, err = tenantdb.ListLive(lctx, t.DSN, tenantdb.Options{ConnectTimeout: e.o.Timeout})
 		cancel()
 		// A blip while listing would cost the whole tenant's evidence:
-		// retry it like a capture.
-		if err == nil || !tenantdb.Transient(err) || attempt > e.o.Retries || ctx.Err() != nil {
+		// retry it like a capture, and a session its server kept waiting
+		// past the connect timeout too (a listing is read-only, and its
+		// slot is not a capture's).
+		retry := tenantdb.Transient(err) || tenantdb.ConnectTimedOut(err)
+		if err == nil || !retry || attempt > e.o.Retries || ctx.Err() != nil {
 			break
 		}
 		wait := e.backoff(attempt)

@@ -101,7 +101,7 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 // the connection was refused, cut or reset, or the server did not answer
 // the startup in time (ctx itself still live).
 func connectFailedEarly(err error) bool {
-	return Transient(err) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
+	return Transient(err) || ConnectTimedOut(err)
 }
 
 // rowColumns reads ListedColumns (access.go), whose SELECT grants a

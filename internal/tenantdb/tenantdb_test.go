@@ -128,15 +128,16 @@ func TestTransient(t *testing.T) {
 		ctx       context.Context
 		dsn       string
 		transient bool
+		timedOut  bool // ConnectTimedOut
 	}{
-		{"connection refused", ctx, "postgres://u:p@127.0.0.1:1/x?connect_timeout=2", true},
-		{"no workspaces table", ctx, noSchema, false},
-		{"no such database", ctx, noDB, false},
-		{"malformed DSN", ctx, "postgres://u:p@host:notaport/x", false},
-		{"interrupted", cancelled, tenant, false},
-		{"timed out", ctx, "postgres://u:p@" + silent.Addr().String() + "/x?sslmode=disable", false},
-		{"socket missing while the server restarts", ctx, "postgres://u@/x?host=" + t.TempDir() + "&port=5432", true},
-		{"no such host", ctx, "postgres://u:p@no-such-host.invalid/x?connect_timeout=2", false},
+		{"connection refused", ctx, "postgres://u:p@127.0.0.1:1/x?connect_timeout=2", true, false},
+		{"no workspaces table", ctx, noSchema, false, false},
+		{"no such database", ctx, noDB, false, false},
+		{"malformed DSN", ctx, "postgres://u:p@host:notaport/x", false, false},
+		{"interrupted", cancelled, tenant, false, false},
+		{"timed out", ctx, "postgres://u:p@" + silent.Addr().String() + "/x?sslmode=disable", false, true},
+		{"socket missing while the server restarts", ctx, "postgres://u@/x?host=" + t.TempDir() + "&port=5432", true, false},
+		{"no such host", ctx, "postgres://u:p@no-such-host.invalid/x?connect_timeout=2", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,10 +148,18 @@ func TestTransient(t *testing.T) {
 			if got := Transient(err); got != tc.transient {
 				t.Errorf("Transient(%v) = %v, want %v", err, got, tc.transient)
 			}
+			if got := ConnectTimedOut(err); got != tc.timedOut {
+				t.Errorf("ConnectTimedOut(%v) = %v, want %v", err, got, tc.timedOut)
+			}
 		})
 	}
 	if Transient(nil) || !Transient(&pgconn.PgError{Code: "57P01"}) || Transient(&pgconn.PgError{Code: "42501"}) {
 		t.Error("SQLSTATE classes misjudged")
+	}
+	// A statement that timed out, or a context that ended after the
+	// session started, is not a session that never started.
+	if ConnectTimedOut(context.DeadlineExceeded) || ConnectTimedOut(&pgconn.PgError{Code: "57014"}) || ConnectTimedOut(nil) {
+		t.Error("a timeout after connect taken for one while connecting")
 	}
 }
 

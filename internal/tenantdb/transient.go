@@ -16,7 +16,8 @@ import (
 // is not: a server's refusal of the request itself (bad password, missing
 // table, permission denied, no such database), a malformed DSN, a name that
 // does not resolve, a TLS failure, and a timeout (a host that used its whole
-// timeout would hold a caller's slot as long again on each retry).
+// timeout would hold a caller's slot as long again on each retry; see
+// ConnectTimedOut for the one a listing tries again).
 func Transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
 		return false
@@ -45,4 +46,19 @@ func Transient(err error) bool {
 		}
 	}
 	return false
+}
+
+// ConnectTimedOut reports whether err is a session that did not start in
+// time: the server was not reached, or did not answer the startup, before
+// the connect timeout. Nothing but the startup was sent, so trying again
+// is safe, and unlike a timed-out statement it is worth it: a server
+// opening a hundred sessions at once (tenant databases sharing one
+// instance) keeps the last of them waiting, which a later try does not.
+func ConnectTimedOut(err error) bool {
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.As(err, &ne) && ne.Timeout()
 }

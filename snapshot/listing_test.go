@@ -1,0 +1,84 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"backfill/internal/evidence"
+	"backfill/internal/filesapi"
+	"backfill/internal/pgtest"
+)
+
+// stallingProxy forwards sessions to dsn's server, except the first stall
+// of them: accepted and never answered, as a server busy opening a hundred
+// other sessions leaves the last ones. It returns a DSN through it and its
+// session count.
+func stallingProxy(t *testing.T, dsn string, stall int32) (string, *atomic.Int32) {
+	t.Helper()
+	sessions := &atomic.Int32{}
+	proxied := pgtest.Proxy(t, dsn, func(_ int, client net.Conn, dial func() (net.Conn, error)) {
+		if sessions.Add(1) <= stall {
+			t.Cleanup(func() { client.Close() })
+			return
+		}
+		server, err := dial()
+		if err != nil {
+			client.Close()
+			return
+		}
+		pgtest.Relay(client, server)
+	})
+	return proxied, sessions
+}
+
+// A tenant whose server keeps the listing's session waiting past the
+// connect timeout is listed again, as a blip is, and its workspaces
+// captured: a listing lost is the tenant's whole evidence. The tries are
+// still bounded by --retries: a server that never answers leaves its
+// tenant unreachable after 1+retries sessions, recorded so.
+func TestListingRetriesASessionThatNeverStarted(t *testing.T) {
+	t.Parallel()
+	dsn, ids := tenantWith(t, 7, 3)
+	p := &filesapi.MemoryPlatform{Org: testOrg}
+	for _, id := range ids {
+		p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: x\n")})
+	}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	inv := func(dsn string) string {
+		return fmt.Sprintf("version: 1\ntenants:\n  - name: slow\n    dsn: %q\n    collector: {files_api: {base_url: %q, headers: {X-Molecule-Org-Id: %q}, rate: 1000}}\n",
+			dsn, srv.URL, testOrg)
+	}
+	o := Options{Timeout: time.Second, Retries: 1, Backoff: time.Millisecond}
+
+	once, sessions := stallingProxy(t, dsn, 1)
+	sum, store := runSnapshot(t, inv(once), o)
+	if len(sum.TenantsFailed) != 0 || sum.Captured != len(ids) {
+		t.Fatalf("tenant kept waiting once: %+v", sum)
+	}
+	if n := sessions.Load(); n != 2 {
+		t.Fatalf("%d sessions, want 2: the one kept waiting and the retry", n)
+	}
+	if l, err := store.LatestListing(context.Background(), "slow"); err != nil || l == nil || len(l.Rows) != len(ids) {
+		t.Fatalf("listing recorded: %+v, %v", l, err)
+	}
+
+	never, sessions := stallingProxy(t, dsn, 1<<30)
+	sum, store = runSnapshot(t, inv(never), o)
+	if len(sum.TenantsFailed) != 1 || !strings.Contains(sum.TenantsFailed[0].Reason, "timeout") {
+		t.Fatalf("tenant never answered: %+v", sum.TenantsFailed)
+	}
+	if n := sessions.Load(); n != 2 {
+		t.Fatalf("%d sessions to a server that never answers, want 2 (--retries 1)", n)
+	}
+	latest, err := store.LatestListings(context.Background(), false)
+	if err != nil || latest["slow"] == nil || latest["slow"].Outcome != evidence.Unreachable {
+		t.Fatalf("latest listing of the tenant that never answered: %+v, %v", latest["slow"], err)
+	}
+}
