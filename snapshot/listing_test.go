@@ -55,7 +55,7 @@ func TestListingRetriesASessionThatNeverStarted(t *testing.T) {
 		return fmt.Sprintf("version: 1\ntenants:\n  - name: slow\n    dsn: %q\n    collector: {files_api: {base_url: %q, headers: {X-Molecule-Org-Id: %q}, rate: 1000}}\n",
 			dsn, srv.URL, testOrg)
 	}
-	o := Options{Timeout: time.Second, Retries: 1, Backoff: time.Millisecond}
+	o := Options{Timeout: 2 * time.Second, Retries: 1, Backoff: time.Millisecond}
 
 	once, sessions := stallingProxy(t, dsn, 1)
 	sum, store := runSnapshot(t, inv(once), o)
