@@ -204,7 +204,9 @@ func countTemplate(ctx context.Context, f *benchFleet, tmpl string) (int, error)
 }
 
 // copyStore copies an evidence store (and its WAL files, if any) from src
-// to dst, with no process holding it open.
+// to dst, with no process holding it open. The copy is synced before it is
+// used: an operator's store has long been on disk, and writing back half a
+// GB of dirty pages would otherwise be timed as part of the run that reads it.
 func copyStore(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
@@ -217,9 +219,25 @@ func copyStore(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(dst+suffix, b, 0o600); err != nil {
+		if err := writeSynced(dst+suffix, b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

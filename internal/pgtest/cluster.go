@@ -215,6 +215,12 @@ func (c *Cluster) Restart() error {
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=400",
+		// Autovacuum forks a worker into each database in turn, a minute
+		// shared by all of them: a cluster of hundreds of databases (the
+		// bench's fleets) forks several a second, a tenth of this machine's
+		// two cores and more where fork is dear, taken from what is measured.
+		// Nothing here needs a table vacuumed.
+		"-c", "autovacuum=off",
 		// Many clusters may run at once (one per test package); keep each small.
 		"-c", "shared_buffers=32MB",
 	)
