@@ -21,20 +21,7 @@ import (
 // session count.
 func stallingProxy(t *testing.T, dsn string, stall int32) (string, *atomic.Int32) {
 	t.Helper()
-	sessions := &atomic.Int32{}
-	proxied := pgtest.Proxy(t, dsn, func(_ int, client net.Conn, dial func() (net.Conn, error)) {
-		if sessions.Add(1) <= stall {
-			t.Cleanup(func() { client.Close() })
-			return
-		}
-		server, err := dial()
-		if err != nil {
-			client.Close()
-			return
-		}
-		pgtest.Relay(client, server)
-	})
-	return proxied, sessions
+	return pgtest.FaultyProxy(t, dsn, stall, func(client net.Conn) { t.Cleanup(func() { client.Close() }) })
 }
 
 // A tenant whose server keeps the listing's session waiting past the

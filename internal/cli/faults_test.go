@@ -372,20 +372,7 @@ func TestFaultPostgresRestartedInsideApplyTransaction(t *testing.T) {
 // count.
 func dropProxy(t *testing.T, dsn string, drop int32) (string, *atomic.Int32) {
 	t.Helper()
-	conns := &atomic.Int32{}
-	proxied := pgtest.Proxy(t, dsn, func(_ int, client net.Conn, dial func() (net.Conn, error)) {
-		if conns.Add(1) <= drop {
-			client.Close()
-			return
-		}
-		server, err := dial()
-		if err != nil {
-			client.Close()
-			return
-		}
-		pgtest.Relay(client, server)
-	})
-	return proxied, conns
+	return pgtest.FaultyProxy(t, dsn, drop, func(client net.Conn) { client.Close() })
 }
 
 // A session dropped before it started while plan reads a tenant is tried

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -62,4 +63,26 @@ func Relay(client, server net.Conn) {
 	client.Close()
 	server.Close()
 	<-done
+}
+
+// FaultyProxy is a Proxy that relays every session to dsn's server but the
+// first n, which it hands to fault instead (fault owns the connection): a
+// restarting pooler closes them, a server too busy to answer holds them.
+// It returns the DSN through the proxy and its session count.
+func FaultyProxy(t testing.TB, dsn string, n int32, fault func(client net.Conn)) (string, *atomic.Int32) {
+	t.Helper()
+	sessions := &atomic.Int32{}
+	proxied := Proxy(t, dsn, func(_ int, client net.Conn, dial func() (net.Conn, error)) {
+		if sessions.Add(1) <= n {
+			fault(client)
+			return
+		}
+		server, err := dial()
+		if err != nil {
+			client.Close()
+			return
+		}
+		Relay(client, server)
+	})
+	return proxied, sessions
 }

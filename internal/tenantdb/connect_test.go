@@ -2,11 +2,7 @@ package tenantdb
 
 import (
 	"context"
-	"io"
 	"net"
-	"net/url"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,32 +14,8 @@ import (
 // ConnectAttempts allows, and not otherwise.
 func TestConnectRetriesASessionThatNeverStarted(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.NewTenantDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(u.Query().Get("host"), ".s.PGSQL."+u.Query().Get("port"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if accepted.Add(1) <= 2 {
-				// The first two sessions: accepted, never answered.
-				t.Cleanup(func() { c.Close() })
-				continue
-			}
-			go relay(c, socket)
-		}
-	}()
-	dsn := "postgres://postgres@" + ln.Addr().String() + u.Path + "?sslmode=disable"
+	// The first two sessions: accepted, never answered.
+	dsn, accepted := pgtest.FaultyProxy(t, pgtest.NewTenantDB(t), 2, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
 	ctx := context.Background()
 
 	if _, err := Connect(ctx, dsn, Options{ConnectTimeout: 2 * time.Second}); err == nil {
@@ -61,15 +33,4 @@ func TestConnectRetriesASessionThatNeverStarted(t *testing.T) {
 	if n := accepted.Load(); n != 3 {
 		t.Fatalf("%d sessions opened, want 3 (the single attempt's, then the retried call's two)", n)
 	}
-}
-
-func relay(c net.Conn, socket string) {
-	defer c.Close()
-	s, err := net.Dial("unix", socket)
-	if err != nil {
-		return
-	}
-	defer s.Close()
-	go io.Copy(s, c)
-	io.Copy(c, s)
 }
