@@ -28,7 +28,9 @@ func Transient(err error) bool {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		if len(pe.Code) < 2 {
+		// 57014 is a statement cancelled: statement_timeout, or a cancel
+		// request, a timeout like the ones above.
+		if len(pe.Code) < 2 || pe.Code == "57014" {
 			return false
 		}
 		switch pe.Code[:2] {
@@ -57,6 +59,13 @@ func Transient(err error) bool {
 func ConnectTimedOut(err error) bool {
 	var ce *pgconn.ConnectError
 	if !errors.As(err, &ce) {
+		return false
+	}
+	// A DSN naming several hosts (or a name with several addresses) gets
+	// one error joining each's: a server that answered with a refusal is
+	// a refusal, whatever another host did.
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
 		return false
 	}
 	var ne net.Error
