@@ -351,8 +351,7 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 		// retry it like a capture, and a session its server kept waiting
 		// past the connect timeout too (a listing is read-only, and its
 		// slot is not a capture's).
-		retry := tenantdb.Transient(err) || tenantdb.ConnectTimedOut(err)
-		if err == nil || !retry || attempt > e.o.Retries || ctx.Err() != nil {
+		if err == nil || !tenantdb.Retryable(err) || attempt > e.o.Retries || ctx.Err() != nil {
 			break
 		}
 		wait := e.backoff(attempt)

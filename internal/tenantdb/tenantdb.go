@@ -83,7 +83,7 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	wait := connectRetryWait
 	for attempt := 1; ; attempt++ {
 		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err == nil || attempt >= o.ConnectAttempts || ctx.Err() != nil || !connectFailedEarly(err) {
+		if err == nil || attempt >= o.ConnectAttempts || ctx.Err() != nil || !Retryable(err) {
 			return conn, err
 		}
 		// A server with many sessions opening at once (a hundred tenant
@@ -95,13 +95,6 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 		}
 		wait *= 2
 	}
-}
-
-// connectFailedEarly reports whether a failed connect left nothing behind:
-// the connection was refused, cut or reset, or the server did not answer
-// the startup in time (ctx itself still live).
-func connectFailedEarly(err error) bool {
-	return Transient(err) || ConnectTimedOut(err)
 }
 
 // rowColumns reads ListedColumns (access.go), whose SELECT grants a

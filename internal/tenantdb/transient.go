@@ -71,3 +71,11 @@ func ConnectTimedOut(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.As(err, &ne) && ne.Timeout()
 }
+
+// Retryable reports whether a session or read-only listing that failed
+// with err is worth trying again: a blip (Transient) or a session that
+// never started (ConnectTimedOut). Connect's ConnectAttempts and snapshot's
+// listing retries both ask it, so the two cannot drift apart.
+func Retryable(err error) bool {
+	return Transient(err) || ConnectTimedOut(err)
+}
