@@ -59,6 +59,78 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 	}
 }
 
+// pragmas reads a store's page size and journal mode with a connection of
+// its own.
+func pragmas(t *testing.T, path string) (int, string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var size int
+	var mode string
+	if err := db.QueryRow("PRAGMA page_size").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	return size, mode
+}
+
+func TestNewStoreHasLargePagesAndWAL(t *testing.T) {
+	s := openTemp(t)
+	if err := s.Append(context.Background(), capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if size, mode := pragmas(t, s.Path()); size != pageSize || mode != "wal" {
+		t.Fatalf("new store: page size %d, journal mode %q; want %d, wal", size, mode, pageSize)
+	}
+}
+
+// A store made with SQLite's default pages (every store before 16 KiB
+// pages) keeps them, and one in rollback mode is put in WAL mode.
+func TestOpenKeepsAnExistingStoresPageSize(t *testing.T) {
+	ctx := context.Background()
+	for _, journal := range []string{"wal", "delete"} {
+		t.Run(journal, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "evidence.db")
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=page_size(4096)&_pragma=journal_mode("+journal+")")
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.SetMaxOpenConns(1)
+			for i, m := range migrations {
+				if _, err := db.Exec(m); err != nil {
+					t.Fatalf("migration %d: %v", i+1, err)
+				}
+			}
+			if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			if size, mode := pragmas(t, path); size != 4096 || mode != journal {
+				t.Fatalf("setup: page size %d, mode %q", size, mode)
+			}
+			s, err := Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Append(ctx, capture("a", "w1", Captured, "x")); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := s.Verify(ctx); err != nil || !r.OK() || r.Captures != 1 {
+				t.Fatalf("verify = %+v, %v", r, err)
+			}
+			s.Close()
+			if size, mode := pragmas(t, path); size != 4096 || mode != "wal" {
+				t.Fatalf("after Open: page size %d, journal mode %q; want 4096, wal", size, mode)
+			}
+		})
+	}
+}
+
 func TestAppendVerifyAndDedup(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
