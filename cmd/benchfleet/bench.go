@@ -398,11 +398,22 @@ func bench(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// The bare fetcher over the same URLs: what the machine allows with
+	// nothing stored, when its cores, not the latency, bound the run.
+	if err := writeURLs(path("d.urls"), D, api.addr); err != nil {
+		return err
+	}
+	fD, err := h.repeat("fetch D", nil, func(i int) (sample, error) { return h.fetcher(ctx, fmt.Sprintf("fetch-D-%d", i), path("d.urls"), 256) })
+	if err != nil {
+		return err
+	}
 	idealD := float64(D.n) * L / 256
 	rD := sD.median().Seconds() / idealD
 	h.rows = append(h.rows, row{fmt.Sprintf("snapshot, %d workspaces in %d tenant DBs, %v, C=256", D.n, len(D.tenants), o.apiLatency),
 		fmt.Sprintf("%.2f s", idealD), secs(sD.median()) + " (" + sD.walls() + ")", fmt.Sprintf("%.2f× ideal", rD), "≤ 1.15× ideal, peak RSS < 150 MB",
-		pass(rD <= 1.15 && sD.peakMB() < 150), fmt.Sprintf("%.0f MB", sD.peakMB())})
+		pass(rD <= 1.15 && sD.peakMB() < 150), fmt.Sprintf("%.0f MB", sD.peakMB())},
+		row{"  baseline: bare Go fetcher, same URLs, C=256", fmt.Sprintf("%.2f s", idealD), secs(fD.median()) + " (" + fD.walls() + ")",
+			fmt.Sprintf("%.2f× ideal; backfill %.2f× it", fD.median().Seconds()/idealD, sD.median().Seconds()/fD.median().Seconds()), "", "", fmt.Sprintf("%.0f MB", fD.peakMB())})
 
 	// E: plan over D, each run on a fresh copy of D's store (plan keeps
 	// its plan in the store).
