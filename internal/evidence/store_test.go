@@ -499,6 +499,39 @@ func TestMergeKeepsAnEmptyCapture(t *testing.T) {
 // A Write (snapshot's tenant listing) goes ahead of every record Submitted
 // before it and is committed in a batch of its own: it never waits for a
 // queue of captures.
+// The writer's connection has its own, larger page cache while it writes,
+// and goes back to the pool with the pool's.
+func TestWriterCacheIsItsOwn(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	s.db.SetMaxOpenConns(1) // the writer's connection is the one the pool hands out after
+	cacheSize := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		t.Helper()
+		var n int
+		if err := q.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	pool := cacheSize(s.db)
+	if pool == -writerCacheKiB {
+		t.Fatalf("the pool's cache_size is already the writer's (%d): nothing to tell apart", pool)
+	}
+	w := s.NewWriter()
+	if err := w.Write(capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheSize(w.conn); got != -writerCacheKiB {
+		t.Errorf("writer's cache_size = %d, want %d", got, -writerCacheKiB)
+	}
+	w.Close()
+	if got := cacheSize(s.db); got != pool {
+		t.Errorf("after Close the pool's cache_size = %d, want %d as before", got, pool)
+	}
+}
+
 func TestWriterWritesGoFirst(t *testing.T) {
 	s := openTemp(t)
 	// Queue before the writer goroutine starts, so the order it finds is known.
