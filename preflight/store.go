@@ -19,8 +19,9 @@ const (
 	// configs are a few KiB, so this errs on the large side.
 	defaultConfigSize = 64 << 10
 	// storeReserve is kept free beyond the captures: SQLite's write-ahead
-	// log between checkpoints, the listings, the journal of a later apply.
-	storeReserve = 16 << 20
+	// log between checkpoints (1,000 pages: 16 MiB in a store of 16 KiB
+	// pages), the listings, the journal of a later apply.
+	storeReserve = 24 << 20
 	// probeBytes are written to the probe file: creating an empty file can
 	// succeed on a file system with no free blocks.
 	probeBytes = 4 << 10

@@ -75,13 +75,13 @@ func TestStoreCheckRefusals(t *testing.T) {
 
 	tenants := []TenantResult{{Live: 1000, Sample: &Sample{Size: 10 << 10}}, {Live: 10}}
 	need, live := NeedBytes(tenants)
-	// 1010 captures of a 10 KiB config, twice, plus 4 KiB each, plus 16 MiB.
-	if want := uint64(1010*(2*10<<10+4<<10) + 16<<20); need != want || live != 1010 {
+	// 1010 captures of a 10 KiB config, twice, plus 4 KiB each, plus 24 MiB.
+	if want := uint64(1010*(2*10<<10+4<<10) + 24<<20); need != want || live != 1010 {
 		t.Errorf("NeedBytes %d %d, want %d 1010", need, live, want)
 	}
 	s = checkStore(path, tenants, func(string) (uint64, error) { return 20 << 20, nil })
 	if s.Ready || s.FreeBytes != 20<<20 || s.NeedBytes != need ||
-		!strings.Contains(strings.Join(s.Why, ";"), "20.0 MiB free in "+dir+", about 39.7 MiB needed for 1010 live workspaces") {
+		!strings.Contains(strings.Join(s.Why, ";"), "20.0 MiB free in "+dir+", about 47.7 MiB needed for 1010 live workspaces") {
 		t.Errorf("too little space: %+v", s)
 	}
 	s = checkStore(path, tenants, func(string) (uint64, error) { return 0, errors.New("statfs failed") })

@@ -496,9 +496,6 @@ func TestMergeKeepsAnEmptyCapture(t *testing.T) {
 	}
 }
 
-// A Write (snapshot's tenant listing) goes ahead of every record Submitted
-// before it and is committed in a batch of its own: it never waits for a
-// queue of captures.
 // The writer's connection has its own, larger page cache while it writes,
 // and goes back to the pool with the pool's.
 func TestWriterCacheIsItsOwn(t *testing.T) {
@@ -532,6 +529,50 @@ func TestWriterCacheIsItsOwn(t *testing.T) {
 	}
 }
 
+// A connection whose ROLLBACK failed may still be in a transaction: the
+// writer does not give it back to the pool, where the next BEGIN would fail.
+// A trigger that says RAISE(ROLLBACK) ends the transaction itself, so the
+// writer's own ROLLBACK fails.
+func TestWriterDropsAConnectionWhoseRollbackFailed(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	tamper(t, s.Path(), `CREATE TRIGGER boom BEFORE INSERT ON captures WHEN NEW.tenant = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END`)
+	s.db.SetMaxOpenConns(1) // the writer takes the connection the mark is on
+	if _, err := s.db.ExecContext(ctx, "CREATE TEMP TABLE mark (x)"); err != nil {
+		t.Fatal(err)
+	}
+	marked := func() bool {
+		t.Helper()
+		var n int
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM temp.sqlite_master WHERE name = 'mark'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	w := s.NewWriter()
+	if err := w.Write(capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if !marked() {
+		t.Fatal("a writer whose batches all committed did not give its connection back")
+	}
+	w = s.NewWriter()
+	if err := w.Write(capture("boom", "w2", Captured, "y")); err == nil {
+		t.Fatal("the capture was stored through a trigger that rolls back")
+	}
+	w.Close()
+	if marked() {
+		t.Error("the connection whose ROLLBACK failed went back to the pool")
+	}
+	if _, err := s.db.ExecContext(ctx, "BEGIN IMMEDIATE; ROLLBACK"); err != nil {
+		t.Errorf("the pool's connection: %v", err)
+	}
+}
+
+// A Write (snapshot's tenant listing) goes ahead of every record Submitted
+// before it and is committed in a batch of its own: it never waits for a
+// queue of captures.
 func TestWriterWritesGoFirst(t *testing.T) {
 	s := openTemp(t)
 	// Queue before the writer goroutine starts, so the order it finds is known.

@@ -41,7 +41,8 @@ type Writer struct {
 	// Owned by the writer goroutine. One connection, so that statements
 	// are prepared once for the writer's life, not once per transaction.
 	conn      *sql.Conn
-	poolCache int // the connection's cache_size before the writer took it
+	poolCache int  // the connection's cache_size before the writer took it
+	inDoubt   bool // a ROLLBACK failed: the connection may be in a transaction
 	stmts     map[string]*sql.Stmt
 	// known is the content (sha256) this writer has seen committed: the
 	// store is append-only, so it stays, and repeated content is neither
@@ -209,8 +210,13 @@ func (w *Writer) append(recs []Record) (err error) {
 	}
 	if err != nil {
 		// A failed COMMIT (SQLITE_BUSY, I/O) can leave the transaction
-		// open; the ROLLBACK's own error says nothing more.
-		w.conn.ExecContext(ctx, "ROLLBACK")
+		// open; the ROLLBACK's own error says nothing more. When it fails,
+		// whether a transaction is still open is unknown (SQLite may have
+		// rolled it back already): the pool does not get the connection
+		// back.
+		if _, rerr := w.conn.ExecContext(ctx, "ROLLBACK"); rerr != nil {
+			w.inDoubt = true
+		}
 		return err
 	}
 	for _, k := range t.stored {
@@ -238,9 +244,11 @@ func (w *Writer) takeConn(ctx context.Context) error {
 }
 
 // releaseConn gives the connection back to the pool with the pool's page
-// cache, or discards it when that cannot be restored.
+// cache, or discards it when that cannot be restored or a ROLLBACK failed.
 func (w *Writer) releaseConn() {
-	if _, err := w.conn.ExecContext(context.Background(), "PRAGMA cache_size = "+strconv.Itoa(w.poolCache)); err != nil {
+	if w.inDoubt {
+		w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	} else if _, err := w.conn.ExecContext(context.Background(), "PRAGMA cache_size = "+strconv.Itoa(w.poolCache)); err != nil {
 		w.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	w.conn.Close()
