@@ -274,23 +274,20 @@ func (s *Store) hasTable(table string) bool { return s.version >= tableSince[tab
 
 // readVersion reads and checks the store's schema version.
 func (s *Store) readVersion(ctx context.Context) (int, error) {
-	var version int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	// One statement, so that both are read from one snapshot: another
+	// backfill creating the store commits its first tables and version 1
+	// together.
+	var version, objects int
+	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)").Scan(&version, &objects); err != nil {
 		return 0, fmt.Errorf("not a readable SQLite database: %w", err)
 	}
 	if version > len(migrations) {
 		return 0, fmt.Errorf("schema version %d is newer than this backfill understands (%d): upgrade backfill", version, len(migrations))
 	}
-	if version == 0 {
+	if version == 0 && objects > 0 {
 		// A file that has tables but no version is not ours: refuse it rather
 		// than mix evidence into someone else's database.
-		var n int
-		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
-			return 0, fmt.Errorf("not a readable SQLite database: %w", err)
-		}
-		if n > 0 {
-			return 0, fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
-		}
+		return 0, fmt.Errorf("not a backfill evidence store (it has tables but no schema version)")
 	}
 	return version, nil
 }
@@ -327,6 +324,22 @@ func (s *Store) migrate(ctx context.Context) error {
 		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			return err
+		}
+		// Another backfill opening the store at the same time may have
+		// made this step since the version was read: read it again now
+		// that this transaction holds the write lock.
+		var now int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&now); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if now != v {
+			tx.Rollback()
+			if now < v || now > len(migrations) {
+				return fmt.Errorf("migration %d: the schema version changed from %d to %d while migrating", v+1, v, now)
+			}
+			v = now - 1 // made elsewhere; go on from there
+			continue
 		}
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			tx.Rollback()

@@ -97,7 +97,7 @@ func openReadOnly(ctx context.Context, path string, immutable bool) (*Store, err
 	if immutable {
 		q.Set("immutable", "1")
 	}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(busyWait.Milliseconds()))+")")
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -158,7 +158,7 @@ func (s *Store) errReadOnly() error {
 
 func open(ctx context.Context, path string) (*Store, error) {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(busyWait.Milliseconds()))+")")
 	// A new store's page size (no effect on an existing one). At SQLite's
 	// default 4 KiB a config of 2 KiB or a little more fills a page alone;
 	// at 16 KiB seven share one. Measured on a snapshot of 20,000 configs
@@ -189,14 +189,39 @@ func open(ctx context.Context, path string) (*Store, error) {
 // pageSize is the page size of a store this package creates.
 const pageSize = 16384
 
+// busyWait is how long a connection waits for a lock another holds (the
+// DSN's busy_timeout), and sqliteBusy SQLite's primary code for "locked".
+const (
+	busyWait   = 10 * time.Second
+	sqliteBusy = 5
+)
+
 // useWAL puts the store in write-ahead-log mode, which it keeps in its file
 // header; a store already in it is left alone. It is not a _pragma of the
 // DSN: the driver runs those in lexical order, journal_mode before
 // page_size, and a new file's page size is fixed once it is in WAL mode.
+//
+// Changing the mode needs the file to itself, and SQLite answers SQLITE_BUSY
+// at once rather than wait for it (seen when several backfills create one
+// store together): that is tried again for as long as busy_timeout would
+// wait.
 func (s *Store) useWAL(ctx context.Context) error {
 	var mode string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
-		return fmt.Errorf("set write-ahead-log mode: %w", err)
+	deadline := time.Now().Add(busyWait)
+	for {
+		err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		if err == nil {
+			break
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return fmt.Errorf("set write-ahead-log mode: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set write-ahead-log mode: %w", err)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	if mode != "wal" {
 		return fmt.Errorf("it stays in journal mode %q: write-ahead-log mode could not be set", mode)

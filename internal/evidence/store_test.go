@@ -784,3 +784,36 @@ func TestWriterCommitsWaitingWritesTogether(t *testing.T) {
 		t.Fatalf("verify = %+v %v", r, err)
 	}
 }
+
+// Backfills started at once on the same new store all open it: each
+// migration step reads the schema version again under the write lock, so
+// a step another process made is not made twice.
+func TestOpenSameNewStoreAtOnce(t *testing.T) {
+	ctx := context.Background()
+	for round := 0; round < 10; round++ {
+		path := filepath.Join(t.TempDir(), "evidence.db")
+		const n = 8
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			go func() {
+				<-start
+				s, err := Open(ctx, path)
+				if err == nil {
+					err = s.Append(ctx, capture("a", fmt.Sprintf("w%d", i), Captured, "x"))
+					s.Close()
+				}
+				errs <- err
+			}()
+		}
+		close(start)
+		for i := 0; i < n; i++ {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if size, mode := pragmas(t, path); size != pageSize || mode != "wal" {
+			t.Fatalf("round %d: page size %d, journal mode %q", round, size, mode)
+		}
+	}
+}
