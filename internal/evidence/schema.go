@@ -3,7 +3,6 @@ package evidence
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
 	"strings"
 	"sync"
@@ -317,7 +316,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	defer func() {
 		if _, err := conn.ExecContext(context.Background(), "PRAGMA foreign_keys = ON"); err != nil {
 			// Not fit for the pool: the next user would write unchecked.
-			conn.Raw(func(any) error { return driver.ErrBadConn })
+			discard(conn)
 		}
 	}()
 	for v := version; v < len(migrations); v++ {

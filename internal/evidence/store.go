@@ -97,7 +97,7 @@ func openReadOnly(ctx context.Context, path string, immutable bool) (*Store, err
 	if immutable {
 		q.Set("immutable", "1")
 	}
-	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(busyWait.Milliseconds()))+")")
+	q.Add("_pragma", busyTimeout)
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -158,7 +158,7 @@ func (s *Store) errReadOnly() error {
 
 func open(ctx context.Context, path string) (*Store, error) {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(busyWait.Milliseconds()))+")")
+	q.Add("_pragma", busyTimeout)
 	// A new store's page size (no effect on an existing one). At SQLite's
 	// default 4 KiB a config of 2 KiB or a little more fills a page alone;
 	// at 16 KiB seven share one. Measured on a snapshot of 20,000 configs
@@ -195,6 +195,9 @@ const (
 	busyWait   = 10 * time.Second
 	sqliteBusy = 5
 )
+
+// busyTimeout is busyWait as the DSN's _pragma.
+var busyTimeout = "busy_timeout(" + strconv.Itoa(int(busyWait.Milliseconds())) + ")"
 
 // useWAL puts the store in write-ahead-log mode, which it keeps in its file
 // header; a store already in it is left alone. It is not a _pragma of the

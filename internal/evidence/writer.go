@@ -246,10 +246,17 @@ func (w *Writer) takeConn(ctx context.Context) error {
 // releaseConn gives the connection back to the pool with the pool's page
 // cache, or discards it when that cannot be restored or a ROLLBACK failed.
 func (w *Writer) releaseConn() {
-	if w.inDoubt {
-		w.conn.Raw(func(any) error { return driver.ErrBadConn })
-	} else if _, err := w.conn.ExecContext(context.Background(), "PRAGMA cache_size = "+strconv.Itoa(w.poolCache)); err != nil {
-		w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	restore := func() error {
+		_, err := w.conn.ExecContext(context.Background(), "PRAGMA cache_size = "+strconv.Itoa(w.poolCache))
+		return err
+	}
+	if w.inDoubt || restore() != nil {
+		discard(w.conn)
 	}
 	w.conn.Close()
+}
+
+// discard makes conn's Close drop it instead of giving it back to the pool.
+func discard(conn *sql.Conn) {
+	conn.Raw(func(any) error { return driver.ErrBadConn })
 }
