@@ -108,17 +108,6 @@ var stubRuntimeConfigKeys = map[string]bool{"model": true, "provider": true, "ti
 // is an empty one. Hostile input (alias bombs, deep nesting, huge files) is
 // answered promptly with RuleInvalid.
 func Derive(content []byte, cat *catalog.Catalog) Identity {
-	return DeriveFor(content, "", cat)
-}
-
-// DeriveFor is Derive for a row of the given kind (workspaces.kind).
-func DeriveFor(content []byte, rowKind string, cat *catalog.Catalog) Identity {
-	if rowKind == PlatformKind {
-		if t, ok := cat.Lookup(PlatformTemplate); ok {
-			return Identity{Rule: RulePlatformKind, Template: t.Name, Known: true, Default: t.Default, Runtime: t.Runtime,
-				Reason: fmt.Sprintf("the row is its org's concierge (kind %q), whose template the platform forces to %s", PlatformKind, t.Name)}
-		}
-	}
 	doc, err := configyaml.Parse(content)
 	if err != nil {
 		return Identity{Rule: RuleInvalid, Reason: err.Error()}
@@ -133,6 +122,31 @@ func DeriveFor(content []byte, rowKind string, cat *catalog.Catalog) Identity {
 		return explicit(v, cat)
 	}
 	return byName(doc, cat)
+}
+
+// DeriveFor is Derive for a row of the given kind (workspaces.kind): the
+// kind's identity when ByKind gives one, else the content's.
+func DeriveFor(content []byte, rowKind string, cat *catalog.Catalog) Identity {
+	if id, ok := ByKind(rowKind, cat); ok {
+		return id
+	}
+	return Derive(content, cat)
+}
+
+// ByKind returns the identity a row's kind gives whatever its config says,
+// and false when the kind gives none: a concierge's (kind platform) is
+// platform-agent by rule platform-kind, when the catalog has it. Callers
+// that derive a content once for rows of several kinds ask this first.
+func ByKind(rowKind string, cat *catalog.Catalog) (Identity, bool) {
+	if rowKind != PlatformKind {
+		return Identity{}, false
+	}
+	t, ok := cat.Lookup(PlatformTemplate)
+	if !ok {
+		return Identity{}, false
+	}
+	return Identity{Rule: RulePlatformKind, Template: t.Name, Known: true, Default: t.Default, Runtime: t.Runtime,
+		Reason: fmt.Sprintf("the row is its org's concierge (kind %q), whose template the platform forces to %s", PlatformKind, t.Name)}, true
 }
 
 // isStub reports whether every top-level key is a stub key and runtime_config,
