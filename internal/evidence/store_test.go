@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -815,5 +817,39 @@ func TestOpenSameNewStoreAtOnce(t *testing.T) {
 		if size, mode := pragmas(t, path); size != pageSize || mode != "wal" {
 			t.Fatalf("round %d: page size %d, journal mode %q", round, size, mode)
 		}
+	}
+}
+
+// AllContents reads every content once, an empty one as empty; Citations
+// names the tenant and content of each capture with content up to an id,
+// in recording order.
+func TestAllContentsAndCitations(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	err := s.Append(ctx, capture("a", "w1", Captured, "x"), capture("b", "w2", Captured, ""), capture("a", "w3", Failed, ""),
+		capture("b", "w4", Captured, "x"), capture("a", "w5", Captured, "y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	err = s.AllContents(ctx, func(sha string, b []byte) error {
+		if b == nil {
+			t.Errorf("content %s read as nil", sha)
+		}
+		got[sha] = string(b)
+		return nil
+	})
+	want := map[string]string{SHA256Hex([]byte("x")): "x", SHA256Hex(nil): "", SHA256Hex([]byte("y")): "y"}
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("contents %q, %v; want %q", got, err, want)
+	}
+	var cites []string
+	err = s.Citations(ctx, 4, func(tenant, sha string) error {
+		cites = append(cites, tenant+" "+sha)
+		return nil
+	})
+	wantCites := []string{"a " + SHA256Hex([]byte("x")), "b " + SHA256Hex(nil), "b " + SHA256Hex([]byte("x"))}
+	if err != nil || !slices.Equal(cites, wantCites) {
+		t.Fatalf("citations %q, %v; want %q", cites, err, wantCites)
 	}
 }
