@@ -157,17 +157,19 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		return fail(fmt.Errorf("read evidence: %w", err))
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	// Once the store verifies, its captures are numbered 1 to headID and
+	// headHash is the last of them's.
+	tenants := slices.Clone(o.Inventory.Tenants)
+	ev := newEvidenceReader(o.Store, o.Catalog, headID)
+	ev.whole = deriveStore(ctx, o.Store, o.Catalog, tenants, headID)
 	evDone := make(chan struct{})
 	readsEnded := func() {}
 	defer func() {
 		cancel() // stops reading tenants and evidence when the plan fails
+		<-ev.whole.done
 		<-evDone
 		readsEnded()
 	}()
-	// Once the store verifies, its captures are numbered 1 to headID and
-	// headHash is the last of them's.
-	ev := newEvidenceReader(o.Store, o.Catalog, headID)
-	tenants := slices.Clone(o.Inventory.Tenants)
 	slices.SortFunc(tenants, func(a, b inventory.Tenant) int { return strings.Compare(a.Name, b.Name) })
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
@@ -338,9 +340,9 @@ type tenantEvidence struct {
 }
 
 // readEvidence reads each tenant's evidence in turn, in plan order, on its
-// own goroutine: the next tenant's captures are read and their identities
-// derived while the one before is reconciled and written. At most one
-// tenant's evidence waits to be taken. done is closed when it stops.
+// own goroutine: the next tenant's captures are read while the one before
+// is reconciled and written. At most one tenant's evidence waits to be
+// taken. done is closed when it stops.
 func readEvidence(ctx context.Context, s *evidence.Store, ev *evidenceReader, tenants []inventory.Tenant, done chan<- struct{}) <-chan tenantEvidence {
 	out := make(chan tenantEvidence, 1)
 	go func() {
