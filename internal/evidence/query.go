@@ -330,7 +330,7 @@ const contentBatch = 256
 // Contents calls fn with the bytes stored under each sha256 of shas that
 // the store holds, a batch at a time, in no particular order; a sha256 the
 // store does not hold is left out. Reading them in bulk costs a fraction of
-// one Content query each.
+// one Content query each. b is only valid until fn returns.
 func (s *Store) Contents(ctx context.Context, shas []string, fn func(sha string, b []byte) error) error {
 	for len(shas) > 0 {
 		n := min(len(shas), contentBatch)
@@ -352,25 +352,7 @@ func (s *Store) Contents(ctx context.Context, shas []string, fn func(sha string,
 // this way costs a fraction of looking each up with Contents: the rows are
 // read as they lie, not one probe each. b is only valid until fn returns.
 func (s *Store) AllContents(ctx context.Context, fn func(sha string, b []byte) error) error {
-	rows, err := s.db.QueryContext(ctx, "SELECT sha256, bytes FROM content")
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var sha string
-		var b sql.RawBytes
-		if err := rows.Scan(&sha, &b); err != nil {
-			return err
-		}
-		if b == nil {
-			b = sql.RawBytes{} // an empty capture reads back as empty, not absent
-		}
-		if err := fn(sha, b); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return s.eachContent(ctx, "SELECT sha256, bytes FROM content", nil, fn)
 }
 
 // Citations calls fn with the tenant and content sha256 of every capture
@@ -402,12 +384,12 @@ func (s *Store) eachContent(ctx context.Context, q string, args []any, fn func(s
 	defer rows.Close()
 	for rows.Next() {
 		var sha string
-		var b []byte
+		var b sql.RawBytes // fn is done with it before the next row
 		if err := rows.Scan(&sha, &b); err != nil {
 			return err
 		}
 		if b == nil {
-			b = []byte{} // an empty capture reads back as empty, not absent
+			b = sql.RawBytes{} // an empty capture reads back as empty, not absent
 		}
 		if err := fn(sha, b); err != nil {
 			return err
