@@ -23,11 +23,7 @@ import (
 func TestLoadEvidenceBySource(t *testing.T) {
 	ctx := context.Background()
 	cat := loadCatalog(t)
-	s, err := evidence.Open(ctx, filepath.Join(t.TempDir(), "evidence.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := tempStore(t)
 	seo := live(t, "custom-seo-agent.yaml")
 	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	c := func(ws, outcome, src, method, content, reason string) *evidence.Capture {
@@ -38,14 +34,13 @@ func TestLoadEvidenceBySource(t *testing.T) {
 		}
 		return cp
 	}
-	err = s.Append(ctx,
+	if err := s.Append(ctx,
 		c("w-template", evidence.NotLive, source.TemplateDir, "files_api", seo, "not live: the files API answered from the template folder named like the workspace (source template-dir)"),
 		c("w-mirror", evidence.Captured, source.HostMirror, "files_api", seo, ""),
 		c("w-stopped", evidence.NotRunning, source.Exec, "exec", "", "container ws-x is not running"),
 		c("w-http", evidence.Captured, source.Unverified, "http", seo, ""),
 		c("w-legacy", evidence.Captured, "", "file", seo, ""),
-	)
-	if err != nil {
+	); err != nil {
 		t.Fatal(err)
 	}
 	_, head, _ := s.Head(ctx, "captures")
@@ -105,12 +100,7 @@ func TestReportCountsWritesBySource(t *testing.T) {
 func stubStore(t *testing.T, tenants []string, per int) (s *evidence.Store, path, head string) {
 	t.Helper()
 	ctx := context.Background()
-	path = filepath.Join(t.TempDir(), "evidence.db")
-	s, err := evidence.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, path = tempStore(t)
 	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	var recs []evidence.Record
 	for _, tenant := range tenants {
@@ -124,16 +114,16 @@ func stubStore(t *testing.T, tenants []string, per int) (s *evidence.Store, path
 	if err := s.Append(ctx, recs...); err != nil {
 		t.Fatal(err)
 	}
-	_, head, err = s.Head(ctx, "captures")
+	_, head, err := s.Head(ctx, "captures")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, path, head
 }
 
-// alterStubs changes the stored bytes cited by the given captures, with
+// alterContent changes the stored bytes cited by the given captures, with
 // the append-only trigger dropped, as someone editing the file would.
-func alterStubs(t *testing.T, path string, ids ...int64) {
+func alterContent(t *testing.T, path string, ids ...int64) {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
@@ -144,7 +134,7 @@ func alterStubs(t *testing.T, path string, ids ...int64) {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		if _, err := db.Exec("UPDATE content SET bytes = CAST(replace(CAST(bytes AS TEXT), 'SEO', 'SEX') AS BLOB) WHERE sha256 = (SELECT sha256 FROM captures WHERE id = ?)", id); err != nil {
+		if _, err := db.Exec("UPDATE content SET bytes = CAST(CAST(bytes AS TEXT) || '# altered' AS BLOB) WHERE sha256 = (SELECT sha256 FROM captures WHERE id = ?)", id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +151,7 @@ func TestLoadEvidenceRefusesAlteredContent(t *testing.T) {
 	if ev, _, _, err := loadEvidence(ctx, s, cat, head, nil); err != nil || len(ev) != 300 {
 		t.Fatalf("%d workspaces with evidence, %v", len(ev), err)
 	}
-	alterStubs(t, path, 250, 120)
+	alterContent(t, path, 250, 120)
 	_, _, _, err := loadEvidence(ctx, s, cat, head, nil)
 	var ref *Refusal
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "capture 120: its stored bytes no longer hash") {
@@ -186,7 +176,7 @@ func TestLoadEvidenceAcrossTenantsReportsTheFirstFailure(t *testing.T) {
 		}
 	}
 	// Capture 190 is t5's, 70 is t2's: t2 comes first.
-	alterStubs(t, path, 190, 70)
+	alterContent(t, path, 190, 70)
 	for range 5 {
 		_, _, _, err = loadEvidence(ctx, s, cat, head, nil)
 		var ref *Refusal
@@ -194,4 +184,17 @@ func TestLoadEvidenceAcrossTenantsReportsTheFirstFailure(t *testing.T) {
 			t.Fatalf("altered content in two tenants: %v, want t2's capture 70 named", err)
 		}
 	}
+}
+
+// tempStore is a new evidence store in a test's temporary directory, closed
+// when the test ends, and its path.
+func tempStore(t *testing.T) (*evidence.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "evidence.db")
+	s, err := evidence.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
 }

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"backfill/internal/cp"
-	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 )
 
@@ -34,11 +32,7 @@ func TestStreamLeavesNoTenantReadBehind(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	store, err := evidence.Open(context.Background(), filepath.Join(t.TempDir(), "evidence.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, _ := tempStore(t)
 	records, err := cp.Parse("cp.csv", []byte("tenant,workspace_id,template\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,8 @@ package plan
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -42,12 +40,7 @@ func wholeReader(t *testing.T, s *evidence.Store, tenants ...string) *evidenceRe
 func mixedStore(t *testing.T, tenants ...string) (s *evidence.Store, path string, contents map[evidence.Key][]byte) {
 	t.Helper()
 	ctx := context.Background()
-	path = filepath.Join(t.TempDir(), "evidence.db")
-	s, err := evidence.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, path = tempStore(t)
 	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	configs := []struct{ ws, kind, cfg string }{
 		{"w-e", "workspace", live(t, "custom-seo-agent.yaml")},
@@ -141,24 +134,12 @@ func TestWholeStorePassRefusesAlteredContent(t *testing.T) {
 	ctx := context.Background()
 	s, path, _ := mixedStore(t, "t1", "t2")
 	// Captures 11 (w-b) and 12 (w-a) are t2's; w-a sorts first.
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("DROP TRIGGER content_no_update"); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []int{11, 12} {
-		if _, err := db.Exec("UPDATE content SET bytes = CAST(CAST(bytes AS TEXT) || '# altered' AS BLOB) WHERE sha256 = (SELECT sha256 FROM captures WHERE id = ?)", id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	alterContent(t, path, 11, 12)
 	r := wholeReader(t, s, "t1", "t2")
 	if _, err := r.tenant(ctx, "t1", nil); err != nil {
 		t.Fatalf("t1: %v", err)
 	}
-	_, err = r.tenant(ctx, "t2", nil)
+	_, err := r.tenant(ctx, "t2", nil)
 	var ref *Refusal
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "capture 11: its stored bytes no longer hash") {
 		t.Fatalf("t2: %v, want capture 11 named", err)
