@@ -135,7 +135,7 @@ func BenchmarkApply10k(b *testing.B) {
 		store := freshStore()
 		b.StartTimer()
 		start := time.Now()
-		rep, err := Apply(ctx, Options{Plan: p, Inventory: inv, Store: store, Catalog: cat, Execute: true, Operator: "bench"})
+		rep, err := Apply(ctx, Options{Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, Execute: true, Operator: "bench"})
 		wall += time.Since(start)
 		b.StopTimer()
 		store.Close()

@@ -31,6 +31,7 @@ type fleet struct {
 	inv   *inventory.Inventory
 	store *evidence.Store
 	cat   *catalog.Catalog
+	cp    *cp.Records // what the plan was made with
 	plan  *plan.Plan
 	dsn   map[string]string   // per tenant
 	ids   map[string][]string // per tenant, in plan order
@@ -91,7 +92,8 @@ func newFleet(t *testing.T, tenants, per int) *fleet {
 	if n := f.plan.Writes(); n != tenants*per {
 		t.Fatalf("the plan agrees on %d writes, want %d", n, tenants*per)
 	}
-	if _, err := apply.Approve(ctx, apply.ApproveOptions{Plan: f.plan, Store: store, Catalog: cat, By: "reviewer"}); err != nil {
+	f.cp = records
+	if _, err := apply.Approve(ctx, apply.ApproveOptions{Plan: f.plan, Store: store, Catalog: cat, CP: records, By: "reviewer"}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -99,7 +101,7 @@ func newFleet(t *testing.T, tenants, per int) *fleet {
 
 // options are a run's options over the fleet, as the CLI sets them.
 func (f *fleet) options(execute bool) apply.Options {
-	return apply.Options{Plan: f.plan, Inventory: f.inv, Store: f.store, Catalog: f.cat, Execute: execute, Operator: "operator"}
+	return apply.Options{Plan: f.plan, Inventory: f.inv, Store: f.store, Catalog: f.cat, CP: f.cp, Execute: execute, Operator: "operator"}
 }
 
 func (f *fleet) apply(t *testing.T, o apply.Options) *apply.Report {

@@ -32,9 +32,9 @@ import (
 //
 // The fingerprint is only a checksum, which anyone who edits a plan can
 // recompute; this is what makes a plan unable to ask for a write that
-// reconciliation would not produce. With records (optional: a CP file given
-// again), the CP digest and each item's claim are checked too. Any mismatch
-// refuses the whole plan, naming the item.
+// reconciliation would not produce. records are the CP records read again:
+// their digest must be the plan's and each item's claim what they give.
+// Any mismatch refuses the whole plan, naming the item.
 func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Catalog, records *cp.Records) error {
 	refuse := func(format string, args ...any) error {
 		return &Refusal{fmt.Sprintf(format, args...)}
@@ -43,7 +43,10 @@ func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Cata
 		return refuse("the catalog has digest %s, the plan was made with %s (%s): pass the plan's catalog with --catalog",
 			got, p.Inputs.Catalog.SHA256, p.Inputs.Catalog.Path)
 	}
-	if records != nil && records.Digest() != p.Inputs.CP.SHA256 {
+	if records == nil {
+		return refuse("no CP records to check the plan's claims against")
+	}
+	if records.Digest() != p.Inputs.CP.SHA256 {
 		return refuse("the CP records have digest %s, the plan was made with %s", records.Digest(), p.Inputs.CP.SHA256)
 	}
 	agreed := p.Agreed()
@@ -102,11 +105,8 @@ func rederiveItem(p *Plan, it *Item, caps, later []captured, cat *catalog.Catalo
 	if it.CP != nil {
 		claim = cpClaim{Templates: it.CP.Templates, Level: it.CP.Level, Sources: it.CP.Sources}
 	}
-	if records != nil {
-		tpls, level, sources := records.For(it.Tenant, it.WorkspaceID)
-		if !slices.Equal(tpls, claim.Templates) || level != claim.Level || !slices.Equal(sources, claim.Sources) {
-			return fmt.Errorf("its CP claim %v (%s) is not what the CP records give: %v (%s)", claim.Templates, claim.Level, tpls, level)
-		}
+	if tpls, level, sources := records.For(it.Tenant, it.WorkspaceID); !slices.Equal(tpls, claim.Templates) || level != claim.Level || !slices.Equal(sources, claim.Sources) {
+		return fmt.Errorf("its CP claim %v (%s) is not what the CP records give: %v (%s)", claim.Templates, claim.Level, tpls, level)
 	}
 	row := &workspace.Row{ID: it.WorkspaceID, Name: it.WorkspaceName, Kind: it.Kind, Runtime: it.Runtime,
 		Template: it.DBTemplate, Status: it.DBStatus}

@@ -19,6 +19,7 @@ import (
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
+	"backfill/internal/secret"
 	"backfill/internal/sshsig"
 	"backfill/internal/termsafe"
 )
@@ -55,7 +56,8 @@ func (r *runner) applyCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "canary-tenant", EnvVars: envVar("canary-tenant"), Usage: "apply to this `TENANT` as the canary (repeatable), read back, and stop"},
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
-			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
+			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records (`SOURCE`: a file or DSN, default: the file the plan records), to check every agree item's claim again"},
+			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "the plan's CP query, for a DSN --cp"},
 			&cli.StringFlag{Name: "allowed-signers", EnvVars: envVar("allowed-signers"), Usage: "OpenSSH allowed_signers `FILE`: --execute then needs an approval signed by a listed principal other than the author"},
 		),
 		Action: func(c *cli.Context) error {
@@ -96,11 +98,11 @@ type applyOptions struct {
 // writes before approving or applying it.
 type planInputs struct {
 	catalogDir, manifest string // "": the ones the plan records
-	cp                   string // a CP records file; "": not checked again
+	cp, cpQuery          string // "": the CP file the plan records
 }
 
 func readPlanInputs(c *cli.Context) planInputs {
-	return planInputs{catalogDir: c.String("catalog"), manifest: c.String("manifest"), cp: c.String("cp")}
+	return planInputs{catalogDir: c.String("catalog"), manifest: c.String("manifest"), cp: c.String("cp"), cpQuery: c.String("cp-query")}
 }
 
 // writeSetup loads and checks everything apply and rollback share, and for
@@ -167,7 +169,7 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 		if cat, err = a.inputs.catalog(p); err != nil {
 			return o, nil, err
 		}
-		if records, err = a.inputs.records(ctx); err != nil {
+		if records, err = r.records(ctx, a.inputs, p); err != nil {
 			return o, nil, err
 		}
 	}
@@ -225,16 +227,38 @@ func (in planInputs) catalog(p *plan.Plan) (*catalog.Catalog, error) {
 	return cat, nil
 }
 
-// records loads --cp's records from a file to check a plan's claims
-// again; nil without --cp. A database source is not re-read: its rows may
-// have changed since, and the plan's digest would then refuse a plan that
-// is still right.
-func (in planInputs) records(ctx context.Context) (*cp.Records, error) {
-	if in.cp == "" {
-		return nil, nil
+// records loads the CP records a plan's claims are checked against again:
+// --cp (with --cp-query for a database), else the file the plan records.
+// There is no going without: a plan's claims are only as true as its file,
+// so an item edited to claim what the CP never said must meet the records.
+// A database is read only when named again (the plan keeps no password or
+// query); if its rows changed since, the digest refuses and the plan is
+// made again.
+func (r *runner) records(ctx context.Context, in planInputs, p *plan.Plan) (*cp.Records, error) {
+	src := in.cp
+	if src == "" {
+		src = p.Inputs.CP.Source
+		switch {
+		case src == "":
+			return nil, fail("the plan records no CP source: pass its CP records with --cp")
+		case cp.IsDatabase(src):
+			return nil, fail("the plan's CP records are a database (%s): pass --cp DSN and --cp-query QUERY to read them again", src)
+		}
 	}
-	records, err := cp.Load(ctx, in.cp, "")
+	if pws, err := secret.DSNPasswords(src); err == nil {
+		r.redactor.Add(pws...)
+	}
+	// A file's claims are sourced by the name the plan read it under, so
+	// that records which moved (--cp) give the same claims.
+	name := src
+	if rec := p.Inputs.CP.Source; rec != "" && !cp.IsDatabase(rec) {
+		name = rec
+	}
+	records, err := cp.LoadAs(ctx, src, in.cpQuery, name)
 	if err != nil {
+		if in.cp == "" {
+			return nil, fail("the plan's CP records (pass --cp SOURCE if they moved): %v", err)
+		}
 		return nil, fail("CP records: %v", err)
 	}
 	return records, nil

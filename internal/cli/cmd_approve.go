@@ -24,7 +24,8 @@ func (r *runner) approveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-self-approval", Usage: "let the plan's author approve it (command line only)"},
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
-			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records `FILE`, to check every agree item's claim again"},
+			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records (`SOURCE`: a file or DSN, default: the file the plan records), to check every agree item's claim again"},
+			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "the plan's CP query, for a DSN --cp"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval)"},
 		},
@@ -59,7 +60,7 @@ func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
 	if err != nil {
 		return err
 	}
-	records, err := o.inputs.records(ctx)
+	records, err := r.records(ctx, o.inputs, p)
 	if err != nil {
 		return err
 	}

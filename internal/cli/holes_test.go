@@ -139,27 +139,55 @@ func TestForgedResealedPlansAreRefused(t *testing.T) {
 	}
 }
 
-// TestApplyChecksCPRecordsWhenGiven: the CP claims in a plan can only be
-// checked against the records themselves. With --cp, a conflict turned
-// into agree by editing its claim (and re-sealing) is refused by approve
-// and apply; the real records pass.
-func TestApplyChecksCPRecordsWhenGiven(t *testing.T) {
+// TestApproveAndApplyCheckTheCPRecordsAgain: the CP claims in a plan are
+// only as true as its file, so approve and apply read the records again
+// (the file the plan records, or --cp) and a conflict turned into agree by
+// editing its claim and re-sealing is refused, even when its author signed
+// it; the real records pass. Records that cannot be read again refuse the
+// plan rather than let its claims go unchecked.
+func TestApproveAndApplyCheckTheCPRecordsAgain(t *testing.T) {
 	f := newPlanFixture(t)
 	f.planAndApprove(t)
-	if res := f.apply(t, "--cp", "cp.csv"); res.code != 0 {
-		t.Fatalf("dry run with --cp: %d %s%s", res.code, res.stdout, res.stderr)
+	for _, args := range [][]string{nil, {"--cp", "cp.csv"}} {
+		if res := f.apply(t, args...); res.code != 0 {
+			t.Fatalf("dry run %v: %d %s%s", args, res.code, res.stdout, res.stderr)
+		}
 	}
+	keys := t.TempDir()
+	aliceKey, _ := sshKey(t, keys, "alice")
+	bobKey, _ := sshKey(t, keys, "bob")
 	reseal(t, "plan.json", "forged.json", func(p *plan.Plan) {
 		it := itemNamed(p, "claimed-other")
 		it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
 		it.CP.Templates = []string{"seo-agent"}
 	})
-	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
-		t.Fatalf("approve of a forged claim: %d %s", res.code, res.stderr)
+	// Its author keeps the forgery signed, as an honest plan would be.
+	forged, err := plan.LoadPlan("forged.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := os.ReadFile(aliceKey)
+	sig, err := apply.SignPlan(key, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Keep(context.Background(), store, forged, sig); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	for _, args := range [][]string{nil, {"--cp", "cp.csv"}} {
+		res := runAt(t, nil, append([]string{"approve", "forged.json", "--by", "bob", "--sign-key", bobKey}, args...)...)
+		if res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
+			t.Fatalf("approve %v of a forged claim: %d %s", args, res.code, res.stderr)
+		}
 	}
 	approveRaw(t, "forged.json")
-	for _, args := range [][]string{{}, {"--execute"}} {
-		res := runAt(t, f.env, append([]string{"apply", "--inventory", "inventory.yaml", "--plan", "forged.json", "--cp", "cp.csv"}, args...)...)
+	for _, args := range [][]string{{}, {"--execute"}, {"--cp", "cp.csv", "--execute"}} {
+		res := runAt(t, f.env, append([]string{"apply", "--inventory", "inventory.yaml", "--plan", "forged.json"}, args...)...)
 		if res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
 			t.Fatalf("forged claim, apply %v: %d %s", args, res.code, res.stderr)
 		}
@@ -171,6 +199,20 @@ func TestApplyChecksCPRecordsWhenGiven(t *testing.T) {
 	res := f.apply(t, "--cp", "other.csv")
 	if res.code != 1 || !strings.Contains(res.stderr, "CP records have digest") {
 		t.Fatalf("other CP records: %d %s", res.code, res.stderr)
+	}
+	// The records moved: refused, saying how to name them; named, they pass.
+	if err := os.Rename("cp.csv", "moved.csv"); err != nil {
+		t.Fatal(err)
+	}
+	res = runAt(t, nil, "approve", "plan.json", "--by", "carol")
+	if res.code != 1 || !strings.Contains(res.stderr, "the plan's CP records (pass --cp SOURCE if they moved)") || !strings.Contains(res.stderr, "cp.csv") {
+		t.Fatalf("approve with its CP records gone: %d %s", res.code, res.stderr)
+	}
+	if res := f.apply(t); res.code != 1 || !strings.Contains(res.stderr, "pass --cp SOURCE") {
+		t.Fatalf("dry run with its CP records gone: %d %s", res.code, res.stderr)
+	}
+	if res := f.apply(t, "--cp", "moved.csv"); res.code != 0 {
+		t.Fatalf("dry run with --cp moved.csv: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 }
 

@@ -241,8 +241,13 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 	wantCode("plan as the read role", cli("plan", "--inventory", invRead, "--catalog", filepath.Join(f.dir, "catalog"),
 		"--cp", roleDSN(t, cpDSN, read, plantedPGPassword), "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims",
 		"--out", planPath), 0, "agree")
-	wantCode("approve", cli("approve", planPath, "--by", "bob"), 0)
-	wantCode("apply dry run as the read role", cli("apply", "--inventory", invRead, "--plan", planPath), 0, "would-write 6")
+	// A database's claims are read again only when named again.
+	if res := cli("approve", planPath, "--by", "bob"); res.code != 1 || !strings.Contains(res.stderr, "pass --cp DSN and --cp-query QUERY") {
+		t.Fatalf("approve of a plan from a CP database, without it: exit %d\n%s", res.code, res.stderr)
+	}
+	cpAgain := []string{"--cp", roleDSN(t, cpDSN, read, plantedPGPassword), "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims"}
+	wantCode("approve", cli(append([]string{"approve", planPath, "--by", "bob"}, cpAgain...)...), 0)
+	wantCode("apply dry run as the read role", cli(append([]string{"apply", "--inventory", invRead, "--plan", planPath}, cpAgain...)...), 0, "would-write 6")
 
 	// The CP role reads only what it was granted.
 	res := cli("plan", "--inventory", invRead, "--catalog", filepath.Join(f.dir, "catalog"),
@@ -257,7 +262,7 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 	// compare-and-swap's WHERE reads id, template and status); the write
 	// role's tenant is applied.
 	before := map[string]map[string]rowState{"alpha": rowsNow(t, f.dsns["alpha"]), "beta": rowsNow(t, f.dsns["beta"])}
-	res = cli("apply", "--inventory", invMixed, "--plan", planPath, "--execute")
+	res = cli(append([]string{"apply", "--inventory", invMixed, "--plan", planPath, "--execute"}, cpAgain...)...)
 	t.Logf("apply --execute, alpha on the read role, beta without SELECT:\n%s", res.stdout)
 	wantCode("apply --execute with alpha on the read role", res, 3, "tenant alpha: failed 2", "tenant beta: failed 2", "tenant gamma: applied 2")
 	if strings.Count(res.stdout, "permission denied for table workspaces") != 2 {
@@ -270,7 +275,7 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 	}
 
 	// The write role finishes the plan, then undoes it.
-	wantCode("apply --execute as the write role", cli("apply", "--inventory", invWrite, "--plan", planPath, "--execute"), 0,
+	wantCode("apply --execute as the write role", cli(append([]string{"apply", "--inventory", invWrite, "--plan", planPath, "--execute"}, cpAgain...)...), 0,
 		"tenant alpha: applied 2", "tenant beta: applied 2", "tenant gamma: already-applied 2")
 	for _, tn := range tenants {
 		for id, s := range rowsNow(t, f.dsns[tn]) {

@@ -247,14 +247,16 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 		"--catalog", filepath.Join(dir, "catalog"), "--out", planPath, "--report", reportPath)
 	cli(0, "show", planPath)
 	cli(0, "show", planPath, "--json")
-	cli(0, "approve", planPath, "--by", "bob")
-	mustContain(cli(0, "apply", "--inventory", invReachable, "--plan", planPath), "would-write 6")
+	// approve and apply read the CP database again, password and all.
+	cpAgain := []string{"--cp", cpSrc, "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims"}
+	cli(0, append([]string{"approve", planPath, "--by", "bob"}, cpAgain...)...)
+	mustContain(cli(0, append([]string{"apply", "--inventory", invReachable, "--plan", planPath}, cpAgain...)...), "would-write 6")
 	// A lock timeout fails alpha, so a database error reaches the journal.
 	release := lockRow(t, dsns["alpha"], ids["alpha"][0])
-	mustContain(cli(3, "--log-format", "json", "apply", "--inventory", invReachable, "--plan", planPath, "--execute", "--lock-timeout", "200ms"),
+	mustContain(cli(3, append([]string{"--log-format", "json", "apply", "--inventory", invReachable, "--plan", planPath, "--execute", "--lock-timeout", "200ms"}, cpAgain...)...),
 		"lock timeout")
 	release()
-	mustContain(cli(0, "apply", "--inventory", invReachable, "--plan", planPath, "--execute"), "applied 2")
+	mustContain(cli(0, append([]string{"apply", "--inventory", invReachable, "--plan", planPath, "--execute"}, cpAgain...)...), "applied 2")
 	cli(0, "rollback", "--inventory", invReachable, "--plan", planPath)
 	mustContain(cli(0, "rollback", "--inventory", invReachable, "--plan", planPath, "--execute"), "rolled-back 6")
 	// The standing audit: its report, its JSON and its record in the store.
