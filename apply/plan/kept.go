@@ -41,6 +41,10 @@ func LoadKept(ctx context.Context, s *evidence.Store, prefix string) (*Plan, err
 	if err != nil {
 		return nil, fmt.Errorf("plan %s kept in %s: %w", fp, s.Path(), err)
 	}
+	if p.Fingerprint != fp {
+		// An undo must undo the plan it names, whatever the store holds.
+		return nil, fmt.Errorf("plan %s kept in %s holds the bytes of plan %s: the store was altered; run `backfill verify`", fp, s.Path(), p.Fingerprint)
+	}
 	return p, nil
 }
 

@@ -93,6 +93,10 @@ func (r *runner) loadPlan(ctx context.Context, arg string) (*plan.Plan, string, 
 	if err != nil {
 		return nil, "", fail("%v", err)
 	}
+	if looksLikeFingerprint(arg) && !strings.HasPrefix(strings.TrimPrefix(p.Fingerprint, "sha256:"), strings.ToLower(strings.TrimPrefix(arg, "sha256:"))) {
+		// A file named like a fingerprint must not stand in for the plan kept under it.
+		return nil, "", fail("%s is a file holding plan %s, not the plan whose fingerprint starts so: pass ./%s for the file", arg, p.Fingerprint, arg)
+	}
 	return p, arg, nil
 }
 

@@ -347,6 +347,15 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 	if show := runAt(t, nil, "show", prefix); show.code != 0 || !strings.Contains(show.stdout, applied.Fingerprint) {
 		t.Fatalf("show by prefix: %d %s%s", show.code, show.stdout, show.stderr)
 	}
+	// A file named like the prefix cannot stand in for the plan kept under it.
+	if b, err := os.ReadFile("plan-carol.json"); err != nil || os.WriteFile(prefix, b, 0o644) != nil {
+		t.Fatalf("plant %s: %v", prefix, err)
+	}
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--execute")
+	if res.code != 1 || !strings.Contains(res.stderr, "is a file holding plan "+carol.Fingerprint) {
+		t.Fatalf("rollback by a prefix that names a planted file: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	os.Remove(prefix)
 	// Rolling back carol's plan, which never wrote, names the one that did.
 	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan-carol.json")
 	if res.code != 0 || !strings.Contains(res.stdout, "never wrote anything") || !strings.Contains(res.stdout, applied.Fingerprint) {

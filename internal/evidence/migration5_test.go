@@ -214,3 +214,34 @@ func TestPlansKeptOnceAndFoundByPrefix(t *testing.T) {
 		t.Fatalf("verify of an edited plan: %+v %v", r, err)
 	}
 }
+
+// TestVerifyFindsAPlanKeptUnderAnotherFingerprint: the plans chain is
+// anchored nowhere, so a store writer can keep one plan's bytes under
+// another's fingerprint with every hash right; verify reads the fingerprint
+// the bytes name and reports the record.
+func TestVerifyFindsAPlanKeptUnderAnotherFingerprint(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	a, b := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	file := func(fp string) []byte {
+		return fmt.Appendf(nil, "{\n  \"format_version\": 2,\n  \"fingerprint\": %q,\n  \"author\": \"alice\"\n}\n", fp)
+	}
+	if err := s.PutPlan(ctx, a, "alice", oldAt, file(a), ""); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Verify(ctx); err != nil || !r.OK() {
+		t.Fatalf("verify: %+v %v", r, err)
+	}
+	if err := s.PutPlan(ctx, b, "alice", oldAt, file(a), ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Verify(ctx)
+	if err != nil || len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "plan 2 ("+b+"): its bytes are another plan's, \""+a+"\"") {
+		t.Fatalf("verify of a plan kept under another fingerprint: %+v %v", r, err)
+	}
+	for _, head := range []string{"{}", `{"plan":"a"}`, "{\n  \"fingerprint\": \"x\"\n}", "[1, 2, 3, 4, 5]", ""} {
+		if fp := headFingerprint([]byte(head)); fp != "" {
+			t.Errorf("headFingerprint(%q) = %q, want none", head, fp)
+		}
+	}
+}

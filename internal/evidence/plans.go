@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -92,16 +93,60 @@ func (f *inflater) Read(b []byte) (int, error) {
 // planDigest is the sha256 and length of a kept plan's file bytes, read as
 // they decode.
 func planDigest(stored []byte, encoding string) (string, int64, error) {
+	sha, n, _, err := planDigestHead(stored, encoding)
+	return sha, n, err
+}
+
+// planDigestHead is planDigest with the first bytes of the plan file too.
+func planDigestHead(stored []byte, encoding string) (string, int64, []byte, error) {
 	r, err := planReader(stored, encoding)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, r)
+	head := &headWriter{max: planHeadBytes}
+	n, err := io.Copy(io.MultiWriter(h, head), r)
 	if err != nil {
-		return "", 0, fmt.Errorf("its bytes do not decode: %w", err)
+		return "", 0, nil, fmt.Errorf("its bytes do not decode: %w", err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return hex.EncodeToString(h.Sum(nil)), n, head.b, nil
+}
+
+// planHeadBytes holds a plan file's opening object, format version and
+// fingerprint, the fields its canonical form puts first.
+const planHeadBytes = 256
+
+// headWriter keeps the first max bytes written to it.
+type headWriter struct {
+	b   []byte
+	max int
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if room := w.max - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// headFingerprint is the fingerprint a plan file's first bytes name, or ""
+// when they do not open with format_version and fingerprint, as every plan
+// backfill can load does.
+func headFingerprint(head []byte) string {
+	d := json.NewDecoder(bytes.NewReader(head))
+	var toks []any
+	for len(toks) < 5 {
+		t, err := d.Token()
+		if err != nil {
+			return ""
+		}
+		toks = append(toks, t)
+	}
+	if toks[0] != json.Delim('{') || toks[1] != "format_version" || toks[3] != "fingerprint" {
+		return ""
+	}
+	fp, _ := toks[4].(string)
+	return fp
 }
 
 // planCols9 are the columns schema 9 added to plans, as a SELECT list
@@ -280,12 +325,19 @@ func (s *Store) verifyPlans(ctx context.Context, r *VerifyReport) error {
 			if err := sc.Scan(&id, &pc.fingerprint, &pc.author, &pc.createdAt, &stored, &encoding, &size, &pc.signature, &prev, &hash); err != nil {
 				return chainRow{}, err
 			}
-			sha, n, err := planDigest(stored, encoding)
+			sha, n, head, err := planDigestHead(stored, encoding)
 			switch {
 			case err != nil:
 				r.problem("plan %d (%s): %v", id, pc.fingerprint, err)
 			case n != size:
 				r.problem("plan %d (%s): its size says %d bytes, it holds %d", id, pc.fingerprint, size, n)
+			default:
+				// The chain of plans is anchored nowhere, so whoever writes
+				// the store can hash it again; the bytes still name their
+				// plan. (Bytes that are no plan at all never load as one.)
+				if fp := headFingerprint(head); fp != "" && fp != pc.fingerprint {
+					r.problem("plan %d (%s): its bytes are another plan's, %q", id, pc.fingerprint, fp)
+				}
 			}
 			pc.sha = sha
 			r.Plans++
