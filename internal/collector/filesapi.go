@@ -26,15 +26,31 @@ import (
 // workspace's name; the read says nothing of which. Only a listing of
 // /configs carries X-Molecule-Files-Source. So a files_api capture lists,
 // reads and lists again, and takes the bytes as the workspace's only when
-// both listings name the same evidence source (package source) and the
-// read is no longer than the size listed for config.yaml: the container
-// path trims whitespace, so shorter is expected, but longer is another
-// file. Nothing makes this airtight (a container listing does not prove
-// the read's cat did not fail and fall through), so the sizes are recorded
-// for a reviewer too.
+// both listings name the same evidence source (package source), both list
+// config.yaml at one size, and the read is no longer than that size and
+// shorter only by what trimming whitespace explains: the container path
+// trims the ends, but longer is another file, and much shorter is the
+// template folder answering for a config.yaml that cat could not read (a
+// dangling link, no permission) or a read the platform cut. Nothing makes
+// this airtight (a listing does not prove the read's cat did not fail and
+// fall through to a template of about the same size), so the sizes are
+// recorded for a reviewer too.
 
 // maxListingBytes bounds a /configs listing: one level of a config folder.
 const maxListingBytes = 1 << 20
+
+// trimSlack is how many bytes shorter than listed a read may be: the
+// platform trims whitespace from both ends of a container read (a final
+// newline or a few blank lines), never more of a config than this.
+const trimSlack = 256
+
+// containerReadCut is where the platform cuts the output of a command in a
+// container (its exec output limit, which counts the stream's 8-byte frame
+// headers too), saying nothing; cutMargin covers those headers.
+const (
+	containerReadCut = 5 << 20
+	cutMargin        = 64 << 10
+)
 
 // Provenance keys of a files_api capture.
 const (
@@ -102,7 +118,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Provenance[provListedSize] = first.sizeText()
 	r.Source = first.source
 
-	body, ok := c.filesGet(a, r, "read", readURL, names, headerVals, jsonLimit(c.maxBytes))
+	body, readSource, ok := c.filesGet(a, r, "read", readURL, names, headerVals, jsonLimit(c.maxBytes))
 	if !ok {
 		if r.Outcome == Gone && strings.Contains(r.Reason, errFileNotFound) && (first.source == source.TemplateDir || first.source == source.None) {
 			// The listing already said neither the container nor a host
@@ -132,18 +148,39 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Provenance[provRelistSource] = second.raw
 	r.Provenance[provRelistedSize] = second.sizeText()
 
-	r.Outcome, r.Source, r.Reason = judge(first, second, len(content))
+	outcome, src, why := judge(first, second, readAnswer{content: content, source: readSource})
+	if outcome == Failed {
+		fail(r, false, "%s", why)
+		r.Source = src
+		return headerVals
+	}
+	r.Outcome, r.Source, r.Reason = outcome, src, why
 	r.Transient = false
 	r.Content = content
 	r.Provenance[provSource] = r.Source
 	return headerVals
 }
 
+// readAnswer is what judge needs of the read.
+type readAnswer struct {
+	content []byte
+	source  string // the class of the read's own X-Molecule-Files-Source; source.Missing when it sent none
+}
+
+// rawLen is the fewest bytes content can stand for: the platform's JSON
+// turns each byte that is not UTF-8 into U+FFFD, three bytes for one.
+func rawLen(content []byte) int64 {
+	return int64(len(content) - 2*bytes.Count(content, []byte("\uFFFD")))
+}
+
 // judge decides a read from the listings made before and after it: captured
-// only when both name the same evidence source and config.yaml is listed no
-// shorter than what was read; otherwise not-live, with the reason.
-func judge(first, second listing, contentLen int) (Outcome, string, string) {
+// only when both name the same evidence source and list config.yaml at one
+// size, the read names no other source, and what was read is that size
+// less at most trimSlack; failed when the platform cut the read; otherwise
+// not-live, with the reason.
+func judge(first, second listing, rd readAnswer) (Outcome, string, string) {
 	src := first.source
+	n := rawLen(rd.content)
 	switch {
 	case first.source != second.source:
 		return NotLive, source.Changed, fmt.Sprintf("not live: the listing's source changed from %s to %s around the read, so nothing says which one answered",
@@ -156,11 +193,24 @@ func judge(first, second listing, contentLen int) (Outcome, string, string) {
 		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered"
 	case src == source.Unknown:
 		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw))
+	case rd.source != source.Missing && rd.source != src:
+		return NotLive, src, fmt.Sprintf("not live: the read itself names source %s where the listings name %s", rd.source, src)
 	case !first.has:
 		return NotLive, src, fmt.Sprintf("not live: the %s listing has no config.yaml, so the read answered from a fallback", src)
-	case int64(contentLen) > first.size:
+	case !second.has:
+		return NotLive, src, fmt.Sprintf("not live: the %s listing made after the read has no config.yaml: it went away around the read, which then answered from a fallback", src)
+	case first.size != second.size:
+		return NotLive, src, fmt.Sprintf("not live: config.yaml was listed at %d bytes before the read and %d after: it changed around the read, so nothing says which the read gave",
+			first.size, second.size)
+	case n > first.size:
 		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, more than the %d listed for config.yaml by the %s listing: not the file it listed",
-			contentLen, first.size, src)
+			n, first.size, src)
+	case src == source.Container && n < first.size && first.size >= containerReadCut-cutMargin:
+		return Failed, src, fmt.Sprintf("read: config.yaml is listed at %d bytes and the read gave %d: the platform cuts a read through a container at %d bytes, so no whole copy can be read this way",
+			first.size, n, containerReadCut)
+	case first.size-n > trimSlack:
+		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, %d fewer than the %d listed for config.yaml by the %s listing, more than trimming whitespace explains: "+
+			"the read may have answered from the template folder named like the workspace (its own config.yaml unreadable, or a dangling link)", n, first.size-n, first.size, src)
 	}
 	return Captured, src, ""
 }
@@ -206,13 +256,16 @@ func isConfigPath(p string) bool {
 	return clean == "/config.yaml" || clean == "/configs/config.yaml"
 }
 
-// filesGet makes one request and returns its body.
-func (c *Collector) filesGet(a attempt, r *Result, step, u string, names, vals []string, limit int64) ([]byte, bool) {
+// filesGet makes one request and returns its body and the class of its
+// X-Molecule-Files-Source (source.Missing when it sent none).
+func (c *Collector) filesGet(a attempt, r *Result, step, u string, names, vals []string, limit int64) ([]byte, string, bool) {
 	resp, body, ok := c.filesRequest(a, r, step, u, names, vals, limit)
-	if ok {
-		keepHeaders(r, resp)
+	if !ok {
+		return nil, "", false
 	}
-	return body, ok
+	keepHeaders(r, resp)
+	hv := resp.Header.Values("X-Molecule-Files-Source")
+	return body, listedSource(head(strings.Join(hv, ", "), maxHeaderValue), len(hv) > 0), true
 }
 
 // filesRequest GETs u and reads a 200's body up to limit. Anything else

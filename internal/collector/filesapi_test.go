@@ -1,12 +1,14 @@
 package collector
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,29 +278,53 @@ func TestJudgeSources(t *testing.T) {
 	l := func(src string, size int64) listing {
 		return listing{raw: src, source: src, has: size >= 0, size: size}
 	}
+	x := func(n int) string { return strings.Repeat("x", n) }
 	cases := []struct {
 		first, second listing
 		n             int
 		outcome       Outcome
 		src           string
+		read          string // the read's own source header: "" none
+		content       string // when not n bytes of x
 	}{
-		{l("container", 10), l("container", 10), 8, Captured, source.Container},
-		{l("container", 10), l("container", 10), 10, Captured, source.Container},
-		{l("container", 10), l("container", 10), 11, NotLive, source.Container},
-		{l("container", -1), l("container", -1), 3, NotLive, source.Container},
-		{l("eic", 4), l("eic", 4), 4, Captured, source.EIC},
-		{l("host-mirror", 4), l("host-mirror", 4), 4, Captured, source.HostMirror},
-		{l("template-dir", 40), l("template-dir", 40), 40, NotLive, source.TemplateDir},
-		{l("none", -1), l("none", -1), 0, NotLive, source.None},
-		{l("missing", 4), l("missing", 4), 4, NotLive, source.Missing},
-		{l("unknown", 4), l("unknown", 4), 4, NotLive, source.Unknown},
-		{l("container", 4), l("host-mirror", 4), 4, NotLive, source.Changed},
-		{l("host-mirror", 4), l("container", 4), 4, NotLive, source.Changed},
+		{first: l("container", 10), second: l("container", 10), n: 8, outcome: Captured, src: source.Container},
+		{first: l("container", 10), second: l("container", 10), n: 10, outcome: Captured, src: source.Container},
+		{first: l("container", 10), second: l("container", 10), n: 11, outcome: NotLive, src: source.Container},
+		{first: l("container", -1), second: l("container", -1), n: 3, outcome: NotLive, src: source.Container},
+		{first: l("eic", 4), second: l("eic", 4), n: 4, outcome: Captured, src: source.EIC},
+		{first: l("host-mirror", 4), second: l("host-mirror", 4), n: 4, outcome: Captured, src: source.HostMirror},
+		{first: l("template-dir", 40), second: l("template-dir", 40), n: 40, outcome: NotLive, src: source.TemplateDir},
+		{first: l("none", -1), second: l("none", -1), n: 0, outcome: NotLive, src: source.None},
+		{first: l("missing", 4), second: l("missing", 4), n: 4, outcome: NotLive, src: source.Missing},
+		{first: l("unknown", 4), second: l("unknown", 4), n: 4, outcome: NotLive, src: source.Unknown},
+		{first: l("container", 4), second: l("host-mirror", 4), n: 4, outcome: NotLive, src: source.Changed},
+		{first: l("host-mirror", 4), second: l("container", 4), n: 4, outcome: NotLive, src: source.Changed},
+		// config.yaml gone or changed around the read: a fallback may have answered.
+		{first: l("container", 10), second: l("container", -1), n: 10, outcome: NotLive, src: source.Container},
+		{first: l("container", 10), second: l("container", 12), n: 10, outcome: NotLive, src: source.Container},
+		// The read names another source than the listings.
+		{first: l("container", 10), second: l("container", 10), n: 10, outcome: NotLive, src: source.Container, read: "template-dir"},
+		{first: l("container", 10), second: l("container", 10), n: 10, outcome: Captured, src: source.Container, read: "container"},
+		// Much shorter than listed: more than trimming explains.
+		{first: l("container", 4000), second: l("container", 4000), n: 4000 - trimSlack, outcome: Captured, src: source.Container},
+		{first: l("container", 4000), second: l("container", 4000), n: 4000 - trimSlack - 1, outcome: NotLive, src: source.Container},
+		{first: l("host-mirror", 4000), second: l("host-mirror", 4000), n: 400, outcome: NotLive, src: source.HostMirror},
+		// Bytes that are not UTF-8 arrive as U+FFFD, three bytes for one.
+		{first: l("container", 6), second: l("container", 6), outcome: Captured, src: source.Container, content: "caf\uFFFD\uFFFD!"},
+		{first: l("container", 5), second: l("container", 5), outcome: NotLive, src: source.Container, content: "caf\uFFFD\uFFFD!"},
+		// A read the platform cut at its exec limit.
+		{first: l("container", containerReadCut+4096), second: l("container", containerReadCut+4096), n: containerReadCut, outcome: Failed, src: source.Container},
+		{first: l("container", containerReadCut-100), second: l("container", containerReadCut-100), n: containerReadCut - 1000, outcome: Failed, src: source.Container},
+		{first: l("host-mirror", containerReadCut+4096), second: l("host-mirror", containerReadCut+4096), n: containerReadCut + 4096, outcome: Captured, src: source.HostMirror},
 	}
 	for _, tc := range cases {
-		o, src, why := judge(tc.first, tc.second, tc.n)
+		rd := readAnswer{content: []byte(x(tc.n)), source: listedSource(tc.read, tc.read != "")}
+		if tc.content != "" {
+			rd.content = []byte(tc.content)
+		}
+		o, src, why := judge(tc.first, tc.second, rd)
 		if o != tc.outcome || src != tc.src || (o == Captured) != (why == "") {
-			t.Errorf("judge(%+v, %+v, %d) = %s %s %q; want %s %s", tc.first, tc.second, tc.n, o, src, why, tc.outcome, tc.src)
+			t.Errorf("judge(%+v, %+v, %d bytes, read source %q) = %s %s %q; want %s %s", tc.first, tc.second, len(rd.content), tc.read, o, src, why, tc.outcome, tc.src)
 		}
 		if o == Captured && !source.Evidence(src) || o == NotLive && src != source.Container && source.Evidence(src) && src != source.HostMirror {
 			t.Errorf("%s from %s: the evidence table disagrees", o, src)
@@ -402,4 +428,111 @@ exit 1`)
 			t.Errorf("%s/%s: %s transient=%v %q", tc.instance, tc.status, r.Outcome, r.Transient, r.Reason)
 		}
 	}
+}
+
+// platformHost is one workspace named "SEO Agent" whose running container
+// has /configs at a directory of the test's.
+type platformHost struct{ containers map[string]string }
+
+func (h platformHost) Workspace(string) (filesapi.Workspace, bool) {
+	return filesapi.Workspace{Name: "SEO Agent"}, true
+}
+func (h platformHost) Instance(string) (string, bool) { return "", false }
+func (h platformHost) Container(name string) (string, bool) {
+	d, ok := h.containers[name]
+	return d, ok
+}
+
+// TestFilesAPIFallbacksAreNotEvidence: reads where the platform's files API
+// answers from the template folder named like the workspace while both
+// listings say container, or cuts the read, are never captured evidence;
+// a live config that is not UTF-8 still is.
+func TestFilesAPIFallbacksAreNotEvidence(t *testing.T) {
+	tmplRoot := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(tmplRoot, "seo-agent"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmplRoot, "seo-agent", "config.yaml"), []byte(seoTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	collect := func(t *testing.T, h http.Handler, id string) Result {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return filesAPI(t, srv.URL, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: id})
+	}
+	platform := func(t *testing.T, id string, configs string) http.Handler {
+		return (&filesapi.Platform{Host: platformHost{containers: map[string]string{"ws-" + id: configs}}, TemplateDirs: []string{tmplRoot}, Token: apiToken}).Handler()
+	}
+
+	t.Run("a dangling link", func(t *testing.T) {
+		// The listing gives the link's own size; cat fails and the
+		// template folder answers.
+		id, configs := wsID(6), t.TempDir()
+		if err := os.Symlink("/nonexistent/"+strings.Repeat("x", 400), filepath.Join(configs, "config.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		res := collect(t, platform(t, id, configs), id)
+		if res.Outcome != NotLive || res.Source != source.Container || !strings.Contains(res.Reason, "more than trimming whitespace explains") {
+			t.Fatalf("%s from %s: %s", res.Outcome, res.Source, res.Reason)
+		}
+	})
+	t.Run("config.yaml gone after the first listing", func(t *testing.T) {
+		live := strings.Repeat("# the workspace's own config\n", 40) + "name: Custom\nruntime: hermes\n"
+		p := &filesapi.MemoryPlatform{Org: orgID, Token: apiToken, Templates: map[string]*string{"seo-agent": filesapi.Ptr(seoTemplate)}}
+		id := wsID(1)
+		p.Put(id, filesapi.MemoryWorkspace{Name: "seo-agent", Running: true, Container: &live})
+		var lists atomic.Int32
+		h := p.Handler()
+		res := collect(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			if strings.HasSuffix(r.URL.Path, "/files") && lists.Add(1) == 1 {
+				p.Update(id, func(w *filesapi.MemoryWorkspace) { w.Container = nil })
+			}
+		}), id)
+		if res.Outcome != NotLive || !strings.Contains(res.Reason, "made after the read has no config.yaml") {
+			t.Fatalf("%s from %s: %s", res.Outcome, res.Source, res.Reason)
+		}
+	})
+	t.Run("the read names the template folder", func(t *testing.T) {
+		res := collect(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/files") {
+				w.Header().Set("X-Molecule-Files-Source", "container")
+				w.Write([]byte(`[{"path":"config.yaml","size":15,"dir":false}]`))
+				return
+			}
+			w.Header().Set("X-Molecule-Files-Source", "template-dir")
+			w.Write([]byte(`{"path":"config.yaml","content":"name: SEO Agent","size":15}`))
+		}), wsID(2))
+		if res.Outcome != NotLive || !strings.Contains(res.Reason, "the read itself names source template-dir") {
+			t.Fatalf("%s from %s: %s", res.Outcome, res.Source, res.Reason)
+		}
+	})
+	t.Run("a read cut at the platform's limit", func(t *testing.T) {
+		listed := filesapi.MaxContainerRead + 4096
+		content := strings.Repeat("a", filesapi.MaxContainerRead)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Molecule-Files-Source", "container")
+			if strings.HasSuffix(r.URL.Path, "/files") {
+				fmt.Fprintf(w, `[{"path":"config.yaml","size":%d,"dir":false}]`, listed)
+				return
+			}
+			fmt.Fprintf(w, `{"path":"config.yaml","content":%q,"size":%d}`, content, len(content))
+		}))
+		t.Cleanup(srv.Close)
+		spec := Spec{Method: MethodFilesAPI, BaseURL: srv.URL, Headers: goodHeaders()}
+		res := mustNew(t, spec, spec, 8<<20, nil).Collect(timeoutCtx(t, 20*time.Second), placeholder.Values{WorkspaceID: wsID(3)})
+		if res.Outcome != Failed || res.Transient || res.Content != nil || !strings.Contains(res.Reason, "cuts a read through a container") {
+			t.Fatalf("%s (transient %v, %d bytes): %s", res.Outcome, res.Transient, len(res.Content), res.Reason)
+		}
+	})
+	t.Run("a live config that is not UTF-8", func(t *testing.T) {
+		id, configs := wsID(7), t.TempDir()
+		if err := os.WriteFile(filepath.Join(configs, "config.yaml"), []byte("name: Caf\xe9 Agent\nruntime: hermes\ndescription: r\xe9sum\xe9s\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := collect(t, platform(t, id, configs), id)
+		if res.Outcome != Captured || res.Source != source.Container {
+			t.Fatalf("%s from %s: %s", res.Outcome, res.Source, res.Reason)
+		}
+	})
 }
