@@ -102,6 +102,28 @@ type Result struct {
 	// tenant, and tries again without counting a retry. Outcome is Failed.
 	Throttled  bool
 	RetryAfter time.Duration
+
+	// red knows every secret of the attempt so far: text cut short is
+	// scrubbed with it first, or a secret across the cut would leave its
+	// start behind, whole occurrences no longer to be found.
+	red *secret.Redactor
+}
+
+// redact scrubs s of the secrets the attempt knows, before s is cut.
+func (r *Result) redact(s string) string {
+	if r.red == nil {
+		return s
+	}
+	return r.red.Redact(s)
+}
+
+// learn adds the secrets an attempt expanded (header values) to what r
+// scrubs, and returns them.
+func (c *Collector) learn(r *Result, vals []string) []string {
+	if len(vals) > 0 {
+		r.red = secret.NewRedactor(append(slices.Clone(c.secrets), vals...)...)
+	}
+	return vals
 }
 
 // Collector runs one collector definition for many workspaces. It is safe
@@ -325,15 +347,16 @@ func (c *Collector) CollectWithin(ctx context.Context, v placeholder.Values, tim
 }
 
 func (c *Collector) collect(a attempt, v placeholder.Values) Result {
-	r := Result{Target: c.target(v), Provenance: map[string]string{}}
+	r := Result{Target: c.target(v), Provenance: map[string]string{}, red: c.redactor}
 	extra := c.kind.collect(c, a, v, &r)
 	if r.Outcome != Captured && r.Outcome != NotLive {
 		r.Content = nil
 	}
-	red := c.redactor
-	if len(extra) > 0 {
-		red = secret.NewRedactor(append(slices.Clone(c.secrets), extra...)...)
+	if r.red == c.redactor {
+		c.learn(&r, extra) // a kind that did not learn what it expanded
 	}
+	red := r.red
+	r.red = nil
 	r.Target = red.Redact(r.Target)
 	r.Reason = red.Redact(r.Reason)
 	r.TenantError = red.Redact(r.TenantError)

@@ -148,8 +148,9 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Provenance["signal"] = ws.Signal().String()
 	}
-	errText := stderr.buf.String()
-	r.Provenance["stderr_head"] = head(c.redactor.Redact(errText), stderrHeadBytes)
+	// Scrubbed before any line of it is cut into a reason.
+	errText := r.redact(stderr.buf.String())
+	r.Provenance["stderr_head"] = head(errText, stderrHeadBytes)
 
 	switch {
 	case stdout.over:

@@ -103,7 +103,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	if !ok {
 		return nil
 	}
-	headerVals := vals[2:]
+	headerVals := c.learn(r, vals[2:])
 	if a.interrupted(r) {
 		return headerVals
 	}
@@ -223,7 +223,7 @@ func (c *Collector) filesList(a attempt, r *Result, step, u string, names, vals 
 		return l, false
 	}
 	hv := resp.Header.Values("X-Molecule-Files-Source")
-	l.raw = head(strings.Join(hv, ", "), maxHeaderValue)
+	l.raw = head(r.redact(strings.Join(hv, ", ")), maxHeaderValue)
 	l.source = listedSource(l.raw, len(hv) > 0)
 	var entries []struct {
 		Path string `json:"path"`
@@ -265,7 +265,7 @@ func (c *Collector) filesGet(a attempt, r *Result, step, u string, names, vals [
 	}
 	keepHeaders(r, resp)
 	hv := resp.Header.Values("X-Molecule-Files-Source")
-	return body, listedSource(head(strings.Join(hv, ", "), maxHeaderValue), len(hv) > 0), true
+	return body, listedSource(head(r.redact(strings.Join(hv, ", ")), maxHeaderValue), len(hv) > 0), true
 }
 
 // filesRequest GETs u and reads a 200's body up to limit. Anything else

@@ -77,7 +77,7 @@ func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []st
 	if !ok {
 		return nil
 	}
-	headerVals := vals[1:]
+	headerVals := c.learn(r, vals[1:])
 	if a.interrupted(r) {
 		return headerVals
 	}
@@ -132,7 +132,7 @@ func keepHeaders(r *Result, resp *http.Response) {
 	r.Provenance["http_status"] = strconv.Itoa(resp.StatusCode)
 	for _, h := range provenanceHeaders {
 		if vs := resp.Header.Values(h); len(vs) > 0 {
-			r.Provenance["header."+h] = head(strings.Join(vs, ", "), headerScan)
+			r.Provenance["header."+h] = head(r.redact(strings.Join(vs, ", ")), headerScan)
 		} else {
 			delete(r.Provenance, "header."+h)
 		}
@@ -153,7 +153,7 @@ const errorBodyScan = 4 << 10
 func answerError(r *Result, resp *http.Response, platform bool) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyScan))
 	if len(body) > 0 {
-		r.Provenance["body_head"] = head(string(body), bodyHeadBytes)
+		r.Provenance["body_head"] = head(r.redact(string(body)), bodyHeadBytes)
 	}
 	classifyAnswer(r, resp.StatusCode, resp.Header, body, platform, time.Now())
 }
@@ -192,9 +192,9 @@ func classifyAnswer(r *Result, code int, h http.Header, body []byte, platform bo
 	switch {
 	case code == http.StatusNotFound && isJSON && strings.HasPrefix(msg, errContainerOffline):
 		r.Outcome, r.Transient = NotRunning, false
-		r.Reason = fmt.Sprintf("%s %q: the workspace's container is not running and the platform holds no copy of its /configs", status, cut(msg))
+		r.Reason = fmt.Sprintf("%s %q: the workspace's container is not running and the platform holds no copy of its /configs", status, cut(r.redact(msg)))
 	case code == http.StatusNotFound && isJSON && msg != "":
-		gone(r, "%s %q", status, cut(msg))
+		gone(r, "%s %q", status, cut(r.redact(msg)))
 		r.NotFound = true
 	case code == http.StatusNotFound && platform:
 		fail(r, false, "%s with no JSON error: the platform's tenant guard answers so for a wrong X-Molecule-Org-Id", status)
@@ -219,7 +219,7 @@ func classifyAnswer(r *Result, code int, h http.Header, body []byte, platform bo
 		fail(r, false, "%s: unexpected status", status)
 	}
 	if r.Outcome == Failed && !r.Throttled && r.TenantError == "" && msg != "" {
-		r.Reason += fmt.Sprintf(" (%q)", cut(msg))
+		r.Reason += fmt.Sprintf(" (%q)", cut(r.redact(msg)))
 	}
 }
 

@@ -125,3 +125,38 @@ func TestHeaderValueWithPlaceholderScrubbed(t *testing.T) {
 		t.Fatalf("echoed header value reported as %q", v)
 	}
 }
+
+// TestSecretsAcrossACutNeverLeaveTheirStart: text the tool cuts short (an
+// error body's head, a quoted error message, a stderr line in a reason) is
+// scrubbed before it is cut, so a secret the server or command echoes across
+// the cut leaves no prefix behind.
+func TestSecretsAcrossACutNeverLeaveTheirStart(t *testing.T) {
+	tok := "tok-SECRET-0123456789abcdefghijklmnopqrstuvwxyz"
+	for _, at := range []int{bodyHeadBytes, 200} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pre := `{"error":"invalid workspace auth token: got `
+			pad := strings.Repeat("x", at-len(pre)-len("Bearer ")-20)
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(pre + pad + r.Header.Get("Authorization") + `"}`))
+		}))
+		h := map[string]string{"Authorization": "Bearer " + tok, "X-Molecule-Org-Id": orgID}
+		for _, c := range []*Collector{filesAPI(t, srv.URL, h),
+			same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml", Headers: h})} {
+			res := c.Collect(timeoutCtx(t, 10*time.Second), testValues)
+			if dump := fmt.Sprintf("%+v", res); strings.Contains(dump, tok[:12]) || res.Provenance["body_head"] == "" {
+				t.Errorf("%s, cut at %d: the token's start is in the result: %s", c.Method(), at, dump)
+			}
+		}
+		srv.Close()
+	}
+	pw := "dockerpw-SECRET-0123456789abcdefghijklmnop"
+	script := writeScript(t, "fake-docker", `printf '%s' "error during connect: $(printf 'y%.0s' $(seq 1 155)) tcp://u:$DOCKER_PW@host" >&2; exit 1`)
+	spec := Spec{Method: methodExec, Argv: []string{script, "{workspace_id}"}, Env: []string{"DOCKER_PW"},
+		Environ: []string{"PATH=/usr/bin:/bin", "DOCKER_PW=" + pw}}
+	raw := spec
+	raw.Environ = nil
+	res := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	if dump := fmt.Sprintf("%+v", res); strings.Contains(dump, pw[:10]) || !strings.Contains(res.Reason, "exit code 1") {
+		t.Errorf("exec: the password's start is in the result: %s", dump)
+	}
+}
