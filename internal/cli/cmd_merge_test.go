@@ -2,7 +2,9 @@ package cli
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +135,32 @@ func TestMergeRefusesSelfAndTampered(t *testing.T) {
 	}
 	if res := run(t, nil, "merge", f.evidence, copyPath); res.code != 1 || !strings.Contains(res.stderr, "already exists") {
 		t.Errorf("existing output: exit %d %s", res.code, res.stderr)
+	}
+}
+
+// TestASelectionSaysSo: a shard or tenant selection, from the command line
+// or left in the environment, is named in the summary, the JSON and the log
+// with how many of the inventory's tenants it covers; a whole run names none.
+func TestASelectionSaysSo(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	// Flags read the process's environment; the injected one names it.
+	t.Setenv("BACKFILL_SHARD", "0/3")
+	env := maps.Clone(f.env)
+	env["BACKFILL_SHARD"] = "0/3"
+	res := run(t, env, "--evidence", filepath.Join(f.dir, "a.db"), "snapshot", "--inventory", f.inventory)
+	if res.code != 0 || !strings.Contains(res.stdout, "only shard 0/3 (BACKFILL_SHARD): 1 of the inventory's 3 tenants") ||
+		!strings.Contains(res.stderr, "capturing part of the inventory") {
+		t.Fatalf("shard from the environment: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	os.Unsetenv("BACKFILL_SHARD")
+	res = run(t, f.env, "--evidence", filepath.Join(f.dir, "b.db"), "snapshot", "--inventory", f.inventory, "--tenant", "beta", "--json")
+	var doc snapshotJSON
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || res.code != 0 || doc.Scope == nil ||
+		doc.Scope.Selected != 1 || doc.Scope.InventoryTenants != 3 || doc.Scope.TenantsFrom != "--tenant" || doc.Scope.Shard != "" {
+		t.Fatalf("--tenant --json: %v %+v\n%s%s", err, doc.Scope, res.stdout, res.stderr)
+	}
+	res = run(t, f.env, "--evidence", filepath.Join(f.dir, "c.db"), "snapshot", "--inventory", f.inventory)
+	if res.code != 0 || strings.Contains(res.stdout, "only ") || strings.Contains(res.stderr, "part of the inventory") {
+		t.Fatalf("a whole run: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -172,6 +173,11 @@ func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
 			return inventory.MatchTenant(t, patterns) && (shardHas == nil || shardHas(t))
 		}
 	}
+	scope := r.snapshotScope(o, inv, only)
+	if scope != nil {
+		// A selection left in the environment must not pass for the fleet.
+		r.log.Warn("capturing part of the inventory", "scope", scope.String())
+	}
 
 	opts := o.capture.engine()
 	opts.Inventory, opts.Store, opts.Tenants, opts.Refresh = inv, store, only, o.refresh
@@ -182,7 +188,7 @@ func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
 			Tenants: sum.Tenants, Live: sum.Live, Captured: sum.Captured, CapturedEarlier: sum.AlreadyCaptured, CoveredEarlier: sum.CoveredEarlier,
 			NotLive: sum.NotLive, NotRunning: sum.NotRunning, Gone: sum.Gone, Failed: sum.Failed, NotAttempted: sum.NotAttempted,
 			NotRecorded: sum.NotRecorded, ElapsedSeconds: sum.Elapsed.Seconds(),
-			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures}
+			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures, Scope: scope}
 		if doc.TenantsFailed == nil {
 			doc.TenantsFailed = []snapshot.TenantFailure{}
 		}
@@ -193,7 +199,7 @@ func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
 			return err
 		}
 	} else if sum != nil {
-		printSnapshotSummary(r.env.Stdout, sum, store.Path())
+		printSnapshotSummary(r.env.Stdout, sum, store.Path(), scope)
 	}
 	if runErr != nil {
 		return fail("%v", runErr)
@@ -247,7 +253,55 @@ func (r *runner) runCapture(ctx context.Context, opts snapshot.Options, logEvery
 // maxListed bounds the failures printed; the full list is in `status` and `export`.
 const maxListed = 50
 
-func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
+// snapshotScope is the part of the inventory a run captures, or nil for
+// all of it. Each selection names where it came from, the command line or
+// a variable.
+type snapshotScope struct {
+	Shard            string   `json:"shard,omitempty"`
+	ShardFrom        string   `json:"shard_from,omitempty"`
+	Tenants          []string `json:"tenant_patterns,omitempty"`
+	TenantsFrom      string   `json:"tenant_patterns_from,omitempty"`
+	Selected         int      `json:"selected_tenants"`
+	InventoryTenants int      `json:"inventory_tenants"`
+}
+
+func (r *runner) snapshotScope(o snapshotOptions, inv *inventory.Inventory, only func(string) bool) *snapshotScope {
+	if only == nil {
+		return nil
+	}
+	from := func(flag string) string {
+		if v, ok := r.env.LookupEnv(envVar(flag)[0]); ok && v != "" {
+			return envVar(flag)[0]
+		}
+		return "--" + flag
+	}
+	sc := &snapshotScope{InventoryTenants: len(inv.Tenants)}
+	if o.shard != "" {
+		sc.Shard, sc.ShardFrom = o.shard, from("shard")
+	}
+	if len(o.tenants) > 0 {
+		sc.Tenants, sc.TenantsFrom = o.tenants, from("tenant")
+	}
+	for _, t := range inv.Tenants {
+		if only(t.Name) {
+			sc.Selected++
+		}
+	}
+	return sc
+}
+
+func (sc *snapshotScope) String() string {
+	var parts []string
+	if sc.Shard != "" {
+		parts = append(parts, fmt.Sprintf("shard %s (%s)", sc.Shard, sc.ShardFrom))
+	}
+	if len(sc.Tenants) > 0 {
+		parts = append(parts, fmt.Sprintf("tenants %s (%s)", strings.Join(sc.Tenants, ", "), sc.TenantsFrom))
+	}
+	return fmt.Sprintf("%s: %d of the inventory's %d tenants", strings.Join(parts, " and "), sc.Selected, sc.InventoryTenants)
+}
+
+func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string, scope *snapshotScope) {
 	state := s.Reason()
 	if state == "gone" || state == "tenants-failed" {
 		state = "incomplete"
@@ -263,6 +317,9 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string) {
 		fmt.Fprintf(w, ", %d stopped", stopped)
 	}
 	fmt.Fprintf(w, "), %d live workspaces\n", s.Live)
+	if scope != nil {
+		fmt.Fprintf(w, "  only %s\n", termsafe.String(scope.String()))
+	}
 	fmt.Fprintf(w, "  captured now %d, captured earlier %d, not live %d, not running %d, gone %d, failed %d, not attempted %d",
 		s.Captured, s.AlreadyCaptured, s.NotLive, s.NotRunning, s.Gone, s.Failed, s.NotAttempted)
 	if s.CoveredEarlier > 0 {
@@ -311,4 +368,6 @@ type snapshotJSON struct {
 	ElapsedSeconds  float64                     `json:"elapsed_seconds"`
 	TenantsFailed   []snapshot.TenantFailure    `json:"tenants_failed"`
 	Failures        []snapshot.WorkspaceFailure `json:"failures"`
+	// Scope is the part of the inventory captured; absent for all of it.
+	Scope *snapshotScope `json:"scope,omitempty"`
 }
