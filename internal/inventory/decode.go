@@ -17,6 +17,7 @@ import (
 	"backfill/internal/collector"
 	"backfill/internal/placeholder"
 	"backfill/internal/secret"
+	"backfill/internal/tenantdb"
 	"backfill/internal/yamlnode"
 )
 
@@ -271,6 +272,8 @@ func (p *parser) tenant(n *yaml.Node, defRaw, defExp []collector.Spec, defaultsS
 			} else if _, err := secret.DSNPasswords(dsn); err != nil {
 				// err never quotes the DSN, so it is safe to show.
 				p.errorf(line, label, "dsn is not a valid postgres URL or key=value DSN: %v", err)
+			} else if derr := dsnProblem(dsn); derr != "" {
+				p.errorf(line, label, "dsn does not parse: %s", derr)
 			} else {
 				t.DSN = dsn
 			}
@@ -517,4 +520,15 @@ func kindName(n *yaml.Node) string {
 		return "a single value"
 	}
 	return "an unexpected node"
+}
+
+// dsnProblem is why the DSN's own text cannot connect (an sslmode pgx does
+// not know, a port that is not a number), or "". A file it names that is
+// missing here is left to the machine that connects.
+func dsnProblem(dsn string) string {
+	var e *tenantdb.DSNError
+	if err := tenantdb.CheckDSN(dsn); errors.As(err, &e) && !e.Env {
+		return e.Why
+	}
+	return ""
 }

@@ -264,6 +264,10 @@ func TestParseErrors(t *testing.T) {
 		{"dsn empty after expansion", head + "  - name: a\n    dsn: ${EMPTY} #<\n    collector: {file: /x}\n", 0, "a", "dsn is empty after expanding"},
 		{"invalid dsn from env", head + "  - name: a\n    dsn: postgres://u:${AT_PW}@h/db #<\n    collector: {file: /x}\n", 0, "a", "percent-encode it as %40"},
 		{"unparsable dsn", head + "  - name: a\n    dsn: not a dsn #<\n    collector: {file: /x}\n", 0, "a", "dsn is not a valid"},
+		{"dsn sslmode misspelt", head + "  - name: a\n    dsn: postgres://u:pw-9Qx@h/db?sslmode=requir #<\n    collector: {file: /x}\n", 0, "a", "dsn does not parse: failed to configure TLS (sslmode is invalid)"},
+		{"dsn port not a number", head + "  - name: a\n    dsn: host=h dbname=db port=5x432 password=pw-9Qx #<\n    collector: {file: /x}\n", 0, "a", "dsn does not parse: invalid port"},
+		{"dsn timeout not a number", head + "  - name: a\n    dsn: postgres://u:pw-9Qx@h/db?connect_timeout=ten #<\n    collector: {file: /x}\n", 0, "a", "dsn does not parse: invalid connect_timeout"},
+		{"dsn session attrs misspelt", head + "  - name: a\n    dsn: postgres://u:pw-9Qx@h/db?target_session_attrs=primaryy #<\n    collector: {file: /x}\n", 0, "a", "unknown target_session_attrs value: primaryy"},
 		{"collector with no method", head + "  - name: a\n    dsn: h=1\n    collector: {} #<\n", 0, "a", "it sets none"},
 		{"collector null", head + "  - name: a\n    dsn: h=1\n    collector: #<\n", 0, "a", "it sets none"},
 		{"collector with two methods", head + "  - name: a\n    dsn: h=1\n    collector: #<\n      exec: [cat]\n      file: /x\n", 0, "a", "it sets exec and file"},
@@ -550,5 +554,20 @@ tenants:
 		if slices.Contains(got, not) {
 			t.Errorf("Secrets() has %q", not)
 		}
+	}
+}
+
+// TestDSNNamingAFileElsewhereLoads: a DSN whose text parses but names a file
+// missing on this machine (a CA, a client key) loads: the machine that
+// connects may have it. A DSN that does not parse never shows its password.
+func TestDSNNamingAFileElsewhereLoads(t *testing.T) {
+	doc := "version: 1\ntenants:\n  - name: a\n    dsn: postgres://u:pw-9Qx@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem\n    collector: {file: /x}\n"
+	if _, err := Parse("inventory.yaml", []byte(doc), func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatalf("a DSN naming a CA file missing here: %v", err)
+	}
+	doc = "version: 1\ntenants:\n  - name: a\n    dsn: postgres://u:pw-9Qx@h/db?sslmode=requir\n    collector: {file: /x}\n"
+	_, err := Parse("inventory.yaml", []byte(doc), func(string) (string, bool) { return "", false })
+	if err == nil || strings.Contains(err.Error(), "pw-9Qx") || !strings.Contains(err.Error(), "inventory.yaml:4") {
+		t.Fatalf("a DSN that does not parse: %v", err)
 	}
 }

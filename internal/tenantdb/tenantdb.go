@@ -7,11 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"backfill/internal/secret"
 	"backfill/internal/workspace"
 )
 
@@ -41,14 +44,57 @@ const connectRetryWait = 500 * time.Millisecond
 // hold a password.
 var ErrInvalidDSN = errors.New("invalid dsn (not shown: it may hold a password)")
 
+// DSNError is why pgx cannot parse a DSN (an sslmode it does not know, a
+// port that is not a number), without the DSN or its passwords. It is an
+// ErrInvalidDSN.
+type DSNError struct {
+	Why string
+	// Env marks a cause outside the DSN's text: a file it names or the
+	// environment points to (a CA, a key, a service file) is missing or
+	// unreadable on this machine, which may not be the one that connects.
+	Env bool
+}
+
+func (e *DSNError) Error() string {
+	return "invalid dsn: " + e.Why + " (the dsn is not shown: it may hold a password)"
+}
+
+// Is makes a DSNError an ErrInvalidDSN.
+func (e *DSNError) Is(target error) bool { return target == ErrInvalidDSN }
+
+// CheckDSN parses dsn as Connect will: nil when it parses, else a
+// *DSNError. It reads no network, only the files the DSN names or the
+// environment points to.
+func CheckDSN(dsn string) error {
+	_, err := pgx.ParseConfig(dsn)
+	if err == nil {
+		return nil
+	}
+	var pathErr *fs.PathError
+	msg := err.Error()
+	// pgconn's form is "cannot parse `DSN`: why"; the DSN (its password
+	// masked) is the caller's to name, by file and line.
+	if rest, ok := strings.CutPrefix(msg, "cannot parse `"); ok {
+		if i := strings.Index(rest, "`: "); i >= 0 {
+			msg = rest[i+3:]
+		}
+	}
+	pws, perr := secret.DSNPasswords(dsn)
+	if perr != nil {
+		return &DSNError{Why: "it does not parse"}
+	}
+	return &DSNError{Why: secret.NewRedactor(pws...).Redact(msg),
+		Env: errors.As(err, &pathErr) || strings.HasPrefix(msg, "failed to read service")}
+}
+
 // Connect opens one session to a tenant database with backfill's session
 // settings. Errors never contain the DSN's password: pgx reports host, user
 // and database only.
 func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		// pgx's parse errors can quote the DSN; say only what kind of problem it is.
-		return nil, ErrInvalidDSN
+		// pgx's parse errors can quote the DSN; say only what is wrong.
+		return nil, CheckDSN(dsn)
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
