@@ -323,6 +323,53 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	return f.Commit()
 }
 
+// Output is one file for WriteFilesAtomic: what it is (for errors), its
+// path, and what writes it.
+type Output struct {
+	What, Path string
+	Write      func(io.Writer) error
+}
+
+// WriteFilesAtomic writes every output through a temporary file beside it
+// (see createAtomic), then runs ready, and only once all of that succeeded
+// renames them into place. A failure before then leaves no output and ready
+// not run, so a command that fails on its last file has changed nothing.
+func WriteFilesAtomic(outs []Output, ready func() error) error {
+	var files []*atomicFile
+	abort := func() {
+		for _, f := range files {
+			f.Abort()
+		}
+	}
+	for _, o := range outs {
+		f, err := createAtomic(o.Path)
+		if err != nil {
+			abort()
+			return fmt.Errorf("write %s: %w", o.What, err)
+		}
+		files = append(files, f)
+		if err := o.Write(f); err != nil {
+			abort()
+			return fmt.Errorf("write %s %s: %w", o.What, o.Path, err)
+		}
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			abort()
+			return err
+		}
+	}
+	for i, f := range files {
+		if err := f.Commit(); err != nil {
+			for _, g := range files[i+1:] {
+				g.Abort()
+			}
+			return fmt.Errorf("write %s: %w", outs[i].What, err)
+		}
+	}
+	return nil
+}
+
 // atomicFile is a file being written through a temporary file beside it:
 // nothing is at its path until Commit.
 type atomicFile struct {

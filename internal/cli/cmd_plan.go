@@ -179,8 +179,8 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	}, signKey, nil
 }
 
-// writePlan keeps the sealed plan in the store, then writes the plan file
-// and the Markdown reports asked for.
+// writePlan writes the plan file and the reports asked for and keeps the
+// sealed plan in the store, all or none of them.
 func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.Store, p *plan.Plan, w *plan.Writer, signKey []byte, warnings []string) error {
 	if !o.force {
 		if err := plan.CheckReplace(ctx, store, o.out, p.Fingerprint); err != nil {
@@ -194,38 +194,38 @@ func (r *runner) writePlan(ctx context.Context, o planOptions, store *evidence.S
 			return fail("--sign-key: %v", err)
 		}
 	}
-	// Kept in the store first: the file can be lost or replaced, the undo
-	// handle cannot. Both are copied from the spool, never held whole.
-	if err := plan.KeepWith(ctx, store, p, w.Encode, sig); err != nil {
-		return fail("keep the plan in %s: %v", store.Path(), err)
-	}
-	if err := plan.WriteFileAtomic(o.out, w.Encode); err != nil {
-		return fail("write plan: %v", err)
-	}
-	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", w.Items(), "writes", w.Writes(),
-		"needs_review", w.NeedsReview(), "unreachable_tenants", len(p.Unreachable()))
-	reports := []struct {
-		path  string
-		write func(io.Writer) error
-	}{
-		{o.reportFull, func(f io.Writer) error { return w.WriteReport(f, o.out, warnings) }},
-		{o.reportCSV, w.EncodeCSV},
-		{o.report, func(f io.Writer) error {
+	// Every file is written to its temporary name first, so that a report
+	// that cannot be written leaves no plan behind, kept or on disk; then
+	// the plan is kept in the store (the file can be lost or replaced, the
+	// undo handle cannot), then the files are renamed into place. All are
+	// copied from the spool, never held whole.
+	outs := []plan.Output{{What: "plan", Path: o.out, Write: w.Encode}}
+	for _, rp := range []plan.Output{
+		{What: "report", Path: o.reportFull, Write: func(f io.Writer) error { return w.WriteReport(f, o.out, warnings) }},
+		{What: "report", Path: o.reportCSV, Write: w.EncodeCSV},
+		{What: "report", Path: o.report, Write: func(f io.Writer) error {
 			ref := o.reportFull
 			if ref == "" {
 				ref = o.reportCSV
 			}
 			return w.WriteSummary(f, o.out, ref, warnings)
 		}},
-	}
-	for _, rp := range reports {
-		if rp.path == "" {
-			continue
-		}
-		if err := plan.WriteFileAtomic(rp.path, rp.write); err != nil {
-			return fail("write report: %v", err)
+	} {
+		if rp.Path != "" {
+			outs = append(outs, rp)
 		}
 	}
+	err := plan.WriteFilesAtomic(outs, func() error {
+		if err := plan.KeepWith(ctx, store, p, w.Encode, sig); err != nil {
+			return fmt.Errorf("keep the plan in %s: %w", store.Path(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	r.log.Info("plan written", "path", o.out, "fingerprint", p.Fingerprint, "items", w.Items(), "writes", w.Writes(),
+		"needs_review", w.NeedsReview(), "unreachable_tenants", len(p.Unreachable()))
 	return nil
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -574,5 +576,34 @@ func TestExportVerdictFilter(t *testing.T) {
 	res := runAt(t, nil, "export", "--plan", "plan.json", "--verdict", "agree", "--format", "csv")
 	if res.code != 0 || strings.Count(res.stdout, "\n") != 4 || !strings.Contains(res.stdout, ",verdict\n") || !strings.Contains(res.stdout, "seo-1") {
 		t.Fatalf("export --verdict agree: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestPlanThatCannotWriteAReportLeavesNoPlan: a failed plan leaves nothing
+// to approve: no plan file, no plan kept in the store, no temporary file.
+func TestPlanThatCannotWriteAReportLeavesNoPlan(t *testing.T) {
+	f := newPlanFixture(t)
+	for _, args := range [][]string{{"--report", filepath.Join("no-such-dir", "plan.md")}, {"--report-full", filepath.Join("no-such-dir", "full.md")}} {
+		res := f.plan(t, args...)
+		if res.code != 1 || !strings.Contains(res.stderr, "write report") {
+			t.Fatalf("plan %v: %d %s", args, res.code, res.stderr)
+		}
+		if _, err := os.Stat("plan.json"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("plan %v left plan.json: %v", args, err)
+		}
+		if left, _ := filepath.Glob("*.tmp"); len(left) > 0 {
+			t.Fatalf("plan %v left %v", args, left)
+		}
+		if res := runAt(t, nil, "plans", "--json"); !strings.Contains(res.stdout, `"plans": []`) {
+			t.Fatalf("plan %v kept a plan: %s%s", args, res.stdout, res.stderr)
+		}
+	}
+	if res := f.plan(t, "--report", "plan.md"); res.code != 0 {
+		t.Fatalf("plan: %d %s", res.code, res.stderr)
+	}
+	for _, p := range []string{"plan.json", "plan.md"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
