@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -227,5 +228,52 @@ func TestAll404sOfASmallTenantStopIt(t *testing.T) {
 		if c.Outcome != evidence.Failed {
 			t.Errorf("capture %d: %s", c.ID, c.Outcome)
 		}
+	}
+}
+
+// A files API that answers nothing but 429 stops its tenant once the
+// tenant has been paused MaxThrottle in all, whatever its number of
+// workspaces (each waiting its own MaxThrottle would hold the run for that
+// long per workspace), while another tenant is captured.
+func TestTenantThrottledPastTheLimitIsStopped(t *testing.T) {
+	hostileDSN, ids := tenantWith(t, 1, 6)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("X-RateLimit-Limit", "600")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"error":"rate limit exceeded"}`))
+	}))
+	t.Cleanup(srv.Close)
+	otherDSN, otherIDs := tenantWith(t, 2, 3)
+	root := t.TempDir()
+	for _, id := range otherIDs {
+		if err := os.MkdirAll(filepath.Join(root, id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, id, "config.yaml"), []byte("name: x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv := fmt.Sprintf(`version: 1
+tenants:
+  - name: hostile
+    dsn: %q
+    collector: {files_api: {base_url: %q, headers: {X-Molecule-Org-Id: %q}}}
+  - name: other
+    dsn: %q
+    collector: {file: "%s/{workspace_id}/config.yaml"}
+`, hostileDSN, srv.URL, testOrg, otherDSN, root)
+	sum, store := runSnapshot(t, inv, Options{Concurrency: 8, Timeout: time.Second, MaxThrottle: 2500 * time.Millisecond})
+	if sum.Complete() || len(sum.TenantsFailed) != 1 || !sum.TenantsFailed[0].Stopped ||
+		!strings.Contains(sum.TenantsFailed[0].Reason, "rate limited (429) for ") || !strings.Contains(sum.TenantsFailed[0].Reason, "in all, more than 2.5s") {
+		t.Fatalf("summary: %+v", sum)
+	}
+	recorded := map[string]int{}
+	for _, c := range captures(t, store) {
+		recorded[c.Tenant+" "+string(c.Outcome)]++
+	}
+	// A few captures were in flight; the rest of the tenant is not attempted.
+	if recorded["other captured"] != 3 || recorded["hostile failed"] == 0 || recorded["hostile failed"]+sum.NotAttempted != len(ids) {
+		t.Fatalf("recorded %v, not attempted %d", recorded, sum.NotAttempted)
 	}
 }

@@ -36,8 +36,9 @@ type tenantState struct {
 	// cost). No rate means no bucket; a 429 still pauses the tenant.
 	rate, burst, tokens float64
 	last                time.Time
-	costs               []int     // tokens per attempt, by chain position
-	paused              time.Time // nothing of this tenant is handed out before this (a 429's wait)
+	costs               []int         // tokens per attempt, by chain position
+	paused              time.Time     // nothing of this tenant is handed out before this (a 429's wait)
+	pausedFor           time.Duration // how long 429s have paused it in all
 }
 
 // head is the item the tenant would hand out next.
@@ -328,16 +329,26 @@ func (s *scheduler) acquire(ctx context.Context, t *tenantState, it *item) bool 
 }
 
 // pause holds the tenant back until t: its bucket starts again empty then.
-func (s *scheduler) pause(ts *tenantState, until time.Time) {
+func (s *scheduler) pause(ts *tenantState, until time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if until.After(ts.paused) {
+		// Pauses that overlap count once: this is the tenant's time lost.
+		ts.pausedFor += until.Sub(later(ts.paused, s.now()))
 		ts.paused = until
 		ts.tokens = 0
 		if until.After(ts.last) {
 			ts.last = until
 		}
 	}
+	return ts.pausedFor
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // throttled counts the tenants paused by a 429 now.

@@ -71,7 +71,10 @@ type Options struct {
 	OnListed func(tenant string, rows []workspace.Row)
 	Backoff  time.Duration // first retry delay, default 500ms; doubles, with jitter
 	// MaxThrottle bounds how long one workspace waits, in all, for 429s
-	// (default 10m): past it, the capture is recorded failed.
+	// (default 10m): past it, the capture is recorded failed. It bounds a
+	// tenant's pauses in all too: past it, the tenant is stopped, or a
+	// files API that answers nothing but 429 would hold the run for
+	// MaxThrottle per workspace.
 	MaxThrottle time.Duration
 	// MisconfiguredAfter is how many 404 answers, before any answer shows
 	// a tenant's HTTP collector reaches its workspaces, stop the tenant as
@@ -457,13 +460,21 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 				it.attempt--
 				it.throttles++
 				it.waited += res.RetryAfter
-				e.sched.pause(it.tenant, time.Now().Add(res.RetryAfter))
+				pausedFor := e.sched.pause(it.tenant, time.Now().Add(res.RetryAfter))
 				e.o.Logger.Info("rate limited", "tenant", t.Name, "workspace", it.row.ID, "wait", res.RetryAfter)
 				if ctx.Err() != nil {
 					// The 429 read nothing: as if never attempted.
 					it.started = time.Time{}
 					e.finish(it, "run stopped before this workspace was captured")
 					return false
+				}
+				if pausedFor > e.o.MaxThrottle {
+					res.Transient = false
+					res.TenantError = fmt.Sprintf("rate limited (429) for %s in all, more than %s: its remaining workspaces are not attempted",
+						pausedFor.Round(time.Second), e.o.MaxThrottle)
+					res.Reason += "; " + res.TenantError
+					it.attempt = max(it.attempt, 1)
+					break
 				}
 				if it.waited <= e.o.MaxThrottle {
 					if e.sched.requeue(it) {
