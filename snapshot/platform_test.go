@@ -86,15 +86,7 @@ func TestThrottledTenantCompletesWithoutSpendingRetries(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	fastDSN, fastIDs := tenantWith(t, 2, 40)
-	root := t.TempDir()
-	for _, id := range fastIDs {
-		if err := os.MkdirAll(filepath.Join(root, id), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, id, "config.yaml"), []byte("name: x\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root := configTree(t, fastIDs)
 	// rate 30 asks more than the server's 10: 429s are certain.
 	inv := fmt.Sprintf(`version: 1
 tenants:
@@ -245,15 +237,7 @@ func TestTenantThrottledPastTheLimitIsStopped(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	otherDSN, otherIDs := tenantWith(t, 2, 3)
-	root := t.TempDir()
-	for _, id := range otherIDs {
-		if err := os.MkdirAll(filepath.Join(root, id), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, id, "config.yaml"), []byte("name: x\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root := configTree(t, otherIDs)
 	inv := fmt.Sprintf(`version: 1
 tenants:
   - name: hostile
@@ -276,4 +260,20 @@ tenants:
 	if recorded["other captured"] != 3 || recorded["hostile failed"] == 0 || recorded["hostile failed"]+sum.NotAttempted != len(ids) {
 		t.Fatalf("recorded %v, not attempted %d", recorded, sum.NotAttempted)
 	}
+}
+
+// configTree is a directory holding ID/config.yaml for each of ids, for a
+// file collector.
+func configTree(t *testing.T, ids []string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, id := range ids {
+		if err := os.MkdirAll(filepath.Join(root, id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, id, "config.yaml"), []byte("name: x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
 }
