@@ -2,6 +2,8 @@ package identity
 
 import (
 	"bytes"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -319,5 +321,48 @@ func TestResemblanceAndPlatformKind(t *testing.T) {
 	// like any other.
 	if got := DeriveFor(seo, "platform", nil); got.Rule == RulePlatformKind {
 		t.Errorf("platform-kind without the template in the catalog: %+v", got)
+	}
+}
+
+// TestDeriveBoundsWhatAHostileConfigCosts: a captured config whose name
+// matches a catalog display name is shaped; explicit keys of 100 KiB under
+// 10,000 leaves, or aliases that walk one mapping thousands of times, must
+// cost what a plain config does, not gigabytes (plan derives every
+// captured config, and a capture is never deleted).
+func TestDeriveBoundsWhatAHostileConfigCosts(t *testing.T) {
+	cat := loadCatalog(t)
+	long := strings.Repeat("x", 100<<10)
+	var keys strings.Builder
+	keys.WriteString("name: SEO Agent\n? " + long + "\n:\n")
+	for i := range 10_000 {
+		fmt.Fprintf(&keys, "  k%d: 1\n", i)
+	}
+	var aliases strings.Builder
+	aliases.WriteString("name: SEO Agent\nanch: &a {")
+	for i := range 100 {
+		fmt.Fprintf(&aliases, "k%d: 1, ", i)
+	}
+	aliases.WriteString("z: 1}\n? " + long + "\n: [")
+	for range 4000 {
+		aliases.WriteString("*a, ")
+	}
+	aliases.WriteString("*a]\n")
+	var items strings.Builder
+	items.WriteString("name: SEO Agent\nskills: [")
+	for i := range 100_000 {
+		fmt.Fprintf(&items, "s%d, ", i)
+	}
+	items.WriteString("z]\n")
+	for name, doc := range map[string]string{"long keys": keys.String(), "aliases": aliases.String(), "a long list": items.String()} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		id := Derive([]byte(doc), cat)
+		runtime.ReadMemStats(&after)
+		// Parsing a document of this size alone allocates tens of
+		// megabytes; shaping must not add more than that.
+		if got := (after.TotalAlloc - before.TotalAlloc) >> 20; got > 256 {
+			t.Errorf("%s (%d bytes): deriving allocated %d MiB (rule %s)", name, len(doc), got, id.Rule)
+		}
 	}
 }

@@ -6,12 +6,19 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Bounds on Shape: real configs have a few dozen leaves a few levels deep.
-// Past them the shape is simply cut short, which only makes two large
-// documents look less alike.
+// Bounds on Shape: real configs have a few dozen leaves a few levels deep,
+// keys of a few words and list items of a few. Past them the shape is
+// simply cut short, which only makes two large documents look less alike.
+// They bound its work and memory whatever a captured config holds: nodes
+// walked count each time an alias leads back to them, and each path is
+// at most maxShapePath bytes plus a list item's maxShapeValue, so a config
+// of explicit keys of a megabyte each costs no more than a plain one.
 const (
 	maxShapeLeaves = 10_000
+	maxShapeVisits = 4 * maxShapeLeaves
 	maxShapeDepth  = 16
+	maxShapePath   = 512
+	maxShapeValue  = 256
 )
 
 // Shape returns the document's shape as a set of leaf paths, for telling
@@ -27,52 +34,71 @@ const (
 // The top-level `name` and `description` are left out: they are what a
 // renamed config changes, and carry no shape.
 func (d *Doc) Shape() map[string]bool {
-	out := map[string]bool{}
+	s := &shaper{out: map[string]bool{}}
 	for _, e := range d.entries {
 		k, ok := e.KeyString()
 		if !ok || k == "name" || k == "description" {
 			continue
 		}
-		shape(out, k, e.Value, 1)
+		s.walk(clip(k, maxShapePath), e.Value, 1)
 	}
-	return out
+	return s.out
 }
 
-func shape(out map[string]bool, path string, n *yaml.Node, depth int) {
+// shaper collects a shape and counts the nodes it walks.
+type shaper struct {
+	out    map[string]bool
+	visits int
+}
+
+func (s *shaper) walk(path string, n *yaml.Node, depth int) {
 	n = resolve(n)
-	if n == nil || len(out) >= maxShapeLeaves {
+	s.visits++
+	if n == nil || len(s.out) >= maxShapeLeaves || s.visits > maxShapeVisits {
 		return
 	}
 	if depth > maxShapeDepth {
-		out[path] = true
+		s.out[path] = true
 		return
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		if len(n.Content) == 0 {
-			out[path] = true
+			s.out[path] = true
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, ok := Str(n.Content[i])
 			if !ok {
 				k = resolve(n.Content[i]).Value
 			}
-			shape(out, path+"."+k, n.Content[i+1], depth+1)
+			s.walk(clip(path+"."+clip(k, maxShapePath), maxShapePath), n.Content[i+1], depth+1)
 		}
 	case yaml.SequenceNode:
 		if len(n.Content) == 0 {
-			out[path] = true
+			s.out[path] = true
 		}
 		for _, el := range n.Content {
+			if len(s.out) >= maxShapeLeaves || s.visits > maxShapeVisits {
+				return
+			}
 			if el = resolve(el); el.Kind == yaml.ScalarNode {
-				out[path+"[]="+strings.TrimSpace(el.Value)] = true
+				s.visits++
+				s.out[path+"[]="+clip(strings.TrimSpace(el.Value), maxShapeValue)] = true
 				continue
 			}
-			shape(out, path+"[]", el, depth+1)
+			s.walk(path+"[]", el, depth+1)
 		}
 	default:
-		out[path] = true
+		s.out[path] = true
 	}
+}
+
+// clip is s cut to at most n bytes.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // Resemblance is the Jaccard similarity of two shapes, in whole percent:
