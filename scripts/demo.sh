@@ -90,7 +90,8 @@ step "backfill plan"
 	--out plan.json --report plan.md --author demo-operator
 
 step "backfill approve"
-"$backfill" approve plan.json --by demo-reviewer
+"$backfill" approve plan.json --by demo-reviewer --cp "$fleet/cp.csv" \
+	--catalog "$fleet/catalog" --manifest "$fleet/manifest.json"
 
 step "backfill apply --execute"
 "$backfill" --quiet apply --inventory "$fleet/inventory.yaml" --plan plan.json --execute --operator demo-operator >apply.txt ||

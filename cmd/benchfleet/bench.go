@@ -454,7 +454,7 @@ func bench(ctx context.Context, o options) error {
 		"--out", planB, "--author", "bench"); err != nil {
 		return err
 	}
-	if _, err := h.backfill(ctx, "approve-B", storeB, "approve", planB, "--by", "reviewer"); err != nil {
+	if _, err := h.backfill(ctx, "approve-B", storeB, "approve", planB, "--by", "reviewer", "--cp", path("b-cp.csv"), "--catalog", catalogDir); err != nil {
 		return err
 	}
 	var storeF string

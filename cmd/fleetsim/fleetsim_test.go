@@ -219,7 +219,8 @@ func TestFleetThroughBackfill(t *testing.T) {
 		}
 	}
 
-	if code, out, errs = backfill(t, lookup, "--evidence", ev, "approve", planPath, "--by", "reviewer"); code != 0 {
+	if code, out, errs = backfill(t, lookup, "--evidence", ev, "approve", planPath, "--by", "reviewer",
+		"--cp", filepath.Join(dir, fileCP), "--catalog", filepath.Join(dir, dirCatalog), "--manifest", filepath.Join(dir, fileManifest)); code != 0 {
 		t.Fatalf("approve: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errs = backfill(t, lookup, "--evidence", ev, "apply", "--inventory", inv, "--plan", planPath, "--execute", "--operator", "operator")

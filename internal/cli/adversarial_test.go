@@ -467,7 +467,7 @@ func TestAdversarialCorpusEndToEnd(t *testing.T) {
 	}
 
 	// Only the agreed rows are written, with the catalog's canonical name.
-	if res := runAt(t, f.env, "--evidence", f.evidence, "approve", filepath.Join(f.dir, "plan.json"), "--by", "bob"); res.code != 0 {
+	if res := runAt(t, f.env, "--evidence", f.evidence, "approve", filepath.Join(f.dir, "plan.json"), "--cp", f.cp, "--catalog", f.catalog, "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve: %d %s", res.code, res.stderr)
 	}
 	ap := runAt(t, f.env, "--evidence", f.evidence, "apply", "--inventory", f.inventory, "--plan", filepath.Join(f.dir, "plan.json"), "--execute")

@@ -248,13 +248,7 @@ func (r *runner) records(ctx context.Context, in planInputs, p *plan.Plan) (*cp.
 	if pws, err := secret.DSNPasswords(src); err == nil {
 		r.redactor.Add(pws...)
 	}
-	// A file's claims are sourced by the name the plan read it under, so
-	// that records which moved (--cp) give the same claims.
-	name := src
-	if rec := p.Inputs.CP.Source; rec != "" && !cp.IsDatabase(rec) {
-		name = rec
-	}
-	records, err := cp.LoadAs(ctx, src, in.cpQuery, name)
+	records, err := cp.Load(ctx, src, in.cpQuery)
 	if err != nil {
 		if in.cp == "" {
 			return nil, fail("the plan's CP records (pass --cp SOURCE if they moved): %v", err)

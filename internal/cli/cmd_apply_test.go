@@ -73,7 +73,7 @@ func (f *planFixture) planAndApprove(t *testing.T) {
 	if res := f.plan(t); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 }
@@ -210,7 +210,7 @@ func TestApplyRefusalsTouchNoTenant(t *testing.T) {
 	}
 	refuse("unapproved", "not approved", "--plan", "plan.json")
 
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	orig, _ := os.ReadFile("plan.json")

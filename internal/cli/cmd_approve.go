@@ -10,6 +10,8 @@ import (
 
 	"backfill/apply"
 	"backfill/apply/plan"
+	"backfill/internal/catalog"
+	"backfill/internal/termsafe"
 )
 
 func (r *runner) approveCommand() *cli.Command {
@@ -22,9 +24,9 @@ func (r *runner) approveCommand() *cli.Command {
 			// No environment variable: the two-person rule is waived only
 			// on the command line, where the reviewer sees it.
 			&cli.BoolFlag{Name: "allow-self-approval", Usage: "let the plan's author approve it (command line only)"},
-			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
-			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
-			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records (`SOURCE`: a file or DSN, default: the file the plan records), to check every agree item's claim again"},
+			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the template catalog `DIR` you vouch for (required: a plan's own record of it is the author's word)"},
+			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "its template manifest `FILE`, when not DIR/manifest.json"},
+			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the CP records you vouch for (`SOURCE`: a file, or a DSN with --cp-query; required), to check every agree item's claim again"},
 			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "the plan's CP query, for a DSN --cp"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval)"},
@@ -56,9 +58,17 @@ func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
 			return fail("--sign-key: %v", err)
 		}
 	}
-	cat, err := o.inputs.catalog(p)
+	// The approver names the inputs: a plan records where its own came
+	// from, but whoever can edit a plan can point those at doctored copies
+	// whose digests it then records. (apply may take them from the plan: an
+	// approval binds the digests the approver's inputs had.)
+	if o.inputs.catalogDir == "" || o.inputs.cp == "" {
+		return &exitError{ExitUsage, fmt.Errorf("approve needs --catalog DIR and --cp SOURCE, the inputs you vouch for (the plan says it was made from %s and %s, but anyone who edits a plan can change that)",
+			termsafe.String(p.Inputs.Catalog.Path), termsafe.String(p.Inputs.CP.Source))}
+	}
+	cat, err := catalog.LoadWith(o.inputs.catalogDir, o.inputs.manifest)
 	if err != nil {
-		return err
+		return fail("--catalog: %v", err)
 	}
 	records, err := r.records(ctx, o.inputs, p)
 	if err != nil {
@@ -86,9 +96,12 @@ func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
 	r.log.Info("approval recorded", "fingerprint", p.Fingerprint, "by", a.By, "writes", a.Writes, "rollup", a.RollupSHA256, "signed", a.Signature != "")
 	if o.json {
 		return printJSON(r.env.Stdout, approveJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, By: a.By, At: a.At.UTC().Format(time.RFC3339),
-			Signed: a.Signature != "", Writes: a.Writes, RollupSHA256: a.RollupSHA256, Rollup: rollup})
+			Signed: a.Signature != "", Writes: a.Writes, RollupSHA256: a.RollupSHA256, Rollup: rollup,
+			Checked: checkedJSON{Catalog: o.inputs.catalogDir, CatalogSHA256: cat.Digest(), CP: r.redactor.Redact(cpLabel(o.inputs.cp)), CPSHA256: records.Digest()}})
 	}
 	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s, %s; %d writes, rollup %s\n", p.Fingerprint, path, a.By, signed, a.Writes, a.RollupSHA256)
+	fmt.Fprintf(r.env.Stdout, "checked against the catalog %s (%s) and the CP records %s (%s, %d claims)\n",
+		termsafe.String(o.inputs.catalogDir), cat.Digest(), termsafe.String(r.redactor.Redact(cpLabel(o.inputs.cp))), records.Digest(), records.Len())
 	return nil
 }
 
@@ -102,4 +115,13 @@ type approveJSON struct {
 	Writes        int              `json:"writes"`
 	RollupSHA256  string           `json:"rollup_sha256"`
 	Rollup        []plan.RollupRow `json:"rollup"`
+	Checked       checkedJSON      `json:"checked"`
+}
+
+// checkedJSON names the inputs an approval re-derived the plan against.
+type checkedJSON struct {
+	Catalog       string `json:"catalog"`
+	CatalogSHA256 string `json:"catalog_sha256"`
+	CP            string `json:"cp"`
+	CPSHA256      string `json:"cp_sha256"`
 }

@@ -159,12 +159,9 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	}
 	// Any --cp value may be a connection string, whatever its form, and an
 	// error may echo it: register its password before anything can fail.
-	cpSource := o.cp
+	cpSource := cpLabel(o.cp)
 	if pws, err := secret.DSNPasswords(o.cp); err == nil {
 		r.redactor.Add(pws...)
-	}
-	if cp.IsDatabase(o.cp) {
-		cpSource = secret.RedactDSN(o.cp)
 	}
 	records, err := cp.Load(ctx, o.cp, o.cpQuery)
 	if err != nil {
@@ -277,4 +274,13 @@ type planJSON struct {
 	NeedsReview   int                   `json:"needs_review"`
 	Unreachable   []plan.TenantDatabase `json:"unreachable"` // exit 3 when any
 	Warnings      []string              `json:"warnings"`
+}
+
+// cpLabel names a CP source without its password: a file as given, a
+// database by its DSN with the password masked.
+func cpLabel(src string) string {
+	if cp.IsDatabase(src) {
+		return secret.RedactDSN(src)
+	}
+	return src
 }

@@ -389,19 +389,19 @@ func TestApproveRefusesEditedPlansAndSelfApproval(t *testing.T) {
 	// And through the CLI, for a plausible edit: another template.
 	edited := bytes.Replace(orig, []byte(`"set_template": "seo-agent"`), []byte(`"set_template": "platform-agent"`), 1)
 	os.WriteFile("edited.json", edited, 0o644)
-	res := runAt(t, nil, "approve", "edited.json", "--by", "bob")
+	res := runAt(t, nil, "approve", "edited.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob")
 	if res.code != 1 || !strings.Contains(res.stderr, "edited") {
 		t.Fatalf("approve of an edited plan: %d %s", res.code, res.stderr)
 	}
-	res = runAt(t, nil, "approve", "plan.json", "--by", "alice")
+	res = runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "alice")
 	if res.code != 1 || !strings.Contains(res.stderr, "author") {
 		t.Fatalf("self-approval: %d %s", res.code, res.stderr)
 	}
-	res = runAt(t, nil, "approve", "plan.json", "--by", "bob")
+	res = runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob")
 	if res.code != 0 || !strings.Contains(res.stdout, "approved sha256:") {
 		t.Fatalf("approve: %d %s %s", res.code, res.stdout, res.stderr)
 	}
-	res = runAt(t, nil, "approve", "plan.json", "--by", "alice", "--allow-self-approval")
+	res = runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "alice", "--allow-self-approval")
 	if res.code != 0 {
 		t.Fatalf("allowed self-approval: %d %s", res.code, res.stderr)
 	}

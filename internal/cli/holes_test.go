@@ -9,12 +9,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"backfill/apply"
 	"backfill/apply/plan"
+	"backfill/internal/cp"
 	"backfill/internal/evidence"
 )
 
@@ -116,7 +118,7 @@ func TestForgedResealedPlansAreRefused(t *testing.T) {
 	for i, fg := range forgeries {
 		path := fmt.Sprintf("forged-%d.json", i)
 		reseal(t, "plan.json", path, fg.edit)
-		if res := runAt(t, nil, "approve", path, "--by", "bob"); res.code != 1 || !strings.Contains(res.stderr, fg.want) {
+		if res := runAt(t, nil, "approve", path, "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 1 || !strings.Contains(res.stderr, fg.want) {
 			t.Errorf("%s: approve: exit %d, want 1 with %q\n%s", fg.name, res.code, fg.want, res.stderr)
 		}
 		approveRaw(t, path)
@@ -182,7 +184,7 @@ func TestApproveAndApplyCheckTheCPRecordsAgain(t *testing.T) {
 	}
 	store.Close()
 	for _, args := range [][]string{nil, {"--cp", "cp.csv"}} {
-		res := runAt(t, nil, append([]string{"approve", "forged.json", "--by", "bob", "--sign-key", bobKey}, args...)...)
+		res := runAt(t, nil, append([]string{"approve", "forged.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--sign-key", bobKey}, args...)...)
 		if res.code != 1 || !strings.Contains(res.stderr, "is not what the CP records give") {
 			t.Fatalf("approve %v of a forged claim: %d %s", args, res.code, res.stderr)
 		}
@@ -202,19 +204,70 @@ func TestApproveAndApplyCheckTheCPRecordsAgain(t *testing.T) {
 	if res.code != 1 || !strings.Contains(res.stderr, "CP records have digest") {
 		t.Fatalf("other CP records: %d %s", res.code, res.stderr)
 	}
-	// The records moved: refused, saying how to name them; named, they pass.
+	// approve takes its inputs from the approver, never from the plan:
+	// without them it is a usage error naming what the plan says.
+	res = runAt(t, nil, "approve", "plan.json", "--by", "carol")
+	if res.code != 2 || !strings.Contains(res.stderr, "approve needs --catalog DIR and --cp SOURCE") || !strings.Contains(res.stderr, "cp.csv") {
+		t.Fatalf("approve without its inputs: %d %s", res.code, res.stderr)
+	}
+	// A plan pointed at doctored records, their digest and every claim
+	// from them, agrees with nothing but itself: the approver's refuse it.
+	real, _ := os.ReadFile("cp.csv")
+	claimed := itemNamed(must(plan.LoadPlan("plan.json")), "claimed-other").WorkspaceID
+	var lines []string
+	for _, l := range strings.Split(string(real), "\n") {
+		if strings.Contains(l, claimed) {
+			l = strings.Join(strings.Split(l, ",")[:2], ",") + ",seo-agent"
+		}
+		lines = append(lines, l)
+	}
+	writeFile(t, "doctored.csv", strings.Join(lines, "\n"))
+	doctored, err := cp.Load(context.Background(), "doctored.csv", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reseal(t, "plan.json", "repointed.json", func(p *plan.Plan) {
+		p.Inputs.CP = plan.CPInput{Source: "doctored.csv", SHA256: doctored.Digest(), Claims: doctored.Len()}
+		for i := range p.Items {
+			if it := &p.Items[i]; it.CP != nil {
+				it.CP.Templates, it.CP.Level, it.CP.Sources = doctored.For(it.Tenant, it.WorkspaceID)
+			}
+		}
+		it := itemNamed(p, "claimed-other")
+		it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
+	})
+	res = runAt(t, nil, "approve", "repointed.json", "--by", "carol", "--cp", "cp.csv", "--catalog", "catalog")
+	if res.code != 1 || !strings.Contains(res.stderr, "CP records have digest") {
+		t.Fatalf("approve of a plan pointed at doctored records: %d %s", res.code, res.stderr)
+	}
+	// Named, approve says what it checked.
+	res = runAt(t, nil, "approve", "plan.json", "--by", "carol", "--cp", "cp.csv", "--catalog", "catalog")
+	if res.code != 0 || !strings.Contains(res.stdout, "checked against the catalog catalog (") || !strings.Contains(res.stdout, "and the CP records cp.csv (") {
+		t.Fatalf("approve: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	// The records moved: apply refuses, saying how to name them; named, they pass.
 	if err := os.Rename("cp.csv", "moved.csv"); err != nil {
 		t.Fatal(err)
 	}
-	res = runAt(t, nil, "approve", "plan.json", "--by", "carol")
-	if res.code != 1 || !strings.Contains(res.stderr, "the plan's CP records (pass --cp SOURCE if they moved)") || !strings.Contains(res.stderr, "cp.csv") {
-		t.Fatalf("approve with its CP records gone: %d %s", res.code, res.stderr)
-	}
-	if res := f.apply(t); res.code != 1 || !strings.Contains(res.stderr, "pass --cp SOURCE") {
-		t.Fatalf("dry run with its CP records gone: %d %s", res.code, res.stderr)
-	}
 	if res := f.apply(t, "--cp", "moved.csv"); res.code != 0 {
 		t.Fatalf("dry run with --cp moved.csv: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	// The same claims in another order or format (a CP table's rows come
+	// back in any order) give other sources, and pass.
+	moved, _ := os.ReadFile("moved.csv")
+	rows := strings.Split(strings.TrimSpace(string(moved)), "\n")
+	slices.Reverse(rows[1:])
+	writeFile(t, "reordered.csv", strings.Join(rows, "\n")+"\n")
+	var doc strings.Builder
+	for _, r := range rows[1:] {
+		v := strings.Split(r, ",")
+		fmt.Fprintf(&doc, "- {tenant: %q, workspace_id: %q, template: %q}\n", v[0], v[1], v[2])
+	}
+	writeFile(t, "converted.yaml", doc.String())
+	for _, src := range []string{"reordered.csv", "converted.yaml"} {
+		if res := f.apply(t, "--cp", src); res.code != 0 {
+			t.Fatalf("dry run with --cp %s: %d %s%s", src, res.code, res.stdout, res.stderr)
+		}
 	}
 }
 
@@ -284,7 +337,7 @@ func TestPlanWithADeadTenantPlansTheRest(t *testing.T) {
 			t.Errorf("%s/%s: %s, want %s", it.Tenant, it.WorkspaceName, it.Verdict, want)
 		}
 	}
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	if res := f.apply(t, "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
@@ -396,7 +449,7 @@ func TestEscapeSequencesReachNoOutputRaw(t *testing.T) {
 	run(f.env, "plan", "--inventory", "inventory.yaml", "--cp", "cp.csv", "--catalog", "catalog", "--out", "plan.json", "--report", "report.md")
 	run(nil, "show", "plan.json")
 	run(nil, "show", "plan.json", "--writes")
-	run(nil, "--log-format", "json", "approve", "plan.json", "--by", "bob")
+	run(nil, "--log-format", "json", "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob")
 	run(f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json")
 	run(f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--canary", "1")
 	run(f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json")
@@ -606,4 +659,12 @@ func TestPlanThatCannotWriteAReportLeavesNoPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// must is v, or the test's end.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

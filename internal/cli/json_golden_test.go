@@ -41,7 +41,7 @@ func TestJSONDocuments(t *testing.T) {
 	}{
 		{"plan", f.env, []string{"plan", "--inventory", "inventory.yaml", "--cp", "cp.csv", "--catalog", "catalog", "--out", "plan.json", "--json"}, 0},
 		{"show", nil, []string{"show", "plan.json", "--json"}, 0},
-		{"approve", nil, []string{"approve", "plan.json", "--by", "bob", "--json"}, 0},
+		{"approve", nil, []string{"approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--json"}, 0},
 		{"apply-dry-run", f.env, []string{"apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--json"}, 0},
 		{"apply", f.env, []string{"apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--json"}, 0},
 		{"rollback", f.env, []string{"rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--json"}, 0},

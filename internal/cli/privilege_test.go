@@ -242,11 +242,14 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 		"--cp", roleDSN(t, cpDSN, read, plantedPGPassword), "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims",
 		"--out", planPath), 0, "agree")
 	// A database's claims are read again only when named again.
-	if res := cli("approve", planPath, "--by", "bob"); res.code != 1 || !strings.Contains(res.stderr, "pass --cp DSN and --cp-query QUERY") {
-		t.Fatalf("approve of a plan from a CP database, without it: exit %d\n%s", res.code, res.stderr)
+	if res := cli("approve", planPath, "--by", "bob"); res.code != 2 || !strings.Contains(res.stderr, "approve needs --catalog DIR and --cp SOURCE") || strings.Contains(res.stderr, plantedPGPassword) {
+		t.Fatalf("approve without its inputs named: exit %d\n%s", res.code, res.stderr)
+	}
+	if res := cli("apply", "--inventory", invRead, "--plan", planPath); res.code != 1 || !strings.Contains(res.stderr, "pass --cp DSN and --cp-query QUERY") {
+		t.Fatalf("apply of a plan from a CP database, without it: exit %d\n%s", res.code, res.stderr)
 	}
 	cpAgain := []string{"--cp", roleDSN(t, cpDSN, read, plantedPGPassword), "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims"}
-	wantCode("approve", cli(append([]string{"approve", planPath, "--by", "bob"}, cpAgain...)...), 0)
+	wantCode("approve", cli(append([]string{"approve", planPath, "--catalog", filepath.Join(f.dir, "catalog"), "--by", "bob"}, cpAgain...)...), 0)
 	wantCode("apply dry run as the read role", cli(append([]string{"apply", "--inventory", invRead, "--plan", planPath}, cpAgain...)...), 0, "would-write 6")
 
 	// The CP role reads only what it was granted.

@@ -30,7 +30,7 @@ func TestForgedRuntimeIsNeverWritten(t *testing.T) {
 		it.Runtime = "claude-code"
 		it.Verdict, it.Reason, it.Action = plan.Agree, "", &plan.Action{SetTemplate: "seo-agent"}
 	})
-	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "forged.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--cp", "cp.csv"); res.code != 0 {
 		t.Fatalf("approve refused (good): %d %s", res.code, res.stderr)
 	}
 	res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "forged.json", "--cp", "cp.csv", "--execute")
@@ -52,7 +52,7 @@ func TestSelfApprovalUnderAnotherAuthorNameIsRefused(t *testing.T) {
 	_, bobPub := sshKey(t, keys, "bob")
 	signers := filepath.Join(keys, "allowed_signers")
 	writeFile(t, signers, "alice "+alicePub+"\nbob "+bobPub+"\n")
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "alice", "--sign-key", aliceKey); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "alice", "--sign-key", aliceKey); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	res := f.apply(t, "--execute", "--allowed-signers", signers)
@@ -63,7 +63,7 @@ func TestSelfApprovalUnderAnotherAuthorNameIsRefused(t *testing.T) {
 	if res := f.plan(t, "--author", "dave", "--sign-key", aliceKey, "--out", "plan2.json"); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	if res := runAt(t, nil, "approve", "plan2.json", "--by", "alice", "--sign-key", aliceKey); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan2.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "alice", "--sign-key", aliceKey); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	res = runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan2.json", "--execute", "--allowed-signers", signers)
@@ -72,14 +72,14 @@ func TestSelfApprovalUnderAnotherAuthorNameIsRefused(t *testing.T) {
 	}
 	// One key listed under two names is one person.
 	writeFile(t, signers, "alice "+alicePub+"\nbob "+bobPub+"\nmallory "+alicePub+"\n")
-	if res := runAt(t, nil, "approve", "plan3.json", "--by", "x"); res.code == 0 {
+	if res := runAt(t, nil, "approve", "plan3.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "x"); res.code == 0 {
 		t.Fatal("approve of a missing plan succeeded")
 	}
 	f.env["USER"] = "alice"
 	if res := f.plan(t, "--sign-key", aliceKey, "--out", "plan3.json"); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	if res := runAt(t, nil, "approve", "plan3.json", "--by", "mallory", "--sign-key", aliceKey); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan3.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "mallory", "--sign-key", aliceKey); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	res = runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan3.json", "--execute", "--allowed-signers", signers)
@@ -130,7 +130,7 @@ func TestOlderChainHeadCannotHideUnstableEvidence(t *testing.T) {
 		p.Items = []plan.Item{it}
 		p.Inputs.Evidence.ChainHead = first.Hash
 	})
-	if res := runAt(t, nil, "approve", "forged.json", "--by", "bob", "--cp", "cp.csv"); res.code != 1 || !strings.Contains(res.stderr, "evidence recorded since the plan makes it unstable-evidence") {
+	if res := runAt(t, nil, "approve", "forged.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--cp", "cp.csv"); res.code != 1 || !strings.Contains(res.stderr, "evidence recorded since the plan makes it unstable-evidence") {
 		t.Fatalf("approve: %d %s", res.code, res.stderr)
 	}
 	approveRaw(t, "forged.json")
@@ -191,7 +191,7 @@ func TestApplyKeepsThePlanItExecutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := runAt(t, nil, "--evidence", "bastion.db", "approve", "plan.json", "--by", "bob"); res.code != 0 {
+	if res := runAt(t, nil, "--evidence", "bastion.db", "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	if res := runAt(t, f.env, "--evidence", "bastion.db", "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute"); res.code != 0 {
@@ -218,7 +218,7 @@ func TestRefusalsCarryNoControlCharacters(t *testing.T) {
 		it.Action.SetTemplate, it.Evidence.Template = "platform-agent", "platform-agent"
 	})
 	for _, args := range [][]string{
-		{"approve", "forged.json", "--by", "bob"},
+		{"approve", "forged.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"},
 		{"apply", "--inventory", "inventory.yaml", "--plan", "forged.json"},
 	} {
 		res := runAt(t, f.env, args...)
@@ -249,7 +249,7 @@ func TestShadowSchemaAtPlanTimeWritesNothing(t *testing.T) {
 	if res := f.plan(t); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob", "--cp", "cp.csv"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--cp", "cp.csv"); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)
 	}
 	f.env["ACME_DSN"] = dsn

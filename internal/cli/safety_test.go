@@ -31,7 +31,7 @@ func TestExecuteIsCommandLineOnly(t *testing.T) {
 		t.Fatalf("BACKFILL_EXECUTE wrote: %+v", s)
 	}
 	t.Setenv("BACKFILL_ALLOW_SELF_APPROVAL", "true")
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "ALICE"); res.code != 1 || !strings.Contains(res.stderr, "author") {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "ALICE"); res.code != 1 || !strings.Contains(res.stderr, "author") {
 		t.Fatalf("self-approval through the environment or case: %d %s", res.code, res.stderr)
 	}
 }
@@ -99,7 +99,7 @@ func (f *planFixture) applyPlanB(t *testing.T) {
 	if res := f.plan(t, "--out", "plan-b.json", "--report", "report-b.md", "--author", "carol"); res.code != 0 {
 		t.Fatalf("plan B: %s", res.stderr)
 	}
-	if res := runAt(t, nil, "approve", "plan-b.json", "--by", "bob"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan-b.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve B: %s", res.stderr)
 	}
 	if res := runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan-b.json", "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {

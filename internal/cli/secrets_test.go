@@ -249,7 +249,7 @@ INSERT INTO cp_claims VALUES ('alpha', NULL, 'seo-agent'), ('beta', NULL, 'seo-a
 	cli(0, "show", planPath, "--json")
 	// approve and apply read the CP database again, password and all.
 	cpAgain := []string{"--cp", cpSrc, "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims"}
-	cli(0, append([]string{"approve", planPath, "--by", "bob"}, cpAgain...)...)
+	cli(0, append([]string{"approve", planPath, "--catalog", filepath.Join(dir, "catalog"), "--by", "bob"}, cpAgain...)...)
 	mustContain(cli(0, append([]string{"apply", "--inventory", invReachable, "--plan", planPath}, cpAgain...)...), "would-write 6")
 	// A lock timeout fails alpha, so a database error reaches the journal.
 	release := lockRow(t, dsns["alpha"], ids["alpha"][0])

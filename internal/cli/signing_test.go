@@ -78,7 +78,7 @@ func TestSignedApprovals(t *testing.T) {
 
 	// An unsigned approval by bob, and rows forged through the store's own
 	// API: signed by an unlisted key, and by the author's own key.
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob"); res.code != 0 || !strings.Contains(res.stdout, "unsigned") {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 || !strings.Contains(res.stdout, "unsigned") {
 		t.Fatalf("approve: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 	refused("is not signed")
@@ -144,7 +144,7 @@ func TestSignedApprovalApplies(t *testing.T) {
 	}
 	signers := filepath.Join(keys, "allowed_signers")
 	writeFile(t, signers, "bob "+bobPub+"\nalice "+alicePub+"\n")
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob", "--sign-key", bobKey); res.code != 0 || !strings.Contains(res.stdout, "signed;") {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--sign-key", bobKey); res.code != 0 || !strings.Contains(res.stdout, "signed;") {
 		t.Fatalf("approve --sign-key: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 	p, _ := plan.LoadPlan("plan.json")
@@ -181,17 +181,17 @@ func TestApproverNames(t *testing.T) {
 		t.Fatalf("plan: %s", res.stderr)
 	}
 	for _, by := range []string{"b\u043eb", "bob\x1b[2J", "bob smith", "ｂｏｂ", ""} {
-		res := runAt(t, nil, "approve", "plan.json", "--by", by)
+		res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", by)
 		if res.code == 0 || strings.Contains(res.stderr, "\x1b") {
 			t.Errorf("--by %q: exit %d\n%s", by, res.code, res.stderr)
 		}
 	}
 	for _, by := range []string{"ALICE", "Alice"} {
-		if res := runAt(t, nil, "approve", "plan.json", "--by", by); res.code != 1 || !strings.Contains(res.stderr, "author") {
+		if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", by); res.code != 1 || !strings.Contains(res.stderr, "author") {
 			t.Errorf("--by %s: exit %d %s", by, res.code, res.stderr)
 		}
 	}
-	if res := runAt(t, nil, "approve", "plan.json", "--by", "bob.smith@example.com"); res.code != 0 {
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob.smith@example.com"); res.code != 0 {
 		t.Errorf("plain name refused: %s", res.stderr)
 	}
 }

@@ -44,13 +44,6 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 // Errors about the database never contain the connection string's password:
 // they name the source by host and database only.
 func Load(ctx context.Context, src, query string) (*Records, error) {
-	return LoadAs(ctx, src, query, src)
-}
-
-// LoadAs is Load with a file's claims sourced to name (name:line) rather
-// than src: the name a plan recorded, for records read again after the file
-// moved. A database source ignores name.
-func LoadAs(ctx context.Context, src, query, name string) (*Records, error) {
 	if IsDatabase(src) {
 		return loadPostgres(ctx, src, query)
 	}
@@ -63,7 +56,7 @@ func LoadAs(ctx context.Context, src, query, name string) (*Records, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(name, data)
+	return Parse(src, data)
 }
 
 // Parse reads claims from data in the format named by name's extension
