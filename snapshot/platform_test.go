@@ -277,3 +277,26 @@ func configTree(t *testing.T, ids []string) string {
 	}
 	return root
 }
+
+// A tenant that keeps answering between 429s (an org whose own users take
+// part of its window) is making progress: only pauses with no other answer
+// between them count against MaxThrottle, so it is never stopped.
+func TestThrottledTenantThatProgressesIsNotStopped(t *testing.T) {
+	const n = 16
+	dsn, ids := tenantWith(t, 1, n)
+	p := &filesapi.MemoryPlatform{Org: testOrg, Limit: 6, Window: time.Second}
+	for _, id := range ids {
+		p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: SEO Agent\n")})
+	}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	inv := fmt.Sprintf("version: 1\ntenants:\n  - name: busy\n    dsn: %q\n    collector: {files_api: {base_url: %q, headers: {X-Molecule-Org-Id: %q}, rate: 30}}\n",
+		dsn, srv.URL, testOrg)
+	sum, _ := runSnapshot(t, inv, Options{Concurrency: 2, Timeout: 10 * time.Second, MaxThrottle: 3 * time.Second})
+	if _, throttled, _ := p.Stats(); throttled == 0 {
+		t.Fatal("the server never answered 429: the test does not test throttling")
+	}
+	if !sum.Complete() || sum.Captured != n {
+		t.Fatalf("summary: %+v", sum)
+	}
+}

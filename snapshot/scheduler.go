@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"backfill/internal/workspace"
@@ -36,9 +37,11 @@ type tenantState struct {
 	// cost). No rate means no bucket; a 429 still pauses the tenant.
 	rate, burst, tokens float64
 	last                time.Time
-	costs               []int         // tokens per attempt, by chain position
-	paused              time.Time     // nothing of this tenant is handed out before this (a 429's wait)
-	pausedFor           time.Duration // how long 429s have paused it in all
+	costs               []int     // tokens per attempt, by chain position
+	paused              time.Time // nothing of this tenant is handed out before this (a 429's wait)
+	// pausedFor is how long 429s have paused it since its last other
+	// answer; atomic, as every capture's answer clears it.
+	pausedFor atomic.Int64
 }
 
 // head is the item the tenant would hand out next.
@@ -334,14 +337,22 @@ func (s *scheduler) pause(ts *tenantState, until time.Time) time.Duration {
 	defer s.mu.Unlock()
 	if until.After(ts.paused) {
 		// Pauses that overlap count once: this is the tenant's time lost.
-		ts.pausedFor += until.Sub(later(ts.paused, s.now()))
+		ts.pausedFor.Add(int64(until.Sub(later(ts.paused, s.now()))))
 		ts.paused = until
 		ts.tokens = 0
 		if until.After(ts.last) {
 			ts.last = until
 		}
 	}
-	return ts.pausedFor
+	return time.Duration(ts.pausedFor.Load())
+}
+
+// answered notes an answer other than a 429: the tenant is making
+// progress, so only pauses in a row count against MaxThrottle.
+func (s *scheduler) answered(ts *tenantState) {
+	if ts.pausedFor.Load() != 0 {
+		ts.pausedFor.Store(0)
+	}
 }
 
 func later(a, b time.Time) time.Time {

@@ -72,9 +72,9 @@ type Options struct {
 	Backoff  time.Duration // first retry delay, default 500ms; doubles, with jitter
 	// MaxThrottle bounds how long one workspace waits, in all, for 429s
 	// (default 10m): past it, the capture is recorded failed. It bounds a
-	// tenant's pauses in all too: past it, the tenant is stopped, or a
-	// files API that answers nothing but 429 would hold the run for
-	// MaxThrottle per workspace.
+	// tenant's pauses with no other answer between them too: past it, the
+	// tenant is stopped, or a files API that answers nothing but 429 would
+	// hold the run for MaxThrottle per workspace.
 	MaxThrottle time.Duration
 	// MisconfiguredAfter is how many 404 answers, before any answer shows
 	// a tenant's HTTP collector reaches its workspaces, stop the tenant as
@@ -454,6 +454,9 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 			// In-flight captures are not cancelled by an interrupt: they end
 			// within the timeout and their evidence is kept.
 			res = col.CollectWithin(context.WithoutCancel(ctx), v, e.o.Timeout)
+			if !res.Throttled {
+				e.sched.answered(it.tenant)
+			}
 			if res.Throttled {
 				// A 429 is the platform's pacing, not a failure: it costs
 				// no retry; the tenant waits and the worker moves on.
@@ -679,10 +682,11 @@ func (e *engine) submit(it *item, notGone string) {
 
 // whyStopped is why a stopped tenant's workspaces were not attempted; the
 // summary names the tenant and the reason once.
-const whyStopped = "tenant stopped: its collector is misconfigured"
+const whyStopped = "tenant stopped before this workspace was attempted (the summary says why)"
 
-// stopTenant stops a tenant whose collector is misconfigured: nothing more
-// of it is attempted, and no 404 of it is recorded as gone.
+// stopTenant stops a tenant (its collector misconfigured, or rate limited
+// with no other answer for too long): nothing more of it is attempted, and
+// no 404 of it is recorded as gone.
 func (e *engine) stopTenant(ti int, reason string) {
 	reason = e.o.Redactor.Redact(reason)
 	tr := e.runs[ti]

@@ -212,7 +212,7 @@ func TestMisconfiguredOrgHeaderStopsTheTenant(t *testing.T) {
 		"tenant no-org stopped: collector misconfigured: check X-Molecule-Org-Id: HTTP 400 Bad Request TENANT_ORG_HEADER_REQUIRED",
 		"captured now 7,", "gone 1,",
 		"gone good/" + f.ids["good-7"],
-		"not attempted wrong-org/", "tenant stopped: its collector is misconfigured",
+		"not attempted wrong-org/", "tenant stopped before this workspace was attempted",
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("summary lacks %q:\n%s", want, res.stdout)

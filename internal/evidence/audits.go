@@ -43,7 +43,7 @@ type AuditCounts struct {
 // Audit tenant outcomes.
 const (
 	AuditListed      = "listed"
-	AuditStopped     = "stopped" // listed, then stopped: its collector is misconfigured
+	AuditStopped     = "stopped" // listed, then stopped (a misconfigured collector, or rate limited too long)
 	AuditUnreachable = "unreachable"
 	AuditNotListed   = "not-listed" // the audit was interrupted before listing it
 )
