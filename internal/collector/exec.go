@@ -148,8 +148,13 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Provenance["signal"] = ws.Signal().String()
 	}
-	// Scrubbed before any line of it is cut into a reason.
-	errText := r.redact(stderr.buf.String())
+	// Scrubbed before any line of it is cut into a reason, and without
+	// the start of a secret the scan's own cut went through.
+	errText := stderr.buf.String()
+	if stderr.cut && r.red != nil {
+		errText = r.red.TrimCut(errText)
+	}
+	errText = r.redact(errText)
 	r.Provenance["stderr_head"] = head(errText, stderrHeadBytes)
 
 	switch {
@@ -334,12 +339,13 @@ func (w *capWriter) bytes() []byte {
 type headWriter struct {
 	max int
 	buf bytes.Buffer
+	cut bool // bytes past max were dropped
 }
 
 func (w *headWriter) Write(p []byte) (int, error) {
-	if room := w.max - w.buf.Len(); room > 0 {
-		w.buf.Write(p[:min(room, len(p))])
-	}
+	room := max(w.max-w.buf.Len(), 0)
+	w.buf.Write(p[:min(room, len(p))])
+	w.cut = w.cut || len(p) > room
 	return len(p), nil
 }
 

@@ -160,3 +160,22 @@ func TestSecretsAcrossACutNeverLeaveTheirStart(t *testing.T) {
 		t.Errorf("exec: the password's start is in the result: %s", dump)
 	}
 }
+
+// TestStderrCutThroughASecretLeavesNoPrefix: stderr is scanned up to
+// stderrScanBytes; a secret that scan cuts through leaves no prefix in the
+// reason or the provenance.
+func TestStderrCutThroughASecretLeavesNoPrefix(t *testing.T) {
+	pw := "dockerpw-SECRET-0123456789abcdefghijklmnop"
+	// 99-byte lines, then the password about 20 bytes before the cut.
+	lines := (stderrScanBytes - 20 - len("Error: No such container: ws-abc (docker host tcp://u:")) / 99
+	script := writeScript(t, "fake-docker", fmt.Sprintf(`for i in $(seq 1 %d); do printf 'WARNING: %%089d\n' 0 >&2; done
+printf 'Error: No such container: ws-abc (docker host tcp://u:%%s@host)\n' "$DOCKER_PW" >&2; exit 1`, lines))
+	spec := Spec{Method: methodExec, Argv: []string{script, "{workspace_id}"}, Env: []string{"DOCKER_PW"},
+		Environ: []string{"PATH=/usr/bin:/bin", "DOCKER_PW=" + pw}}
+	raw := spec
+	raw.Environ = nil
+	res := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+	if dump := fmt.Sprintf("%+v", res); strings.Contains(dump, pw[:9]) || !strings.Contains(res.Reason, "No such container") {
+		t.Errorf("the password's start is in the result: %s", res.Reason)
+	}
+}

@@ -94,6 +94,28 @@ func (r *Redactor) generation() uint64 {
 	return r.gen
 }
 
+// TrimCut returns s, a text cut short at its end, without the start of a
+// secret the cut went through: Redact finds only whole secrets, so what
+// was read before the cut would otherwise stay. It may drop a few bytes
+// that only look like a secret's start; a cut text has lost its end anyway.
+func (r *Redactor) TrimCut(s string) string {
+	if r == nil {
+		return s
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	drop := 0
+	for _, sec := range r.secrets {
+		for k := min(len(sec)-1, len(s)); k > drop; k-- {
+			if strings.HasSuffix(s, sec[:k]) {
+				drop = k
+				break
+			}
+		}
+	}
+	return s[:len(s)-drop]
+}
+
 // Redact returns s with every occurrence of every known secret replaced by
 // Redacted. A nil Redactor returns s unchanged.
 //

@@ -81,3 +81,25 @@ func TestRedactorConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestTrimCut: a text cut through a secret loses the secret's start, in
+// any of its escaped forms; one cut elsewhere keeps its end.
+func TestTrimCut(t *testing.T) {
+	r := NewRedactor("hunter2-Secret/x")
+	for in, want := range map[string]string{
+		"connect tcp://u:hunter2-Sec":    "connect tcp://u:",
+		"connect tcp://u:hunter2-Secret": "connect tcp://u:",
+		"url ?pw=hunter2-Secret%2F":      "url ?pw=",
+		"all of it: hunter2-Secret/x":    "all of it: hunter2-Secret/x", // whole: Redact's to replace
+		"no secret here":                 "no secret here",
+		"":                               "",
+	} {
+		if got := r.TrimCut(in); got != want {
+			t.Errorf("TrimCut(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var none *Redactor
+	if got := none.TrimCut("abc"); got != "abc" {
+		t.Errorf("nil Redactor: %q", got)
+	}
+}
