@@ -292,6 +292,8 @@ func TestJudgeSources(t *testing.T) {
 		{first: l("container", 10), second: l("container", 10), n: 11, outcome: NotLive, src: source.Container},
 		{first: l("container", -1), second: l("container", -1), n: 3, outcome: NotLive, src: source.Container},
 		{first: l("eic", 4), second: l("eic", 4), n: 4, outcome: Captured, src: source.EIC},
+		{first: l("eic", 0), second: l("eic", 0), n: 40, outcome: Captured, src: source.EIC},
+		{first: l("container", 0), second: l("container", 0), n: 40, outcome: NotLive, src: source.Container},
 		{first: l("host-mirror", 4), second: l("host-mirror", 4), n: 4, outcome: Captured, src: source.HostMirror},
 		{first: l("template-dir", 40), second: l("template-dir", 40), n: 40, outcome: NotLive, src: source.TemplateDir},
 		{first: l("none", -1), second: l("none", -1), n: 0, outcome: NotLive, src: source.None},
