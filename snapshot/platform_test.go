@@ -78,12 +78,7 @@ func captures(t *testing.T, s *evidence.Store) []*evidence.Capture {
 func TestThrottledTenantCompletesWithoutSpendingRetries(t *testing.T) {
 	const n = 12
 	slowDSN, ids := tenantWith(t, 1, n)
-	p := &filesapi.MemoryPlatform{Org: testOrg, Limit: 10, Window: time.Second}
-	for _, id := range ids {
-		p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: SEO Agent\n")})
-	}
-	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	p, srv := limitedPlatform(t, ids, 10)
 
 	fastDSN, fastIDs := tenantWith(t, 2, 40)
 	root := configTree(t, fastIDs)
@@ -284,12 +279,7 @@ func configTree(t *testing.T, ids []string) string {
 func TestThrottledTenantThatProgressesIsNotStopped(t *testing.T) {
 	const n = 16
 	dsn, ids := tenantWith(t, 1, n)
-	p := &filesapi.MemoryPlatform{Org: testOrg, Limit: 6, Window: time.Second}
-	for _, id := range ids {
-		p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: SEO Agent\n")})
-	}
-	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	p, srv := limitedPlatform(t, ids, 6)
 	inv := fmt.Sprintf("version: 1\ntenants:\n  - name: busy\n    dsn: %q\n    collector: {files_api: {base_url: %q, headers: {X-Molecule-Org-Id: %q}, rate: 30}}\n",
 		dsn, srv.URL, testOrg)
 	sum, _ := runSnapshot(t, inv, Options{Concurrency: 2, Timeout: 10 * time.Second, MaxThrottle: 3 * time.Second})
@@ -299,4 +289,17 @@ func TestThrottledTenantThatProgressesIsNotStopped(t *testing.T) {
 	if !sum.Complete() || sum.Captured != n {
 		t.Fatalf("summary: %+v", sum)
 	}
+}
+
+// limitedPlatform serves ids' running containers, answering 429 past limit
+// requests a second.
+func limitedPlatform(t *testing.T, ids []string, limit int) (*filesapi.MemoryPlatform, *httptest.Server) {
+	t.Helper()
+	p := &filesapi.MemoryPlatform{Org: testOrg, Limit: limit, Window: time.Second}
+	for _, id := range ids {
+		p.Put(id, filesapi.MemoryWorkspace{Name: "x", Running: true, Container: filesapi.Ptr("name: SEO Agent\n")})
+	}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	return p, srv
 }
