@@ -24,10 +24,13 @@ func (r *runner) approveCommand() *cli.Command {
 			// No environment variable: the two-person rule is waived only
 			// on the command line, where the reviewer sees it.
 			&cli.BoolFlag{Name: "allow-self-approval", Usage: "let the plan's author approve it (command line only)"},
-			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the template catalog `DIR` you vouch for (required: a plan's own record of it is the author's word)"},
-			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "its template manifest `FILE`, when not DIR/manifest.json"},
-			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the CP records you vouch for (`SOURCE`: a file, or a DSN with --cp-query; required), to check every agree item's claim again"},
-			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "the plan's CP query, for a DSN --cp"},
+			// No environment variables for the inputs an approval vouches
+			// for: plan reads the same ones, and an environment someone
+			// else set up must not choose what the approver checks.
+			&cli.StringFlag{Name: "catalog", Usage: "the template catalog `DIR` you vouch for (required; command line only: a plan's own record of it is the author's word)"},
+			&cli.StringFlag{Name: "manifest", Usage: "its template manifest `FILE`, when not DIR/manifest.json (command line only)"},
+			&cli.StringFlag{Name: "cp", Usage: "the CP records you vouch for (`SOURCE`: a file, or a DSN with --cp-query; required; command line only), to check every agree item's claim again"},
+			&cli.StringFlag{Name: "cp-query", Usage: "the plan's CP query, for a DSN --cp (command line only)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
 			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval)"},
 		},
@@ -97,11 +100,11 @@ func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
 	if o.json {
 		return printJSON(r.env.Stdout, approveJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, By: a.By, At: a.At.UTC().Format(time.RFC3339),
 			Signed: a.Signature != "", Writes: a.Writes, RollupSHA256: a.RollupSHA256, Rollup: rollup,
-			Checked: checkedJSON{Catalog: o.inputs.catalogDir, CatalogSHA256: cat.Digest(), CP: r.redactor.Redact(cpLabel(o.inputs.cp)), CPSHA256: records.Digest()}})
+			Checked: checkedJSON{Catalog: o.inputs.catalogDir, Manifest: o.inputs.manifest, CatalogSHA256: cat.Digest(), CP: r.redactor.Redact(cpLabel(o.inputs.cp)), CPSHA256: records.Digest()}})
 	}
 	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s, %s; %d writes, rollup %s\n", p.Fingerprint, path, a.By, signed, a.Writes, a.RollupSHA256)
 	fmt.Fprintf(r.env.Stdout, "checked against the catalog %s (%s) and the CP records %s (%s, %d claims)\n",
-		termsafe.String(o.inputs.catalogDir), cat.Digest(), termsafe.String(r.redactor.Redact(cpLabel(o.inputs.cp))), records.Digest(), records.Len())
+		termsafe.String(catalogLabel(o.inputs.catalogDir, o.inputs.manifest)), cat.Digest(), termsafe.String(r.redactor.Redact(cpLabel(o.inputs.cp))), records.Digest(), records.Len())
 	return nil
 }
 
@@ -121,7 +124,16 @@ type approveJSON struct {
 // checkedJSON names the inputs an approval re-derived the plan against.
 type checkedJSON struct {
 	Catalog       string `json:"catalog"`
+	Manifest      string `json:"manifest,omitempty"` // "": the catalog's own manifest.json
 	CatalogSHA256 string `json:"catalog_sha256"`
 	CP            string `json:"cp"`
 	CPSHA256      string `json:"cp_sha256"`
+}
+
+// catalogLabel names a catalog folder and, when given, its manifest.
+func catalogLabel(dir, manifest string) string {
+	if manifest == "" {
+		return dir
+	}
+	return dir + " with manifest " + manifest
 }

@@ -210,6 +210,16 @@ func TestApproveAndApplyCheckTheCPRecordsAgain(t *testing.T) {
 	if res.code != 2 || !strings.Contains(res.stderr, "approve needs --catalog DIR and --cp SOURCE") || !strings.Contains(res.stderr, "cp.csv") {
 		t.Fatalf("approve without its inputs: %d %s", res.code, res.stderr)
 	}
+	// Nor from an environment someone else set up (plan reads the same
+	// variables; flags read the process's environment).
+	t.Setenv("BACKFILL_CP", "cp.csv")
+	t.Setenv("BACKFILL_CATALOG", "catalog")
+	res = runAt(t, map[string]string{"BACKFILL_CP": "cp.csv", "BACKFILL_CATALOG": "catalog"}, "approve", "plan.json", "--by", "carol")
+	if res.code != 2 || !strings.Contains(res.stderr, "approve needs --catalog DIR and --cp SOURCE") {
+		t.Fatalf("approve with its inputs in the environment only: %d %s", res.code, res.stderr)
+	}
+	os.Unsetenv("BACKFILL_CP")
+	os.Unsetenv("BACKFILL_CATALOG")
 	// A plan pointed at doctored records, their digest and every claim
 	// from them, agrees with nothing but itself: the approver's refuse it.
 	real, _ := os.ReadFile("cp.csv")

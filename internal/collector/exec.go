@@ -148,13 +148,14 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Provenance["signal"] = ws.Signal().String()
 	}
-	// Scrubbed before any line of it is cut into a reason, and without
-	// the start of a secret the scan's own cut went through.
-	errText := stderr.buf.String()
+	// Scrubbed before any line of it is cut into a reason, then without
+	// the start of a secret the scan's own cut went through (in that
+	// order: trimmed first, a whole secret ending at the cut could lose a
+	// byte and no longer be found).
+	errText := r.redact(stderr.buf.String())
 	if stderr.cut && r.red != nil {
 		errText = r.red.TrimCut(errText)
 	}
-	errText = r.redact(errText)
 	r.Provenance["stderr_head"] = head(errText, stderrHeadBytes)
 
 	switch {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,20 +163,24 @@ func TestSecretsAcrossACutNeverLeaveTheirStart(t *testing.T) {
 }
 
 // TestStderrCutThroughASecretLeavesNoPrefix: stderr is scanned up to
-// stderrScanBytes; a secret that scan cuts through leaves no prefix in the
-// reason or the provenance.
+// stderrScanBytes; a secret that scan cuts through, or that ends right at
+// the cut, leaves no part of itself in the reason or the provenance (this
+// one begins and ends with the same letter, as TrimCut's matching cares).
 func TestStderrCutThroughASecretLeavesNoPrefix(t *testing.T) {
-	pw := "dockerpw-SECRET-0123456789abcdefghijklmnop"
-	// 99-byte lines, then the password about 20 bytes before the cut.
-	lines := (stderrScanBytes - 20 - len("Error: No such container: ws-abc (docker host tcp://u:")) / 99
-	script := writeScript(t, "fake-docker", fmt.Sprintf(`for i in $(seq 1 %d); do printf 'WARNING: %%089d\n' 0 >&2; done
-printf 'Error: No such container: ws-abc (docker host tcp://u:%%s@host)\n' "$DOCKER_PW" >&2; exit 1`, lines))
-	spec := Spec{Method: methodExec, Argv: []string{script, "{workspace_id}"}, Env: []string{"DOCKER_PW"},
-		Environ: []string{"PATH=/usr/bin:/bin", "DOCKER_PW=" + pw}}
-	raw := spec
-	raw.Environ = nil
-	res := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
-	if dump := fmt.Sprintf("%+v", res); strings.Contains(dump, pw[:9]) || !strings.Contains(res.Reason, "No such container") {
-		t.Errorf("the password's start is in the result: %s", res.Reason)
+	pw := "dockerpw-SECRET-0123456789abcd"
+	script := writeScript(t, "fake-docker", `printf "%${1}s\n" x >&2
+printf 'Error: No such container: ws-abc (docker host tcp://u:%s@host)\n' "$DOCKER_PW" >&2
+printf 'more output after the cut\n' >&2; exit 1`)
+	before := len("Error: No such container: ws-abc (docker host tcp://u:")
+	for name, end := range map[string]int{"through": stderrScanBytes + 12, "at its end": stderrScanBytes, "one past": stderrScanBytes + 1} {
+		pad := end - len(pw) - before - 1 // the padding line's newline
+		spec := Spec{Method: methodExec, Argv: []string{script, strconv.Itoa(pad), "{workspace_id}"}, Env: []string{"DOCKER_PW"},
+			Environ: []string{"PATH=/usr/bin:/bin", "DOCKER_PW=" + pw}}
+		raw := spec
+		raw.Environ = nil
+		res := mustNew(t, spec, raw, 0, nil).Collect(timeoutCtx(t, 10*time.Second), testValues)
+		if dump := fmt.Sprintf("%+v", res); strings.Contains(dump, pw[:9]) || !strings.Contains(res.Reason, "No such container") {
+			t.Errorf("%s: part of the password is in the result: %s", name, res.Reason)
+		}
 	}
 }

@@ -96,7 +96,9 @@ func (r *Redactor) generation() uint64 {
 
 // TrimCut returns s, a text cut short at its end, without the start of a
 // secret the cut went through: Redact finds only whole secrets, so what
-// was read before the cut would otherwise stay. It may drop a few bytes
+// was read before the cut would otherwise stay. Give it text Redact has
+// already scrubbed: a whole secret ending at the cut could otherwise lose
+// its last bytes here and then no longer be found. It may drop a few bytes
 // that only look like a secret's start; a cut text has lost its end anyway.
 func (r *Redactor) TrimCut(s string) string {
 	if r == nil {
