@@ -348,12 +348,9 @@ func (c *Collector) CollectWithin(ctx context.Context, v placeholder.Values, tim
 
 func (c *Collector) collect(a attempt, v placeholder.Values) Result {
 	r := Result{Target: c.target(v), Provenance: map[string]string{}, red: c.redactor}
-	extra := c.kind.collect(c, a, v, &r)
+	c.kind.collect(c, a, v, &r)
 	if r.Outcome != Captured && r.Outcome != NotLive {
 		r.Content = nil
-	}
-	if r.red == c.redactor {
-		c.learn(&r, extra) // a kind that did not learn what it expanded
 	}
 	red := r.red
 	r.red = nil

@@ -571,10 +571,9 @@ func (execKind) target(raw Spec, fill func(string) string) string {
 	return s
 }
 
-func (execKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+func (execKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	r.Source = source.Exec
 	c.collectExec(a, v, r)
-	return nil
 }
 
 func quoteArg(s string) string {

@@ -358,8 +358,7 @@ func (fileKind) target(raw Spec, fill func(string) string) string {
 	return "file: " + filepath.Clean(fill(raw.Path))
 }
 
-func (fileKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+func (fileKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	r.Source = source.File
 	c.collectFile(a, v, r)
-	return nil
 }

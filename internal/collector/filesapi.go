@@ -93,7 +93,7 @@ func listedSource(raw string, present bool) string {
 	return source.Unknown
 }
 
-func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) []string {
+func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) {
 	names := sortedKeys(c.spec.Headers)
 	tmpls := []string{c.spec.BaseURL, "{workspace_id}"}
 	for _, k := range names {
@@ -101,18 +101,18 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	}
 	vals, ok := expand(r, v, tmpls...)
 	if !ok {
-		return nil
+		return
 	}
 	headerVals := c.learn(r, vals[2:])
 	if a.interrupted(r) {
-		return headerVals
+		return
 	}
 	base := strings.TrimRight(vals[0], "/") + "/workspaces/" + vals[1] + "/files"
 	listURL, readURL := base+"?root=/configs", base+"/config.yaml?root=/configs"
 
 	first, ok := c.filesList(a, r, "list", listURL, names, headerVals)
 	if !ok {
-		return headerVals
+		return
 	}
 	r.Provenance[provListSource] = first.raw
 	r.Provenance[provListedSize] = first.sizeText()
@@ -127,23 +127,23 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 			r.Outcome, r.NotFound = NotRunning, false
 			r.Reason += fmt.Sprintf("; the listing's source is %s: the workspace's container is not running and there is no host mirror", first.source)
 		}
-		return headerVals
+		return
 	}
 	content, jsonSize, why := readContent(body)
 	if why != "" {
 		fail(r, false, "read: %s", why)
-		return headerVals
+		return
 	}
 	r.Provenance[provJSONSize] = jsonSize
 	r.Provenance[provContentSize] = strconv.Itoa(len(content))
 	if int64(len(content)) > c.maxBytes {
 		tooLarge(r, c.maxBytes)
-		return headerVals
+		return
 	}
 
 	second, ok := c.filesList(a, r, "relist", listURL, names, headerVals)
 	if !ok {
-		return headerVals
+		return
 	}
 	r.Provenance[provRelistSource] = second.raw
 	r.Provenance[provRelistedSize] = second.sizeText()
@@ -152,13 +152,12 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	if outcome == Failed {
 		fail(r, false, "%s", why)
 		r.Source = src
-		return headerVals
+		return
 	}
 	r.Outcome, r.Source, r.Reason = outcome, src, why
 	r.Transient = false
 	r.Content = content
 	r.Provenance[provSource] = r.Source
-	return headerVals
 }
 
 // readAnswer is what judge needs of the read.
@@ -393,6 +392,6 @@ func (filesAPIKind) target(raw Spec, fill func(string) string) string {
 		"/workspaces/" + fill("{workspace_id}") + "/files[/config.yaml]?root=/configs" + headerNames(raw.Headers)
 }
 
-func (filesAPIKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
-	return c.collectFilesAPI(a, v, r)
+func (filesAPIKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
+	c.collectFilesAPI(a, v, r)
 }

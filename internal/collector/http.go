@@ -67,7 +67,7 @@ const (
 
 // collectHTTP returns the per-capture header values, which must be scrubbed
 // from the result like the static secrets.
-func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []string {
+func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) {
 	names := sortedKeys(c.spec.Headers)
 	tmpls := []string{c.spec.URL}
 	for _, k := range names {
@@ -75,21 +75,21 @@ func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []st
 	}
 	vals, ok := expand(r, v, tmpls...)
 	if !ok {
-		return nil
+		return
 	}
 	headerVals := c.learn(r, vals[1:])
 	if a.interrupted(r) {
-		return headerVals
+		return
 	}
 	resp, ok := c.get(a, r, vals[0], names, headerVals)
 	if !ok {
-		return headerVals
+		return
 	}
 	defer resp.Body.Close()
 	keepHeaders(r, resp)
 	if resp.StatusCode == http.StatusOK {
 		c.readBody(a, resp, r)
-		return headerVals
+		return
 	}
 	// The platform's files API is recognised by the org header it needs and
 	// the rate-limit headers it sends on every answer; only there does a
@@ -99,7 +99,6 @@ func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) []st
 		platform = platform || strings.EqualFold(k, "X-Molecule-Org-Id")
 	}
 	answerError(r, resp, platform)
-	return headerVals
 }
 
 // get sends one GET with the collector's headers (names and their expanded
@@ -471,7 +470,7 @@ func (httpKind) target(raw Spec, fill func(string) string) string {
 	return s
 }
 
-func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string {
+func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	r.Source = source.Unverified
-	return c.collectHTTP(a, v, r)
+	c.collectHTTP(a, v, r)
 }

@@ -30,9 +30,10 @@ type kind interface {
 	target(raw Spec, fill func(string) string) string
 	// requests is how many HTTP requests one attempt makes.
 	requests() int
-	// collect makes one attempt, filling r, and returns secrets learnt on
-	// the way that must be scrubbed from r as well.
-	collect(c *Collector, a attempt, v placeholder.Values, r *Result) []string
+	// collect makes one attempt, filling r; secrets it expands on the way
+	// it hands to c.learn before any request, so that r is scrubbed of
+	// them too.
+	collect(c *Collector, a attempt, v placeholder.Values, r *Result)
 }
 
 // kinds is the one list of collection methods, in the order messages name
