@@ -224,9 +224,7 @@ func (c *Collector) filesList(a attempt, r *Result, step, u string, names, vals 
 	if !ok {
 		return l, false
 	}
-	hv := resp.Header.Values("X-Molecule-Files-Source")
-	l.raw = head(r.redact(strings.Join(hv, ", ")), maxHeaderValue)
-	l.source = listedSource(l.raw, len(hv) > 0)
+	l.raw, l.source = filesSource(r, resp)
 	var entries []struct {
 		Path string `json:"path"`
 		Size int64  `json:"size"`
@@ -266,8 +264,16 @@ func (c *Collector) filesGet(a attempt, r *Result, step, u string, names, vals [
 		return nil, "", false
 	}
 	keepHeaders(r, resp)
+	_, class := filesSource(r, resp)
+	return body, class, true
+}
+
+// filesSource is an answer's X-Molecule-Files-Source as sent (scrubbed,
+// cut) and its class.
+func filesSource(r *Result, resp *http.Response) (raw, class string) {
 	hv := resp.Header.Values("X-Molecule-Files-Source")
-	return body, listedSource(head(r.redact(strings.Join(hv, ", ")), maxHeaderValue), len(hv) > 0), true
+	raw = head(r.redact(strings.Join(hv, ", ")), maxHeaderValue)
+	return raw, listedSource(raw, len(hv) > 0)
 }
 
 // filesRequest GETs u and reads a 200's body up to limit. Anything else

@@ -65,8 +65,8 @@ const (
 	jsonSlack     = 64 << 10
 )
 
-// collectHTTP returns the per-capture header values, which must be scrubbed
-// from the result like the static secrets.
+// collectHTTP makes one GET; the header values it expands are learnt, to
+// be scrubbed from the result like the static secrets.
 func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) {
 	names := sortedKeys(c.spec.Headers)
 	tmpls := []string{c.spec.URL}
