@@ -152,6 +152,12 @@ func TestASelectionSaysSo(t *testing.T) {
 		!strings.Contains(res.stderr, "capturing part of the inventory") {
 		t.Fatalf("shard from the environment: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
+	// With both set the flag wins, and the line names the flag, not the
+	// variable that selected nothing.
+	res = run(t, env, "--evidence", filepath.Join(f.dir, "a2.db"), "snapshot", "--inventory", f.inventory, "--shard", "1/3")
+	if res.code != 0 || !strings.Contains(res.stdout, "only shard 1/3 (--shard): ") || strings.Contains(res.stdout, "BACKFILL_SHARD") {
+		t.Fatalf("flag over the environment: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
 	os.Unsetenv("BACKFILL_SHARD")
 	res = run(t, f.env, "--evidence", filepath.Join(f.dir, "b.db"), "snapshot", "--inventory", f.inventory, "--tenant", "beta", "--json")
 	var doc snapshotJSON

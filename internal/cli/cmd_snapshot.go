@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -269,18 +270,29 @@ func (r *runner) snapshotScope(o snapshotOptions, inv *inventory.Inventory, only
 	if only == nil {
 		return nil
 	}
-	from := func(flag string) string {
-		if v, ok := r.env.LookupEnv(envVar(flag)[0]); ok && v != "" {
-			return envVar(flag)[0]
+	// The variable is named only when it holds the value in effect: with
+	// both set, the flag wins and the variable is not what selected.
+	from := func(flag string, inEffect []string) string {
+		name := envVar(flag)[0]
+		v, ok := r.env.LookupEnv(name)
+		if !ok || v == "" {
+			return "--" + flag
+		}
+		parts := strings.Split(v, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		if slices.Equal(parts, inEffect) {
+			return name
 		}
 		return "--" + flag
 	}
 	sc := &snapshotScope{InventoryTenants: len(inv.Tenants)}
 	if o.shard != "" {
-		sc.Shard, sc.ShardFrom = o.shard, from("shard")
+		sc.Shard, sc.ShardFrom = o.shard, from("shard", []string{o.shard})
 	}
 	if len(o.tenants) > 0 {
-		sc.Tenants, sc.TenantsFrom = o.tenants, from("tenant")
+		sc.Tenants, sc.TenantsFrom = o.tenants, from("tenant", o.tenants)
 	}
 	for _, t := range inv.Tenants {
 		if only(t.Name) {
