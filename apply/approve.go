@@ -77,7 +77,10 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 	}
 	rollup := o.Plan.Rollup()
 	a := &evidence.Approval{Fingerprint: o.Plan.Fingerprint, By: o.By, PlanAuthor: o.Plan.Author, At: o.Now(),
-		Writes: o.Plan.Writes(), RollupSHA256: plan.RollupDigest(rollup)}
+		Writes: o.Plan.Writes(), RollupSHA256: plan.RollupDigest(rollup),
+		// Rederive refused any but the plan's: these are the plan's digests,
+		// recorded as what this approver checked.
+		CheckedCatalogSHA256: o.Catalog.Digest(), CheckedCPSHA256: o.CP.Digest()}
 	if o.SignKey != nil {
 		sig, err := sshsig.Sign(o.SignKey, SignatureNamespace, []byte(o.Plan.Fingerprint))
 		if err != nil {
@@ -112,6 +115,25 @@ func checkApprovals(ctx context.Context, o Options) error {
 	if len(approvals) == 0 {
 		return &plan.Refusal{Reason: fmt.Sprintf("plan %s is not approved: run `backfill approve PLAN --by NAME`", p.Fingerprint)}
 	}
+	// Only an approval that derived the plan again from its own catalog and
+	// CP records counts: one recorded before approve had to be given them
+	// never checked the plan's claims against the CP.
+	var why []string
+	checked := approvals[:0:0]
+	for _, a := range approvals {
+		switch {
+		case a.CheckedCatalogSHA256 == "" && a.CheckedCPSHA256 == "":
+			why = append(why, fmt.Sprintf("approval %d by %s records no catalog or CP records it was checked against (approved by an older backfill)", a.ID, a.By))
+		case !CheckedInputs(a, p):
+			why = append(why, fmt.Sprintf("approval %d by %s was checked against other inputs (catalog %s, CP records %s)", a.ID, a.By, a.CheckedCatalogSHA256, a.CheckedCPSHA256))
+		default:
+			checked = append(checked, a)
+		}
+	}
+	if len(checked) == 0 {
+		return &plan.Refusal{Reason: fmt.Sprintf("plan %s has no approval checked against its catalog and CP records: %s; approve it again (backfill approve PLAN --by NAME --catalog DIR --cp SOURCE)",
+			p.Fingerprint, strings.Join(why, "; "))}
+	}
 	if o.AllowedSigners == nil {
 		return nil
 	}
@@ -120,8 +142,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 		return err
 	}
 	rollup := plan.RollupDigest(p.Rollup())
-	var why []string
-	for _, a := range approvals {
+	for _, a := range checked {
 		if a.Signature == "" {
 			why = append(why, fmt.Sprintf("approval %d by %s is not signed", a.ID, a.By))
 			continue
@@ -151,6 +172,13 @@ func checkApprovals(ctx context.Context, o Options) error {
 		}
 	}
 	return &plan.Refusal{Reason: fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
+}
+
+// CheckedInputs reports whether an approval records that it derived the
+// plan again from the plan's own catalog and CP records: only such an
+// approval lets apply write.
+func CheckedInputs(a evidence.Approval, p *plan.Plan) bool {
+	return a.CheckedCatalogSHA256 == p.Inputs.Catalog.SHA256 && a.CheckedCPSHA256 == p.Inputs.CP.SHA256 && a.CheckedCPSHA256 != ""
 }
 
 // checkAuthor verifies, under allowed signers, the author's signature of

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"backfill/apply"
 	"backfill/apply/plan"
 	"backfill/internal/inventory"
 	"backfill/internal/termsafe"
@@ -71,6 +72,9 @@ type approvalJSON struct {
 	By     string `json:"by"`
 	At     string `json:"at"`
 	Signed bool   `json:"signed"`
+	// Checked: it derived the plan again from the plan's own catalog and CP
+	// records; apply counts no other approval.
+	Checked bool `json:"checked"`
 }
 
 // loadPlan loads a plan from a file, or, when no such file exists and arg
@@ -188,9 +192,10 @@ func (r *runner) approvalStatus(ctx context.Context, p *plan.Plan) approvalStatu
 		return st
 	}
 	for _, a := range as {
-		st.By = append(st.By, approvalJSON{By: a.By, At: a.At.UTC().Format(time.RFC3339), Signed: a.Signature != ""})
+		checked := apply.CheckedInputs(a, p)
+		st.By = append(st.By, approvalJSON{By: a.By, At: a.At.UTC().Format(time.RFC3339), Signed: a.Signature != "", Checked: checked})
+		st.Approved = st.Approved || checked
 	}
-	st.Approved = len(as) > 0
 	return st
 }
 
@@ -198,7 +203,7 @@ func printApproval(w io.Writer, st approvalStatus, path string) {
 	switch {
 	case st.Unknown != "":
 		fmt.Fprintf(w, "approval: unknown (%s)\n", termsafe.String(st.Unknown))
-	case !st.Approved:
+	case len(st.By) == 0:
 		fmt.Fprintf(w, "approval: NOT APPROVED in %s\n", path)
 	default:
 		for _, a := range st.By {
@@ -206,7 +211,13 @@ func printApproval(w io.Writer, st approvalStatus, path string) {
 			if a.Signed {
 				signed = "signed"
 			}
+			if !a.Checked {
+				signed += "; not checked against this plan's catalog and CP records: apply does not count it"
+			}
 			fmt.Fprintf(w, "approval: approved by %s at %s (%s)\n", termsafe.String(a.By), a.At, signed)
+		}
+		if !st.Approved {
+			fmt.Fprintf(w, "approval: NOT APPROVED in %s: no approval apply counts\n", path)
 		}
 	}
 }

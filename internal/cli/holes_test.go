@@ -67,7 +67,9 @@ func approveRaw(t *testing.T, planPath string) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if err := store.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "mallory", PlanAuthor: p.Author, At: time.Now()}); err != nil {
+	if err := store.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "mallory", PlanAuthor: p.Author, At: time.Now(),
+		// A store writer records the plan's own digests as checked.
+		CheckedCatalogSHA256: p.Inputs.Catalog.SHA256, CheckedCPSHA256: p.Inputs.CP.SHA256}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -677,4 +679,67 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestAnApprovalCountsOnlyIfItCheckedThePlansInputs: an approval recorded
+// by a backfill from before approve took the catalog and CP records (none
+// recorded), or one that records other inputs, does not let apply write,
+// and the refusal says to approve again; an approval made now does.
+func TestAnApprovalCountsOnlyIfItCheckedThePlansInputs(t *testing.T) {
+	f := newPlanFixture(t)
+	if res := f.plan(t); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	b, _ := os.ReadFile("plan.json")
+	var p plan.Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	before := f.row(t, "acme", "seo-1")
+	for _, c := range []struct {
+		name    string
+		cat, cp string
+		want    string
+	}{
+		{"an older backfill's approval", "", "", "records no catalog or CP records it was checked against (approved by an older backfill)"},
+		{"checked against other CP records", p.Inputs.Catalog.SHA256, "sha256:" + strings.Repeat("0", 64), "was checked against other inputs"},
+		{"checked against another catalog", "sha256:" + strings.Repeat("0", 64), p.Inputs.CP.SHA256, "was checked against other inputs"},
+	} {
+		store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = store.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "bob", PlanAuthor: p.Author, At: time.Now(),
+			Writes: p.Writes(), RollupSHA256: plan.RollupDigest(p.Rollup()), CheckedCatalogSHA256: c.cat, CheckedCPSHA256: c.cp})
+		store.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := f.apply(t, "--execute")
+		if res.code != 1 || !strings.Contains(res.stderr, "has no approval checked against its catalog and CP records") ||
+			!strings.Contains(res.stderr, c.want) || !strings.Contains(res.stderr, "approve it again") {
+			t.Fatalf("%s: apply --execute: %d\n%s%s", c.name, res.code, res.stdout, res.stderr)
+		}
+		if got := f.row(t, "acme", "seo-1"); got != before {
+			t.Fatalf("%s: a row was written: %+v", c.name, got)
+		}
+	}
+	show := runAt(t, nil, "show", "plan.json")
+	if strings.Count(show.stdout, "apply does not count it") != 3 || !strings.Contains(show.stdout, "NOT APPROVED in ./evidence.db: no approval apply counts") {
+		t.Fatalf("show with approvals that do not count:\n%s%s", show.stdout, show.stderr)
+	}
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
+		t.Fatalf("approve: %s", res.stderr)
+	}
+	show = runAt(t, nil, "show", "plan.json", "--json")
+	var doc struct {
+		Approval approvalStatus `json:"approval"`
+	}
+	if err := json.Unmarshal([]byte(show.stdout), &doc); err != nil || !doc.Approval.Approved || len(doc.Approval.By) != 4 ||
+		doc.Approval.By[0].Checked || !doc.Approval.By[3].Checked {
+		t.Fatalf("show --json after approving again: %v %+v\n%s", err, doc.Approval, show.stdout)
+	}
+	if res := f.apply(t, "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 3") {
+		t.Fatalf("apply after approving again: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
 }

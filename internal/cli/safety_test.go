@@ -590,7 +590,8 @@ func TestApplyRefusesAnotherStoreEvenWithAnApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = other.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "mallory", PlanAuthor: p.Author, At: planClock})
+	err = other.Append(context.Background(), &evidence.Approval{Fingerprint: p.Fingerprint, By: "mallory", PlanAuthor: p.Author, At: planClock,
+		CheckedCatalogSHA256: p.Inputs.Catalog.SHA256, CheckedCPSHA256: p.Inputs.CP.SHA256})
 	other.Close()
 	if err != nil {
 		t.Fatal(err)

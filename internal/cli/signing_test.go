@@ -94,7 +94,8 @@ func TestSignedApprovals(t *testing.T) {
 		}
 		defer store.Close()
 		a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: time.Now(), Writes: 3,
-			RollupSHA256: plan.RollupDigest(p.Rollup()), Signature: string(sig)}
+			RollupSHA256: plan.RollupDigest(p.Rollup()), Signature: string(sig),
+			CheckedCatalogSHA256: p.Inputs.Catalog.SHA256, CheckedCPSHA256: p.Inputs.CP.SHA256}
 		if err := store.Append(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}

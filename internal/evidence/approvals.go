@@ -22,6 +22,11 @@ type Approval struct {
 	// Signature is an armored OpenSSH SSHSIG over the fingerprint; "" when
 	// the approval is unsigned.
 	Signature string
+	// CheckedCatalogSHA256 and CheckedCPSHA256 are the digests of the
+	// catalog and the CP records the approver derived the plan again with;
+	// "" in an approval recorded before they were (schema version 10).
+	CheckedCatalogSHA256 string
+	CheckedCPSHA256      string
 	// Legacy: approved before the store recorded Writes, RollupSHA256 and
 	// Signature (schema version 5); they are zero. Ignored when appending.
 	Legacy   bool
@@ -34,13 +39,16 @@ type approvalCols struct {
 	fingerprint, by, author, at string
 	writes                      sql.NullInt64
 	rollup, signature           sql.NullString
+	checkedCatalog, checkedCP   sql.NullString
 }
 
 func (a approvalCols) hash(id int64, prev string) string {
 	cols := addedCols([]any{id, a.fingerprint, a.by, a.author, a.at},
 		addedCol{"writes", a.writes.Int64, a.writes.Valid},
 		addedCol{"rollup_sha256", a.rollup.String, a.rollup.Valid},
-		addedCol{"signature", a.signature.String, a.signature.Valid})
+		addedCol{"signature", a.signature.String, a.signature.Valid},
+		addedCol{"checked_catalog_sha256", a.checkedCatalog.String, a.checkedCatalog.Valid},
+		addedCol{"checked_cp_sha256", a.checkedCP.String, a.checkedCP.Valid})
 	return chainHash("approvals", prev, cols...)
 }
 
@@ -52,11 +60,13 @@ func (a *Approval) insert(ctx context.Context, tx *txn, id int64, prev string) (
 	ac := approvalCols{a.Fingerprint, a.By, a.PlanAuthor, formatTime(a.At),
 		sql.NullInt64{Int64: int64(a.Writes), Valid: true},
 		sql.NullString{String: a.RollupSHA256, Valid: true},
-		sql.NullString{String: a.Signature, Valid: true}}
+		sql.NullString{String: a.Signature, Valid: true},
+		sql.NullString{String: a.CheckedCatalogSHA256, Valid: true},
+		sql.NullString{String: a.CheckedCPSHA256, Valid: true}}
 	h := ac.hash(id, prev)
 	err := tx.insert(ctx, "approvals", `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature,
-  prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-		id, ac.fingerprint, ac.by, ac.author, ac.at, ac.writes, ac.rollup, ac.signature, prev, h)
+  checked_catalog_sha256, checked_cp_sha256, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		id, ac.fingerprint, ac.by, ac.author, ac.at, ac.writes, ac.rollup, ac.signature, ac.checkedCatalog, ac.checkedCP, prev, h)
 	if err != nil {
 		return "", err
 	}
@@ -64,25 +74,30 @@ func (a *Approval) insert(ctx context.Context, tx *txn, id int64, prev string) (
 	return h, nil
 }
 
-const approvalSelect = "SELECT id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature, prev_hash, hash FROM approvals"
+const approvalSelect = "SELECT id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature, checked_catalog_sha256, checked_cp_sha256, prev_hash, hash FROM approvals"
 
 // approvalSelect reads NULL for the columns a store older than version 5
-// lacks.
+// or 10 lacks.
 func (s *Store) approvalSelect() string {
-	if s.version < 5 {
-		return strings.Replace(approvalSelect, "writes, rollup_sha256, signature", "NULL, NULL, NULL", 1)
+	q := approvalSelect
+	if s.version < 10 {
+		q = strings.Replace(q, "checked_catalog_sha256, checked_cp_sha256", "NULL, NULL", 1)
 	}
-	return approvalSelect
+	if s.version < 5 {
+		q = strings.Replace(q, "writes, rollup_sha256, signature", "NULL, NULL, NULL", 1)
+	}
+	return q
 }
 
 func scanApproval(sc scanner) (*Approval, approvalCols, error) {
 	var a Approval
 	var ac approvalCols
-	if err := sc.Scan(&a.ID, &ac.fingerprint, &ac.by, &ac.author, &ac.at, &ac.writes, &ac.rollup, &ac.signature, &a.PrevHash, &a.Hash); err != nil {
+	if err := sc.Scan(&a.ID, &ac.fingerprint, &ac.by, &ac.author, &ac.at, &ac.writes, &ac.rollup, &ac.signature, &ac.checkedCatalog, &ac.checkedCP, &a.PrevHash, &a.Hash); err != nil {
 		return nil, ac, err
 	}
 	a.Fingerprint, a.By, a.PlanAuthor, a.At = ac.fingerprint, ac.by, ac.author, parseTime(ac.at)
 	a.Writes, a.RollupSHA256, a.Signature = int(ac.writes.Int64), ac.rollup.String, ac.signature.String
+	a.CheckedCatalogSHA256, a.CheckedCPSHA256 = ac.checkedCatalog.String, ac.checkedCP.String
 	a.Legacy = !ac.writes.Valid
 	return &a, ac, nil
 }

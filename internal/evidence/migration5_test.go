@@ -25,13 +25,18 @@ func migratedTo(t *testing.T, name string, v int) (db *sql.DB, path string) {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(1)
+	// As the store migrates: with foreign keys on, SQLite would rewrite
+	// captures' REFERENCES when migration 8 renames content away.
+	if _, err := db.Exec("PRAGMA foreign_keys = OFF"); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < v; i++ {
 		if _, err := db.Exec(migrations[i]); err != nil {
 			db.Close()
 			t.Fatalf("migration %d: %v", i+1, err)
 		}
 	}
-	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d; PRAGMA foreign_keys = ON", v)); err != nil {
 		db.Close()
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,7 +32,7 @@ func v6Store(t *testing.T) string {
 	err = appendTx(ctx, tx,
 		&Listing{Tenant: "acme", At: oldAt, Outcome: Listed, Rows: []workspace.Row{{ID: "w1"}, {ID: "w2"}}},
 		live, notLive, capture("acme", "w3", Gone, ""),
-		&Approval{Fingerprint: "sha256:0ld", By: "bob", PlanAuthor: "alice", At: oldAt},
+		&legacyApproval{Approval{Fingerprint: "sha256:0ld", By: "bob", PlanAuthor: "alice", At: oldAt}},
 		&legacyPlan{plan{fingerprint: "sha256:0ld", author: "alice", createdAt: oldAt}, []byte("{}\n")})
 	if err != nil {
 		t.Fatal(err)
@@ -248,5 +249,21 @@ func (p *legacyPlan) insert(ctx context.Context, tx *txn, id int64, prev string)
 	h := pc.hash(id, prev)
 	err := tx.insert(ctx, "plans", `INSERT INTO plans (id, fingerprint, author, created_at, bytes, signature, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
 		id, pc.fingerprint, pc.author, pc.createdAt, p.bytes, pc.signature, prev, h)
+	return h, err
+}
+
+// legacyApproval is an approval appended as backfill did before schema 10:
+// without the digests of what its approver checked.
+type legacyApproval struct{ Approval }
+
+func (a *legacyApproval) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
+	ac := approvalCols{a.Fingerprint, a.By, a.PlanAuthor, formatTime(a.At),
+		sql.NullInt64{Int64: int64(a.Writes), Valid: true},
+		sql.NullString{String: a.RollupSHA256, Valid: true},
+		sql.NullString{String: a.Signature, Valid: true}, sql.NullString{}, sql.NullString{}}
+	h := ac.hash(id, prev)
+	err := tx.insert(ctx, "approvals", `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature,
+  prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		id, ac.fingerprint, ac.by, ac.author, ac.at, ac.writes, ac.rollup, ac.signature, prev, h)
 	return h, err
 }

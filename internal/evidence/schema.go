@@ -240,6 +240,17 @@ PRAGMA legacy_alter_table = OFF;
 ALTER TABLE plans ADD COLUMN encoding TEXT NOT NULL DEFAULT '';
 ALTER TABLE plans ADD COLUMN size INTEGER;
 `,
+
+	// 10: an approval records the digests of the catalog and the CP records
+	// its approver derived the plan again with. apply counts only an
+	// approval whose digests are the plan's: one recorded before approve
+	// had to be given the CP records (NULL here) never checked the plan's
+	// claims against them. Both enter the chain hash when not NULL (see
+	// addedCols): old rows hash as before.
+	`
+ALTER TABLE approvals ADD COLUMN checked_catalog_sha256 TEXT;
+ALTER TABLE approvals ADD COLUMN checked_cp_sha256 TEXT;
+`,
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE
