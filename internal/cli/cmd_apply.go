@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -267,8 +268,8 @@ func (r *runner) runApply(ctx context.Context, a applyOptions) error {
 	if !o.Execute {
 		if as, err := store.Approvals(ctx, o.Plan.Fingerprint); err != nil {
 			return fail("read %s: %v", store.Path(), err)
-		} else if len(as) == 0 {
-			r.log.Warn("this plan is not approved yet; apply --execute will refuse it", "fingerprint", o.Plan.Fingerprint)
+		} else if !slices.ContainsFunc(as, func(a evidence.Approval) bool { return apply.CheckedInputs(a, o.Plan) }) {
+			r.log.Warn("this plan has no approval apply counts yet; apply --execute will refuse it", "fingerprint", o.Plan.Fingerprint, "approvals", len(as))
 		}
 	}
 	// With --execute, Apply checks everything before the first tenant

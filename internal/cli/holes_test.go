@@ -715,6 +715,9 @@ func TestAnApprovalCountsOnlyIfItCheckedThePlansInputs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if dry := f.apply(t); dry.code != 0 || !strings.Contains(dry.stderr, "no approval apply counts yet") {
+			t.Fatalf("%s: dry run: %d\n%s", c.name, dry.code, dry.stderr)
+		}
 		res := f.apply(t, "--execute")
 		if res.code != 1 || !strings.Contains(res.stderr, "has no approval checked against its catalog and CP records") ||
 			!strings.Contains(res.stderr, c.want) || !strings.Contains(res.stderr, "approve it again") {
