@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 )
@@ -26,8 +28,8 @@ type MergeSource struct {
 // place only when complete: a merge killed half-way never leaves an out
 // that verifies while missing captures.
 func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]MergeSource, error) {
-	if _, err := os.Stat(out); err == nil {
-		return nil, fmt.Errorf("%s already exists: merge writes a new store", out)
+	if err := checkOut(out); err != nil {
+		return nil, err
 	}
 	var stores []*Store
 	defer func() {
@@ -66,7 +68,13 @@ func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]M
 			return nil, err
 		}
 	}
-	tmp := fmt.Sprintf("%s.partial-%d", out, os.Getpid())
+	// An unguessable name made with O_EXCL: a name anyone could predict
+	// (the pid is 1 in a container) could be a symlink planted to send the
+	// store elsewhere.
+	tmp, err := claimTemp(filepath.Dir(out), filepath.Base(out))
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
 	defer removeWithSidecars(tmp)
 	dst, err := Open(ctx, tmp)
 	if err != nil {
@@ -76,13 +84,41 @@ func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]M
 	if cerr := dst.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
+	// As a published copy: one file, no WAL beside it, synced and verified
+	// before it takes its name.
+	if err == nil {
+		err = setRollbackJournal(ctx, tmp)
+	}
+	if err == nil {
+		err = syncPath(tmp)
+	}
+	if err == nil {
+		_, err = verifyCopy(ctx, tmp)
+	}
+	if err == nil {
+		err = checkOut(out)
+	}
 	if err == nil {
 		err = linkNoReplace(tmp, out)
+	}
+	if err == nil {
+		err = syncPath(filepath.Dir(out))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
 	return sources, nil
+}
+
+// checkOut refuses an out that exists (a dangling symlink included) or has
+// SQLite files beside it, which its first reader would replay over it.
+func checkOut(out string) error {
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("%s already exists: merge writes a new store", out)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("merge %s: %w", out, err)
+	}
+	return checkSidecars("merge", out)
 }
 
 // mergeStores copies the listings and captures of snapshot shard stores
@@ -112,14 +148,31 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 		}
 		// Merge copies listings and captures only: anything else would be
 		// dropped without a word.
-		if rep.Approvals > 0 || rep.Journal > 0 || rep.Audits > 0 {
-			return nil, fmt.Errorf("%s holds approvals, an apply journal or audits: merge combines snapshot shards only", in.Path())
+		if rep.Approvals > 0 || rep.Journal > 0 || rep.Audits > 0 || rep.Plans > 0 {
+			return nil, fmt.Errorf("%s holds plans, approvals, an apply journal or audits: merge combines snapshot shards only (plan on the merged store)", in.Path())
 		}
 		if prev, dup := heads[rep.ChainHead]; dup && rep.Captures > 0 {
 			return nil, fmt.Errorf("%s holds the same evidence as %s (chain head %s): a store cannot be merged with itself", in.Path(), prev, rep.ChainHead)
 		}
 		heads[rep.ChainHead] = in.Path()
 		sources = append(sources, MergeSource{Path: in.Path(), ChainHead: rep.ChainHead, Captures: rep.Captures, Listings: rep.Listings})
+	}
+	// A shard published, run again and published again is two copies of
+	// one chain, the earlier a prefix of the later: merged, every capture
+	// they share would be there twice.
+	for i, in := range inputs {
+		for j, src := range sources {
+			if i == j || src.Captures == 0 || src.ChainHead == sources[i].ChainHead {
+				continue
+			}
+			ok, err := in.HasCaptureHash(ctx, src.ChainHead)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", in.Path(), err)
+			}
+			if ok {
+				return nil, fmt.Errorf("%s holds all the evidence of %s (its chain head %s) and more: they are copies of one store at two times; merge the later alone", in.Path(), src.Path, src.ChainHead)
+			}
+		}
 	}
 
 	type rec struct {
@@ -165,10 +218,12 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 		end := min(start+batch, len(recs))
 		chunk := make([]Record, 0, end-start)
 		for _, r := range recs[start:end] {
-			if c, ok := r.r.(*Capture); ok && c.Outcome == Captured {
+			// Every capture that cites bytes brings them: a not-live
+			// answer is kept with its bytes too.
+			if c, ok := r.r.(*Capture); ok && c.SHA256 != "" {
 				b, err := inputs[r.input].Content(ctx, c.SHA256)
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("%s: capture %d: %w", inputs[r.input].Path(), c.ID, err)
 				}
 				c.Content = b
 			}

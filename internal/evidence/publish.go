@@ -110,9 +110,15 @@ func (s *Store) checkDest(dest string, replace bool) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("publish %s: %w", dest, err)
 	}
+	return checkSidecars("publish", dest)
+}
+
+// checkSidecars refuses a dest with SQLite files beside it: the first
+// reader of a store written there would read them together with it.
+func checkSidecars(verb, dest string) error {
 	for _, suffix := range sidecars {
 		if _, err := os.Lstat(dest + suffix); err == nil {
-			return fmt.Errorf("publish %s: %s exists beside it: a process has it open, or one that did was not closed cleanly; a copy published there would be read together with it", dest, dest+suffix)
+			return fmt.Errorf("%s %s: %s exists beside it: a process has it open, or one that did was not closed cleanly; a store written there would be read together with it", verb, dest, dest+suffix)
 		}
 	}
 	return nil

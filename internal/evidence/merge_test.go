@@ -1,0 +1,172 @@
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"backfill/internal/source"
+)
+
+// mergeInput publishes a store holding recs and returns the copy's path.
+func mergeInput(t *testing.T, dir, name string, recs ...Record) string {
+	t.Helper()
+	s := openTemp(t)
+	if err := s.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := s.Publish(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A not-live answer is kept with its bytes: merging the only shard that
+// holds them copies them, and the merged store verifies.
+func TestMergeKeepsTheBytesOfANotLiveAnswer(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	nl := capture("a", "w1", NotLive, "")
+	nl.Content, nl.Source = []byte("name: from the template folder\n"), source.TemplateDir
+	in := mergeInput(t, dir, "shard-0.db", nl, capture("a", "w2", Captured, "name: live\n"))
+	out := filepath.Join(dir, "merged.db")
+	if _, err := Merge(ctx, out, []string{in}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenReadOnly(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if rep, err := m.Verify(ctx); err != nil || !rep.OK() || rep.Captures != 2 {
+		t.Fatalf("verify the merged store: %+v %v", rep, err)
+	}
+	if b, err := m.Content(ctx, SHA256Hex(nl.Content)); err != nil || string(b) != string(nl.Content) {
+		t.Fatalf("the not-live bytes in the merged store: %q %v", b, err)
+	}
+	// Written as a published copy: one file, in rollback-journal mode.
+	if wal, err := IsWAL(out); err != nil || wal {
+		t.Errorf("merged store in WAL mode: %v %v", wal, err)
+	}
+}
+
+// A -wal, -shm or -journal left beside out would be read together with the
+// new store by its first reader (a WAL replayed over it): merge refuses,
+// and leaves no out and no temporary file.
+func TestMergeRefusesSQLiteFilesBesideOut(t *testing.T) {
+	ctx := context.Background()
+	for _, suffix := range sidecars {
+		t.Run(suffix, func(t *testing.T) {
+			dir := t.TempDir()
+			in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"))
+			out := filepath.Join(dir, "merged.db")
+			if err := os.WriteFile(out+suffix, []byte("left over"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Merge(ctx, out, []string{in}, time.Now())
+			if err == nil || !strings.Contains(err.Error(), out+suffix+" exists beside it") {
+				t.Fatalf("merge beside %s: %v", suffix, err)
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 2 {
+				t.Errorf("merge left files: %v", entries)
+			}
+		})
+	}
+}
+
+// The temporary store is made under an unguessable name with O_EXCL: a
+// symlink planted at any name never receives the store, and out is a
+// regular file.
+func TestMergeFollowsNoPlantedSymlink(t *testing.T) {
+	ctx := context.Background()
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"))
+	out := filepath.Join(dir, "merged.db")
+	victim := filepath.Join(elsewhere, "victim.db")
+	// The name an earlier merge used.
+	if err := os.Symlink(victim, fmt.Sprintf("%s.partial-%d", out, os.Getpid())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(ctx, out, []string{in}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(victim); err == nil {
+		t.Error("the store was written through the symlink")
+	}
+	if fi, err := os.Lstat(out); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("out: %v %v", fi, err)
+	}
+	// A dangling symlink at out is refused.
+	if err := os.Symlink(victim, filepath.Join(dir, "dangling.db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(ctx, filepath.Join(dir, "dangling.db"), []string{in}, time.Now()); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("a dangling symlink at out: %v", err)
+	}
+}
+
+// Plans kept in an input would be dropped without a word: refused, as are
+// approvals, a journal and audits.
+func TestMergeRefusesAStoreWithPlans(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTemp(t)
+	if err := s.Append(ctx, capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPlanFrom(ctx, "sha256:"+strings.Repeat("ab", 32), "ops", time.Now(), func(w io.Writer) error { _, err := io.WriteString(w, "{}\n"); return err }, ""); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "planned.db")
+	if err := s.Publish(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "merged.db")
+	if _, err := Merge(ctx, out, []string{in}, time.Now()); err == nil || !strings.Contains(err.Error(), "holds plans") {
+		t.Fatalf("merge a store with a plan: %v", err)
+	}
+	if _, err := os.Lstat(out); err == nil {
+		t.Error("out was made")
+	}
+}
+
+// A shard published, run again and published again is one chain at two
+// times: merging both would hold every shared capture twice. Refused,
+// naming the later copy; the later alone merges.
+func TestMergeRefusesTwoCopiesOfOneStoreAtTwoTimes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTemp(t)
+	if err := s.Append(ctx, capture("a", "w1", Captured, "x"), capture("a", "w2", Failed, "")); err != nil {
+		t.Fatal(err)
+	}
+	early := filepath.Join(dir, "shard-0.db")
+	if err := s.Publish(ctx, early); err != nil {
+		t.Fatal(err)
+	}
+	retry := capture("a", "w2", Captured, "y")
+	retry.EndedAt = retry.EndedAt.Add(time.Minute)
+	if err := s.Append(ctx, retry); err != nil {
+		t.Fatal(err)
+	}
+	late := filepath.Join(dir, "shard-0-retry.db")
+	if err := s.Publish(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range [][]string{{early, late}, {late, early}} {
+		_, err := Merge(ctx, filepath.Join(dir, "merged.db"), order, time.Now())
+		if err == nil || !strings.Contains(err.Error(), late+" holds all the evidence of "+early) {
+			t.Fatalf("merge %v: %v", order, err)
+		}
+	}
+	if _, err := Merge(ctx, filepath.Join(dir, "merged.db"), []string{late}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
