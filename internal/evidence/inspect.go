@@ -8,7 +8,7 @@ import (
 // CapturesOf returns every capture of one workspace id (in any tenant),
 // oldest first, without content: what `inspect` shows.
 func (s *Store) CapturesOf(ctx context.Context, workspaceID string) ([]*Capture, error) {
-	rows, err := s.db.QueryContext(ctx, captureSelect+" WHERE workspace_id = ? ORDER BY id", workspaceID)
+	rows, err := s.db.QueryContext(ctx, s.captureSelect()+" WHERE workspace_id = ? ORDER BY id", workspaceID)
 	if err != nil {
 		return nil, err
 	}

@@ -192,3 +192,18 @@ func TestCaptureOutcomeChecked(t *testing.T) {
 		t.Fatalf("outcome maybe: %v", err)
 	}
 }
+
+// A store from before schema 6 (no source column) is read as it is by
+// inspect's query, as by verify and export.
+func TestCapturesOfReadsAStoreOlderThanSources(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenReadOnly(ctx, v5Store(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cs, err := s.CapturesOf(ctx, "w1")
+	if err != nil || len(cs) != 1 || cs[0].Outcome != Captured || cs[0].Source != "" {
+		t.Fatalf("CapturesOf on a v5 store: %+v %v", cs, err)
+	}
+}
