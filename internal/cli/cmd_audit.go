@@ -93,12 +93,13 @@ func (r *runner) runAudit(ctx context.Context, o auditOptions) error {
 	// After a store failure it is reported and not recorded: the store is
 	// what failed.
 	ctx = context.WithoutCancel(ctx)
-	rep, err := buildAudit(ctx, store, inv, sum, listed, start, r.env.Now(), maxAge)
+	var last *evidence.Audit
+	if len(prev) > 0 {
+		last = prev[0]
+	}
+	rep, err := buildAudit(ctx, store, inv, sum, listed, last, start, r.env.Now(), maxAge)
 	if err != nil {
 		return fail("audit report from %s: %v", store.Path(), err)
-	}
-	if len(prev) > 0 {
-		rep.prev = prev[0]
 	}
 	if runErr == nil {
 		if err := store.Append(ctx, rep.record); err != nil {
@@ -163,9 +164,10 @@ type auditReport struct {
 // run (those with an empty template), the run's summary, and the store as the
 // run left it. A tenant not listed now is reported from its latest
 // successful listing, if any, so that its workspaces without evidence are
-// still named.
+// still named. A tenant of the audit before (prev, nil for the first) that
+// the inventory no longer names is reported as left, and fails this audit.
 func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inventory, sum *snapshot.Summary,
-	listed map[string][]workspace.Row, start, end time.Time, maxAge time.Duration) (*auditReport, error) {
+	listed map[string][]workspace.Row, prev *evidence.Audit, start, end time.Time, maxAge time.Duration) (*auditReport, error) {
 	spans, err := store.EvidenceTimes(ctx)
 	if err != nil {
 		return nil, err
@@ -192,6 +194,7 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 		cutoff = start.Add(-maxAge)
 	}
 	rep := &auditReport{
+		prev:   prev,
 		record: &evidence.Audit{At: start, EndedAt: end, MaxEvidenceAge: maxAge},
 		since:  since, maxAge: maxAge, failed: sum.TenantsFailed, listedAt: map[string]time.Time{},
 	}
@@ -299,6 +302,17 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 		}
 		a.Tenants = append(a.Tenants, at)
 	}
+	if prev != nil {
+		for _, t := range prev.Tenants {
+			if _, ok := inv.Tenant(t.Tenant); ok || t.Outcome == evidence.AuditLeft {
+				continue
+			}
+			rep.record.Tenants = append(rep.record.Tenants, evidence.AuditTenant{Tenant: t.Tenant, Outcome: evidence.AuditLeft,
+				Reason: fmt.Sprintf("in audit %d, not in the inventory now: its %d workspaces with template = '' (%d without evidence then) are no longer audited",
+					prev.ID, t.TemplateEmpty, t.WithoutEvidence)})
+			rep.record.TenantsFailed++
+		}
+	}
 	rep.record.Reason = auditReason(sum.Interrupted, rep.record, rep.missing)
 	return rep, nil
 }
@@ -386,7 +400,8 @@ type auditRefJSON struct {
 type auditTenantJSON struct {
 	Tenant string `json:"tenant"`
 	// Status: listed; stopped (listed, then its collector was found
-	// misconfigured); unreachable; not-listed (interrupted first).
+	// misconfigured); unreachable; not-listed (interrupted first);
+	// left-inventory (in the audit before, not in the inventory now).
 	Status string `json:"status"`
 	Reason string `json:"reason"`
 	// RowsListedAt: for a tenant not listed now, when the rows counted
@@ -466,7 +481,7 @@ func (rep *auditReport) print(w io.Writer, path string) {
 	if state == "gone" || state == "tenants-failed" {
 		state = "incomplete"
 	}
-	fmt.Fprintf(w, "audit %s in %s: %d tenants (%d not listed or stopped), %d workspaces with template = ''\n",
+	fmt.Fprintf(w, "audit %s in %s: %d tenants (%d not listed, stopped or left the inventory), %d workspaces with template = ''\n",
 		state, a.EndedAt.Sub(a.At).Round(time.Millisecond), len(a.Tenants), a.TenantsFailed, a.TemplateEmpty)
 	recaptured, stale := 0, 0
 	for _, t := range a.Tenants {

@@ -442,3 +442,45 @@ func TestAuditNamesAStoppedTenant(t *testing.T) {
 		t.Fatalf("audit with beta repaired: exit %d %+v", res.code, doc)
 	}
 }
+
+// A tenant dropped from the inventory (a ConfigMap edit, a typo in its
+// name) takes its workspaces without evidence out of the audit: the first
+// audit that misses it names it, says what the audit before counted, and
+// exits 3; the audit after, which has already said so, does not again.
+func TestAuditNamesATenantThatLeftTheInventory(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	// gamma's first template = '' workspace has no config: it stays without evidence.
+	os.Remove(filepath.Join(f.roots["gamma"], uuidFor(3, 0), "config.yaml"))
+	res, doc := f.audit(t, auditT0)
+	if res.code != 3 || doc.WithoutEvidence != 1 {
+		t.Fatalf("audit 1: %d %+v", res.code, doc)
+	}
+	b, err := os.ReadFile(f.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), "  - name: gamma")
+	if i < 0 {
+		t.Fatalf("no gamma in\n%s", b)
+	}
+	writeFile(t, f.inventory, string(b[:i]))
+	res, doc = f.audit(t, auditT0.Add(time.Hour))
+	var left *auditTenantJSON
+	for k := range doc.ByTenant {
+		if doc.ByTenant[k].Tenant == "gamma" {
+			left = &doc.ByTenant[k]
+		}
+	}
+	if res.code != 3 || doc.Reason != "tenants-failed" || left == nil || left.Status != "left-inventory" ||
+		!strings.Contains(left.Reason, "not in the inventory now") || !strings.Contains(left.Reason, "1 without evidence then") {
+		t.Fatalf("audit 2, gamma gone from the inventory: %d %s %+v\n%s", res.code, doc.Reason, left, res.stderr)
+	}
+	res, doc = f.audit(t, auditT0.Add(2*time.Hour))
+	if res.code != 0 || doc.Reason != "complete" || len(doc.ByTenant) != 2 {
+		t.Fatalf("audit 3: %d %s %+v", res.code, doc.Reason, doc.ByTenant)
+	}
+	text := run(t, nil, "--evidence", f.evidence, "status")
+	if text.code != 0 {
+		t.Fatalf("status: %d %s", text.code, text.stderr)
+	}
+}

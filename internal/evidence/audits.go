@@ -46,6 +46,11 @@ const (
 	AuditStopped     = "stopped" // listed, then stopped (a misconfigured collector, or rate limited too long)
 	AuditUnreachable = "unreachable"
 	AuditNotListed   = "not-listed" // the audit was interrupted before listing it
+	// AuditLeft: in the audit before, not in the inventory now. Named once,
+	// by the first audit that misses it, so that a tenant dropped from the
+	// inventory (and its workspaces without evidence) never leaves the
+	// audit without a word.
+	AuditLeft = "left-inventory"
 )
 
 // AuditTenant is one tenant as an audit saw it. It is stored as JSON in
