@@ -112,7 +112,8 @@ func BenchmarkApply10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := store.Append(ctx, &evidence.Approval{Fingerprint: p.Fingerprint, By: "reviewer", PlanAuthor: p.Author, At: time.Now()}); err != nil {
+		if err := store.Append(ctx, &evidence.Approval{Fingerprint: p.Fingerprint, By: "reviewer", PlanAuthor: p.Author, At: time.Now(),
+			CheckedCatalogSHA256: p.Inputs.Catalog.SHA256, CheckedCPSHA256: p.Inputs.CP.SHA256}); err != nil {
 			b.Fatal(err)
 		}
 		return store
