@@ -40,7 +40,7 @@ func (r *runner) runVerify(ctx context.Context, o verifyOptions) error {
 		}
 		err := printJSON(r.env.Stdout, verifyJSON{SchemaVersion: 1, Evidence: store.Path(), OK: rep.OK(), Captures: rep.Captures,
 			Listings: rep.Listings, Contents: rep.Contents, Approvals: rep.Approvals, Journal: rep.Journal, Plans: rep.Plans,
-			Audits: rep.Audits, ChainHead: rep.ChainHead, Problems: problems})
+			Audits: rep.Audits, ChainHead: rep.ChainHead, Heads: rep.Heads, StoreHead: rep.StoreHead(), Problems: problems})
 		if err != nil {
 			return err
 		}
@@ -56,23 +56,27 @@ func (r *runner) runVerify(ctx context.Context, o verifyOptions) error {
 		}
 		return fail("evidence store %s does not verify: %s", store.Path(), rep.Problems[0])
 	}
-	fmt.Fprintf(r.env.Stdout, "verify ok: %s: %d captures, %d listings, %d distinct contents; chain head %s\n",
-		store.Path(), rep.Captures, rep.Listings, rep.Contents, rep.ChainHead)
+	fmt.Fprintf(r.env.Stdout, "verify ok: %s: %d captures, %d listings, %d distinct contents; chain head %s; store head %s\n",
+		store.Path(), rep.Captures, rep.Listings, rep.Contents, rep.ChainHead, rep.StoreHead())
 	return nil
 }
 
 // verifyJSON is `verify --json`'s document.
 type verifyJSON struct {
-	SchemaVersion int      `json:"schema_version"`
-	Evidence      string   `json:"evidence"`
-	OK            bool     `json:"ok"`
-	Captures      int      `json:"captures"`
-	Listings      int      `json:"listings"`
-	Contents      int      `json:"contents"`
-	Approvals     int      `json:"approvals"`
-	Journal       int      `json:"journal"`
-	Plans         int      `json:"plans"`
-	Audits        int      `json:"audits"`
-	ChainHead     string   `json:"chain_head"`
-	Problems      []string `json:"problems"`
+	SchemaVersion int    `json:"schema_version"`
+	Evidence      string `json:"evidence"`
+	OK            bool   `json:"ok"`
+	Captures      int    `json:"captures"`
+	Listings      int    `json:"listings"`
+	Contents      int    `json:"contents"`
+	Approvals     int    `json:"approvals"`
+	Journal       int    `json:"journal"`
+	Plans         int    `json:"plans"`
+	Audits        int    `json:"audits"`
+	ChainHead     string `json:"chain_head"`
+	// Heads is every chain's last hash; StoreHead one digest over them and
+	// their counts, which changes when any chain's tail is deleted.
+	Heads     map[string]string `json:"heads"`
+	StoreHead string            `json:"store_head"`
+	Problems  []string          `json:"problems"`
 }

@@ -136,7 +136,7 @@ func (s *Store) verifyApprovals(ctx context.Context, r *VerifyReport) error {
 	if !s.hasTable("approvals") {
 		return nil
 	}
-	return s.verifyChain(ctx, r, s.approvalSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	return s.verifyChain(ctx, r, "approvals", s.approvalSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		a, ac, err := scanApproval(sc)
 		if err != nil {
 			return chainRow{}, err

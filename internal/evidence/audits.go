@@ -399,7 +399,7 @@ func (s *Store) verifyAudits(ctx context.Context, r *VerifyReport) error {
 		return err
 	}
 	cited := map[string]bool{}
-	err = s.verifyChain(ctx, r, auditSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	err = s.verifyChain(ctx, r, "audits", auditSelect+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		a, ac, err := scanAudit(sc)
 		if err != nil {
 			return chainRow{}, err

@@ -139,7 +139,7 @@ func (s *Store) verifyJournal(ctx context.Context, r *VerifyReport) error {
 	if !s.hasTable("journal") {
 		return nil
 	}
-	return s.verifyChain(ctx, r, s.entrySelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	return s.verifyChain(ctx, r, "journal", s.entrySelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		e, ec, err := scanEntry(sc)
 		if err != nil {
 			return chainRow{}, err

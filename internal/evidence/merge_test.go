@@ -170,3 +170,46 @@ func TestMergeRefusesTwoCopiesOfOneStoreAtTwoTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// No chain shows its own tail deleted, its head being nowhere else: the
+// store head, one digest over every chain's head and count, changes when
+// any is, so an operator who wrote it down sees it. A merged store also
+// checks it holds what its merge copied.
+func TestADeletedTailChangesTheStoreHead(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)
+	s := openTemp(t)
+	if err := s.Append(ctx, &Listing{Tenant: "a", At: at, Outcome: Listed}, capture("a", "w1", Captured, "x"),
+		&Listing{Tenant: "b", At: at, Outcome: Unreachable, Reason: "connection refused"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Verify(ctx)
+	if err != nil || !before.OK() || before.Heads["listings"] == "" || before.Heads["captures"] != before.ChainHead {
+		t.Fatalf("verify: %+v %v", before, err)
+	}
+	tamper(t, s.Path(), "DROP TRIGGER listings_no_delete", "DELETE FROM listings WHERE id = 2", triggerSQL("listings", "DELETE"))
+	after, err := s.Verify(ctx)
+	if err != nil || !after.OK() || after.ChainHead != before.ChainHead {
+		t.Fatalf("verify after the last listing was deleted: %+v %v", after, err)
+	}
+	if after.StoreHead() == before.StoreHead() {
+		t.Fatal("the store head did not change when the last listing was deleted")
+	}
+
+	dir := t.TempDir()
+	in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"), capture("a", "w2", Captured, "y"))
+	out := filepath.Join(dir, "merged.db")
+	if _, err := Merge(ctx, out, []string{in}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, out, "DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 2", triggerSQL("captures", "DELETE"))
+	m, err := OpenReadOnly(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r, err := m.Verify(ctx)
+	if err != nil || r.OK() || !strings.Contains(fmt.Sprint(r.Problems), "the merge copied 2 captures from its inputs, the store holds 1") {
+		t.Fatalf("verify of a merged store missing its last capture: %+v %v", r, err)
+	}
+}

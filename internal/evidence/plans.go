@@ -316,7 +316,7 @@ func (s *Store) verifyPlans(ctx context.Context, r *VerifyReport) error {
 	if !s.hasTable("plans") {
 		return nil
 	}
-	return s.verifyChain(ctx, r, "SELECT id, fingerprint, author, created_at, bytes, "+s.planCols9()+", signature, prev_hash, hash FROM plans ORDER BY id",
+	return s.verifyChain(ctx, r, "plans", "SELECT id, fingerprint, author, created_at, bytes, "+s.planCols9()+", signature, prev_hash, hash FROM plans ORDER BY id",
 		func(sc scanner) (chainRow, error) {
 			var id, size int64
 			var pc planCols

@@ -19,7 +19,27 @@ type VerifyReport struct {
 	Plans     int
 	Audits    int
 	ChainHead string   // hash of the last capture
-	Problems  []string // empty when the store verifies
+	// Heads is each chained table's last hash ("" when it has none).
+	Heads    map[string]string
+	Problems []string // empty when the store verifies
+}
+
+// chainedTables are the tables whose records are hash-chained, in the
+// order StoreHead covers them.
+var chainedTables = []string{"captures", "listings", "approvals", "journal", "plans", "audits"}
+
+// StoreHead is one digest over every chain's head and count: written down
+// after a step, it changes when any record is appended or when a chain's
+// tail is deleted (which no chain can show by itself, its head being
+// nowhere else).
+func (r *VerifyReport) StoreHead() string {
+	counts := map[string]int{"captures": r.Captures, "listings": r.Listings, "approvals": r.Approvals,
+		"journal": r.Journal, "plans": r.Plans, "audits": r.Audits}
+	var b strings.Builder
+	for _, t := range chainedTables {
+		fmt.Fprintf(&b, "%s %d %s\n", t, counts[t], r.Heads[t])
+	}
+	return SHA256Hex([]byte(b.String()))
 }
 
 // OK reports whether nothing was found wrong.
@@ -63,7 +83,30 @@ func (s *Store) Verify(ctx context.Context) (*VerifyReport, error) {
 	if err := s.verifyAudits(ctx, r); err != nil {
 		return nil, err
 	}
+	if err := s.verifyMergedFrom(ctx, r); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// verifyMergedFrom checks a merged store still holds at least what merge
+// copied into it from its inputs: the chains cannot show their own tails
+// removed, but merge recorded how many records it wrote.
+func (s *Store) verifyMergedFrom(ctx context.Context, r *VerifyReport) error {
+	if !s.hasTable("merged_from") {
+		return nil
+	}
+	var captures, listings int
+	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(sum(captures), 0), coalesce(sum(listings), 0) FROM merged_from").Scan(&captures, &listings); err != nil {
+		return err
+	}
+	if r.Captures < captures {
+		r.problem("merged_from: the merge copied %d captures from its inputs, the store holds %d: captures were removed", captures, r.Captures)
+	}
+	if r.Listings < listings {
+		r.problem("merged_from: the merge copied %d listings from its inputs, the store holds %d: listings were removed", listings, r.Listings)
+	}
+	return nil
 }
 
 func (s *Store) verifyTriggers(ctx context.Context, r *VerifyReport) error {
@@ -244,7 +287,7 @@ func contentProblem(sha string, size int64, b []byte) string {
 // they cite.
 func (s *Store) verifyCaptures(ctx context.Context, r *VerifyReport) (cited map[string]bool, err error) {
 	cited = map[string]bool{}
-	err = s.verifyChain(ctx, r, s.captureSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
+	err = s.verifyChain(ctx, r, "captures", s.captureSelect()+" ORDER BY id", func(sc scanner) (chainRow, error) {
 		// The columns as stored are what the hash covers: nothing here
 		// needs them decoded.
 		id, cc, prev, hash, err := scanCaptureCols(sc)
@@ -333,7 +376,7 @@ func (s *Store) settleContent(ctx context.Context, r *VerifyReport, cw *contentW
 }
 
 func (s *Store) verifyListings(ctx context.Context, r *VerifyReport) error {
-	return s.verifyChain(ctx, r, "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id",
+	return s.verifyChain(ctx, r, "listings", "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id",
 		func(sc scanner) (chainRow, error) {
 			// The columns as stored are what the hash covers: the rows
 			// (JSON, a tenant's whole listing) need no decoding here.
@@ -364,7 +407,7 @@ func named(format string, args ...any) func() string {
 }
 
 // verifyChain walks one hash-chained table in id order.
-func (s *Store) verifyChain(ctx context.Context, r *VerifyReport, query string, scan func(scanner) (chainRow, error)) error {
+func (s *Store) verifyChain(ctx context.Context, r *VerifyReport, table, query string, scan func(scanner) (chainRow, error)) error {
 	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
 		return err
@@ -387,5 +430,9 @@ func (s *Store) verifyChain(ctx context.Context, r *VerifyReport, query string, 
 		}
 		prev, lastID = c.hash, c.id
 	}
+	if r.Heads == nil {
+		r.Heads = map[string]string{}
+	}
+	r.Heads[table] = prev
 	return rows.Err()
 }
