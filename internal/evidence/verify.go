@@ -18,7 +18,7 @@ type VerifyReport struct {
 	Journal   int
 	Plans     int
 	Audits    int
-	ChainHead string   // hash of the last capture
+	ChainHead string // hash of the last capture
 	// Heads is each chained table's last hash ("" when it has none).
 	Heads    map[string]string
 	Problems []string // empty when the store verifies
