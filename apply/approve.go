@@ -82,7 +82,7 @@ func Approve(ctx context.Context, o ApproveOptions) (*evidence.Approval, error) 
 		// recorded as what this approver checked.
 		CheckedCatalogSHA256: o.Catalog.Digest(), CheckedCPSHA256: o.CP.Digest()}
 	if o.SignKey != nil {
-		sig, err := sshsig.Sign(o.SignKey, SignatureNamespace, []byte(o.Plan.Fingerprint))
+		sig, err := sshsig.Sign(o.SignKey, SignatureNamespace, ApprovalMessage(a))
 		if err != nil {
 			return nil, &plan.Refusal{Reason: "--sign-key: " + err.Error()}
 		}
@@ -151,7 +151,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 			why = append(why, fmt.Sprintf("approval %d by %s names other writes (%d, rollup %s)", a.ID, a.By, a.Writes, a.RollupSHA256))
 			continue
 		}
-		principals, err := o.AllowedSigners.Verify([]byte(a.Signature), SignatureNamespace, []byte(p.Fingerprint), o.Now())
+		principals, err := o.AllowedSigners.Verify([]byte(a.Signature), SignatureNamespace, ApprovalMessage(&a), o.Now())
 		if err != nil {
 			why = append(why, fmt.Sprintf("approval %d by %s: %v", a.ID, a.By, err))
 			continue
@@ -178,7 +178,21 @@ func checkApprovals(ctx context.Context, o Options) error {
 // plan again from the plan's own catalog and CP records: only such an
 // approval lets apply write.
 func CheckedInputs(a evidence.Approval, p *plan.Plan) bool {
-	return a.CheckedCatalogSHA256 == p.Inputs.Catalog.SHA256 && a.CheckedCPSHA256 == p.Inputs.CP.SHA256 && a.CheckedCPSHA256 != ""
+	return plan.ApprovalChecked(a, p)
+}
+
+// ApprovalMessage is what an approver signs: the plan's fingerprint and
+// the digests of the catalog and CP records the approval checked it
+// against, so that a signature cannot be carried to a row claiming a
+// check its signer never made (an approval from before approvals recorded
+// them signed the fingerprint alone). Lines end in \n:
+//
+//	backfill-approval-v2
+//	fingerprint sha256:…
+//	catalog sha256:…
+//	cp sha256:…
+func ApprovalMessage(a *evidence.Approval) []byte {
+	return fmt.Appendf(nil, "backfill-approval-v2\nfingerprint %s\ncatalog %s\ncp %s\n", a.Fingerprint, a.CheckedCatalogSHA256, a.CheckedCPSHA256)
 }
 
 // checkAuthor verifies, under allowed signers, the author's signature of

@@ -69,10 +69,20 @@ type KeptPlan struct {
 	AuthorSigned bool      `json:"author_signed"`
 	CreatedAt    time.Time `json:"created_at"`
 	Writes       int       `json:"writes"`
-	ApprovedBy   []string  `json:"approved_by"`
-	Signed       int       `json:"signed_approvals"`
-	Applied      int       `json:"applied"`
-	RolledBack   int       `json:"rolled_back"`
+	ApprovedBy   []string  `json:"approved_by"` // approvals apply counts
+	// NotCounted names approvals that record no check against the plan's
+	// catalog and CP records (made by an older backfill): apply ignores them.
+	NotCounted []string `json:"approvals_not_counted"`
+	Signed     int      `json:"signed_approvals"`
+	Applied    int      `json:"applied"`
+	RolledBack int      `json:"rolled_back"`
+}
+
+// ApprovalChecked reports whether an approval records that it derived the
+// plan again from the plan's own catalog and CP records: apply counts no
+// other.
+func ApprovalChecked(a evidence.Approval, p *Plan) bool {
+	return a.CheckedCPSHA256 != "" && a.CheckedCatalogSHA256 == p.Inputs.Catalog.SHA256 && a.CheckedCPSHA256 == p.Inputs.CP.SHA256
 }
 
 // Kept lists every plan kept in the store, oldest first, with its approvals
@@ -88,17 +98,22 @@ func Kept(ctx context.Context, s *evidence.Store) ([]KeptPlan, error) {
 	}
 	out := make([]KeptPlan, 0, len(recs))
 	for _, r := range recs {
-		k := KeptPlan{Fingerprint: r.Fingerprint, Author: r.Author, AuthorSigned: r.Signature != "", CreatedAt: r.CreatedAt, ApprovedBy: []string{}}
-		if p, err := LoadKept(ctx, s, r.Fingerprint); err == nil {
-			k.Writes = p.Writes()
-		} else {
+		k := KeptPlan{Fingerprint: r.Fingerprint, Author: r.Author, AuthorSigned: r.Signature != "", CreatedAt: r.CreatedAt,
+			ApprovedBy: []string{}, NotCounted: []string{}}
+		p, err := LoadKept(ctx, s, r.Fingerprint)
+		if err != nil {
 			return nil, err
 		}
+		k.Writes = p.Writes()
 		as, err := s.Approvals(ctx, r.Fingerprint)
 		if err != nil {
 			return nil, err
 		}
 		for _, a := range as {
+			if !ApprovalChecked(a, p) {
+				k.NotCounted = append(k.NotCounted, a.By)
+				continue
+			}
 			k.ApprovedBy = append(k.ApprovedBy, a.By)
 			if a.Signature != "" {
 				k.Signed++

@@ -32,7 +32,7 @@ func (r *runner) approveCommand() *cli.Command {
 			&cli.StringFlag{Name: "cp", Usage: "the CP records you vouch for (`SOURCE`: a file, or a DSN with --cp-query; required; command line only), to check every agree item's claim again"},
 			&cli.StringFlag{Name: "cp-query", Usage: "the plan's CP query, for a DSN --cp (command line only)"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
-			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval)"},
+			&cli.StringFlag{Name: "sign-key", EnvVars: envVar("sign-key"), Usage: "sign the approval with this unencrypted OpenSSH private key `FILE` (SSHSIG, namespace backfill-approval, over the fingerprint and the digests it checked)"},
 		},
 		Action: func(c *cli.Context) error {
 			return r.runApprove(c.Context, approveOptions{plan: c.Args().First(), by: c.String("by"), allowSelf: c.Bool("allow-self-approval"),

