@@ -307,10 +307,12 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 			if _, ok := inv.Tenant(t.Tenant); ok || t.Outcome == evidence.AuditLeft {
 				continue
 			}
-			rep.record.Tenants = append(rep.record.Tenants, evidence.AuditTenant{Tenant: t.Tenant, Outcome: evidence.AuditLeft,
-				Reason: fmt.Sprintf("in audit %d, not in the inventory now: its %d workspaces with template = '' (%d without evidence then) are no longer audited",
-					prev.ID, t.TemplateEmpty, t.WithoutEvidence)})
+			why := fmt.Sprintf("in audit %d, not in the inventory now: its %d workspaces with template = '' (%d without evidence then) are no longer audited",
+				prev.ID, t.TemplateEmpty, t.WithoutEvidence)
+			rep.record.Tenants = append(rep.record.Tenants, evidence.AuditTenant{Tenant: t.Tenant, Outcome: evidence.AuditLeft, Reason: why})
 			rep.record.TenantsFailed++
+			// Named where every tenant that failed the audit is.
+			rep.failed = append(rep.failed, snapshot.TenantFailure{Tenant: t.Tenant, Reason: why})
 		}
 	}
 	rep.record.Reason = auditReason(sum.Interrupted, rep.record, rep.missing)

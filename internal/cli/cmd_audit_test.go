@@ -472,7 +472,8 @@ func TestAuditNamesATenantThatLeftTheInventory(t *testing.T) {
 		}
 	}
 	if res.code != 3 || doc.Reason != "tenants-failed" || left == nil || left.Status != "left-inventory" ||
-		!strings.Contains(left.Reason, "not in the inventory now") || !strings.Contains(left.Reason, "1 without evidence then") {
+		!strings.Contains(left.Reason, "not in the inventory now") || !strings.Contains(left.Reason, "1 without evidence then") ||
+		len(doc.TenantsFailed) != 1 || doc.TenantsFailed[0].Tenant != "gamma" {
 		t.Fatalf("audit 2, gamma gone from the inventory: %d %s %+v\n%s", res.code, doc.Reason, left, res.stderr)
 	}
 	res, doc = f.audit(t, auditT0.Add(2*time.Hour))

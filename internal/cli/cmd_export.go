@@ -110,12 +110,10 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 			verdicts[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = it.Verdict
 		}
 	}
-	matched := false
 	for _, w := range ws {
 		if len(patterns) > 0 && !inventory.MatchTenant(w.Tenant, patterns) {
 			continue
 		}
-		matched = true
 		v := verdicts[w.Key]
 		if len(wantVerdict) > 0 && !wantVerdict[v] {
 			continue
@@ -137,9 +135,16 @@ func (r *runner) runExport(ctx context.Context, o exportOptions) error {
 		}
 		recs = append(recs, e)
 	}
-	if len(patterns) > 0 && !matched {
-		// A mistyped pattern is not an empty tenant.
-		r.log.Warn("no tenant in the store matches --tenant", "patterns", strings.Join(patterns, ", "), "store", store.Path())
+	if len(patterns) > 0 {
+		// A mistyped pattern is not an empty tenant: a tenant listed with
+		// no workspaces, or never listed, is still in the store.
+		tenants, err := store.Tenants(ctx)
+		if err != nil {
+			return fail("read %s: %v", store.Path(), err)
+		}
+		if !slices.ContainsFunc(tenants, func(t string) bool { return inventory.MatchTenant(t, patterns) }) {
+			r.log.Warn("no tenant in the store matches --tenant", "patterns", strings.Join(patterns, ", "), "store", store.Path())
+		}
 	}
 	if format == "json" {
 		enc := json.NewEncoder(r.env.Stdout)

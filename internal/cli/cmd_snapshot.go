@@ -271,28 +271,35 @@ func (r *runner) snapshotScope(o snapshotOptions, inv *inventory.Inventory, only
 		return nil
 	}
 	// The variable is named only when it holds the value in effect: with
-	// both set, the flag wins and the variable is not what selected.
-	from := func(flag string, inEffect []string) string {
+	// both set, the flag wins and the variable is not what selected. same
+	// compares the variable's value with the one in effect, each as it is
+	// read (a shard parsed, a tenant list split on commas and trimmed).
+	from := func(flag string, same func(env string) bool) string {
 		name := envVar(flag)[0]
-		v, ok := r.env.LookupEnv(name)
-		if !ok || v == "" {
-			return "--" + flag
-		}
-		parts := strings.Split(v, ",")
-		for i := range parts {
-			parts[i] = strings.TrimSpace(parts[i])
-		}
-		if slices.Equal(parts, inEffect) {
+		if v, ok := r.env.LookupEnv(name); ok && v != "" && same(v) {
 			return name
 		}
 		return "--" + flag
 	}
 	sc := &snapshotScope{InventoryTenants: len(inv.Tenants)}
 	if o.shard != "" {
-		sc.Shard, sc.ShardFrom = o.shard, from("shard", []string{o.shard})
+		// Printed as parsed: a value from a ConfigMap may end in a newline.
+		shard, _ := snapshot.ParseShard(o.shard) // the run has parsed it already
+		sc.Shard = fmt.Sprintf("%d/%d", shard.K, shard.N)
+		sc.ShardFrom = from("shard", func(v string) bool {
+			e, err := snapshot.ParseShard(v)
+			return err == nil && e == shard
+		})
 	}
 	if len(o.tenants) > 0 {
-		sc.Tenants, sc.TenantsFrom = o.tenants, from("tenant", o.tenants)
+		sc.Tenants = o.tenants
+		sc.TenantsFrom = from("tenant", func(v string) bool {
+			parts := strings.Split(v, ",")
+			for i := range parts {
+				parts[i] = strings.TrimSpace(parts[i])
+			}
+			return slices.Equal(parts, o.tenants)
+		})
 	}
 	for _, t := range inv.Tenants {
 		if only(t.Name) {

@@ -180,7 +180,7 @@ func printAuditHistory(w io.Writer, audits []*evidence.Audit, recorded int) {
 	}
 	fmt.Fprintf(w, "\n%d audits recorded; the last %d, newest first (counts of workspaces with template = ''):\n", recorded, len(audits))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "AUDIT\tAT\tREASON\tTENANTS\tNOT LISTED\tTEMPLATE=''\tWITH EVIDENCE\tWITHOUT\tAPPEARED\tCAPTURED\tOLDEST EVIDENCE")
+	fmt.Fprintln(tw, "AUDIT\tAT\tREASON\tTENANTS\tFAILED\tTEMPLATE=''\tWITH EVIDENCE\tWITHOUT\tAPPEARED\tCAPTURED\tOLDEST EVIDENCE")
 	for _, a := range audits {
 		var oldest *time.Time
 		for _, t := range a.Tenants {

@@ -650,6 +650,19 @@ func TestExportVerdictFilter(t *testing.T) {
 	if res = runAt(t, nil, "export", "--tenant", "acme", "--format", "csv"); strings.Contains(res.stderr, "matches --tenant") {
 		t.Fatalf("export --tenant acme warned: %s", res.stderr)
 	}
+	// A tenant listed with no workspaces is in the store: no warning.
+	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = store.Append(context.Background(), &evidence.Listing{Tenant: "empty", At: time.Now(), Outcome: evidence.Listed})
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res = runAt(t, nil, "export", "--tenant", "empty"); res.code != 0 || strings.Contains(res.stderr, "matches --tenant") {
+		t.Fatalf("export --tenant empty: %d %s", res.code, res.stderr)
+	}
 }
 
 // A cell a spreadsheet would read as a formula gets a leading ': a

@@ -3,6 +3,8 @@ package evidence
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -127,8 +129,16 @@ func (s *Store) Approvals(ctx context.Context, fingerprint string) ([]Approval, 
 // plan's evidence chain head must be in the store it is approved or applied
 // against.
 func (s *Store) HasCaptureHash(ctx context.Context, hash string) (bool, error) {
+	return s.hasHash(ctx, "captures", hash)
+}
+
+// hasHash reports whether a record of a chained table has this hash.
+func (s *Store) hasHash(ctx context.Context, table, hash string) (bool, error) {
+	if !slices.Contains(chainedTables, table) {
+		return false, fmt.Errorf("%s is not a chained table", table)
+	}
 	var n int
-	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM captures WHERE hash = ?", hash).Scan(&n)
+	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE hash = ?", hash).Scan(&n)
 	return n > 0, err
 }
 

@@ -102,7 +102,7 @@ func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]M
 		err = linkNoReplace(tmp, out)
 	}
 	if err == nil {
-		err = syncPath(filepath.Dir(out))
+		err = syncDir(filepath.Dir(out))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
@@ -134,6 +134,7 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 	}
 	outInfo, _ := os.Stat(out.Path())
 	var sources []MergeSource
+	var listingHeads []string
 	heads := map[string]string{}
 	for _, in := range inputs {
 		if inInfo, err := os.Stat(in.Path()); err == nil && outInfo != nil && os.SameFile(inInfo, outInfo) {
@@ -151,26 +152,42 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 		if rep.Approvals > 0 || rep.Journal > 0 || rep.Audits > 0 || rep.Plans > 0 {
 			return nil, fmt.Errorf("%s holds plans, approvals, an apply journal or audits: merge combines snapshot shards only (plan on the merged store)", in.Path())
 		}
-		if prev, dup := heads[rep.ChainHead]; dup && rep.Captures > 0 {
+		// Two stores with no captures are the same when their listings are.
+		head := rep.ChainHead + " " + rep.Heads["listings"]
+		if prev, dup := heads[head]; dup && (rep.Captures > 0 || rep.Listings > 0) {
 			return nil, fmt.Errorf("%s holds the same evidence as %s (chain head %s): a store cannot be merged with itself", in.Path(), prev, rep.ChainHead)
 		}
-		heads[rep.ChainHead] = in.Path()
+		heads[head] = in.Path()
+		listingHeads = append(listingHeads, rep.Heads["listings"])
 		sources = append(sources, MergeSource{Path: in.Path(), ChainHead: rep.ChainHead, Captures: rep.Captures, Listings: rep.Listings})
 	}
 	// A shard published, run again and published again is two copies of
 	// one chain, the earlier a prefix of the later: merged, every capture
 	// they share would be there twice.
+	// Each chain is checked: an early copy may hold listings only (every
+	// tenant unreachable then).
 	for i, in := range inputs {
 		for j, src := range sources {
-			if i == j || src.Captures == 0 || src.ChainHead == sources[i].ChainHead {
+			if i == j {
 				continue
 			}
-			ok, err := in.HasCaptureHash(ctx, src.ChainHead)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", in.Path(), err)
+			if src.Captures > 0 && src.ChainHead != sources[i].ChainHead {
+				ok, err := in.HasCaptureHash(ctx, src.ChainHead)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", in.Path(), err)
+				}
+				if ok {
+					return nil, fmt.Errorf("%s holds all the evidence of %s (its chain head %s) and more: they are copies of one store at two times; merge the later alone", in.Path(), src.Path, src.ChainHead)
+				}
 			}
-			if ok {
-				return nil, fmt.Errorf("%s holds all the evidence of %s (its chain head %s) and more: they are copies of one store at two times; merge the later alone", in.Path(), src.Path, src.ChainHead)
+			if src.Listings > 0 && listingHeads[j] != listingHeads[i] {
+				ok, err := in.hasHash(ctx, "listings", listingHeads[j])
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", in.Path(), err)
+				}
+				if ok {
+					return nil, fmt.Errorf("%s holds all the listings of %s and more: they are copies of one store at two times; merge the later alone", in.Path(), src.Path)
+				}
 			}
 		}
 	}

@@ -169,6 +169,33 @@ func TestMergeRefusesTwoCopiesOfOneStoreAtTwoTimes(t *testing.T) {
 	if _, err := Merge(ctx, filepath.Join(dir, "merged.db"), []string{late}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+
+	// Copies with listings only (every tenant unreachable at the first):
+	// the same two, and one at two times.
+	at := time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)
+	l := openTemp(t)
+	if err := l.Append(ctx, &Listing{Tenant: "b", At: at, Outcome: Unreachable, Reason: "down"}); err != nil {
+		t.Fatal(err)
+	}
+	l1, l2 := filepath.Join(dir, "l1.db"), filepath.Join(dir, "l2.db")
+	for _, p := range []string{l1, l2} {
+		if err := l.Publish(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Merge(ctx, filepath.Join(dir, "m2.db"), []string{l1, l2}, time.Now()); err == nil || !strings.Contains(err.Error(), "holds the same evidence as") {
+		t.Fatalf("two equal listing-only copies: %v", err)
+	}
+	if err := l.Append(ctx, &Listing{Tenant: "b", At: at.Add(time.Hour), Outcome: Listed}, capture("b", "w1", Captured, "z")); err != nil {
+		t.Fatal(err)
+	}
+	l3 := filepath.Join(dir, "l3.db")
+	if err := l.Publish(ctx, l3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(ctx, filepath.Join(dir, "m3.db"), []string{l1, l3}, time.Now()); err == nil || !strings.Contains(err.Error(), l3+" holds all the listings of "+l1) {
+		t.Fatalf("a listing-only copy and its later copy: %v", err)
+	}
 }
 
 // No chain shows its own tail deleted, its head being nowhere else: the

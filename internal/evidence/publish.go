@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // PublishOptions adjust Publish.
@@ -87,7 +88,7 @@ func (s *Store) PublishCopy(ctx context.Context, dest string, opts PublishOption
 		return nil, fmt.Errorf("publish %s: %w", dest, err)
 	}
 	keep = true
-	if err := syncPath(dir); err != nil {
+	if err := syncDir(dir); err != nil {
 		return nil, fmt.Errorf("publish %s: sync directory: %w", dest, err)
 	}
 	return rep, nil
@@ -232,6 +233,18 @@ func linkNoReplace(tmp, dest string) error {
 		return err
 	}
 	return nil
+}
+
+// syncDir fsyncs a directory, so that a name just linked or renamed in it
+// survives a crash. Some file systems (FUSE, CIFS) cannot sync a directory
+// and say so with EINVAL or ENOTSUP: there, what the file system gives is
+// all there is, and the file is in place already.
+func syncDir(dir string) error {
+	err := syncPath(dir)
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		return nil
+	}
+	return err
 }
 
 // syncPath fsyncs a file or directory.
