@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backfill/apply/plan"
+	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
 	"backfill/internal/fixture"
 	"backfill/internal/pgtest"
@@ -101,10 +102,20 @@ func TestFaultDiskFullDuringSnapshot(t *testing.T) {
 	bigDistinctConfigs(t, f, 64<<10)
 	f.evidence = filepath.Join(small, "evidence.db")
 
-	// Leave room for the schema, the listings and a few captures, not for
-	// the 24 configs of 64 KiB (plus their copy in the WAL).
+	// The store made first, so that what its schema and migrations take is
+	// not counted in the room left: room for the listings and about half
+	// the 24 configs of 64 KiB in the WAL (each some 80 KiB there with its
+	// capture row), so that neither the first batch (a few captures) nor
+	// all of them fit in the wrong place.
+	st, err := evidence.Open(context.Background(), f.evidence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 	filler := filepath.Join(small, "filler")
-	if err := os.WriteFile(filler, make([]byte, freeBytes(t, small)-768<<10), 0o600); err != nil {
+	if err := os.WriteFile(filler, make([]byte, freeBytes(t, small)-1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res := f.snapshot(t, "--concurrency", "1")
