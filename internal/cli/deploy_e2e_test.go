@@ -54,7 +54,10 @@ type k8sContainer struct {
 type k8sJob struct {
 	Kind     string
 	Metadata struct{ Name string }
-	Spec     struct {
+	// uid is this run's metadata.uid, which the Job controller labels its
+	// pods with; the test sets it.
+	uid  string
+	Spec struct {
 		Completions    int
 		CompletionMode string `yaml:"completionMode"`
 		Template       struct {
@@ -75,12 +78,15 @@ type k8sJob struct {
 }
 
 // loadJob reads the Job in a manifest under deploy/.
-func loadJob(t *testing.T, file string) *k8sJob {
+// loadJob reads the Job of a manifest, with each old, new pair of subst
+// replaced in its text first, as the operator's sed does.
+func loadJob(t *testing.T, file string, subst ...string) *k8sJob {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", file))
 	if err != nil {
 		t.Fatal(err)
 	}
+	b = []byte(strings.NewReplacer(subst...).Replace(string(b)))
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	for {
 		var j k8sJob
@@ -97,7 +103,10 @@ func loadJob(t *testing.T, file string) *k8sJob {
 	}
 }
 
-const completionIndexPath = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+const (
+	completionIndexPath = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+	controllerUIDPath   = "metadata.labels['batch.kubernetes.io/controller-uid']"
+)
 
 var varRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
@@ -192,6 +201,8 @@ func (cl *cluster) runPod(t *testing.T, job *k8sJob, index int) (podResult, erro
 			switch {
 			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == completionIndexPath:
 				set(e.Name, strconv.Itoa(index))
+			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == controllerUIDPath && job.uid != "":
+				set(e.Name, job.uid)
 			case e.ValueFrom != nil:
 				return res, fmt.Errorf("%s: env %s: a source this test does not play", c.Name, e.Name)
 			default:
@@ -406,6 +417,67 @@ func TestIndexedJobLocally(t *testing.T) {
 		cl.dropFlag["snapshot"] = "--allow-gone"
 	}
 
+	// Two runs of the Job, as when it is applied again before a later wave:
+	// each publishes its own copies (a new UID), none refused for the
+	// other's, and the merge reads the second's.
+	shared := cl.claims["backfill-shared"]
+	var wantShared []string
+	for run := 1; run <= 2; run++ {
+		job.uid = fmt.Sprintf("0f0e0d0c-0000-4000-8000-00000000000%d", run)
+		cl.runShards(t, job, n)
+		for k := range n {
+			wantShared = append(wantShared, fmt.Sprintf("run-%s-shard-%d.db", job.uid, k))
+		}
+		sort.Strings(wantShared)
+		if got := dirNames(t, shared); !slices.Equal(got, wantShared) {
+			t.Fatalf("shared volume after run %d of the shards: %q, want %q", run, got, wantShared)
+		}
+	}
+
+	// Applied as written, without the run's UID, merge finds no copies.
+	if mp, err := cl.runPod(t, merge, 0); err != nil || mp.failed != "merge" || mp.codes["merge"] != 1 {
+		t.Fatalf("merge job applied without the run's UID: %+v %v", mp, err)
+	}
+	merge = loadJob(t, "merge-job.yaml", "SNAPSHOT-JOB-UID", job.uid)
+	mp, err := cl.runPod(t, merge, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mp.failed != "" || mp.codes["publish"] != 0 {
+		t.Fatalf("merge job: %+v", mp)
+	}
+	mergedName := "run-" + job.uid + "-merged.db"
+	wantShared = append(wantShared, mergedName)
+	sort.Strings(wantShared)
+	if got := dirNames(t, shared); !slices.Equal(got, wantShared) {
+		t.Fatalf("shared volume after the merge: %q, want %q", got, wantShared)
+	}
+	// Nothing on the shared volume is in WAL mode.
+	for _, name := range wantShared {
+		if wal, err := evidence.IsWAL(filepath.Join(shared, name)); err != nil || wal {
+			t.Errorf("%s on the shared volume: WAL %v, %v", name, wal, err)
+		}
+	}
+
+	// The operator copies the merged store off the shared volume for phase two.
+	merged := filepath.Join(t.TempDir(), "merged.db")
+	b, err := os.ReadFile(filepath.Join(shared, mergedName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(merged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runBin(t, bin, nil, "--evidence", merged, "verify"); code != 0 {
+		t.Fatalf("verify merged: %d %s", code, out)
+	}
+	checkShardedEqualsOne(t, bin, f, merged)
+}
+
+// runShards plays every index of the Indexed Job at once and checks each
+// pod's exit codes.
+func (cl *cluster) runShards(t *testing.T, job *k8sJob, n int) {
+	t.Helper()
 	pods := make([]podResult, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -433,47 +505,12 @@ func TestIndexedJobLocally(t *testing.T) {
 			t.Errorf("pod %d: publish:\n%s", k, p.output["publish"])
 		}
 	}
-	shared := cl.claims["backfill-shared"]
-	var wantShared []string
-	for k := range n {
-		wantShared = append(wantShared, fmt.Sprintf("shard-%d.db", k))
-	}
-	if got := dirNames(t, shared); !slices.Equal(got, wantShared) {
-		t.Fatalf("shared volume after the shards: %q, want %q", got, wantShared)
-	}
+}
 
-	mp, err := cl.runPod(t, merge, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mp.failed != "" || mp.codes["publish"] != 0 {
-		t.Fatalf("merge job: %+v", mp)
-	}
-	wantShared = append(wantShared, "merged.db")
-	sort.Strings(wantShared)
-	if got := dirNames(t, shared); !slices.Equal(got, wantShared) {
-		t.Fatalf("shared volume after the merge: %q, want %q", got, wantShared)
-	}
-	// Nothing on the shared volume is in WAL mode.
-	for _, name := range wantShared {
-		if wal, err := evidence.IsWAL(filepath.Join(shared, name)); err != nil || wal {
-			t.Errorf("%s on the shared volume: WAL %v, %v", name, wal, err)
-		}
-	}
-
-	// The operator copies merged.db off the shared volume for phase two.
-	merged := filepath.Join(t.TempDir(), "merged.db")
-	b, err := os.ReadFile(filepath.Join(shared, "merged.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(merged, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if code, out := runBin(t, bin, nil, "--evidence", merged, "verify"); code != 0 {
-		t.Fatalf("verify merged: %d %s", code, out)
-	}
-
+// checkShardedEqualsOne: the merged store holds what one unsharded snapshot
+// of the fleet holds, and plans alike.
+func checkShardedEqualsOne(t *testing.T, bin string, f *shardFleet, merged string) {
+	t.Helper()
 	// One unsharded snapshot of the same fleet.
 	single := filepath.Join(t.TempDir(), "single.db")
 	if code, out := runBin(t, bin, f.secrets, "--evidence", single, "snapshot", "--inventory", f.inventory); code != 3 {
