@@ -164,3 +164,8 @@ func Rollback(ctx context.Context, o Options) (*Report, error) { return rollingB
 // nothing to undo: the plan wrote nothing, or all it wrote was rolled back
 // already or written over by another plan since.
 var ErrNothingApplied = errors.New("nothing left to roll back")
+
+// ErrAllUndone is returned with ErrNothingApplied when every write of the
+// plan was undone by an earlier rollback or written over by another plan
+// since: a rollback run again, which has nothing more to do.
+var ErrAllUndone = errors.New("every write of the plan is undone or written over already")

@@ -159,8 +159,8 @@ func undoable(ctx context.Context, o Options) ([][]plan.Item, *history, error) {
 	case len(o.Tenants) > 0:
 		return nil, nil, fmt.Errorf("%w in the tenants selected (--tenant %v)", ErrNothingApplied, o.Tenants)
 	case h.RolledBack+len(h.Superseded) > 0:
-		return nil, nil, fmt.Errorf("%w: %d of its writes were rolled back by an earlier run, %d written over by another plan since",
-			ErrNothingApplied, h.RolledBack, len(h.Superseded))
+		return nil, nil, fmt.Errorf("%w: %d of its writes were rolled back by an earlier run, %d written over by another plan since%w",
+			ErrNothingApplied, h.RolledBack, len(h.Superseded), silent{ErrAllUndone})
 	default:
 		return nil, nil, ErrNothingApplied
 	}
@@ -270,3 +270,10 @@ func rollbackOutcome(cur string, exists bool, written string) (outcome, reason s
 		return SkippedChanged, fmt.Sprintf("template changed since apply: now %q; not touched", cur)
 	}
 }
+
+// silent wraps an error for errors.Is without adding its text to a
+// message that already says it.
+type silent struct{ err error }
+
+func (s silent) Error() string { return "" }
+func (s silent) Unwrap() error { return s.err }

@@ -29,8 +29,7 @@ func (r *runner) runRollback(ctx context.Context, w writeOptions) error {
 	defer store.Close()
 	rep, err := apply.Rollback(ctx, o)
 	if errors.Is(err, apply.ErrNothingApplied) {
-		fmt.Fprintf(r.env.Stdout, "rollback of plan %s: %v\n", o.Plan.Fingerprint, err)
-		return r.nameWriters(ctx, o)
+		return r.nothingToRollBack(ctx, o, w.json, err)
 	}
 	if err != nil {
 		return fail("rollback %s: %v", w.plan, err)
@@ -68,26 +67,67 @@ func (r *runner) runRollback(ctx context.Context, w writeOptions) error {
 	return nil
 }
 
-// nameWriters says, for a plan that never wrote to this store's tenants,
-// which plans did: the undo an operator is looking for is probably one of
-// those.
-func (r *runner) nameWriters(ctx context.Context, o apply.Options) error {
+// nothingToRollBack reports a rollback that had nothing to undo. A plan
+// whose every write is undone already (a rollback run again) is done: exit
+// 0. Anything else undid nothing the operator asked for (a plan that never
+// wrote, or --tenant selecting none of its writes: likely the wrong plan or
+// pattern): exit 3, naming the plans that did write through this store,
+// since the undo the operator is looking for is probably one of those.
+func (r *runner) nothingToRollBack(ctx context.Context, o apply.Options, asJSON bool, why error) error {
 	fps, rows, err := plan.Writers(ctx, o.Store)
 	if err != nil {
 		return fail("read the journal: %v", err)
 	}
+	doc := nothingJSON{SchemaVersion: 1, Command: "rollback", Fingerprint: o.Plan.Fingerprint, Reason: "nothing-applied",
+		Message: why.Error(), Writers: []writerJSON{}}
+	wrote := false
 	for _, fp := range fps {
-		if fp == o.Plan.Fingerprint {
-			return nil
+		wrote = wrote || fp == o.Plan.Fingerprint
+		if fp != o.Plan.Fingerprint {
+			doc.Writers = append(doc.Writers, writerJSON{Fingerprint: fp, Rows: rows[fp]})
 		}
 	}
-	if len(fps) == 0 {
-		fmt.Fprintf(r.env.Stdout, "plan %s never wrote anything; no plan has written through %s\n", o.Plan.Fingerprint, o.Store.Path())
+	switch {
+	case errors.Is(why, apply.ErrAllUndone):
+		doc.Reason = "all-undone"
+	case len(o.Tenants) > 0:
+		doc.Reason = "nothing-in-tenants"
+	}
+	if asJSON {
+		if err := printJSON(r.env.Stdout, doc); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(r.env.Stdout, "rollback of plan %s: %v\n", o.Plan.Fingerprint, why)
+		if !wrote {
+			if len(doc.Writers) == 0 {
+				fmt.Fprintf(r.env.Stdout, "plan %s never wrote anything; no plan has written through %s\n", o.Plan.Fingerprint, o.Store.Path())
+			} else {
+				fmt.Fprintf(r.env.Stdout, "plan %s never wrote anything; plans that wrote through %s (roll back by fingerprint with --plan):\n", o.Plan.Fingerprint, o.Store.Path())
+				for _, w := range doc.Writers {
+					fmt.Fprintf(r.env.Stdout, "  %s  %d rows\n", w.Fingerprint, w.Rows)
+				}
+			}
+		}
+	}
+	if doc.Reason == "all-undone" {
 		return nil
 	}
-	fmt.Fprintf(r.env.Stdout, "plan %s never wrote anything; plans that wrote through %s (roll back by fingerprint with --plan):\n", o.Plan.Fingerprint, o.Store.Path())
-	for _, fp := range fps {
-		fmt.Fprintf(r.env.Stdout, "  %s  %d rows\n", fp, rows[fp])
-	}
-	return nil
+	return errPartial
+}
+
+// nothingJSON is rollback --json's document when it had nothing to undo.
+type nothingJSON struct {
+	SchemaVersion int    `json:"schema_version"`
+	Command       string `json:"command"`
+	Fingerprint   string `json:"fingerprint"`
+	// Reason: all-undone (exit 0), nothing-applied or nothing-in-tenants (exit 3).
+	Reason  string       `json:"reason"`
+	Message string       `json:"message"`
+	Writers []writerJSON `json:"other_writers"` // other plans that wrote through this store
+}
+
+type writerJSON struct {
+	Fingerprint string `json:"fingerprint"`
+	Rows        int    `json:"rows"`
 }

@@ -28,7 +28,7 @@ func TestCanaryOrFilterThatSelectsNothingFails(t *testing.T) {
 		t.Fatalf("apply acme: %d %s", res.code, res.stderr)
 	}
 	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--tenant", "concierge")
-	if !strings.Contains(res.stdout, "nothing left to roll back in the tenants selected") {
-		t.Errorf("rollback of a tenant never applied does not say so")
+	if res.code != 3 || !strings.Contains(res.stdout, "nothing left to roll back in the tenants selected") {
+		t.Errorf("rollback of a tenant never applied: %d, does not say so or exits 0:\n%s", res.code, res.stdout)
 	}
 }

@@ -423,14 +423,26 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 		t.Fatalf("rollback by a prefix that names a planted file: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	os.Remove(prefix)
-	// Rolling back carol's plan, which never wrote, names the one that did.
+	// Rolling back carol's plan, which never wrote, undoes nothing the
+	// operator asked for (exit 3) and names the one that did.
 	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan-carol.json")
-	if res.code != 0 || !strings.Contains(res.stdout, "never wrote anything") || !strings.Contains(res.stdout, applied.Fingerprint) {
+	if res.code != 3 || !strings.Contains(res.stdout, "never wrote anything") || !strings.Contains(res.stdout, applied.Fingerprint) {
 		t.Fatalf("rollback of a plan that never wrote: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan-carol.json", "--execute", "--json")
+	var nothing nothingJSON
+	if err := json.Unmarshal([]byte(res.stdout), &nothing); err != nil || res.code != 3 || nothing.Reason != "nothing-applied" ||
+		len(nothing.Writers) != 1 || nothing.Writers[0].Fingerprint != applied.Fingerprint {
+		t.Fatalf("rollback --json of a plan that never wrote: %d %v %+v\n%s", res.code, err, nothing, res.stdout)
 	}
 	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--execute")
 	if res.code != 0 || !strings.Contains(res.stdout, "rolled-back 3") {
 		t.Fatalf("rollback by prefix: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	// Run again, it has nothing more to do: done, exit 0.
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--execute", "--json")
+	if err := json.Unmarshal([]byte(res.stdout), &nothing); err != nil || res.code != 0 || nothing.Reason != "all-undone" {
+		t.Fatalf("rollback run again: %d %v %+v\n%s%s", res.code, err, nothing, res.stdout, res.stderr)
 	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "" {
 		t.Fatalf("not rolled back: %+v", s)
