@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"backfill/internal/evidence"
 )
 
 // Sizing of the captures the snapshot will write.
@@ -120,6 +123,21 @@ func checkStore(path string, tenants []TenantResult, free func(string) (uint64, 
 		} else if busy {
 			s.InUse = true
 			why("store %s is in use by another backfill process (a snapshot or apply is running): wait for it or use another --evidence", path)
+		}
+		// What the snapshot would refuse or fail on when it opens the store:
+		// a file that is not one, a newer schema, a SQLite file beside it
+		// that is not a file.
+		for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+			if fi, err := os.Lstat(path + suffix); err == nil && !fi.Mode().IsRegular() {
+				why("%s is not a regular file: SQLite cannot use the store beside it", path+suffix)
+			}
+		}
+		if !s.InUse {
+			if st, err := evidence.OpenReadOnly(context.Background(), path); err != nil {
+				why("%v", err)
+			} else {
+				st.Close()
+			}
 		}
 	}
 	n, err := free(s.Directory)

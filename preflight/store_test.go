@@ -143,3 +143,53 @@ func TestRateChecks(t *testing.T) {
 		t.Errorf("headers read: %+v", r)
 	}
 }
+
+// A store the snapshot would refuse or fail to open is not ready: a file
+// that is not a store, a newer schema, a -wal beside it that is not a file.
+func TestStoreTheSnapshotCannotOpenIsNotReady(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, []byte("junk, not a database, but longer than a header of one........."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := checkStore(junk, nil, plenty); s.Ready || !strings.Contains(strings.Join(s.Why, ";"), "junk.db") {
+		t.Errorf("junk: %+v", s)
+	}
+
+	newer := filepath.Join(dir, "newer.db")
+	st, err := evidence.Open(context.Background(), newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if s := checkStore(newer, nil, plenty); s.Ready || !strings.Contains(strings.Join(s.Why, ";"), "newer than this backfill understands") {
+		t.Errorf("newer schema: %+v", s)
+	}
+
+	sidecar := filepath.Join(dir, "s.db")
+	st, err = evidence.Open(context.Background(), sidecar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	os.Remove(sidecar + "-wal")
+	if err := os.Mkdir(sidecar+"-wal", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if s := checkStore(sidecar, nil, plenty); s.Ready || !strings.Contains(strings.Join(s.Why, ";"), "s.db-wal is not a regular file") {
+		t.Errorf("a directory for its -wal: %+v", s)
+	}
+
+	good := filepath.Join(dir, "good.db")
+	st, err = evidence.Open(context.Background(), good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if s := checkStore(good, nil, plenty); !s.Ready {
+		t.Errorf("a good store: %+v", s)
+	}
+}
