@@ -1,7 +1,6 @@
 package preflight
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -125,19 +124,16 @@ func checkStore(path string, tenants []TenantResult, free func(string) (uint64, 
 			why("store %s is in use by another backfill process (a snapshot or apply is running): wait for it or use another --evidence", path)
 		}
 		// What the snapshot would refuse or fail on when it opens the store:
-		// a file that is not one, a newer schema, a SQLite file beside it
-		// that is not a file.
+		// a file that is not one, a newer schema (read from its header: the
+		// store is not opened, which would leave a -wal and -shm), a SQLite
+		// file beside it that is not a file.
 		for _, suffix := range []string{"-wal", "-shm", "-journal"} {
 			if fi, err := os.Lstat(path + suffix); err == nil && !fi.Mode().IsRegular() {
 				why("%s is not a regular file: SQLite cannot use the store beside it", path+suffix)
 			}
 		}
-		if !s.InUse {
-			if st, err := evidence.OpenReadOnly(context.Background(), path); err != nil {
-				why("%v", err)
-			} else {
-				st.Close()
-			}
+		if err := evidence.CheckFile(path); err != nil {
+			why("store %v", err)
 		}
 	}
 	n, err := free(s.Directory)

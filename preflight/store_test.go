@@ -192,4 +192,10 @@ func TestStoreTheSnapshotCannotOpenIsNotReady(t *testing.T) {
 	if s := checkStore(good, nil, plenty); !s.Ready {
 		t.Errorf("a good store: %+v", s)
 	}
+	// Its header is read, the store is not opened: nothing is left beside it.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Lstat(good + suffix); err == nil {
+			t.Errorf("preflight left %s", good+suffix)
+		}
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -189,6 +191,31 @@ func IsWAL(path string) (bool, error) {
 		return false, fmt.Errorf("%s: not an SQLite database", path)
 	}
 	return h[18] == 2 || h[19] == 2, nil
+}
+
+// CheckFile reports, from the file's header alone and without opening it
+// with SQLite (which would leave a -wal and -shm beside it), whether Open
+// could take the file at path as a store: empty (a new store), or an
+// SQLite database whose schema version this backfill understands. A WAL
+// still holding a newer version is not seen.
+func CheckFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var h [100]byte
+	n, err := f.ReadAt(h[:], 0)
+	if n == 0 && errors.Is(err, io.EOF) {
+		return nil
+	}
+	if n < len(h) || string(h[:16]) != "SQLite format 3\x00" {
+		return fmt.Errorf("%s: not an SQLite database, so not an evidence store", path)
+	}
+	if v := int(binary.BigEndian.Uint32(h[60:64])); v > len(migrations) {
+		return fmt.Errorf("%s: schema version %d is newer than this backfill understands (%d): upgrade backfill", path, v, len(migrations))
+	}
+	return nil
 }
 
 // verifyCopy opens the copy read-only and verifies it; a copy that does not
