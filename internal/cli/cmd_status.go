@@ -42,6 +42,7 @@ type tenantStatus struct {
 	live, captured, notLive, notRunning int
 	gone, failed, missing               int
 	applied, skipped, applyFailed       int
+	rolledBack                          int
 	last                                time.Time
 	unreachable                         string
 }
@@ -87,6 +88,8 @@ func (r *runner) runStatus(ctx context.Context, o statusOptions) error {
 				s.applied++
 			case apply.Failed, apply.Committing:
 				s.applyFailed++
+			case evidence.RolledBack, evidence.AlreadyRolledBack:
+				s.rolledBack++
 			default:
 				s.skipped++
 			}
@@ -146,7 +149,7 @@ func (r *runner) runStatus(ctx context.Context, o statusOptions) error {
 		return printJSON(r.env.Stdout, doc)
 	}
 	tw := tabwriter.NewWriter(r.env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tNOT LIVE\tNOT RUNNING\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tAPPLIED\tSKIPPED\tAPPLY FAILED\tNOTE")
+	fmt.Fprintln(tw, "TENANT\tLIVE\tCAPTURED\tNOT LIVE\tNOT RUNNING\tGONE\tFAILED\tNOT ATTEMPTED\tLAST CAPTURE\tAPPLIED\tSKIPPED\tAPPLY FAILED\tROLLED BACK\tNOTE")
 	row := func(name string, s *tenantStatus) {
 		last := "-"
 		if !s.last.IsZero() {
@@ -156,9 +159,9 @@ func (r *runner) runStatus(ctx context.Context, o statusOptions) error {
 		if s.unreachable != "" {
 			note = "last listing failed: " + oneLine(s.unreachable)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", termsafe.String(name), s.live, s.captured, s.notLive, s.notRunning,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", termsafe.String(name), s.live, s.captured, s.notLive, s.notRunning,
 			s.gone, s.failed, s.missing, last,
-			s.applied, s.skipped, s.applyFailed, note)
+			s.applied, s.skipped, s.applyFailed, s.rolledBack, note)
 	}
 	for _, n := range names {
 		row(n, byTenant[n])
@@ -219,6 +222,7 @@ type tenantStatusJSON struct {
 	Applied      int     `json:"applied"`
 	Skipped      int     `json:"skipped"`
 	ApplyFailed  int     `json:"apply_failed"`
+	RolledBack   int     `json:"rolled_back"`
 	// LastListingFailed is why the tenant's latest listing failed; "" when
 	// it did not.
 	LastListingFailed string `json:"last_listing_failed,omitempty"`
@@ -226,7 +230,7 @@ type tenantStatusJSON struct {
 
 func (s *tenantStatus) json(name string) tenantStatusJSON {
 	j := tenantStatusJSON{Tenant: name, Live: s.live, Captured: s.captured, NotLive: s.notLive, NotRunning: s.notRunning,
-		Gone: s.gone, Failed: s.failed, NotAttempted: s.missing, Applied: s.applied, Skipped: s.skipped, ApplyFailed: s.applyFailed,
+		Gone: s.gone, Failed: s.failed, NotAttempted: s.missing, Applied: s.applied, Skipped: s.skipped, ApplyFailed: s.applyFailed, RolledBack: s.rolledBack,
 		LastListingFailed: s.unreachable}
 	if !s.last.IsZero() {
 		j.LastCapture = rfc3339(&s.last)

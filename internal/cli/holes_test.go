@@ -439,6 +439,14 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, "rolled-back 3") {
 		t.Fatalf("rollback by prefix: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
+	// status counts them rolled back, not skipped.
+	st := runAt(t, nil, "status", "--json")
+	var stDoc struct {
+		Total tenantStatusJSON `json:"total"`
+	}
+	if err := json.Unmarshal([]byte(st.stdout), &stDoc); err != nil || stDoc.Total.RolledBack != 3 || stDoc.Total.Skipped != 0 || stDoc.Total.Applied != 0 {
+		t.Fatalf("status after the rollback: %v %+v\n%s", err, stDoc.Total, st.stdout)
+	}
 	// Run again, it has nothing more to do: done, exit 0.
 	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--execute", "--json")
 	if err := json.Unmarshal([]byte(res.stdout), &nothing); err != nil || res.code != 0 || nothing.Reason != "all-undone" {
