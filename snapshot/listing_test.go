@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
+	"backfill/internal/inventory"
 	"backfill/internal/pgtest"
 )
 
@@ -67,5 +69,46 @@ func TestListingRetriesASessionThatNeverStarted(t *testing.T) {
 	latest, err := store.LatestListings(context.Background(), false)
 	if err != nil || latest["slow"] == nil || latest["slow"].Outcome != evidence.Unreachable {
 		t.Fatalf("latest listing of the tenant that never answered: %+v, %v", latest["slow"], err)
+	}
+}
+
+// A tenant still being listed when the run is interrupted gets a listing
+// recorded all the same (unreachable, "not listed: run interrupted"): a
+// store with no listing of a tenant cannot say it lacks one, and a copy
+// published from it would look complete.
+func TestATenantNotListedWhenInterruptedIsRecorded(t *testing.T) {
+	t.Parallel()
+	dsn, _ := tenantWith(t, 8, 2)
+	never, sessions := stallingProxy(t, dsn, 1<<30)
+	inv := fmt.Sprintf("version: 1\ntenants:\n  - name: hung\n    dsn: %q\n    collector: {file: \"/nonexistent/{workspace_id}.yaml\"}\n", never)
+	parsed, err := inventory.Parse("inventory.yaml", []byte(inv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := evidence.Open(context.Background(), filepath.Join(t.TempDir(), "evidence.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *Summary)
+	go func() {
+		sum, err := Run(ctx, Options{Inventory: parsed, Store: store, Timeout: time.Minute, Retries: 0})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- sum
+	}()
+	for sessions.Load() == 0 { // the listing's session has reached the server
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	sum := <-done
+	if sum == nil || !sum.Interrupted || len(sum.TenantsFailed) != 1 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	latest, err := store.LatestListings(context.Background(), false)
+	if err != nil || latest["hung"] == nil || latest["hung"].Outcome != evidence.Unreachable || latest["hung"].Reason != "not listed: run interrupted" {
+		t.Fatalf("listing of the tenant interrupted: %+v, %v", latest["hung"], err)
 	}
 }

@@ -409,11 +409,12 @@ func (e *engine) tenantFailed(ctx context.Context, i int, reason string) {
 	t := e.tenants[i]
 	reason = e.o.Redactor.Redact(reason)
 	if ctx.Err() != nil {
-		// Interrupted, not unreachable: leave no misleading listing behind.
+		// Interrupted, which is not the tenant's fault, but recorded all the
+		// same: a store with no listing of a tenant cannot say it lacks
+		// one, and a copy published from it would look complete.
 		reason = "not listed: run interrupted"
-	} else {
-		e.record(&evidence.Listing{Tenant: t.Name, At: e.o.Now(), Outcome: evidence.Unreachable, Reason: reason})
 	}
+	e.record(&evidence.Listing{Tenant: t.Name, At: e.o.Now(), Outcome: evidence.Unreachable, Reason: reason})
 	e.o.Logger.Error("tenant not listed", "tenant", t.Name, "reason", reason)
 	e.mu.Lock()
 	e.sum.TenantsFailed = append(e.sum.TenantsFailed, TenantFailure{Tenant: t.Name, Reason: reason})
