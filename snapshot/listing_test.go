@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
-	"backfill/internal/inventory"
 	"backfill/internal/pgtest"
 )
 
@@ -81,19 +79,12 @@ func TestATenantNotListedWhenInterruptedIsRecorded(t *testing.T) {
 	dsn, _ := tenantWith(t, 8, 2)
 	never, sessions := stallingProxy(t, dsn, 1<<30)
 	inv := fmt.Sprintf("version: 1\ntenants:\n  - name: hung\n    dsn: %q\n    collector: {file: \"/nonexistent/{workspace_id}.yaml\"}\n", never)
-	parsed, err := inventory.Parse("inventory.yaml", []byte(inv), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := evidence.Open(context.Background(), filepath.Join(t.TempDir(), "evidence.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	o := withInventory(t, inv, Options{Timeout: time.Minute, Retries: 0})
+	store := o.Store
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan *Summary)
 	go func() {
-		sum, err := Run(ctx, Options{Inventory: parsed, Store: store, Timeout: time.Minute, Retries: 0})
+		sum, err := Run(ctx, o)
 		if err != nil {
 			t.Error(err)
 		}

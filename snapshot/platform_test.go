@@ -45,6 +45,17 @@ func tenantWith(t *testing.T, tenant, n int) (string, []string) {
 
 func runSnapshot(t *testing.T, inv string, o Options) (*Summary, *evidence.Store) {
 	t.Helper()
+	o = withInventory(t, inv, o)
+	sum, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, o.Store
+}
+
+// withInventory is o with the inventory inv parsed and a new store.
+func withInventory(t *testing.T, inv string, o Options) Options {
+	t.Helper()
 	parsed, err := inventory.Parse("inventory.yaml", []byte(inv), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -55,11 +66,7 @@ func runSnapshot(t *testing.T, inv string, o Options) (*Summary, *evidence.Store
 	}
 	t.Cleanup(func() { store.Close() })
 	o.Inventory, o.Store = parsed, store
-	sum, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sum, store
+	return o
 }
 
 func captures(t *testing.T, s *evidence.Store) []*evidence.Capture {
