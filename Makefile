@@ -1,4 +1,4 @@
-.PHONY: test bench build vet fuzz image
+.PHONY: test bench bench-smoke build vet fuzz image
 
 test:
 	go test ./... -count=1 -timeout 30m
@@ -9,6 +9,16 @@ test:
 # bench/RESULTS.md. BENCH_SCALE=0.1 for a quick run; see scripts/bench.sh.
 bench:
 	bash scripts/bench.sh
+
+# Every benchmark once at 1% of its size (BENCH_SCALE, internal/benchsize)
+# and the operator-run bench at 1%, one run a row: shows they still run.
+# It measures nothing; CI runs it so that a change that breaks a benchmark
+# is seen before the next make bench.
+bench-smoke:
+	BENCH_SCALE=0.01 go test ./... -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m
+	go build -o bin/backfill ./cmd/backfill
+	go build -o bin/benchfleet ./cmd/benchfleet
+	out="$$(mktemp -d)" && bin/benchfleet --bin bin/backfill --out "$$out/RESULTS.md" --scale 0.01 --runs 1 && rm -rf "$$out"
 
 build:
 	go build -buildvcs=auto -o bin/backfill ./cmd/backfill

@@ -6,12 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"backfill/apply/plan"
+	"backfill/internal/benchsize"
 	"backfill/internal/fixture"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // per row. The naive loop runs over BENCH_NAIVE rows (default 500) and is
 // scaled to 10,000; the target is apply at least 20x faster.
 func BenchmarkApply10k(b *testing.B) {
-	const tenants, per = 50, 200
+	tenants, per := 50, benchsize.N(200, 2)
 	ctx := context.Background()
 	inv := &inventory.Inventory{Path: "bench.yaml"}
 	catDir := fixture.CatalogDir(b)
@@ -150,6 +150,7 @@ func BenchmarkApply10k(b *testing.B) {
 	}
 	b.StopTimer()
 	perRun := wall.Seconds() / float64(b.N)
+	b.ReportMetric(float64(tenants*per), "writes")
 	b.ReportMetric(perRun, "wall-s")
 	b.ReportMetric(float64(tenants*per)/perRun, "writes/s")
 
@@ -159,7 +160,7 @@ func BenchmarkApply10k(b *testing.B) {
 		return
 	}
 	reset()
-	naiveN := min(envInt("BENCH_NAIVE", 500), len(targets))
+	naiveN := min(benchsize.Env("BENCH_NAIVE", 500, 10), len(targets))
 	start := time.Now()
 	for i := 0; i < naiveN; i++ {
 		t := targets[i*len(targets)/naiveN]
@@ -174,11 +175,4 @@ func BenchmarkApply10k(b *testing.B) {
 	naive := time.Since(start).Seconds() * float64(len(targets)) / float64(naiveN)
 	b.ReportMetric(naive, "naive-psql-s")
 	b.ReportMetric(naive/perRun, "x-faster")
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }

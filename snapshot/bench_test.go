@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"backfill/internal/benchsize"
 	"backfill/internal/collector"
 	"backfill/internal/evidence"
 	"backfill/internal/filesapi"
@@ -23,15 +23,6 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// envInt reads a benchmark size override, so `make bench` can scale up
-// without code changes.
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // benchFleet creates n workspaces over tenants databases, each with a
 // config of size bytes served over the files API with the given latency.
@@ -154,28 +145,28 @@ func shellCapture(b *testing.B, urls []string, sample, conc int) float64 {
 // BenchmarkSnapshotLatency: N=5,000 over HTTP with 20ms per request and
 // concurrency 64; the target is a wall time within 1.25x of N*L/C.
 func BenchmarkSnapshotLatency(b *testing.B) {
-	benchSnapshot(b, envInt("BENCH_N", 5000), 10, 2048, 64, 20*time.Millisecond)
+	benchSnapshot(b, benchsize.Env("BENCH_N", 5000, 100), 10, 2048, 64, 20*time.Millisecond)
 }
 
 // BenchmarkSnapshotThroughput: no latency, 2 KiB configs; the target is at
 // least 10,000 captures/s into the evidence store.
 func BenchmarkSnapshotThroughput(b *testing.B) {
-	benchSnapshot(b, envInt("BENCH_N", 20000), 10, 2048, 64, 0)
+	benchSnapshot(b, benchsize.Env("BENCH_N", 20000, 100), 10, 2048, 64, 0)
 }
 
 // BenchmarkSnapshotFleet10k and 100k: the files API with 10 ms per request
 // and concurrency 64, beside `xargs -P 64 curl` (timed over up to
 // BENCH_SHELL_N URLs, default 10,000, and scaled).
 func BenchmarkSnapshotFleet10k(b *testing.B) {
-	benchSnapshotVsShell(b, 10000, 20, 2048, 64, 10*time.Millisecond, envInt("BENCH_SHELL_N", 10000))
+	benchSnapshotVsShell(b, benchsize.N(10000, 100), 20, 2048, 64, 10*time.Millisecond, benchsize.Env("BENCH_SHELL_N", 10000, 20))
 }
 
 func BenchmarkSnapshotFleet100k(b *testing.B) {
-	benchSnapshotVsShell(b, 100000, 50, 2048, 64, 10*time.Millisecond, envInt("BENCH_SHELL_N", 10000))
+	benchSnapshotVsShell(b, benchsize.N(100000, 100), 50, 2048, 64, 10*time.Millisecond, benchsize.Env("BENCH_SHELL_N", 10000, 20))
 }
 
 // BenchmarkSnapshotMemory: N=50,000; the target is a peak RSS under 150 MB.
 // Run it alone (-bench Memory) so the peak is its own.
 func BenchmarkSnapshotMemory(b *testing.B) {
-	benchSnapshot(b, envInt("BENCH_N", 50000), 20, 2048, 64, 0)
+	benchSnapshot(b, benchsize.Env("BENCH_N", 50000, 100), 20, 2048, 64, 0)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"backfill/internal/benchsize"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
 	"backfill/internal/identity"
@@ -31,7 +32,7 @@ func BenchmarkReconcile100k(b *testing.B) {
 	for i, c := range contents {
 		ids[i] = identity.Derive([]byte(c), cat)
 	}
-	const n = 100000
+	n := benchsize.N(100000, 100)
 	inputs := make([]reconcileInput, n)
 	for i := range inputs {
 		inputs[i] = reconcileInput{
@@ -48,7 +49,9 @@ func BenchmarkReconcile100k(b *testing.B) {
 			reconcile(in)
 		}
 	}
-	b.ReportMetric(time.Since(start).Seconds()/float64(b.N), "s/100k")
+	// Per 100,000, whatever size BENCH_SCALE made.
+	b.ReportMetric(float64(n), "workspaces")
+	b.ReportMetric(time.Since(start).Seconds()/float64(b.N)*100000/float64(n), "s/100k")
 }
 
 // BenchmarkPlan100k: a whole plan over 100,000 workspaces in 50 tenant
@@ -56,7 +59,7 @@ func BenchmarkReconcile100k(b *testing.B) {
 // targets: under 3 s, peak RSS under 150 MB. Run it alone so that the peak
 // is its own.
 func BenchmarkPlan100k(b *testing.B) {
-	const tenants, per = 50, 2000
+	tenants, per := 50, benchsize.N(2000, 2)
 	ctx := context.Background()
 	cat := loadCatalog(b)
 	store, err := evidence.Open(ctx, filepath.Join(b.TempDir(), "evidence.db"))
@@ -139,6 +142,7 @@ func BenchmarkPlan100k(b *testing.B) {
 	}
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	b.ReportMetric(float64(tenants*per), "workspaces")
 	b.ReportMetric(wall.Seconds()/float64(b.N), "wall-s")
 	// CPU time (user and system, this process only) is what a loaded
 	// machine changes least.
