@@ -15,6 +15,7 @@ import (
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/pgtest"
+	"backfill/internal/tenantdb"
 	"backfill/internal/workspace"
 )
 
@@ -60,7 +61,7 @@ func TestRowsAndRecaptureBefore(t *testing.T) {
 		var listed []string
 		sum, err := Run(ctx, Options{Inventory: inv, Store: store, Rows: empty, RecaptureBefore: before, Retries: 0,
 			Now: func() time.Time { return now },
-			OnListed: func(tenant string, rows []workspace.Row) {
+			OnListed: func(tenant string, _ tenantdb.Database, rows []workspace.Row) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, r := range rows {

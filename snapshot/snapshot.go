@@ -67,8 +67,12 @@ type Options struct {
 	RecaptureBefore time.Time
 	// OnListed, when set, receives each tenant's live rows (all of them,
 	// before Rows) once its listing is recorded, from the goroutine that
-	// listed it: several tenants may call it at once.
-	OnListed func(tenant string, rows []workspace.Row)
+	// listed it: several tenants may call it at once. db names the database
+	// listed when Identify is set (else it is zero).
+	OnListed func(tenant string, db tenantdb.Database, rows []workspace.Row)
+	// Identify names each tenant's database in its listing (one more query
+	// in the listing's one round trip), for OnListed.
+	Identify bool
 	Backoff  time.Duration // first retry delay, default 500ms; doubles, with jitter
 	// MaxThrottle bounds how long one workspace waits, in all, for 429s
 	// (default 10m): past it, the capture is recorded failed. It bounds a
@@ -345,10 +349,16 @@ func withDefaults(o Options) Options {
 func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool) {
 	t := e.tenants[i]
 	var rows []workspace.Row
+	var db tenantdb.Database
 	var err error
 	for attempt := 1; ; attempt++ {
 		lctx, cancel := context.WithTimeout(ctx, 3*e.o.Timeout)
-		rows, err = tenantdb.ListLive(lctx, t.DSN, tenantdb.Options{ConnectTimeout: e.o.Timeout})
+		lo := tenantdb.Options{ConnectTimeout: e.o.Timeout}
+		if e.o.Identify {
+			rows, db, err = tenantdb.ListLiveIdentified(lctx, t.DSN, lo)
+		} else {
+			rows, err = tenantdb.ListLive(lctx, t.DSN, lo)
+		}
 		cancel()
 		// A blip while listing would cost the whole tenant's evidence:
 		// retry it like a capture, and a session its server kept waiting
@@ -369,7 +379,7 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 	}
 	e.record(&evidence.Listing{Tenant: t.Name, At: e.o.Now(), Outcome: evidence.Listed, Rows: rows})
 	if e.o.OnListed != nil {
-		e.o.OnListed(t.Name, rows)
+		e.o.OnListed(t.Name, db, rows)
 	}
 	todo := rows[:0:0]
 	skipped, unselected, again := 0, 0, 0

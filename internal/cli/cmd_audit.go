@@ -13,6 +13,7 @@ import (
 
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
+	"backfill/internal/tenantdb"
 	"backfill/internal/termsafe"
 	"backfill/internal/workspace"
 	"backfill/snapshot"
@@ -71,14 +72,15 @@ func (r *runner) runAudit(ctx context.Context, o auditOptions) error {
 
 	start := r.env.Now()
 	var mu sync.Mutex
-	listed := map[string][]workspace.Row{}
+	listed := map[string]listedTenant{}
 	opts := o.capture.engine()
 	opts.Inventory, opts.Store = inv, store
 	opts.Rows = func(_ string, w workspace.Row) bool { return w.Template == "" }
-	opts.OnListed = func(tenant string, rows []workspace.Row) {
+	opts.Identify = true
+	opts.OnListed = func(tenant string, db tenantdb.Database, rows []workspace.Row) {
 		mu.Lock()
 		defer mu.Unlock()
-		listed[tenant] = rows
+		listed[tenant] = listedTenant{rows, db.Ident()}
 	}
 	opts.Logger, opts.Redactor, opts.Now = r.log, r.redactor, r.env.Now
 	if maxAge > 0 {
@@ -123,6 +125,13 @@ func (r *runner) runAudit(ctx context.Context, o auditOptions) error {
 	return errPartial
 }
 
+// listedTenant is what an audit's listing of a tenant read: its live rows
+// and the identity of the database they came from.
+type listedTenant struct {
+	rows     []workspace.Row
+	database string // tenantdb.Database.Ident
+}
+
 // auditWorkspace is one workspace a report names.
 type auditWorkspace struct {
 	Tenant      string `json:"tenant"`
@@ -165,9 +174,10 @@ type auditReport struct {
 // run left it. A tenant not listed now is reported from its latest
 // successful listing, if any, so that its workspaces without evidence are
 // still named. A tenant of the audit before (prev, nil for the first) that
-// the inventory no longer names is reported as left, and fails this audit.
+// the inventory no longer names is reported as left, and fails this audit;
+// so does a tenant listed from another database than the audit before knew.
 func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inventory, sum *snapshot.Summary,
-	listed map[string][]workspace.Row, prev *evidence.Audit, start, end time.Time, maxAge time.Duration) (*auditReport, error) {
+	listed map[string]listedTenant, prev *evidence.Audit, start, end time.Time, maxAge time.Duration) (*auditReport, error) {
 	spans, err := store.EvidenceTimes(ctx)
 	if err != nil {
 		return nil, err
@@ -201,10 +211,17 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 	if rep.failed == nil {
 		rep.failed = []snapshot.TenantFailure{}
 	}
+	known := map[string]string{} // the database the audit before knew for each tenant
+	if prev != nil {
+		for _, t := range prev.Tenants {
+			known[t.Tenant] = t.Database
+		}
+	}
 	sort.Strings(names)
 	for _, name := range names {
-		at := evidence.AuditTenant{Tenant: name}
-		rows, ok := listed[name]
+		at := evidence.AuditTenant{Tenant: name, Database: known[name]}
+		lt, ok := listed[name]
+		rows := lt.rows
 		tf := tenantFailures[name]
 		notListed := ""
 		switch {
@@ -216,6 +233,21 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 			at.Outcome, at.Reason, notListed = evidence.AuditNotListed, tf.Reason, outcomeTenantNotListed
 		default:
 			at.Outcome, at.Reason, notListed = evidence.AuditUnreachable, tf.Reason, outcomeTenantUnreachable
+		}
+		if ok && lt.database != "" {
+			if was := known[name]; was != "" && was != lt.database {
+				// Its workspaces are counted from the database listed now;
+				// whatever the other one holds is no longer audited.
+				why := fmt.Sprintf("listed from another database than audit %d knew: was %s; now %s", prev.ID, was, lt.database)
+				if at.Outcome == evidence.AuditListed {
+					at.Outcome, at.Reason = evidence.AuditDatabaseChanged, why
+					rep.failed = append(rep.failed, snapshot.TenantFailure{Tenant: name, Reason: why})
+				} else {
+					// Stopped: already among the failed.
+					at.Reason += "; " + why
+				}
+			}
+			at.Database = lt.database
 		}
 		if !ok {
 			if earlier == nil {
@@ -403,7 +435,9 @@ type auditTenantJSON struct {
 	Tenant string `json:"tenant"`
 	// Status: listed; stopped (listed, then its collector was found
 	// misconfigured); unreachable; not-listed (interrupted first);
-	// left-inventory (in the audit before, not in the inventory now).
+	// left-inventory (in the audit before, not in the inventory now);
+	// database-changed (listed, from another database than the audit
+	// before knew: the reason names both).
 	Status string `json:"status"`
 	Reason string `json:"reason"`
 	// RowsListedAt: for a tenant not listed now, when the rows counted
@@ -483,7 +517,7 @@ func (rep *auditReport) print(w io.Writer, path string) {
 	if state == "gone" || state == "tenants-failed" {
 		state = "incomplete"
 	}
-	fmt.Fprintf(w, "audit %s in %s: %d tenants (%d not listed, stopped or left the inventory), %d workspaces with template = ''\n",
+	fmt.Fprintf(w, "audit %s in %s: %d tenants (%d not listed, stopped, left the inventory or on another database), %d workspaces with template = ''\n",
 		state, a.EndedAt.Sub(a.At).Round(time.Millisecond), len(a.Tenants), a.TenantsFailed, a.TemplateEmpty)
 	recaptured, stale := 0, 0
 	for _, t := range a.Tenants {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"backfill/internal/filesapi"
+	"backfill/internal/pgtest"
 )
 
 // auditT0 is the clock of the first audit in these tests; later ones run
@@ -483,5 +484,68 @@ func TestAuditNamesATenantThatLeftTheInventory(t *testing.T) {
 	text := run(t, nil, "--evidence", f.evidence, "status")
 	if text.code != 0 {
 		t.Fatalf("status: %d %s", text.code, text.stderr)
+	}
+}
+
+// TestAuditNamesATenantListedFromAnotherDatabase: a tenant whose DSN now
+// reaches another database (a restore, a ConfigMap edit) holding the same
+// workspaces, all with evidence, would pass the audit unseen. The first
+// audit that lists it there fails once, naming both databases, even when
+// an audit in between could not reach it; the next one passes.
+func TestAuditNamesATenantListedFromAnotherDatabase(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	if res, doc := f.audit(t, auditT0); res.code != 0 || doc.Reason != "complete" {
+		t.Fatalf("audit 1: %d %s\n%s", res.code, doc.Reason, res.stderr)
+	}
+	// A copy of beta's rows in a new database: the same workspaces, each
+	// with evidence already.
+	restored := pgtest.NewTenantDB(t)
+	var rows []ws
+	for i := 0; i < 3; i++ {
+		r := ws{id: uuidFor(2, i), name: fmt.Sprintf("beta-ws-%d", i), instance: fmt.Sprintf("ws-beta-%d", i)}
+		if i%3 == 2 {
+			r.template = "seo-agent"
+		}
+		rows = append(rows, r)
+	}
+	insertRows(t, restored, rows...)
+
+	// In between, beta cannot be reached: the database the audits knew is
+	// carried over to the next.
+	unreachable := "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"
+	f.repoint(t, "beta", unreachable)
+	original := f.dsns["beta"]
+	f.dsns["beta"] = unreachable
+	if res, doc := f.audit(t, auditT0.Add(time.Hour)); res.code != 3 || doc.Reason != "tenants-failed" {
+		t.Fatalf("audit 2, beta unreachable: %d %s", res.code, doc.Reason)
+	}
+	f.repoint(t, "beta", restored)
+	f.dsns["beta"] = restored
+	res, doc := f.audit(t, auditT0.Add(2*time.Hour))
+	var beta *auditTenantJSON
+	for k := range doc.ByTenant {
+		if doc.ByTenant[k].Tenant == "beta" {
+			beta = &doc.ByTenant[k]
+		}
+	}
+	if res.code != 3 || doc.Reason != "tenants-failed" || beta == nil || beta.Status != "database-changed" ||
+		!strings.Contains(beta.Reason, "another database than audit 2 knew") || beta.WithEvidence != 2 ||
+		len(doc.TenantsFailed) != 1 || doc.TenantsFailed[0].Tenant != "beta" {
+		t.Fatalf("audit 3, beta re-pointed: %d %s %+v %+v\n%s", res.code, doc.Reason, beta, doc.TenantsFailed, res.stderr)
+	}
+	// Both databases named by what tells them apart, never a password.
+	if strings.Count(beta.Reason, "public.workspaces oid") != 2 || strings.Contains(res.stdout, plantedPGPassword) {
+		t.Fatalf("reason: %s", beta.Reason)
+	}
+	text := runClock(t, f.env, auditT0.Add(3*time.Hour), "--evidence", f.evidence, "audit", "--inventory", f.inventory)
+	if text.code != 0 || !strings.Contains(text.stdout, "audit complete") {
+		t.Fatalf("audit 4, beta known at its new database: %d\n%s\n%s", text.code, text.stdout, text.stderr)
+	}
+	// Back to the original database: another change, named again.
+	f.repoint(t, "beta", original)
+	f.dsns["beta"] = original
+	text = runClock(t, f.env, auditT0.Add(4*time.Hour), "--evidence", f.evidence, "audit", "--inventory", f.inventory)
+	if text.code != 3 || !strings.Contains(text.stdout, "database-changed: listed from another database than audit 4 knew") {
+		t.Fatalf("audit 5, beta back: %d\n%s\n%s", text.code, text.stdout, text.stderr)
 	}
 }

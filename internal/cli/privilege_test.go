@@ -238,6 +238,8 @@ GRANT SELECT ON cp_claims TO %[2]s;`, cpDB, read))
 
 	// Phase one and plan: the read role.
 	wantCode("snapshot as the read role", cli("snapshot", "--inventory", invRead), 0, "snapshot complete")
+	// The audit names each database it lists, with the read role's grants.
+	wantCode("audit as the read role", cli("audit", "--inventory", invRead), 0, "audit complete")
 	wantCode("plan as the read role", cli("plan", "--inventory", invRead, "--catalog", filepath.Join(f.dir, "catalog"),
 		"--cp", roleDSN(t, cpDSN, read, plantedPGPassword), "--cp-query", "SELECT tenant, workspace_id, template FROM cp_claims",
 		"--out", planPath), 0, "agree")

@@ -51,6 +51,11 @@ const (
 	// inventory (and its workspaces without evidence) never leaves the
 	// audit without a word.
 	AuditLeft = "left-inventory"
+	// AuditDatabaseChanged: listed, from another database than the one
+	// the audit before knew for it (its DSN now reaches another database,
+	// or the database was restored or re-created). Its workspaces are
+	// counted as listed; it fails this audit once, as AuditLeft does.
+	AuditDatabaseChanged = "database-changed"
 )
 
 // AuditTenant is one tenant as an audit saw it. It is stored as JSON in
@@ -59,6 +64,11 @@ type AuditTenant struct {
 	Tenant  string `json:"tenant"`
 	Outcome string `json:"outcome"`
 	Reason  string `json:"reason,omitempty"`
+	// Database is the identity of the database the tenant was listed from
+	// (tenantdb.Database.Ident) or, when it was not listed, the last one an
+	// audit knew, so that each audit compares with the one before alone.
+	// Empty in audits made before it was recorded.
+	Database string `json:"database,omitempty"`
 	AuditCounts
 	Recaptured int `json:"recaptured"` // evidence older than the limit, captured again
 	Stale      int `json:"stale"`      // evidence older than the limit that could not be captured again
@@ -75,7 +85,9 @@ type AuditTenant struct {
 
 // Listed reports whether the audit listed the tenant's workspaces, so its
 // Seen set is complete.
-func (t *AuditTenant) Listed() bool { return t.Outcome == AuditListed || t.Outcome == AuditStopped }
+func (t *AuditTenant) Listed() bool {
+	return t.Outcome == AuditListed || t.Outcome == AuditStopped || t.Outcome == AuditDatabaseChanged
+}
 
 // Audit set encodings: the first byte of a set's stored bytes.
 const (

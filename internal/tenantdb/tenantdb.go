@@ -160,6 +160,13 @@ func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, erro
 	return rows, err
 }
 
+// ListLiveIdentified is ListLive, also naming the database it read, in the
+// same round trip: an audit records it, so that a DSN pointed at another
+// database between two audits is noticed.
+func ListLiveIdentified(ctx context.Context, dsn string, o Options) ([]workspace.Row, Database, error) {
+	return readBatch(ctx, dsn, o, liveQuery, true)
+}
+
 // liveQuery lists the live workspaces, those with an empty template first.
 const liveQuery = `SELECT ` + rowColumns + ` FROM public.workspaces
   WHERE status IS DISTINCT FROM 'removed' ORDER BY (template = '') DESC, id`
@@ -282,6 +289,16 @@ func scanDatabase(r pgx.CollectableRow) (Database, error) {
 
 // Same reports whether d and e are the same database.
 func (d Database) Same(e Database) bool { return d == e }
+
+// Ident is the database's identity as text, stored in audits and compared
+// as text from one audit to the next: its form never changes. The name
+// comes last, so that any character in it is unambiguous.
+func (d Database) Ident() string {
+	if d == (Database{}) {
+		return ""
+	}
+	return fmt.Sprintf("system %s, database oid %d, public.workspaces oid %d, name %s", d.SystemIdentifier, d.OID, d.TableOID, d.Name)
+}
 
 // String names the database for messages.
 func (d Database) String() string {
