@@ -124,7 +124,7 @@ func checkApprovals(ctx context.Context, o Options) error {
 		switch {
 		case a.CheckedCatalogSHA256 == "" && a.CheckedCPSHA256 == "":
 			why = append(why, fmt.Sprintf("approval %d by %s records no catalog or CP records it was checked against (approved by an older backfill)", a.ID, a.By))
-		case !CheckedInputs(a, p):
+		case !plan.ApprovalChecked(a, p):
 			why = append(why, fmt.Sprintf("approval %d by %s was checked against other inputs (catalog %s, CP records %s)", a.ID, a.By, a.CheckedCatalogSHA256, a.CheckedCPSHA256))
 		default:
 			checked = append(checked, a)
@@ -172,13 +172,6 @@ func checkApprovals(ctx context.Context, o Options) error {
 		}
 	}
 	return &plan.Refusal{Reason: fmt.Sprintf("plan %s has no approval signed by an allowed signer other than its author: %s", p.Fingerprint, strings.Join(why, "; "))}
-}
-
-// CheckedInputs reports whether an approval records that it derived the
-// plan again from the plan's own catalog and CP records: only such an
-// approval lets apply write.
-func CheckedInputs(a evidence.Approval, p *plan.Plan) bool {
-	return plan.ApprovalChecked(a, p)
 }
 
 // ApprovalMessage is what an approver signs: the plan's fingerprint and

@@ -268,7 +268,7 @@ func (r *runner) runApply(ctx context.Context, a applyOptions) error {
 	if !o.Execute {
 		if as, err := store.Approvals(ctx, o.Plan.Fingerprint); err != nil {
 			return fail("read %s: %v", store.Path(), err)
-		} else if !slices.ContainsFunc(as, func(a evidence.Approval) bool { return apply.CheckedInputs(a, o.Plan) }) {
+		} else if !slices.ContainsFunc(as, func(a evidence.Approval) bool { return plan.ApprovalChecked(a, o.Plan) }) {
 			r.log.Warn("this plan has no approval apply counts yet; apply --execute will refuse it", "fingerprint", o.Plan.Fingerprint, "approvals", len(as))
 		}
 	}

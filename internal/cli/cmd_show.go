@@ -14,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"backfill/apply"
 	"backfill/apply/plan"
 	"backfill/internal/inventory"
 	"backfill/internal/termsafe"
@@ -192,7 +191,7 @@ func (r *runner) approvalStatus(ctx context.Context, p *plan.Plan) approvalStatu
 		return st
 	}
 	for _, a := range as {
-		checked := apply.CheckedInputs(a, p)
+		checked := plan.ApprovalChecked(a, p)
 		st.By = append(st.By, approvalJSON{By: a.By, At: a.At.UTC().Format(time.RFC3339), Signed: a.Signature != "", Checked: checked})
 		st.Approved = st.Approved || checked
 	}
