@@ -236,6 +236,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 	}
 	start := o.Now()
+	// A run killed before it lists a tenant (SIGKILL, the OOM killer, a
+	// lost node) runs no code to record that, and a store without a
+	// listing of a tenant cannot say it lacks one: publish would call the
+	// copy complete. So every tenant of the run is first recorded not
+	// listed, durably, before any is listed; its listing supersedes that.
+	// Recorded even when the run is interrupted before it starts: then
+	// each stays not listed, as an interrupted run records it.
+	if len(e.tenants) > 0 {
+		if err := o.Store.Append(context.WithoutCancel(ctx), pendingListings(e.tenants, start)...); err != nil {
+			return nil, fmt.Errorf("record the run's tenants in %s: %w", o.Store.Path(), err)
+		}
+	}
 	e.sum.Tenants = len(e.tenants)
 	e.sched = newScheduler(len(e.tenants), o.Concurrency)
 	for i, chain := range e.chains {
@@ -307,6 +319,22 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return &e.sum, fmt.Errorf("evidence store %s: %w (captures recorded before this are kept; re-run to resume)", o.Store.Path(), *p)
 	}
 	return &e.sum, nil
+}
+
+// PendingReason is the reason of the listing a run records for each of its
+// tenants before listing any: a tenant whose latest listing says it was
+// in a run that ended, killed, before listing it.
+func PendingReason(start time.Time) string {
+	return "not listed: the run that began at " + start.UTC().Format(time.RFC3339) + " ended before listing it"
+}
+
+// pendingListings are the run's not-yet-listed records, one a tenant.
+func pendingListings(tenants []inventory.Tenant, start time.Time) []evidence.Record {
+	recs := make([]evidence.Record, len(tenants))
+	for i, t := range tenants {
+		recs[i] = &evidence.Listing{Tenant: t.Name, At: start, Outcome: evidence.Unreachable, Reason: PendingReason(start)}
+	}
+	return recs
 }
 
 func withDefaults(o Options) Options {

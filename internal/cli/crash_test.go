@@ -2,8 +2,11 @@ package cli
 
 import (
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,5 +217,96 @@ func TestSnapshotProgressOnTerminalOnly(t *testing.T) {
 	}
 	if res := f.snapshot(t, "--refresh", "--quiet"); strings.Contains(res.stderr, "progress") {
 		t.Fatalf("--quiet logged progress:\n%q", res.stderr)
+	}
+}
+
+// TestAPublishAfterSIGKILLNamesTheTenantsNotListed: a snapshot killed while
+// one tenant's listing still waits on its database runs no code to record
+// that; the copy published after must not call itself complete. Every
+// tenant of a run is recorded not listed before any is listed, so the
+// killed run leaves delta not listed, with why.
+func TestAPublishAfterSIGKILLNamesTheTenantsNotListed(t *testing.T) {
+	t.Parallel()
+	bin := backfillBinary(t)
+	f := newFleet(t, 3, 0)
+	// delta's database accepts the connection and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 16)
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	inv, err := os.ReadFile(f.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f.inventory, string(inv)+fmt.Sprintf("  - name: delta\n    dsn: \"postgres://postgres@%s/x\"\n    collector:\n      file: \"%s/{workspace_id}/config.yaml\"\n",
+		ln.Addr(), filepath.Join(f.dir, "live", "delta")))
+
+	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--timeout", "5m")
+	cmd.Env = processEnv(f.env)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-accepted:
+	case err := <-exited:
+		t.Fatalf("snapshot ended before delta's listing began (%v):\n%s", err, out.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("delta's database was never reached:\n%s", out.String())
+	}
+	// The other three are listed and captured; delta's listing still waits.
+	deadline := time.Now().Add(60 * time.Second)
+	for countRows(t, f.evidence, "SELECT count(*) FROM captures") < 9 {
+		select {
+		case err := <-exited:
+			t.Fatalf("snapshot ended before it could be killed (%v):\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+
+	dest := filepath.Join(t.TempDir(), "copy.db")
+	res := run(t, nil, "--evidence", f.evidence, "publish", "--json", dest)
+	var doc publishJSON
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("publish: exit %d, %v\n%s%s", res.code, err, res.stdout, res.stderr)
+	}
+	if res.code != 3 || doc.Complete || doc.Tenants != 4 || doc.TenantsNotListed != 1 {
+		t.Fatalf("publish after the kill: exit %d %+v, want 3 with delta not listed\n%s", res.code, doc, res.stderr)
+	}
+	st := run(t, nil, "--evidence", dest, "status")
+	if !strings.Contains(st.stdout, "delta") || !strings.Contains(st.stdout, "ended before listing it") {
+		t.Fatalf("status of the copy does not say why delta is not listed:\n%s", st.stdout)
 	}
 }
