@@ -98,25 +98,16 @@ func capturedRows(t *testing.T, path string) map[int64]capturedRow {
 	return out
 }
 
-func TestSnapshotSurvivesSIGKILL(t *testing.T) {
-	t.Parallel()
-	bin := backfillBinary(t)
-	f := newFleet(t, 60, 20*time.Millisecond)
-	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "4")
-	cmd.Env = processEnv(f.env)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	// Kill it once a good share of captures are recorded, mid-run.
+// killAfterCaptures waits until the store at path holds n captures, then
+// kills the snapshot cmd outright (SIGKILL) and waits for it to exit.
+// exited receives cmd.Wait's result; out is what the process printed.
+func killAfterCaptures(t *testing.T, cmd *exec.Cmd, exited <-chan error, path string, n int, out fmt.Stringer) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for countRows(t, f.evidence, "SELECT count(*) FROM captures") < 40 {
+	for countRows(t, path, "SELECT count(*) FROM captures") < n {
 		select {
 		case err := <-exited:
-			t.Fatalf("snapshot finished before it could be killed (%v):\n%s", err, out.String())
+			t.Fatalf("snapshot ended before it could be killed (%v):\n%s", err, out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -126,6 +117,23 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
+}
+
+func TestSnapshotSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	bin := backfillBinary(t)
+	f := newFleet(t, 60, 20*time.Millisecond)
+	cmd := exec.Command(bin, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory, "--concurrency", "4")
+	cmd.Env = processEnv(f.env)
+	var out syncBuffer // read while the process may still write
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Kill it once a good share of captures are recorded, mid-run.
+	killAfterCaptures(t, cmd, exited, f.evidence, 40, &out)
 	before := capturedRows(t, f.evidence)
 	if len(before) == 0 || len(before) >= len(f.live) {
 		t.Fatalf("killed with %d of %d captured; want a partial run", len(before), len(f.live))
@@ -281,20 +289,7 @@ func TestAPublishAfterSIGKILLNamesTheTenantsNotListed(t *testing.T) {
 		t.Fatalf("delta's database was never reached:\n%s", out.String())
 	}
 	// The other three are listed and captured; delta's listing still waits.
-	deadline := time.Now().Add(60 * time.Second)
-	for countRows(t, f.evidence, "SELECT count(*) FROM captures") < 9 {
-		select {
-		case err := <-exited:
-			t.Fatalf("snapshot ended before it could be killed (%v):\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no progress:\n%s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	killAfterCaptures(t, cmd, exited, f.evidence, 9, &out)
 
 	dest := filepath.Join(t.TempDir(), "copy.db")
 	res := run(t, nil, "--evidence", f.evidence, "publish", "--json", dest)
