@@ -321,18 +321,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	return &e.sum, nil
 }
 
-// PendingReason is the reason of the listing a run records for each of its
-// tenants before listing any: a tenant whose latest listing says it was
-// in a run that ended, killed, before listing it.
-func PendingReason(start time.Time) string {
-	return "not listed: the run that began at " + start.UTC().Format(time.RFC3339) + " ended before listing it"
+// pendingReason is the reason of the listing a run records for each of its
+// tenants before listing any: read as a tenant's latest listing, the run
+// was killed before it listed the tenant (or is still running).
+func pendingReason(start time.Time) string {
+	return "not listed: the run that began at " + start.UTC().Format(time.RFC3339) + " had not listed it (it was killed, or is still running)"
 }
 
 // pendingListings are the run's not-yet-listed records, one a tenant.
 func pendingListings(tenants []inventory.Tenant, start time.Time) []evidence.Record {
 	recs := make([]evidence.Record, len(tenants))
 	for i, t := range tenants {
-		recs[i] = &evidence.Listing{Tenant: t.Name, At: start, Outcome: evidence.Unreachable, Reason: PendingReason(start)}
+		recs[i] = &evidence.Listing{Tenant: t.Name, At: start, Outcome: evidence.Unreachable, Reason: pendingReason(start)}
 	}
 	return recs
 }

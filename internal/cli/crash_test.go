@@ -301,7 +301,7 @@ func TestAPublishAfterSIGKILLNamesTheTenantsNotListed(t *testing.T) {
 		t.Fatalf("publish after the kill: exit %d %+v, want 3 with delta not listed\n%s", res.code, doc, res.stderr)
 	}
 	st := run(t, nil, "--evidence", dest, "status")
-	if !strings.Contains(st.stdout, "delta") || !strings.Contains(st.stdout, "ended before listing it") {
+	if !strings.Contains(st.stdout, "delta") || !strings.Contains(st.stdout, "had not listed it (it was killed, or is still running)") {
 		t.Fatalf("status of the copy does not say why delta is not listed:\n%s", st.stdout)
 	}
 }
