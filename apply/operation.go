@@ -157,6 +157,19 @@ func undoable(ctx context.Context, o Options) ([][]plan.Item, *history, error) {
 	switch {
 	case len(items) > 0:
 	case len(o.Tenants) > 0:
+		// Run again once its writes there are undone, it succeeds as a
+		// rollback of the whole plan would; only tenants it never wrote
+		// in are nothing to roll back.
+		undone := 0
+		for _, it := range o.Plan.Agreed() {
+			if k := itemKey(it); inventory.MatchTenant(it.Tenant, o.Tenants) && (h.Applied[k] || h.Superseded[k] != "") {
+				undone++
+			}
+		}
+		if undone > 0 {
+			return nil, nil, fmt.Errorf("%w in the tenants selected (--tenant %v): its %d writes there were rolled back by an earlier run or written over by another plan since%w",
+				ErrNothingApplied, o.Tenants, undone, silent{ErrAllUndone})
+		}
 		return nil, nil, fmt.Errorf("%w in the tenants selected (--tenant %v)", ErrNothingApplied, o.Tenants)
 	case h.RolledBack+len(h.Superseded) > 0:
 		return nil, nil, fmt.Errorf("%w: %d of its writes were rolled back by an earlier run, %d written over by another plan since%w",

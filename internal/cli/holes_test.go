@@ -452,6 +452,18 @@ func TestPlansAreKeptAndTheUndoHandleSurvives(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &nothing); err != nil || res.code != 0 || nothing.Reason != "all-undone" {
 		t.Fatalf("rollback run again: %d %v %+v\n%s%s", res.code, err, nothing, res.stdout, res.stderr)
 	}
+	// So does one limited to a tenant whose writes are undone; a tenant it
+	// never wrote in is still nothing to roll back (exit 3).
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--tenant", "acme", "--execute", "--json")
+	nothing = nothingJSON{}
+	if err := json.Unmarshal([]byte(res.stdout), &nothing); err != nil || res.code != 0 || nothing.Reason != "all-undone" {
+		t.Fatalf("rollback --tenant acme run again: %d %v %+v\n%s%s", res.code, err, nothing, res.stdout, res.stderr)
+	}
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", prefix, "--tenant", "nocp", "--execute", "--json")
+	nothing = nothingJSON{}
+	if err := json.Unmarshal([]byte(res.stdout), &nothing); err != nil || res.code != 3 || nothing.Reason != "nothing-in-tenants" {
+		t.Fatalf("rollback --tenant of a tenant the plan never wrote in: %d %v %+v\n%s%s", res.code, err, nothing, res.stdout, res.stderr)
+	}
 	if s := f.row(t, "acme", "seo-1"); s.template != "" {
 		t.Fatalf("not rolled back: %+v", s)
 	}
