@@ -212,10 +212,36 @@ func CheckFile(path string) error {
 	if n < len(h) || string(h[:16]) != "SQLite format 3\x00" {
 		return fmt.Errorf("%s: not an SQLite database, so not an evidence store", path)
 	}
-	if v := int(binary.BigEndian.Uint32(h[60:64])); v > len(migrations) {
+	v := int(binary.BigEndian.Uint32(h[60:64]))
+	if v > len(migrations) {
 		return fmt.Errorf("%s: schema version %d is newer than this backfill understands (%d): upgrade backfill", path, v, len(migrations))
 	}
+	if v == 0 && headerPages(h, f) > 1+int64(binary.BigEndian.Uint32(h[36:40])) {
+		// Pages beyond the first that are not free hold tables: Open
+		// refuses such a file (someone else's database), so say so now.
+		return fmt.Errorf("%s: not a backfill evidence store (it has tables but no schema version)", path)
+	}
 	return nil
+}
+
+// headerPages is the database's size in pages: the header's count when it
+// is current (its version-valid-for number is the change counter), else
+// the file's size over the page size.
+func headerPages(h [100]byte, f *os.File) int64 {
+	if binary.BigEndian.Uint32(h[92:96]) == binary.BigEndian.Uint32(h[24:28]) {
+		if n := binary.BigEndian.Uint32(h[28:32]); n > 0 {
+			return int64(n)
+		}
+	}
+	pageSize := int64(binary.BigEndian.Uint16(h[16:18]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	fi, err := f.Stat()
+	if err != nil || pageSize < 512 {
+		return 0
+	}
+	return fi.Size() / pageSize
 }
 
 // verifyCopy opens the copy read-only and verifies it; a copy that does not
