@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"backfill/apply/plan"
 	"backfill/internal/fixture"
@@ -179,5 +180,40 @@ func TestASelectionSaysSo(t *testing.T) {
 	res = run(t, f.env, "--evidence", filepath.Join(f.dir, "c.db"), "snapshot", "--inventory", f.inventory)
 	if res.code != 0 || strings.Contains(res.stdout, "only ") || strings.Contains(res.stderr, "part of the inventory") {
 		t.Fatalf("a whole run: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestMergeKeepsEachStoresOrderOfListings: a later run's "not listed"
+// records (the not-yet-listed row a run writes first, then unreachable)
+// whose clock read earlier than the run before's listing (another host, an
+// NTP step) stay after it in the merged store: the merge, like the store,
+// says the tenant is not listed.
+func TestMergeKeepsEachStoresOrderOfListings(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	t1 := time.Now().UTC().Truncate(time.Second)
+	if res := runClock(t, f.env, t1, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory); res.code != 0 {
+		t.Fatalf("snapshot 1: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	// The next run cannot list beta, on a host whose clock is an hour behind.
+	f.repoint(t, "beta", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2")
+	if res := runClock(t, f.env, t1.Add(-time.Hour), "--evidence", f.evidence, "snapshot", "--inventory", f.inventory); res.code != 3 {
+		t.Fatalf("snapshot 2: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "shard-0.db")
+	res := run(t, nil, "--evidence", f.evidence, "publish", "--json", copyPath)
+	var doc publishJSON
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || res.code != 3 || doc.TenantsNotListed != 1 {
+		t.Fatalf("publish of the store: %d %+v\n%s", res.code, doc, res.stderr)
+	}
+	merged := filepath.Join(dir, "merged.db")
+	if m := run(t, nil, "merge", merged, copyPath); m.code != 0 {
+		t.Fatalf("merge: %d %s%s", m.code, m.stdout, m.stderr)
+	}
+	res = run(t, nil, "--evidence", merged, "publish", "--json", filepath.Join(dir, "merged-copy.db"))
+	doc = publishJSON{}
+	_ = json.Unmarshal([]byte(res.stdout), &doc)
+	if res.code != 3 || doc.TenantsNotListed != 1 {
+		t.Fatalf("publish of the merged store: exit %d, tenants not listed %d: the merge calls beta listed, its store does not", res.code, doc.TenantsNotListed)
 	}
 }

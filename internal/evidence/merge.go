@@ -124,9 +124,9 @@ func checkOut(out string) error {
 // mergeStores copies the listings and captures of snapshot shard stores
 // into out, which must be empty. Every input must verify; two inputs with the same
 // evidence (the same store twice) are refused. Captures keep their bytes,
-// content hashes, times and provenance, and are re-chained in out in
-// capture-time order, so `verify` passes on out and "earliest capture"
-// means the same thing it meant in the shard. The inputs are recorded in
+// content hashes, times and provenance, and are re-chained in out in time
+// order, each input's own order kept, so `verify` passes on out and
+// "earliest capture" means the same thing it meant in the shard. The inputs are recorded in
 // out's merged_from table.
 func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Store) ([]MergeSource, error) {
 	if n, err := out.count(ctx, "captures"); err != nil || n > 0 {
@@ -192,14 +192,21 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 		}
 	}
 
+	// Records are merged by time, but each input's listings, and its
+	// captures, keep the order its store recorded them in: a record whose
+	// clock read earlier than the one before it (another host, an NTP step)
+	// sorts as of its predecessor. Sorted by their own times, a later "not
+	// listed" could land before an earlier listing and the merged store
+	// call the tenant listed.
 	type rec struct {
-		at    time.Time
+		at    time.Time // the sort key: at least that of its predecessor
 		input int
 		id    int64
 		r     Record
 	}
 	var recs []rec
 	for i, in := range inputs {
+		var lastListing, lastCapture time.Time
 		rows, err := in.db.QueryContext(ctx, "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id")
 		if err != nil {
 			return nil, err
@@ -210,11 +217,17 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 				rows.Close()
 				return nil, err
 			}
-			recs = append(recs, rec{l.At, i, l.ID, l})
+			if l.At.After(lastListing) {
+				lastListing = l.At
+			}
+			recs = append(recs, rec{lastListing, i, l.ID, l})
 		}
 		rows.Close()
 		err = in.Captures(ctx, func(c *Capture) error {
-			recs = append(recs, rec{c.EndedAt, i, c.ID, c})
+			if c.EndedAt.After(lastCapture) {
+				lastCapture = c.EndedAt
+			}
+			recs = append(recs, rec{lastCapture, i, c.ID, c})
 			return nil
 		})
 		if err != nil {
