@@ -211,15 +211,28 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 	if rep.failed == nil {
 		rep.failed = []snapshot.TenantFailure{}
 	}
-	known := map[string]string{} // the database the audit before knew for each tenant
+	// The database each tenant was last known at: the audit before's (it
+	// carries the last one known for a tenant it did not list), else, for
+	// a tenant that audit did not name (back in the inventory after it
+	// left), the latest audit that listed it.
+	type knownAt struct {
+		database string
+		audit    int64
+	}
+	known := map[string]knownAt{}
+	for name, s := range since {
+		known[name] = knownAt{s.Database, s.AuditID}
+	}
 	if prev != nil {
 		for _, t := range prev.Tenants {
-			known[t.Tenant] = t.Database
+			if t.Database != "" {
+				known[t.Tenant] = knownAt{t.Database, prev.ID}
+			}
 		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		at := evidence.AuditTenant{Tenant: name, Database: known[name]}
+		at := evidence.AuditTenant{Tenant: name, Database: known[name].database}
 		lt, ok := listed[name]
 		rows := lt.rows
 		tf := tenantFailures[name]
@@ -235,10 +248,10 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 			at.Outcome, at.Reason, notListed = evidence.AuditUnreachable, tf.Reason, outcomeTenantUnreachable
 		}
 		if ok && lt.database != "" {
-			if was := known[name]; was != "" && was != lt.database {
+			if was := known[name]; was.database != "" && was.database != lt.database {
 				// Its workspaces are counted from the database listed now;
 				// whatever the other one holds is no longer audited.
-				why := fmt.Sprintf("listed from another database than audit %d knew: was %s; now %s", prev.ID, was, lt.database)
+				why := fmt.Sprintf("listed from another database than audit %d knew: was %s; now %s", was.audit, was.database, lt.database)
 				if at.Outcome == evidence.AuditListed {
 					at.Outcome, at.Reason = evidence.AuditDatabaseChanged, why
 					rep.failed = append(rep.failed, snapshot.TenantFailure{Tenant: name, Reason: why})
@@ -341,7 +354,7 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 			}
 			why := fmt.Sprintf("in audit %d, not in the inventory now: its %d workspaces with template = '' (%d without evidence then) are no longer audited",
 				prev.ID, t.TemplateEmpty, t.WithoutEvidence)
-			rep.record.Tenants = append(rep.record.Tenants, evidence.AuditTenant{Tenant: t.Tenant, Outcome: evidence.AuditLeft, Reason: why})
+			rep.record.Tenants = append(rep.record.Tenants, evidence.AuditTenant{Tenant: t.Tenant, Outcome: evidence.AuditLeft, Reason: why, Database: t.Database})
 			rep.record.TenantsFailed++
 			// Named where every tenant that failed the audit is.
 			rep.failed = append(rep.failed, snapshot.TenantFailure{Tenant: t.Tenant, Reason: why})

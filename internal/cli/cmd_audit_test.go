@@ -549,3 +549,48 @@ func TestAuditNamesATenantListedFromAnotherDatabase(t *testing.T) {
 		t.Fatalf("audit 5, beta back: %d\n%s\n%s", text.code, text.stdout, text.stderr)
 	}
 }
+
+// TestAuditKnowsTheDatabaseOfATenantBackInTheInventory: a tenant dropped
+// from the inventory for an audit, then put back with its DSN pointed at
+// another database, is compared with the database an audit last knew for
+// it: database-changed, not a silent pass.
+func TestAuditKnowsTheDatabaseOfATenantBackInTheInventory(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	if res, doc := f.audit(t, auditT0); res.code != 0 || doc.Reason != "complete" {
+		t.Fatalf("audit 1: %d %s\n%s", res.code, doc.Reason, res.stderr)
+	}
+	other := pgtest.NewTenantDB(t)
+	var rows []ws
+	for i := 0; i < 3; i++ {
+		r := ws{id: uuidFor(2, i), name: fmt.Sprintf("beta-ws-%d", i), instance: fmt.Sprintf("ws-beta-%d", i)}
+		if i%3 == 2 {
+			r.template = "seo-agent"
+		}
+		rows = append(rows, r)
+	}
+	insertRows(t, other, rows...)
+	orig, err := os.ReadFile(f.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(orig)
+	i, j := strings.Index(s, "  - name: beta"), strings.Index(s, "  - name: gamma")
+	writeFile(t, f.inventory, s[:i]+s[j:])
+	if res, doc := f.audit(t, auditT0.Add(time.Hour)); res.code != 3 || doc.Reason != "tenants-failed" {
+		t.Fatalf("audit 2, beta left: %d %s", res.code, doc.Reason)
+	}
+	// Two audits without beta: the one before the return does not name it.
+	if res, doc := f.audit(t, auditT0.Add(2*time.Hour)); res.code != 0 || len(doc.ByTenant) != 2 {
+		t.Fatalf("audit 3, beta still out: %d %s %+v", res.code, doc.Reason, doc.ByTenant)
+	}
+	writeFile(t, f.inventory, s)
+	f.repoint(t, "beta", other)
+	f.dsns["beta"] = other
+	res, doc := f.audit(t, auditT0.Add(3*time.Hour))
+	for _, bt := range doc.ByTenant {
+		if bt.Tenant == "beta" && bt.Status == "database-changed" && strings.Contains(bt.Reason, "than audit 1 knew") && res.code == 3 {
+			return
+		}
+	}
+	t.Fatalf("audit 4, beta back at another database: exit %d, reason %s, %+v", res.code, doc.Reason, doc.ByTenant)
+}

@@ -299,6 +299,9 @@ type Seen struct {
 	AuditID int64
 	At      time.Time
 	IDs     map[string]bool
+	// Database is the database that audit listed the tenant from
+	// (AuditTenant.Database); empty in audits made before it was recorded.
+	Database string
 }
 
 // LastSeen returns, for each of tenants, the set of the latest audit that
@@ -328,7 +331,7 @@ func (s *Store) LastSeen(ctx context.Context, tenants []string) (map[string]*See
 		}
 		for _, t := range a.Tenants {
 			if want[t.Tenant] && refs[t.Tenant] == nil && t.Listed() && t.Seen != "" {
-				refs[t.Tenant] = &Seen{AuditID: a.ID, At: a.At}
+				refs[t.Tenant] = &Seen{AuditID: a.ID, At: a.At, Database: t.Database}
 				shas[t.Tenant] = t.Seen
 			}
 		}
