@@ -8,6 +8,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -351,6 +352,18 @@ func (c *Collector) collect(a attempt, v placeholder.Values) Result {
 	c.kind.collect(c, a, v, &r)
 	if r.Outcome != Captured && r.Outcome != NotLive {
 		r.Content = nil
+	}
+	if bytes.IndexByte(r.Content, 0) >= 0 {
+		// YAML allows no NUL byte, so no config.yaml holds one; a process's
+		// environment (/proc/…/environ) or command line does, read through
+		// a config.yaml made a symbolic link to it. Never kept.
+		r.Content = nil
+		const why = "the answer holds a NUL byte, which no YAML file can: not a config.yaml (a symbolic link to a process's environment?); its bytes are not kept"
+		if r.Outcome == NotLive {
+			r.Reason += "; " + why
+		} else {
+			fail(&r, false, "%s", why)
+		}
 	}
 	red := r.red
 	r.red = nil

@@ -177,6 +177,12 @@ func (c *Collector) collectExec(a attempt, v placeholder.Values, r *Result) {
 		// only not reachable this way.
 		r.Outcome, r.Transient = NotRunning, false
 		r.Reason = messageLine(errText, noSuchContainer) + " (status " + v.Status + ": the platform removes the container of a stopped workspace and keeps its config volume)"
+	case state.ExitCode() > 0 && strings.Contains(errText, symlinkRefused):
+		// A reader that opens without following links (dd iflag=nofollow)
+		// met one: the platform provisions none, so whatever made it is
+		// not to be trusted with what it points at. Trying again will not
+		// change that.
+		fail(r, false, "config.yaml is a symbolic link, refused: %s", messageLine(errText, symlinkRefused))
 	case state.ExitCode() > 0 && isGoneMessage(errText):
 		gone(r, "%s", goneLine(errText))
 	case state.ExitCode() > 0:
@@ -388,6 +394,10 @@ func messageLine(stderr, m string) string {
 	}
 	return firstLine(stderr)
 }
+
+// symlinkRefused is strerror(ELOOP), what a reader that refuses to follow
+// a symbolic link (O_NOFOLLOW) prints when the file is one.
+const symlinkRefused = "Too many levels of symbolic links"
 
 func isGoneMessage(stderr string) bool {
 	for _, m := range goneMessages {

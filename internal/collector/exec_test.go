@@ -35,6 +35,15 @@ func TestExec(t *testing.T) {
 	signalled := writeScript(t, "selfkill.sh", `kill -KILL $$`)
 	args := writeScript(t, "args.sh", `for a in "$@"; do printf '[%s]' "$a"; done`)
 	big := bigFile(t, 5<<20)
+	// A config.yaml made a symbolic link to a process's environment.
+	environ := filepath.Join(dir, "environ")
+	if err := os.WriteFile(environ, []byte("API_KEY=planted-secret\x00PATH=/bin\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "linked.yaml")
+	if err := os.Symlink(environ, linked); err != nil {
+		t.Fatal(err)
+	}
 	notExec := filepath.Join(dir, "not-executable")
 	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -63,6 +72,10 @@ func TestExec(t *testing.T) {
 		{"not found", []string{"no-such-command-for-backfill"}, Failed, false, "command no-such-command-for-backfill not found in PATH", "", "", ""},
 		{"not executable", []string{notExec}, Failed, false, "permission denied", "", "", ""},
 		{"empty argv0", []string{""}, Failed, false, "empty command", "", "", ""},
+		{"NUL bytes are never kept", []string{"/bin/cat", linked}, Failed, false, "holds a NUL byte", "", "0", ""},
+		{"dd refuses a symbolic link", []string{"dd", "if=" + linked, "iflag=nofollow", "status=none"}, Failed, false, "config.yaml is a symbolic link, refused: dd: failed to open", "", "1", ""},
+		{"dd reads a regular file", []string{"dd", "if=" + cfg, "iflag=nofollow", "status=none"}, Captured, false, "", "name: ws\nruntime: x\n", "0", ""},
+		{"dd of a missing file is gone", []string{"dd", "if=" + filepath.Join(dir, "nope.yaml"), "iflag=nofollow", "status=none"}, Gone, false, "No such file or directory", "", "1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,6 +72,9 @@ func fixtureServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 		}
 	}
 	mux.HandleFunc("/json", jsonBody(map[string]any{"content": "a: \"1\"\nb: <2>\n", "path": "/configs/config.yaml"}))
+	// What a files API answers for a config.yaml made a link to a
+	// process's environment: its bytes, NULs and all.
+	mux.HandleFunc("/json-environ", jsonBody(map[string]any{"content": "API_KEY=planted-secret\x00PATH=/bin\x00", "path": "/configs/config.yaml"}))
 	mux.HandleFunc("/json-empty", jsonBody(map[string]any{"content": ""}))
 	mux.HandleFunc("/json-missing", jsonBody(map[string]any{"path": "/configs/config.yaml"}))
 	mux.HandleFunc("/json-number", jsonBody(map[string]any{"content": 42}))
@@ -119,6 +122,7 @@ func TestHTTP(t *testing.T) {
 		{"5 MiB with length", "/big", "", Failed, false, "too large: more than 1048576 bytes", "", "200"},
 		{"5 MiB chunked", "/big-chunked", "", Failed, false, "too large: more than 1048576 bytes", "", "200"},
 		{"json field", "/json", "content", Captured, false, "", "a: \"1\"\nb: <2>\n", "200"},
+		{"json with NUL bytes never kept", "/json-environ", "content", Failed, false, "holds a NUL byte", "", "200"},
 		{"json empty string", "/json-empty", "content", Captured, false, "", "", "200"},
 		{"json lacks field", "/json-missing", "content", Failed, false, `JSON body has no field "content"`, "", "200"},
 		{"json number field", "/json-number", "content", Failed, false, `JSON field "content" is a number, not a string`, "", "200"},
