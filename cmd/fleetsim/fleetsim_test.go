@@ -1123,8 +1123,9 @@ func TestFakeDocker(t *testing.T) {
 		}
 		return out.String(), errb.String(), code
 	}
+	// The inventory's reader: dd, which follows no symbolic link.
 	cat := func(container string) (string, string, int) {
-		return run("exec", container, "cat", "/configs/config.yaml")
+		return run(append([]string{"exec", container}, execArgv[3:]...)...)
 	}
 	tn := tf.tenantOf(t, kindSelfExec)
 	running := tn.Workspaces[0]
@@ -1150,9 +1151,28 @@ func TestFakeDocker(t *testing.T) {
 			t.Errorf("cat %s: exit %d stdout %q stderr %q", f, code, out, errs)
 		}
 	}
-	os.Remove(filepath.Join(volumeDir(tf.dir, containerName(running.ID)), "config.yaml"))
-	if _, errs, code := cat(containerName(running.ID)); code != 1 || errs != "cat: /configs/config.yaml: No such file or directory\n" {
+	// cat is simulated too, and follows a link; dd refuses it.
+	cfg := filepath.Join(volumeDir(tf.dir, containerName(running.ID)), "config.yaml")
+	if out, _, code := run("exec", containerName(running.ID), "cat", "/configs/config.yaml"); code != 0 || out != string(running.Live) {
+		t.Errorf("cat: exit %d stdout %q", code, out)
+	}
+	secret := filepath.Join(tf.dir, "secret")
+	if err := os.WriteFile(secret, []byte("API_KEY=planted\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(cfg)
+	if err := os.Symlink(secret, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, code := cat(containerName(running.ID)); code != 1 || out != "" || errs != "dd: failed to open '/configs/config.yaml': Too many levels of symbolic links\n" {
+		t.Errorf("running, config a link: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	os.Remove(cfg)
+	if _, errs, code := cat(containerName(running.ID)); code != 1 || errs != "dd: failed to open '/configs/config.yaml': No such file or directory\n" {
 		t.Errorf("running, no config: exit %d stderr %q", code, errs)
+	}
+	if _, errs, code := run("exec", containerName(running.ID), "cat", "/configs/config.yaml"); code != 1 || errs != "cat: /configs/config.yaml: No such file or directory\n" {
+		t.Errorf("running, no config, cat: exit %d stderr %q", code, errs)
 	}
 	for _, args := range [][]string{{"exec", "../docker", "cat", "/configs/config.yaml"}, {"exec", "-it", "cat", "/configs/x"}} {
 		if _, errs, code := run(args...); code != 1 || !strings.HasPrefix(errs, "Error response from daemon: No such container: ") {
@@ -1201,7 +1221,7 @@ func TestServedFleet(t *testing.T) {
 			t.Errorf("tenant %d: %+v", i, it)
 		}
 		if tn.collector() == collectExecFile {
-			want := []invCollector{{Exec: []string{"docker", "exec", "{container}", "cat", "/configs/config.yaml"}},
+			want := []invCollector{{Exec: []string{"docker", "exec", "{container}", "dd", "if=/configs/config.yaml", "iflag=nofollow", "status=none"}},
 				{File: filepath.Join(dir, dirVolumes) + "/ws-{workspace_id}-configs/_data/config.yaml"}}
 			if it.Collector != nil || fmt.Sprint(it.Collectors) != fmt.Sprint(want) {
 				t.Errorf("%s: collectors %+v %+v", tn.Name, it.Collector, it.Collectors)

@@ -116,16 +116,25 @@ func writeWorkspace(dir string, t *tenantSpec, w *workspaceSpec) error {
 // the daemon's own messages. A POSIX shell script, so the fleet needs no
 // compiler and an operator can read what it does.
 const dockerScript = `#!/bin/sh
-# fleetsim's fake docker: only "docker exec CONTAINER cat /configs/FILE" is
+# fleetsim's fake docker: only "docker exec CONTAINER cat /configs/FILE" and
+# "docker exec CONTAINER dd if=/configs/FILE iflag=nofollow status=none" are
 # simulated, from the fleet's container states and config volumes.
 containers=%s
 volumes=%s
-if [ "$#" -ne 4 ] || [ "$1" != exec ] || [ "$3" != cat ]; then
-	echo "docker (fleetsim): only 'docker exec CONTAINER cat /configs/FILE' is simulated" >&2
+reader=
+if [ "$#" -eq 4 ] && [ "$1" = exec ] && [ "$3" = cat ]; then
+	reader=cat
+	file=$4
+elif [ "$#" -eq 6 ] && [ "$1" = exec ] && [ "$3" = dd ] && [ "$5" = iflag=nofollow ] && [ "$6" = status=none ]; then
+	case $4 in
+	if=*) reader=dd file=${4#if=} ;;
+	esac
+fi
+if [ -z "$reader" ]; then
+	echo "docker (fleetsim): only 'docker exec CONTAINER cat /configs/FILE' and 'docker exec CONTAINER dd if=/configs/FILE iflag=nofollow status=none' are simulated" >&2
 	exit 125
 fi
 name=$2
-file=$4
 case $name in
 '' | . | .. | -* | *[!A-Za-z0-9_.-]*)
 	echo "Error response from daemon: No such container: $name" >&2
@@ -148,11 +157,21 @@ esac
 case /$rel/ in
 */../* | */./* | //) rel= ;;
 esac
-if [ -z "$rel" ] || [ ! -f "$volumes/$name-configs/_data/$rel" ]; then
-	echo "cat: $file: No such file or directory" >&2
+path=$volumes/$name-configs/_data/$rel
+if [ "$reader" = dd ] && [ -n "$rel" ] && [ -L "$path" ]; then
+	# O_NOFOLLOW on a symbolic link: ELOOP.
+	echo "dd: failed to open '$file': Too many levels of symbolic links" >&2
 	exit 1
 fi
-exec /bin/cat -- "$volumes/$name-configs/_data/$rel"
+if [ -z "$rel" ] || [ ! -f "$path" ]; then
+	if [ "$reader" = dd ]; then
+		echo "dd: failed to open '$file': No such file or directory" >&2
+	else
+		echo "cat: $file: No such file or directory" >&2
+	fi
+	exit 1
+fi
+exec /bin/cat -- "$path"
 `
 
 // writeDocker writes DIR/bin/docker.

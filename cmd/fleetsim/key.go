@@ -70,6 +70,10 @@ type keyWorkspace struct {
 // keyFormat is answer-key.json's format_version.
 const keyFormat = 2
 
+// execArgv is the exec collector a self-hosted tenant's inventory names,
+// as the README recommends it: read without following a symbolic link.
+var execArgv = []string{"docker", "exec", "{container}", "dd", "if=/configs/config.yaml", "iflag=nofollow", "status=none"}
+
 // Row states in the key.
 const (
 	rowLive    = "live"
@@ -216,9 +220,11 @@ func (f *fleetSpec) inventory(urls map[string]string, dir string, rate int) []by
 		} else {
 			// docker exec first (the running container is the truth), then
 			// the config volume on the host, which outlives a container
-			// removed by pause or hibernation.
+			// removed by pause or hibernation. dd with iflag=nofollow, not
+			// cat: a config.yaml made a symbolic link is refused, never
+			// followed (as root, in the container) to what it points at.
 			it.Collectors = []invCollector{
-				{Exec: []string{"docker", "exec", "{container}", "cat", "/configs/config.yaml"}},
+				{Exec: execArgv},
 				{File: filepath.Join(dir, dirVolumes) + "/ws-{workspace_id}-configs/_data/config.yaml"},
 			}
 		}

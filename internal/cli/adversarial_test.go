@@ -98,8 +98,10 @@ func adversarialCases() []advCase {
 			verdict: noEv, planWhy: noCapture},
 		{name: "100mib-file", via: viaFile, behave: behStream, outcome: "failed", reason: "too large",
 			verdict: noEv, planWhy: noCapture},
-		{name: "binary", via: viaFile, content: binary, outcome: "captured",
-			verdict: unknown, planWhy: "not valid UTF-8"},
+		// NUL bytes: no YAML file holds one, a process's environment does;
+		// never kept.
+		{name: "binary", via: viaFile, content: binary, outcome: "failed", reason: "holds a NUL byte",
+			verdict: noEv, planWhy: noCapture},
 		{name: "invalid-utf8", via: viaExec, content: latin1, outcome: "captured",
 			verdict: unknown, planWhy: "not valid UTF-8"},
 		{name: "bom-and-crlf", via: viaHTTP, content: bomCRLF, outcome: "captured",

@@ -307,3 +307,31 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestALinkToAProcessEnvironmentPutsNothingInTheStore: an agent makes its
+// config.yaml a symbolic link to a process's environment, and the exec
+// collector's cat follows it. The answer holds NUL bytes, as no YAML file
+// can: the capture fails and neither the secret nor any of the bytes
+// reaches the store.
+func TestALinkToAProcessEnvironmentPutsNothingInTheStore(t *testing.T) {
+	f := newFleet(t, 3, 0)
+	id := uuidFor(1, 0) // alpha: exec ["cat", ROOT/{workspace_id}/config.yaml]
+	environ := filepath.Join(f.dir, "environ")
+	if err := os.WriteFile(environ, []byte("HOME=/root\x00API_KEY="+plantedToken+"\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(f.roots["alpha"], id, "config.yaml")
+	os.Remove(cfg)
+	if err := os.Symlink(environ, cfg); err != nil {
+		t.Fatal(err)
+	}
+	res := f.snapshot(t)
+	if res.code != 3 || !strings.Contains(res.stdout, "holds a NUL byte") {
+		t.Fatalf("snapshot: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	for name, dump := range dumpSQLite(t, f.evidence) {
+		if strings.Contains(dump, plantedToken) || strings.Contains(dump, "API_KEY=") {
+			t.Errorf("%s holds the environment's bytes", name)
+		}
+	}
+}

@@ -10,7 +10,7 @@
 //	version: 1
 //	defaults:
 //	  collectors:          # tried in order until one captures evidence
-//	    - exec: ["docker", "exec", "{container}", "cat", "/configs/config.yaml"]
+//	    - exec: ["docker", "exec", "{container}", "dd", "if=/configs/config.yaml", "iflag=nofollow", "status=none"]
 //	    - file: "/var/lib/docker/volumes/ws-{workspace_id}-configs/_data/config.yaml"
 //	tenants:
 //	  - name: jrs-seo
