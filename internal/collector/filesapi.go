@@ -148,7 +148,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Provenance[provRelistSource] = second.raw
 	r.Provenance[provRelistedSize] = second.sizeText()
 
-	outcome, src, why := judge(first, second, readAnswer{content: content, source: readSource})
+	outcome, src, why, sized := judge(first, second, readAnswer{content: content, source: readSource})
 	if outcome == Failed {
 		fail(r, false, "%s", why)
 		r.Source = src
@@ -157,6 +157,14 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Outcome, r.Source, r.Reason = outcome, src, why
 	r.Transient = false
 	r.Content = content
+	if outcome == NotLive && !sized {
+		// Bytes of another size than the file listed are not that file:
+		// a config.yaml made a symbolic link is listed at the link's own
+		// size and read through it, to a secret perhaps. Whose they are,
+		// nothing says: not kept.
+		r.Content = nil
+		r.Reason += "; its bytes are not kept"
+	}
 	r.Provenance[provSource] = r.Source
 }
 
@@ -176,45 +184,46 @@ func rawLen(content []byte) int64 {
 // only when both name the same evidence source and list config.yaml at one
 // size, the read names no other source, and what was read is that size
 // less at most trimSlack; failed when the platform cut the read; otherwise
-// not-live, with the reason.
-func judge(first, second listing, rd readAnswer) (Outcome, string, string) {
-	src := first.source
+// not-live, with the reason. sized is false when the read's size is not the
+// one listed: its bytes are not the file listed.
+func judge(first, second listing, rd readAnswer) (outcome Outcome, src, why string, sized bool) {
+	src = first.source
 	n := rawLen(rd.content)
 	switch {
 	case first.source != second.source:
 		return NotLive, source.Changed, fmt.Sprintf("not live: the listing's source changed from %s to %s around the read, so nothing says which one answered",
-			first.source, second.source)
+			first.source, second.source), true
 	case src == source.TemplateDir:
-		return NotLive, src, "not live: the files API answered from the template folder named like the workspace (source template-dir), not from the workspace: its container is not running and there is no host mirror"
+		return NotLive, src, "not live: the files API answered from the template folder named like the workspace (source template-dir), not from the workspace: its container is not running and there is no host mirror", true
 	case src == source.None:
-		return NotLive, src, "not live: the files API has no source for the workspace's /configs (source none)"
+		return NotLive, src, "not live: the files API has no source for the workspace's /configs (source none)", true
 	case src == source.Missing:
-		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered"
+		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered", true
 	case src == source.Unknown:
-		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw))
+		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw)), true
 	case rd.source != source.Missing && rd.source != src:
-		return NotLive, src, fmt.Sprintf("not live: the read itself names source %s where the listings name %s", rd.source, src)
+		return NotLive, src, fmt.Sprintf("not live: the read itself names source %s where the listings name %s", rd.source, src), true
 	case !first.has:
-		return NotLive, src, fmt.Sprintf("not live: the %s listing has no config.yaml, so the read answered from a fallback", src)
+		return NotLive, src, fmt.Sprintf("not live: the %s listing has no config.yaml, so the read answered from a fallback", src), true
 	case !second.has:
-		return NotLive, src, fmt.Sprintf("not live: the %s listing made after the read has no config.yaml: it went away around the read, which then answered from a fallback", src)
+		return NotLive, src, fmt.Sprintf("not live: the %s listing made after the read has no config.yaml: it went away around the read, which then answered from a fallback", src), true
 	case first.size != second.size:
 		return NotLive, src, fmt.Sprintf("not live: config.yaml was listed at %d bytes before the read and %d after: it changed around the read, so nothing says which the read gave",
-			first.size, second.size)
+			first.size, second.size), true
 	case n > first.size && !(src == source.EIC && first.size == 0):
 		// An EC2 instance's listing runs stat without sudo and lists 0
 		// when it cannot; its read never falls through to a template
 		// folder, so a 0 there says nothing against the read.
 		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, more than the %d listed for config.yaml by the %s listing: not the file it listed",
-			n, first.size, src)
+			n, first.size, src), false
 	case src == source.Container && n < first.size && first.size >= containerReadCut-cutMargin:
 		return Failed, src, fmt.Sprintf("read: config.yaml is listed at %d bytes and the read gave %d: the platform cuts a read through a container at %d bytes, so no whole copy can be read this way",
-			first.size, n, containerReadCut)
+			first.size, n, containerReadCut), true
 	case first.size-n > trimSlack:
 		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, %d fewer than the %d listed for config.yaml by the %s listing, more than trimming whitespace explains: "+
-			"the read may have answered from the template folder named like the workspace (its own config.yaml unreadable, or a dangling link)", n, first.size-n, first.size, src)
+			"the read may have answered from the template folder named like the workspace (its own config.yaml unreadable, or a dangling link)", n, first.size-n, first.size, src), false
 	}
-	return Captured, src, ""
+	return Captured, src, "", true
 }
 
 // filesList makes one listing request and parses it.

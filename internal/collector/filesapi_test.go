@@ -324,7 +324,7 @@ func TestJudgeSources(t *testing.T) {
 		if tc.content != "" {
 			rd.content = []byte(tc.content)
 		}
-		o, src, why := judge(tc.first, tc.second, rd)
+		o, src, why, _ := judge(tc.first, tc.second, rd)
 		if o != tc.outcome || src != tc.src || (o == Captured) != (why == "") {
 			t.Errorf("judge(%+v, %+v, %d bytes, read source %q) = %s %s %q; want %s %s", tc.first, tc.second, len(rd.content), tc.read, o, src, why, tc.outcome, tc.src)
 		}
@@ -476,6 +476,36 @@ func TestFilesAPIFallbacksAreNotEvidence(t *testing.T) {
 		res := collect(t, platform(t, id, configs), id)
 		if res.Outcome != NotLive || res.Source != source.Container || !strings.Contains(res.Reason, "more than trimming whitespace explains") {
 			t.Fatalf("%s from %s: %s", res.Outcome, res.Source, res.Reason)
+		}
+	})
+	t.Run("a link to a secret", func(t *testing.T) {
+		// The listing gives the link's own size; cat follows it, as root.
+		// Longer (a secret of 400 bytes) or far shorter (a link's text of
+		// 400 and more) than the link's text, the bytes are not the file
+		// listed and are not kept. (A link whose text is padded to the
+		// size of its target, or within trimming of it, cannot be told from
+		// the file through the API: the README says so.)
+		secretDir := t.TempDir()
+		for i, target := range []string{"/long", strings.Repeat("/"+strings.Repeat("d", 200), 2) + "/short"} {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(secretDir, target)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			secret := filepath.Join(secretDir, target)
+			body := "api_key: planted-secret\n"
+			if i == 0 {
+				body += strings.Repeat("# z\n", 100)
+			}
+			if err := os.WriteFile(secret, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			id, configs := wsID(20+i), t.TempDir()
+			if err := os.Symlink(secret, filepath.Join(configs, "config.yaml")); err != nil {
+				t.Fatal(err)
+			}
+			res := collect(t, platform(t, id, configs), id)
+			if res.Outcome != NotLive || res.Content != nil || !strings.Contains(res.Reason, "its bytes are not kept") {
+				t.Fatalf("link to %s: %s from %s, %d bytes kept: %s", target, res.Outcome, res.Source, len(res.Content), res.Reason)
+			}
 		}
 	})
 	t.Run("config.yaml gone after the first listing", func(t *testing.T) {
