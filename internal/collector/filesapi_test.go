@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -506,6 +507,52 @@ func TestFilesAPIFallbacksAreNotEvidence(t *testing.T) {
 			if res.Outcome != NotLive || res.Content != nil || !strings.Contains(res.Reason, "its bytes are not kept") {
 				t.Fatalf("link to %s: %s from %s, %d bytes kept: %s", target, res.Outcome, res.Source, len(res.Content), res.Reason)
 			}
+		}
+	})
+	t.Run("listings of links, as the platform lists them", func(t *testing.T) {
+		// The platform's host-side walk leaves links out; a container's
+		// find and stat list a link to a directory as a directory.
+		id, state := wsID(8), t.TempDir()
+		mirror := filepath.Join(state, id, "configs")
+		if err := os.MkdirAll(filepath.Join(mirror, "real"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mirror, "real", "config.yaml"), []byte(seoTemplate), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range [][2]string{{"real/config.yaml", "config.yaml"}, {"real", "linked-dir"}} {
+			if err := os.Symlink(filepath.Join(mirror, l[0]), filepath.Join(mirror, l[1])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		list := func(p *filesapi.Platform) (string, string) {
+			srv := httptest.NewServer(p.Handler())
+			t.Cleanup(srv.Close)
+			req, _ := http.NewRequest("GET", srv.URL+"/workspaces/"+id+"/files?root=/configs", nil)
+			for k, v := range goodHeaders() {
+				req.Header.Set(k, v)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.Header.Get(filesapi.HeaderSource), string(b)
+		}
+		src, body := list(&filesapi.Platform{Host: platformHost{}, StateDir: state, Token: apiToken})
+		if src != filesapi.SourceHostMirror || strings.Contains(body, `"config.yaml"`) || strings.Contains(body, "linked-dir") || !strings.Contains(body, `"real"`) {
+			t.Fatalf("host mirror listing (%s): %s", src, body)
+		}
+		src, body = list(&filesapi.Platform{Host: platformHost{containers: map[string]string{"ws-" + id: mirror}}, Token: apiToken})
+		if src != filesapi.SourceContainer || !strings.Contains(body, `"path":"linked-dir","size":0,"dir":true`) || !strings.Contains(body, `"path":"config.yaml"`) {
+			t.Fatalf("container listing (%s): %s", src, body)
+		}
+		// And the read of the host mirror's linked config.yaml is not
+		// captured: its listing has no config.yaml.
+		res := collect(t, (&filesapi.Platform{Host: platformHost{}, StateDir: state, Token: apiToken}).Handler(), id)
+		if res.Outcome != NotLive || !strings.Contains(res.Reason, "listing has no config.yaml") {
+			t.Fatalf("%s from %s: %s", res.Outcome, res.Source, res.Reason)
 		}
 	})
 	t.Run("config.yaml gone after the first listing", func(t *testing.T) {

@@ -320,7 +320,9 @@ func (p *Platform) listFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list := func(dir, source string) bool {
-		entries, err := listDir(dir, sub, depth)
+		// The host-side walk skips symbolic links; a shell's find and stat
+		// in a container or on an instance list them.
+		entries, err := listDir(dir, sub, depth, source == SourceHostMirror || source == SourceTemplateDir)
 		if errors.Is(err, fs.ErrNotExist) && sub != "" {
 			writeError(w, http.StatusNotFound, "path not found")
 			return true
@@ -473,7 +475,12 @@ func readCapped(name string, max int64) ([]byte, error) {
 }
 
 // listDir lists dir/sub to depth levels, paths relative to dir, sorted.
-func listDir(dir, sub string, depth int) ([]ListEntry, error) {
+// Symbolic links are left out when skipLinks is set, as the platform's walk
+// of a host-side tree leaves them out; otherwise each is listed as its
+// shell listing gives it: a directory when it leads to one (test -d
+// follows it; find does not descend), else a file of the link's own size
+// (stat without -L).
+func listDir(dir, sub string, depth int, skipLinks bool) ([]ListEntry, error) {
 	base := filepath.Join(dir, sub)
 	fi, err := os.Stat(base)
 	if err != nil {
@@ -491,6 +498,15 @@ func listDir(dir, sub string, depth int) ([]ListEntry, error) {
 		}
 		for _, e := range ents {
 			p := path.Join(filepath.ToSlash(sub), filepath.ToSlash(rel), e.Name())
+			if e.Type()&fs.ModeSymlink != 0 {
+				if skipLinks {
+					continue
+				}
+				if st, err := os.Stat(filepath.Join(base, rel, e.Name())); err == nil && st.IsDir() {
+					out = append(out, ListEntry{Path: p, Dir: true})
+					continue
+				}
+			}
 			if e.IsDir() {
 				out = append(out, ListEntry{Path: p, Dir: true})
 				if level < depth {
