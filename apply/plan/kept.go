@@ -71,7 +71,8 @@ type KeptPlan struct {
 	Writes       int       `json:"writes"`
 	ApprovedBy   []string  `json:"approved_by"` // approvals apply counts
 	// NotCounted names approvals that record no check against the plan's
-	// catalog and CP records (made by an older backfill): apply ignores them.
+	// own catalog and CP records (made by an older backfill, or checked
+	// against others): apply ignores them.
 	NotCounted []string `json:"approvals_not_counted"`
 	Signed     int      `json:"signed_approvals"`
 	Applied    int      `json:"applied"`
