@@ -148,7 +148,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Provenance[provRelistSource] = second.raw
 	r.Provenance[provRelistedSize] = second.sizeText()
 
-	outcome, src, why, sized := judge(first, second, readAnswer{content: content, source: readSource})
+	outcome, src, why := judge(first, second, readAnswer{content: content, source: readSource})
 	if outcome == Failed {
 		fail(r, false, "%s", why)
 		r.Source = src
@@ -157,15 +157,25 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Outcome, r.Source, r.Reason = outcome, src, why
 	r.Transient = false
 	r.Content = content
-	if outcome == NotLive && !sized {
-		// Bytes of another size than the file listed are not that file:
-		// a config.yaml made a symbolic link is listed at the link's own
-		// size and read through it, to a secret perhaps. Whose they are,
-		// nothing says: not kept.
+	if outcome == NotLive && !ofListedSize(first, second, content) {
+		// Bytes of another size than a config.yaml both listings show at
+		// one size are not known to be that file: a config.yaml made a
+		// symbolic link is listed at the link's own size and read through
+		// it, to a secret perhaps, and one swapped or removed around the
+		// read leaves the listings disagreeing. Whose they are, nothing
+		// says: not kept.
 		r.Content = nil
 		r.Reason += "; its bytes are not kept"
 	}
 	r.Provenance[provSource] = r.Source
+}
+
+// ofListedSize reports whether both listings show config.yaml at one size
+// and the read is that size less at most trimSlack: the only not-live
+// answer whose bytes are kept (a template folder's config.yaml, say).
+func ofListedSize(first, second listing, content []byte) bool {
+	n := rawLen(content)
+	return first.has && second.has && first.size == second.size && n <= first.size && first.size-n <= trimSlack
 }
 
 // readAnswer is what judge needs of the read.
@@ -184,46 +194,45 @@ func rawLen(content []byte) int64 {
 // only when both name the same evidence source and list config.yaml at one
 // size, the read names no other source, and what was read is that size
 // less at most trimSlack; failed when the platform cut the read; otherwise
-// not-live, with the reason. sized is false when the read's size is not the
-// one listed: its bytes are not the file listed.
-func judge(first, second listing, rd readAnswer) (outcome Outcome, src, why string, sized bool) {
-	src = first.source
+// not-live, with the reason.
+func judge(first, second listing, rd readAnswer) (Outcome, string, string) {
+	src := first.source
 	n := rawLen(rd.content)
 	switch {
 	case first.source != second.source:
 		return NotLive, source.Changed, fmt.Sprintf("not live: the listing's source changed from %s to %s around the read, so nothing says which one answered",
-			first.source, second.source), true
+			first.source, second.source)
 	case src == source.TemplateDir:
-		return NotLive, src, "not live: the files API answered from the template folder named like the workspace (source template-dir), not from the workspace: its container is not running and there is no host mirror", true
+		return NotLive, src, "not live: the files API answered from the template folder named like the workspace (source template-dir), not from the workspace: its container is not running and there is no host mirror"
 	case src == source.None:
-		return NotLive, src, "not live: the files API has no source for the workspace's /configs (source none)", true
+		return NotLive, src, "not live: the files API has no source for the workspace's /configs (source none)"
 	case src == source.Missing:
-		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered", true
+		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered"
 	case src == source.Unknown:
-		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw)), true
+		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw))
 	case rd.source != source.Missing && rd.source != src:
-		return NotLive, src, fmt.Sprintf("not live: the read itself names source %s where the listings name %s", rd.source, src), true
+		return NotLive, src, fmt.Sprintf("not live: the read itself names source %s where the listings name %s", rd.source, src)
 	case !first.has:
-		return NotLive, src, fmt.Sprintf("not live: the %s listing has no config.yaml, so the read answered from a fallback", src), true
+		return NotLive, src, fmt.Sprintf("not live: the %s listing has no config.yaml, so the read answered from a fallback", src)
 	case !second.has:
-		return NotLive, src, fmt.Sprintf("not live: the %s listing made after the read has no config.yaml: it went away around the read, which then answered from a fallback", src), true
+		return NotLive, src, fmt.Sprintf("not live: the %s listing made after the read has no config.yaml: it went away around the read, which then answered from a fallback", src)
 	case first.size != second.size:
 		return NotLive, src, fmt.Sprintf("not live: config.yaml was listed at %d bytes before the read and %d after: it changed around the read, so nothing says which the read gave",
-			first.size, second.size), true
+			first.size, second.size)
 	case n > first.size && !(src == source.EIC && first.size == 0):
 		// An EC2 instance's listing runs stat without sudo and lists 0
 		// when it cannot; its read never falls through to a template
 		// folder, so a 0 there says nothing against the read.
 		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, more than the %d listed for config.yaml by the %s listing: not the file it listed",
-			n, first.size, src), false
+			n, first.size, src)
 	case src == source.Container && n < first.size && first.size >= containerReadCut-cutMargin:
 		return Failed, src, fmt.Sprintf("read: config.yaml is listed at %d bytes and the read gave %d: the platform cuts a read through a container at %d bytes, so no whole copy can be read this way",
-			first.size, n, containerReadCut), true
+			first.size, n, containerReadCut)
 	case first.size-n > trimSlack:
 		return NotLive, src, fmt.Sprintf("not live: the read gave %d bytes, %d fewer than the %d listed for config.yaml by the %s listing, more than trimming whitespace explains: "+
-			"the read may have answered from the template folder named like the workspace (its own config.yaml unreadable, or a dangling link)", n, first.size-n, first.size, src), false
+			"the read may have answered from the template folder named like the workspace (its own config.yaml unreadable, or a dangling link)", n, first.size-n, first.size, src)
 	}
-	return Captured, src, "", true
+	return Captured, src, ""
 }
 
 // filesList makes one listing request and parses it.
