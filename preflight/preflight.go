@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -262,6 +263,10 @@ func checkTenant(ctx context.Context, o Options, t inventory.Tenant) TenantResul
 	if chainErr == nil {
 		res.Rate = configuredRate(chain)
 	}
+	if followsLinks(t) {
+		res.Notes = append(res.Notes, "an exec collector reads with cat, which follows a config.yaml made a symbolic link, as root in the container, to a secret or a process's environment: "+
+			"read with dd if=/configs/config.yaml iflag=nofollow status=none (README, The collectors)")
+	}
 
 	rows := checkDB(ctx, o, t, &res)
 	switch {
@@ -296,6 +301,21 @@ func checkTenant(ctx context.Context, o Options, t inventory.Tenant) TenantResul
 	}
 	o.Logger.Log(ctx, lvl, "tenant checked", "tenant", t.Name, "ready", res.Ready, "why", strings.Join(res.Why, "; "))
 	return res
+}
+
+// followsLinks reports whether one of the tenant's exec collectors runs
+// cat (as the README once recommended: docker exec … cat …), which follows
+// a symbolic link where dd iflag=nofollow refuses it.
+func followsLinks(t inventory.Tenant) bool {
+	_, raw := t.Collectors()
+	for _, c := range raw {
+		for _, a := range c.Argv {
+			if path.Base(a) == "cat" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkDB connects as the inventory's role, reads its grants and lists the
