@@ -487,6 +487,23 @@ func TestAuditNamesATenantThatLeftTheInventory(t *testing.T) {
 	}
 }
 
+// copyOfBeta is a new tenant database holding the rows newFleet(t, 3, 0)
+// gives beta: the same workspaces, as a restore of it holds them.
+func copyOfBeta(t *testing.T) string {
+	t.Helper()
+	dsn := pgtest.NewTenantDB(t)
+	var rows []ws
+	for i := 0; i < 3; i++ {
+		r := ws{id: uuidFor(2, i), name: fmt.Sprintf("beta-ws-%d", i), instance: fmt.Sprintf("ws-beta-%d", i)}
+		if i%3 == 2 {
+			r.template = "seo-agent"
+		}
+		rows = append(rows, r)
+	}
+	insertRows(t, dsn, rows...)
+	return dsn
+}
+
 // TestAuditNamesATenantListedFromAnotherDatabase: a tenant whose DSN now
 // reaches another database (a restore, a ConfigMap edit) holding the same
 // workspaces, all with evidence, would pass the audit unseen. The first
@@ -499,16 +516,7 @@ func TestAuditNamesATenantListedFromAnotherDatabase(t *testing.T) {
 	}
 	// A copy of beta's rows in a new database: the same workspaces, each
 	// with evidence already.
-	restored := pgtest.NewTenantDB(t)
-	var rows []ws
-	for i := 0; i < 3; i++ {
-		r := ws{id: uuidFor(2, i), name: fmt.Sprintf("beta-ws-%d", i), instance: fmt.Sprintf("ws-beta-%d", i)}
-		if i%3 == 2 {
-			r.template = "seo-agent"
-		}
-		rows = append(rows, r)
-	}
-	insertRows(t, restored, rows...)
+	restored := copyOfBeta(t)
 
 	// In between, beta cannot be reached: the database the audits knew is
 	// carried over to the next.
@@ -559,16 +567,7 @@ func TestAuditKnowsTheDatabaseOfATenantBackInTheInventory(t *testing.T) {
 	if res, doc := f.audit(t, auditT0); res.code != 0 || doc.Reason != "complete" {
 		t.Fatalf("audit 1: %d %s\n%s", res.code, doc.Reason, res.stderr)
 	}
-	other := pgtest.NewTenantDB(t)
-	var rows []ws
-	for i := 0; i < 3; i++ {
-		r := ws{id: uuidFor(2, i), name: fmt.Sprintf("beta-ws-%d", i), instance: fmt.Sprintf("ws-beta-%d", i)}
-		if i%3 == 2 {
-			r.template = "seo-agent"
-		}
-		rows = append(rows, r)
-	}
-	insertRows(t, other, rows...)
+	other := copyOfBeta(t)
 	orig, err := os.ReadFile(f.inventory)
 	if err != nil {
 		t.Fatal(err)
