@@ -1168,6 +1168,13 @@ func TestFakeDocker(t *testing.T) {
 		t.Errorf("running, config a link: exit %d stdout %q stderr %q", code, out, errs)
 	}
 	os.Remove(cfg)
+	if err := os.Mkdir(cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, code := cat(containerName(running.ID)); code != 1 || out != "" || errs != "dd: error reading '/configs/config.yaml': Is a directory\n" {
+		t.Errorf("running, config a directory: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	os.Remove(cfg)
 	if _, errs, code := cat(containerName(running.ID)); code != 1 || errs != "dd: failed to open '/configs/config.yaml': No such file or directory\n" {
 		t.Errorf("running, no config: exit %d stderr %q", code, errs)
 	}

@@ -163,6 +163,10 @@ if [ "$reader" = dd ] && [ -n "$rel" ] && [ -L "$path" ]; then
 	echo "dd: failed to open '$file': Too many levels of symbolic links" >&2
 	exit 1
 fi
+if [ "$reader" = dd ] && [ -n "$rel" ] && [ -d "$path" ]; then
+	echo "dd: error reading '$file': Is a directory" >&2
+	exit 1
+fi
 if [ -z "$rel" ] || [ ! -f "$path" ]; then
 	if [ "$reader" = dd ]; then
 		echo "dd: failed to open '$file': No such file or directory" >&2
