@@ -148,10 +148,17 @@ func undoable(ctx context.Context, o Options) ([][]plan.Item, *history, error) {
 		return nil, nil, err
 	}
 	var items []plan.Item
+	undone := 0 // written by the plan in the selected tenants, and undone or written over since
 	for _, it := range o.Plan.Agreed() {
 		// What there is to undo is counted over the selected tenants only.
-		if h.Undoable[itemKey(it)] && (len(o.Tenants) == 0 || inventory.MatchTenant(it.Tenant, o.Tenants)) {
+		if len(o.Tenants) > 0 && !inventory.MatchTenant(it.Tenant, o.Tenants) {
+			continue
+		}
+		switch k := itemKey(it); {
+		case h.Undoable[k]:
 			items = append(items, it)
+		case h.Applied[k] || h.Superseded[k] != "":
+			undone++
 		}
 	}
 	switch {
@@ -160,12 +167,6 @@ func undoable(ctx context.Context, o Options) ([][]plan.Item, *history, error) {
 		// Run again once its writes there are undone, it succeeds as a
 		// rollback of the whole plan would; only tenants it never wrote
 		// in are nothing to roll back.
-		undone := 0
-		for _, it := range o.Plan.Agreed() {
-			if k := itemKey(it); inventory.MatchTenant(it.Tenant, o.Tenants) && (h.Applied[k] || h.Superseded[k] != "") {
-				undone++
-			}
-		}
 		if undone > 0 {
 			return nil, nil, fmt.Errorf("%w in the tenants selected (--tenant %v): its %d writes there were rolled back by an earlier run or written over by another plan since%w",
 				ErrNothingApplied, o.Tenants, undone, silent{ErrAllUndone})
