@@ -10,6 +10,7 @@
 //
 //	benchfleet --bin bin/backfill --out bench/RESULTS.md [--scale 1] [--runs 3]
 //	           [--api-latency 20ms] [--db-latency 25ms] [--curl-urls 200]
+//	           [--rows A,B,C,D] [--hold]
 //
 // The catalog and live config come from internal/fixture, embedded. serve,
 // proxy, fetch and connect are its helper processes.
@@ -23,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -61,6 +63,8 @@ type options struct {
 	curlN      int
 	apiLatency time.Duration
 	dbLatency  time.Duration
+	rows       map[string]bool // nil: every row
+	hold       bool
 }
 
 func envFloat(name string, def float64) float64 {
@@ -81,8 +85,20 @@ func runBench(args []string) error {
 	fl.IntVar(&o.curlN, "curl-urls", int(envFloat("BENCH_CURL_URLS", 200)), "URLs the curl baseline is timed over, then scaled ($BENCH_CURL_URLS)")
 	fl.DurationVar(&o.apiLatency, "api-latency", 20*time.Millisecond, "files API delay per request")
 	fl.DurationVar(&o.dbLatency, "db-latency", 25*time.Millisecond, "proxy delay each way for tenant databases behind it")
+	fl.BoolVar(&o.hold, "hold", false, "build the fleets, write their inventories and URL lists into --work, and wait for a signal instead of timing")
+	rows := fl.String("rows", "", "comma-separated rows to run (A, B, C, D; B includes apply, D plan and verify); default all")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	if *rows != "" {
+		o.rows = map[string]bool{}
+		for _, r := range strings.Split(*rows, ",") {
+			r = strings.ToUpper(strings.TrimSpace(r))
+			if r != "A" && r != "B" && r != "C" && r != "D" {
+				return fmt.Errorf("--rows: unknown row %q (A, B, C or D)", r)
+			}
+			o.rows[r] = true
+		}
 	}
 	if o.runs < 1 || o.scale <= 0 || o.curlN < 1 {
 		return errors.New("--runs and --scale must be positive")
