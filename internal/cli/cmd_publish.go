@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"backfill/internal/evidence"
+	"backfill/internal/inventory"
+	"backfill/internal/termsafe"
+	"backfill/snapshot"
 )
 
 func (r *runner) publishCommand() *cli.Command {
@@ -22,9 +27,15 @@ func (r *runner) publishCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing DEST (command line only)"},
 			&cli.BoolFlag{Name: "allow-gone", EnvVars: envVar("allow-gone"), Usage: "a live workspace whose latest capture found it gone does not count as lacking evidence"},
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout"},
+			// Command line only, both: a snapshot's BACKFILL_INVENTORY or
+			// BACKFILL_SHARD left in the environment must not change what
+			// a publish counts.
+			&cli.StringFlag{Name: "inventory", Usage: "count coverage over this inventory `FILE`'s tenants: one it lists that the store never listed counts as not listed, one the store holds that it does not list is not counted (command line only)"},
+			&cli.StringFlag{Name: "shard", Usage: "with --inventory, only the tenants of shard `K/N`, as snapshot --shard selects them (command line only)"},
 		},
 		Action: func(c *cli.Context) error {
-			return r.runPublish(c.Context, publishOptions{dest: c.Args().First(), force: c.Bool("force"), allowGone: c.Bool("allow-gone"), json: c.Bool("json")})
+			return r.runPublish(c.Context, publishOptions{dest: c.Args().First(), force: c.Bool("force"), allowGone: c.Bool("allow-gone"), json: c.Bool("json"),
+				inventory: c.String("inventory"), shard: c.String("shard")})
 		},
 	}
 }
@@ -33,6 +44,7 @@ func (r *runner) publishCommand() *cli.Command {
 type publishOptions struct {
 	dest                   string
 	force, allowGone, json bool
+	inventory, shard       string
 }
 
 // coverage is what a store holds of its tenants' live workspaces, counted
@@ -44,17 +56,45 @@ type coverage struct {
 	WithEvidence     int `json:"with_evidence"`
 	Gone             int `json:"gone"`
 	WithoutEvidence  int `json:"without_evidence"` // failed or never attempted
+	// With --inventory: its tenants the store has no listing of (counted
+	// in TenantsNotListed too), and the store's tenants it does not list,
+	// which are not counted at all.
+	NeverListed    []string `json:"never_listed,omitempty"`
+	NotInInventory []string `json:"not_in_inventory,omitempty"`
 }
 
-func storeCoverage(ctx context.Context, s *evidence.Store) (coverage, error) {
+// storeCoverage counts the store's coverage of its tenants, or with only
+// set, of those tenants (an inventory's), whether the store has listed them
+// or not.
+func storeCoverage(ctx context.Context, s *evidence.Store, only []string) (coverage, error) {
 	var cv coverage
 	listings, err := s.LatestListings(ctx, false)
 	if err != nil {
 		return cv, err
 	}
-	cv.Tenants = len(listings)
-	for _, l := range listings {
-		if l.Outcome == evidence.Unreachable {
+	counted := func(string) bool { return true }
+	if only != nil {
+		set := map[string]bool{}
+		for _, t := range only {
+			set[t] = true
+			if _, ok := listings[t]; !ok {
+				cv.NeverListed = append(cv.NeverListed, t)
+			}
+		}
+		for t := range listings {
+			if !set[t] {
+				cv.NotInInventory = append(cv.NotInInventory, t)
+			}
+		}
+		sort.Strings(cv.NeverListed)
+		sort.Strings(cv.NotInInventory)
+		counted = func(t string) bool { return set[t] }
+		cv.Tenants, cv.TenantsNotListed = len(only), len(cv.NeverListed)
+	} else {
+		cv.Tenants = len(listings)
+	}
+	for t, l := range listings {
+		if l.Outcome == evidence.Unreachable && counted(t) {
 			cv.TenantsNotListed++
 		}
 	}
@@ -63,7 +103,7 @@ func storeCoverage(ctx context.Context, s *evidence.Store) (coverage, error) {
 		return cv, err
 	}
 	for _, w := range ws {
-		if !w.Listed {
+		if !w.Listed || !counted(w.Tenant) {
 			continue
 		}
 		cv.Live++
@@ -102,6 +142,10 @@ type publishJSON struct {
 // shard's shortfall, once its evidence is safe on the shared volume.
 func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 	dest := o.dest
+	only, err := r.publishTenants(o)
+	if err != nil {
+		return err
+	}
 	store, err := r.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
@@ -117,7 +161,7 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 	if err != nil {
 		return fail("%v", err)
 	}
-	cv, err := storeCoverage(ctx, store)
+	cv, err := storeCoverage(ctx, store, only)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
@@ -133,6 +177,15 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 			store.Path(), dest, rep.Captures, rep.Listings, rep.Contents, rep.ChainHead)
 		fmt.Fprintf(r.env.Stdout, "  %d tenants (%d not listed), %d live workspaces: %d with evidence, %d gone, %d without evidence\n",
 			cv.Tenants, cv.TenantsNotListed, cv.Live, cv.WithEvidence, cv.Gone, cv.WithoutEvidence)
+		if only != nil {
+			fmt.Fprintf(r.env.Stdout, "  counted over the %d tenants of %s%s\n", len(only), termsafe.String(o.inventory), shardText(o.shard))
+		}
+		if len(cv.NeverListed) > 0 {
+			fmt.Fprintf(r.env.Stdout, "  never listed in this store: %s\n", someNames(cv.NeverListed))
+		}
+		if len(cv.NotInInventory) > 0 {
+			fmt.Fprintf(r.env.Stdout, "  not in the inventory, so not counted: %s\n", someNames(termsafe.Strings(cv.NotInInventory)))
+		}
 		if !complete {
 			fmt.Fprintf(r.env.Stdout, "  incomplete: `backfill status --evidence %s` names them\n", dest)
 		}
@@ -141,4 +194,53 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 		return errPartial
 	}
 	return nil
+}
+
+// publishTenants is the tenants --inventory (and --shard) select, or nil
+// without --inventory. The inventory is read as snapshot reads it, its
+// environment references resolved, so that a broken one is refused before
+// anything is written.
+func (r *runner) publishTenants(o publishOptions) ([]string, error) {
+	if o.inventory == "" {
+		if o.shard != "" {
+			return nil, &exitError{ExitUsage, errors.New("--shard needs --inventory: a shard is a part of an inventory's tenants")}
+		}
+		return nil, nil
+	}
+	has := func(string) bool { return true }
+	if o.shard != "" {
+		shard, err := snapshot.ParseShard(o.shard)
+		if err != nil {
+			return nil, &exitError{ExitUsage, err}
+		}
+		has = shard.Has
+	}
+	inv, err := inventory.Load(o.inventory, r.env.LookupEnv)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	r.redactor.Add(inv.Secrets()...)
+	only := []string{}
+	for _, t := range inv.Tenants {
+		if has(t.Name) {
+			only = append(only, t.Name)
+		}
+	}
+	return only, nil
+}
+
+// shardText is " (shard K/N)", or "" without one.
+func shardText(shard string) string {
+	if shard == "" {
+		return ""
+	}
+	return " (shard " + shard + ")"
+}
+
+// someNames lists names, the first ten of them when there are more.
+func someNames(names []string) string {
+	if len(names) <= 10 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:10], ", "), len(names)-10)
 }

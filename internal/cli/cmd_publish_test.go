@@ -271,3 +271,71 @@ func TestPartialExitCode(t *testing.T) {
 		t.Errorf("an error under --partial-exit-code 0: exit %d", r.code)
 	}
 }
+
+// A tenant that left the inventory for good, its latest listing a failure,
+// kept every publish of the store at exit 3; one the inventory gained and
+// no run listed was counted nowhere. --inventory counts coverage over the
+// inventory's tenants (and --shard over one shard of them) and names both.
+func TestPublishCountsOverAnInventory(t *testing.T) {
+	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	store := coverageStore(t, evidenceCapture(uuidFor(1, 1), evidence.Captured), evidenceCapture(uuidFor(1, 2), evidence.Captured),
+		evidenceCapture(uuidFor(1, 3), evidence.Captured),
+		&evidence.Listing{Tenant: "left", At: at, Outcome: evidence.Unreachable, Reason: "not listed: the run that began at T had not listed it"})
+	dir := t.TempDir()
+	inv := func(name string, tenants ...string) string {
+		var b strings.Builder
+		b.WriteString("version: 1\ntenants:\n")
+		for _, tn := range tenants {
+			fmt.Fprintf(&b, "  - name: %s\n    dsn: postgres://localhost/%s\n    collector:\n      file: \"/x/{workspace_id}/config.yaml\"\n", tn, tn)
+		}
+		return writeFile(t, filepath.Join(dir, name), b.String())
+	}
+	dest := func(name string) string { return filepath.Join(dir, name) }
+
+	if r := run(t, nil, "--evidence", store, "publish", dest("all.db")); r.code != 3 || !strings.Contains(r.stdout, "2 tenants (1 not listed)") {
+		t.Fatalf("without --inventory: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r := run(t, nil, "--evidence", store, "publish", dest("a.db"), "--inventory", inv("a.yaml", "a"))
+	if r.code != 0 || !strings.Contains(r.stdout, "1 tenants (0 not listed), 3 live workspaces: 3 with evidence") ||
+		!strings.Contains(r.stdout, "not in the inventory, so not counted: left") {
+		t.Fatalf("the inventory without the tenant that left: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, nil, "--evidence", store, "publish", dest("ab.db"), "--inventory", inv("ab.yaml", "a", "new"), "--json")
+	var doc publishJSON
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 3 || doc.Complete || doc.Tenants != 2 || doc.TenantsNotListed != 1 ||
+		!slices.Equal(doc.NeverListed, []string{"new"}) || !slices.Equal(doc.NotInInventory, []string{"left"}) || doc.Live != 3 {
+		t.Fatalf("a tenant the store never listed: %d %v %+v", r.code, err, doc)
+	}
+	// Shard 0/2 or 1/2 holds "new"; the other shard, with "a", is complete.
+	var codes []int
+	for k := range 2 {
+		r := run(t, nil, "--evidence", store, "publish", dest(fmt.Sprintf("shard%d.db", k)), "--inventory", dest("ab.yaml"), "--shard", fmt.Sprintf("%d/2", k))
+		codes = append(codes, r.code)
+		if !strings.Contains(r.stdout, fmt.Sprintf("(shard %d/2)", k)) {
+			t.Errorf("shard %d: %q", k, r.stdout)
+		}
+	}
+	if slices.Sort(codes); !slices.Equal(codes, []int{0, 3}) {
+		t.Errorf("shards of {a, new}: exit codes %v, want one 0 (a's) and one 3 (new's)", codes)
+	}
+
+	// Bad input writes nothing: a broken inventory, --shard without one,
+	// and the environment, which a publish does not read for either.
+	broken := writeFile(t, filepath.Join(dir, "broken.yaml"), "version: 1\ntenants:\n  - name: a\n")
+	if r := run(t, nil, "--evidence", store, "publish", dest("broken.db"), "--inventory", broken); r.code != 1 || !strings.Contains(r.stderr, "broken.yaml") {
+		t.Errorf("broken inventory: %d %q", r.code, r.stderr)
+	}
+	if r := run(t, nil, "--evidence", store, "publish", dest("shardonly.db"), "--shard", "0/2"); r.code != 2 || !strings.Contains(r.stderr, "--shard needs --inventory") {
+		t.Errorf("--shard alone: %d %q", r.code, r.stderr)
+	}
+	for _, n := range []string{"broken.db", "shardonly.db"} {
+		if _, err := os.Stat(dest(n)); err == nil {
+			t.Errorf("%s written from bad input", n)
+		}
+	}
+	t.Setenv("BACKFILL_INVENTORY", dest("ab.yaml"))
+	t.Setenv("BACKFILL_SHARD", "0/2")
+	if r := run(t, nil, "--evidence", store, "publish", dest("env.db")); r.code != 3 || !strings.Contains(r.stdout, "2 tenants (1 not listed)") || strings.Contains(r.stdout, "counted over") {
+		t.Errorf("with BACKFILL_INVENTORY and BACKFILL_SHARD set: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
