@@ -330,38 +330,34 @@ func (s *Store) migrate(ctx context.Context) error {
 			discard(conn)
 		}
 	}()
-	for v := version; v < len(migrations); v++ {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		// Another backfill opening the store at the same time may have
-		// made this step since the version was read: read it again now
-		// that this transaction holds the write lock.
-		var now int
-		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&now); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v+1, err)
-		}
-		if now != v {
-			tx.Rollback()
-			if now < v || now > len(migrations) {
-				return fmt.Errorf("migration %d: the schema version changed from %d to %d while migrating", v+1, v, now)
-			}
-			v = now - 1 // made elsewhere; go on from there
-			continue
-		}
+	// Every step left is made in one transaction: a new store is made
+	// whole or not at all, with one commit (one fsync) instead of one a
+	// step.
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// Another backfill opening the store at the same time may have made
+	// some steps since the version was read: read it again now that this
+	// transaction holds the write lock, and go on from there.
+	var now int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&now); err != nil {
+		return fmt.Errorf("migration %d: %w", version+1, err)
+	}
+	if now < version || now > len(migrations) {
+		return fmt.Errorf("migration %d: the schema version changed from %d to %d while migrating", version+1, version, now)
+	}
+	for v := now; v < len(migrations); v++ {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			tx.Rollback()
 			return fmt.Errorf("migration %d: %w", v+1, err)
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-			tx.Rollback()
 			return fmt.Errorf("migration %d: %w", v+1, err)
 		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", v+1, err)
-		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration to version %d: %w", len(migrations), err)
 	}
 	return nil
 }

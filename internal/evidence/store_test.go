@@ -787,9 +787,9 @@ func TestWriterCommitsWaitingWritesTogether(t *testing.T) {
 	}
 }
 
-// Backfills started at once on the same new store all open it: each
-// migration step reads the schema version again under the write lock, so
-// a step another process made is not made twice.
+// Backfills started at once on the same new store all open it: migrating
+// reads the schema version again under the write lock, so steps another
+// process made are not made twice.
 func TestOpenSameNewStoreAtOnce(t *testing.T) {
 	ctx := context.Background()
 	for round := 0; round < 10; round++ {
