@@ -248,7 +248,7 @@ func (h *harness) scaled(n, least int) int {
 }
 
 // hold writes each built fleet's inventory (B's through the proxy, C's
-// against the files API without latency) and URL list into the work
+// against the files API without latency), URL list and CP records into the work
 // directory, says where, and waits for a signal with everything running:
 // for timing or profiling the binary by hand.
 func hold(ctx context.Context, fleets map[string]*benchFleet, path func(string) string, proxyAddr, apiAddr, api0Addr string) error {
@@ -260,14 +260,18 @@ func hold(ctx context.Context, fleets map[string]*benchFleet, path func(string) 
 		case "C":
 			addr = api0Addr
 		}
-		inv, urls := path(strings.ToLower(name)+".yaml"), path(strings.ToLower(name)+".urls")
+		base := strings.ToLower(name)
+		inv, urls, cp := path(base+".yaml"), path(base+".urls"), path(base+"-cp.csv")
 		if err := writeInventory(inv, f, dsn, addr); err != nil {
 			return err
 		}
 		if err := writeURLs(urls, f, addr); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "benchfleet: fleet %s: inventory %s, URLs %s\n", name, inv, urls)
+		if err := writeCP(cp, f); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "benchfleet: fleet %s: inventory %s, URLs %s, CP records %s, catalog %s\n", name, inv, urls, cp, path("catalog"))
 	}
 	fmt.Fprintf(os.Stderr, "benchfleet: holding; run with BENCH_TOKEN=%s; interrupt to stop\n", benchToken)
 	<-ctx.Done()
