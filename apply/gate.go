@@ -39,7 +39,10 @@ func gate(ctx context.Context, o Options, h *history) error {
 		switch {
 		case !ok:
 			return &plan.Refusal{Reason: fmt.Sprintf("capture %d cited by %s is not in the evidence store", id, it.Key())}
-		case k.Tenant != it.Tenant || k.WorkspaceID != it.WorkspaceID || shas[id] != it.Evidence.SHA256:
+		case k.Tenant != it.Tenant || k.WorkspaceID != it.WorkspaceID:
+			return &plan.Refusal{Reason: fmt.Sprintf("capture %d cited by %s is a capture of %s/%s in the evidence store",
+				id, it.Key(), k.Tenant, k.WorkspaceID)}
+		case shas[id] != it.Evidence.SHA256:
 			return &plan.Refusal{Reason: fmt.Sprintf("capture %d cited by %s does not match the evidence store (sha256 %s, plan says %s)",
 				id, it.Key(), shas[id], it.Evidence.SHA256)}
 		}

@@ -87,35 +87,42 @@ func TestForgedResealedPlansAreRefused(t *testing.T) {
 		name string
 		edit func(p *plan.Plan)
 		want string
+		// execWant, when set, is what --execute's gate, which checks the
+		// cited captures before anything is re-derived, says instead.
+		execWant string
 	}{
 		{"another catalog template", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-1")
 			it.Action.SetTemplate, it.Evidence.Template = "platform-agent", "platform-agent"
-		}, "derives template"},
+		}, "derives template", ""},
 		{"a template in no catalog", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-1")
 			it.Action.SetTemplate, it.Evidence.Template = "evil-agent", "evil-agent"
-		}, "derives template"},
+		}, "derives template", ""},
 		{"a conflict turned into agree", func(p *plan.Plan) {
 			it := itemNamed(p, "claimed-other")
 			it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
-		}, "claimed-other"},
+		}, "claimed-other", ""},
 		{"a later capture cited", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-2-restarted")
 			it.Evidence.CaptureID++
-		}, "cite"},
+		}, "cite", ""},
 		{"a stub capture's name used", func(p *plan.Plan) {
 			it := itemNamed(p, "SEO Agent")
 			it.Verdict, it.Action = plan.Agree, &plan.Action{SetTemplate: "seo-agent"}
 			it.Evidence.Template, it.Evidence.Rule = "seo-agent", "display-name"
-		}, "derives template"},
+		}, "derives template", ""},
 		{"a case variant of the name", func(p *plan.Plan) {
 			it := itemNamed(p, "seo-1")
 			it.Action.SetTemplate, it.Evidence.Template = "SEO-Agent", "SEO-Agent"
-		}, "SEO-Agent"},
+		}, "SEO-Agent", ""},
+		{"seo-1's capture cited for another workspace", func(p *plan.Plan) {
+			from, to := itemNamed(p, "seo-1"), itemNamed(p, "seo-2-restarted")
+			to.Evidence.CaptureID, to.Evidence.SHA256 = from.Evidence.CaptureID, from.Evidence.SHA256
+		}, "its earliest successful capture is", "is a capture of acme/"},
 		{"the catalog digest changed with it", func(p *plan.Plan) {
 			p.Inputs.Catalog.SHA256 = strings.Repeat("0", 64)
-		}, "catalog has digest"},
+		}, "catalog has digest", ""},
 	}
 	for i, fg := range forgeries {
 		path := fmt.Sprintf("forged-%d.json", i)
@@ -125,9 +132,13 @@ func TestForgedResealedPlansAreRefused(t *testing.T) {
 		}
 		approveRaw(t, path)
 		for _, args := range [][]string{{}, {"--execute"}} {
+			want := fg.want
+			if len(args) > 0 && fg.execWant != "" {
+				want = fg.execWant
+			}
 			res := runAt(t, f.env, append([]string{"apply", "--inventory", "inventory.yaml", "--plan", path}, args...)...)
-			if res.code != 1 || !strings.Contains(res.stderr, "refused") || !strings.Contains(res.stderr, fg.want) {
-				t.Errorf("%s: apply %v: exit %d, want 1 refusing with %q\n%s%s", fg.name, args, res.code, fg.want, res.stdout, res.stderr)
+			if res.code != 1 || !strings.Contains(res.stderr, "refused") || !strings.Contains(res.stderr, want) {
+				t.Errorf("%s: apply %v: exit %d, want 1 refusing with %q\n%s%s", fg.name, args, res.code, want, res.stdout, res.stderr)
 			}
 		}
 	}
