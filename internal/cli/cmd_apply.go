@@ -53,8 +53,11 @@ func (r *runner) applyCommand() *cli.Command {
 		Name:  "apply",
 		Usage: "write an approved plan's agreed values with compare-and-swap (dry run unless --execute)",
 		Flags: append(writeFlags(),
-			&cli.IntFlag{Name: "canary", EnvVars: envVar("canary"), Usage: "apply to the first `N` tenants only, read back, and stop"},
-			&cli.StringSliceFlag{Name: "canary-tenant", EnvVars: envVar("canary-tenant"), Usage: "apply to this `TENANT` as the canary (repeatable), read back, and stop"},
+			// Command line only: a canary is one step, and one left in the
+			// environment would make every later apply a canary that
+			// exits 0 having written to part of the plan.
+			&cli.IntFlag{Name: "canary", Usage: "apply to the first `N` tenants only, read back, and stop (command line only)"},
+			&cli.StringSliceFlag{Name: "canary-tenant", Usage: "apply to this `TENANT` as the canary (repeatable), read back, and stop (command line only)"},
 			&cli.StringFlag{Name: "catalog", EnvVars: envVar("catalog"), Usage: "the plan's template catalog `DIR` (default: the path the plan records)"},
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records (`SOURCE`: a file or DSN, default: the file the plan records), to check every agree item's claim again"},
@@ -182,13 +185,69 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 		store.Close()
 		return o, nil, fail("%v", err)
 	}
-	return apply.Options{
+	o = apply.Options{
 		Plan: p, Inventory: inv, Store: store, Catalog: cat, CP: records, AllowMoved: allowMoved, AllowedSigners: signers,
 		Tenants: tenants, CanaryTenants: canaries,
 		Execute: w.execute, Canary: canary,
 		Concurrency: w.concurrency, LockTimeout: w.lockTimeout, StatementTimeout: w.statementTimeout,
 		Operator: operator, Now: r.env.Now, Logger: r.log, Redactor: r.redactor,
-	}, store, nil
+	}
+	if sc := r.writeScope(w, o); sc != nil {
+		// A --tenant left in the environment (BACKFILL_TENANT) must not
+		// pass for the whole plan: the run says so before it starts.
+		r.log.Warn("covering part of the plan", "scope", sc.String())
+	}
+	return o, store, nil
+}
+
+// writeScope is what an apply or rollback was limited to, or nil when it
+// covers the whole plan.
+type writeScope struct {
+	Canary        int      `json:"canary,omitempty"`         // the first N tenants
+	CanaryTenants []string `json:"canary_tenants,omitempty"` // --canary-tenant
+	Tenants       []string `json:"tenants,omitempty"`        // --tenant patterns
+	// TenantsFrom says where Tenants came from: --tenant, or the variable
+	// BACKFILL_TENANT when it holds the patterns in effect.
+	TenantsFrom string `json:"tenants_from,omitempty"`
+}
+
+func (r *runner) writeScope(w writeOptions, o apply.Options) *writeScope {
+	if o.Canary == 0 && len(o.CanaryTenants) == 0 && len(w.tenants) == 0 {
+		return nil
+	}
+	sc := &writeScope{Canary: o.Canary, CanaryTenants: o.CanaryTenants, Tenants: w.tenants}
+	if len(w.tenants) > 0 {
+		sc.TenantsFrom = "--tenant"
+		name := envVar("tenant")[0]
+		if v, ok := r.env.LookupEnv(name); ok && v != "" && slices.Equal(splitList(v), w.tenants) {
+			sc.TenantsFrom = name
+		}
+	}
+	return sc
+}
+
+func (sc *writeScope) String() string {
+	var parts []string
+	if sc.Canary > 0 {
+		parts = append(parts, fmt.Sprintf("canary: the first %d tenants (--canary)", sc.Canary))
+	}
+	if len(sc.CanaryTenants) > 0 {
+		parts = append(parts, fmt.Sprintf("canary: %s (--canary-tenant)", strings.Join(sc.CanaryTenants, ", ")))
+	}
+	if len(sc.Tenants) > 0 {
+		parts = append(parts, fmt.Sprintf("tenants %s (%s)", strings.Join(sc.Tenants, ", "), sc.TenantsFrom))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// splitList splits a list flag's environment value as urfave/cli does:
+// on commas, each part trimmed.
+func splitList(v string) []string {
+	parts := strings.Split(v, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
 }
 
 // checkPatterns refuses a malformed glob pattern, for commands that filter
@@ -280,7 +339,9 @@ func (r *runner) runApply(ctx context.Context, a applyOptions) error {
 	}
 	r.logRun("apply", o, rep)
 	if a.json {
-		if err := printJSON(r.env.Stdout, reportJSON("apply", o.Plan.Fingerprint, rep)); err != nil {
+		doc := reportJSON("apply", o.Plan.Fingerprint, rep)
+		doc.Scope = r.writeScope(a.writeOptions, o)
+		if err := printJSON(r.env.Stdout, doc); err != nil {
 			return err
 		}
 	} else {

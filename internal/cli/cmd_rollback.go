@@ -36,7 +36,9 @@ func (r *runner) runRollback(ctx context.Context, w writeOptions) error {
 	}
 	r.logRun("rollback", o, rep)
 	if w.json {
-		if err := printJSON(r.env.Stdout, reportJSON("rollback", o.Plan.Fingerprint, rep)); err != nil {
+		doc := reportJSON("rollback", o.Plan.Fingerprint, rep)
+		doc.Scope = r.writeScope(w, o)
+		if err := printJSON(r.env.Stdout, doc); err != nil {
 			return err
 		}
 		if !rep.Complete() {

@@ -24,6 +24,9 @@ type writeReportJSON struct {
 	// EarlierRollbacks and Superseded are rollback's rows not touched again.
 	EarlierRollbacks int `json:"earlier_rollbacks,omitempty"`
 	Superseded       int `json:"superseded,omitempty"`
+	// Scope is set when the run covered part of the plan (--tenant, a
+	// canary): complete then speaks for that part only.
+	Scope *writeScope `json:"scope,omitempty"`
 }
 
 type tenantReportJSON struct {
