@@ -145,8 +145,14 @@ func Connect(ctx context.Context, dsn string, o Options) (*pgx.Conn, error) {
 
 // rowColumns reads ListedColumns (access.go), whose SELECT grants a
 // listing needs; the two change together.
+//
+// updated_at is only recorded, never compared; one outside what a Go time
+// holds and JSON can encode (NULL, infinity, before year 1, year 10000 or
+// later) reads as the epoch, since a single such row must not fail its
+// tenant's listing or, encoded into the store, stop the run.
 const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(status::text, ''), kind, instance_id,
-  coalesce(updated_at, 'epoch'::timestamptz)`
+  CASE WHEN isfinite(updated_at) AND updated_at >= '0001-01-01 00:00:00+00' AND updated_at < '10000-01-01 00:00:00+00'
+    THEN updated_at ELSE 'epoch'::timestamptz END`
 
 // ListLive returns every workspace whose status is not 'removed', those with
 // an empty template first, read in a READ ONLY transaction so that a bug here
@@ -330,6 +336,11 @@ func ScanRow(r pgx.CollectableRow) (workspace.Row, error) {
 	var w workspace.Row
 	err := r.Scan(&w.ID, &w.Name, &w.Runtime, &w.Template, &w.Status, &w.Kind, &w.InstanceID, &w.UpdatedAt)
 	w.UpdatedAt = w.UpdatedAt.UTC()
+	if y := w.UpdatedAt.Year(); y < 1 || y > 9999 {
+		// A query other than rowColumns's may bring one: JSON cannot
+		// encode it.
+		w.UpdatedAt = time.Unix(0, 0).UTC()
+	}
 	return w, err
 }
 
