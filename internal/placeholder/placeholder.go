@@ -146,7 +146,36 @@ func value(name string, v Values) (string, error) {
 	if why := check(name, val); why != "" {
 		return "", fmt.Errorf("invalid %s %q: %s", name, val, why)
 	}
+	if (name == InstanceID || name == Container) && v.InstanceID != "" {
+		if why := othersContainer(v.InstanceID, v.WorkspaceID); why != "" {
+			return "", fmt.Errorf("invalid %s %q: %s", InstanceID, v.InstanceID, why)
+		}
+	}
 	return val, nil
+}
+
+// othersContainer says why an instance_id is another workspace's container
+// name, or "". The platform names a workspace's container ws-<id> (once
+// ws-<first 12 characters of the id>) and its desktop sidecar wsdesk-<id>;
+// an instance_id of that form naming another id would read that
+// workspace's config as this one's.
+func othersContainer(instanceID, workspaceID string) string {
+	lower := strings.ToLower(instanceID)
+	rest, ok := strings.CutPrefix(lower, "wsdesk-")
+	if !ok {
+		if rest, ok = strings.CutPrefix(lower, "ws-"); !ok {
+			return ""
+		}
+	}
+	id := strings.ToLower(workspaceID)
+	switch {
+	case IsUUID(rest) && rest != id:
+	case len(rest) == 12 && IsUUID(rest+id[min(12, len(id)):]) && !strings.HasPrefix(id, rest):
+		// The legacy ws-<first 12 characters> of another id.
+	default:
+		return ""
+	}
+	return "names the container of another workspace (ws-" + rest + "), not this one's (ws-" + workspaceID + ")"
 }
 
 // check returns why val is unsafe for placeholder name, or "".

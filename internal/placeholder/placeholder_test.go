@@ -133,3 +133,34 @@ func TestPrefix(t *testing.T) {
 		}
 	}
 }
+
+// Found by review: an instance_id set to another workspace's container name
+// made {container} (and {instance_id}) read that workspace's config as this
+// one's. One naming another workspace id, in the platform's forms
+// (ws-<id>, the legacy ws-<12 characters>, wsdesk-<id>), fails the capture;
+// this workspace's own and the platform's instance forms pass.
+func TestAnInstanceIDNamingAnotherWorkspacesContainer(t *testing.T) {
+	const other = "9f1e2d3c-4b5a-4678-9abc-def012345678"
+	for _, tt := range []struct {
+		instance string
+		refused  bool
+	}{
+		{"ws-" + other, true},
+		{"WS-" + strings.ToUpper(other), true},
+		{"ws-" + other[:12], true},
+		{"wsdesk-" + other, true},
+		{"ws-" + wsID, false},
+		{"ws-" + wsID[:12], false},
+		{"wsdesk-" + wsID, false},
+		{"mol-ws-test5-a9f3044fa3f2", false},
+		{"i-0abc123def4567890", false},
+		{"ws-abc.1_x", false},
+	} {
+		for _, tmpl := range []string{"docker exec {container} cat", "/srv/{instance_id}/configs/config.yaml"} {
+			_, err := Expand(tmpl, Values{Tenant: "acme", WorkspaceID: wsID, InstanceID: tt.instance})
+			if got := err != nil && strings.Contains(err.Error(), "another workspace"); got != tt.refused {
+				t.Errorf("Expand(%q) with instance_id %q: %v, want refused %v", tmpl, tt.instance, err, tt.refused)
+			}
+		}
+	}
+}
