@@ -45,5 +45,5 @@ func ChainRate(chain []*collector.Collector) float64 {
 // Values are the placeholder values a tenant's collectors get for one
 // workspace row.
 func Values(tenant string, r workspace.Row) placeholder.Values {
-	return placeholder.Values{Tenant: tenant, WorkspaceID: r.ID, InstanceID: r.Instance(), Status: r.Status}
+	return placeholder.Values{Tenant: tenant, WorkspaceID: r.ID, InstanceID: r.Instance(), Status: r.Status, Name: r.Name}
 }

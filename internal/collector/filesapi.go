@@ -149,6 +149,19 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Provenance[provRelistedSize] = second.sizeText()
 
 	outcome, src, why := judge(first, second, readAnswer{content: content, source: readSource})
+	nameChosen := false
+	if outcome == Captured && src == source.Container {
+		// When the workspace's own container (ws-<id>) is not running, the
+		// platform tries a container named like the workspace (its name
+		// lower-cased, spaces as dashes), and says container either way.
+		// A name that is another workspace's container name would read
+		// that workspace's config as this one's.
+		if other := placeholder.OthersContainer(platformContainerName(v.Name), v.WorkspaceID); other != "" {
+			outcome, why = NotLive, fmt.Sprintf("not live: the workspace's name %q is the platform's container name for another workspace (%s); "+
+				"when its own container is not running the files API reads that one, and says container either way; its bytes are not kept", r.redact(v.Name), other)
+			content, nameChosen = nil, true
+		}
+	}
 	if outcome == Failed {
 		fail(r, false, "%s", why)
 		r.Source = src
@@ -157,7 +170,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Outcome, r.Source, r.Reason = outcome, src, why
 	r.Transient = false
 	r.Content = content
-	if outcome == NotLive && !ofListedSize(first, second, content) {
+	if outcome == NotLive && !nameChosen && !ofListedSize(first, second, content) {
 		// Bytes of another size than a config.yaml both listings show at
 		// one size are not known to be that file: a config.yaml made a
 		// symbolic link is listed at the link's own size and read through
@@ -418,4 +431,10 @@ func (filesAPIKind) target(raw Spec, fill func(string) string) string {
 
 func (filesAPIKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	c.collectFilesAPI(a, v, r)
+}
+
+// platformContainerName is the container name the platform's files API
+// derives from a workspace's name: LOWER(REPLACE(name, ' ', '-')).
+func platformContainerName(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, " ", "-"))
 }

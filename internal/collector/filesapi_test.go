@@ -620,3 +620,48 @@ func TestFilesAPIFallbacksAreNotEvidence(t *testing.T) {
 		}
 	})
 }
+
+// namedHost is platformHost with each workspace's own name.
+type namedHost struct {
+	platformHost
+	names map[string]string
+}
+
+func (h namedHost) Workspace(id string) (filesapi.Workspace, bool) {
+	n, ok := h.names[id]
+	return filesapi.Workspace{Name: n}, ok
+}
+
+// Found by review: when a workspace's own container is not running, the
+// platform's files API tries a container named like the workspace, and
+// both listings and the read say container. A workspace named like another
+// workspace's container (ws-<its id>) was captured from it: the other
+// workspace's config stored as this one's evidence. Such a name makes the
+// answer not live, its bytes not kept; other names are captured as before.
+func TestFilesAPIWorkspaceNamedLikeAnotherContainer(t *testing.T) {
+	victim, attacker, plain := wsID(4), wsID(5), wsID(7)
+	victimConfigs, plainConfigs := t.TempDir(), t.TempDir()
+	const victimConfig = "name: Victim Private Agent\nprompt: victim-only\n"
+	for dir, body := range map[string]string{victimConfigs: victimConfig, plainConfigs: seoTemplate} {
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := namedHost{
+		platformHost: platformHost{containers: map[string]string{"ws-" + victim: victimConfigs, "ws-" + plain: plainConfigs}},
+		names:        map[string]string{victim: "Victim", attacker: "WS-" + strings.ToUpper(victim), plain: "SEO Agent"},
+	}
+	srv := httptest.NewServer((&filesapi.Platform{Host: host, Token: apiToken}).Handler())
+	t.Cleanup(srv.Close)
+	c := filesAPI(t, srv.URL, goodHeaders())
+	res := c.Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: attacker, Name: "WS-" + strings.ToUpper(victim)})
+	if res.Outcome != NotLive || res.Content != nil || !strings.Contains(res.Reason, "container name for another workspace") {
+		t.Fatalf("workspace named like ws-%s: %s from %s, %d bytes: %s", victim, res.Outcome, res.Source, len(res.Content), res.Reason)
+	}
+	for _, tc := range []struct{ id, name string }{{plain, "SEO Agent"}, {victim, "Victim"}} {
+		res := c.Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: tc.id, Name: tc.name})
+		if res.Outcome != Captured || res.Source != source.Container {
+			t.Errorf("%s (%s): %s from %s: %s", tc.id, tc.name, res.Outcome, res.Source, res.Reason)
+		}
+	}
+}

@@ -16,6 +16,9 @@ type Values struct {
 	// collector reads it to tell a container the platform stopped (a paused
 	// or hibernated workspace) from one that is gone.
 	Status string
+	// Name is the workspace row's name. It fills no placeholder; the files
+	// API finds a container by it when the workspace's own is not running.
+	Name string
 }
 
 // Placeholder names, as written between braces in a template.
@@ -147,20 +150,21 @@ func value(name string, v Values) (string, error) {
 		return "", fmt.Errorf("invalid %s %q: %s", name, val, why)
 	}
 	if (name == InstanceID || name == Container) && v.InstanceID != "" {
-		if why := othersContainer(v.InstanceID, v.WorkspaceID); why != "" {
+		if why := OthersContainer(v.InstanceID, v.WorkspaceID); why != "" {
 			return "", fmt.Errorf("invalid %s %q: %s", InstanceID, v.InstanceID, why)
 		}
 	}
 	return val, nil
 }
 
-// othersContainer says why an instance_id is another workspace's container
-// name, or "". The platform names a workspace's container ws-<id> (once
-// ws-<first 12 characters of the id>) and its desktop sidecar wsdesk-<id>;
-// an instance_id of that form naming another id would read that
+// OthersContainer says why name (an instance_id, or a container name the
+// platform derives from a workspace's name) is another workspace's
+// container name, or "". The platform names a workspace's container
+// ws-<id> (once ws-<first 12 characters of the id>) and its desktop sidecar
+// wsdesk-<id>; a name of that form with another id would read that
 // workspace's config as this one's.
-func othersContainer(instanceID, workspaceID string) string {
-	lower := strings.ToLower(instanceID)
+func OthersContainer(name, workspaceID string) string {
+	lower := strings.ToLower(name)
 	rest, ok := strings.CutPrefix(lower, "wsdesk-")
 	if !ok {
 		if rest, ok = strings.CutPrefix(lower, "ws-"); !ok {
