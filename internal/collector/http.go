@@ -473,4 +473,13 @@ func (httpKind) target(raw Spec, fill func(string) string) string {
 func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	r.Source = source.Unverified
 	c.collectHTTP(a, v, r)
+	// An http collector pointed at the platform's files API cannot check
+	// where the read came from, but when the answer itself names a
+	// fallback (the template folder named like the workspace, or
+	// nothing), it is no evidence: not live, its bytes not kept.
+	raw, present := r.Provenance["header.X-Molecule-Files-Source"]
+	if cls := listedSource(raw, present); r.Outcome == Captured && (cls == source.TemplateDir || cls == source.None) {
+		r.Outcome, r.Source, r.Content = NotLive, cls, nil
+		r.Reason = fmt.Sprintf("not live: the answer names source %s (X-Molecule-Files-Source), not the workspace; its bytes are not kept", cls)
+	}
 }

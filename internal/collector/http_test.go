@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"backfill/internal/placeholder"
 	"backfill/internal/secret"
+	"backfill/internal/source"
 )
 
 // fixtureServer serves the canned responses the HTTP tests use.
@@ -367,5 +370,32 @@ func TestHTTPLiteralCredentials(t *testing.T) {
 		"/w/" + testWS + "?access_token=[REDACTED]&root=/configs (headers: Authorization)"
 	if r.Target != wantTarget {
 		t.Errorf("target = %q, want %q", r.Target, wantTarget)
+	}
+}
+
+// Found by review: an http collector's answer that names a fallback source
+// in X-Molecule-Files-Source (the template folder named like the
+// workspace, or none) was recorded captured, unverified, and counted as
+// evidence; files_api records the same answer not live. It is not live
+// now, its bytes not kept; an answer naming the container stays
+// unverified evidence (nothing checks it).
+func TestHTTPAnswerNamingAFallbackSourceIsNotLive(t *testing.T) {
+	for _, tc := range []struct {
+		header  string
+		outcome Outcome
+		src     string
+	}{{"template-dir", NotLive, source.TemplateDir}, {"None", NotLive, source.None}, {"container", Captured, source.Unverified}, {"", Captured, source.Unverified}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.header != "" {
+				w.Header().Set("X-Molecule-Files-Source", tc.header)
+			}
+			_, _ = io.WriteString(w, `{"path":"config.yaml","content":"name: SEO Agent\n","size":15}`)
+		}))
+		c := same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs", JSONField: "content"})
+		r := c.Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: testWS})
+		srv.Close()
+		if r.Outcome != tc.outcome || r.Source != tc.src || (tc.outcome == NotLive && r.Content != nil) {
+			t.Errorf("source header %q: %s from %s, %d bytes: %s", tc.header, r.Outcome, r.Source, len(r.Content), r.Reason)
+		}
 	}
 }
