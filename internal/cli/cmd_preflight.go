@@ -30,10 +30,11 @@ func (r *runner) preflightCommand() *cli.Command {
 			timeoutFlag(preflight.DefaultTimeout, "connect timeout and per-read timeout (the listing gets three times it)"),
 			maxBytesFlag("size cap of the sample read, as snapshot's"),
 			&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout instead of the table"},
+			proxyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			return r.runPreflight(c.Context, preflightOptions{inventory: c.String("inventory"), concurrency: c.Int("tenant-concurrency"),
-				timeout: c.Duration("timeout"), maxBytes: size(c, "max-bytes"), json: c.Bool("json")})
+				timeout: c.Duration("timeout"), maxBytes: size(c, "max-bytes"), json: c.Bool("json"), proxyFromEnv: c.Bool("proxy-from-env")})
 		},
 	}
 }
@@ -45,6 +46,9 @@ type preflightOptions struct {
 	timeout     time.Duration
 	maxBytes    int64
 	json        bool
+	// proxyFromEnv: the collectors' requests go through the
+	// environment's proxy (--proxy-from-env).
+	proxyFromEnv bool
 }
 
 func (r *runner) runPreflight(ctx context.Context, o preflightOptions) error {
@@ -61,7 +65,7 @@ func (r *runner) runPreflight(ctx context.Context, o preflightOptions) error {
 	r.redactor.Add(inv.Secrets()...)
 	rep, err := preflight.Run(ctx, preflight.Options{
 		Inventory: inv, StorePath: r.gopts.evidence,
-		Concurrency: o.concurrency, Timeout: o.timeout, MaxBytes: o.maxBytes,
+		Concurrency: o.concurrency, Timeout: o.timeout, MaxBytes: o.maxBytes, HTTPClient: httpClient(o.proxyFromEnv),
 		Redactor: r.redactor, Logger: r.log, Now: r.env.Now,
 	})
 	if err != nil {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"backfill/internal/collector"
 	"backfill/internal/evidence"
 	"backfill/internal/inventory"
 	"backfill/internal/progress"
@@ -64,7 +66,25 @@ func captureFlags() []cli.Flag {
 		timeoutFlag(snapshot.DefaultTimeout, "per-capture timeout"),
 		&cli.IntFlag{Name: "retries", Value: snapshot.DefaultRetries, EnvVars: envVar("retries"), Usage: "retries of a transient failure"},
 		maxBytesFlag("size cap per config; larger is failed: too large"),
+		proxyFlag(),
 	}
+}
+
+// proxyFlag is --proxy-from-env, shared by the commands that read through
+// collectors. Command line only: without it no HTTP_PROXY or HTTPS_PROXY
+// in the environment can route the collectors' requests, tokens and all,
+// through a proxy whose answers would be stored as evidence.
+func proxyFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "proxy-from-env", Usage: "send the http and files_api collectors' requests through the proxy HTTPS_PROXY or HTTP_PROXY names (NO_PROXY honoured); without it they go straight to their hosts (command line only)"}
+}
+
+// httpClient is the collectors' HTTP client --proxy-from-env chooses (nil:
+// the collectors' default, straight to the hosts).
+func httpClient(proxyFromEnv bool) *http.Client {
+	if proxyFromEnv {
+		return collector.ProxyClient()
+	}
+	return nil
 }
 
 // timeoutFlag is --timeout, shared by the commands that read through
@@ -86,19 +106,22 @@ type captureOptions struct {
 	progressEvery, timeout         time.Duration
 	retries                        int
 	maxBytes                       int64
+	proxyFromEnv                   bool
 }
 
 func readCaptureOptions(c *cli.Context) captureOptions {
 	return captureOptions{
 		inventory: c.String("inventory"), concurrency: c.Int("capture-concurrency"), tenantConcurrency: c.Int("tenant-concurrency"),
 		progressEvery: c.Duration("progress-every"), timeout: c.Duration("timeout"), retries: c.Int("retries"), maxBytes: size(c, "max-bytes"),
+		proxyFromEnv: c.Bool("proxy-from-env"),
 	}
 }
 
 // engine is the snapshot engine's options these flags set; the caller
 // adds the rest.
 func (o captureOptions) engine() snapshot.Options {
-	return snapshot.Options{Concurrency: o.concurrency, TenantConcurrency: o.tenantConcurrency, Timeout: o.timeout, Retries: o.retries, MaxBytes: o.maxBytes}
+	return snapshot.Options{Concurrency: o.concurrency, TenantConcurrency: o.tenantConcurrency, Timeout: o.timeout, Retries: o.retries, MaxBytes: o.maxBytes,
+		HTTPClient: httpClient(o.proxyFromEnv)}
 }
 
 // captureSetup loads the inventory, registering its secrets, checks the

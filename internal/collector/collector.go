@@ -314,8 +314,21 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-var defaultClient = sync.OnceValue(func() *http.Client {
+// defaultClient sends every request straight to its host. Go's default
+// transport would route through the proxy HTTP_PROXY or HTTPS_PROXY names:
+// one variable in the environment would hand every collector's token to
+// that proxy, and its answers would be stored as evidence. A proxy is
+// used only when the operator asks (ProxyClient).
+var defaultClient = sync.OnceValue(func() *http.Client { return newClient(nil) })
+
+// ProxyClient is the collectors' HTTP client sending through the proxy the
+// environment names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), for an operator
+// whose network needs one and says so on the command line.
+var ProxyClient = sync.OnceValue(func() *http.Client { return newClient(http.ProxyFromEnvironment) })
+
+func newClient(proxy func(*http.Request) (*url.URL, error)) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = proxy
 	// Thousands of captures hit a handful of hosts at once; the stock limit of
 	// two idle connections per host would churn TLS handshakes.
 	t.MaxIdleConns = 1024
@@ -324,7 +337,7 @@ var defaultClient = sync.OnceValue(func() *http.Client {
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ExpectContinueTimeout = time.Second
 	return &http.Client{Transport: t, CheckRedirect: noRedirect}
-})
+}
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
