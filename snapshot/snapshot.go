@@ -68,11 +68,8 @@ type Options struct {
 	// OnListed, when set, receives each tenant's live rows (all of them,
 	// before Rows) once its listing is recorded, from the goroutine that
 	// listed it: several tenants may call it at once. db names the database
-	// listed when Identify is set (else it is zero).
+	// listed, as its listing records it.
 	OnListed func(tenant string, db tenantdb.Database, rows []workspace.Row)
-	// Identify names each tenant's database in its listing (one more query
-	// in the listing's one round trip), for OnListed.
-	Identify bool
 	Backoff  time.Duration // first retry delay, default 500ms; doubles, with jitter
 	// MaxThrottle bounds how long one workspace waits, in all, for 429s
 	// (default 10m): past it, the capture is recorded failed. It bounds a
@@ -382,11 +379,9 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 	for attempt := 1; ; attempt++ {
 		lctx, cancel := context.WithTimeout(ctx, 3*e.o.Timeout)
 		lo := tenantdb.Options{ConnectTimeout: e.o.Timeout}
-		if e.o.Identify {
-			rows, db, err = tenantdb.ListLiveIdentified(lctx, t.DSN, lo)
-		} else {
-			rows, err = tenantdb.ListLive(lctx, t.DSN, lo)
-		}
+		// The database is named in the listing's one round trip: a plan
+		// checks it is the one it reads.
+		rows, db, err = tenantdb.ListLiveIdentified(lctx, t.DSN, lo)
 		cancel()
 		// A blip while listing would cost the whole tenant's evidence:
 		// retry it like a capture, and a session its server kept waiting
@@ -405,7 +400,7 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 		e.tenantFailed(ctx, i, "list workspaces: "+err.Error())
 		return
 	}
-	e.record(&evidence.Listing{Tenant: t.Name, At: e.o.Now(), Outcome: evidence.Listed, Rows: rows})
+	e.record(&evidence.Listing{Tenant: t.Name, At: e.o.Now(), Outcome: evidence.Listed, Rows: rows, Database: db.Ident()})
 	if e.o.OnListed != nil {
 		e.o.OnListed(t.Name, db, rows)
 	}

@@ -40,6 +40,10 @@ type BuildOptions struct {
 	// Redact scrubs secrets from a tenant's error before it is written into
 	// the plan; nil keeps errors as they are.
 	Redact func(string) string
+	// AllowMoved names tenants planned even though their DSN now reaches
+	// another database than the one their evidence was listed from; the
+	// plan records where from (TenantDatabase.MovedFrom).
+	AllowMoved map[string]bool
 }
 
 // Build reconciles every workspace known from the evidence store or the
@@ -174,6 +178,13 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	// Tenants are read a few at a time ahead of the one being planned, in
 	// plan order, so that only those few tenants' rows are held at once.
 	var reads []chan tenantRead
+	// The database each tenant's evidence was listed from, where its
+	// listing names it: a DSN pointed elsewhere since (a restored copy, a
+	// clone) must not have the evidence's values written there unseen.
+	listed, err := o.Store.LatestListings(ctx, true)
+	if err != nil {
+		return fail(fmt.Errorf("read evidence: %w", err))
+	}
 	reads, readsEnded = readTenants(ctx, tenants, o.Concurrency, est)
 	evs := readEvidence(ctx, o.Store, ev, tenants, evDone)
 	for i, t := range tenants {
@@ -184,11 +195,27 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 			return fail(ctx.Err())
 		}
 		unreachable := ""
-		if tr.err != nil {
+		from := ""
+		if l := listed[t.Name]; l != nil && tr.err == nil && l.Database != "" && l.Database != tr.db.Ident() {
+			from = l.Database
+		}
+		switch {
+		case tr.err != nil:
 			unreachable = strings.Join(strings.Fields(o.Redact("read workspaces: "+tr.err.Error())), " ") // one line: it is shown in tables and logs
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Unreachable: unreachable})
 			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: database unreachable, its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, unreachable))
-		} else {
+		case from != "" && !o.AllowMoved[t.Name]:
+			unreachable = fmt.Sprintf("moved: its DSN reaches %s, but its evidence was listed from %s (a restored copy, a clone, or a DSN pointed elsewhere); "+
+				"plan --allow-moved %s plans it there", tr.db.Ident(), from, t.Name)
+			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Unreachable: unreachable})
+			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, unreachable))
+		case from != "":
+			// The report says so for every reader of the plan (its
+			// databases), so this is a log line, not a warning.
+			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db, MovedFrom: from})
+			o.Logger.Warn("tenant planned in another database than its evidence was listed from (--allow-moved)", "tenant", t.Name,
+				"database", tr.db.Ident(), "listed_from", from)
+		default:
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db})
 		}
 		var te tenantEvidence

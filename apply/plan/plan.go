@@ -56,9 +56,13 @@ type Plan struct {
 type TenantDatabase struct {
 	Tenant string `json:"tenant"`
 	tenantdb.Database
-	// Unreachable is why the tenant's database could not be read; the
-	// database fields are then empty.
+	// Unreachable is why the tenant's database could not be read, or was
+	// not planned; the database fields are then empty.
 	Unreachable string `json:"unreachable,omitempty"`
+	// MovedFrom is the database the tenant's evidence was listed from
+	// (tenantdb.Database.Ident), when the plan read another one and was
+	// told to plan it there (plan --allow-moved); "" otherwise.
+	MovedFrom string `json:"moved_from,omitempty"`
 }
 
 // Database returns the database the plan read for tenant; false when the

@@ -53,6 +53,9 @@ func Rederive(ctx context.Context, p *Plan, s *evidence.Store, cat *catalog.Cata
 	if len(agreed) == 0 {
 		return nil
 	}
+	if err := checkListedDatabases(ctx, p, s, agreed); err != nil {
+		return err
+	}
 	want := map[evidence.Key]bool{}
 	for _, it := range agreed {
 		want[evidence.Key{Tenant: it.Tenant, WorkspaceID: it.WorkspaceID}] = true
@@ -579,4 +582,44 @@ func deriveContents(ctx context.Context, cat *catalog.Catalog, read func(func(sh
 	close(jobs)
 	<-collected
 	return err
+}
+
+// checkListedDatabases refuses a plan that would write to a tenant in
+// another database than the one its evidence was listed from, unless the
+// plan says so (MovedFrom, which plan --allow-moved records): a plan whose
+// databases were edited to name a copy, together with a DSN pointed at it,
+// would otherwise write the evidence's values there and leave the tenant's
+// own database as it was. Listings made before schema 11 name no database
+// and check nothing.
+func checkListedDatabases(ctx context.Context, p *Plan, s *evidence.Store, agreed []Item) error {
+	listed, err := s.LatestListings(ctx, true)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, it := range agreed {
+		if seen[it.Tenant] {
+			continue
+		}
+		seen[it.Tenant] = true
+		l := listed[it.Tenant]
+		if l == nil || l.Database == "" {
+			continue
+		}
+		var d *TenantDatabase
+		for i := range p.Databases {
+			if p.Databases[i].Tenant == it.Tenant {
+				d = &p.Databases[i]
+			}
+		}
+		switch {
+		case d == nil || d.Unreachable != "":
+			return &Refusal{fmt.Sprintf("tenant %q: the plan writes there but records no database it read", it.Tenant)}
+		case d.Ident() == l.Database, d.MovedFrom == l.Database:
+		default:
+			return &Refusal{fmt.Sprintf("tenant %q: the plan records %s, but its evidence was listed from %s, and the plan does not say it moved (plan --allow-moved): "+
+				"the plan is refused whole", it.Tenant, d.Ident(), l.Database)}
+		}
+	}
+	return nil
 }

@@ -164,6 +164,18 @@ func writeHeader(b *strings.Builder, p *Plan, planPath string, warnings []string
 		}
 		fmt.Fprintf(b, "- **Unreachable tenant** %s: %s\n", cell(clip(d.Tenant)), cell(clip(d.Unreachable)))
 	}
+	moved := 0
+	for _, d := range p.Databases {
+		if d.MovedFrom == "" {
+			continue
+		}
+		if moved++; moved > headerLines {
+			fmt.Fprintf(b, "- … and more moved tenants (the plan's databases name each, with `moved_from`)\n")
+			break
+		}
+		fmt.Fprintf(b, "- **Moved tenant** %s: planned against %s, though its evidence was listed from %s (`plan --allow-moved`)\n",
+			cell(clip(d.Tenant)), cell(clip(d.Ident())), cell(clip(d.MovedFrom)))
+	}
 	for i, wn := range warnings {
 		if i == headerLines {
 			fmt.Fprintf(b, "- … and %d more warnings (see the plan's log)\n", len(warnings)-headerLines)

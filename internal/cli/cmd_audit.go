@@ -76,7 +76,6 @@ func (r *runner) runAudit(ctx context.Context, o auditOptions) error {
 	opts := o.capture.engine()
 	opts.Inventory, opts.Store = inv, store
 	opts.Rows = func(_ string, w workspace.Row) bool { return w.Template == "" }
-	opts.Identify = true
 	opts.OnListed = func(tenant string, db tenantdb.Database, rows []workspace.Row) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -43,6 +43,7 @@ func (r *runner) planCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "plan only tenants matching this glob `PATTERN` (repeatable)"},
 			&cli.IntFlag{Name: "tenant-concurrency", Value: plan.DefaultConcurrency, EnvVars: envVar("tenant-concurrency"), Usage: "tenant databases read at once"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds another plan that is approved or applied (command line only)"},
+			&cli.StringSliceFlag{Name: "allow-moved", Usage: "plan `TENANT` even if its DSN now reaches another database than the one its evidence was listed from; the plan records it (repeatable; command line only)"},
 		},
 		Action: func(c *cli.Context) error {
 			return r.runPlan(c.Context, planOptions{
@@ -50,6 +51,7 @@ func (r *runner) planCommand() *cli.Command {
 				manifest: c.String("manifest"), out: c.String("out"), report: c.String("report"), reportFull: c.String("report-full"),
 				reportCSV: c.String("report-csv"), author: c.String("author"), signKey: c.String("sign-key"), json: c.Bool("json"),
 				tenants: c.StringSlice("tenant"), concurrency: c.Int("tenant-concurrency"), force: c.Bool("force"),
+				allowMoved: c.StringSlice("allow-moved"),
 			})
 		},
 	}
@@ -64,6 +66,7 @@ type planOptions struct {
 	tenants                                   []string
 	concurrency                               int
 	force                                     bool
+	allowMoved                                []string
 }
 
 func (r *runner) runPlan(ctx context.Context, o planOptions) error {
@@ -151,6 +154,13 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	if err != nil {
 		return b, nil, err
 	}
+	allowMoved := map[string]bool{}
+	for _, t := range o.allowMoved {
+		if _, ok := inv.Tenant(t); !ok {
+			return b, nil, &exitError{ExitUsage, fmt.Errorf("--allow-moved %s: no such tenant in %s", t, inv.Path)}
+		}
+		allowMoved[t] = true
+	}
 	// The plan records the catalog's path as given; approve and apply load
 	// it from there (or --catalog) and refuse another digest.
 	cat, err := catalog.LoadWith(o.catalog, o.manifest)
@@ -172,7 +182,7 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	return plan.BuildOptions{
 		Inventory: inv.Select(patterns), CP: records, CPSource: cpSource,
 		Concurrency: max(1, o.concurrency), Catalog: cat, CatalogDir: o.catalog, Manifest: o.manifest, Author: author,
-		Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact,
+		Now: r.env.Now, Logger: r.log, Redact: r.redactor.Redact, AllowMoved: allowMoved,
 	}, signKey, nil
 }
 

@@ -29,7 +29,7 @@ func (s *Store) CapturesOf(ctx context.Context, workspaceID string) ([]*Capture,
 func (s *Store) ListedIn(ctx context.Context, workspaceID string) ([]*Listing, error) {
 	// A listing's rows are JSON; the LIKE narrows the scan, the decode
 	// decides.
-	rows, err := s.db.QueryContext(ctx, `SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings
+	rows, err := s.db.QueryContext(ctx, s.listingSelect()+`
   WHERE outcome = 'listed' AND rows LIKE ? ORDER BY id`, "%"+strings.ReplaceAll(workspaceID, "%", "")+"%")
 	if err != nil {
 		return nil, err

@@ -207,7 +207,7 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 	var recs []rec
 	for i, in := range inputs {
 		var lastListing, lastCapture time.Time
-		rows, err := in.db.QueryContext(ctx, "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id")
+		rows, err := in.db.QueryContext(ctx, in.listingSelect()+" ORDER BY id")
 		if err != nil {
 			return nil, err
 		}

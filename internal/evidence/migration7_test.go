@@ -30,7 +30,7 @@ func v6Store(t *testing.T) string {
 		t.Fatal(err)
 	}
 	err = appendTx(ctx, tx,
-		&Listing{Tenant: "acme", At: oldAt, Outcome: Listed, Rows: []workspace.Row{{ID: "w1"}, {ID: "w2"}}},
+		&legacyListing{Listing{Tenant: "acme", At: oldAt, Outcome: Listed, Rows: []workspace.Row{{ID: "w1"}, {ID: "w2"}}}},
 		live, notLive, capture("acme", "w3", Gone, ""),
 		&legacyApproval{Approval{Fingerprint: "sha256:0ld", By: "bob", PlanAuthor: "alice", At: oldAt}},
 		&legacyPlan{plan{fingerprint: "sha256:0ld", author: "alice", createdAt: oldAt}, []byte("{}\n")})
@@ -265,5 +265,17 @@ func (a *legacyApproval) insert(ctx context.Context, tx *txn, id int64, prev str
 	err := tx.insert(ctx, "approvals", `INSERT INTO approvals (id, fingerprint, approved_by, plan_author, at, writes, rollup_sha256, signature,
   prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
 		id, ac.fingerprint, ac.by, ac.author, ac.at, ac.writes, ac.rollup, ac.signature, prev, h)
+	return h, err
+}
+
+// legacyListing is a listing appended as backfill did before schema 11:
+// without the database it read.
+type legacyListing struct{ Listing }
+
+func (l *legacyListing) insert(ctx context.Context, tx *txn, id int64, prev string) (string, error) {
+	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(l.Rows)}
+	h := lc.hash(id, prev)
+	err := tx.insert(ctx, "listings", `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
+		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, prev, h)
 	return h, err
 }

@@ -141,7 +141,7 @@ func (s *Store) LatestListings(ctx context.Context, listedOnly bool) (map[string
 	if listedOnly {
 		where = "WHERE outcome = 'listed'"
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings
+	rows, err := s.db.QueryContext(ctx, s.listingSelect()+`
   WHERE id IN (SELECT max(id) FROM listings `+where+` GROUP BY tenant)`)
 	if err != nil {
 		return nil, err
@@ -158,13 +158,23 @@ func (s *Store) LatestListings(ctx context.Context, listedOnly bool) (map[string
 	return out, rows.Err()
 }
 
+// listingSelect reads a listing's columns (scanListing); NULL for the
+// database column a store older than version 11, read-only, lacks.
+func (s *Store) listingSelect() string {
+	database := "database"
+	if s.version < 11 {
+		database = "NULL"
+	}
+	return "SELECT id, tenant, at, outcome, reason, rows, " + database + ", prev_hash, hash FROM listings"
+}
+
 func scanListing(sc scanner) (*Listing, listingCols, error) {
 	var l Listing
 	var lc listingCols
-	if err := sc.Scan(&l.ID, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &l.PrevHash, &l.Hash); err != nil {
+	if err := sc.Scan(&l.ID, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &lc.database, &l.PrevHash, &l.Hash); err != nil {
 		return nil, lc, err
 	}
-	l.Tenant, l.At, l.Outcome, l.Reason = lc.tenant, parseTime(lc.at), lc.outcome, lc.reason
+	l.Tenant, l.At, l.Outcome, l.Reason, l.Database = lc.tenant, parseTime(lc.at), lc.outcome, lc.reason, lc.database.String
 	_ = json.Unmarshal([]byte(lc.rows), &l.Rows)
 	return &l, lc, nil
 }
@@ -402,7 +412,7 @@ func (s *Store) eachContent(ctx context.Context, q string, args []any, fn func(s
 // when it has none: a later failure to list it says nothing about which
 // workspaces it has.
 func (s *Store) LatestListing(ctx context.Context, tenant string) (*Listing, error) {
-	l, _, err := scanListing(s.db.QueryRowContext(ctx, `SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings
+	l, _, err := scanListing(s.db.QueryRowContext(ctx, s.listingSelect()+`
   WHERE tenant = ? AND outcome = 'listed' ORDER BY id DESC LIMIT 1`, tenant))
 	if err == sql.ErrNoRows {
 		return nil, nil

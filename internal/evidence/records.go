@@ -70,12 +70,16 @@ func (c *Capture) IsEvidence() bool {
 // Listing records one enumeration of a tenant's live workspaces, or the
 // reason it could not be done.
 type Listing struct {
-	ID       int64
-	Tenant   string
-	At       time.Time
-	Outcome  string // "listed" or "unreachable"
-	Reason   string
-	Rows     []workspace.Row
+	ID      int64
+	Tenant  string
+	At      time.Time
+	Outcome string // "listed" or "unreachable"
+	Reason  string
+	Rows    []workspace.Row
+	// Database names the database a successful listing read
+	// (tenantdb.Database.Ident); "" when not recorded (before schema
+	// version 11, or a listing that failed).
+	Database string
 	PrevHash string
 	Hash     string
 }
@@ -347,10 +351,14 @@ func (t *txn) storeContent(ctx context.Context, sha string, size int64, b []byte
 	return nil
 }
 
-type listingCols struct{ tenant, at, outcome, reason, rows string }
+type listingCols struct {
+	tenant, at, outcome, reason, rows string
+	database                          sql.NullString // added by migration 11
+}
 
 func (l listingCols) hash(id int64, prev string) string {
-	return chainHash("listings", prev, id, l.tenant, l.at, l.outcome, l.reason, l.rows)
+	cols := addedCols([]any{id, l.tenant, l.at, l.outcome, l.reason, l.rows}, addedCol{"database", l.database.String, l.database.Valid})
+	return chainHash("listings", prev, cols...)
 }
 
 func (l *Listing) table() string { return "listings" }
@@ -360,10 +368,11 @@ func (l *Listing) insert(ctx context.Context, tx *txn, id int64, prev string) (s
 	if rows == nil {
 		rows = []workspace.Row{}
 	}
-	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(rows)}
+	lc := listingCols{tenant: l.Tenant, at: formatTime(l.At), outcome: l.Outcome, reason: l.Reason, rows: mustJSON(rows),
+		database: sql.NullString{String: l.Database, Valid: l.Database != ""}}
 	h := lc.hash(id, prev)
-	err := tx.insert(ctx, "listings", `INSERT INTO listings (id, tenant, at, outcome, reason, rows, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
-		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, prev, h)
+	err := tx.insert(ctx, "listings", `INSERT INTO listings (id, tenant, at, outcome, reason, rows, database, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)`,
+		id, lc.tenant, lc.at, lc.outcome, lc.reason, lc.rows, lc.database, prev, h)
 	if err != nil {
 		return "", err
 	}

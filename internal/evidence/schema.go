@@ -251,6 +251,15 @@ ALTER TABLE plans ADD COLUMN size INTEGER;
 ALTER TABLE approvals ADD COLUMN checked_catalog_sha256 TEXT;
 ALTER TABLE approvals ADD COLUMN checked_cp_sha256 TEXT;
 `,
+
+	// 11: a listing names the database it read (tenantdb.Database.Ident:
+	// system identifier, database name and OID, public.workspaces' OID),
+	// so that a plan made from a database other than the one its evidence
+	// was listed from is noticed. It enters the chain hash when not NULL
+	// (see addedCols): old rows hash as before.
+	`
+ALTER TABLE listings ADD COLUMN database TEXT;
+`,
 }
 
 // appendOnly returns triggers that make the database itself refuse UPDATE

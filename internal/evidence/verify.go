@@ -425,14 +425,14 @@ func (s *Store) settleContent(ctx context.Context, r *VerifyReport, cw *contentW
 }
 
 func (s *Store) verifyListings(ctx context.Context, r *VerifyReport) error {
-	return s.verifyChain(ctx, r, "listings", "SELECT id, tenant, at, outcome, reason, rows, prev_hash, hash FROM listings ORDER BY id",
+	return s.verifyChain(ctx, r, "listings", s.listingSelect()+" ORDER BY id",
 		func(sc scanner) (chainRow, error) {
 			// The columns as stored are what the hash covers: the rows
 			// (JSON, a tenant's whole listing) need no decoding here.
 			var id int64
 			var lc listingCols
 			var prev, hash string
-			if err := sc.Scan(&id, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &prev, &hash); err != nil {
+			if err := sc.Scan(&id, &lc.tenant, &lc.at, &lc.outcome, &lc.reason, &lc.rows, &lc.database, &prev, &hash); err != nil {
 				return chainRow{}, err
 			}
 			r.Listings++
