@@ -181,7 +181,7 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 	// The database each tenant's evidence was listed from, where its
 	// listing names it: a DSN pointed elsewhere since (a restored copy, a
 	// clone) must not have the evidence's values written there unseen.
-	listed, err := o.Store.LatestListings(ctx, true)
+	listed, err := o.Store.ListedDatabases(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("read evidence: %w", err))
 	}
@@ -196,8 +196,8 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		}
 		unreachable := ""
 		from := ""
-		if l := listed[t.Name]; l != nil && tr.err == nil && l.Database != "" && l.Database != tr.db.Ident() {
-			from = l.Database
+		if l := listed[t.Name]; tr.err == nil && l != "" && l != tr.db.Ident() {
+			from = l
 		}
 		switch {
 		case tr.err != nil:

@@ -592,7 +592,7 @@ func deriveContents(ctx context.Context, cat *catalog.Catalog, read func(func(sh
 // own database as it was. Listings made before schema 11 name no database
 // and check nothing.
 func checkListedDatabases(ctx context.Context, p *Plan, s *evidence.Store, agreed []Item) error {
-	listed, err := s.LatestListings(ctx, true)
+	listed, err := s.ListedDatabases(ctx)
 	if err != nil {
 		return err
 	}
@@ -603,7 +603,7 @@ func checkListedDatabases(ctx context.Context, p *Plan, s *evidence.Store, agree
 		}
 		seen[it.Tenant] = true
 		l := listed[it.Tenant]
-		if l == nil || l.Database == "" {
+		if l == "" {
 			continue
 		}
 		var d *TenantDatabase
@@ -615,10 +615,10 @@ func checkListedDatabases(ctx context.Context, p *Plan, s *evidence.Store, agree
 		switch {
 		case d == nil || d.Unreachable != "":
 			return &Refusal{fmt.Sprintf("tenant %q: the plan writes there but records no database it read", it.Tenant)}
-		case d.Ident() == l.Database, d.MovedFrom == l.Database:
+		case d.Ident() == l, d.MovedFrom == l:
 		default:
 			return &Refusal{fmt.Sprintf("tenant %q: the plan records %s, but its evidence was listed from %s, and the plan does not say it moved (plan --allow-moved): "+
-				"the plan is refused whole", it.Tenant, d.Ident(), l.Database)}
+				"the plan is refused whole", it.Tenant, d.Ident(), l)}
 		}
 	}
 	return nil
