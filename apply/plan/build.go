@@ -195,26 +195,26 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 			return fail(ctx.Err())
 		}
 		unreachable := ""
-		from := ""
-		if l := listed[t.Name]; tr.err == nil && l != "" && l != tr.db.Ident() {
-			from = l
+		var from []string // the databases its evidence was listed from, other than this one
+		if tr.err == nil {
+			from = slices.DeleteFunc(slices.Clone(listed[t.Name]), func(d string) bool { return d == tr.db.Ident() })
 		}
 		switch {
 		case tr.err != nil:
 			unreachable = strings.Join(strings.Fields(o.Redact("read workspaces: "+tr.err.Error())), " ") // one line: it is shown in tables and logs
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Unreachable: unreachable})
 			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: database unreachable, its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, unreachable))
-		case from != "" && !o.AllowMoved[t.Name]:
+		case len(from) > 0 && !o.AllowMoved[t.Name]:
 			unreachable = fmt.Sprintf("moved: its DSN reaches %s, but its evidence was listed from %s (a restored copy, a clone, or a DSN pointed elsewhere); "+
-				"plan --allow-moved %s plans it there", tr.db.Ident(), from, t.Name)
+				"plan --allow-moved %s plans it there", tr.db.Ident(), strings.Join(from, "; and "), t.Name)
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Unreachable: unreachable})
 			warnings = append(warnings, fmt.Sprintf("%s:%d: tenant %q: its workspaces are not planned: %s", o.Inventory.Path, t.Line, t.Name, unreachable))
-		case from != "":
+		case len(from) > 0:
 			// The report says so for every reader of the plan (its
 			// databases), so this is a log line, not a warning.
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db, MovedFrom: from})
 			o.Logger.Warn("tenant planned in another database than its evidence was listed from (--allow-moved)", "tenant", t.Name,
-				"database", tr.db.Ident(), "listed_from", from)
+				"database", tr.db.Ident(), "listed_from", strings.Join(from, "; and "))
 		default:
 			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db})
 		}

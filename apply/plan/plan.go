@@ -59,21 +59,30 @@ type TenantDatabase struct {
 	// Unreachable is why the tenant's database could not be read, or was
 	// not planned; the database fields are then empty.
 	Unreachable string `json:"unreachable,omitempty"`
-	// MovedFrom is the database the tenant's evidence was listed from
-	// (tenantdb.Database.Ident), when the plan read another one and was
-	// told to plan it there (plan --allow-moved); "" otherwise.
-	MovedFrom string `json:"moved_from,omitempty"`
+	// MovedFrom names the databases the tenant's evidence was listed
+	// from (tenantdb.Database.Ident) other than the one the plan read,
+	// when it was told to plan it there (plan --allow-moved); empty
+	// otherwise.
+	MovedFrom []string `json:"moved_from,omitempty"`
 }
 
 // Database returns the database the plan read for tenant; false when the
 // plan did not read it.
 func (p *Plan) Database(tenant string) (tenantdb.Database, bool) {
-	for _, d := range p.Databases {
-		if d.Tenant == tenant && d.Unreachable == "" {
-			return d.Database, true
-		}
+	if d := p.DatabaseEntry(tenant); d != nil && d.Unreachable == "" {
+		return d.Database, true
 	}
 	return tenantdb.Database{}, false
+}
+
+// DatabaseEntry returns the plan's databases entry for tenant, or nil.
+func (p *Plan) DatabaseEntry(tenant string) *TenantDatabase {
+	for i := range p.Databases {
+		if p.Databases[i].Tenant == tenant {
+			return &p.Databases[i]
+		}
+	}
+	return nil
 }
 
 // Unreachable lists the tenants whose database the plan could not read.
@@ -534,6 +543,15 @@ func ParsePlan(b []byte) (*Plan, error) {
 func (p *Plan) check() error {
 	if !maps.Equal(p.Counts, countsOf(p.FormatVersion, p.Items)) {
 		return fmt.Errorf("counts do not match the items")
+	}
+	// One entry a tenant: with two, one check could read one and the
+	// write the other.
+	seen := map[string]bool{}
+	for _, d := range p.Databases {
+		if seen[d.Tenant] {
+			return fmt.Errorf("databases: tenant %q appears more than once", d.Tenant)
+		}
+		seen[d.Tenant] = true
 	}
 	known := map[Verdict]bool{}
 	for _, v := range verdictsFor(p.FormatVersion) {

@@ -598,27 +598,20 @@ func checkListedDatabases(ctx context.Context, p *Plan, s *evidence.Store, agree
 	}
 	seen := map[string]bool{}
 	for _, it := range agreed {
-		if seen[it.Tenant] {
+		if seen[it.Tenant] || len(listed[it.Tenant]) == 0 {
 			continue
 		}
 		seen[it.Tenant] = true
-		l := listed[it.Tenant]
-		if l == "" {
-			continue
-		}
-		var d *TenantDatabase
-		for i := range p.Databases {
-			if p.Databases[i].Tenant == it.Tenant {
-				d = &p.Databases[i]
-			}
-		}
-		switch {
-		case d == nil || d.Unreachable != "":
+		// The entry apply reads too (one a tenant: ParsePlan refuses more).
+		d := p.DatabaseEntry(it.Tenant)
+		if d == nil || d.Unreachable != "" {
 			return &Refusal{fmt.Sprintf("tenant %q: the plan writes there but records no database it read", it.Tenant)}
-		case d.Ident() == l, d.MovedFrom == l:
-		default:
-			return &Refusal{fmt.Sprintf("tenant %q: the plan records %s, but its evidence was listed from %s, and the plan does not say it moved (plan --allow-moved): "+
-				"the plan is refused whole", it.Tenant, d.Ident(), l)}
+		}
+		for _, l := range listed[it.Tenant] {
+			if l != d.Ident() && !slices.Contains(d.MovedFrom, l) {
+				return &Refusal{fmt.Sprintf("tenant %q: the plan records %s, but its evidence was listed from %s, and the plan does not say it moved (plan --allow-moved): "+
+					"the plan is refused whole", it.Tenant, d.Ident(), l)}
+			}
 		}
 	}
 	return nil

@@ -166,7 +166,7 @@ func writeHeader(b *strings.Builder, p *Plan, planPath string, warnings []string
 	}
 	moved := 0
 	for _, d := range p.Databases {
-		if d.MovedFrom == "" {
+		if len(d.MovedFrom) == 0 {
 			continue
 		}
 		if moved++; moved > headerLines {
@@ -174,7 +174,7 @@ func writeHeader(b *strings.Builder, p *Plan, planPath string, warnings []string
 			break
 		}
 		fmt.Fprintf(b, "- **Moved tenant** %s: planned against %s, though its evidence was listed from %s (`plan --allow-moved`)\n",
-			cell(clip(d.Tenant)), cell(clip(d.Ident())), cell(clip(d.MovedFrom)))
+			cell(clip(d.Tenant)), cell(clip(d.Ident())), cell(clip(strings.Join(d.MovedFrom, "; and "))))
 	}
 	for i, wn := range warnings {
 		if i == headerLines {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -100,11 +101,18 @@ func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
 	if o.json {
 		return printJSON(r.env.Stdout, approveJSON{SchemaVersion: 1, Fingerprint: p.Fingerprint, By: a.By, At: a.At.UTC().Format(time.RFC3339),
 			Signed: a.Signature != "", Writes: a.Writes, RollupSHA256: a.RollupSHA256, Rollup: rollup,
-			Checked: checkedJSON{Catalog: o.inputs.catalogDir, Manifest: o.inputs.manifest, CatalogSHA256: cat.Digest(), CP: r.redactor.Redact(cpLabel(o.inputs.cp)), CPSHA256: records.Digest()}})
+			Checked: checkedJSON{Catalog: o.inputs.catalogDir, Manifest: o.inputs.manifest, CatalogSHA256: cat.Digest(), CP: r.redactor.Redact(cpLabel(o.inputs.cp)), CPSHA256: records.Digest()},
+			Moved:   movedTenants(p)})
 	}
 	fmt.Fprintf(r.env.Stdout, "approved %s (%s) by %s, %s; %d writes, rollup %s\n", p.Fingerprint, path, a.By, signed, a.Writes, a.RollupSHA256)
 	fmt.Fprintf(r.env.Stdout, "checked against the catalog %s (%s) and the CP records %s (%s, %d claims)\n",
 		termsafe.String(catalogLabel(o.inputs.catalogDir, o.inputs.manifest)), cat.Digest(), termsafe.String(r.redactor.Redact(cpLabel(o.inputs.cp))), records.Digest(), records.Len())
+	// What the approval lets apply write includes where: a tenant planned
+	// in another database than its evidence was listed from is named.
+	for _, m := range movedTenants(p) {
+		fmt.Fprintf(r.env.Stdout, "  moved tenant %s: its writes go to %s; its evidence was listed from %s (plan --allow-moved)\n",
+			termsafe.String(m.Tenant), termsafe.String(m.Database), termsafe.String(strings.Join(m.ListedFrom, "; and ")))
+	}
 	return nil
 }
 
@@ -119,6 +127,29 @@ type approveJSON struct {
 	RollupSHA256  string           `json:"rollup_sha256"`
 	Rollup        []plan.RollupRow `json:"rollup"`
 	Checked       checkedJSON      `json:"checked"`
+	// Moved names each tenant planned in another database than its
+	// evidence was listed from (plan --allow-moved).
+	Moved []movedJSON `json:"moved,omitempty"`
+}
+
+// movedJSON is one moved tenant: the database its writes go to and those
+// its evidence was listed from.
+type movedJSON struct {
+	Tenant     string   `json:"tenant"`
+	Database   string   `json:"database"`
+	ListedFrom []string `json:"listed_from"`
+}
+
+// movedTenants are the plan's tenants planned where their evidence was not
+// listed from.
+func movedTenants(p *plan.Plan) []movedJSON {
+	var out []movedJSON
+	for _, d := range p.Databases {
+		if len(d.MovedFrom) > 0 {
+			out = append(out, movedJSON{d.Tenant, d.Ident(), d.MovedFrom})
+		}
+	}
+	return out
 }
 
 // checkedJSON names the inputs an approval re-derived the plan against.

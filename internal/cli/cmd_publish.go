@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -61,12 +62,15 @@ type coverage struct {
 	// which are not counted at all.
 	NeverListed    []string `json:"never_listed,omitempty"`
 	NotInInventory []string `json:"not_in_inventory,omitempty"`
+	// With --shard: the store's tenants the inventory lists in other
+	// shards, not counted either.
+	OtherShards []string `json:"other_shards,omitempty"`
 }
 
 // storeCoverage counts the store's coverage of its tenants, or with only
 // set, of those tenants (an inventory's), whether the store has listed them
 // or not.
-func storeCoverage(ctx context.Context, s *evidence.Store, only []string) (coverage, error) {
+func storeCoverage(ctx context.Context, s *evidence.Store, only, inventory []string) (coverage, error) {
 	var cv coverage
 	listings, err := s.LatestListings(ctx, false)
 	if err != nil {
@@ -82,12 +86,17 @@ func storeCoverage(ctx context.Context, s *evidence.Store, only []string) (cover
 			}
 		}
 		for t := range listings {
-			if !set[t] {
+			switch {
+			case set[t]:
+			case slices.Contains(inventory, t):
+				cv.OtherShards = append(cv.OtherShards, t)
+			default:
 				cv.NotInInventory = append(cv.NotInInventory, t)
 			}
 		}
 		sort.Strings(cv.NeverListed)
 		sort.Strings(cv.NotInInventory)
+		sort.Strings(cv.OtherShards)
 		counted = func(t string) bool { return set[t] }
 		cv.Tenants, cv.TenantsNotListed = len(only), len(cv.NeverListed)
 	} else {
@@ -142,7 +151,7 @@ type publishJSON struct {
 // shard's shortfall, once its evidence is safe on the shared volume.
 func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 	dest := o.dest
-	only, err := r.publishTenants(o)
+	only, inventory, err := r.publishTenants(o)
 	if err != nil {
 		return err
 	}
@@ -161,7 +170,7 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 	if err != nil {
 		return fail("%v", err)
 	}
-	cv, err := storeCoverage(ctx, store, only)
+	cv, err := storeCoverage(ctx, store, only, inventory)
 	if err != nil {
 		return fail("read %s: %v", store.Path(), err)
 	}
@@ -183,6 +192,9 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 		if len(cv.NeverListed) > 0 {
 			fmt.Fprintf(r.env.Stdout, "  never listed in this store: %s\n", someNames(cv.NeverListed))
 		}
+		if len(cv.OtherShards) > 0 {
+			fmt.Fprintf(r.env.Stdout, "  in other shards, so not counted: %s\n", someNames(termsafe.Strings(cv.OtherShards)))
+		}
 		if len(cv.NotInInventory) > 0 {
 			fmt.Fprintf(r.env.Stdout, "  not in the inventory, so not counted: %s\n", someNames(termsafe.Strings(cv.NotInInventory)))
 		}
@@ -196,37 +208,38 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 	return nil
 }
 
-// publishTenants is the tenants --inventory (and --shard) select, or nil
-// without --inventory. The inventory is read as snapshot reads it, its
+// publishTenants is the tenants --inventory (and --shard) select, and all
+// the inventory's, or nil without --inventory. The inventory is read as snapshot reads it, its
 // environment references resolved, so that a broken one is refused before
 // anything is written.
-func (r *runner) publishTenants(o publishOptions) ([]string, error) {
+func (r *runner) publishTenants(o publishOptions) (only, all []string, err error) {
 	if o.inventory == "" {
 		if o.shard != "" {
-			return nil, &exitError{ExitUsage, errors.New("--shard needs --inventory: a shard is a part of an inventory's tenants")}
+			return nil, nil, &exitError{ExitUsage, errors.New("--shard needs --inventory: a shard is a part of an inventory's tenants")}
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	has := func(string) bool { return true }
 	if o.shard != "" {
 		shard, err := snapshot.ParseShard(o.shard)
 		if err != nil {
-			return nil, &exitError{ExitUsage, err}
+			return nil, nil, &exitError{ExitUsage, err}
 		}
 		has = shard.Has
 	}
 	inv, err := inventory.Load(o.inventory, r.env.LookupEnv)
 	if err != nil {
-		return nil, fail("%v", err)
+		return nil, nil, fail("%v", err)
 	}
 	r.redactor.Add(inv.Secrets()...)
-	only := []string{}
+	only = []string{}
 	for _, t := range inv.Tenants {
+		all = append(all, t.Name)
 		if has(t.Name) {
 			only = append(only, t.Name)
 		}
 	}
-	return only, nil
+	return only, all, nil
 }
 
 // shardText is " (shard K/N)", or "" without one.

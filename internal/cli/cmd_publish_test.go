@@ -308,12 +308,24 @@ func TestPublishCountsOverAnInventory(t *testing.T) {
 	}
 	// Shard 0/2 or 1/2 holds "new"; the other shard, with "a", is complete.
 	var codes []int
+	others := 0
 	for k := range 2 {
 		r := run(t, nil, "--evidence", store, "publish", dest(fmt.Sprintf("shard%d.db", k)), "--inventory", dest("ab.yaml"), "--shard", fmt.Sprintf("%d/2", k))
 		codes = append(codes, r.code)
 		if !strings.Contains(r.stdout, fmt.Sprintf("(shard %d/2)", k)) {
 			t.Errorf("shard %d: %q", k, r.stdout)
 		}
+		// Found by review: a tenant of another shard was called not in
+		// the inventory.
+		if !strings.Contains(r.stdout, "not in the inventory, so not counted: left\n") {
+			t.Errorf("shard %d names tenants of other shards as not in the inventory: %q", k, r.stdout)
+		}
+		if strings.Contains(r.stdout, "in other shards, so not counted: a\n") {
+			others++
+		}
+	}
+	if others != 1 {
+		t.Errorf("a is in the other shard of one of the two shards, named so %d times", others)
 	}
 	if slices.Sort(codes); !slices.Equal(codes, []int{0, 3}) {
 		t.Errorf("shards of {a, new}: exit codes %v, want one 0 (a's) and one 3 (new's)", codes)

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,14 +64,24 @@ func TestAPlanReadingAnotherDatabaseThanTheEvidenceWasListedFrom(t *testing.T) {
 	if writesIn(moved, "beta") != 0 || writesIn(moved, "alpha") != 2 || !strings.Contains(res.stderr, "its evidence was listed from") {
 		t.Fatalf("beta re-pointed: %d writes in beta, %d in alpha\n%s", writesIn(moved, "beta"), writesIn(moved, "alpha"), res.stderr)
 	}
+	// Found by the next review: a snapshot run again after the DSN moved
+	// listed beta from the copy, and the plan, comparing with the latest
+	// listing alone, planned beta there unsaid. Every database its
+	// listings name counts.
+	if res := run(t, f.env, "--evidence", f.evidence, "snapshot", "--inventory", f.inventory); res.code != 0 {
+		t.Fatalf("snapshot again: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	if res, again := planTo("again.json"); writesIn(again, "beta") != 0 || !strings.Contains(res.stderr, "its evidence was listed from") {
+		t.Fatalf("beta re-pointed and snapshotted again: %d writes in beta\n%s", writesIn(again, "beta"), res.stderr)
+	}
 	res, allowed := planTo("allowed.json", "--allow-moved", "beta", "--report", filepath.Join(f.dir, "allowed.md"))
-	var from string
+	var from []string
 	for _, d := range allowed.Databases {
 		if d.Tenant == "beta" {
 			from = d.MovedFrom
 		}
 	}
-	if writesIn(allowed, "beta") != 2 || from == "" || !strings.Contains(res.stderr, "--allow-moved") {
+	if writesIn(allowed, "beta") != 2 || len(from) != 1 || !strings.Contains(res.stderr, "--allow-moved") {
 		t.Fatalf("--allow-moved beta: %d writes, moved_from %q\n%s", writesIn(allowed, "beta"), from, res.stderr)
 	}
 	if report, err := os.ReadFile(filepath.Join(f.dir, "allowed.md")); err != nil || !strings.Contains(string(report), "**Moved tenant** beta") {
@@ -77,8 +90,8 @@ func TestAPlanReadingAnotherDatabaseThanTheEvidenceWasListedFrom(t *testing.T) {
 	approve := func(path string) result {
 		return runAt(t, nil, "--evidence", f.evidence, "approve", filepath.Join(f.dir, path), "--by", "bob", "--cp", cp, "--catalog", catalog)
 	}
-	if res := approve("allowed.json"); res.code != 0 {
-		t.Fatalf("approve the plan that says beta moved: %d %s", res.code, res.stderr)
+	if res := approve("allowed.json"); res.code != 0 || !strings.Contains(res.stdout, "moved tenant beta: its writes go to") {
+		t.Fatalf("approve the plan that says beta moved: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 
 	// The honest plan's beta database edited to name the copy, re-sealed:
@@ -102,6 +115,32 @@ func TestAPlanReadingAnotherDatabaseThanTheEvidenceWasListedFrom(t *testing.T) {
 	})
 	if res := approve("forged.json"); res.code != 1 || !strings.Contains(res.stderr, "its evidence was listed from") {
 		t.Fatalf("approve a plan naming beta's copy, the move unsaid: %d %s", res.code, res.stderr)
+	}
+	// Found by the next review: a second beta entry naming the copy, put
+	// before the honest one, was what apply read while the check read the
+	// other. A plan names each tenant once.
+	b, err := os.ReadFile(filepath.Join(f.dir, "honest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var twice plan.Plan
+	if err := json.Unmarshal(b, &twice); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(twice.Databases, func(d plan.TenantDatabase) bool { return d.Tenant == "beta" })
+	twice.Databases = slices.Insert(twice.Databases, i, plan.TenantDatabase{Tenant: "beta", Database: copyDB})
+	twice.Seal()
+	var buf bytes.Buffer
+	if err := twice.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.dir, "twice.json"), buf.String())
+	if res := approve("twice.json"); res.code != 1 || !strings.Contains(res.stderr, "more than once") {
+		t.Fatalf("approve a plan naming beta twice: %d %s", res.code, res.stderr)
+	}
+	res = runAt(t, f.env, "--evidence", f.evidence, "apply", "--inventory", f.inventory, "--plan", filepath.Join(f.dir, "twice.json"), "--execute", "--operator", "ops")
+	if res.code != 1 || !strings.Contains(res.stderr, "more than once") {
+		t.Fatalf("apply --execute of a plan naming beta twice: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 	approveRaw(t, filepath.Join(f.dir, "forged.json"))
 	res = runAt(t, f.env, "--evidence", f.evidence, "apply", "--inventory", f.inventory, "--plan", filepath.Join(f.dir, "forged.json"), "--execute", "--operator", "ops")

@@ -156,7 +156,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 		// lower-cased, spaces as dashes), and says container either way.
 		// A name that is another workspace's container name would read
 		// that workspace's config as this one's.
-		if other := placeholder.OthersContainer(platformContainerName(v.Name), v.WorkspaceID); other != "" {
+		if other := namedLikeOthersContainer(v.Name, v.WorkspaceID); other != "" {
 			outcome, why = NotLive, fmt.Sprintf("not live: the workspace's name %q is the platform's container name for another workspace (%s); "+
 				"when its own container is not running the files API reads that one, and says container either way; its bytes are not kept", r.redact(v.Name), other)
 			content, nameChosen = nil, true
@@ -433,8 +433,16 @@ func (filesAPIKind) collect(c *Collector, a attempt, v placeholder.Values, r *Re
 	c.collectFilesAPI(a, v, r)
 }
 
-// platformContainerName is the container name the platform's files API
-// derives from a workspace's name: LOWER(REPLACE(name, ' ', '-')).
-func platformContainerName(name string) string {
-	return strings.ToLower(strings.ReplaceAll(name, " ", "-"))
+// namedLikeOthersContainer says why a workspace's name leads the
+// platform's files API to another workspace's container, or "". The
+// platform's findContainer derives LOWER(REPLACE(name, ' ', '-')); the name
+// is also tried trimmed of any white space around it, so that no spelling
+// of the same name gets past (the platform trims names elsewhere).
+func namedLikeOthersContainer(name, workspaceID string) string {
+	for _, n := range []string{name, strings.TrimSpace(name)} {
+		if other := placeholder.OthersContainer(strings.ToLower(strings.ReplaceAll(n, " ", "-")), workspaceID); other != "" {
+			return other
+		}
+	}
+	return ""
 }

@@ -665,3 +665,31 @@ func TestFilesAPIWorkspaceNamedLikeAnotherContainer(t *testing.T) {
 		}
 	}
 }
+
+// Found by the next review: a name with white space around it, which the
+// platform trims elsewhere, got past the check. Every spelling of another
+// workspace's container name is caught; this workspace's own, and other
+// names, are not.
+func TestNamedLikeOthersContainer(t *testing.T) {
+	own, other := wsID(5), wsID(4)
+	for _, tc := range []struct {
+		name    string
+		flagged bool
+	}{
+		{"ws-" + other, true},
+		{"WS-" + strings.ToUpper(other), true},
+		{" ws-" + other, true},
+		{"ws-" + other + " ", true},
+		{"ws-" + other + "\u00a0", true},
+		{"\tWS-" + other, true},
+		{"wsdesk-" + other, true},
+		{"ws-9f1e2d3c-4b5", true}, // the legacy ws-<12 characters> of another id
+		{"ws-" + own, false},
+		{"SEO Agent", false},
+		{"ws agent", false},
+	} {
+		if got := namedLikeOthersContainer(tc.name, own) != ""; got != tc.flagged {
+			t.Errorf("%q: flagged %v, want %v", tc.name, got, tc.flagged)
+		}
+	}
+}

@@ -482,4 +482,12 @@ func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result
 		r.Outcome, r.Source, r.Content = NotLive, cls, nil
 		r.Reason = fmt.Sprintf("not live: the answer names source %s (X-Molecule-Files-Source), not the workspace; its bytes are not kept", cls)
 	}
+	// Pointed at the platform's files API, it reads a container named
+	// like the workspace when the workspace's own is down, as files_api
+	// does (namedLikeOthersContainer).
+	if other := namedLikeOthersContainer(v.Name, v.WorkspaceID); r.Outcome == Captured && other != "" {
+		r.Outcome, r.Content = NotLive, nil
+		r.Reason = fmt.Sprintf("not live: the workspace's name %q is the platform's container name for another workspace (%s); "+
+			"the platform's files API reads that one when the workspace's own container is not running; its bytes are not kept", r.redact(v.Name), other)
+	}
 }

@@ -399,3 +399,23 @@ func TestHTTPAnswerNamingAFallbackSourceIsNotLive(t *testing.T) {
 		}
 	}
 }
+
+// Found by the next review: an http collector pointed at the platform's
+// files API read a workspace named like another workspace's container from
+// that container, as files_api did; it is not live now either.
+func TestHTTPWorkspaceNamedLikeAnotherContainerIsNotLive(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"path":"config.yaml","content":"name: Victim\n","size":13}`)
+	}))
+	defer srv.Close()
+	c := same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/workspaces/{workspace_id}/files/config.yaml?root=/configs", JSONField: "content"})
+	const other = "9f1e2d3c-4b5a-4678-9abc-def012345678"
+	r := c.Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: testWS, Name: "ws-" + other})
+	if r.Outcome != NotLive || r.Content != nil || !strings.Contains(r.Reason, "another workspace") {
+		t.Errorf("named ws-%s: %s, %d bytes: %s", other, r.Outcome, len(r.Content), r.Reason)
+	}
+	r = c.Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: testWS, Name: "SEO Agent"})
+	if r.Outcome != Captured {
+		t.Errorf("named SEO Agent: %s: %s", r.Outcome, r.Reason)
+	}
+}

@@ -168,16 +168,17 @@ func (s *Store) listingSelect() string {
 	return "SELECT id, tenant, at, outcome, reason, rows, " + database + ", prev_hash, hash FROM listings"
 }
 
-// ListedDatabases returns, per tenant, the database its latest successful
-// listing names ("" when that listing names none), without reading the
-// listings' rows: a plan of 100,000 workspaces checks it for every tenant.
-func (s *Store) ListedDatabases(ctx context.Context) (map[string]string, error) {
-	out := map[string]string{}
+// ListedDatabases returns, per tenant, every database its successful
+// listings name, sorted, without reading the listings' rows: a plan checks
+// the tenant's evidence came from the one database it reads, and a later
+// snapshot of another database does not hide an earlier one.
+func (s *Store) ListedDatabases(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
 	if s.version < 11 {
 		return out, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT tenant, coalesce(database, '') FROM listings
-  WHERE id IN (SELECT max(id) FROM listings WHERE outcome = 'listed' GROUP BY tenant)`)
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT tenant, database FROM listings
+  WHERE outcome = 'listed' AND database IS NOT NULL AND database <> '' ORDER BY tenant, database`)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +188,7 @@ func (s *Store) ListedDatabases(ctx context.Context) (map[string]string, error) 
 		if err := rows.Scan(&t, &d); err != nil {
 			return nil, err
 		}
-		out[t] = d
+		out[t] = append(out[t], d)
 	}
 	return out, rows.Err()
 }

@@ -366,7 +366,7 @@ func (p *Platform) listFiles(w http.ResponseWriter, r *http.Request) {
 // answers from the host mirror.
 func (p *Platform) findContainer(id string, ws Workspace) (string, bool) {
 	names := []string{"ws-" + id}
-	if n := NormalizeName(ws.Name); plainName(n) {
+	if n := ContainerName(ws.Name); plainName(n) {
 		names = append(names, n)
 	}
 	for _, n := range names {
@@ -388,10 +388,18 @@ func (p *Platform) mirror(id string) (string, bool) {
 
 func isEC2(instanceID string) bool { return len(instanceID) > 2 && strings.HasPrefix(instanceID, "i-") }
 
-// NormalizeName is the folder (and container) name the platform derives
-// from a workspace name: lower case, spaces as dashes.
+// NormalizeName is the template folder name the platform derives from a
+// workspace name: trimmed, lower case, spaces as dashes (templates.go
+// normalizeName).
 func NormalizeName(name string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), " ", "-")
+}
+
+// ContainerName is the container name the platform's findContainer tries
+// for a workspace name when its own container is not running: SQL's
+// LOWER(REPLACE(name, ' ', '-')), not trimmed.
+func ContainerName(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, " ", "-"))
 }
 
 // plainName accepts one path element that names nothing above it.
