@@ -434,6 +434,7 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 	tr := e.runs[i]
 	tr.mu.Lock()
 	tr.threshold = min(e.o.MisconfiguredAfter, len(todo))
+	tr.shared = sharedInstances(rows)
 	tr.mu.Unlock()
 	e.sched.add(i, todo)
 }
@@ -464,6 +465,10 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 	t := e.tenants[ti]
 	chain := e.chains[ti]
 	v := Values(t.Name, it.row)
+	tr := e.runs[ti]
+	tr.mu.Lock()
+	v.InstanceShared = tr.shared[v.InstanceID]
+	tr.mu.Unlock()
 	for it.pos < len(chain) {
 		if e.runs[ti].isStopped() {
 			break
@@ -626,6 +631,27 @@ type tenantRun struct {
 	threshold int     // 404s that stop the tenant
 	held      []*item // items whose 404 waits for the tenant to be verified or stopped
 	stopped   string  // why the tenant was stopped; "" while it runs
+	// shared are the instance ids more than one of the tenant's live rows
+	// name; set once, before any of its items is queued.
+	shared map[string]bool
+}
+
+// sharedInstances are the instance ids more than one of rows names: a
+// container named by one would be read as each of their configs.
+func sharedInstances(rows []workspace.Row) map[string]bool {
+	n := map[string]int{}
+	for _, r := range rows {
+		if id := r.Instance(); id != "" {
+			n[id]++
+		}
+	}
+	shared := map[string]bool{}
+	for id, c := range n {
+		if c > 1 {
+			shared[id] = true
+		}
+	}
+	return shared
 }
 
 func (tr *tenantRun) isStopped() bool {

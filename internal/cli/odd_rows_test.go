@@ -47,3 +47,35 @@ func TestOddUpdatedAtValuesNeitherStopTheRunNorTheTenant(t *testing.T) {
 		t.Errorf("audit: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 }
+
+// Found by the third review: a row given another row's instance_id (on a
+// hosted server, the container's name) was captured from that container,
+// the other workspace's config stored as its evidence. When more than one
+// live row of a tenant names an instance_id, a collector reading by it
+// ({instance_id}, {container}) fails them: nothing says whose it is.
+func TestASharedInstanceIDFailsTheCapturesThatUseIt(t *testing.T) {
+	dir := t.TempDir()
+	dsn := pgtest.NewTenantDB(t)
+	victim, copier, alone := uuidFor(93, 1), uuidFor(93, 2), uuidFor(93, 3)
+	insertRows(t, dsn, ws{id: victim, name: "victim", instance: "mol-ws-victim-a9f3044fa3f2"},
+		ws{id: copier, name: "copier", instance: "mol-ws-victim-a9f3044fa3f2"}, ws{id: alone, name: "alone", instance: "mol-ws-alone-0b1c2d3e4f50"})
+	root := filepath.Join(dir, "hosts")
+	writeFile(t, filepath.Join(root, "mol-ws-victim-a9f3044fa3f2", "config.yaml"), seoConfig)
+	writeFile(t, filepath.Join(root, "mol-ws-alone-0b1c2d3e4f50", "config.yaml"), seoConfig)
+	inv := writeFile(t, filepath.Join(dir, "inventory.yaml"), fmt.Sprintf(
+		"version: 1\ntenants:\n  - name: acme\n    dsn: %q\n    collector:\n      file: \"%s/{instance_id}/config.yaml\"\n", dsn, root))
+	store := filepath.Join(dir, "evidence.db")
+	res := run(t, nil, "--evidence", store, "snapshot", "--inventory", inv, "--retries", "0")
+	got := storedCaptures(t, store)
+	if res.code != 3 || got[alone].outcome != "captured" {
+		t.Fatalf("snapshot: %d, alone %q\n%s%s", res.code, got[alone].outcome, res.stdout, res.stderr)
+	}
+	for _, id := range []string{victim, copier} {
+		if got[id].outcome != "failed" || len(got[id].content) != 0 {
+			t.Errorf("%s sharing an instance_id: %q with %d bytes", id, got[id].outcome, len(got[id].content))
+		}
+	}
+	if !strings.Contains(res.stdout+res.stderr, "names it too") {
+		t.Errorf("no reason given:\n%s%s", res.stdout, res.stderr)
+	}
+}

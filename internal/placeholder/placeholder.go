@@ -19,6 +19,10 @@ type Values struct {
 	// Name is the workspace row's name. It fills no placeholder; the files
 	// API finds a container by it when the workspace's own is not running.
 	Name string
+	// InstanceShared: another live row of the tenant names the same
+	// instance_id, so {instance_id} and {container} cannot say whose
+	// container it is.
+	InstanceShared bool
 }
 
 // Placeholder names, as written between braces in a template.
@@ -152,6 +156,9 @@ func value(name string, v Values) (string, error) {
 	if (name == InstanceID || name == Container) && v.InstanceID != "" {
 		if why := OthersContainer(v.InstanceID, v.WorkspaceID); why != "" {
 			return "", fmt.Errorf("invalid %s %q: %s", InstanceID, v.InstanceID, why)
+		}
+		if v.InstanceShared {
+			return "", fmt.Errorf("invalid %s %q: another live workspace of the tenant names it too, so nothing says whose container it is", InstanceID, v.InstanceID)
 		}
 	}
 	return val, nil
