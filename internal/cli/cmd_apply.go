@@ -121,6 +121,17 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 	if w.concurrency < 1 || w.lockTimeout <= 0 || w.statementTimeout <= 0 || canary < 0 {
 		return o, nil, &exitError{ExitUsage, errors.New("--tenant-concurrency, --lock-timeout and --statement-timeout must be positive, --canary not negative")}
 	}
+	if a != nil {
+		// The canary flags were read from these variables once; a runbook
+		// that still sets one means a canary, and must not get the whole
+		// plan written instead.
+		for _, name := range []string{"BACKFILL_CANARY", "BACKFILL_CANARY_TENANT"} {
+			if v, ok := r.env.LookupEnv(name); ok && v != "" {
+				return o, nil, &exitError{ExitUsage, fmt.Errorf("%s is set, but the canary is chosen on the command line only (--canary, --canary-tenant): "+
+					"pass it there, or unset %s", name, name)}
+			}
+		}
+	}
 	inv, err := inventory.Load(w.inventory, r.env.LookupEnv)
 	if err != nil {
 		return o, nil, fail("%v", err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +13,8 @@ import (
 // next apply a canary again, and a BACKFILL_TENANT left in a shell limited
 // a rollback to one tenant; both exited 0 with "complete": true and
 // nothing in the JSON or the log said the run covered part of the plan.
-// The canary flags are now command line only, and a run limited by
+// The canary flags are now command line only (a canary variable still set
+// is refused), and a run limited by
 // --tenant says so in the log and in --json's scope, naming where the
 // patterns came from.
 func TestALeftoverCanaryOrTenantDoesNotPassForTheWholePlan(t *testing.T) {
@@ -23,12 +25,30 @@ func TestALeftoverCanaryOrTenantDoesNotPassForTheWholePlan(t *testing.T) {
 		Counts   map[string]int `json:"counts"`
 		Scope    *writeScope    `json:"scope"`
 	}
-	t.Setenv("BACKFILL_CANARY", "1")
-	t.Setenv("BACKFILL_CANARY_TENANT", "acme")
+	// A canary variable set (as a runbook written when they were read
+	// might) is refused, not ignored: ignored, the whole plan would be
+	// written where a canary was meant.
+	for _, name := range []string{"BACKFILL_CANARY", "BACKFILL_CANARY_TENANT"} {
+		env := maps.Clone(f.env)
+		env[name] = "1"
+		t.Setenv(name, "1")
+		res := runAt(t, env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+		if res.code != 2 || !strings.Contains(res.stderr, name+" is set") {
+			t.Fatalf("apply with %s set: %d %s%s", name, res.code, res.stdout, res.stderr)
+		}
+		os.Unsetenv(name)
+	}
+	for tenant, names := range agreed {
+		for _, n := range names {
+			if s := f.row(t, tenant, n); s.template != "" {
+				t.Fatalf("%s/%s written by a refused apply", tenant, n)
+			}
+		}
+	}
 	res := f.apply(t, "--execute", "--json")
 	var d doc
 	if err := json.Unmarshal([]byte(res.stdout), &d); err != nil || res.code != 0 || !d.Complete || d.Counts["applied"] != 3 || d.Scope != nil {
-		t.Fatalf("apply with BACKFILL_CANARY and BACKFILL_CANARY_TENANT set: %d %v %+v\n%s", res.code, err, d, res.stderr)
+		t.Fatalf("apply: %d %v %+v\n%s", res.code, err, d, res.stderr)
 	}
 	for tenant, names := range agreed {
 		for _, n := range names {
