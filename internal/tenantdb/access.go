@@ -10,7 +10,7 @@ import (
 	"backfill/internal/workspace"
 )
 
-// ListedColumns are the columns of public.workspaces a listing (ListLive,
+// ListedColumns are the columns of public.workspaces a listing (ListLiveIdentified,
 // ListAll) reads: the role that snapshots and plans needs SELECT on each,
 // and on nothing else. rowColumns is the query text over the same list.
 var ListedColumns = []string{"id", "name", "runtime", "template", "status", "kind", "instance_id", "updated_at"}
@@ -120,7 +120,7 @@ func CheckAccess(ctx context.Context, tx pgx.Tx) (Access, error) {
 	return a, nil
 }
 
-// LiveRows is ListLive's query run in tx, for a caller that checks the
+// LiveRows is ListLiveIdentified's query run in tx, for a caller that checks the
 // session before listing in the same transaction.
 func LiveRows(ctx context.Context, tx pgx.Tx) ([]workspace.Row, error) {
 	rows, err := tx.Query(ctx, liveQuery)

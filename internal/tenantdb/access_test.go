@@ -85,8 +85,8 @@ func access(t *testing.T, dsn string) Access {
 // TestCheckAccessNamesTheMissingGrant: CheckAccess names what a role lacks
 // for a listing (schema USAGE, SELECT on the table or on some of its
 // columns), reading nothing from the table; SELECT on exactly
-// ListedColumns is enough for ListLive, and without any one of them
-// ListLive fails, so the list and the listing's query cannot drift apart.
+// ListedColumns is enough for ListLiveIdentified, and without any one of them
+// ListLiveIdentified fails, so the list and the listing's query cannot drift apart.
 func TestCheckAccessNamesTheMissingGrant(t *testing.T) {
 	dsn := seed(t)
 	name, as := role(t, dsn)
@@ -105,24 +105,24 @@ func TestCheckAccessNamesTheMissingGrant(t *testing.T) {
 	if a.OK() || !slices.Equal(a.Missing(), []string{"SELECT on public.workspaces (template, status, kind, instance_id, updated_at)"}) {
 		t.Fatalf("some columns: %+v %q", a, a.Missing())
 	}
-	if _, err := ListLive(ctx, as, Options{}); !isPermissionDenied(err) {
-		t.Fatalf("ListLive with some columns: %v", err)
+	if _, _, err := ListLiveIdentified(ctx, as, Options{}); !isPermissionDenied(err) {
+		t.Fatalf("ListLiveIdentified with some columns: %v", err)
 	}
 
 	exec(t, dsn, fmt.Sprintf("GRANT SELECT (%s) ON workspaces TO %s", strings.Join(ListedColumns, ", "), name))
 	if a = access(t, as); !a.OK() || len(a.Missing()) != 0 || a.Fix() != "" {
 		t.Fatalf("the listed columns: %+v %q", a, a.Missing())
 	}
-	if rows, err := ListLive(ctx, as, Options{}); err != nil || len(rows) != 2 {
-		t.Fatalf("ListLive with SELECT on the listed columns: %d rows, %v", len(rows), err)
+	if rows, _, err := ListLiveIdentified(ctx, as, Options{}); err != nil || len(rows) != 2 {
+		t.Fatalf("ListLiveIdentified with SELECT on the listed columns: %d rows, %v", len(rows), err)
 	}
 	for _, col := range ListedColumns {
 		exec(t, dsn, fmt.Sprintf("REVOKE SELECT (%s) ON workspaces FROM %s", col, name))
 		if a = access(t, as); a.OK() || !slices.Equal(a.NoSelect, []string{col}) {
 			t.Errorf("without %s: %+v", col, a)
 		}
-		if _, err := ListLive(ctx, as, Options{}); !isPermissionDenied(err) {
-			t.Errorf("ListLive without SELECT on %s: %v, want permission denied", col, err)
+		if _, _, err := ListLiveIdentified(ctx, as, Options{}); !isPermissionDenied(err) {
+			t.Errorf("ListLiveIdentified without SELECT on %s: %v, want permission denied", col, err)
 		}
 		exec(t, dsn, fmt.Sprintf("GRANT SELECT (%s) ON workspaces TO %s", col, name))
 	}

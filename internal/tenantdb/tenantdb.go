@@ -154,21 +154,15 @@ const rowColumns = `id::text, name, coalesce(runtime, ''), template, coalesce(st
   CASE WHEN isfinite(updated_at) AND updated_at >= '0001-01-01 00:00:00+00' AND updated_at < '10000-01-01 00:00:00+00'
     THEN updated_at ELSE 'epoch'::timestamptz END`
 
-// ListLive returns every workspace whose status is not 'removed', those with
-// an empty template first, read in a READ ONLY transaction so that a bug here
-// can never write.
+// ListLiveIdentified returns every workspace whose status is not
+// 'removed', those with an empty template first, and names the database it
+// read, in a READ ONLY transaction so that a bug here can never write. A
+// snapshot's or audit's listing records that database, so that a DSN
+// pointed at another one is noticed.
 //
-// After connect it is one round trip: BEGIN READ ONLY, the query and
+// After connect it is one round trip: BEGIN READ ONLY, the queries and
 // ROLLBACK are sent together, since a remote tenant is tens of milliseconds
 // away and a snapshot lists hundreds of them before capturing.
-func ListLive(ctx context.Context, dsn string, o Options) ([]workspace.Row, error) {
-	rows, _, err := readBatch(ctx, dsn, o, liveQuery, false)
-	return rows, err
-}
-
-// ListLiveIdentified is ListLive, also naming the database it read, in the
-// same round trip: an audit records it, so that a DSN pointed at another
-// database between two audits is noticed.
 func ListLiveIdentified(ctx context.Context, dsn string, o Options) ([]workspace.Row, Database, error) {
 	return readBatch(ctx, dsn, o, liveQuery, true)
 }

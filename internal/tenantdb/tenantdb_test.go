@@ -38,7 +38,7 @@ func seed(t *testing.T) string {
 }
 
 func TestListLiveSkipsRemovedAndPutsEmptyTemplatesFirst(t *testing.T) {
-	rows, err := ListLive(context.Background(), seed(t), Options{})
+	rows, _, err := ListLiveIdentified(context.Background(), seed(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestTransient(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ListLive(tc.ctx, tc.dsn, Options{ConnectTimeout: time.Second})
+			_, _, err := ListLiveIdentified(tc.ctx, tc.dsn, Options{ConnectTimeout: time.Second})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -191,7 +191,7 @@ func dbName(t *testing.T, dsn string) string {
 	return cfg.Database
 }
 
-// ListLive reads its rows in text format (one round trip, nothing described
+// ListLiveIdentified reads its rows in text format (one round trip, nothing described
 // first); they are the rows ListAll reads, to the microsecond, whatever the
 // session's time zone.
 func TestListLiveReadsWhatListAllReads(t *testing.T) {
@@ -209,7 +209,7 @@ func TestListLiveReadsWhatListAllReads(t *testing.T) {
 	if strings.Contains(dsn, "?") {
 		sep = "&"
 	}
-	live, err := ListLive(context.Background(), dsn+sep+"timezone=Europe/Berlin", Options{})
+	live, _, err := ListLiveIdentified(context.Background(), dsn+sep+"timezone=Europe/Berlin", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestListLiveReadsWhatListAllReads(t *testing.T) {
 		inst := r.Instance()
 		r.InstanceID = nil
 		if got := fmt.Sprintf("%+v %q", r, inst); got != byID[r.ID] {
-			t.Errorf("ListLive %s, ListAll %s", got, byID[r.ID])
+			t.Errorf("ListLiveIdentified %s, ListAll %s", got, byID[r.ID])
 		}
 		if !r.UpdatedAt.Equal(time.Date(2026, 3, 29, 1, 30, 0, 123456000, time.UTC)) || r.UpdatedAt.Location() != time.UTC {
 			t.Errorf("updated_at = %v", r.UpdatedAt)
@@ -253,7 +253,7 @@ func TestListingsAreOneRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
-	if _, err := ListLive(ctx, proxied, Options{}); err != nil {
+	if _, _, err := ListLiveIdentified(ctx, proxied, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	rows, db, err := ListAllIdentified(ctx, proxied, Options{})
@@ -261,7 +261,7 @@ func TestListingsAreOneRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s := turns.Ended(t, 3); s[1] != s[0] || s[2] != s[0] {
-		t.Fatalf("round trips per session %v: one query's, ListLive's, ListAllIdentified's; want all equal", s)
+		t.Fatalf("round trips per session %v: one query's, ListLiveIdentified's, ListAllIdentified's; want all equal", s)
 	}
 
 	direct, err := pgx.Connect(ctx, dsn)
