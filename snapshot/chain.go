@@ -17,6 +17,11 @@ import (
 // checks is what the snapshot will run. Errors name the inventory line and
 // the tenant, never an expanded value.
 func Chain(inv *inventory.Inventory, t inventory.Tenant, maxBytes int64, client *http.Client) ([]*collector.Collector, error) {
+	if inv.DatabasesOnly() {
+		// A programming error: such an inventory was read without its
+		// collectors, so there is nothing to build.
+		return nil, fmt.Errorf("%s: tenant %q: the inventory was loaded without its collectors", inv.Path, t.Name)
+	}
 	exp, raw := t.Collectors()
 	chain := make([]*collector.Collector, 0, len(exp))
 	for i := range exp {

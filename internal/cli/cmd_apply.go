@@ -132,7 +132,7 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 			}
 		}
 	}
-	inv, err := inventory.Load(w.inventory, r.env.LookupEnv)
+	inv, err := inventory.LoadDatabases(w.inventory, r.env.LookupEnv)
 	if err != nil {
 		return o, nil, fail("%v", err)
 	}

@@ -149,7 +149,7 @@ func (r *runner) runInspect(ctx context.Context, o inspectOptions) error {
 		return fail("workspace %s is in no listing and no capture of %s", id, store.Path())
 	}
 	if invPath := o.inventory; invPath != "" {
-		inv, err := inventory.Load(invPath, r.env.LookupEnv)
+		inv, err := inventory.LoadDatabases(invPath, r.env.LookupEnv)
 		if err != nil {
 			return fail("%v", err)
 		}

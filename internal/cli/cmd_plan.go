@@ -145,7 +145,7 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	if err != nil {
 		return b, nil, fail("inventory: %v", err)
 	}
-	inv, err := inventory.Parse(o.inventory, invBytes, r.env.LookupEnv)
+	inv, err := inventory.ParseDatabases(o.inventory, invBytes, r.env.LookupEnv)
 	if err != nil {
 		return b, nil, fail("%v", err)
 	}

@@ -227,7 +227,7 @@ func (r *runner) publishTenants(o publishOptions) (only, all []string, err error
 		}
 		has = shard.Has
 	}
-	inv, err := inventory.Load(o.inventory, r.env.LookupEnv)
+	inv, err := inventory.LoadDatabases(o.inventory, r.env.LookupEnv)
 	if err != nil {
 		return nil, nil, fail("%v", err)
 	}

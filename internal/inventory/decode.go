@@ -31,6 +31,8 @@ type parser struct {
 	getenv    func(string) (string, bool)
 	errs      []*Error
 	envValues []string
+	// databasesOnly: collectors are not read (LoadDatabases).
+	databasesOnly bool
 
 	// Aliases can make one node appear many times; each is validated once
 	// so that a small file cannot cost quadratic time or repeat its errors.
@@ -85,14 +87,15 @@ func (p *parser) parse(data []byte) *Inventory {
 	var defRaw, defExp []collector.Spec
 	defaultsState := "absent"
 	if d, ok := top["defaults"]; ok {
-		if df, ok := p.fields(d.val, "", "defaults", "collector", "collectors"); ok {
+		// LoadDatabases checks the keys and reads nothing under them.
+		if df, ok := p.fields(d.val, "", "defaults", "collector", "collectors"); ok && !p.databasesOnly {
 			if raw, exp, set, ok := p.chain(df, d.key.Line, ""); set {
 				defaultsState = "broken"
 				if ok {
 					defRaw, defExp, defaultsState = raw, exp, "ok"
 				}
 			}
-		} else {
+		} else if !ok {
 			defaultsState = "broken"
 		}
 	}
@@ -280,6 +283,9 @@ func (p *parser) tenant(n *yaml.Node, defRaw, defExp []collector.Spec, defaultsS
 		}
 	}
 
+	if p.databasesOnly {
+		return t, len(p.errs) == errs
+	}
 	if raw, exp, set, _ := p.chain(f, n.Line, label); set {
 		t.RawChain, t.Chain = raw, exp
 	} else {

@@ -63,7 +63,13 @@ type Inventory struct {
 	envValues []string
 	// digest is the sha256 hex of the file as read.
 	digest string
+	// databasesOnly: loaded by LoadDatabases, with no collectors.
+	databasesOnly bool
 }
+
+// DatabasesOnly reports whether the inventory was loaded by LoadDatabases or
+// ParseDatabases: its tenants have names and DSNs and no collectors.
+func (inv *Inventory) DatabasesOnly() bool { return inv != nil && inv.databasesOnly }
 
 // Digest is the sha256 hex of the inventory file's bytes as read: a plan
 // records it. A copy of the Inventory cut down to some tenants keeps the
@@ -134,14 +140,40 @@ func Load(path string, getenv func(string) (string, bool)) (*Inventory, error) {
 // line and, where one is involved, the tenant; several are joined with
 // errors.Join. No error ever contains an expanded value.
 func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inventory, error) {
+	return parse(name, data, getenv, false)
+}
+
+// LoadDatabases is Load for the commands that reach tenant databases and
+// collect nothing (plan, apply, rollback, show, publish): it reads each
+// tenant's name and DSN and leaves the collectors out. Their keys must still
+// be ones an inventory may have, but nothing under them is read, so the
+// files API tokens and an exec collector's variables need not be set where
+// these commands run, and a tenant may have no collector at all (a write
+// inventory holding the write role's DSNs needs none). The tenants' Chain,
+// RawChain, Collector and Raw are empty.
+func LoadDatabases(path string, getenv func(string) (string, bool)) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading inventory: %w", err)
+	}
+	return ParseDatabases(path, data, getenv)
+}
+
+// ParseDatabases is Parse as LoadDatabases reads: names and DSNs only.
+func ParseDatabases(name string, data []byte, getenv func(string) (string, bool)) (*Inventory, error) {
+	return parse(name, data, getenv, true)
+}
+
+func parse(name string, data []byte, getenv func(string) (string, bool), databasesOnly bool) (*Inventory, error) {
 	if getenv == nil {
 		getenv = os.LookupEnv
 	}
-	p := &parser{file: name, getenv: getenv}
+	p := &parser{file: name, getenv: getenv, databasesOnly: databasesOnly}
 	inv := p.parse(data)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
+	inv.databasesOnly = databasesOnly
 	inv.Path = name
 	sum := sha256.Sum256(data)
 	inv.digest = hex.EncodeToString(sum[:])

@@ -571,3 +571,73 @@ func TestDSNNamingAFileElsewhereLoads(t *testing.T) {
 		t.Fatalf("a DSN that does not parse: %v", err)
 	}
 }
+
+// The commands that collect nothing read names and DSNs alone: a files API
+// token or an exec collector's variable unset where plan or apply runs is
+// no error, a write inventory may list no collector, and none of the
+// collectors' values is read, so none becomes a secret to hold. What they
+// do read is checked as strictly as ever.
+func TestParseDatabases(t *testing.T) {
+	onlyDSN := func(name string) (string, bool) {
+		if name == "JRS_PG_PASSWORD" {
+			return "pg-Secret-111", true
+		}
+		return "", false
+	}
+	if _, err := Parse("inv.yaml", []byte(example), onlyDSN); err == nil {
+		t.Fatal("Parse accepted the example with its collectors' variables unset")
+	}
+	withExec := example + `  - name: docker-host
+    dsn: "host=db dbname=m"
+    collector:
+      exec: {argv: [docker, exec, "{container}", cat, /configs/config.yaml], env: [DOCKER_HOST_UNSET]}
+  - name: write-only
+    dsn: "postgres://backfill:${JRS_PG_PASSWORD}@other-db/molecule"
+`
+	// The example's other DSNs come from variables too.
+	env := func(name string) (string, bool) {
+		switch name {
+		case "CONCIERGE_DSN":
+			return "host=db dbname=concierge", true
+		case "PLAIN_PW":
+			return "kv-Secret-555", true
+		}
+		return onlyDSN(name)
+	}
+	inv, err := ParseDatabases("inv.yaml", []byte(withExec), env)
+	if err != nil {
+		t.Fatalf("ParseDatabases: %v", err)
+	}
+	if !inv.DatabasesOnly() {
+		t.Error("DatabasesOnly is false")
+	}
+	var names []string
+	for _, tn := range inv.Tenants {
+		names = append(names, tn.Name)
+		if tn.DSN == "" || len(tn.Chain) != 0 || len(tn.RawChain) != 0 || tn.Collector.Method != "" || tn.Raw.Method != "" {
+			t.Errorf("tenant %s: DSN %q, collectors %+v %+v", tn.Name, tn.DSN, tn.Chain, tn.Collector)
+		}
+	}
+	if len(names) < 4 || names[len(names)-1] != "write-only" {
+		t.Errorf("tenants %v", names)
+	}
+	if got := inv.Secrets(); !slices.Equal(got, []string{"pg-Secret-111", "host=db dbname=concierge", "kv-Secret-555"}) {
+		t.Errorf("secrets %q: only the DSNs' values were read", got)
+	}
+	if inv.Digest() == "" {
+		t.Error("no digest")
+	}
+
+	// What is read is checked: an unset DSN variable, a misspelt key (under
+	// a tenant or defaults), a duplicate tenant.
+	for _, tt := range []struct{ name, data, want string }{
+		{"unset dsn variable", "version: 1\ntenants:\n  - {name: a, dsn: \"${NOPE_DSN}\"}\n", `inv.yaml:3: tenant "a": ${NOPE_DSN} is not set (in dsn)`},
+		{"misspelt tenant key", "version: 1\ntenants:\n  - name: a\n    dsn: h=1\n    colector: {file: /x}\n", "colector"},
+		{"misspelt defaults key", "version: 1\ndefaults:\n  colectors: []\ntenants:\n  - {name: a, dsn: h=1}\n", "colectors"},
+		{"duplicate tenant", "version: 1\ntenants:\n  - {name: a, dsn: h=1}\n  - {name: a, dsn: h=2}\n", "duplicate tenant name"},
+	} {
+		if _, err := ParseDatabases("inv.yaml", []byte(tt.data), env); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
