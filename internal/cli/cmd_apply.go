@@ -28,7 +28,7 @@ import (
 // writeFlags are shared by apply and rollback.
 func writeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE` (tenant DSNs)"},
+		&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE` (tenant names and DSNs; collectors are not read)"},
 		&cli.StringFlag{Name: "plan", Required: true, EnvVars: envVar("plan"), Usage: "approved plan `FILE`, or a fingerprint (prefix) of a plan kept in the store"},
 		// Deliberately no BACKFILL_EXECUTE: a variable left in a shell must
 		// never turn a dry run into a production write.

@@ -26,7 +26,7 @@ func (r *runner) planCommand() *cli.Command {
 		Name:  "plan",
 		Usage: "reconcile evidence, CP records and the databases as they are now into a plan (phase two)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE`"},
+			&cli.StringFlag{Name: "inventory", Required: true, EnvVars: envVar("inventory"), Usage: "inventory `FILE` (tenant names and DSNs; collectors are not read)"},
 			&cli.StringFlag{Name: "cp", Required: true, EnvVars: envVar("cp"), Usage: "CP records: FILE.csv, FILE.json, FILE.yaml, or a postgres://… or host=… dbname=… DSN with --cp-query"},
 			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "one SELECT returning tenant, workspace_id, template (for a DSN --cp), run read-only"},
 			&cli.StringFlag{Name: "catalog", Required: true, EnvVars: envVar("catalog"), Usage: "template catalog `DIR`: the platform's template cache, a folder per template"},

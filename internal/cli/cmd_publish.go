@@ -209,8 +209,8 @@ func (r *runner) runPublish(ctx context.Context, o publishOptions) error {
 }
 
 // publishTenants is the tenants --inventory (and --shard) select, and all
-// the inventory's, or nil without --inventory. The inventory is read as snapshot reads it, its
-// environment references resolved, so that a broken one is refused before
+// the inventory's, or nil without --inventory. Its names and DSNs are read
+// (inventory.LoadDatabases), so that a broken one is refused before
 // anything is written.
 func (r *runner) publishTenants(o publishOptions) (only, all []string, err error) {
 	if o.inventory == "" {
