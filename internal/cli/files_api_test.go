@@ -331,3 +331,37 @@ exit 1
 		t.Fatalf("verify: %s%s", v.stdout, v.stderr)
 	}
 }
+
+// Found by review: the platform reads an EC2 workspace's files by its
+// instance_id, so two live rows naming one instance both got that
+// instance's config, captured from source eic. Both captures now fail,
+// as they do through {instance_id} and {container}, and the snapshot
+// says so (exit 3).
+func TestASharedEC2InstanceFailsThroughFilesAPI(t *testing.T) {
+	live := readLive(t, "custom-seo-agent.yaml")
+	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	f := newPlatformFleet(t)
+	const inst = "i-0123456789abcdef0"
+	f.tenant(t, "acme", 94, filesAPIYAML(srv.URL, true),
+		ws{name: "victim", instance: inst}, ws{name: "copier", instance: inst}, ws{name: "own", instance: "i-0fedcba9876543210"})
+	p.Put(f.ids["victim"], filesapi.MemoryWorkspace{Name: "victim", InstanceID: inst, EIC: &live})
+	p.Put(f.ids["copier"], filesapi.MemoryWorkspace{Name: "copier", InstanceID: inst, EIC: &live})
+	p.Put(f.ids["own"], filesapi.MemoryWorkspace{Name: "own", InstanceID: "i-0fedcba9876543210", EIC: &live})
+	f.write(t, "")
+	res := f.run(t, "snapshot", "--inventory", "inventory.yaml", "--retries", "0")
+	if res.code != 3 {
+		t.Errorf("snapshot exit %d, want 3\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	got := map[string]string{}
+	for _, c := range f.captures(t) {
+		got[c.WorkspaceID] = c.Outcome
+		if c.Outcome == evidence.Failed && (!strings.Contains(c.Reason, "is named by more than one live workspace") || c.Content != nil) {
+			t.Errorf("%s: %s", c.WorkspaceID, c.Reason)
+		}
+	}
+	if got[f.ids["victim"]] != evidence.Failed || got[f.ids["copier"]] != evidence.Failed || got[f.ids["own"]] != evidence.Captured {
+		t.Errorf("outcomes %v", got)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 
@@ -70,6 +69,7 @@ type listing struct {
 	source string // its class: one of source.Listed, or source.Missing or source.Unknown
 	has    bool   // config.yaml is in the listing
 	size   int64  // its listed size
+	dup    bool   // the listing names config.yaml more than once
 }
 
 func (l listing) sizeText() string {
@@ -103,6 +103,10 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	if !ok {
 		return
 	}
+	if why := sharedEC2Instance(v); why != "" {
+		fail(r, false, "%s", why)
+		return
+	}
 	headerVals := c.learn(r, vals[2:])
 	if a.interrupted(r) {
 		return
@@ -120,12 +124,8 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 
 	body, readSource, ok := c.filesGet(a, r, "read", readURL, names, headerVals, jsonLimit(c.maxBytes))
 	if !ok {
-		if r.Outcome == Gone && strings.Contains(r.Reason, errFileNotFound) && (first.source == source.TemplateDir || first.source == source.None) {
-			// The listing already said neither the container nor a host
-			// mirror answers: the read's 404 is about the fallback, not
-			// about the workspace's own config.
-			r.Outcome, r.NotFound = NotRunning, false
-			r.Reason += fmt.Sprintf("; the listing's source is %s: the workspace's container is not running and there is no host mirror", first.source)
+		if r.Outcome == Gone && strings.Contains(r.Reason, errFileNotFound) {
+			readNotFound(r, first)
 		}
 		return
 	}
@@ -183,12 +183,54 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	r.Provenance[provSource] = r.Source
 }
 
+// readNotFound settles a read's "file not found" 404 by the listing made
+// just before it, which found the workspace: the 404 says the workspace is
+// gone only when the listing leaves nothing else to say.
+func readNotFound(r *Result, first listing) {
+	defer func() { r.NotFound = r.Outcome == Gone }()
+	switch {
+	case first.source == source.TemplateDir || first.source == source.None:
+		// The listing already said neither the container nor a host
+		// mirror answers: the read's 404 is about the fallback, not
+		// about the workspace's own config.
+		r.Outcome = NotRunning
+		r.Reason += fmt.Sprintf("; the listing's source is %s: the workspace's container is not running and there is no host mirror", first.source)
+	case first.has:
+		// Over EC2 Instance Connect the platform answers 404 for any read
+		// that fails without output (sudo refused, the ssh cut at its
+		// deadline), and a container stopped between the two requests
+		// falls through to a mirror without the file: a fault, retried,
+		// never the file's absence.
+		fail(r, true, "%s; the %s listing just made shows config.yaml (%d bytes), so the read failed rather than found it absent", r.Reason, first.source, first.size)
+	case first.source == source.EIC:
+		// An EC2 instance's listing answers an empty list when its sudo
+		// find fails, and its read 404s when its sudo cat does.
+		fail(r, false, "%s; the eic listing shows no config.yaml, which is also what it answers when the instance refuses its sudo find: not taken for the config's absence", r.Reason)
+	}
+}
+
+// sharedEC2Instance says why a capture through the files API cannot be
+// told apart from another's: the platform reads an EC2 workspace's files
+// by its instance_id ("i-…"), so rows naming one instance would each get
+// that instance's config. "" when the row's instance is its own.
+func sharedEC2Instance(v placeholder.Values) string {
+	if !v.InstanceShared || !isEC2InstanceID(v.InstanceID) {
+		return ""
+	}
+	return fmt.Sprintf("instance_id %s is named by more than one live workspace of the tenant, and the files API reads an EC2 workspace by its instance_id: "+
+		"whose config it would answer, nothing says", v.InstanceID)
+}
+
+// isEC2InstanceID is the platform's test (files_backend_dispatch.go) for
+// an instance_id it reads over EC2 Instance Connect.
+func isEC2InstanceID(id string) bool { return len(id) > 2 && strings.HasPrefix(id, "i-") }
+
 // ofListedSize reports whether both listings show config.yaml at one size
 // and the read is that size less at most trimSlack: the only not-live
 // answer whose bytes are kept (a template folder's config.yaml, say).
 func ofListedSize(first, second listing, content []byte) bool {
 	n := rawLen(content)
-	return first.has && second.has && first.size == second.size && n <= first.size && first.size-n <= trimSlack
+	return first.has && second.has && !first.dup && !second.dup && first.size == second.size && n <= first.size && first.size-n <= trimSlack
 }
 
 // readAnswer is what judge needs of the read.
@@ -223,6 +265,8 @@ func judge(first, second listing, rd readAnswer) (Outcome, string, string) {
 		return NotLive, src, "not live: the listing sent no X-Molecule-Files-Source, so nothing says which source answered"
 	case src == source.Unknown:
 		return NotLive, src, fmt.Sprintf("not live: the listing names source %q, which backfill does not know", cut(first.raw))
+	case first.dup || second.dup:
+		return NotLive, src, fmt.Sprintf("not live: the %s listing names config.yaml more than once; a file name holding a line break forges a line of it, so nothing says which entry is the file", src)
 	case rd.source != source.Missing && rd.source != src:
 		return NotLive, src, fmt.Sprintf("not live: the read itself names source %s where the listings name %s", rd.source, src)
 	case !first.has:
@@ -270,21 +314,22 @@ func (c *Collector) filesList(a attempt, r *Result, step, u string, names, vals 
 		fail(r, false, "%s: the listing is not a JSON array of {path, size, dir}: %s", step, jsonErrText(err))
 		return l, false
 	}
+	n := 0
 	for _, e := range entries {
-		if !e.Dir && isConfigPath(e.Path) {
+		// Every source lists paths relative to the root, so the file is
+		// exactly "config.yaml". The container and EC2 listings are lines
+		// of a shell loop over find: a file name holding a line break
+		// forges a line, and with it a second config.yaml entry, sized by
+		// whatever the forged path stats to.
+		if e.Path != "config.yaml" {
+			continue
+		}
+		if n++; n == 1 && !e.Dir {
 			l.has, l.size = true, e.Size
-			break
 		}
 	}
+	l.dup = n > 1
 	return l, true
-}
-
-// isConfigPath reports whether a listed path is /configs/config.yaml: the
-// platform lists paths relative to the root, but a leading slash, "./" or
-// the root's own name are read the same way.
-func isConfigPath(p string) bool {
-	clean := path.Clean("/" + p)
-	return clean == "/config.yaml" || clean == "/configs/config.yaml"
 }
 
 // filesGet makes one request and returns its body and the class of its

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -77,8 +78,10 @@ func TestFilesAPIOutcomesBySource(t *testing.T) {
 			NotRunning, source.TemplateDir, "", `"file not found"; the listing's source is template-dir`, false},
 		{"mirror directory without the file", filesapi.MemoryWorkspace{Name: "a", MirrorDir: true},
 			Gone, source.HostMirror, "", "file not found in workspace /configs", true},
+		// An EC2 instance lists nothing, and 404s its read, when its sudo
+		// fails too: a failure to look into, never gone.
 		{"ec2 without the file", filesapi.MemoryWorkspace{Name: "a", InstanceID: "i-0abc"},
-			Gone, source.EIC, "", "file not found on workspace", true},
+			Failed, source.EIC, "", `"file not found on workspace"; the eic listing shows no config.yaml, which is also what it answers when the instance refuses its sudo find`, false},
 	}
 	base := platform(t, p)
 	for i, tc := range cases {
@@ -173,8 +176,10 @@ func TestFilesAPIMisconfiguredIsNotGone(t *testing.T) {
 		{"missing org", map[string]string{"Authorization": "Bearer " + apiToken}, wsID(3),
 			Failed, "collector misconfigured: check X-Molecule-Org-Id: HTTP 400 Bad Request TENANT_ORG_HEADER_REQUIRED", "list: HTTP 400", "TENANT_ORG_HEADER_REQUIRED"},
 		{"unknown workspace", goodHeaders(), wsID(9), Gone, "", `list: HTTP 404 Not Found "workspace not found"`, `{"error":"workspace not found"}`},
+		// The platform checks the token before the workspace: refused for
+		// one, refused for all, so the tenant stops.
 		{"bad token", map[string]string{"Authorization": "Bearer nope-nope", "X-Molecule-Org-Id": orgID}, wsID(3),
-			Failed, "", `HTTP 401 Unauthorized: unexpected status ("missing workspace auth token")`, "missing workspace auth token"},
+			Failed, "collector misconfigured: check the Authorization token", `list: HTTP 401 Unauthorized "missing workspace auth token": the files API refused the credentials`, "missing workspace auth token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -691,5 +696,119 @@ func TestNamedLikeOthersContainer(t *testing.T) {
 		if got := namedLikeOthersContainer(tc.name, own) != ""; got != tc.flagged {
 			t.Errorf("%q: flagged %v, want %v", tc.name, got, tc.flagged)
 		}
+	}
+}
+
+// listingServer answers listings with listing and source, and reads with
+// content (or status and its JSON error when status is not 200).
+func listingServer(t *testing.T, src, listing string, status int, content string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-RateLimit-Limit", "600")
+		if strings.HasSuffix(r.URL.Path, "/files") {
+			w.Header().Set("X-Molecule-Files-Source", src)
+			_, _ = w.Write([]byte(listing))
+			return
+		}
+		w.WriteHeader(status)
+		if status != http.StatusOK {
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": content})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": "config.yaml", "content": content, "size": len(content)})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Found by review: the container and EC2 listings are lines of a shell
+// loop over find, so a /configs file named "a\nconfig.yaml" forges a line
+// "config.yaml" sized by whatever that path stats to in the exec's working
+// directory. With config.yaml a link to a 3,000-byte secret and a
+// 3,000-byte file there, the first entry matched the read and the secret
+// was captured. A listing naming config.yaml twice is no evidence, its
+// bytes not kept; only the exact relative path the platform lists counts.
+func TestFilesAPIListingNamingConfigTwiceIsNotLive(t *testing.T) {
+	secret := "api_key: sk-live-" + strings.Repeat("s", 3000-len("api_key: sk-live-"))
+	for _, tc := range []struct{ name, listing string }{
+		{"forged first", `[{"path":"a","size":0,"dir":false},{"path":"config.yaml","size":3000,"dir":false},{"path":"config.yaml","size":15,"dir":false}]`},
+		{"forged last", `[{"path":"config.yaml","size":15,"dir":false},{"path":"config.yaml","size":3000,"dir":false}]`},
+		{"forged as a directory", `[{"path":"config.yaml","size":0,"dir":true},{"path":"config.yaml","size":3000,"dir":false}]`},
+	} {
+		base := listingServer(t, "container", tc.listing, http.StatusOK, secret)
+		r := filesAPI(t, base, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: wsID(3), Name: "x"})
+		if r.Outcome != NotLive || r.Content != nil || !strings.Contains(r.Reason, "names config.yaml more than once") {
+			t.Errorf("%s: %s from %s, %d bytes kept: %s", tc.name, r.Outcome, r.Source, len(r.Content), r.Reason)
+		}
+	}
+	// Spellings the platform never lists are not config.yaml.
+	for _, p := range []string{"./config.yaml", "/configs/config.yaml", "/config.yaml"} {
+		base := listingServer(t, "container", `[{"path":"`+p+`","size":12,"dir":false}]`, http.StatusOK, "name: other\n")
+		r := filesAPI(t, base, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: wsID(4), Name: "x"})
+		if r.Outcome != NotLive || !strings.Contains(r.Reason, "listing has no config.yaml") {
+			t.Errorf("listed as %q: %s: %s", p, r.Outcome, r.Reason)
+		}
+	}
+}
+
+// Found by review: the platform answers a read's 404 "file not found" for
+// more than the file's absence (over EC2 Instance Connect any read that
+// fails without output; a container stopped between listing and read falls
+// through to a mirror without it). After a listing that showed config.yaml
+// it is a failure, retried, never gone: gone lets --allow-gone pass it.
+func TestFilesAPIReadNotFoundAfterAListingShowingTheFileFails(t *testing.T) {
+	for _, tc := range []struct{ src, msg string }{{"eic", "file not found on workspace"}, {"container", "file not found in workspace /configs"}} {
+		base := listingServer(t, tc.src, `[{"path":"config.yaml","size":120,"dir":false}]`, http.StatusNotFound, tc.msg)
+		r := filesAPI(t, base, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{Tenant: "acme", WorkspaceID: wsID(6), Name: "x"})
+		if r.Outcome != Failed || !r.Transient || r.NotFound || !strings.Contains(r.Reason, "listing just made shows config.yaml (120 bytes)") {
+			t.Errorf("%s: %s transient=%v notFound=%v: %s", tc.src, r.Outcome, r.Transient, r.NotFound, r.Reason)
+		}
+	}
+}
+
+// Found by review: the platform reads an EC2 workspace's files by its
+// instance_id, so two live rows naming one instance each got that
+// instance's config, captured. Through files_api and http such a row's
+// capture fails; a shared instance_id that is not an EC2 id (a container
+// name) does not change what the files API reads, and an EC2 id of the
+// row's own is read as ever.
+func TestSharedEC2InstanceFailsFilesAPIAndHTTP(t *testing.T) {
+	live := "name: Custom\nruntime: hermes\n"
+	p := &filesapi.MemoryPlatform{Org: orgID, Token: apiToken}
+	base := platform(t, p)
+	const inst = "i-0123456789abcdef0"
+	p.Put(wsID(1), filesapi.MemoryWorkspace{Name: "a", InstanceID: inst, EIC: &live})
+	p.Put(wsID(2), filesapi.MemoryWorkspace{Name: "b", InstanceID: "mol-ws-b-1a2b", Running: true, Container: &live})
+	viaHTTP := same(t, Spec{Method: MethodHTTP, URL: base + "/workspaces/{workspace_id}/files/config.yaml?root=/configs", JSONField: "content", Headers: goodHeaders()})
+	for _, tc := range []struct {
+		name string
+		v    placeholder.Values
+		want Outcome
+	}{
+		{"shared EC2 instance", placeholder.Values{WorkspaceID: wsID(1), InstanceID: inst, InstanceShared: true}, Failed},
+		{"own EC2 instance", placeholder.Values{WorkspaceID: wsID(1), InstanceID: inst}, Captured},
+		{"shared container name", placeholder.Values{WorkspaceID: wsID(2), InstanceID: "mol-ws-b-1a2b", InstanceShared: true}, Captured},
+	} {
+		for _, c := range []*Collector{filesAPI(t, base, goodHeaders()), viaHTTP} {
+			r := c.Collect(timeoutCtx(t, 10*time.Second), tc.v)
+			if r.Outcome != tc.want || (tc.want == Failed && (!strings.Contains(r.Reason, "instance_id "+inst+" is named by more than one live workspace") || r.Content != nil)) {
+				t.Errorf("%s through %s: %s: %s", tc.name, c.spec.Method, r.Outcome, r.Reason)
+			}
+		}
+	}
+}
+
+// A 403 from the platform (an org token of another org) stops the tenant
+// as a 401 does: the token is checked before the workspace.
+func TestFilesAPIForbiddenIsATenantError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-RateLimit-Limit", "600")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"error":"org token not authorized for this workspace's org"}`))
+	}))
+	t.Cleanup(srv.Close)
+	r := filesAPI(t, srv.URL, goodHeaders()).Collect(timeoutCtx(t, 10*time.Second), placeholder.Values{WorkspaceID: wsID(7)})
+	if r.Outcome != Failed || !strings.HasPrefix(r.TenantError, "collector misconfigured: check the Authorization token") || r.Transient {
+		t.Fatalf("%s tenant=%q: %s", r.Outcome, r.TenantError, r.Reason)
 	}
 }

@@ -203,6 +203,12 @@ func classifyAnswer(r *Result, code int, h http.Header, body []byte, platform bo
 		r.NotFound = true
 	case code == http.StatusGone:
 		gone(r, "%s", status)
+	case platform && (code == http.StatusUnauthorized || code == http.StatusForbidden):
+		// The platform checks the token before it looks at the workspace
+		// (WorkspaceAuth): refused once, refused for every workspace, so
+		// each further request would only spend the org's shared budget.
+		fail(r, false, "%s %q: the files API refused the credentials", status, cut(r.redact(msg)))
+		r.TenantError = "collector misconfigured: check the Authorization token (and X-Molecule-Org-Id): " + r.Reason
 	case code == http.StatusBadRequest && errCode == codeOrgHeaderRequired:
 		fail(r, false, "%s %s: the request has no X-Molecule-Org-Id", status, codeOrgHeaderRequired)
 		r.TenantError = "collector misconfigured: check X-Molecule-Org-Id: " + r.Reason
@@ -472,6 +478,11 @@ func (httpKind) target(raw Spec, fill func(string) string) string {
 
 func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	r.Source = source.Unverified
+	if why := sharedEC2Instance(v); why != "" {
+		// Pointed at the platform's files API, it reads by instance_id too.
+		fail(r, false, "%s", why)
+		return
+	}
 	c.collectHTTP(a, v, r)
 	// An http collector pointed at the platform's files API cannot check
 	// where the read came from, but when the answer itself names a
