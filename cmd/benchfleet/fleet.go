@@ -123,7 +123,7 @@ func writeInventory(path string, f *benchFleet, dsn func(*benchTenant) string, a
 	for i := range f.tenants {
 		t := &f.tenants[i]
 		fmt.Fprintf(&b, "  - name: %s\n    dsn: %q\n    collector:\n      http:\n", t.name, dsn(t))
-		fmt.Fprintf(&b, "        url: \"http://%s/workspaces/{workspace_id}/files/config.yaml?root=/configs\"\n", apiAddr)
+		fmt.Fprintf(&b, "        url: \"http://%s/configs/{workspace_id}/config.yaml\"\n", apiAddr)
 		b.WriteString("        headers: {Authorization: \"Bearer ${BENCH_TOKEN}\"}\n        json_field: content\n")
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
@@ -144,7 +144,7 @@ func writeURLs(path string, f *benchFleet, apiAddr string) error {
 	var b strings.Builder
 	for _, t := range f.tenants {
 		for _, id := range t.ids {
-			fmt.Fprintf(&b, "http://%s/workspaces/%s/files/config.yaml?root=/configs\n", apiAddr, id)
+			fmt.Fprintf(&b, "http://%s/configs/%s/config.yaml\n", apiAddr, id)
 		}
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)

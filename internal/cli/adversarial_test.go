@@ -195,7 +195,7 @@ func newAdvFleet(t *testing.T, cases []advCase) *advFleet {
 	t.Cleanup(other.Close)
 	files := &filesapi.Server{Root: webRoot, Token: advToken}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /workspaces/{id}/files/config.yaml", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /configs/{id}/config.yaml", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		c := byID[id]
 		if n, ok := f.requests.Load(c.name); ok {
@@ -238,7 +238,7 @@ esac
 
 	collectors := map[string]string{
 		viaHTTP: fmt.Sprintf("    collector:\n      http:\n        url: %q\n        headers: {Authorization: \"Bearer ${WEB_TOKEN}\"}\n        json_field: content\n",
-			web.URL+"/workspaces/{workspace_id}/files/config.yaml?root=/configs"),
+			web.URL+"/configs/{workspace_id}/config.yaml"),
 		viaExec: fmt.Sprintf("    collector:\n      exec: [%q, \"{instance_id}\"]\n", script),
 		viaHang: fmt.Sprintf("    collector:\n      exec: [%q, \"{instance_id}\"]\n", script),
 		viaFile: fmt.Sprintf("    collector:\n      file: \"%s/{workspace_id}/config.yaml\"\n", fileRoot),

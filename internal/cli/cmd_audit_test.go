@@ -411,7 +411,7 @@ func TestAuditNamesAStoppedTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken := strings.Replace(string(b), "/workspaces/{workspace_id}/files/config.yaml", "/no-such-route/{workspace_id}", 1)
+	broken := strings.Replace(string(b), "/configs/{workspace_id}/config.yaml", "/no-such-route/{workspace_id}", 1)
 	if broken == string(b) {
 		t.Fatal("inventory rewrite failed")
 	}

@@ -76,7 +76,7 @@ func newFleet(t *testing.T, perTenant int, latency time.Duration) *fleet {
 			f.env["BETA_TOKEN"] = plantedToken
 			f.env["BETA_ORG"] = plantedOrgID
 			fmt.Fprintf(&tenantsYAML, "    collector:\n      http:\n        url: %q\n        headers: {Authorization: \"Bearer ${BETA_TOKEN}\", X-Molecule-Org-Id: \"${BETA_ORG}\"}\n        json_field: content\n",
-				srv.URL+"/workspaces/{workspace_id}/files/config.yaml?root=/configs")
+				srv.URL+"/configs/{workspace_id}/config.yaml")
 		case "gamma":
 			fmt.Fprintf(&tenantsYAML, "    collector:\n      file: \"%s/{workspace_id}/config.yaml\"\n", root)
 		}

@@ -302,7 +302,7 @@ func newShardFleet(t *testing.T) *shardFleet {
 			tok := strings.ToUpper(tenant) + "_TOKEN"
 			f.secrets[tok] = plantedToken
 			fmt.Fprintf(&inv, "    collector:\n      http:\n        url: %q\n        headers: {Authorization: \"Bearer ${%s}\"}\n        json_field: content\n",
-				srv.URL+"/workspaces/{workspace_id}/files/config.yaml?root=/configs", tok)
+				srv.URL+"/configs/{workspace_id}/config.yaml", tok)
 		} else {
 			fmt.Fprintf(&inv, "    collector:\n      file: \"%s/{workspace_id}/config.yaml\"\n", root)
 		}

@@ -169,7 +169,7 @@ func TestSecretsSweepEveryArtifact(t *testing.T) {
     collector:
       file: "%s/${GAMMA_DIR_TOKEN}/{workspace_id}/config.yaml"
 `, asUser(dsns["alpha"], "${ALPHA_PG_PASSWORD}"), filepath.Dir(liveDirs["alpha"]),
-		asUser(dsns["beta"], "${BETA_PG_PASSWORD}"), srv.URL+"/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+		asUser(dsns["beta"], "${BETA_PG_PASSWORD}"), srv.URL+"/configs/{workspace_id}/config.yaml",
 		sweepSecrets["literal header"], filepath.Dir(liveDirs["gamma"]))
 	unreachable := `  - name: delta
     dsn: "postgres://backfill:${DELTA_PG_PASSWORD}@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"

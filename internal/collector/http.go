@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -449,8 +450,14 @@ func (httpKind) decode(d Decoder, v Field, raw, exp *Spec) {
 	if f == nil {
 		return
 	}
-	if _, r, e, ok := decodeURL(d, f, v, "http", "url"); ok {
-		raw.URL, exp.URL = r, e
+	if line, r, e, ok := decodeURL(d, f, v, "http", "url"); ok {
+		if filesAPIRead.MatchString(e) {
+			d.Errorf(line, "http url is the platform's files API (/workspaces/…/files/…): when a workspace's container is down it answers "+
+				"from a template folder named like the workspace and says nothing of it; use the files_api collector, which lists /configs "+
+				"around each read to learn which source answered")
+		} else {
+			raw.URL, exp.URL = r, e
+		}
 	}
 	if h, ok := f["headers"]; ok {
 		decodeHeaders(d, h, raw, exp)
@@ -465,6 +472,10 @@ func (httpKind) decode(d Decoder, v Field, raw, exp *Spec) {
 		}
 	}
 }
+
+// filesAPIRead matches a URL whose path is the platform's files API for a
+// workspace: /workspaces/<id>/files, or anything below it.
+var filesAPIRead = regexp.MustCompile(`(?i)^[a-z][a-z0-9+.-]*://[^/?#]*(/[^?#]*)?/workspaces/[^/?#]+/files(/|[?#]|$)`)
 
 // target leaves out a password or token= written literally in the URL by
 // position, not only by value: it may be shorter than redaction's minimum.

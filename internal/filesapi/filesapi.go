@@ -13,10 +13,12 @@
 //     rate limit from workspaces held in memory, and counts requests, for
 //     tests of the files_api collector that set each place up by hand.
 //   - Server (below) is a plain one for tests and benchmarks that only need
-//     bytes served: GET /workspaces/{id}/files/config.yaml?root=/configs
-//     answers {"path","content","size"} from Root/<id>/config.yaml with an
+//     bytes served: GET /configs/{id}/config.yaml (a plain config endpoint,
+//     what backfill's generic http collector is for) and the files API's
+//     read path, GET /workspaces/{id}/files/config.yaml?root=/configs, both
+//     answer {"path","content","size"} from Root/<id>/config.yaml with an
 //     X-Molecule-Files-Source: container header (which the real ReadFile
-//     never sends), and requires a bearer token.
+//     never sends), and require a bearer token.
 package filesapi
 
 import (
@@ -28,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -68,7 +71,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if !workspaceID.MatchString(id) || r.URL.Query().Get("root") != "/configs" {
+	// The files API's path names its root; the plain one has none.
+	filesAPI := strings.HasPrefix(r.URL.Path, "/workspaces/")
+	if !workspaceID.MatchString(id) || (filesAPI && r.URL.Query().Get("root") != "/configs") {
 		http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
 		return
 	}
@@ -86,10 +91,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(Response{Path: "/configs/config.yaml", Content: string(b), Size: len(b)})
 }
 
-// Handler returns a mux routing the files API path to s.
+// Handler returns a mux routing the files API's read path and the plain
+// config path to s.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /workspaces/{id}/files/config.yaml", s)
+	mux.Handle("GET /configs/{id}/config.yaml", s)
 	return mux
 }
 

@@ -17,7 +17,7 @@
 //	    dsn: "postgres://backfill:${JRS_PG_PASSWORD}@jrs-db:5432/molecule?sslmode=require"
 //	    collector:
 //	      http:
-//	        url: "https://jrs.example/workspaces/{workspace_id}/files/config.yaml"
+//	        url: "https://configs.jrs.example/{workspace_id}/config.yaml"
 //	        headers: {Authorization: "Bearer ${JRS_ADMIN_TOKEN}"}
 //	        json_field: content
 //	  - name: concierge

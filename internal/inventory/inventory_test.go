@@ -54,7 +54,7 @@ tenants:
     dsn: "postgres://backfill:${JRS_PG_PASSWORD}@jrs-db:5432/molecule?sslmode=require"
     collector:                         # optional override; exactly one of exec, http, file
       http:
-        url: "https://jrs.example/workspaces/{workspace_id}/files/config.yaml?root=/configs"
+        url: "https://configs.jrs.example/{workspace_id}/config.yaml?root=/configs"
         headers: {Authorization: "Bearer ${JRS_ADMIN_TOKEN}", X-Molecule-Org-Id: "${JRS_ORG_ID}"}
         json_field: content            # the platform's files API answers {"path","content","size"}
   - name: concierge
@@ -81,13 +81,13 @@ func TestLoadExample(t *testing.T) {
 			DSN:  "postgres://backfill:pg-Secret-111@jrs-db:5432/molecule?sslmode=require",
 			Collector: collector.Spec{
 				Method:    "http",
-				URL:       "https://jrs.example/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+				URL:       "https://configs.jrs.example/{workspace_id}/config.yaml?root=/configs",
 				Headers:   map[string]string{"Authorization": "Bearer tok-Secret-222", "X-Molecule-Org-Id": "org-Secret-333"},
 				JSONField: "content",
 			},
 			Raw: collector.Spec{
 				Method:    "http",
-				URL:       "https://jrs.example/workspaces/{workspace_id}/files/config.yaml?root=/configs",
+				URL:       "https://configs.jrs.example/{workspace_id}/config.yaml?root=/configs",
 				Headers:   map[string]string{"Authorization": "Bearer ${JRS_ADMIN_TOKEN}", "X-Molecule-Org-Id": "${JRS_ORG_ID}"},
 				JSONField: "content",
 			},
@@ -284,6 +284,8 @@ func TestParseErrors(t *testing.T) {
 		{"header line break", head + "  - name: a\n    dsn: h=1\n    collector:\n      http:\n        url: https://x\n        headers: {X-Token: \"${NL_TOKEN}\"} #<\n", 0, "a", "line break"},
 		{"unset variable", head + "  - name: jrs-seo\n    dsn: \"postgres://backfill:${JRS_PG_PASSWORD_TYPO}@jrs-db/m\" #<\n    collector: {file: /x}\n", 0, "jrs-seo", "${JRS_PG_PASSWORD_TYPO} is not set"},
 		{"unset variable in defaults", "version: 1\ndefaults:\n  collector:\n    file: /x/${NOPE} #<\n" + head[len("version: 1\n"):] + "  - {name: a, dsn: h=1}\n", 0, "", "${NOPE} is not set"},
+		{"http at the platform's files API", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"https://x.example/api/workspaces/{workspace_id}/files/config.yaml?root=/configs\"} #<\n", 0, "a", "use the files_api collector"},
+		{"http at the platform's files listing", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"HTTPS://x.example/Workspaces/${PLAIN_PW}/files?root=/configs\"} #<\n", 0, "a", "http url is the platform's files API"},
 		{"empty variable reference", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"https://x/${}\"} #<\n", 0, "a", "empty ${}"},
 		{"unterminated variable reference", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: /x/${HOME #<\n", 0, "a", `unterminated "${"`},
 		{"invalid variable name", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: /x/${A-B} #<\n", 0, "a", `invalid variable name "A-B"`},
