@@ -692,6 +692,13 @@ func TestNamedLikeOthersContainer(t *testing.T) {
 		{"ws-" + own, false},
 		{"SEO Agent", false},
 		{"ws agent", false},
+		// Docker takes a name of hex digits for a prefix of a container's
+		// id: an agent sees its container's first 12 as its hostname.
+		{"3f9a1c2b7d4e", true},
+		{"DEADBEEF", true},
+		{"42", true},
+		{"cafe agent", false},
+		{"0x42", false},
 	} {
 		if got := namedLikeOthersContainer(tc.name, own) != ""; got != tc.flagged {
 			t.Errorf("%q: flagged %v, want %v", tc.name, got, tc.flagged)

@@ -169,9 +169,15 @@ func value(name string, v Values) (string, error) {
 // container name, or "". The platform names a workspace's container
 // ws-<id> (once ws-<first 12 characters of the id>) and its desktop sidecar
 // wsdesk-<id>; a name of that form with another id would read that
-// workspace's config as this one's.
+// workspace's config as this one's, and so may a name of hex digits alone,
+// which Docker takes for a prefix of a container's id.
 func OthersContainer(name, workspaceID string) string {
 	lower := strings.ToLower(name)
+	if isHex(lower) {
+		// Docker resolves a name it does not know as a prefix of a
+		// container's id (the hostname an agent sees is its first 12).
+		return "may name another workspace's container by its id (Docker reads a name of hex digits as a prefix of a container id)"
+	}
 	rest, ok := strings.CutPrefix(lower, "wsdesk-")
 	if !ok {
 		if rest, ok = strings.CutPrefix(lower, "ws-"); !ok {
@@ -187,6 +193,16 @@ func OthersContainer(name, workspaceID string) string {
 		return ""
 	}
 	return "names the container of another workspace (ws-" + rest + "), not this one's (ws-" + workspaceID + ")"
+}
+
+// isHex reports whether s is non-empty and all lower-case hex digits.
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // check returns why val is unsafe for placeholder name, or "".

@@ -155,6 +155,8 @@ func TestAnInstanceIDNamingAnotherWorkspacesContainer(t *testing.T) {
 		{"mol-ws-test5-a9f3044fa3f2", false},
 		{"i-0abc123def4567890", false},
 		{"ws-abc.1_x", false},
+		{"3f9a1c2b7d4e", true}, // Docker reads hex digits as a container id prefix
+		{"0abc", true},
 	} {
 		for _, tmpl := range []string{"docker exec {container} cat", "/srv/{instance_id}/configs/config.yaml"} {
 			_, err := Expand(tmpl, Values{Tenant: "acme", WorkspaceID: wsID, InstanceID: tt.instance})
