@@ -189,10 +189,15 @@ func (s *MemoryPlatform) lookup(w http.ResponseWriter, r *http.Request) (string,
 	return id, cp, true
 }
 
-// templateFor resolves the template folder for a workspace name: the name
-// normalised, or a template whose config's first name: line matches.
+// templateFor resolves the template folder for a workspace name as
+// ResolveTemplateDir does: the name normalised, the name lower-cased with
+// dashes for spaces, or the first template (ws-* skipped) whose config
+// names it.
 func (s *MemoryPlatform) templateFor(name string) (*string, bool) {
 	if c, ok := s.Templates[NormalizeName(name)]; ok {
+		return c, true
+	}
+	if c, ok := s.Templates[ContainerName(name)]; ok {
 		return c, true
 	}
 	names := make([]string, 0, len(s.Templates))
@@ -201,17 +206,8 @@ func (s *MemoryPlatform) templateFor(name string) (*string, bool) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		c := s.Templates[n]
-		if c == nil {
-			continue
-		}
-		for _, line := range strings.Split(*c, "\n") {
-			if v, ok := strings.CutPrefix(line, "name:"); ok {
-				if strings.EqualFold(strings.Trim(strings.TrimSpace(v), `"'`), strings.TrimSpace(name)) {
-					return c, true
-				}
-				break
-			}
+		if c := s.Templates[n]; c != nil && !strings.HasPrefix(n, "ws-") && NamedIn(*c, name) {
+			return c, true
 		}
 	}
 	return nil, false

@@ -12,7 +12,6 @@ package filesapi
 // not from its code.
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -389,10 +388,26 @@ func (p *Platform) mirror(id string) (string, bool) {
 func isEC2(instanceID string) bool { return len(instanceID) > 2 && strings.HasPrefix(instanceID, "i-") }
 
 // NormalizeName is the template folder name the platform derives from a
-// workspace name: trimmed, lower case, spaces as dashes (templates.go
-// normalizeName).
+// workspace name (normalizeName, template_import.go): ASCII letters lower
+// case, spaces and dashes as dashes, digits and underscores kept, anything
+// else (dots, slashes, white space but the space, letters outside ASCII)
+// dropped, not trimmed; "unnamed" when nothing is left.
 func NormalizeName(name string) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), " ", "-")
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r == ' ' || r == '-':
+			b.WriteByte('-')
+		case 'A' <= r && r <= 'Z':
+			b.WriteRune(r - 'A' + 'a')
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '_':
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "unnamed"
+	}
+	return b.String()
 }
 
 // ContainerName is the container name the platform's findContainer tries
@@ -408,10 +423,12 @@ func plainName(s string) bool {
 }
 
 // ResolveTemplateDir finds the template folder the platform answers a
-// workspace called name from, in each of dirs in turn: the folder named
-// NormalizeName(name), else the first (in name order) whose config.yaml's
-// first name: line equals name, case folded. This is the fallback that
-// hands a client a template's config as if it were the workspace's.
+// workspace called name from (resolveTemplateDir, templates.go), in each of
+// dirs in turn: the entry named NormalizeName(name); else a folder named
+// ContainerName(name); else the first folder (in name order, ws-* skipped)
+// whose config.yaml's first line starting "name:" (indented or not) names
+// it, case folded, unquoted never. This is the fallback that hands a client
+// a template's config as if it were the workspace's.
 func ResolveTemplateDir(dirs []string, name string) (string, bool) {
 	return resolveTemplate(dirs, name, func(dir string) fs.FS { return os.DirFS(dir) })
 }
@@ -423,24 +440,27 @@ func ResolveTemplateFS(fsys fs.FS, name string) (string, bool) {
 }
 
 func resolveTemplate(dirs []string, name string, open func(string) fs.FS) (string, bool) {
-	want := strings.TrimSpace(name)
-	norm := NormalizeName(name)
+	norm, plain := NormalizeName(name), ContainerName(name)
 	for _, d := range dirs {
 		fsys := open(d)
-		if plainName(norm) {
-			if fi, err := fs.Stat(fsys, norm); err == nil && fi.IsDir() {
-				return filepath.Join(d, norm), true
-			}
+		// norm holds only [a-z0-9_-]: never a path step or separator.
+		if _, err := fs.Stat(fsys, norm); err == nil {
+			return filepath.Join(d, norm), true
 		}
 		ents, err := fs.ReadDir(fsys, ".")
 		if err != nil {
 			continue
 		}
 		for _, e := range ents {
-			if !e.IsDir() || want == "" {
+			if e.IsDir() && e.Name() == plain {
+				return filepath.Join(d, e.Name()), true
+			}
+		}
+		for _, e := range ents {
+			if !e.IsDir() || strings.HasPrefix(e.Name(), "ws-") {
 				continue
 			}
-			if n, ok := firstName(fsys, path.Join(e.Name(), "config.yaml")); ok && strings.EqualFold(n, want) {
+			if b, err := fs.ReadFile(fsys, path.Join(e.Name(), "config.yaml")); err == nil && NamedIn(string(b), name) {
 				return filepath.Join(d, e.Name()), true
 			}
 		}
@@ -448,24 +468,17 @@ func resolveTemplate(dirs []string, name string, open func(string) fs.FS) (strin
 	return "", false
 }
 
-// firstName is the value of a config.yaml's first top-level name: line.
-func firstName(fsys fs.FS, file string) (string, bool) {
-	f, err := fsys.Open(file)
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "name:"); ok {
-			v = strings.TrimSpace(v)
-			if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-				v = v[1 : len(v)-1]
-			}
-			return v, true
+// NamedIn reports whether a template's config.yaml names a workspace
+// called name the way the platform's findTemplateByName reads it: its
+// first line that, trimmed, starts with "name:", the rest trimmed and
+// equal to name case folded (quotes are part of the value).
+func NamedIn(config, name string) bool {
+	for _, line := range strings.Split(config, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "name:"); ok {
+			return strings.EqualFold(strings.TrimSpace(v), name)
 		}
 	}
-	return "", false
+	return false
 }
 
 // readCapped reads at most max bytes of a regular file, dropping the rest
