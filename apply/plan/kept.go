@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"sort"
 	"time"
 
 	"backfill/internal/evidence"
+	"backfill/internal/inputfile"
 )
 
 // Keep stores the plan's canonical bytes in the evidence store, so that the
@@ -162,7 +162,7 @@ var errWouldReplace = errors.New("refusing to replace")
 // applied: its file may be the copy a reviewer signed. (The plan itself is
 // also kept in the store, but the file is what people pass around.)
 func CheckReplace(ctx context.Context, s *evidence.Store, path, fingerprint string) error {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.Read(path, MaxPlanBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

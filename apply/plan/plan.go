@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"backfill/internal/identity"
+	"backfill/internal/inputfile"
 	"backfill/internal/tenantdb"
 )
 
@@ -475,6 +476,10 @@ func (s *sameWriter) done() bool {
 	return !s.diff && (len(s.want) == 0 || s.off == len(s.want[0]))
 }
 
+// MaxPlanBytes bounds a plan file read: some 900,000 items, where
+// the plan of 100,000 workspaces is 114 MB.
+const MaxPlanBytes = 1 << 30
+
 // errEdited means a plan file is not what backfill wrote.
 var errEdited = errors.New("the plan was edited after it was written")
 
@@ -482,7 +487,7 @@ var errEdited = errors.New("the plan was edited after it was written")
 // must be exactly the canonical form of what they decode to, and the
 // fingerprint must match.
 func LoadPlan(path string) (*Plan, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.Read(path, MaxPlanBytes)
 	if err != nil {
 		return nil, err
 	}

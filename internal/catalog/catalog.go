@@ -15,13 +15,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"backfill/internal/identity/configyaml"
+	"backfill/internal/inputfile"
 )
 
 const (
@@ -120,7 +120,7 @@ func LoadWith(dir, manifestPath string) (*Catalog, error) {
 		}
 	}
 	if manifestPath != "" {
-		b, err := readLimited(manifestPath, maxManifestSize)
+		b, err := inputfile.Read(manifestPath, maxManifestSize)
 		if err != nil {
 			return nil, fmt.Errorf("catalog: manifest: %w", err)
 		}
@@ -153,7 +153,7 @@ func LoadWith(dir, manifestPath string) (*Catalog, error) {
 		}
 		path := filepath.Join(dir, name, configFile)
 		// Room for a BOM, which configyaml does not count.
-		b, err := readLimited(path, configyaml.MaxSize+3)
+		b, err := inputfile.Read(path, configyaml.MaxSize+3)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("catalog: template folder %s has no %s", filepath.Join(dir, name), configFile)
 		}
@@ -277,22 +277,6 @@ func displayName(doc *configyaml.Doc) (string, error) {
 		return "", errors.New("`name:` is empty")
 	}
 	return s, nil
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is over %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 // digest hashes the files in path order, each framed by the lengths of its

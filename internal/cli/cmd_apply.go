@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
+	"backfill/internal/inputfile"
 	"backfill/internal/inventory"
 	"backfill/internal/secret"
 	"backfill/internal/sshsig"
@@ -47,6 +47,9 @@ func writeFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "allow-moved", Usage: "write to `TENANT` even if its DSN now reaches another database than the plan read (repeatable; command line only)"},
 	}
 }
+
+// maxKeyBytes bounds a key or allowed signers file read.
+const maxKeyBytes = 1 << 20
 
 func (r *runner) applyCommand() *cli.Command {
 	return &cli.Command{
@@ -173,7 +176,7 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 	var signers *sshsig.AllowedSigners
 	if a != nil {
 		if sp := a.allowedSigners; sp != "" {
-			b, err := os.ReadFile(sp)
+			b, err := inputfile.Read(sp, maxKeyBytes)
 			if err != nil {
 				return o, nil, fail("--allowed-signers: %v", err)
 			}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"backfill/apply"
 	"backfill/apply/plan"
 	"backfill/internal/catalog"
+	"backfill/internal/inputfile"
 	"backfill/internal/termsafe"
 )
 
@@ -58,7 +58,7 @@ func (r *runner) runApprove(ctx context.Context, o approveOptions) error {
 	}
 	var key []byte
 	if o.signKey != "" {
-		if key, err = os.ReadFile(o.signKey); err != nil {
+		if key, err = inputfile.Read(o.signKey, maxKeyBytes); err != nil {
 			return fail("--sign-key: %v", err)
 		}
 	}

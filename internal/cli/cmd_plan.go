@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +15,7 @@ import (
 	"backfill/internal/catalog"
 	"backfill/internal/cp"
 	"backfill/internal/evidence"
+	"backfill/internal/inputfile"
 	"backfill/internal/inventory"
 	"backfill/internal/secret"
 	"backfill/internal/termsafe"
@@ -137,11 +137,11 @@ func (r *runner) planInputs(ctx context.Context, o planOptions) (plan.BuildOptio
 	var signKey []byte
 	if kp := o.signKey; kp != "" {
 		var err error
-		if signKey, err = os.ReadFile(kp); err != nil {
+		if signKey, err = inputfile.Read(kp, maxKeyBytes); err != nil {
 			return b, nil, fail("--sign-key: %v", err)
 		}
 	}
-	invBytes, err := os.ReadFile(o.inventory)
+	invBytes, err := inputfile.Read(o.inventory, inventory.MaxBytes)
 	if err != nil {
 		return b, nil, fail("inventory: %v", err)
 	}

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"backfill/internal/inputfile"
 )
 
 // A format is one kind of CP file: the extensions (lower-case) that name it
@@ -24,6 +25,9 @@ type format struct {
 var formats = []format{csvFormat, jsonFormat, yamlFormat}
 
 var utf8BOM = []byte("\xef\xbb\xbf")
+
+// MaxFileBytes bounds a CP records file: millions of claims.
+const MaxFileBytes = 1 << 30
 
 // Load reads claims from a file path (format from its extension, see Parse)
 // or, when IsDatabase(src), from the rows of query. ctx bounds the database
@@ -52,7 +56,7 @@ func Load(ctx context.Context, src, query string) (*Records, error) {
 		// --cp that was meant to be a database.
 		return nil, fmt.Errorf("%s: --cp-query needs a postgres:// or key=value (host=… dbname=…) source, not a file", src)
 	}
-	data, err := os.ReadFile(src)
+	data, err := inputfile.Read(src, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}

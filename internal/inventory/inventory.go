@@ -48,6 +48,7 @@ import (
 	"strings"
 
 	"backfill/internal/collector"
+	"backfill/internal/inputfile"
 	"backfill/internal/secret"
 )
 
@@ -121,10 +122,13 @@ func clone(c collector.Spec) collector.Spec {
 	return c
 }
 
+// MaxBytes bounds an inventory file: thousands of tenants fit in a few.
+const MaxBytes = 16 << 20
+
 // Load reads and validates the inventory at path. getenv resolves ${NAME}
 // references; pass os.LookupEnv in production (nil means the same).
 func Load(path string, getenv func(string) (string, bool)) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, MaxBytes)
 	if err != nil {
 		// The *PathError names the file; there is no line to give.
 		return nil, fmt.Errorf("reading inventory: %w", err)
@@ -152,7 +156,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inven
 // inventory holding the write role's DSNs needs none). The tenants' Chain,
 // RawChain, Collector and Raw are empty.
 func LoadDatabases(path string, getenv func(string) (string, bool)) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, MaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
