@@ -143,6 +143,14 @@ func undoable(ctx context.Context, o Options) ([][]plan.Item, *history, error) {
 	if err := verifyEvidence(ctx, o); err != nil {
 		return nil, nil, err
 	}
+	if o.Execute && o.AllowedSigners != nil {
+		// Under signers a journal row alone, which a writer of the store
+		// can add, must not get an unapproved plan's values cleared: the
+		// plan undone is one that people signed, as for apply.
+		if err := checkApprovals(ctx, o); err != nil {
+			return nil, nil, err
+		}
+	}
 	h, err := loadHistory(ctx, o.Store, o.Plan.Fingerprint)
 	if err != nil {
 		return nil, nil, err

@@ -44,6 +44,7 @@ func writeFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "tenant", EnvVars: envVar("tenant"), Usage: "only tenants matching this glob `PATTERN` (repeatable); a later run without it finishes the rest"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: envVar("verbose"), Usage: "also print one line per row"},
 		&cli.BoolFlag{Name: "json", EnvVars: envVar("json"), Usage: "one JSON document on stdout, every row included"},
+		&cli.StringFlag{Name: "allowed-signers", EnvVars: envVar("allowed-signers"), Usage: "OpenSSH allowed_signers `FILE`: --execute then needs the author's signature and an approval signed by a listed principal other than the author"},
 		&cli.StringSliceFlag{Name: "allow-moved", Usage: "write to `TENANT` even if its DSN now reaches another database than the plan read (repeatable; command line only)"},
 	}
 }
@@ -65,11 +66,10 @@ func (r *runner) applyCommand() *cli.Command {
 			&cli.StringFlag{Name: "manifest", EnvVars: envVar("manifest"), Usage: "the plan's template manifest `FILE` (default: the one the plan records)"},
 			&cli.StringFlag{Name: "cp", EnvVars: envVar("cp"), Usage: "the plan's CP records (`SOURCE`: a file or DSN, default: the file the plan records), to check every agree item's claim again"},
 			&cli.StringFlag{Name: "cp-query", EnvVars: envVar("cp-query"), Usage: "the plan's CP query, for a DSN --cp"},
-			&cli.StringFlag{Name: "allowed-signers", EnvVars: envVar("allowed-signers"), Usage: "OpenSSH allowed_signers `FILE`: --execute then needs an approval signed by a listed principal other than the author"},
 		),
 		Action: func(c *cli.Context) error {
 			return r.runApply(c.Context, applyOptions{writeOptions: readWriteOptions(c), canary: c.Int("canary"), canaryTenants: c.StringSlice("canary-tenant"),
-				inputs: readPlanInputs(c), allowedSigners: c.String("allowed-signers")})
+				inputs: readPlanInputs(c)})
 		},
 	}
 }
@@ -82,6 +82,7 @@ type writeOptions struct {
 	lockTimeout, statementTimeout time.Duration
 	tenants, allowMoved           []string
 	verbose, json                 bool
+	allowedSigners                string // an allowed_signers file; "": any approval counts
 }
 
 func readWriteOptions(c *cli.Context) writeOptions {
@@ -89,16 +90,16 @@ func readWriteOptions(c *cli.Context) writeOptions {
 		inventory: c.String("inventory"), plan: c.String("plan"), operator: c.String("operator"), execute: c.Bool("execute"),
 		concurrency: c.Int("tenant-concurrency"), lockTimeout: c.Duration("lock-timeout"), statementTimeout: c.Duration("statement-timeout"),
 		tenants: c.StringSlice("tenant"), allowMoved: c.StringSlice("allow-moved"), verbose: c.Bool("verbose"), json: c.Bool("json"),
+		allowedSigners: c.String("allowed-signers"),
 	}
 }
 
 // applyOptions are apply's flags: writeFlags and its own.
 type applyOptions struct {
 	writeOptions
-	canary         int
-	canaryTenants  []string
-	inputs         planInputs
-	allowedSigners string // an allowed_signers file; "": any approval counts
+	canary        int
+	canaryTenants []string
+	inputs        planInputs
 }
 
 // planInputs are the flags naming a plan's inputs again, for checking its
@@ -174,16 +175,20 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 	var cat *catalog.Catalog
 	var records *cp.Records
 	var signers *sshsig.AllowedSigners
-	if a != nil {
-		if sp := a.allowedSigners; sp != "" {
-			b, err := inputfile.Read(sp, maxKeyBytes)
-			if err != nil {
-				return o, nil, fail("--allowed-signers: %v", err)
-			}
-			if signers, err = sshsig.ParseAllowedSigners(sp, b); err != nil {
-				return o, nil, fail("--allowed-signers: %v", err)
-			}
+	if sp := w.allowedSigners; sp != "" {
+		b, err := inputfile.Read(sp, maxKeyBytes)
+		if err != nil {
+			return o, nil, fail("--allowed-signers: %v", err)
 		}
+		if signers, err = sshsig.ParseAllowedSigners(sp, b); err != nil {
+			return o, nil, fail("--allowed-signers: %v", err)
+		}
+	} else if w.execute {
+		// Said every time: an empty or unset BACKFILL_ALLOWED_SIGNERS
+		// must not pass for signatures checked.
+		r.log.Warn("no --allowed-signers: signatures are not checked, and any recorded approval of the plan counts")
+	}
+	if a != nil {
 		if cat, err = a.inputs.catalog(p); err != nil {
 			return o, nil, err
 		}

@@ -210,3 +210,69 @@ func TestApproverNames(t *testing.T) {
 		t.Errorf("plain name refused: %s", res.stderr)
 	}
 }
+
+// Found by review: rollback had no approval gate, so a plan nobody
+// approved, with one journal row saying it wrote a value a person set
+// (a writer of the store can append both), cleared that value. Under
+// --allowed-signers, rollback --execute now needs what apply needs: the
+// author's signature and a signed approval. The signed plan's own undo
+// still runs, and without --allowed-signers the run says signatures were
+// not checked.
+func TestSignedRollbackRefusesAnUnapprovedPlan(t *testing.T) {
+	f := newPlanFixture(t)
+	keys := t.TempDir()
+	bobKey, bobPub := sshKey(t, keys, "bob")
+	aliceKey, alicePub := sshKey(t, keys, "alice")
+	if res := f.plan(t, "--sign-key", aliceKey); res.code != 0 {
+		t.Fatalf("plan: %s", res.stderr)
+	}
+	signers := filepath.Join(keys, "allowed_signers")
+	writeFile(t, signers, "bob "+bobPub+"\nalice "+alicePub+"\n")
+	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--sign-key", bobKey); res.code != 0 {
+		t.Fatalf("approve: %s", res.stderr)
+	}
+	if res := f.apply(t, "--execute", "--allowed-signers", signers); res.code != 0 {
+		t.Fatalf("apply: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+
+	// The forgery: set-matching (a value a person set) as an agree item of
+	// a re-sealed plan, and a journal row saying apply wrote it.
+	reseal(t, "plan.json", "forged.json", func(p *plan.Plan) {
+		it := itemNamed(p, "set-matching")
+		it.Verdict, it.DBTemplate, it.Drift = plan.Agree, "", false
+		it.Action = &plan.Action{SetTemplate: "seo-agent"}
+		it.Evidence.Template = "seo-agent"
+	})
+	forged, err := plan.LoadPlan("forged.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Append(context.Background(), &evidence.Entry{Fingerprint: forged.Fingerprint, Operation: evidence.OpApply, Operator: "alice",
+		Tenant: "acme", WorkspaceID: f.ids["set-matching"], Before: "", After: "seo-agent", Outcome: evidence.Applied, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	res := runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "forged.json", "--execute", "--allowed-signers", signers)
+	if res.code != 1 || !strings.Contains(res.stderr, "not approved") {
+		t.Errorf("rollback of the forged plan under signers: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	if s := f.row(t, "acme", "set-matching"); s.template != "seo-agent" {
+		t.Errorf("acme/set-matching cleared: %+v", s)
+	}
+
+	res = runAt(t, f.env, "rollback", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--allowed-signers", signers)
+	if res.code != 0 || !strings.Contains(res.stdout, "rolled-back 3") {
+		t.Fatalf("rollback of the signed plan: %d %s%s", res.code, res.stdout, res.stderr)
+	}
+	if strings.Contains(res.stderr, "signatures are not checked") {
+		t.Errorf("warned with --allowed-signers given: %s", res.stderr)
+	}
+	res = runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute")
+	if !strings.Contains(res.stderr, "no --allowed-signers: signatures are not checked") {
+		t.Errorf("no warning without --allowed-signers: %s", res.stderr)
+	}
+}
