@@ -2,8 +2,10 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"backfill/apply/plan"
 
@@ -94,17 +96,19 @@ func (op *operation) dryRun(ctx context.Context, o Options, t inventory.Tenant, 
 		return failAll(t.Name, items, "connect: "+o.redact(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	db, cancel := o.session(ctx, len(items))
+	defer cancel()
 	moved := ""
-	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
+	err = tenantdb.ReadOnly(db, conn, func(tx pgx.Tx) error {
 		var err error
-		if moved, err = o.moved(ctx, tx, t.Name); err != nil || moved != "" {
+		if moved, err = o.moved(db, tx, t.Name); err != nil || moved != "" {
 			return err
 		}
-		es, err := op.settleAll(ctx, newSettler(o, tx, t.Name), h, items)
+		es, err := op.settleAll(db, newSettler(o, tx, t.Name), h, items)
 		if err != nil {
 			return err
 		}
-		rows, exists, err := tenantdb.CurrentRows(ctx, tx, workspaceIDs(items))
+		rows, exists, err := tenantdb.CurrentRows(db, tx, workspaceIDs(items))
 		if err != nil {
 			return err
 		}
@@ -123,7 +127,7 @@ func (op *operation) dryRun(ctx context.Context, o Options, t inventory.Tenant, 
 		return failAll(t.Name, items, moved)
 	}
 	if err != nil {
-		return failAll(t.Name, items, o.redact(err))
+		return failAll(t.Name, items, o.dbErr(db, err))
 	}
 	return tr
 }
@@ -136,7 +140,8 @@ func (op *operation) dryRun(ctx context.Context, o Options, t inventory.Tenant, 
 // the rows they did not match are re-read in one query to say why.
 func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Tenant, items []plan.Item, h *history) TenantReport {
 	// Work already begun is not abandoned half-way on Ctrl-C: the tenant's
-	// transaction either commits or rolls back, bounded by the timeouts.
+	// transaction either commits or rolls back, bounded by the timeouts
+	// (db: the session; ctx, for the journal, is never cut short).
 	ctx = context.WithoutCancel(ctx)
 	fail := func(reason string) TenantReport { return journalOp(ctx, o, failAll(t.Name, items, reason), op.name) }
 	const rolledBack = "; the tenant's transaction was rolled back"
@@ -144,25 +149,27 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 	if err != nil {
 		return fail("connect: " + o.redact(err))
 	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
+	db, cancel := o.session(ctx, len(items))
+	defer cancel()
+	defer conn.Close(db)
+	tx, err := conn.Begin(db)
 	if err != nil {
-		return fail("begin: " + o.redact(err))
+		return fail("begin: " + o.dbErr(db, err))
 	}
-	defer tx.Rollback(ctx)
-	if why, err := o.moved(ctx, tx, t.Name); err != nil {
-		return fail("identify the database: " + o.redact(err))
+	defer tx.Rollback(db)
+	if why, err := o.moved(db, tx, t.Name); err != nil {
+		return fail("identify the database: " + o.dbErr(db, err))
 	} else if why != "" {
 		return fail(why)
 	}
 	st := newSettler(o, tx, t.Name)
-	es, err := op.settleAll(ctx, st, h, items)
+	es, err := op.settleAll(db, st, h, items)
 	if err != nil {
-		return fail(err.Error() + rolledBack)
+		return fail(o.Redactor.Redact(err.Error()) + o.deadlineNote(db) + rolledBack)
 	}
-	matched, xid, err := op.swap(ctx, tx, items, es)
+	matched, xid, err := op.swap(db, tx, items, es)
 	if err != nil {
-		return fail(o.redact(err) + rolledBack)
+		return fail(o.dbErr(db, err) + rolledBack)
 	}
 	var unmatched []plan.Item
 	for i, it := range items {
@@ -170,9 +177,9 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 			unmatched = append(unmatched, it)
 		}
 	}
-	rows, exists, err := tenantdb.CurrentRows(ctx, tx, workspaceIDs(unmatched))
+	rows, exists, err := tenantdb.CurrentRows(db, tx, workspaceIDs(unmatched))
 	if err != nil {
-		return fail("re-read: " + o.redact(err) + rolledBack)
+		return fail("re-read: " + o.dbErr(db, err) + rolledBack)
 	}
 	tr := TenantReport{Tenant: t.Name}
 	for i, it := range items {
@@ -192,7 +199,7 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	return op.commitJournaled(ctx, o, tx, xid, tr, items, st.facts)
+	return op.commitJournaled(ctx, db, o, tx, xid, tr, items, st.facts)
 }
 
 // settleAll settles what earlier runs left for each item's row.
@@ -275,7 +282,7 @@ func workspaceIDs(items []plan.Item) []string {
 //
 // facts, what the run learnt of earlier runs' transactions, are journaled
 // first: they are true whether or not this transaction commits.
-func (op *operation) commitJournaled(ctx context.Context, o Options, tx pgx.Tx, xid tenantdb.Tx, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
+func (op *operation) commitJournaled(ctx, db context.Context, o Options, tx pgx.Tx, xid tenantdb.Tx, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
 	pending := facts
 	for _, r := range tr.Results {
 		if r.Outcome == op.wrote {
@@ -287,8 +294,8 @@ func (op *operation) commitJournaled(ctx context.Context, o Options, tx pgx.Tx, 
 			return failAll(tr.Tenant, items, "journal: "+err.Error()+"; nothing was committed")
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		reason := "commit: " + o.redact(err) + "; the outcome of this tenant's writes is unknown: re-run " + op.name + " to resolve"
+	if err := tx.Commit(db); err != nil {
+		reason := "commit: " + o.dbErr(db, err) + "; the outcome of this tenant's writes is unknown: re-run " + op.name + " to resolve"
 		return journalOp(ctx, o, failAll(tr.Tenant, items, reason), op.name)
 	}
 	return journalOp(ctx, o, tr, op.name)
@@ -335,6 +342,36 @@ func (o Options) readOptions() tenantdb.Options {
 }
 
 func (o Options) redact(err error) string { return o.Redactor.Redact(err.Error()) }
+
+// session bounds a tenant's session of n items on the client's side. The
+// server bounds each statement (statement_timeout, lock_timeout), but a
+// server or a network that stops answering never sees one, and the run
+// would wait for it for ever, holding the store's lock. Past the bound the
+// session is dropped: like a crash, before COMMIT the server rolls the
+// transaction back, and at COMMIT the next run settles it.
+func (o Options) session(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, o.sessionBound(n))
+}
+
+// sessionBound allows each round trip a session makes (begin, identify,
+// settle, a swap batch, re-read, commit) its statement and lock timeouts,
+// and some slack for the network.
+func (o Options) sessionBound(n int) time.Duration {
+	trips := 8 + (n+swapBatch-1)/swapBatch
+	return time.Duration(trips)*(o.StatementTimeout+o.LockTimeout) + 5*time.Second
+}
+
+// dbErr is err's text, redacted, saying so when the session's bound cut it.
+func (o Options) dbErr(db context.Context, err error) string {
+	return o.redact(err) + o.deadlineNote(db)
+}
+
+func (o Options) deadlineNote(db context.Context) string {
+	if errors.Is(db.Err(), context.DeadlineExceeded) {
+		return " (the tenant's server stopped answering: the session's bound, --statement-timeout and --lock-timeout for each round trip, ran out)"
+	}
+	return ""
+}
 
 // moved says why tenant's DSN must not be written through, when it now
 // reaches another database than the plan read: a DSN edited or re-pointed
@@ -383,8 +420,10 @@ func readBack(ctx context.Context, o Options, t inventory.Tenant, all []plan.Ite
 		return []Result{{Tenant: t.Name, Outcome: Failed, Reason: "read back: " + o.redact(err)}}
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	err = tenantdb.ReadOnly(ctx, conn, func(tx pgx.Tx) error {
-		rows, exists, err := tenantdb.CurrentRows(ctx, tx, workspaceIDs(items))
+	db, cancel := o.session(ctx, len(items))
+	defer cancel()
+	err = tenantdb.ReadOnly(db, conn, func(tx pgx.Tx) error {
+		rows, exists, err := tenantdb.CurrentRows(db, tx, workspaceIDs(items))
 		if err != nil {
 			return err
 		}
