@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -9,6 +10,7 @@ import (
 	"backfill/apply"
 	"backfill/internal/inventory"
 	"backfill/internal/pgtest"
+	"backfill/internal/tenantdb"
 )
 
 // A tenant's write session costs a fixed number of round trips, whatever
@@ -39,6 +41,14 @@ func TestApplyTenantRoundTrips(t *testing.T) {
 		inv.Tenants = []inventory.Tenant{{Name: "t0", DSN: proxied}}
 		o := f.options(true)
 		o.Inventory = &inv
+		// The plan read t0 directly: where its DSN led is all that
+		// differs through the relay.
+		p := *o.Plan
+		p.Databases = slices.Clone(p.Databases)
+		for i := range p.Databases {
+			p.Databases[i].Target = tenantdb.Target(proxied)
+		}
+		o.Plan = &p
 		rep := f.apply(t, o)
 		if rep.Counts[apply.Applied] != per {
 			t.Fatalf("%d rows: counts %v", per, rep.Counts)

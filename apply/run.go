@@ -386,12 +386,18 @@ func (o Options) moved(ctx context.Context, tx pgx.Tx, tenant string) (string, e
 		return "", err
 	}
 	was, ok := o.Plan.Database(tenant)
+	t, _ := o.Inventory.Tenant(tenant)
+	target, planned := tenantdb.Target(t.DSN), o.Plan.DatabaseEntry(tenant)
 	switch {
 	case !ok:
 		return fmt.Sprintf("the plan records no database for tenant %q (format %d), and its DSN now reaches %s; pass --allow-moved %s to write there anyway",
 			tenant, o.Plan.FormatVersion, now, tenant), nil
 	case !was.Same(now):
 		return fmt.Sprintf("tenant %q's DSN now reaches %s, not %s that the plan read; refused (--allow-moved %s overrides)", tenant, now, was, tenant), nil
+	case planned.Target != "" && target != planned.Target:
+		return fmt.Sprintf("tenant %q's DSN now leads to %s, not %s where the plan read it: a copy of the database (a restore, a volume snapshot) "+
+			"is the original in every other way, so where it runs is what tells them apart; refused (--allow-moved %s overrides)",
+			tenant, target, planned.Target, tenant), nil
 	}
 	return "", nil
 }

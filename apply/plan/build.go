@@ -212,11 +212,11 @@ func Stream(ctx context.Context, o BuildOptions, emit func(*Item) error) (*Plan,
 		case len(from) > 0:
 			// The report says so for every reader of the plan (its
 			// databases), so this is a log line, not a warning.
-			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db, MovedFrom: from})
+			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db, Target: tenantdb.Target(t.DSN), MovedFrom: from})
 			o.Logger.Warn("tenant planned in another database than its evidence was listed from (--allow-moved)", "tenant", t.Name,
 				"database", tr.db.Ident(), "listed_from", strings.Join(from, "; and "))
 		default:
-			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db})
+			p.Databases = append(p.Databases, TenantDatabase{Tenant: t.Name, Database: tr.db, Target: tenantdb.Target(t.DSN)})
 		}
 		var te tenantEvidence
 		select {

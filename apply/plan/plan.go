@@ -57,6 +57,11 @@ type Plan struct {
 type TenantDatabase struct {
 	Tenant string `json:"tenant"`
 	tenantdb.Database
+	// Target is where the tenant's DSN led (tenantdb.Target): apply
+	// refuses a DSN that leads elsewhere, which a physical copy of the
+	// database, identical in every other way, needs. Empty in plans made
+	// before it was recorded.
+	Target string `json:"target,omitempty"`
 	// Unreachable is why the tenant's database could not be read, or was
 	// not planned; the database fields are then empty.
 	Unreachable string `json:"unreachable,omitempty"`

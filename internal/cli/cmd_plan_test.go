@@ -280,6 +280,7 @@ func stableDatabases(t *testing.T, b []byte) ([]byte, *plan.Plan) {
 	for i := range p.Databases {
 		if p.Databases[i].Unreachable == "" {
 			p.Databases[i].Database = tenantdb.Database{SystemIdentifier: "7000000000000000001", Name: "tenant_" + p.Databases[i].Tenant, OID: 16384, TableOID: 16400}
+			p.Databases[i].Target = "/tmp/bfpg:5432/tenant_" + p.Databases[i].Tenant
 		}
 	}
 	p.Seal()

@@ -148,3 +148,47 @@ func TestAPlanReadingAnotherDatabaseThanTheEvidenceWasListedFrom(t *testing.T) {
 		t.Fatalf("apply --execute of the forged plan: %d %s%s", res.code, res.stdout, res.stderr)
 	}
 }
+
+// Found by review: a physical copy of a tenant's cluster (a cold backup, a
+// volume snapshot, a restore to a new instance) has the original's system
+// identifier and every OID, so with the DSN pointed at it apply wrote the
+// copy, reported the writes applied, and never wrote the real rows after.
+// The plan records where each DSN led, and apply refuses a DSN that leads
+// elsewhere unless told (--allow-moved); pointed back, it writes the real
+// rows.
+func TestApplyRefusesAPhysicalCopyOfTheTenantDatabase(t *testing.T) {
+	f := newPlanFixture(t, "acme")
+	f.planAndApprove(t)
+	cp, err := f.clusters["acme"].PhysicalCopy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.Close)
+	real := f.dsns["acme"]
+	copyDSN := strings.Replace(real, f.clusters["acme"].Dir(), cp.Dir(), 1)
+	if copyDSN == real {
+		t.Fatalf("could not point %s at the copy", real)
+	}
+	f.env["ACME_DSN"] = copyDSN
+	for _, args := range [][]string{nil, {"--execute"}} {
+		res := f.apply(t, args...)
+		if res.code != 3 || !strings.Contains(res.stderr+res.stdout, `tenant "acme"'s DSN now leads to`) {
+			t.Fatalf("apply %v through the copy: %d\n%s%s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+	f.dsns["acme"] = copyDSN
+	for _, n := range agreed["acme"] {
+		if s := f.row(t, "acme", n); s.template != "" {
+			t.Errorf("the copy's acme/%s written: %+v", n, s)
+		}
+	}
+	f.dsns["acme"], f.env["ACME_DSN"] = real, real
+	if res := f.apply(t, "--execute"); res.code != 0 || !strings.Contains(res.stdout, "applied 2") {
+		t.Fatalf("apply through the real DSN: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	for _, n := range agreed["acme"] {
+		if s := f.row(t, "acme", n); s.template == "" {
+			t.Errorf("the real acme/%s not written", n)
+		}
+	}
+}

@@ -19,7 +19,6 @@ import (
 // the others are applied.
 func TestAStalledTenantServerDoesNotHoldApply(t *testing.T) {
 	f := newPlanFixture(t)
-	f.planAndApprove(t)
 	stalled := make(chan struct{})
 	f.env["ACME_DSN"] = pgtest.Proxy(t, f.dsns["acme"], func(n int, client net.Conn, dial func() (net.Conn, error)) {
 		server, err := dial()
@@ -58,6 +57,8 @@ func TestAStalledTenantServerDoesNotHoldApply(t *testing.T) {
 			server.Write(buf[:k])
 		}
 	})
+	// Planned through the relay too: the plan records where the DSN leads.
+	f.planAndApprove(t)
 	done := make(chan result, 1)
 	go func() {
 		done <- runAt(t, f.env, "apply", "--inventory", "inventory.yaml", "--plan", "plan.json", "--execute", "--json",

@@ -188,6 +188,41 @@ func (c *Cluster) stopLocked() error {
 	}
 }
 
+// PhysicalCopy stops c, copies its data directory whole (as a cold
+// backup, a volume snapshot or a cloud "restore to a new instance" does),
+// starts c again and starts the copy as a cluster of its own, in its own
+// directory. The copy has c's system identifier and every OID of c: only
+// where it runs tells it apart.
+func (c *Cluster) PhysicalCopy() (*Cluster, error) {
+	if err := c.Stop(); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("/tmp", "bfpg")
+	if err != nil {
+		c.Restart()
+		return nil, fmt.Errorf("pgtest: creating cluster dir: %w", err)
+	}
+	cp := &Cluster{dir: dir, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "postgres.log"), postgres: c.postgres, cred: c.cred}
+	cp.srv = &server{admin: cp.DSN("postgres"), dsn: cp.DSN}
+	// cp -a keeps the owner and the 0700 mode postgres insists on.
+	out, err := exec.Command("cp", "-a", c.dataDir, cp.dataDir).CombinedOutput()
+	if err == nil && c.cred != nil {
+		err = os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid))
+	}
+	if rerr := c.Restart(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pgtest: copying %s: %v %s", c.dataDir, err, out)
+	}
+	if err := cp.Restart(); err != nil {
+		cp.Close()
+		return nil, err
+	}
+	return cp, nil
+}
+
 // Restart starts the server again on the same data dir and socket, so DSNs
 // handed out earlier work again. It waits until the server accepts
 // connections.

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -264,6 +267,31 @@ type Database struct {
 	// TableOID is public.workspaces' own OID: a table dropped and created
 	// again, or restored from a dump, is another table.
 	TableOID uint32 `json:"table_oid"`
+}
+
+// Target names where a DSN leads: its hosts and ports, in order, and its
+// database, as the driver reads them (the environment's PG* variables and
+// a service file included), without user or password; "" when the DSN does
+// not parse. A physical copy of a database (a restore, a volume snapshot)
+// has every part of the original's identity (Database): only where it
+// runs tells them apart.
+func Target(dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	var hosts []string
+	add := func(host string, port uint16) {
+		h := net.JoinHostPort(host, strconv.Itoa(int(port)))
+		if !slices.Contains(hosts, h) { // sslmode=prefer lists each host twice
+			hosts = append(hosts, h)
+		}
+	}
+	add(cfg.Host, cfg.Port)
+	for _, f := range cfg.Fallbacks {
+		add(f.Host, f.Port)
+	}
+	return strings.Join(hosts, ",") + "/" + cfg.Database
 }
 
 // identifyQuery names the database a session reached (Database).

@@ -283,3 +283,21 @@ func TestListingsAreOneRoundTrip(t *testing.T) {
 		t.Fatalf("ListAllIdentified's rows differ from ListAll's (%v):\n%v\n%v", err, rows, all)
 	}
 }
+
+// Target names hosts, ports and database, never the user or password,
+// each host once whatever sslmode's fallbacks add.
+func TestTarget(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://backfill:s3cret-pw@db1.example:6432/molecule?sslmode=require": "db1.example:6432/molecule",
+		"postgres://backfill:s3cret-pw@db1.example/molecule":                      "db1.example:5432/molecule",
+		"host=db1,db2 port=5432,5433 user=u password=s3cret-pw dbname=m":          "db1:5432,db2:5433/m",
+		"host=/tmp/sock port=5432 dbname=t sslmode=disable":                       "/tmp/sock:5432/t",
+		"host=::1 dbname=v6":                                                      "[::1]:5432/v6",
+		"postgres://%zz":                                                          "",
+	} {
+		got := Target(dsn)
+		if got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("Target(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}
