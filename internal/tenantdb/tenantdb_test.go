@@ -292,8 +292,8 @@ func TestTarget(t *testing.T) {
 		"postgres://backfill:s3cret-pw@db1.example/molecule":                      "db1.example:5432/molecule",
 		"host=db1,db2 port=5432,5433 user=u password=s3cret-pw dbname=m":          "db1:5432,db2:5433/m",
 		"host=/tmp/sock port=5432 dbname=t sslmode=disable":                       "/tmp/sock:5432/t",
-		"host=::1 dbname=v6":                                                      "[::1]:5432/v6",
-		"postgres://%zz":                                                          "",
+		"host=::1 dbname=v6": "[::1]:5432/v6",
+		"postgres://%zz":     "",
 	} {
 		got := Target(dsn)
 		if got != want || strings.Contains(got, "s3cret") {
