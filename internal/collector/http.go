@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -451,7 +452,7 @@ func (httpKind) decode(d Decoder, v Field, raw, exp *Spec) {
 		return
 	}
 	if line, r, e, ok := decodeURL(d, f, v, "http", "url"); ok {
-		if filesAPIRead.MatchString(e) {
+		if isFilesAPIURL(e) {
 			d.Errorf(line, "http url is the platform's files API (/workspaces/…/files/…): when a workspace's container is down it answers "+
 				"from a template folder named like the workspace and says nothing of it; use the files_api collector, which lists /configs "+
 				"around each read to learn which source answered")
@@ -473,9 +474,33 @@ func (httpKind) decode(d Decoder, v Field, raw, exp *Spec) {
 	}
 }
 
-// filesAPIRead matches a URL whose path is the platform's files API for a
-// workspace: /workspaces/<id>/files, or anything below it.
-var filesAPIRead = regexp.MustCompile(`(?i)^[a-z][a-z0-9+.-]*://[^/?#]*(/[^?#]*)?/workspaces/[^/?#]+/files(/|[?#]|$)`)
+// filesAPIPath matches a path that is the platform's files API for a
+// workspace, /workspaces/<id>/files or anything below it, once decoded,
+// cleaned and lower-cased.
+var filesAPIPath = regexp.MustCompile(`(^|/)workspaces/[^/]+/files(/|$)`)
+
+// isFilesAPIURL reports whether u leads to the platform's files API. The
+// platform's router matches the decoded path, so the test is on the path
+// as the server will read it: %66iles, files%2Fconfig.yaml or a doubled
+// slash are the files API all the same.
+func isFilesAPIURL(u string) bool {
+	p := u
+	if parsed, err := url.Parse(u); err == nil {
+		p = parsed.Path
+	} else if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	// Decode whatever is left encoded (a second round, or an unparsed URL).
+	for range 3 {
+		d, err := url.PathUnescape(p)
+		if err != nil || d == p {
+			break
+		}
+		p = d
+	}
+	p = strings.ToLower(path.Clean("/" + strings.ReplaceAll(p, "\\", "/")))
+	return filesAPIPath.MatchString(p)
+}
 
 // target leaves out a password or token= written literally in the URL by
 // position, not only by value: it may be shorter than redaction's minimum.

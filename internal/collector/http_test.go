@@ -419,3 +419,29 @@ func TestHTTPWorkspaceNamedLikeAnotherContainerIsNotLive(t *testing.T) {
 		t.Errorf("named SEO Agent: %s: %s", r.Outcome, r.Reason)
 	}
 }
+
+// The platform's router matches the decoded path, so an http url is the
+// files API however its path is spelt (found by review: percent-encoding
+// got past a test of the text as written).
+func TestIsFilesAPIURL(t *testing.T) {
+	for u, want := range map[string]bool{
+		"https://p.example/workspaces/{workspace_id}/files/config.yaml?root=/configs": true,
+		"https://p.example/api/v1/Workspaces/{workspace_id}/FILES":                    true,
+		"https://p.example/workspaces/{workspace_id}/%66iles/config.yaml":             true,
+		"https://p.example/workspaces/{workspace_id}/files%2Fconfig.yaml":             true,
+		"https://p.example/workspace%73/{workspace_id}/files/config.yaml":             true,
+		"https://p.example/workspaces%2F{workspace_id}%2Ffiles%2Fconfig.yaml":         true,
+		"https://p.example//workspaces//{workspace_id}//files//config.yaml":           true,
+		"https://p.example/x/../workspaces/{workspace_id}/files/config.yaml":          true,
+		"https://p.example/workspaces\\{workspace_id}\\files\\config.yaml":            true,
+		"https://p.example/workspaces/{workspace_id}/files?root=/configs":             true,
+		"https://p.example/configs/{workspace_id}/config.yaml":                        false,
+		"https://p.example/workspaces/{workspace_id}/filesystem/config.yaml":          false,
+		"https://p.example/config?path=/workspaces/{workspace_id}/files/config.yaml":  false,
+		"https://p.example/workspaces/files":                                          false,
+	} {
+		if got := isFilesAPIURL(u); got != want {
+			t.Errorf("isFilesAPIURL(%q) = %v, want %v", u, got, want)
+		}
+	}
+}

@@ -285,6 +285,7 @@ func TestParseErrors(t *testing.T) {
 		{"unset variable", head + "  - name: jrs-seo\n    dsn: \"postgres://backfill:${JRS_PG_PASSWORD_TYPO}@jrs-db/m\" #<\n    collector: {file: /x}\n", 0, "jrs-seo", "${JRS_PG_PASSWORD_TYPO} is not set"},
 		{"unset variable in defaults", "version: 1\ndefaults:\n  collector:\n    file: /x/${NOPE} #<\n" + head[len("version: 1\n"):] + "  - {name: a, dsn: h=1}\n", 0, "", "${NOPE} is not set"},
 		{"http at the platform's files API", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"https://x.example/api/workspaces/{workspace_id}/files/config.yaml?root=/configs\"} #<\n", 0, "a", "use the files_api collector"},
+		{"http at the files API, percent-encoded", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"https://x.example/workspaces/{workspace_id}/%66iles/config.yaml\"} #<\n", 0, "a", "use the files_api collector"},
 		{"http at the platform's files listing", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"HTTPS://x.example/Workspaces/${PLAIN_PW}/files?root=/configs\"} #<\n", 0, "a", "http url is the platform's files API"},
 		{"empty variable reference", head + "  - name: a\n    dsn: h=1\n    collector:\n      http: {url: \"https://x/${}\"} #<\n", 0, "a", "empty ${}"},
 		{"unterminated variable reference", head + "  - name: a\n    dsn: h=1\n    collector:\n      file: /x/${HOME #<\n", 0, "a", `unterminated "${"`},
