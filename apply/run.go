@@ -199,7 +199,7 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 		}
 		tr.Results = append(tr.Results, r)
 	}
-	return op.commitJournaled(ctx, db, o, tx, xid, tr, items, st.facts)
+	return op.commitJournaled(ctx, o, tx, xid, tr, items, st.facts)
 }
 
 // settleAll settles what earlier runs left for each item's row.
@@ -282,7 +282,7 @@ func workspaceIDs(items []plan.Item) []string {
 //
 // facts, what the run learnt of earlier runs' transactions, are journaled
 // first: they are true whether or not this transaction commits.
-func (op *operation) commitJournaled(ctx, db context.Context, o Options, tx pgx.Tx, xid tenantdb.Tx, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
+func (op *operation) commitJournaled(ctx context.Context, o Options, tx pgx.Tx, xid tenantdb.Tx, tr TenantReport, items []plan.Item, facts []evidence.Record) TenantReport {
 	pending := facts
 	for _, r := range tr.Results {
 		if r.Outcome == op.wrote {
@@ -294,8 +294,12 @@ func (op *operation) commitJournaled(ctx, db context.Context, o Options, tx pgx.
 			return failAll(tr.Tenant, items, "journal: "+err.Error()+"; nothing was committed")
 		}
 	}
-	if err := tx.Commit(db); err != nil {
-		reason := "commit: " + o.dbErr(db, err) + "; the outcome of this tenant's writes is unknown: re-run " + op.name + " to resolve"
+	// COMMIT gets a round trip's bound of its own: the journal's write,
+	// just made, may have waited on the store behind other tenants.
+	commit, cancel := o.session(ctx, -1)
+	defer cancel()
+	if err := tx.Commit(commit); err != nil {
+		reason := "commit: " + o.dbErr(commit, err) + "; the outcome of this tenant's writes is unknown: re-run " + op.name + " to resolve"
 		return journalOp(ctx, o, failAll(tr.Tenant, items, reason), op.name)
 	}
 	return journalOp(ctx, o, tr, op.name)
@@ -353,11 +357,14 @@ func (o Options) session(ctx context.Context, n int) (context.Context, context.C
 	return context.WithTimeout(ctx, o.sessionBound(n))
 }
 
-// sessionBound allows each round trip a session makes (begin, identify,
-// settle, a swap batch, re-read, commit) its statement and lock timeouts,
-// and some slack for the network.
+// sessionBound allows each round trip a session of n items makes (begin,
+// identify, settle, a swap batch, re-read, commit) its statement and lock
+// timeouts, and some slack for the network; n < 0 bounds one round trip.
 func (o Options) sessionBound(n int) time.Duration {
 	trips := 8 + (n+swapBatch-1)/swapBatch
+	if n < 0 { // one round trip
+		trips = 1
+	}
 	return time.Duration(trips)*(o.StatementTimeout+o.LockTimeout) + 5*time.Second
 }
 

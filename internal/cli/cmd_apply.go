@@ -183,10 +183,12 @@ func (r *runner) writeSetup(ctx context.Context, w writeOptions, a *applyOptions
 		if signers, err = sshsig.ParseAllowedSigners(sp, b); err != nil {
 			return o, nil, fail("--allowed-signers: %v", err)
 		}
-	} else if w.execute {
+	} else if w.execute && a != nil {
 		// Said every time: an empty or unset BACKFILL_ALLOWED_SIGNERS
 		// must not pass for signatures checked.
 		r.log.Warn("no --allowed-signers: signatures are not checked, and any recorded approval of the plan counts")
+	} else if w.execute {
+		r.log.Warn("no --allowed-signers: neither signatures nor approvals are checked; rollback undoes what the journal says the plan wrote")
 	}
 	if a != nil {
 		if cat, err = a.inputs.catalog(p); err != nil {

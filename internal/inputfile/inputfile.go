@@ -16,20 +16,22 @@ import (
 // Read returns the whole of path, a regular file or a pipe (a FIFO, or the
 // shell's <(...)), refusing more than limit bytes. Errors name the path.
 func Read(path string, limit int64) ([]byte, error) {
+	// Refused before it is opened: opening some devices (a tape, a
+	// watchdog) does something.
+	if err := check(path, os.Stat); err != nil {
+		return nil, err
+	}
 	// Non-blocking, so that opening a FIFO with no writer returns at once
 	// (its read then ends at once too); a pipe with a writer is still
-	// read to its end through Go's poller.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// read to its end through Go's poller. Checked again once open: the
+	// path may have been swapped meanwhile.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	if err := check(path, func(string) (fs.FileInfo, error) { return f.Stat() }); err != nil {
 		return nil, err
-	}
-	if m := fi.Mode(); !m.IsRegular() && m&fs.ModeNamedPipe == 0 {
-		return nil, fmt.Errorf("%s is %s, not a file", path, kind(m))
 	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
@@ -39,6 +41,18 @@ func Read(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is over %d bytes", path, limit)
 	}
 	return b, nil
+}
+
+// check refuses anything but a regular file or a pipe.
+func check(path string, stat func(string) (fs.FileInfo, error)) error {
+	fi, err := stat(path)
+	if err != nil {
+		return err
+	}
+	if m := fi.Mode(); !m.IsRegular() && m&fs.ModeNamedPipe == 0 {
+		return fmt.Errorf("%s is %s, not a file", path, kind(m))
+	}
+	return nil
 }
 
 func kind(m fs.FileMode) string {

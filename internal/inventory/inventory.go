@@ -148,7 +148,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inven
 }
 
 // LoadDatabases is Load for the commands that reach tenant databases and
-// collect nothing (plan, apply, rollback, show, publish): it reads each
+// collect nothing (plan, apply, rollback, inspect, publish): it reads each
 // tenant's name and DSN and leaves the collectors out. Their keys must still
 // be ones an inventory may have, but nothing under them is read, so the
 // files API tokens and an exec collector's variables need not be set where

@@ -269,12 +269,13 @@ type Database struct {
 	TableOID uint32 `json:"table_oid"`
 }
 
-// Target names where a DSN leads: its hosts and ports, in order, and its
-// database, as the driver reads them (the environment's PG* variables and
-// a service file included), without user or password; "" when the DSN does
-// not parse. A physical copy of a database (a restore, a volume snapshot)
-// has every part of the original's identity (Database): only where it
-// runs tells them apart.
+// Target names where a DSN leads: its hosts and ports and its database,
+// as the driver reads them (the environment's PG* variables and a service
+// file included), without user or password; "" when the DSN does not
+// parse. A physical copy of a database (a restore, a volume snapshot) has
+// every part of the original's identity (Database): only where it runs
+// tells them apart. Host names are compared as DNS does (case folded, a
+// final dot dropped), and several hosts as a set, whatever their order.
 func Target(dsn string) string {
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
@@ -282,16 +283,18 @@ func Target(dsn string) string {
 	}
 	var hosts []string
 	add := func(host string, port uint16) {
-		h := net.JoinHostPort(host, strconv.Itoa(int(port)))
-		if !slices.Contains(hosts, h) { // sslmode=prefer lists each host twice
-			hosts = append(hosts, h)
+		if !strings.HasPrefix(host, "/") { // a socket directory is a path
+			host = strings.TrimSuffix(strings.ToLower(host), ".")
 		}
+		hosts = append(hosts, net.JoinHostPort(host, strconv.Itoa(int(port))))
 	}
 	add(cfg.Host, cfg.Port)
 	for _, f := range cfg.Fallbacks {
 		add(f.Host, f.Port)
 	}
-	return strings.Join(hosts, ",") + "/" + cfg.Database
+	slices.Sort(hosts)
+	// sslmode=prefer lists each host twice.
+	return strings.Join(slices.Compact(hosts), ",") + "/" + cfg.Database
 }
 
 // identifyQuery names the database a session reached (Database).

@@ -285,15 +285,18 @@ func TestListingsAreOneRoundTrip(t *testing.T) {
 }
 
 // Target names hosts, ports and database, never the user or password,
-// each host once whatever sslmode's fallbacks add.
+// each host once whatever sslmode's fallbacks add, host names as DNS
+// compares them and several hosts in any order alike.
 func TestTarget(t *testing.T) {
 	for dsn, want := range map[string]string{
 		"postgres://backfill:s3cret-pw@db1.example:6432/molecule?sslmode=require": "db1.example:6432/molecule",
 		"postgres://backfill:s3cret-pw@db1.example/molecule":                      "db1.example:5432/molecule",
 		"host=db1,db2 port=5432,5433 user=u password=s3cret-pw dbname=m":          "db1:5432,db2:5433/m",
+		"host=DB2.,db1 port=5433,5432 dbname=m":                                   "db1:5432,db2:5433/m",
+		"host=/tmp/Sock dbname=m":                                                 "/tmp/Sock:5432/m",
 		"host=/tmp/sock port=5432 dbname=t sslmode=disable":                       "/tmp/sock:5432/t",
-		"host=::1 dbname=v6": "[::1]:5432/v6",
-		"postgres://%zz":     "",
+		"host=::1 dbname=v6":                                                      "[::1]:5432/v6",
+		"postgres://%zz":                                                          "",
 	} {
 		got := Target(dsn)
 		if got != want || strings.Contains(got, "s3cret") {
