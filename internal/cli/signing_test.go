@@ -148,19 +148,27 @@ func TestSignedApprovals(t *testing.T) {
 
 // TestSignedApprovalApplies: bob's signed approval verifies with ssh-keygen
 // and lets apply --execute write.
-func TestSignedApprovalApplies(t *testing.T) {
-	f := newPlanFixture(t)
-	keys := t.TempDir()
+// signedAndApproved plans f signed by alice and approves it signed by bob,
+// and returns the allowed_signers file naming both and its directory.
+func signedAndApproved(t *testing.T, f *planFixture) (signers, keys string) {
+	t.Helper()
+	keys = t.TempDir()
 	bobKey, bobPub := sshKey(t, keys, "bob")
 	aliceKey, alicePub := sshKey(t, keys, "alice")
 	if res := f.plan(t, "--sign-key", aliceKey); res.code != 0 {
 		t.Fatalf("plan: %s", res.stderr)
 	}
-	signers := filepath.Join(keys, "allowed_signers")
+	signers = filepath.Join(keys, "allowed_signers")
 	writeFile(t, signers, "bob "+bobPub+"\nalice "+alicePub+"\n")
 	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--sign-key", bobKey); res.code != 0 || !strings.Contains(res.stdout, "signed;") {
 		t.Fatalf("approve --sign-key: %d %s%s", res.code, res.stdout, res.stderr)
 	}
+	return signers, keys
+}
+
+func TestSignedApprovalApplies(t *testing.T) {
+	f := newPlanFixture(t)
+	signers, keys := signedAndApproved(t, f)
 	p, _ := plan.LoadPlan("plan.json")
 	store, err := evidence.OpenExisting(context.Background(), "evidence.db")
 	if err != nil {
@@ -220,17 +228,7 @@ func TestApproverNames(t *testing.T) {
 // not checked.
 func TestSignedRollbackRefusesAnUnapprovedPlan(t *testing.T) {
 	f := newPlanFixture(t)
-	keys := t.TempDir()
-	bobKey, bobPub := sshKey(t, keys, "bob")
-	aliceKey, alicePub := sshKey(t, keys, "alice")
-	if res := f.plan(t, "--sign-key", aliceKey); res.code != 0 {
-		t.Fatalf("plan: %s", res.stderr)
-	}
-	signers := filepath.Join(keys, "allowed_signers")
-	writeFile(t, signers, "bob "+bobPub+"\nalice "+alicePub+"\n")
-	if res := runAt(t, nil, "approve", "plan.json", "--cp", "cp.csv", "--catalog", "catalog", "--by", "bob", "--sign-key", bobKey); res.code != 0 {
-		t.Fatalf("approve: %s", res.stderr)
-	}
+	signers, _ := signedAndApproved(t, f)
 	if res := f.apply(t, "--execute", "--allowed-signers", signers); res.code != 0 {
 		t.Fatalf("apply: %d %s%s", res.code, res.stdout, res.stderr)
 	}

@@ -128,12 +128,16 @@ const MaxBytes = 16 << 20
 // Load reads and validates the inventory at path. getenv resolves ${NAME}
 // references; pass os.LookupEnv in production (nil means the same).
 func Load(path string, getenv func(string) (string, bool)) (*Inventory, error) {
+	return load(path, getenv, false)
+}
+
+func load(path string, getenv func(string) (string, bool), databasesOnly bool) (*Inventory, error) {
 	data, err := inputfile.Read(path, MaxBytes)
 	if err != nil {
 		// The *PathError names the file; there is no line to give.
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
-	return Parse(path, data, getenv)
+	return parse(path, data, getenv, databasesOnly)
 }
 
 // Parse validates data as an inventory file called name (used in error
@@ -156,11 +160,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Inven
 // inventory holding the write role's DSNs needs none). The tenants' Chain,
 // RawChain, Collector and Raw are empty.
 func LoadDatabases(path string, getenv func(string) (string, bool)) (*Inventory, error) {
-	data, err := inputfile.Read(path, MaxBytes)
-	if err != nil {
-		return nil, fmt.Errorf("reading inventory: %w", err)
-	}
-	return ParseDatabases(path, data, getenv)
+	return load(path, getenv, true)
 }
 
 // ParseDatabases is Parse as LoadDatabases reads: names and DSNs only.
