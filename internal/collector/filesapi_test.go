@@ -374,12 +374,20 @@ func TestSourceLabels(t *testing.T) {
 }
 
 // A generic HTTP collector applies the platform's 404 rule when it talks
-// to the platform: its org header, or the platform's rate-limit headers.
+// to the platform (through a proxy): its org header, or the platform's
+// source header. Rate-limit headers alone are any gateway's (found by
+// review: a gateway's 403 for one object stopped a whole tenant).
 func TestHTTPPlatformBare404(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/limited":
 			w.Header().Set("X-RateLimit-Limit", "600")
+			w.WriteHeader(404)
+		case "/limited-403":
+			w.Header().Set("X-RateLimit-Limit", "600")
+			w.WriteHeader(403)
+		case "/sourced":
+			w.Header().Set("X-Molecule-Files-Source", "container")
 			w.WriteHeader(404)
 		case "/echo":
 			// A server that echoes the credentials into its error body.
@@ -397,12 +405,16 @@ func TestHTTPPlatformBare404(t *testing.T) {
 	}{
 		{"/plain", nil, false},
 		{"/plain", map[string]string{"X-Molecule-Org-Id": orgID}, true},
-		{"/limited", nil, true},
+		{"/limited", nil, false},
+		{"/sourced", nil, true},
 	} {
 		r := same(t, Spec{Method: MethodHTTP, URL: srv.URL + tc.path, Headers: tc.headers}).Collect(timeoutCtx(t, 10*time.Second), testValues)
 		if (r.TenantError != "") != tc.tenant || (r.Outcome == Gone) == tc.tenant {
 			t.Errorf("%s %v: %s tenant=%q", tc.path, tc.headers, r.Outcome, r.TenantError)
 		}
+	}
+	if r := same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/limited-403"}).Collect(timeoutCtx(t, 10*time.Second), testValues); r.TenantError != "" || r.Outcome != Failed {
+		t.Errorf("a gateway's 403: %s tenant=%q", r.Outcome, r.TenantError)
 	}
 	r := same(t, Spec{Method: MethodHTTP, URL: srv.URL + "/echo", Headers: map[string]string{"Authorization": "Bearer " + apiToken}}).
 		Collect(timeoutCtx(t, 10*time.Second), testValues)
@@ -775,10 +787,12 @@ func TestFilesAPIReadNotFoundAfterAListingShowingTheFileFails(t *testing.T) {
 
 // Found by review: the platform reads an EC2 workspace's files by its
 // instance_id, so two live rows naming one instance each got that
-// instance's config, captured. Through files_api and http such a row's
-// capture fails; a shared instance_id that is not an EC2 id (a container
-// name) does not change what the files API reads, and an EC2 id of the
-// row's own is read as ever.
+// instance's config, captured. Through files_api such a row's capture
+// fails; a shared instance_id that is not an EC2 id (a container name)
+// does not change what the files API reads, and an EC2 id of the row's
+// own is read as ever. The http collector, which may not point at the
+// files API, reads what its URL names: by workspace id, a shared
+// instance is nothing to it ({instance_id} and {container} refuse one).
 func TestSharedEC2InstanceFailsFilesAPIAndHTTP(t *testing.T) {
 	live := "name: Custom\nruntime: hermes\n"
 	p := &filesapi.MemoryPlatform{Org: orgID, Token: apiToken}
@@ -798,7 +812,11 @@ func TestSharedEC2InstanceFailsFilesAPIAndHTTP(t *testing.T) {
 	} {
 		for _, c := range []*Collector{filesAPI(t, base, goodHeaders()), viaHTTP} {
 			r := c.Collect(timeoutCtx(t, 10*time.Second), tc.v)
-			if r.Outcome != tc.want || (tc.want == Failed && (!strings.Contains(r.Reason, "instance_id "+inst+" is named by more than one live workspace") || r.Content != nil)) {
+			want := tc.want
+			if c == viaHTTP {
+				want = Captured
+			}
+			if r.Outcome != want || (want == Failed && (!strings.Contains(r.Reason, "instance_id "+inst+" is named by more than one live workspace") || r.Content != nil)) {
 				t.Errorf("%s through %s: %s: %s", tc.name, c.spec.Method, r.Outcome, r.Reason)
 			}
 		}

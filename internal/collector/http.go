@@ -93,10 +93,11 @@ func (c *Collector) collectHTTP(a attempt, v placeholder.Values, r *Result) {
 		c.readBody(a, resp, r)
 		return
 	}
-	// The platform's files API is recognised by the org header it needs and
-	// the rate-limit headers it sends on every answer; only there does a
-	// bare 404 mean a wrong org rather than a missing file.
-	platform := resp.Header.Get("X-RateLimit-Limit") != "" || resp.Header.Get("X-Molecule-Files-Source") != ""
+	// The platform (behind a proxy: its files API itself is refused) is
+	// recognised by the org header it needs or the source header only it
+	// sends; only there does a bare 404 mean a wrong org rather than a
+	// missing file. Rate-limit headers alone are any gateway's.
+	platform := resp.Header.Get("X-Molecule-Files-Source") != ""
 	for _, k := range names {
 		platform = platform || strings.EqualFold(k, "X-Molecule-Org-Id")
 	}
@@ -209,7 +210,7 @@ func classifyAnswer(r *Result, code int, h http.Header, body []byte, platform bo
 		// The platform checks the token before it looks at the workspace
 		// (WorkspaceAuth): refused once, refused for every workspace, so
 		// each further request would only spend the org's shared budget.
-		fail(r, false, "%s %q: the files API refused the credentials", status, cut(r.redact(msg)))
+		fail(r, false, "%s%s: the files API refused the credentials", status, quoted(cut(r.redact(msg))))
 		r.TenantError = "collector misconfigured: check the Authorization token (and X-Molecule-Org-Id): " + r.Reason
 	case code == http.StatusBadRequest && errCode == codeOrgHeaderRequired:
 		fail(r, false, "%s %s: the request has no X-Molecule-Org-Id", status, codeOrgHeaderRequired)
@@ -228,6 +229,14 @@ func classifyAnswer(r *Result, code int, h http.Header, body []byte, platform bo
 	if r.Outcome == Failed && !r.Throttled && r.TenantError == "" && msg != "" {
 		r.Reason += fmt.Sprintf(" (%q)", cut(r.redact(msg)))
 	}
+}
+
+// quoted is " " and s quoted, or nothing when s is empty.
+func quoted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + strconv.Quote(s)
 }
 
 // cut bounds server-chosen text quoted in a reason.
@@ -514,11 +523,6 @@ func (httpKind) target(raw Spec, fill func(string) string) string {
 
 func (httpKind) collect(c *Collector, a attempt, v placeholder.Values, r *Result) {
 	r.Source = source.Unverified
-	if why := sharedEC2Instance(v); why != "" {
-		// Pointed at the platform's files API, it reads by instance_id too.
-		fail(r, false, "%s", why)
-		return
-	}
 	c.collectHTTP(a, v, r)
 	// An http collector pointed at the platform's files API cannot check
 	// where the read came from, but when the answer itself names a
