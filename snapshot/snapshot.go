@@ -583,8 +583,11 @@ func (e *engine) answered(ti int, col *collector.Collector, res collector.Result
 		return false
 	}
 	tr := e.runs[ti]
-	switch res.Outcome {
-	case collector.Captured, collector.NotLive, collector.NotRunning:
+	// A listing that came back shows the collector configured, whatever
+	// it then said of the workspace.
+	reached := res.Reached || res.Outcome == collector.Captured || res.Outcome == collector.NotLive || res.Outcome == collector.NotRunning
+	switch {
+	case reached:
 		tr.mu.Lock()
 		first := !tr.verified
 		tr.verified = true
@@ -596,10 +599,7 @@ func (e *engine) answered(ti int, col *collector.Collector, res collector.Result
 				e.submit(h, "")
 			}
 		}
-	case collector.Gone:
-		if !res.NotFound {
-			return false
-		}
+	case res.Outcome == collector.Gone && res.NotFound:
 		tr.mu.Lock()
 		count := !tr.verified && tr.stopped == ""
 		if count {

@@ -365,3 +365,43 @@ func TestASharedEC2InstanceFailsThroughFilesAPI(t *testing.T) {
 		t.Errorf("outcomes %v", got)
 	}
 }
+
+// Found by review: a listing that came back (200, with its source) shows
+// the tenant's org header and URL are right, so a read's 404 after it is
+// no bare 404 of a misconfigured tenant: five workspaces whose host mirror
+// lacks config.yaml, listed first, stopped a healthy tenant and left its
+// running containers unread.
+func TestAListingThatCameBackVerifiesTheTenant(t *testing.T) {
+	live := readLive(t, "custom-seo-agent.yaml")
+	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	f := newPlatformFleet(t)
+	var rows []ws
+	for i := range 5 {
+		rows = append(rows, ws{name: fmt.Sprintf("nocfg%d", i)})
+	}
+	for i := range 5 {
+		rows = append(rows, ws{name: fmt.Sprintf("ok%d", i), template: "seo-agent"})
+	}
+	f.tenant(t, "acme", 5, filesAPIYAML(srv.URL, true), rows...)
+	for _, r := range rows {
+		if strings.HasPrefix(r.name, "nocfg") {
+			p.Put(f.ids[r.name], filesapi.MemoryWorkspace{Name: r.name, MirrorDir: true})
+		} else {
+			p.Put(f.ids[r.name], filesapi.MemoryWorkspace{Name: r.name, Running: true, Container: &live})
+		}
+	}
+	f.write(t, "")
+	res := f.run(t, "snapshot", "--inventory", "inventory.yaml", "--capture-concurrency", "1")
+	if strings.Contains(res.stdout+res.stderr, "check X-Molecule-Org-Id") {
+		t.Fatalf("tenant stopped as misconfigured although every listing came back\n%s%s", res.stdout, res.stderr)
+	}
+	got := map[string]int{}
+	for _, c := range f.captures(t) {
+		got[c.Outcome]++
+	}
+	if got["captured"] != 5 || got["gone"] != 5 {
+		t.Errorf("outcomes %v, want 5 captured and 5 gone\n%s", got, res.stdout)
+	}
+}

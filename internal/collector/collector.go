@@ -99,6 +99,10 @@ type Result struct {
 	// NotFound marks a gone that rests on an HTTP 404: the caller takes it
 	// as gone only once the tenant's collector has shown it is configured.
 	NotFound bool
+	// Reached: an answer about the workspace came back (a files API
+	// listing, 200 with its source), which shows the collector is
+	// configured for the tenant whatever the outcome.
+	Reached bool
 	// Throttled marks an HTTP 429: the caller waits RetryAfter, pausing the
 	// tenant, and tries again without counting a retry. Outcome is Failed.
 	Throttled  bool

@@ -118,6 +118,7 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 	if !ok {
 		return
 	}
+	r.Reached = true
 	r.Provenance[provListSource] = first.raw
 	r.Provenance[provListedSize] = first.sizeText()
 	r.Source = first.source
@@ -187,7 +188,9 @@ func (c *Collector) collectFilesAPI(a attempt, v placeholder.Values, r *Result) 
 // just before it, which found the workspace: the 404 says the workspace is
 // gone only when the listing leaves nothing else to say.
 func readNotFound(r *Result, first listing) {
-	defer func() { r.NotFound = r.Outcome == Gone }()
+	// The listing's 200 showed the org header and URL are right: this 404
+	// is not the bare one of a misconfigured tenant.
+	defer func() { r.NotFound = false }()
 	switch {
 	case first.source == source.TemplateDir || first.source == source.None:
 		// The listing already said neither the container nor a host

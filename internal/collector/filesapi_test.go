@@ -76,8 +76,9 @@ func TestFilesAPIOutcomesBySource(t *testing.T) {
 			NotRunning, source.None, "", "container is not running", false},
 		{"template folder without config.yaml", filesapi.MemoryWorkspace{Name: "empty-folder"},
 			NotRunning, source.TemplateDir, "", `"file not found"; the listing's source is template-dir`, false},
+		// Gone, but not a bare 404: the listing came back.
 		{"mirror directory without the file", filesapi.MemoryWorkspace{Name: "a", MirrorDir: true},
-			Gone, source.HostMirror, "", "file not found in workspace /configs", true},
+			Gone, source.HostMirror, "", "file not found in workspace /configs", false},
 		// An EC2 instance lists nothing, and 404s its read, when its sudo
 		// fails too: a failure to look into, never gone.
 		{"ec2 without the file", filesapi.MemoryWorkspace{Name: "a", InstanceID: "i-0abc"},
