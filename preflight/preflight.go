@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
@@ -404,8 +405,19 @@ func candidates(rows []workspace.Row) []workspace.Row {
 // limited. Samples passed over are kept, and named in a note when another
 // was captured: the snapshot will record them so too.
 func sample(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, rows []workspace.Row, res *TenantResult) {
+	shared := snapshot.SharedInstances(rows)
+	if len(shared) > 0 {
+		ids := slices.Sorted(maps.Keys(shared))
+		n := 0
+		for _, r := range rows {
+			if shared[r.Instance()] {
+				n++
+			}
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("%d live workspaces share an instance_id with another (%s): the snapshot fails their captures that read by it", n, strings.Join(ids, ", ")))
+	}
 	for _, row := range candidates(rows) {
-		s, stop := sampleChain(ctx, o, t, chain, row, res)
+		s, stop := sampleChain(ctx, o, t, chain, row, shared, res)
 		if res.Sample != nil {
 			res.PassedOver = append(res.PassedOver, *res.Sample)
 		}
@@ -471,9 +483,10 @@ func (s Sample) describe() string {
 // answer is the check. A transient failure is tried once more at once.
 // stop reports an answer about the whole tenant (misconfigured, rate
 // limited), after which no other workspace is read.
-func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, row workspace.Row, res *TenantResult) (_ *Sample, stop bool) {
+func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, row workspace.Row, shared map[string]bool, res *TenantResult) (_ *Sample, stop bool) {
 	s := &Sample{WorkspaceID: row.ID, Status: row.Status, Template: row.Template, Attempts: []Attempt{}}
 	v := snapshot.Values(t.Name, row)
+	v.InstanceShared = shared[v.InstanceID]
 	redact := o.Redactor.Redact
 	for _, col := range chain {
 		var r collector.Result

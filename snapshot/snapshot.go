@@ -434,7 +434,7 @@ func (e *engine) list(ctx context.Context, i int, captured map[evidence.Key]bool
 	tr := e.runs[i]
 	tr.mu.Lock()
 	tr.threshold = min(e.o.MisconfiguredAfter, len(todo))
-	tr.shared = sharedInstances(rows)
+	tr.shared = SharedInstances(rows)
 	tr.mu.Unlock()
 	e.sched.add(i, todo)
 }
@@ -636,9 +636,10 @@ type tenantRun struct {
 	shared map[string]bool
 }
 
-// sharedInstances are the instance ids more than one of rows names: a
-// container named by one would be read as each of their configs.
-func sharedInstances(rows []workspace.Row) map[string]bool {
+// SharedInstances are the instance ids more than one of rows names: a
+// container or EC2 instance named by one would be read as each of their
+// configs, so captures that read by it fail.
+func SharedInstances(rows []workspace.Row) map[string]bool {
 	n := map[string]int{}
 	for _, r := range rows {
 		if id := r.Instance(); id != "" {

@@ -350,6 +350,13 @@ func TestASharedEC2InstanceFailsThroughFilesAPI(t *testing.T) {
 	p.Put(f.ids["copier"], filesapi.MemoryWorkspace{Name: "copier", InstanceID: inst, EIC: &live})
 	p.Put(f.ids["own"], filesapi.MemoryWorkspace{Name: "own", InstanceID: "i-0fedcba9876543210", EIC: &live})
 	f.write(t, "")
+	// Preflight says what the snapshot will do: the tenant's collector
+	// works (its own instance's sample), no sample reads the shared
+	// instance as evidence, and a note names it (found by review).
+	pf := f.run(t, "preflight", "--inventory", "inventory.yaml")
+	if pf.code != 0 || !strings.Contains(pf.stdout, "passed over sample") || !strings.Contains(pf.stdout, "2 live workspaces share an instance_id with another ("+inst+")") {
+		t.Errorf("preflight: %d\n%s%s", pf.code, pf.stdout, pf.stderr)
+	}
 	res := f.run(t, "snapshot", "--inventory", "inventory.yaml", "--retries", "0")
 	if res.code != 3 {
 		t.Errorf("snapshot exit %d, want 3\n%s%s", res.code, res.stdout, res.stderr)
