@@ -473,6 +473,11 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 		if e.runs[ti].isStopped() {
 			break
 		}
+		if tr.isBroken(it.pos) {
+			// Refused for the tenant already (a token, say): not tried.
+			it.pos++
+			continue
+		}
 		col := chain[it.pos]
 		if it.started.IsZero() {
 			it.started = e.o.Now()
@@ -544,8 +549,10 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 		it.pos++
 		it.attempt, it.started, it.throttles, it.waited = 0, time.Time{}, 0, 0
 		if res.TenantError != "" {
-			e.stopTenant(ti, res.TenantError)
-			break
+			if e.breakCollector(ti, it.pos-1, len(chain), res.TenantError) {
+				break
+			}
+			continue
 		}
 		if e.answered(ti, col, res) || (res.Outcome == collector.Captured && source.Evidence(res.Source)) {
 			break
@@ -634,6 +641,9 @@ type tenantRun struct {
 	// shared are the instance ids more than one of the tenant's live rows
 	// name; set once, before any of its items is queued.
 	shared map[string]bool
+	// broken are the chain's collectors refused for the whole tenant, by
+	// position, with why.
+	broken map[int]string
 }
 
 // SharedInstances are the instance ids more than one of rows names: a
@@ -653,6 +663,42 @@ func SharedInstances(rows []workspace.Row) map[string]bool {
 		}
 	}
 	return shared
+}
+
+func (tr *tenantRun) isBroken(pos int) bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.broken[pos] != ""
+}
+
+// breakCollector takes collector pos of a tenant's chain of n out of use
+// for the tenant's remaining workspaces, for reason (it was refused for the
+// whole tenant: a credential, the org header, a rate limit waited out),
+// and stops the tenant once none of its chain is left. The chain's other
+// collectors go on: a files API refusing a token must not keep a volume
+// that holds the same configs from being read. It reports whether the
+// tenant was stopped.
+func (e *engine) breakCollector(ti, pos, n int, reason string) bool {
+	tr := e.runs[ti]
+	tr.mu.Lock()
+	if tr.broken == nil {
+		tr.broken = map[int]string{}
+	}
+	first := tr.broken[pos] == ""
+	if first {
+		tr.broken[pos] = reason
+	}
+	left := n - len(tr.broken)
+	tr.mu.Unlock()
+	if left == 0 {
+		e.stopTenant(ti, reason)
+		return true
+	}
+	if first {
+		e.o.Logger.Warn("collector not used for the tenant's other workspaces; the chain's others go on", "tenant", e.tenants[ti].Name,
+			"collector", pos+1, "of", n, "reason", e.o.Redactor.Redact(reason))
+	}
+	return false
 }
 
 func (tr *tenantRun) isStopped() bool {

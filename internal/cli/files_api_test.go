@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -410,5 +411,50 @@ func TestAListingThatCameBackVerifiesTheTenant(t *testing.T) {
 	}
 	if got["captured"] != 5 || got["gone"] != 5 {
 		t.Errorf("outcomes %v, want 5 captured and 5 gone\n%s", got, res.stdout)
+	}
+}
+
+// Found by review: a 401 from the files API stopped the whole tenant, so
+// the chain's next collector (a volume holding the same configs) was never
+// tried. A collector refused for the tenant is left out for its other
+// workspaces, and the chain goes on; only a chain with nothing left stops
+// the tenant.
+func TestACollectorRefusedForTheTenantLeavesTheChainsOthers(t *testing.T) {
+	live := readLive(t, "custom-seo-agent.yaml")
+	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	f := newPlatformFleet(t)
+	f.env["FILES_TOKEN"] = "tok-expired-0000000"
+	vol := filepath.Join(f.dir, "vol")
+	chain := fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: {path: \"%s/{workspace_id}/config.yaml\", root: %q}\n",
+		srv.URL, vol, vol)
+	var rows []ws
+	for i := range 6 {
+		rows = append(rows, ws{name: fmt.Sprintf("w%d", i)})
+	}
+	f.tenant(t, "acme", 1, chain, rows...)
+	f.tenant(t, "solo", 2, filesAPIYAML(srv.URL, true), ws{name: "s0"}, ws{name: "s1"})
+	for _, r := range append(slices.Clone(rows), ws{name: "s0"}, ws{name: "s1"}) {
+		p.Put(f.ids[r.name], filesapi.MemoryWorkspace{Name: r.name, Running: true, Container: &live})
+		writeFile(t, filepath.Join(vol, f.ids[r.name], "config.yaml"), live)
+	}
+	f.write(t, "")
+	res := f.run(t, "snapshot", "--inventory", "inventory.yaml", "--capture-concurrency", "1", "--json")
+	byMethod := map[string]int{}
+	for _, c := range f.captures(t) {
+		if c.Tenant == "acme" {
+			byMethod[c.Method+" "+c.Outcome]++
+		}
+	}
+	if byMethod["file captured"] != 6 || byMethod["files_api failed"] != 1 {
+		t.Errorf("acme's captures %v: want all 6 by file after one refused files_api attempt\n%s%s", byMethod, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "collector not used for the tenant's other workspaces") {
+		t.Errorf("no word that acme's files_api was left out: %s", res.stderr)
+	}
+	// solo has no other collector: stopped, named, exit 3.
+	if res.code != 3 || !strings.Contains(res.stdout, `"tenant": "solo"`) || !strings.Contains(res.stdout, "check the Authorization token") {
+		t.Errorf("solo not stopped: %d\n%s", res.code, res.stdout)
 	}
 }
