@@ -22,6 +22,9 @@ type item struct {
 	throttles int           // 429s met
 	waited    time.Duration // waited for them, in all
 	reserved  bool          // the scheduler took the tokens of the next attempt
+	// leftOut says which collectors of the chain it did not try, and why:
+	// they were left out for the tenant (breakCollector).
+	leftOut []string
 }
 
 type tenantState struct {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -143,7 +144,20 @@ type Summary struct {
 	NotRecorded     int // read, but lost to an evidence store failure
 	Interrupted     bool
 	Failures        []WorkspaceFailure
-	Elapsed         time.Duration
+	// CollectorsLeftOut are the collectors refused for a whole tenant
+	// whose chain went on without them: its workspaces may all have
+	// evidence, from the chain's others, and the credential still wants
+	// mending.
+	CollectorsLeftOut []LeftOut
+	Elapsed           time.Duration
+}
+
+// LeftOut is one collector left out for a tenant's remaining workspaces.
+type LeftOut struct {
+	Tenant   string `json:"tenant"`
+	Position int    `json:"collector"` // 1-based, in the tenant's chain
+	Method   string `json:"method"`
+	Reason   string `json:"reason"`
 }
 
 // Complete reports whether every live workspace of every tenant has a
@@ -473,8 +487,9 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 		if e.runs[ti].isStopped() {
 			break
 		}
-		if tr.isBroken(it.pos) {
+		if why := tr.brokenReason(it.pos); why != "" {
 			// Refused for the tenant already (a token, say): not tried.
+			it.leftOut = append(it.leftOut, fmt.Sprintf("%s not tried, left out for the tenant: %s", chain[it.pos].Method(), why))
 			it.pos++
 			continue
 		}
@@ -665,10 +680,10 @@ func SharedInstances(rows []workspace.Row) map[string]bool {
 	return shared
 }
 
-func (tr *tenantRun) isBroken(pos int) bool {
+func (tr *tenantRun) brokenReason(pos int) string {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return tr.broken[pos] != ""
+	return tr.broken[pos]
 }
 
 // breakCollector takes collector pos of a tenant's chain of n out of use
@@ -689,14 +704,28 @@ func (e *engine) breakCollector(ti, pos, n int, reason string) bool {
 		tr.broken[pos] = reason
 	}
 	left := n - len(tr.broken)
+	all := make([]string, 0, len(tr.broken))
+	for p := range n {
+		if why := tr.broken[p]; why != "" {
+			all = append(all, fmt.Sprintf("collector %d of %d: %s", p+1, n, why))
+		}
+	}
 	tr.mu.Unlock()
 	if left == 0 {
+		if n > 1 {
+			reason = "every collector of its chain was refused: " + strings.Join(all, "; ")
+		}
 		e.stopTenant(ti, reason)
 		return true
 	}
 	if first {
-		e.o.Logger.Warn("collector not used for the tenant's other workspaces; the chain's others go on", "tenant", e.tenants[ti].Name,
-			"collector", pos+1, "of", n, "reason", e.o.Redactor.Redact(reason))
+		method := e.chains[ti][pos].Method()
+		reason = e.o.Redactor.Redact(reason)
+		e.o.Logger.Warn("collector left out for the tenant's other workspaces; the chain's others go on", "tenant", e.tenants[ti].Name,
+			"collector", pos+1, "of", n, "method", method, "reason", reason)
+		e.mu.Lock()
+		e.sum.CollectorsLeftOut = append(e.sum.CollectorsLeftOut, LeftOut{Tenant: e.tenants[ti].Name, Position: pos + 1, Method: method, Reason: reason})
+		e.mu.Unlock()
 	}
 	return false
 }
@@ -754,6 +783,23 @@ func (e *engine) submit(it *item, notGone string) {
 		if r.notFound && notGone != "" {
 			r.c.Outcome = evidence.Failed
 			r.c.Reason += "; " + e.o.Redactor.Redact(notGone)
+		}
+	}
+	// A workspace is gone only when no collector of its chain failed or
+	// was left out: one that could not answer may hold its config (a
+	// files API refusing a token over a volume that never had it).
+	unsure := slices.Clone(it.leftOut)
+	for _, r := range rows {
+		if r.c.Outcome == evidence.Failed {
+			unsure = append(unsure, r.c.Method+" failed")
+		}
+	}
+	if len(unsure) > 0 {
+		for _, r := range rows {
+			if r.c.Outcome == evidence.Gone {
+				r.c.Outcome = evidence.Failed
+				r.c.Reason += "; not taken as gone: " + e.o.Redactor.Redact(strings.Join(unsure, "; "))
+			}
 		}
 	}
 	final := WorkspaceFailure{Tenant: rows[0].c.Tenant, WorkspaceID: rows[0].c.WorkspaceID}

@@ -160,8 +160,9 @@ type auditReport struct {
 	since    map[string]*evidence.Seen
 	maxAge   time.Duration
 	failed   []snapshot.TenantFailure
-	missing  []auditWorkspace // without evidence
-	stale    []auditWorkspace // evidence older than the limit, not captured again
+	leftOut  []snapshot.LeftOut // collectors refused for a whole tenant, its chain going on
+	missing  []auditWorkspace   // without evidence
+	stale    []auditWorkspace   // evidence older than the limit, not captured again
 	appeared []auditWorkspace
 	oldest   *time.Time // over every workspace's latest evidence
 	newest   *time.Time
@@ -205,7 +206,7 @@ func buildAudit(ctx context.Context, store *evidence.Store, inv *inventory.Inven
 	rep := &auditReport{
 		prev:   prev,
 		record: &evidence.Audit{At: start, EndedAt: end, MaxEvidenceAge: maxAge},
-		since:  since, maxAge: maxAge, failed: sum.TenantsFailed, listedAt: map[string]time.Time{},
+		since:  since, maxAge: maxAge, failed: sum.TenantsFailed, leftOut: sum.CollectorsLeftOut, listedAt: map[string]time.Time{},
 	}
 	if rep.failed == nil {
 		rep.failed = []snapshot.TenantFailure{}
@@ -432,6 +433,7 @@ type auditJSON struct {
 	NewestEvidenceAgeSeconds *int64                   `json:"newest_evidence_age_seconds"`
 	ElapsedSeconds           float64                  `json:"elapsed_seconds"`
 	TenantsFailed            []snapshot.TenantFailure `json:"tenants_failed"`
+	CollectorsLeftOut        []snapshot.LeftOut       `json:"collectors_left_out,omitempty"`
 	ByTenant                 []auditTenantJSON        `json:"by_tenant"`
 	WithoutEvidenceList      []auditWorkspace         `json:"without_evidence_workspaces"`
 	StaleList                []auditWorkspace         `json:"stale_workspaces"`
@@ -479,7 +481,7 @@ func (rep *auditReport) json(path string) auditJSON {
 		Appeared: a.Appeared, Captured: a.Captured,
 		OldestEvidenceAt: rfc3339(rep.oldest), NewestEvidenceAt: rfc3339(rep.newest),
 		OldestEvidenceAgeSeconds: ageSeconds(end, rep.oldest), NewestEvidenceAgeSeconds: ageSeconds(end, rep.newest),
-		ElapsedSeconds: end.Sub(a.At).Seconds(), TenantsFailed: rep.failed,
+		ElapsedSeconds: end.Sub(a.At).Seconds(), TenantsFailed: rep.failed, CollectorsLeftOut: rep.leftOut,
 		ByTenant:            []auditTenantJSON{},
 		WithoutEvidenceList: nonNil(rep.missing), StaleList: nonNil(rep.stale), AppearedList: nonNil(rep.appeared)}
 	if rep.prev != nil {
@@ -535,6 +537,9 @@ func (rep *auditReport) print(w io.Writer, path string) {
 	for _, t := range a.Tenants {
 		recaptured += t.Recaptured
 		stale += t.Stale
+	}
+	for _, l := range rep.leftOut {
+		fmt.Fprintf(w, "  tenant %s: collector %d (%s) left out, the chain's others went on: %s\n", termsafe.String(l.Tenant), l.Position, l.Method, oneLine(l.Reason))
 	}
 	fmt.Fprintf(w, "  with evidence %d (captured now %d, captured again %d), without evidence %d", a.WithEvidence, a.Captured, recaptured, a.WithoutEvidence)
 	if rep.maxAge > 0 {

@@ -212,7 +212,7 @@ func (r *runner) runSnapshot(ctx context.Context, o snapshotOptions) error {
 			Tenants: sum.Tenants, Live: sum.Live, Captured: sum.Captured, CapturedEarlier: sum.AlreadyCaptured, CoveredEarlier: sum.CoveredEarlier,
 			NotLive: sum.NotLive, NotRunning: sum.NotRunning, Gone: sum.Gone, Failed: sum.Failed, NotAttempted: sum.NotAttempted,
 			NotRecorded: sum.NotRecorded, ElapsedSeconds: sum.Elapsed.Seconds(),
-			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures, Scope: scope}
+			TenantsFailed: sum.TenantsFailed, Failures: sum.Failures, CollectorsLeftOut: sum.CollectorsLeftOut, Scope: scope}
 		if doc.TenantsFailed == nil {
 			doc.TenantsFailed = []snapshot.TenantFailure{}
 		}
@@ -378,6 +378,9 @@ func printSnapshotSummary(w io.Writer, s *snapshot.Summary, path string, scope *
 		}
 		fmt.Fprintf(w, "  tenant %s %s: %s\n", termsafe.String(t.Tenant), what, oneLine(t.Reason))
 	}
+	for _, l := range s.CollectorsLeftOut {
+		fmt.Fprintf(w, "  tenant %s: collector %d (%s) left out, the chain's others went on: %s\n", termsafe.String(l.Tenant), l.Position, l.Method, oneLine(l.Reason))
+	}
 	for i, f := range s.Failures {
 		if i == maxListed {
 			fmt.Fprintf(w, "  ... and %d more (see `backfill status` and `backfill export`)\n", len(s.Failures)-maxListed)
@@ -410,6 +413,9 @@ type snapshotJSON struct {
 	ElapsedSeconds  float64                     `json:"elapsed_seconds"`
 	TenantsFailed   []snapshot.TenantFailure    `json:"tenants_failed"`
 	Failures        []snapshot.WorkspaceFailure `json:"failures"`
+	// CollectorsLeftOut are collectors refused for a whole tenant whose
+	// chain went on without them; absent when none was.
+	CollectorsLeftOut []snapshot.LeftOut `json:"collectors_left_out,omitempty"`
 	// Scope is the part of the inventory captured; absent for all of it.
 	Scope *snapshotScope `json:"scope,omitempty"`
 }

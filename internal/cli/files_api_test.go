@@ -450,11 +450,54 @@ func TestACollectorRefusedForTheTenantLeavesTheChainsOthers(t *testing.T) {
 	if byMethod["file captured"] != 6 || byMethod["files_api failed"] != 1 {
 		t.Errorf("acme's captures %v: want all 6 by file after one refused files_api attempt\n%s%s", byMethod, res.stdout, res.stderr)
 	}
-	if !strings.Contains(res.stderr, "collector not used for the tenant's other workspaces") {
-		t.Errorf("no word that acme's files_api was left out: %s", res.stderr)
+	if !strings.Contains(res.stderr, "collector left out for the tenant's other workspaces") || !strings.Contains(res.stdout, `"collectors_left_out"`) {
+		t.Errorf("no word that acme's files_api was left out: %s%s", res.stdout, res.stderr)
 	}
 	// solo has no other collector: stopped, named, exit 3.
 	if res.code != 3 || !strings.Contains(res.stdout, `"tenant": "solo"`) || !strings.Contains(res.stdout, "check the Authorization token") {
 		t.Errorf("solo not stopped: %d\n%s", res.code, res.stdout)
+	}
+}
+
+// Found by review: with the files API refusing an expired token and the
+// chain's file collector finding nothing (hosted workspaces, whose configs
+// only their instances hold), every workspace was recorded gone and
+// `--allow-gone` exited 0. A workspace is gone only when no collector of
+// its chain failed or was left out; the run names the collector left out.
+func TestALeftOutCollectorNeverLetsAWorkspacePassForGone(t *testing.T) {
+	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	f := newPlatformFleet(t)
+	f.env["FILES_TOKEN"] = "tok-expired-0000000"
+	vol := filepath.Join(f.dir, "vol")
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chain := fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: {path: \"%s/{workspace_id}/config.yaml\", root: %q}\n",
+		srv.URL, vol, vol)
+	f.tenant(t, "acme", 1, chain, ws{name: "w0"}, ws{name: "w1"}, ws{name: "w2"})
+	f.write(t, "")
+	for _, cmd := range [][]string{{"snapshot", "--inventory", "inventory.yaml", "--allow-gone", "--json", "--capture-concurrency", "1"},
+		{"audit", "--inventory", "inventory.yaml", "--allow-gone", "--json", "--capture-concurrency", "1"}} {
+		res := f.run(t, cmd...)
+		var doc struct {
+			Gone    int `json:"gone"`
+			LeftOut []struct {
+				Tenant, Method, Reason string
+			} `json:"collectors_left_out"`
+		}
+		if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || res.code != 3 || doc.Gone != 0 || len(doc.LeftOut) != 1 ||
+			doc.LeftOut[0].Method != "files_api" || !strings.Contains(doc.LeftOut[0].Reason, "check the Authorization token") {
+			t.Errorf("%s: %d %v %+v\n%s%s", cmd[0], res.code, err, doc, res.stdout, res.stderr)
+		}
+	}
+	for _, c := range f.captures(t) {
+		if c.Outcome == "gone" {
+			t.Errorf("%s/%s by %s recorded gone: %s", c.Tenant, c.WorkspaceID, c.Method, c.Reason)
+		}
+		if c.Method == "file" && !strings.Contains(c.Reason, "not taken as gone: files_api") {
+			t.Errorf("%s by file: %s", c.WorkspaceID, c.Reason)
+		}
 	}
 }
