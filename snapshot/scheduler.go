@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,19 @@ func (s *scheduler) limit(tenant int, rate float64, costs []int) {
 		t.burst = max(t.burst, float64(c))
 	}
 	t.tokens, t.last = t.burst, s.now()
+}
+
+// free makes a chain position cost nothing from now on: its collector was
+// left out for the tenant, so its attempts are skipped, and reserving its
+// requests would only hold the chain's others to a pace none of them use.
+func (s *scheduler) free(tenant, pos int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tenants[tenant]
+	if pos < len(t.costs) {
+		t.costs = slices.Clone(t.costs)
+		t.costs[pos] = 0
+	}
 }
 
 // add queues a tenant's workspaces.

@@ -132,3 +132,28 @@ func TestSchedulerRequeueAndDrop(t *testing.T) {
 		t.Fatal("a dropped tenant took an item back")
 	}
 }
+
+// Found by review: a collector left out for a tenant kept its requests'
+// cost, so the scheduler reserved three tokens a workspace for attempts
+// never made and held the chain's others to the files API's pace. Freed,
+// its position costs nothing: the tenant's workspaces are handed out as
+// fast as the workers take them, and the caller's costs are not touched.
+func TestSchedulerLeftOutCollectorCostsNothing(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	s := newScheduler(1, 4)
+	s.now = func() time.Time { return now }
+	costs := []int{3, 0}
+	s.limit(0, 1, costs) // files_api then file: burst 3, one request a second
+	s.add(0, rows(5, ""))
+	s.free(0, 0)
+	if costs[0] != 3 {
+		t.Fatalf("the caller's costs changed: %v", costs)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range 5 {
+		if it, wake := s.pick(); it == nil {
+			t.Fatalf("pick %d: nothing ready (wake %s): the left-out collector still paces the tenant", i, wake)
+		}
+	}
+}

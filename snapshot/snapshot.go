@@ -711,6 +711,9 @@ func (e *engine) breakCollector(ti, pos, n int, reason string) bool {
 		}
 	}
 	tr.mu.Unlock()
+	if first {
+		e.sched.free(ti, pos)
+	}
 	if left == 0 {
 		if n > 1 {
 			reason = "every collector of its chain was refused: " + strings.Join(all, "; ")
