@@ -340,9 +340,7 @@ exit 1
 // says so (exit 3).
 func TestASharedEC2InstanceFailsThroughFilesAPI(t *testing.T) {
 	live := readLive(t, "custom-seo-agent.yaml")
-	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
-	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	p, srv := memoryPlatform(t)
 	f := newPlatformFleet(t)
 	const inst = "i-0123456789abcdef0"
 	f.tenant(t, "acme", 94, filesAPIYAML(srv.URL, true),
@@ -381,9 +379,7 @@ func TestASharedEC2InstanceFailsThroughFilesAPI(t *testing.T) {
 // running containers unread.
 func TestAListingThatCameBackVerifiesTheTenant(t *testing.T) {
 	live := readLive(t, "custom-seo-agent.yaml")
-	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
-	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	p, srv := memoryPlatform(t)
 	f := newPlatformFleet(t)
 	var rows []ws
 	for i := range 5 {
@@ -421,14 +417,9 @@ func TestAListingThatCameBackVerifiesTheTenant(t *testing.T) {
 // the tenant.
 func TestACollectorRefusedForTheTenantLeavesTheChainsOthers(t *testing.T) {
 	live := readLive(t, "custom-seo-agent.yaml")
-	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
-	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	p, srv := memoryPlatform(t)
 	f := newPlatformFleet(t)
-	f.env["FILES_TOKEN"] = "tok-expired-0000000"
-	vol := filepath.Join(f.dir, "vol")
-	chain := fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: {path: \"%s/{workspace_id}/config.yaml\", root: %q}\n",
-		srv.URL, vol, vol)
+	chain, vol := expiredTokenThenVolume(t, f, srv.URL)
 	var rows []ws
 	for i := range 6 {
 		rows = append(rows, ws{name: fmt.Sprintf("w%d", i)})
@@ -465,17 +456,9 @@ func TestACollectorRefusedForTheTenantLeavesTheChainsOthers(t *testing.T) {
 // `--allow-gone` exited 0. A workspace is gone only when no collector of
 // its chain failed or was left out; the run names the collector left out.
 func TestALeftOutCollectorNeverLetsAWorkspacePassForGone(t *testing.T) {
-	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
-	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	_, srv := memoryPlatform(t)
 	f := newPlatformFleet(t)
-	f.env["FILES_TOKEN"] = "tok-expired-0000000"
-	vol := filepath.Join(f.dir, "vol")
-	if err := os.MkdirAll(vol, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	chain := fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: {path: \"%s/{workspace_id}/config.yaml\", root: %q}\n",
-		srv.URL, vol, vol)
+	chain, _ := expiredTokenThenVolume(t, f, srv.URL)
 	f.tenant(t, "acme", 1, chain, ws{name: "w0"}, ws{name: "w1"}, ws{name: "w2"})
 	f.write(t, "")
 	for _, cmd := range [][]string{{"snapshot", "--inventory", "inventory.yaml", "--allow-gone", "--json", "--capture-concurrency", "1"},
@@ -500,4 +483,26 @@ func TestALeftOutCollectorNeverLetsAWorkspacePassForGone(t *testing.T) {
 			t.Errorf("%s by file: %s", c.WorkspaceID, c.Reason)
 		}
 	}
+}
+
+// memoryPlatform serves a files API simulation on loopback for the fleet's
+// org and token.
+func memoryPlatform(t *testing.T) (*filesapi.MemoryPlatform, *httptest.Server) {
+	p := &filesapi.MemoryPlatform{Org: filesOrg, Token: filesToken}
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	return p, srv
+}
+
+// expiredTokenThenVolume is a chain of the files API at url with an
+// expired token, then a file collector over an empty volume directory it
+// returns.
+func expiredTokenThenVolume(t *testing.T, f *platformFleet, url string) (chain, vol string) {
+	f.env["FILES_TOKEN"] = "tok-expired-0000000"
+	vol = filepath.Join(f.dir, "vol")
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: {path: \"%s/{workspace_id}/config.yaml\", root: %q}\n",
+		url, vol, vol), vol
 }
