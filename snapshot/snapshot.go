@@ -627,7 +627,10 @@ func (e *engine) answered(ti int, col *collector.Collector, res collector.Result
 		if count {
 			tr.notFound++
 		}
-		n, stop := tr.notFound, count && tr.notFound >= tr.threshold
+		// Only the 404 that reaches the threshold stops the tenant: one
+		// counted by another worker before the stop is recorded must not
+		// stop it again with another count.
+		n, stop := tr.notFound, count && tr.notFound == tr.threshold
 		tr.mu.Unlock()
 		if stop {
 			e.stopTenant(ti, fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n))
