@@ -92,8 +92,8 @@ type reconcileInput struct {
 	// at plan time: nothing is known of the row as it is now.
 	Unreachable string
 	// NotEvidence, when set, says why the workspace's latest answer that was
-	// not evidence (not-live, not-running) is none, for a no-evidence
-	// verdict's reason.
+	// not evidence (not-live, not-running, failed) is none, for a
+	// no-evidence verdict's reason.
 	NotEvidence string
 }
 

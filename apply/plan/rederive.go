@@ -145,8 +145,8 @@ func rederiveItem(p *Plan, it *Item, caps, later []captured, cat *catalog.Catalo
 // is head, and apart from them those recorded since, earliest first, with
 // identities derived once per distinct content and kind, and every
 // content's bytes hashed again. head "" means an empty store at plan time.
-// notEvidence says, per workspace, why its latest not-live or not-running
-// capture up to head is no evidence, for a no-evidence verdict's reason.
+// notEvidence says, per workspace, why its latest capture up to head that
+// is no evidence and not gone is none, for a no-evidence verdict's reason.
 // It reads only the tenants of want.
 func loadEvidence(ctx context.Context, s *evidence.Store, cat *catalog.Catalog, head string, want map[evidence.Key]bool) (upTo, since map[evidence.Key][]captured, notEvidence map[evidence.Key]string, err error) {
 	headID := int64(0)
@@ -236,8 +236,8 @@ type wsEvidence struct {
 	// upTo are its successful captures up to the plan's chain head, since
 	// those recorded after it, earliest first.
 	upTo, since []captured
-	// notEvidence is why its latest not-live or not-running capture up to
-	// the chain head is no evidence.
+	// notEvidence is why its latest capture up to the chain head that is
+	// no evidence (not-live, not-running, failed) is none.
 	notEvidence string
 	row         workspace.Row // as listed with its latest capture
 }
@@ -305,7 +305,14 @@ func (r *evidenceReader) tenant(ctx context.Context, tenant string, keep func(st
 		w := &out[len(out)-1]
 		w.row = c.Row
 		if !c.IsEvidence() {
-			if !recordedSince && (c.Outcome == evidence.NotLive || c.Outcome == evidence.NotRunning || c.Outcome == evidence.Captured) {
+			// Every outcome but gone says why there is no evidence (a
+			// failure the reviewer may want to look into, an EC2 read
+			// refused); gone already says the workspace went.
+			switch {
+			case recordedSince:
+			case c.Outcome == evidence.Gone:
+				w.notEvidence = ""
+			default:
 				w.notEvidence = fmt.Sprintf("capture %d (%s, source %s): %s", c.ID, c.Outcome, c.SourceClass(), strings.TrimPrefix(c.Reason, "not live: "))
 			}
 			return nil

@@ -86,7 +86,8 @@ func adversarialCases() []advCase {
 
 	unknown := plan.UnknownTemplate
 	noEv := plan.NoEvidence
-	const noCapture = "no successful capture"
+	// plan names the failed capture a workspace without evidence ended on.
+	const noCapture = "no live evidence: capture "
 	return []advCase{
 		{name: "yaml-alias-bomb", via: viaHTTP, content: bomb, outcome: "captured",
 			verdict: unknown, planWhy: "aliases expanded", promptly: true},
