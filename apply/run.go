@@ -165,7 +165,7 @@ func (op *operation) writeTenant(ctx context.Context, o Options, t inventory.Ten
 	st := newSettler(o, tx, t.Name)
 	es, err := op.settleAll(db, st, h, items)
 	if err != nil {
-		return fail(o.Redactor.Redact(err.Error()) + o.deadlineNote(db) + rolledBack)
+		return fail(o.dbErr(db, err) + rolledBack)
 	}
 	matched, xid, err := op.swap(db, tx, items, es)
 	if err != nil {
@@ -370,14 +370,10 @@ func (o Options) sessionBound(n int) time.Duration {
 
 // dbErr is err's text, redacted, saying so when the session's bound cut it.
 func (o Options) dbErr(db context.Context, err error) string {
-	return o.redact(err) + o.deadlineNote(db)
-}
-
-func (o Options) deadlineNote(db context.Context) string {
 	if errors.Is(db.Err(), context.DeadlineExceeded) {
-		return " (the tenant's server stopped answering: the session's bound, --statement-timeout and --lock-timeout for each round trip, ran out)"
+		return o.redact(err) + " (the tenant's server stopped answering: the session's bound, --statement-timeout and --lock-timeout for each round trip, ran out)"
 	}
-	return ""
+	return o.redact(err)
 }
 
 // moved says why tenant's DSN must not be written through, when it now
