@@ -123,8 +123,10 @@ type TenantResult struct {
 	Sample     *Sample  `json:"sample"`
 	PassedOver []Sample `json:"passed_over"`
 	Rate       Rate     `json:"rate"`
-	// Misconfigured is the collector's tenant-level error (a bare 404 or
-	// TENANT_ORG_HEADER_REQUIRED): the snapshot would stop this tenant.
+	// Misconfigured is a collector's tenant-level error (a bare 404,
+	// TENANT_ORG_HEADER_REQUIRED, 401, 403): the snapshot would leave that
+	// collector out for the tenant, and stop it when the chain has nothing
+	// else.
 	Misconfigured string `json:"misconfigured"`
 	// Why says what keeps the tenant from being ready; Notes what is
 	// worth knowing without stopping it.
@@ -428,6 +430,8 @@ func sample(ctx context.Context, o Options, t inventory.Tenant, chain []*collect
 	}
 	s := res.Sample
 	switch {
+	case res.Misconfigured != "" && s.Evidence:
+		res.Notes = append(res.Notes, fmt.Sprintf("sample captured by %s after a collector of the chain was refused for the tenant: a snapshot leaves that one out and captures through the chain's others, but the credential still wants mending", s.Method))
 	case res.Misconfigured != "" || res.Rate.Throttled:
 		// Said already.
 	case ctx.Err() != nil:
@@ -482,7 +486,8 @@ func (s Sample) describe() string {
 // error stops it), but records nothing and never waits out a 429: the
 // answer is the check. A transient failure is tried once more at once.
 // stop reports an answer about the whole tenant (misconfigured, rate
-// limited), after which no other workspace is read.
+// limited), after which no other workspace is read; a misconfigured
+// collector is reported and the chain's others still read the sample.
 func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*collector.Collector, row workspace.Row, shared map[string]bool, res *TenantResult) (_ *Sample, stop bool) {
 	s := &Sample{WorkspaceID: row.ID, Status: row.Status, Template: row.Template, Attempts: []Attempt{}}
 	v := snapshot.Values(t.Name, row)
@@ -512,15 +517,21 @@ func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*co
 			return s, true
 		}
 		if r.TenantError != "" {
-			res.Misconfigured = redact(r.TenantError)
-			res.Why = append(res.Why, res.Misconfigured)
-			return s, true
+			// The snapshot leaves such a collector out for the tenant and
+			// goes on with the chain's others: so does the sample, to
+			// tell whether they would capture.
+			if res.Misconfigured == "" {
+				res.Misconfigured = redact(r.TenantError)
+				res.Why = append(res.Why, res.Misconfigured)
+			}
+			stop = true
+			continue
 		}
 		if s.Evidence {
 			break
 		}
 	}
-	return s, false
+	return s, stop
 }
 
 // configuredRate is the chain's pace, as the snapshot will hold the tenant

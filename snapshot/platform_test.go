@@ -206,6 +206,52 @@ tenants:
 	}
 }
 
+// A files API whose 404s reach the threshold is left out for the tenant,
+// not the tenant stopped, when its chain has another collector: a volume
+// holding the same configs is still read, for every workspace. No 404 of
+// it is taken as gone, and neither is the volume's gone for a workspace it
+// lacks: the files API never showed it reaches the tenant.
+func TestFirst404sLeaveTheCollectorOutNotTheChain(t *testing.T) {
+	elsewhere := &filesapi.MemoryPlatform{}
+	srv := httptest.NewServer(elsewhere.Handler())
+	t.Cleanup(srv.Close)
+	dsn, ids := tenantWith(t, 6, 9)
+	root := configTree(t, ids[:8]) // the volume lacks the last workspace's config
+	inv := fmt.Sprintf(`version: 1
+tenants:
+  - name: wrong
+    dsn: %q
+    collectors:
+      - files_api: {base_url: %q, rate: 1000}
+      - file: "%s/{workspace_id}/config.yaml"
+`, dsn, srv.URL, root)
+	sum, store := runSnapshot(t, inv, Options{Concurrency: 4, MisconfiguredAfter: 3})
+	if len(sum.TenantsFailed) != 0 || sum.NotAttempted != 0 || sum.Captured != 8 || sum.Gone != 0 || sum.Failed != 1 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	if len(sum.CollectorsLeftOut) != 1 || sum.CollectorsLeftOut[0].Method != "files_api" || sum.CollectorsLeftOut[0].Position != 1 ||
+		!strings.Contains(sum.CollectorsLeftOut[0].Reason, "collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first 3 answers were all 404") {
+		t.Fatalf("collectors left out: %+v", sum.CollectorsLeftOut)
+	}
+	byMethod := map[string]int{}
+	for _, c := range captures(t, store) {
+		byMethod[c.Method]++
+		if c.Outcome == evidence.Gone {
+			t.Errorf("capture %d (%s) recorded gone: %s", c.ID, c.Method, c.Reason)
+		}
+		if c.Method == "files_api" && (c.Outcome != evidence.Failed ||
+			!strings.Contains(c.Reason, "collector misconfigured") && !strings.Contains(c.Reason, "not taken as gone")) {
+			t.Errorf("capture %d: files_api %s %q", c.ID, c.Outcome, c.Reason)
+		}
+		if c.WorkspaceID == ids[8] && c.Method == "file" && (c.Outcome != evidence.Failed || !strings.Contains(c.Reason, "not taken as gone")) {
+			t.Errorf("the workspace the volume lacks: %s %q", c.Outcome, c.Reason)
+		}
+	}
+	if byMethod["file"] != 9 || byMethod["files_api"] < 3 {
+		t.Fatalf("records by method: %v", byMethod)
+	}
+}
+
 // A tenant with fewer workspaces than the threshold, all 404, is stopped
 // too: its every answer was a 404.
 func TestAll404sOfASmallTenantStopIt(t *testing.T) {

@@ -4,6 +4,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -569,7 +570,7 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 			}
 			continue
 		}
-		if e.answered(ti, col, res) || (res.Outcome == collector.Captured && source.Evidence(res.Source)) {
+		if e.answered(ti, it.pos-1, col, res) || (res.Outcome == collector.Captured && source.Evidence(res.Source)) {
 			break
 		}
 	}
@@ -595,11 +596,13 @@ func (e *engine) captureRecord(it *item, col *collector.Collector, res collector
 	return pendingRow{c: c, notFound: res.NotFound}
 }
 
-// answered notes what a result says of the tenant's HTTP collector: an
-// answer about the workspace shows it is configured; a 404 before any such
-// answer counts towards stopping the tenant as misconfigured. It reports
-// whether the tenant was stopped.
-func (e *engine) answered(ti int, col *collector.Collector, res collector.Result) bool {
+// answered notes what a result of the collector at pos of the tenant's
+// chain says of the tenant's HTTP collectors: an answer about the workspace
+// shows they are configured; a 404 before any such answer counts towards
+// leaving that collector out for the tenant as misconfigured, which stops
+// the tenant when its chain has nothing else. It reports whether the
+// tenant was stopped.
+func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.Result) bool {
 	m := col.Method()
 	if m != collector.MethodHTTP && m != collector.MethodFilesAPI {
 		return false
@@ -625,19 +628,44 @@ func (e *engine) answered(ti int, col *collector.Collector, res collector.Result
 		tr.mu.Lock()
 		count := !tr.verified && tr.stopped == ""
 		if count {
-			tr.notFound++
+			if tr.notFound == nil {
+				tr.notFound = map[int]int{}
+			}
+			tr.notFound[pos]++
 		}
-		// Only the 404 that reaches the threshold stops the tenant: one
-		// counted by another worker before the stop is recorded must not
-		// stop it again with another count.
-		n, stop := tr.notFound, count && tr.notFound == tr.threshold
+		// Only the 404 that reaches the threshold counts: one counted by
+		// another worker before the collector is left out must not do it
+		// again with another count.
+		n := tr.notFound[pos]
+		misconfigured := count && n == tr.threshold
 		tr.mu.Unlock()
-		if stop {
-			e.stopTenant(ti, fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n))
-			return true
+		if misconfigured {
+			return e.misconfigured(ti, pos, fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n))
 		}
 	}
 	return false
+}
+
+// misconfigured leaves the collector at pos out for the tenant, as 404s
+// that no answer of the tenant showed to mean gone reached the threshold:
+// those 404s, held until now, are written as failed for reason, and so are
+// later ones (finish). The chain's other collectors go on (a file
+// collector over a volume holding the same configs must still be read);
+// the tenant stops when none is left. It reports whether it stopped.
+func (e *engine) misconfigured(ti, pos int, reason string) bool {
+	reason = e.o.Redactor.Redact(reason)
+	tr := e.runs[ti]
+	tr.mu.Lock()
+	if tr.notGone == "" {
+		tr.notGone = reason
+	}
+	held := tr.held
+	tr.held = nil
+	tr.mu.Unlock()
+	for _, h := range held {
+		e.submit(h, reason)
+	}
+	return e.breakCollector(ti, pos, len(e.chains[ti]), reason)
 }
 
 // pendingRow is a capture record not yet written; notFound marks a gone
@@ -651,11 +679,14 @@ type pendingRow struct {
 // tenantRun is what a run has learnt of one tenant's collector.
 type tenantRun struct {
 	mu        sync.Mutex
-	verified  bool    // an answer showed the HTTP collector reaches the tenant's workspaces
-	notFound  int     // 404s before that
-	threshold int     // 404s that stop the tenant
-	held      []*item // items whose 404 waits for the tenant to be verified or stopped
-	stopped   string  // why the tenant was stopped; "" while it runs
+	verified  bool        // an answer showed the HTTP collector reaches the tenant's workspaces
+	notFound  map[int]int // 404s before that, by chain position
+	threshold int         // 404s that leave a collector out as misconfigured
+	held      []*item     // items whose 404 waits for the tenant to be verified or stopped
+	stopped   string      // why the tenant was stopped; "" while it runs
+	// notGone, once a collector was left out as misconfigured, is why the
+	// tenant's unverified 404s are not gone.
+	notGone string
 	// shared are the instance ids more than one of the tenant's live rows
 	// name; set once, before any of its items is queued.
 	shared map[string]bool
@@ -766,8 +797,8 @@ func (e *engine) finish(it *item, why string) {
 	case !provisional || tr.verified:
 		tr.mu.Unlock()
 		e.submit(it, "")
-	case tr.stopped != "":
-		reason := tr.stopped
+	case tr.stopped != "" || tr.notGone != "":
+		reason := cmp.Or(tr.stopped, tr.notGone)
 		tr.mu.Unlock()
 		e.submit(it, reason)
 	case last.IsEvidence():

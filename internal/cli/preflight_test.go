@@ -233,6 +233,12 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 	f.tenant(t, "too-fast", 5, fmt.Sprintf("    collector:\n      files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}, rate: 12}\n", goodURL),
 		ws{name: "fast-1"})
 	f.tenant(t, "busy", 6, filesAPIYAML(busyURL, true), ws{name: "busy-1"})
+	// A wrong org header before a volume that holds the config: the sample
+	// goes on to the volume, as a snapshot would, and says so.
+	vol := t.TempDir()
+	f.tenant(t, "wrong-then-file", 7, fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: \"%s/{workspace_id}.yaml\"\n", wrongURL, vol),
+		ws{name: "then-file-1"})
+	writeFile(t, filepath.Join(vol, f.ids["then-file-1"]+".yaml"), live)
 	for _, name := range []string{"good-1", "fast-1"} {
 		good.Put(f.ids[name], filesapi.MemoryWorkspace{Name: name, Running: true, Container: &live})
 	}
@@ -251,7 +257,7 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 
 	res := f.run(t, "preflight", "--inventory", "inventory.yaml", "--timeout", "3s")
 	t.Logf("preflight:\n%s", res.stdout)
-	if res.code != 3 || !strings.Contains(res.stdout, "preflight: 1 of 7 tenants ready, store ready") ||
+	if res.code != 3 || !strings.Contains(res.stdout, "preflight: 1 of 8 tenants ready, store ready") ||
 		!strings.Contains(res.stdout, "not ready (tenants-not-ready)") {
 		t.Fatalf("preflight: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
@@ -263,6 +269,8 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 		"too-fast":  {"container", "720/600 per min", "no", "rate 12/s is 720 requests a minute, above the platform's 600"},
 		"busy":      {"failed", "480/600 per min, 429, 0 left, resets", "no", "rate limited now"},
 		"down":      {"unreachable", "no", "database: failed to connect"},
+		"wrong-then-file": {" file ", "no", "collector misconfigured: check X-Molecule-Org-Id (and the URL)",
+			"sample captured by file after a collector of the chain was refused for the tenant"},
 	} {
 		row := tableRow(t, res.stdout, tenant)
 		for _, w := range want {
@@ -281,7 +289,7 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 		t.Fatalf("--json: %d %v %+v\n%s", j.code, err, doc, j.stdout)
 	}
 	for _, tr := range doc.Tenants {
-		wantMisconfigured := tr.Tenant == "wrong-org" || tr.Tenant == "no-org"
+		wantMisconfigured := tr.Tenant == "wrong-org" || tr.Tenant == "no-org" || tr.Tenant == "wrong-then-file"
 		if (tr.Misconfigured != "") != wantMisconfigured || (wantMisconfigured && !strings.HasPrefix(tr.Misconfigured, "collector misconfigured: check X-Molecule-Org-Id")) {
 			t.Errorf("%s: misconfigured %q", tr.Tenant, tr.Misconfigured)
 		}
