@@ -252,6 +252,43 @@ tenants:
 	}
 }
 
+// An answer of one collector of the chain shows that collector reaches the
+// tenant, not the others: a files API pointed at another tenant's server
+// answers "workspace not found" for everything while the chain's plain
+// config server captures what it holds. The workspace that server lacks is
+// not gone: the files API never showed it reaches the tenant.
+func TestOneCollectorsAnswerVerifiesItAloneNotTheChain(t *testing.T) {
+	elsewhere := &filesapi.MemoryPlatform{}
+	srvElsewhere := httptest.NewServer(elsewhere.Handler())
+	t.Cleanup(srvElsewhere.Close)
+	dsn, ids := tenantWith(t, 7, 4)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/configs/"+ids[3]+"/config.yaml" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("name: x\n"))
+	}))
+	t.Cleanup(plain.Close)
+	inv := fmt.Sprintf(`version: 1
+tenants:
+  - name: mixed
+    dsn: %q
+    collectors:
+      - files_api: {base_url: %q, rate: 1000}
+      - http: {url: "%s/configs/{workspace_id}/config.yaml"}
+`, dsn, srvElsewhere.URL, plain.URL)
+	sum, store := runSnapshot(t, inv, Options{Concurrency: 1, MisconfiguredAfter: 3})
+	if sum.Captured != 3 || sum.Gone != 0 || sum.Failed != 1 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	for _, c := range captures(t, store) {
+		if c.Outcome == evidence.Gone {
+			t.Errorf("capture %d (%s of %s) recorded gone: %s", c.ID, c.Method, c.WorkspaceID, c.Reason)
+		}
+	}
+}
+
 // A tenant with fewer workspaces than the threshold, all 404, is stopped
 // too: its every answer was a 404.
 func TestAll404sOfASmallTenantStopIt(t *testing.T) {

@@ -4,7 +4,6 @@
 package snapshot
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -593,15 +592,15 @@ func (e *engine) captureRecord(it *item, col *collector.Collector, res collector
 		c.Provenance["throttled"] = strconv.Itoa(it.throttles)
 		c.Provenance["throttle_wait"] = it.waited.String()
 	}
-	return pendingRow{c: c, notFound: res.NotFound}
+	return pendingRow{c: c, notFound: res.NotFound, pos: it.pos}
 }
 
-// answered notes what a result of the collector at pos of the tenant's
-// chain says of the tenant's HTTP collectors: an answer about the workspace
-// shows they are configured; a 404 before any such answer counts towards
-// leaving that collector out for the tenant as misconfigured, which stops
-// the tenant when its chain has nothing else. It reports whether the
-// tenant was stopped.
+// answered notes what a result of the HTTP collector at pos of the
+// tenant's chain says of it: an answer about the workspace shows it reaches
+// the tenant's workspaces (that one: another collector of the chain may be
+// pointed elsewhere); a 404 before any such answer counts towards leaving
+// it out for the tenant as misconfigured, which stops the tenant when its
+// chain has nothing else. It reports whether the tenant was stopped.
 func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.Result) bool {
 	m := col.Method()
 	if m != collector.MethodHTTP && m != collector.MethodFilesAPI {
@@ -614,19 +613,19 @@ func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.R
 	switch {
 	case reached:
 		tr.mu.Lock()
-		first := !tr.verified
-		tr.verified = true
-		held := tr.held
-		tr.held = nil
-		tr.mu.Unlock()
-		if first {
-			for _, h := range held {
-				e.submit(h, "")
+		var settled []settledItem
+		if !tr.verified[pos] {
+			if tr.verified == nil {
+				tr.verified = map[int]bool{}
 			}
+			tr.verified[pos] = true
+			settled = tr.release()
 		}
+		tr.mu.Unlock()
+		e.submitSettled(settled)
 	case res.Outcome == collector.Gone && res.NotFound:
 		tr.mu.Lock()
-		count := !tr.verified && tr.stopped == ""
+		count := !tr.verified[pos] && tr.notGone[pos] == "" && tr.stopped == ""
 		if count {
 			if tr.notFound == nil {
 				tr.notFound = map[int]int{}
@@ -656,37 +655,92 @@ func (e *engine) misconfigured(ti, pos int, reason string) bool {
 	reason = e.o.Redactor.Redact(reason)
 	tr := e.runs[ti]
 	tr.mu.Lock()
-	if tr.notGone == "" {
-		tr.notGone = reason
+	if tr.notGone == nil {
+		tr.notGone = map[int]string{}
 	}
-	held := tr.held
-	tr.held = nil
+	if tr.notGone[pos] == "" {
+		tr.notGone[pos] = reason
+	}
+	settled := tr.release()
 	tr.mu.Unlock()
-	for _, h := range held {
-		e.submit(h, reason)
-	}
+	e.submitSettled(settled)
 	return e.breakCollector(ti, pos, len(e.chains[ti]), reason)
 }
 
+// settle says how an item's 404s are to be written once that is known: ok
+// is false while one of them rests on a collector neither shown to reach
+// the tenant's workspaces nor left out as misconfigured; notGone, when
+// set, is why they are not gone. Called with tr.mu held.
+func (tr *tenantRun) settle(it *item) (notGone string, ok bool) {
+	if tr.stopped != "" {
+		return tr.stopped, true
+	}
+	pending := false
+	for _, r := range it.rows {
+		if !r.notFound || tr.verified[r.pos] {
+			continue
+		}
+		if why := tr.notGone[r.pos]; why != "" {
+			return why, true
+		}
+		pending = true
+	}
+	return "", !pending
+}
+
+// settledItem is a held item whose 404s are settled, to be submitted.
+type settledItem struct {
+	it      *item
+	notGone string
+}
+
+// release takes from held the items whose 404s are now settled. Called
+// with tr.mu held.
+func (tr *tenantRun) release() []settledItem {
+	var out []settledItem
+	kept := tr.held[:0]
+	for _, h := range tr.held {
+		if why, ok := tr.settle(h); ok {
+			out = append(out, settledItem{h, why})
+		} else {
+			kept = append(kept, h)
+		}
+	}
+	clear(tr.held[len(kept):])
+	tr.held = kept
+	return out
+}
+
+func (e *engine) submitSettled(items []settledItem) {
+	for _, s := range items {
+		e.submit(s.it, s.notGone)
+	}
+}
+
 // pendingRow is a capture record not yet written; notFound marks a gone
-// that rests on a 404, which is written as gone only once the tenant's
-// collector has shown it reaches its workspaces.
+// that rests on a 404 of the collector at chain position pos, which is
+// written as gone only once that collector has shown it reaches the
+// tenant's workspaces.
 type pendingRow struct {
 	c        *evidence.Capture
 	notFound bool
+	pos      int
 }
 
 // tenantRun is what a run has learnt of one tenant's collector.
 type tenantRun struct {
-	mu        sync.Mutex
-	verified  bool        // an answer showed the HTTP collector reaches the tenant's workspaces
-	notFound  map[int]int // 404s before that, by chain position
+	mu sync.Mutex
+	// verified are the chain's HTTP collectors, by position, that an
+	// answer showed reach the tenant's workspaces.
+	verified  map[int]bool
+	notFound  map[int]int // 404s of each before that
 	threshold int         // 404s that leave a collector out as misconfigured
-	held      []*item     // items whose 404 waits for the tenant to be verified or stopped
+	held      []*item     // items whose 404s wait for their collectors to be verified or left out
 	stopped   string      // why the tenant was stopped; "" while it runs
-	// notGone, once a collector was left out as misconfigured, is why the
-	// tenant's unverified 404s are not gone.
-	notGone string
+	// notGone are the collectors, by position, left out as misconfigured
+	// (their 404s reached the threshold), with why: their unverified 404s
+	// are not gone.
+	notGone map[int]string
 	// shared are the instance ids more than one of the tenant's live rows
 	// name; set once, before any of its items is queued.
 	shared map[string]bool
@@ -793,14 +847,14 @@ func (e *engine) finish(it *item, why string) {
 		provisional = provisional || r.notFound
 	}
 	tr.mu.Lock()
+	notGone, settled := tr.settle(it)
 	switch {
-	case !provisional || tr.verified:
+	case !provisional:
 		tr.mu.Unlock()
 		e.submit(it, "")
-	case tr.stopped != "" || tr.notGone != "":
-		reason := cmp.Or(tr.stopped, tr.notGone)
+	case settled:
 		tr.mu.Unlock()
-		e.submit(it, reason)
+		e.submit(it, notGone)
 	case last.IsEvidence():
 		tr.mu.Unlock()
 		e.submit(it, "not taken as gone: no answer had yet shown this tenant's collector reaches its workspaces")
