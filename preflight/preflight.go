@@ -430,9 +430,7 @@ func sample(ctx context.Context, o Options, t inventory.Tenant, chain []*collect
 	}
 	s := res.Sample
 	switch {
-	case res.Misconfigured != "" && s.Evidence:
-		res.Notes = append(res.Notes, fmt.Sprintf("sample captured by %s after a collector of the chain was refused for the tenant: a snapshot leaves that one out and captures through the chain's others, but the credential still wants mending", s.Method))
-	case res.Misconfigured != "" || res.Rate.Throttled:
+	case res.Rate.Throttled || (res.Misconfigured != "" && !s.Evidence):
 		// Said already.
 	case ctx.Err() != nil:
 		res.Why = append(res.Why, "interrupted before a sample was read")
@@ -452,10 +450,19 @@ func sample(ctx context.Context, o Options, t inventory.Tenant, chain []*collect
 		}
 		res.Why = append(res.Why, w)
 	default:
+		if res.Misconfigured != "" {
+			res.Notes = append(res.Notes, fmt.Sprintf("sample captured by %s after a collector of the chain was refused for the tenant: a snapshot leaves that one out and captures through the chain's others, but the credential still wants mending", s.Method))
+		}
+		for _, a := range s.Attempts[:len(s.Attempts)-1] {
+			if a.Outcome == string(collector.Gone) && (a.Method == collector.MethodFilesAPI || a.Method == collector.MethodHTTP) {
+				res.Notes = append(res.Notes, fmt.Sprintf("%s answered 404 for a workspace the database lists live and %s then captured: it may reach another tenant's server (check base_url); after %d such answers a snapshot leaves it out for the tenant",
+					a.Method, s.Method, snapshot.DefaultMisconfiguredAfter))
+			}
+		}
 		for _, p := range res.PassedOver {
 			res.Notes = append(res.Notes, "passed over "+p.describe())
 		}
-		if len(s.Attempts) > 1 {
+		if len(s.Attempts) > 1 && res.Misconfigured == "" {
 			parts := make([]string, 0, len(s.Attempts)-1)
 			for _, a := range s.Attempts[:len(s.Attempts)-1] {
 				parts = append(parts, a.Method+": "+a.Outcome)
@@ -520,10 +527,16 @@ func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*co
 			// The snapshot leaves such a collector out for the tenant and
 			// goes on with the chain's others: so does the sample, to
 			// tell whether they would capture.
-			if res.Misconfigured == "" {
-				res.Misconfigured = redact(r.TenantError)
-				res.Why = append(res.Why, res.Misconfigured)
+			why := redact(r.TenantError)
+			if len(chain) > 1 {
+				why = col.Method() + ": " + why
 			}
+			if res.Misconfigured == "" {
+				res.Misconfigured = why
+			} else {
+				res.Misconfigured += "; " + why
+			}
+			res.Why = append(res.Why, why)
 			stop = true
 			continue
 		}

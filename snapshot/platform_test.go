@@ -252,40 +252,70 @@ tenants:
 	}
 }
 
+// A files API after a volume is asked only for the workspaces the volume
+// lacks, which may be gone: its 404s reaching the threshold leave it out
+// saying so, and the tenant is not stopped.
+func TestFirst404sOfALaterCollectorSayItSawOnlyTheRest(t *testing.T) {
+	elsewhere := &filesapi.MemoryPlatform{}
+	srv := httptest.NewServer(elsewhere.Handler())
+	t.Cleanup(srv.Close)
+	dsn, ids := tenantWith(t, 9, 6)
+	root := configTree(t, ids[:2])
+	inv := fmt.Sprintf(`version: 1
+tenants:
+  - name: later
+    dsn: %q
+    collectors:
+      - file: "%s/{workspace_id}/config.yaml"
+      - files_api: {base_url: %q, rate: 1000}
+`, dsn, root, srv.URL)
+	sum, _ := runSnapshot(t, inv, Options{Concurrency: 1, MisconfiguredAfter: 3})
+	if len(sum.TenantsFailed) != 0 || sum.Captured != 2 || sum.Gone != 0 || sum.Failed != 4 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	if len(sum.CollectorsLeftOut) != 1 || sum.CollectorsLeftOut[0].Position != 2 ||
+		!strings.Contains(sum.CollectorsLeftOut[0].Reason, "it is asked only for what the chain's first collector did not capture: they may be workspaces that are gone") {
+		t.Fatalf("collectors left out: %+v", sum.CollectorsLeftOut)
+	}
+}
+
 // An answer of one collector of the chain shows that collector reaches the
 // tenant, not the others: a files API pointed at another tenant's server
 // answers "workspace not found" for everything while the chain's plain
 // config server captures what it holds. The workspace that server lacks is
-// not gone: the files API never showed it reaches the tenant.
+// not gone, whichever comes first: the files API never showed it reaches
+// the tenant.
 func TestOneCollectorsAnswerVerifiesItAloneNotTheChain(t *testing.T) {
-	elsewhere := &filesapi.MemoryPlatform{}
-	srvElsewhere := httptest.NewServer(elsewhere.Handler())
-	t.Cleanup(srvElsewhere.Close)
-	dsn, ids := tenantWith(t, 7, 4)
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/configs/"+ids[3]+"/config.yaml" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte("name: x\n"))
-	}))
-	t.Cleanup(plain.Close)
-	inv := fmt.Sprintf(`version: 1
-tenants:
-  - name: mixed
-    dsn: %q
-    collectors:
-      - files_api: {base_url: %q, rate: 1000}
-      - http: {url: "%s/configs/{workspace_id}/config.yaml"}
-`, dsn, srvElsewhere.URL, plain.URL)
-	sum, store := runSnapshot(t, inv, Options{Concurrency: 1, MisconfiguredAfter: 3})
-	if sum.Captured != 3 || sum.Gone != 0 || sum.Failed != 1 {
-		t.Fatalf("summary: %+v", sum)
-	}
-	for _, c := range captures(t, store) {
-		if c.Outcome == evidence.Gone {
-			t.Errorf("capture %d (%s of %s) recorded gone: %s", c.ID, c.Method, c.WorkspaceID, c.Reason)
-		}
+	for _, order := range []string{"files_api,http", "http,files_api"} {
+		t.Run(order, func(t *testing.T) {
+			elsewhere := &filesapi.MemoryPlatform{}
+			srvElsewhere := httptest.NewServer(elsewhere.Handler())
+			t.Cleanup(srvElsewhere.Close)
+			dsn, ids := tenantWith(t, 7, 4)
+			plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/configs/"+ids[3]+"/config.yaml" {
+					http.NotFound(w, r)
+					return
+				}
+				w.Write([]byte("name: x\n"))
+			}))
+			t.Cleanup(plain.Close)
+			cols := []string{fmt.Sprintf("files_api: {base_url: %q, rate: 1000}", srvElsewhere.URL),
+				fmt.Sprintf("http: {url: \"%s/configs/{workspace_id}/config.yaml\"}", plain.URL)}
+			if order == "http,files_api" {
+				cols[0], cols[1] = cols[1], cols[0]
+			}
+			inv := fmt.Sprintf("version: 1\ntenants:\n  - name: mixed\n    dsn: %q\n    collectors:\n      - %s\n      - %s\n", dsn, cols[0], cols[1])
+			sum, store := runSnapshot(t, inv, Options{Concurrency: 1, MisconfiguredAfter: 3})
+			if sum.Captured != 3 || sum.Gone != 0 || sum.Failed != 1 || sum.CompleteBut() {
+				t.Fatalf("summary: %+v", sum)
+			}
+			for _, c := range captures(t, store) {
+				if c.Outcome == evidence.Gone {
+					t.Errorf("capture %d (%s of %s) recorded gone: %s", c.ID, c.Method, c.WorkspaceID, c.Reason)
+				}
+			}
+		})
 	}
 }
 

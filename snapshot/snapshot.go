@@ -38,6 +38,8 @@ const (
 	// Retries means none (see Options).
 	DefaultRetries  = 2
 	DefaultMaxBytes = collector.DefaultMaxBytes
+	// DefaultMisconfiguredAfter is MisconfiguredAfter's default.
+	DefaultMisconfiguredAfter = 5
 )
 
 // Options configure a snapshot run. A zero or negative size, count or
@@ -78,9 +80,11 @@ type Options struct {
 	// tenant is stopped, or a files API that answers nothing but 429 would
 	// hold the run for MaxThrottle per workspace.
 	MaxThrottle time.Duration
-	// MisconfiguredAfter is how many 404 answers, before any answer shows
-	// a tenant's HTTP collector reaches its workspaces, stop the tenant as
-	// misconfigured (default 5; fewer when it has fewer workspaces).
+	// MisconfiguredAfter is how many 404 answers of one of a tenant's HTTP
+	// collectors, before any answer shows it reaches the tenant's
+	// workspaces, leave it out for the tenant as misconfigured (default
+	// DefaultMisconfiguredAfter; fewer when the tenant has fewer
+	// workspaces), which stops the tenant when its chain has nothing else.
 	MisconfiguredAfter int
 	HTTPClient         *http.Client // nil: the collector's default
 	Logger             *slog.Logger
@@ -371,7 +375,7 @@ func withDefaults(o Options) Options {
 		o.MaxThrottle = 10 * time.Minute
 	}
 	if o.MisconfiguredAfter <= 0 {
-		o.MisconfiguredAfter = 5
+		o.MisconfiguredAfter = DefaultMisconfiguredAfter
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -639,7 +643,17 @@ func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.R
 		misconfigured := count && n == tr.threshold
 		tr.mu.Unlock()
 		if misconfigured {
-			return e.misconfigured(ti, pos, fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n))
+			why := fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n)
+			if pos > 0 {
+				// It is only asked what the collectors before it did not
+				// capture, which may well be workspaces that are gone.
+				before := "first collector"
+				if pos > 1 {
+					before = fmt.Sprintf("first %d collectors", pos)
+				}
+				why += " (it is asked only for what the chain's " + before + " did not capture: they may be workspaces that are gone)"
+			}
+			return e.misconfigured(ti, pos, why)
 		}
 	}
 	return false
@@ -655,6 +669,12 @@ func (e *engine) misconfigured(ti, pos int, reason string) bool {
 	reason = e.o.Redactor.Redact(reason)
 	tr := e.runs[ti]
 	tr.mu.Lock()
+	if tr.verified[pos] {
+		// An answer of another worker showed it reaches the tenant's
+		// workspaces since the threshold was counted.
+		tr.mu.Unlock()
+		return false
+	}
 	if tr.notGone == nil {
 		tr.notGone = map[int]string{}
 	}

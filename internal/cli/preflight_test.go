@@ -239,6 +239,14 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 	f.tenant(t, "wrong-then-file", 7, fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: \"%s/{workspace_id}.yaml\"\n", wrongURL, vol),
 		ws{name: "then-file-1"})
 	writeFile(t, filepath.Join(vol, f.ids["then-file-1"]+".yaml"), live)
+	// A files API pointed at another tenant's server, before the volume:
+	// ready, the volume captures, with a note on the files API's 404.
+	f.tenant(t, "elsewhere-then-file", 8, fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - file: \"%s/{workspace_id}.yaml\"\n", goodURL, vol),
+		ws{name: "elsewhere-file-1"})
+	writeFile(t, filepath.Join(vol, f.ids["elsewhere-file-1"]+".yaml"), live)
+	// Two collectors refused: both named.
+	f.tenant(t, "two-refused", 9, fmt.Sprintf("    collectors:\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\", X-Molecule-Org-Id: \"${FILES_ORG}\"}}\n      - files_api: {base_url: %q, headers: {Authorization: \"Bearer ${FILES_TOKEN}\"}}\n", wrongURL, noOrgURL),
+		ws{name: "two-refused-1"})
 	for _, name := range []string{"good-1", "fast-1"} {
 		good.Put(f.ids[name], filesapi.MemoryWorkspace{Name: name, Running: true, Container: &live})
 	}
@@ -257,7 +265,7 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 
 	res := f.run(t, "preflight", "--inventory", "inventory.yaml", "--timeout", "3s")
 	t.Logf("preflight:\n%s", res.stdout)
-	if res.code != 3 || !strings.Contains(res.stdout, "preflight: 1 of 8 tenants ready, store ready") ||
+	if res.code != 3 || !strings.Contains(res.stdout, "preflight: 2 of 10 tenants ready, store ready") ||
 		!strings.Contains(res.stdout, "not ready (tenants-not-ready)") {
 		t.Fatalf("preflight: %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
@@ -271,6 +279,8 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 		"down":      {"unreachable", "no", "database: failed to connect"},
 		"wrong-then-file": {" file ", "no", "collector misconfigured: check X-Molecule-Org-Id (and the URL)",
 			"sample captured by file after a collector of the chain was refused for the tenant"},
+		"elsewhere-then-file": {" file ", "yes", "files_api answered 404 for a workspace the database lists live and file then captured: it may reach another tenant's server (check base_url)"},
+		"two-refused":         {"no", "files_api: collector misconfigured: check X-Molecule-Org-Id (and the URL)", "files_api: collector misconfigured: check X-Molecule-Org-Id: HTTP 400 Bad Request TENANT_ORG_HEADER_REQUIRED"},
 	} {
 		row := tableRow(t, res.stdout, tenant)
 		for _, w := range want {
@@ -285,12 +295,16 @@ func TestPreflightReportsMisconfiguredTenants(t *testing.T) {
 	// The --json document says the same, the misconfiguration in its own field.
 	var doc preflightJSON
 	j := f.run(t, "preflight", "--inventory", "inventory.yaml", "--timeout", "3s", "--json")
-	if err := json.Unmarshal([]byte(j.stdout), &doc); err != nil || j.code != 3 || doc.Ready || doc.Reason != "tenants-not-ready" || doc.TenantsReady != 1 {
+	if err := json.Unmarshal([]byte(j.stdout), &doc); err != nil || j.code != 3 || doc.Ready || doc.Reason != "tenants-not-ready" || doc.TenantsReady != 2 {
 		t.Fatalf("--json: %d %v %+v\n%s", j.code, err, doc, j.stdout)
 	}
 	for _, tr := range doc.Tenants {
-		wantMisconfigured := tr.Tenant == "wrong-org" || tr.Tenant == "no-org" || tr.Tenant == "wrong-then-file"
-		if (tr.Misconfigured != "") != wantMisconfigured || (wantMisconfigured && !strings.HasPrefix(tr.Misconfigured, "collector misconfigured: check X-Molecule-Org-Id")) {
+		wantMisconfigured := tr.Tenant == "wrong-org" || tr.Tenant == "no-org" || tr.Tenant == "wrong-then-file" || tr.Tenant == "two-refused"
+		prefix := "collector misconfigured: check X-Molecule-Org-Id"
+		if tr.Tenant == "wrong-then-file" || tr.Tenant == "two-refused" {
+			prefix = "files_api: " + prefix // a chain's refusals are named by collector
+		}
+		if (tr.Misconfigured != "") != wantMisconfigured || (wantMisconfigured && !strings.HasPrefix(tr.Misconfigured, prefix)) {
 			t.Errorf("%s: misconfigured %q", tr.Tenant, tr.Misconfigured)
 		}
 	}
