@@ -2,12 +2,12 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 )
 
@@ -27,7 +27,7 @@ type MergeSource struct {
 // part-way. The new store is built under a temporary name and linked into
 // place only when complete: a merge killed half-way never leaves an out
 // that verifies while missing captures.
-func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]MergeSource, error) {
+func Merge(ctx context.Context, out string, inputs []string, now time.Time, opts MergeOptions) ([]MergeSource, error) {
 	if err := checkOut(out); err != nil {
 		return nil, err
 	}
@@ -73,14 +73,14 @@ func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]M
 	// store elsewhere.
 	tmp, err := claimTemp(filepath.Dir(out), filepath.Base(out))
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge into %s: %w", out, err)
 	}
 	defer removeWithSidecars(tmp)
 	dst, err := Open(ctx, tmp)
 	if err != nil {
 		return nil, err
 	}
-	sources, err := mergeStores(ctx, dst, now, stores...)
+	sources, err := mergeStores(ctx, dst, now, opts, stores...)
 	if cerr := dst.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -105,14 +105,25 @@ func Merge(ctx context.Context, out string, inputs []string, now time.Time) ([]M
 		err = syncDir(filepath.Dir(out))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge into %s: %w", out, err)
 	}
 	return sources, nil
+}
+
+// MergeOptions are Merge's choices.
+type MergeOptions struct {
+	// AllowOverlap lets a tenant be in more than one input (a shard run
+	// again for its failed tenants, say): both inputs' evidence is kept,
+	// ordered by their clocks.
+	AllowOverlap bool
 }
 
 // checkOut refuses an out that exists (a dangling symlink included) or has
 // SQLite files beside it, which its first reader would replay over it.
 func checkOut(out string) error {
+	if err := checkName("merge", out); err != nil {
+		return err
+	}
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("%s already exists: merge writes a new store", out)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -128,7 +139,7 @@ func checkOut(out string) error {
 // order, each input's own order kept, so `verify` passes on out and
 // "earliest capture" means the same thing it meant in the shard. The inputs are recorded in
 // out's merged_from table.
-func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Store) ([]MergeSource, error) {
+func mergeStores(ctx context.Context, out *Store, now time.Time, opts MergeOptions, inputs ...*Store) ([]MergeSource, error) {
 	if n, err := out.count(ctx, "captures"); err != nil || n > 0 {
 		return nil, fmt.Errorf("output store %s is not empty: merge into a new file", out.Path())
 	}
@@ -192,81 +203,12 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 		}
 	}
 
-	// Records are merged by time, but each input's listings, and its
-	// captures, keep the order its store recorded them in: a record whose
-	// clock read earlier than the one before it (another host, an NTP step)
-	// sorts as of its predecessor. Sorted by their own times, a later "not
-	// listed" could land before an earlier listing and the merged store
-	// call the tenant listed.
-	type rec struct {
-		at    time.Time // the sort key: at least that of its predecessor
-		input int
-		id    int64
-		r     Record
+	if err := checkOverlap(ctx, inputs, opts.AllowOverlap); err != nil {
+		return nil, err
 	}
-	var recs []rec
-	for i, in := range inputs {
-		var lastListing, lastCapture time.Time
-		rows, err := in.db.QueryContext(ctx, in.listingSelect()+" ORDER BY id")
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			l, _, err := scanListing(rows)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if l.At.After(lastListing) {
-				lastListing = l.At
-			}
-			recs = append(recs, rec{lastListing, i, l.ID, l})
-		}
-		rows.Close()
-		err = in.Captures(ctx, func(c *Capture) error {
-			if c.EndedAt.After(lastCapture) {
-				lastCapture = c.EndedAt
-			}
-			recs = append(recs, rec{lastCapture, i, c.ID, c})
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	sort.SliceStable(recs, func(a, b int) bool {
-		if !recs[a].at.Equal(recs[b].at) {
-			return recs[a].at.Before(recs[b].at)
-		}
-		if recs[a].input != recs[b].input {
-			return recs[a].input < recs[b].input
-		}
-		return recs[a].id < recs[b].id
-	})
-	const batch = 500
-	for start := 0; start < len(recs); start += batch {
-		end := min(start+batch, len(recs))
-		chunk := make([]Record, 0, end-start)
-		for _, r := range recs[start:end] {
-			// Every capture that cites bytes brings them: a not-live
-			// answer is kept with its bytes too.
-			if c, ok := r.r.(*Capture); ok && c.SHA256 != "" {
-				b, err := inputs[r.input].Content(ctx, c.SHA256)
-				if err != nil {
-					return nil, fmt.Errorf("%s: capture %d: %w", inputs[r.input].Path(), c.ID, err)
-				}
-				c.Content = b
-			}
-			chunk = append(chunk, r.r)
-		}
-		if err := out.Append(ctx, chunk...); err != nil {
-			return nil, fmt.Errorf("write %s: %w", out.Path(), err)
-		}
-		for _, r := range chunk {
-			if c, ok := r.(*Capture); ok {
-				c.Content = nil // keep memory to one batch of contents
-			}
-		}
+
+	if err := copyMerged(ctx, out, inputs); err != nil {
+		return nil, err
 	}
 	for _, src := range sources {
 		res, err := out.db.ExecContext(ctx, `INSERT INTO merged_from (path, chain_head, captures, listings, at) VALUES (?,?,?,?,?)`,
@@ -283,6 +225,195 @@ func mergeStores(ctx context.Context, out *Store, now time.Time, inputs ...*Stor
 		}
 	}
 	return sources, nil
+}
+
+// checkOverlap refuses a tenant that more than one input holds listings or
+// captures of, unless allowed. Shards of one run hold separate tenants; a
+// tenant in two inputs means a merged store given with its own shards, two
+// runs of one shard, or overlapping shard splits: its evidence would be
+// there twice, and which listing is its latest would rest on two hosts'
+// clocks.
+func checkOverlap(ctx context.Context, inputs []*Store, allow bool) error {
+	if allow {
+		return nil
+	}
+	owner := map[string]int{}
+	for i, in := range inputs {
+		rows, err := in.db.QueryContext(ctx, "SELECT tenant FROM listings UNION SELECT tenant FROM captures ORDER BY 1")
+		if err != nil {
+			return fmt.Errorf("%s: read tenants: %w", in.Path(), err)
+		}
+		var shared []string
+		first := -1
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				rows.Close()
+				return fmt.Errorf("%s: read tenants: %w", in.Path(), err)
+			}
+			if j, ok := owner[t]; ok {
+				if first < 0 {
+					first = j
+				}
+				shared = append(shared, t)
+				continue
+			}
+			owner[t] = i
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("%s: read tenants: %w", in.Path(), err)
+		}
+		if len(shared) > 0 {
+			more := ""
+			if len(shared) > 1 {
+				more = fmt.Sprintf(" (and %d more)", len(shared)-1)
+			}
+			return fmt.Errorf("tenant %q%s is in both %s and %s: the shards of one run hold separate tenants, so these may be a merged store and one of its own inputs, two runs of one shard, or two shard splits; merge one run's shard copies, or pass --allow-overlap to keep both inputs' evidence, ordered by their hosts' clocks",
+				shared[0], more, inputs[first].Path(), in.Path())
+		}
+	}
+	return nil
+}
+
+// mergeStream is one input's listings or its captures, read in the order
+// its store recorded them, one record ahead.
+type mergeStream struct {
+	input   int
+	capture bool // captures; else listings
+	rows    *sql.Rows
+	// at is the sort key of the record ahead: its time, or the key of
+	// the one before it when its clock read earlier.
+	at  time.Time
+	id  int64
+	rec Record
+	ok  bool // a record is ahead
+}
+
+func (m *mergeStream) next(in *Store) error {
+	m.ok = false
+	if !m.rows.Next() {
+		return m.rows.Err()
+	}
+	var t time.Time
+	if m.capture {
+		c, _, err := scanCapture(m.rows)
+		if err != nil {
+			return err
+		}
+		m.id, m.rec, t = c.ID, c, c.EndedAt
+	} else {
+		l, _, err := scanListing(m.rows)
+		if err != nil {
+			return err
+		}
+		m.id, m.rec, t = l.ID, l, l.At
+	}
+	if t.After(m.at) {
+		m.at = t
+	}
+	m.ok = true
+	return nil
+}
+
+// before orders the records ahead of two streams: by sort key, then input,
+// then id, a listing before a capture of the same id.
+func (m *mergeStream) before(o *mergeStream) bool {
+	if !m.at.Equal(o.at) {
+		return m.at.Before(o.at)
+	}
+	if m.input != o.input {
+		return m.input < o.input
+	}
+	if m.id != o.id {
+		return m.id < o.id
+	}
+	return !m.capture && o.capture
+}
+
+// copyMerged appends the inputs' listings and captures to out, merged by
+// time, a batch at a time: memory holds one record of each input's two
+// streams and one batch, however large the inputs. Each input's listings,
+// and its captures, keep the order its store recorded them in: a record
+// whose clock read earlier than the one before it (another host, an NTP
+// step) sorts as of its predecessor. Sorted by their own times, a later
+// "not listed" could land before an earlier listing and the merged store
+// call the tenant listed.
+func copyMerged(ctx context.Context, out *Store, inputs []*Store) error {
+	var streams []*mergeStream
+	defer func() {
+		for _, m := range streams {
+			m.rows.Close()
+		}
+	}()
+	for i, in := range inputs {
+		for _, q := range []struct {
+			capture bool
+			query   string
+		}{{false, in.listingSelect() + " ORDER BY id"}, {true, in.captureSelect() + " ORDER BY id"}} {
+			rows, err := in.db.QueryContext(ctx, q.query)
+			if err != nil {
+				return fmt.Errorf("%s: read %s: %w", in.Path(), kindOf(q.capture), err)
+			}
+			m := &mergeStream{input: i, capture: q.capture, rows: rows}
+			streams = append(streams, m)
+			if err := m.next(in); err != nil {
+				return fmt.Errorf("%s: read %s: %w", in.Path(), kindOf(q.capture), err)
+			}
+		}
+	}
+	const batch = 500
+	chunk := make([]Record, 0, batch)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := out.Append(ctx, chunk...); err != nil {
+			return fmt.Errorf("write %s: %w", out.Path(), err)
+		}
+		clear(chunk)
+		chunk = chunk[:0]
+		return nil
+	}
+	for {
+		var first *mergeStream
+		for _, m := range streams {
+			if m.ok && (first == nil || m.before(first)) {
+				first = m
+			}
+		}
+		if first == nil {
+			return flush()
+		}
+		in := inputs[first.input]
+		r := first.rec
+		// Every capture that cites bytes brings them: a not-live answer
+		// is kept with its bytes too.
+		if c, ok := r.(*Capture); ok && c.SHA256 != "" {
+			b, err := in.Content(ctx, c.SHA256)
+			if err != nil {
+				return fmt.Errorf("%s: capture %d: %w", in.Path(), c.ID, err)
+			}
+			c.Content = b
+		}
+		chunk = append(chunk, r)
+		if len(chunk) == batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if err := first.next(in); err != nil {
+			return fmt.Errorf("%s: read %s: %w", in.Path(), kindOf(first.capture), err)
+		}
+	}
+}
+
+func kindOf(capture bool) string {
+	if capture {
+		return "captures"
+	}
+	return "listings"
 }
 
 func (s *Store) count(ctx context.Context, table string) (int, error) {

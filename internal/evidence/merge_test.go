@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +38,7 @@ func TestMergeKeepsTheBytesOfANotLiveAnswer(t *testing.T) {
 	nl.Content, nl.Source = []byte("name: from the template folder\n"), source.TemplateDir
 	in := mergeInput(t, dir, "shard-0.db", nl, capture("a", "w2", Captured, "name: live\n"))
 	out := filepath.Join(dir, "merged.db")
-	if _, err := Merge(ctx, out, []string{in}, time.Now()); err != nil {
+	if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := OpenReadOnly(ctx, out)
@@ -69,7 +71,7 @@ func TestMergeRefusesSQLiteFilesBesideOut(t *testing.T) {
 			if err := os.WriteFile(out+suffix, []byte("left over"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Merge(ctx, out, []string{in}, time.Now())
+			_, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{})
 			if err == nil || !strings.Contains(err.Error(), out+suffix+" exists beside it") {
 				t.Fatalf("merge beside %s: %v", suffix, err)
 			}
@@ -94,7 +96,7 @@ func TestMergeFollowsNoPlantedSymlink(t *testing.T) {
 	if err := os.Symlink(victim, fmt.Sprintf("%s.partial-%d", out, os.Getpid())); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Merge(ctx, out, []string{in}, time.Now()); err != nil {
+	if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(victim); err == nil {
@@ -107,7 +109,7 @@ func TestMergeFollowsNoPlantedSymlink(t *testing.T) {
 	if err := os.Symlink(victim, filepath.Join(dir, "dangling.db")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Merge(ctx, filepath.Join(dir, "dangling.db"), []string{in}, time.Now()); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := Merge(ctx, filepath.Join(dir, "dangling.db"), []string{in}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("a dangling symlink at out: %v", err)
 	}
 }
@@ -129,7 +131,7 @@ func TestMergeRefusesAStoreWithPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "merged.db")
-	if _, err := Merge(ctx, out, []string{in}, time.Now()); err == nil || !strings.Contains(err.Error(), "holds plans") {
+	if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "holds plans") {
 		t.Fatalf("merge a store with a plan: %v", err)
 	}
 	if _, err := os.Lstat(out); err == nil {
@@ -161,12 +163,12 @@ func TestMergeRefusesTwoCopiesOfOneStoreAtTwoTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, order := range [][]string{{early, late}, {late, early}} {
-		_, err := Merge(ctx, filepath.Join(dir, "merged.db"), order, time.Now())
+		_, err := Merge(ctx, filepath.Join(dir, "merged.db"), order, time.Now(), MergeOptions{})
 		if err == nil || !strings.Contains(err.Error(), late+" holds all the evidence of "+early) {
 			t.Fatalf("merge %v: %v", order, err)
 		}
 	}
-	if _, err := Merge(ctx, filepath.Join(dir, "merged.db"), []string{late}, time.Now()); err != nil {
+	if _, err := Merge(ctx, filepath.Join(dir, "merged.db"), []string{late}, time.Now(), MergeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -183,7 +185,7 @@ func TestMergeRefusesTwoCopiesOfOneStoreAtTwoTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := Merge(ctx, filepath.Join(dir, "m2.db"), []string{l1, l2}, time.Now()); err == nil || !strings.Contains(err.Error(), "holds the same evidence as") {
+	if _, err := Merge(ctx, filepath.Join(dir, "m2.db"), []string{l1, l2}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "holds the same evidence as") {
 		t.Fatalf("two equal listing-only copies: %v", err)
 	}
 	if err := l.Append(ctx, &Listing{Tenant: "b", At: at.Add(time.Hour), Outcome: Listed}, capture("b", "w1", Captured, "z")); err != nil {
@@ -193,7 +195,7 @@ func TestMergeRefusesTwoCopiesOfOneStoreAtTwoTimes(t *testing.T) {
 	if err := l.Publish(ctx, l3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Merge(ctx, filepath.Join(dir, "m3.db"), []string{l1, l3}, time.Now()); err == nil || !strings.Contains(err.Error(), l3+" holds all the listings of "+l1) {
+	if _, err := Merge(ctx, filepath.Join(dir, "m3.db"), []string{l1, l3}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), l3+" holds all the listings of "+l1) {
 		t.Fatalf("a listing-only copy and its later copy: %v", err)
 	}
 }
@@ -226,7 +228,7 @@ func TestADeletedTailChangesTheStoreHead(t *testing.T) {
 	dir := t.TempDir()
 	in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"), capture("a", "w2", Captured, "y"))
 	out := filepath.Join(dir, "merged.db")
-	if _, err := Merge(ctx, out, []string{in}, time.Now()); err != nil {
+	if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	tamper(t, out, "DROP TRIGGER captures_no_delete", "DELETE FROM captures WHERE id = 2", triggerSQL("captures", "DELETE"))
@@ -238,5 +240,154 @@ func TestADeletedTailChangesTheStoreHead(t *testing.T) {
 	r, err := m.Verify(ctx)
 	if err != nil || r.OK() || !strings.Contains(fmt.Sprint(r.Problems), "the merge copied 2 captures from its inputs, the store holds 1") {
 		t.Fatalf("verify of a merged store missing its last capture: %+v %v", r, err)
+	}
+}
+
+// Shards of one run hold separate tenants. A tenant in two inputs is a
+// merged store given with one of its own inputs (whatever their order),
+// two runs of one shard, or overlapping shard splits: merge refuses,
+// naming the tenant and both inputs, and writes nothing, unless overlap is
+// allowed, when both inputs' evidence is kept.
+func TestMergeRefusesATenantInTwoInputs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	shard0 := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "one"), capture("a", "w2", Captured, "two"))
+	shard1 := mergeInput(t, dir, "shard-1.db", capture("b", "w1", Captured, "three"))
+	merged := filepath.Join(dir, "merged.db")
+	if _, err := Merge(ctx, merged, []string{shard1, shard0}, time.Now(), MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := filepath.Join(dir, "again.db")
+	// The merged store holds shard-1's chain head (its captures sorted
+	// first) but not shard-0's: only the tenant check sees the second.
+	for _, inputs := range [][]string{{merged, shard0}, {shard0, merged}, {merged, shard1}} {
+		_, err := Merge(ctx, again, inputs, time.Now(), MergeOptions{})
+		if err == nil || !strings.Contains(err.Error(), inputs[0]) || !strings.Contains(err.Error(), inputs[1]) ||
+			inputs[1] == shard0 && !strings.Contains(err.Error(), "is in both "+inputs[0]+" and "+inputs[1]+": ") {
+			t.Errorf("merge %v: %v", inputs, err)
+		}
+		if _, serr := os.Lstat(again); serr == nil {
+			t.Fatalf("merge %v left %s", inputs, again)
+		}
+	}
+	// Two runs of one shard: the second recaptured w1 and captured w3.
+	rerun := mergeInput(t, dir, "shard-0-rerun.db", capture("a", "w1", Captured, "one"), capture("a", "w3", Captured, "four"))
+	if _, err := Merge(ctx, again, []string{shard0, rerun, shard1}, time.Now(), MergeOptions{}); err == nil ||
+		!strings.Contains(err.Error(), `tenant "a" is in both`) {
+		t.Fatalf("two runs of one shard: %v", err)
+	}
+	if _, err := Merge(ctx, again, []string{shard0, rerun, shard1}, time.Now(), MergeOptions{AllowOverlap: true}); err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+	m, err := OpenReadOnly(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if rep, err := m.Verify(ctx); err != nil || !rep.OK() || rep.Captures != 5 {
+		t.Fatalf("the allowed merge: %+v %v", rep, err)
+	}
+}
+
+// A destination named like a file SQLite keeps beside a database is
+// refused by publish, even with --force onto an existing one (a crashed
+// store's -wal holds its last captures), and by merge; so is an empty one.
+func TestCopiesNamedLikeASidecarAreRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTemp(t)
+	if err := s.Append(ctx, capture("a", "w1", Captured, "x")); err != nil {
+		t.Fatal(err)
+	}
+	in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"))
+	walBytes := []byte("the only copy of the last captures")
+	for _, suffix := range sidecars {
+		dest := filepath.Join(dir, "store.db"+suffix)
+		if err := os.WriteFile(dest, walBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PublishCopy(ctx, dest, PublishOptions{Replace: true}); err == nil || !strings.Contains(err.Error(), "a name ending in "+suffix) {
+			t.Errorf("publish --force %s: %v", dest, err)
+		}
+		if b, _ := os.ReadFile(dest); string(b) != string(walBytes) {
+			t.Errorf("publish replaced %s", dest)
+		}
+		out := filepath.Join(dir, "merged.db"+suffix)
+		if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "a name ending in "+suffix) {
+			t.Errorf("merge into %s: %v", out, err)
+		}
+	}
+	if err := s.Publish(ctx, ""); err == nil || !strings.Contains(err.Error(), "the destination is empty") {
+		t.Errorf("publish to an empty name: %v", err)
+	}
+	if _, err := Merge(ctx, "", []string{in}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "the destination is empty") {
+		t.Errorf("merge into an empty name: %v", err)
+	}
+}
+
+// The merge streams its inputs: the records it writes are in the order of
+// sorting all of them at once by time (each store's own order kept where
+// its clock stepped back), then input, then id, whatever the clocks did.
+func TestMergeOrderIsTheSortOfAllRecords(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	type key struct {
+		at     time.Time
+		input  int
+		id     int64
+		tenant string
+		ws     string
+	}
+	var want []key
+	var paths []string
+	for i := 0; i < 3; i++ {
+		var recs []Record
+		clock := base
+		last := time.Time{}
+		for n := 0; n < 40; n++ {
+			// Mostly forward, sometimes a step back (another host, NTP).
+			clock = clock.Add(time.Duration(rng.IntN(2000)-300) * time.Millisecond)
+			tenant := fmt.Sprintf("t%d-%d", i, rng.IntN(3))
+			c := capture(tenant, fmt.Sprintf("w%d", n), Captured, fmt.Sprintf("c %d %d", i, n))
+			c.StartedAt, c.EndedAt = clock, clock
+			recs = append(recs, c)
+			if clock.After(last) {
+				last = clock
+			}
+			want = append(want, key{last, i, int64(n + 1), tenant, c.WorkspaceID})
+		}
+		paths = append(paths, mergeInput(t, dir, fmt.Sprintf("shard-%d.db", i), recs...))
+	}
+	sort.SliceStable(want, func(a, b int) bool {
+		if !want[a].at.Equal(want[b].at) {
+			return want[a].at.Before(want[b].at)
+		}
+		if want[a].input != want[b].input {
+			return want[a].input < want[b].input
+		}
+		return want[a].id < want[b].id
+	})
+	out := filepath.Join(dir, "merged.db")
+	if _, err := Merge(ctx, out, paths, time.Now(), MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenReadOnly(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var got []string
+	if err := m.Captures(ctx, func(c *Capture) error { got = append(got, c.Tenant+"/"+c.WorkspaceID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d captures merged, want %d", len(got), len(want))
+	}
+	for i, k := range want {
+		if got[i] != k.tenant+"/"+k.ws {
+			t.Fatalf("capture %d is %s, want %s/%s", i+1, got[i], k.tenant, k.ws)
+		}
 	}
 }

@@ -41,7 +41,7 @@ func TestMigration11ListingsNameTheirDatabase(t *testing.T) {
 	}
 	shard.Close()
 	merged := filepath.Join(t.TempDir(), "merged.db")
-	if _, err := Merge(ctx, merged, []string{shard.Path()}, time.Now()); err != nil {
+	if _, err := Merge(ctx, merged, []string{shard.Path()}, time.Now(), MergeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := OpenReadOnly(ctx, merged)

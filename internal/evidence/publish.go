@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -99,6 +100,9 @@ func (s *Store) PublishCopy(ctx context.Context, dest string, opts PublishOption
 // checkDest refuses a dest that is the store itself, exists (unless
 // replace), is not a regular file, or has SQLite files beside it.
 func (s *Store) checkDest(dest string, replace bool) error {
+	if err := checkName("publish", dest); err != nil {
+		return err
+	}
 	fi, err := os.Lstat(dest)
 	switch {
 	case err == nil && !fi.Mode().IsRegular():
@@ -114,6 +118,22 @@ func (s *Store) checkDest(dest string, replace bool) error {
 		return fmt.Errorf("publish %s: %w", dest, err)
 	}
 	return checkSidecars("publish", dest)
+}
+
+// checkName refuses an empty dest, and one named like a SQLite file kept
+// beside a database (store.db-wal): the database's next reader or writer
+// would take the copy for its own log, or overwrite it (publish --force
+// onto a crashed store's -wal replaced the only copy of its last captures).
+func checkName(verb, dest string) error {
+	if dest == "" {
+		return fmt.Errorf("%s: the destination is empty", verb)
+	}
+	for _, suffix := range sidecars {
+		if strings.HasSuffix(dest, suffix) {
+			return fmt.Errorf("%s %s: a name ending in %s is that of a file SQLite keeps beside a database, which that database's next reader or writer would take for its own: choose another name", verb, dest, suffix)
+		}
+	}
+	return nil
 }
 
 // checkSidecars refuses a dest with SQLite files beside it: the first

@@ -486,7 +486,7 @@ func TestMergeKeepsAnEmptyCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	if _, err := mergeStores(ctx, out, time.Now(), in); err != nil {
+	if _, err := mergeStores(ctx, out, time.Now(), MergeOptions{}, in); err != nil {
 		t.Fatalf("merge: %v", err)
 	}
 	if rep, err := out.Verify(ctx); err != nil || !rep.OK() {
