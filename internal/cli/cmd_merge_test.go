@@ -44,7 +44,7 @@ func TestShardsMergedEqualOneRun(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("merge: %d %s %s", res.code, res.stdout, res.stderr)
 	}
-	if left, _ := filepath.Glob(merged + ".partial-*"); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(f.dir, ".merged.db.publish-*")); len(left) > 0 {
 		t.Errorf("merge left its temporary store: %v", left)
 	}
 	if v := run(t, nil, "verify", "--evidence", merged); v.code != 0 {

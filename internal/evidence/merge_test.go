@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -92,9 +93,12 @@ func TestMergeFollowsNoPlantedSymlink(t *testing.T) {
 	in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"))
 	out := filepath.Join(dir, "merged.db")
 	victim := filepath.Join(elsewhere, "victim.db")
-	// The name an earlier merge used.
-	if err := os.Symlink(victim, fmt.Sprintf("%s.partial-%d", out, os.Getpid())); err != nil {
-		t.Fatal(err)
+	// Names an earlier merge used, and names of the temporary's shape.
+	for _, name := range []string{fmt.Sprintf("%s.partial-%d", out, os.Getpid()), fmt.Sprintf("%s/.merged.db.publish-%d-", dir, os.Getpid()),
+		fmt.Sprintf("%s/.merged.db.publish-%d-000000000000", dir, os.Getpid())} {
+		if err := os.Symlink(victim, name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err != nil {
 		t.Fatal(err)
@@ -301,19 +305,19 @@ func TestCopiesNamedLikeASidecarAreRefused(t *testing.T) {
 	}
 	in := mergeInput(t, dir, "shard-0.db", capture("a", "w1", Captured, "x"))
 	walBytes := []byte("the only copy of the last captures")
-	for _, suffix := range sidecars {
+	for _, suffix := range append(slices.Clone(sidecars), "-WAL") {
 		dest := filepath.Join(dir, "store.db"+suffix)
 		if err := os.WriteFile(dest, walBytes, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.PublishCopy(ctx, dest, PublishOptions{Replace: true}); err == nil || !strings.Contains(err.Error(), "a name ending in "+suffix) {
+		if _, err := s.PublishCopy(ctx, dest, PublishOptions{Replace: true}); err == nil || !strings.Contains(err.Error(), "a name ending in "+strings.ToLower(suffix)) {
 			t.Errorf("publish --force %s: %v", dest, err)
 		}
 		if b, _ := os.ReadFile(dest); string(b) != string(walBytes) {
 			t.Errorf("publish replaced %s", dest)
 		}
 		out := filepath.Join(dir, "merged.db"+suffix)
-		if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "a name ending in "+suffix) {
+		if _, err := Merge(ctx, out, []string{in}, time.Now(), MergeOptions{}); err == nil || !strings.Contains(err.Error(), "a name ending in "+strings.ToLower(suffix)) {
 			t.Errorf("merge into %s: %v", out, err)
 		}
 	}

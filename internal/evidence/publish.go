@@ -129,7 +129,9 @@ func checkName(verb, dest string) error {
 		return fmt.Errorf("%s: the destination is empty", verb)
 	}
 	for _, suffix := range sidecars {
-		if strings.HasSuffix(dest, suffix) {
+		// Folded: on a file system that ignores case (macOS's), -WAL is
+		// the same file as -wal.
+		if strings.HasSuffix(strings.ToLower(dest), suffix) {
 			return fmt.Errorf("%s %s: a name ending in %s is that of a file SQLite keeps beside a database, which that database's next reader or writer would take for its own: choose another name", verb, dest, suffix)
 		}
 	}

@@ -63,6 +63,11 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 // (tables and columns added since read as empty). A store on read-only
 // media opens too.
 func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	return openReadOnlyPath(ctx, path)
+}
+
+// openReadOnlyPath is OpenReadOnly, with pragmas for each connection.
+func openReadOnlyPath(ctx context.Context, path string, pragmas ...string) (*Store, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("evidence store %s: %w", path, err)
@@ -77,7 +82,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("evidence store %s: %w", path, err)
 	}
 	f.Close()
-	s, err := openReadOnly(ctx, path, false)
+	s, err := openReadOnly(ctx, path, false, pragmas...)
 	if err == nil || !needsSharedMemory(err) {
 		return s, err
 	}
@@ -88,16 +93,19 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	if why := writerPossible(path); why != "" {
 		return nil, fmt.Errorf("evidence store %s cannot be opened read-only: %s", path, why)
 	}
-	return openReadOnly(ctx, path, true)
+	return openReadOnly(ctx, path, true, pragmas...)
 }
 
-func openReadOnly(ctx context.Context, path string, immutable bool) (*Store, error) {
+func openReadOnly(ctx context.Context, path string, immutable bool, pragmas ...string) (*Store, error) {
 	q := url.Values{}
 	q.Set("mode", "ro")
 	if immutable {
 		q.Set("immutable", "1")
 	}
 	q.Add("_pragma", busyTimeout)
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
