@@ -175,6 +175,9 @@ type Attempt struct {
 	Source  string `json:"source"`
 	Reason  string `json:"reason"`
 	Target  string `json:"target"`
+	// notFound: a 404 the snapshot would hold until the collector is
+	// shown to reach the tenant.
+	notFound bool
 }
 
 // Rate is the tenant's rate-limit headroom: the rate the inventory holds
@@ -454,8 +457,8 @@ func sample(ctx context.Context, o Options, t inventory.Tenant, chain []*collect
 			res.Notes = append(res.Notes, fmt.Sprintf("sample captured by %s after a collector of the chain was refused for the tenant: a snapshot leaves that one out and captures through the chain's others, but the credential still wants mending", s.Method))
 		}
 		for _, a := range s.Attempts[:len(s.Attempts)-1] {
-			if a.Outcome == string(collector.Gone) && (a.Method == collector.MethodFilesAPI || a.Method == collector.MethodHTTP) {
-				res.Notes = append(res.Notes, fmt.Sprintf("%s answered 404 for a workspace the database lists live and %s then captured: it may reach another tenant's server (check base_url); after %d such answers a snapshot leaves it out for the tenant",
+			if a.notFound && a.Outcome == string(collector.Gone) {
+				res.Notes = append(res.Notes, fmt.Sprintf("%s answered 404 for a workspace the database lists live and %s then captured: it may reach another tenant's server (check base_url); when a snapshot's first %d answers from it are such 404s (fewer for a tenant with fewer workspaces), it leaves it out for the tenant",
 					a.Method, s.Method, snapshot.DefaultMisconfiguredAfter))
 			}
 		}
@@ -512,7 +515,7 @@ func sampleChain(ctx context.Context, o Options, t inventory.Tenant, chain []*co
 			break // interrupted before the first attempt
 		}
 		s.Attempts = append(s.Attempts, Attempt{Method: col.Method(), Outcome: string(r.Outcome), Source: r.Source,
-			Reason: redact(r.Reason), Target: redact(r.Target)})
+			Reason: redact(r.Reason), Target: redact(r.Target), notFound: r.NotFound})
 		s.Method, s.Outcome, s.Source = col.Method(), string(r.Outcome), r.Source
 		s.Evidence = r.Outcome == collector.Captured && source.Evidence(r.Source)
 		s.Size = len(r.Content)

@@ -179,7 +179,7 @@ tenants:
 		!strings.Contains(sum.TenantsFailed[0].Reason, "collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first 3 answers were all 404") {
 		t.Fatalf("tenants failed: %+v", sum.TenantsFailed)
 	}
-	if sum.NotAttempted == 0 || sum.Captured != 4 || sum.Gone != 2 {
+	if sum.Captured != 4 || sum.Gone != 2 { // answers in flight at the threshold are waited for: all may be attempted
 		t.Fatalf("summary: %+v", sum)
 	}
 	wrongRows := 0

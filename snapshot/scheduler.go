@@ -154,6 +154,18 @@ func (s *scheduler) free(tenant, pos int) {
 	}
 }
 
+// restore gives the collector at pos of a tenant's chain back its cost,
+// after free.
+func (s *scheduler) restore(tenant, pos, cost int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tenants[tenant]
+	if pos < len(t.costs) {
+		t.costs = slices.Clone(t.costs)
+		t.costs[pos] = cost
+	}
+}
+
 // add queues a tenant's workspaces.
 func (s *scheduler) add(tenant int, rows []workspace.Row) {
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -487,6 +488,16 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 	tr.mu.Lock()
 	v.InstanceShared = tr.shared[v.InstanceID]
 	tr.mu.Unlock()
+	// answering is the chain position whose collector this item is
+	// noted as asking (tr.running), until its answer is taken (answered);
+	// an item that leaves before (requeued on a 429, interrupted) is
+	// noted as no longer asking.
+	answering := -1
+	defer func() {
+		if answering >= 0 {
+			e.abandon(ti, answering, it)
+		}
+	}()
 	for it.pos < len(chain) {
 		if e.runs[ti].isStopped() {
 			break
@@ -495,11 +506,19 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 			// Refused for the tenant already (a token, say): not tried.
 			it.leftOut = append(it.leftOut, fmt.Sprintf("%s not tried, left out for the tenant: %s", chain[it.pos].Method(), why))
 			it.pos++
+			// What 429s it met there were that collector's.
+			it.attempt, it.started, it.throttles, it.waited = 0, time.Time{}, 0, 0
 			continue
 		}
 		col := chain[it.pos]
 		if it.started.IsZero() {
 			it.started = e.o.Now()
+		}
+		if countsAnswers(col) && answering != it.pos {
+			tr.mu.Lock()
+			tr.begin(it.pos, it)
+			tr.mu.Unlock()
+			answering = it.pos
 		}
 		var res collector.Result
 		for {
@@ -573,7 +592,8 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 			}
 			continue
 		}
-		if e.answered(ti, it.pos-1, col, res) || (res.Outcome == collector.Captured && source.Evidence(res.Source)) {
+		answering = -1
+		if e.answered(ti, it.pos-1, col, res, it) || (res.Outcome == collector.Captured && source.Evidence(res.Source)) {
 			break
 		}
 	}
@@ -605,30 +625,40 @@ func (e *engine) captureRecord(it *item, col *collector.Collector, res collector
 // pointed elsewhere); a 404 before any such answer counts towards leaving
 // it out for the tenant as misconfigured, which stops the tenant when its
 // chain has nothing else. It reports whether the tenant was stopped.
-func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.Result) bool {
-	m := col.Method()
-	if m != collector.MethodHTTP && m != collector.MethodFilesAPI {
+func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.Result, it *item) bool {
+	if !countsAnswers(col) {
 		return false
 	}
 	tr := e.runs[ti]
 	// A listing that came back shows the collector configured, whatever
 	// it then said of the workspace.
 	reached := res.Reached || res.Outcome == collector.Captured || res.Outcome == collector.NotLive || res.Outcome == collector.NotRunning
+	tr.mu.Lock()
+	tr.end(pos, it)
+	var settled []settledItem
+	putBack, decide := "", ""
 	switch {
 	case reached:
-		tr.mu.Lock()
-		var settled []settledItem
+		delete(tr.suspect, pos)
+		delete(tr.pending, pos)
 		if !tr.verified[pos] {
 			if tr.verified == nil {
 				tr.verified = map[int]bool{}
 			}
 			tr.verified[pos] = true
+			// Left out as misconfigured after all: an answer begun after
+			// the decision shows it reaches the tenant. Put back, unless
+			// the tenant has stopped.
+			if why := tr.notGone[pos]; why != "" && tr.stopped == "" {
+				putBack = why
+				delete(tr.notGone, pos)
+				if tr.broken[pos] == why {
+					delete(tr.broken, pos)
+				}
+			}
 			settled = tr.release()
 		}
-		tr.mu.Unlock()
-		e.submitSettled(settled)
 	case res.Outcome == collector.Gone && res.NotFound:
-		tr.mu.Lock()
 		count := !tr.verified[pos] && tr.notGone[pos] == "" && tr.stopped == ""
 		if count {
 			if tr.notFound == nil {
@@ -637,12 +667,8 @@ func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.R
 			tr.notFound[pos]++
 		}
 		// Only the 404 that reaches the threshold counts: one counted by
-		// another worker before the collector is left out must not do it
-		// again with another count.
-		n := tr.notFound[pos]
-		misconfigured := count && n == tr.threshold
-		tr.mu.Unlock()
-		if misconfigured {
+		// another worker after it must not do it again.
+		if n := tr.notFound[pos]; count && n == tr.threshold {
 			why := fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n)
 			if pos > 0 {
 				// It is only asked what the collectors before it did not
@@ -653,10 +679,88 @@ func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.R
 				}
 				why += " (it is asked only for what the chain's " + before + " did not capture: they may be workspaces that are gone)"
 			}
-			return e.misconfigured(ti, pos, why)
+			if len(tr.running[pos]) == 0 {
+				decide = why
+			} else {
+				// A config server answers 404 sooner than it sends a
+				// config: an answer still in flight may show it reaches
+				// the tenant. Decide once those begun before now are in.
+				if tr.suspect == nil {
+					tr.suspect, tr.pending = map[int]string{}, map[int]map[*item]bool{}
+				}
+				tr.suspect[pos], tr.pending[pos] = why, maps.Clone(tr.running[pos])
+				e.o.Logger.Info("collector's first answers were all 404; waiting for its answers in flight before leaving it out",
+					"tenant", e.tenants[ti].Name, "collector", pos+1, "method", col.Method(), "in_flight", len(tr.running[pos]))
+			}
 		}
 	}
+	if decide == "" {
+		decide = tr.decide(pos)
+	}
+	tr.mu.Unlock()
+	if putBack != "" {
+		e.putBack(ti, pos)
+	}
+	e.submitSettled(settled)
+	if decide != "" {
+		return e.misconfigured(ti, pos, decide)
+	}
 	return false
+}
+
+// countsAnswers reports whether the engine learns from a collector's
+// answers whether it reaches the tenant (its 404s are provisional).
+func countsAnswers(col *collector.Collector) bool {
+	m := col.Method()
+	return m == collector.MethodHTTP || m == collector.MethodFilesAPI
+}
+
+// begin notes an item's attempts of the collector at pos under way.
+// Called with tr.mu held.
+func (tr *tenantRun) begin(pos int, it *item) {
+	if tr.running == nil {
+		tr.running = map[int]map[*item]bool{}
+	}
+	if tr.running[pos] == nil {
+		tr.running[pos] = map[*item]bool{}
+	}
+	tr.running[pos][it] = true
+}
+
+// end notes an item's attempts of the collector at pos over (answered, or
+// given up: requeued, interrupted). Called with tr.mu held.
+func (tr *tenantRun) end(pos int, it *item) {
+	delete(tr.running[pos], it)
+	delete(tr.pending[pos], it)
+}
+
+// decide returns why to leave the collector at pos out, once the answers
+// in flight when its 404s reached the threshold are all in and none showed
+// it reaches the tenant; "" otherwise. Called with tr.mu held.
+func (tr *tenantRun) decide(pos int) string {
+	why := tr.suspect[pos]
+	if why == "" || len(tr.pending[pos]) > 0 {
+		return ""
+	}
+	delete(tr.suspect, pos)
+	delete(tr.pending, pos)
+	if tr.verified[pos] {
+		return ""
+	}
+	return why
+}
+
+// abandon is end for an item that leaves the collector at pos without an
+// answer, and makes the decision that was waiting for it.
+func (e *engine) abandon(ti, pos int, it *item) {
+	tr := e.runs[ti]
+	tr.mu.Lock()
+	tr.end(pos, it)
+	decide := tr.decide(pos)
+	tr.mu.Unlock()
+	if decide != "" {
+		e.misconfigured(ti, pos, decide)
+	}
 }
 
 // misconfigured leaves the collector at pos out for the tenant, as 404s
@@ -685,6 +789,21 @@ func (e *engine) misconfigured(ti, pos int, reason string) bool {
 	tr.mu.Unlock()
 	e.submitSettled(settled)
 	return e.breakCollector(ti, pos, len(e.chains[ti]), reason)
+}
+
+// putBack takes back leaving the collector at pos out for the tenant: an
+// answer showed it reaches the tenant's workspaces after its 404s had
+// reached the threshold. Its 404s written before are failed, and the
+// workspaces that skipped it meanwhile are not gone; the tenant's others
+// are read through it again.
+func (e *engine) putBack(ti, pos int) {
+	e.sched.restore(ti, pos, chainCosts(e.chains[ti])[pos])
+	t := e.tenants[ti].Name
+	e.mu.Lock()
+	e.sum.CollectorsLeftOut = slices.DeleteFunc(e.sum.CollectorsLeftOut, func(l LeftOut) bool { return l.Tenant == t && l.Position == pos+1 })
+	e.mu.Unlock()
+	e.o.Logger.Warn("collector put back for the tenant: an answer showed it reaches the tenant's workspaces after its first 404s had it left out",
+		"tenant", t, "collector", pos+1, "method", e.chains[ti][pos].Method())
 }
 
 // settle says how an item's 404s are to be written once that is known: ok
@@ -757,6 +876,14 @@ type tenantRun struct {
 	threshold int         // 404s that leave a collector out as misconfigured
 	held      []*item     // items whose 404s wait for their collectors to be verified or left out
 	stopped   string      // why the tenant was stopped; "" while it runs
+	// running are the items asking each HTTP collector, by position;
+	// suspect the collectors whose 404s reached the threshold while
+	// others were asking it, with why, and pending those others: the
+	// collector is left out once they have answered, unless one showed
+	// it reaches the tenant.
+	running map[int]map[*item]bool
+	suspect map[int]string
+	pending map[int]map[*item]bool
 	// notGone are the collectors, by position, left out as misconfigured
 	// (their 404s reached the threshold), with why: their unverified 404s
 	// are not gone.
@@ -896,13 +1023,21 @@ func (e *engine) submit(it *item, notGone string) {
 			r.c.Reason += "; " + e.o.Redactor.Redact(notGone)
 		}
 	}
-	// A workspace is gone only when no collector of its chain failed or
-	// was left out: one that could not answer may hold its config (a
-	// files API refusing a token over a volume that never had it).
+	// A workspace is gone only when no collector of its chain failed, was
+	// left out or was never reached (the run or the tenant stopped first):
+	// one that did not answer may hold its config (a files API refusing a
+	// token over a volume that never had it).
 	unsure := slices.Clone(it.leftOut)
+	evidenceFound := false
 	for _, r := range rows {
 		if r.c.Outcome == evidence.Failed {
 			unsure = append(unsure, r.c.Method+" failed")
+		}
+		evidenceFound = evidenceFound || r.c.IsEvidence()
+	}
+	if chain := e.chains[it.tenant.index]; !evidenceFound {
+		for p := it.pos; p < len(chain); p++ {
+			unsure = append(unsure, chain[p].Method()+" not tried: the run or the tenant stopped first")
 		}
 	}
 	if len(unsure) > 0 {
