@@ -80,6 +80,19 @@ func workspaceOf(r *http.Request) string {
 	return strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/configs/"), "/config.yaml")
 }
 
+// httpThenVolume is the inventory of one tenant whose chain is a config
+// server, then a volume.
+func httpThenVolume(dsn, url, root string) string {
+	return fmt.Sprintf(`version: 1
+tenants:
+  - name: t
+    dsn: %q
+    collectors:
+      - http: {url: "%s/configs/{workspace_id}/config.yaml"}
+      - file: "%s/{workspace_id}/config.yaml"
+`, dsn, url, root)
+}
+
 // A config server answers 404 sooner than it sends a config: its first
 // answers reaching the threshold as 404s while a config is in flight do
 // not leave it out; the answer in flight is waited for, shows it reaches
@@ -111,14 +124,7 @@ func TestA404ThresholdWaitsForTheAnswersInFlight(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	inv := fmt.Sprintf(`version: 1
-tenants:
-  - name: t
-    dsn: %q
-    collectors:
-      - http: {url: "%s/configs/{workspace_id}/config.yaml"}
-      - file: "%s/{workspace_id}/config.yaml"
-`, dsn, srv.URL, empty)
+	inv := httpThenVolume(dsn, srv.URL, empty)
 	sum, _ := runSnapshot(t, inv, Options{Concurrency: 3, MisconfiguredAfter: 2, Logger: slog.New(waiting)})
 	if sum.Captured != 3 || len(sum.CollectorsLeftOut) != 0 || len(sum.TenantsFailed) != 0 {
 		t.Fatalf("summary: %+v", sum)
@@ -154,14 +160,7 @@ func TestACollectorLeftOutIsPutBackByALaterAnswer(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	inv := fmt.Sprintf(`version: 1
-tenants:
-  - name: t
-    dsn: %q
-    collectors:
-      - http: {url: "%s/configs/{workspace_id}/config.yaml"}
-      - file: "%s/{workspace_id}/config.yaml"
-`, dsn, srv.URL, empty)
+	inv := httpThenVolume(dsn, srv.URL, empty)
 	sum, store := runSnapshot(t, inv, Options{Concurrency: 3, MisconfiguredAfter: 2, Logger: slog.New(leftOut)})
 	if sum.Captured != 1 || sum.Gone+sum.Failed != 4 || len(sum.CollectorsLeftOut) != 0 {
 		t.Fatalf("summary: %+v", sum)
