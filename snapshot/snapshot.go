@@ -232,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		e.tenants = append(e.tenants, t)
 		e.chains = append(e.chains, chain)
-		e.runs = append(e.runs, &tenantRun{})
+		e.runs = append(e.runs, &tenantRun{cols: make([]collectorRun, len(chain))})
 	}
 	captured, err := o.Store.CapturedKeys(ctx)
 	if err != nil {
@@ -489,7 +489,7 @@ func (e *engine) capture(ctx context.Context, it *item) (requeued bool) {
 	v.InstanceShared = tr.shared[v.InstanceID]
 	tr.mu.Unlock()
 	// answering is the chain position whose collector this item is
-	// noted as asking (tr.running), until its answer is taken (answered);
+	// noted as asking (collectorRun.running), until its answer is taken (answered);
 	// an item that leaves before (requeued on a 429, interrupted) is
 	// noted as no longer asking.
 	answering := -1
@@ -639,36 +639,31 @@ func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.R
 	putBack, decide := "", ""
 	switch {
 	case reached:
-		delete(tr.suspect, pos)
-		delete(tr.pending, pos)
-		if !tr.verified[pos] {
-			if tr.verified == nil {
-				tr.verified = map[int]bool{}
-			}
-			tr.verified[pos] = true
+		c := &tr.cols[pos]
+		c.suspect, c.pending = "", nil
+		if !c.verified {
+			c.verified = true
 			// Left out as misconfigured after all: an answer begun after
 			// the decision shows it reaches the tenant. Put back, unless
 			// the tenant has stopped.
-			if why := tr.notGone[pos]; why != "" && tr.stopped == "" {
+			if why := c.notGone; why != "" && tr.stopped == "" {
 				putBack = why
-				delete(tr.notGone, pos)
-				if tr.broken[pos] == why {
-					delete(tr.broken, pos)
+				c.notGone = ""
+				if c.broken == why {
+					c.broken = ""
 				}
 			}
 			settled = tr.release()
 		}
 	case res.Outcome == collector.Gone && res.NotFound:
-		count := !tr.verified[pos] && tr.notGone[pos] == "" && tr.stopped == ""
+		c := &tr.cols[pos]
+		count := !c.verified && c.notGone == "" && tr.stopped == ""
 		if count {
-			if tr.notFound == nil {
-				tr.notFound = map[int]int{}
-			}
-			tr.notFound[pos]++
+			c.notFound++
 		}
 		// Only the 404 that reaches the threshold counts: one counted by
 		// another worker after it must not do it again.
-		if n := tr.notFound[pos]; count && n == tr.threshold {
+		if n := c.notFound; count && n == tr.threshold {
 			why := fmt.Sprintf("collector misconfigured: check X-Molecule-Org-Id and the URL: the tenant's first %d answers were all 404 while its database lists those workspaces live", n)
 			if pos > 0 {
 				// It is only asked what the collectors before it did not
@@ -679,18 +674,15 @@ func (e *engine) answered(ti, pos int, col *collector.Collector, res collector.R
 				}
 				why += " (it is asked only for what the chain's " + before + " did not capture: they may be workspaces that are gone)"
 			}
-			if len(tr.running[pos]) == 0 {
+			if len(c.running) == 0 {
 				decide = why
 			} else {
 				// A config server answers 404 sooner than it sends a
 				// config: an answer still in flight may show it reaches
 				// the tenant. Decide once those begun before now are in.
-				if tr.suspect == nil {
-					tr.suspect, tr.pending = map[int]string{}, map[int]map[*item]bool{}
-				}
-				tr.suspect[pos], tr.pending[pos] = why, maps.Clone(tr.running[pos])
+				c.suspect, c.pending = why, maps.Clone(c.running)
 				e.o.Logger.Info("collector's first answers were all 404; waiting for its answers in flight before leaving it out",
-					"tenant", e.tenants[ti].Name, "collector", pos+1, "method", col.Method(), "in_flight", len(tr.running[pos]))
+					"tenant", e.tenants[ti].Name, "collector", pos+1, "method", col.Method(), "in_flight", len(c.running))
 			}
 		}
 	}
@@ -718,33 +710,31 @@ func countsAnswers(col *collector.Collector) bool {
 // begin notes an item's attempts of the collector at pos under way.
 // Called with tr.mu held.
 func (tr *tenantRun) begin(pos int, it *item) {
-	if tr.running == nil {
-		tr.running = map[int]map[*item]bool{}
+	c := &tr.cols[pos]
+	if c.running == nil {
+		c.running = map[*item]bool{}
 	}
-	if tr.running[pos] == nil {
-		tr.running[pos] = map[*item]bool{}
-	}
-	tr.running[pos][it] = true
+	c.running[it] = true
 }
 
 // end notes an item's attempts of the collector at pos over (answered, or
 // given up: requeued, interrupted). Called with tr.mu held.
 func (tr *tenantRun) end(pos int, it *item) {
-	delete(tr.running[pos], it)
-	delete(tr.pending[pos], it)
+	delete(tr.cols[pos].running, it)
+	delete(tr.cols[pos].pending, it)
 }
 
 // decide returns why to leave the collector at pos out, once the answers
 // in flight when its 404s reached the threshold are all in and none showed
 // it reaches the tenant; "" otherwise. Called with tr.mu held.
 func (tr *tenantRun) decide(pos int) string {
-	why := tr.suspect[pos]
-	if why == "" || len(tr.pending[pos]) > 0 {
+	c := &tr.cols[pos]
+	why := c.suspect
+	if why == "" || len(c.pending) > 0 {
 		return ""
 	}
-	delete(tr.suspect, pos)
-	delete(tr.pending, pos)
-	if tr.verified[pos] {
+	c.suspect, c.pending = "", nil
+	if c.verified {
 		return ""
 	}
 	return why
@@ -773,17 +763,15 @@ func (e *engine) misconfigured(ti, pos int, reason string) bool {
 	reason = e.o.Redactor.Redact(reason)
 	tr := e.runs[ti]
 	tr.mu.Lock()
-	if tr.verified[pos] {
+	c := &tr.cols[pos]
+	if c.verified {
 		// An answer of another worker showed it reaches the tenant's
 		// workspaces since the threshold was counted.
 		tr.mu.Unlock()
 		return false
 	}
-	if tr.notGone == nil {
-		tr.notGone = map[int]string{}
-	}
-	if tr.notGone[pos] == "" {
-		tr.notGone[pos] = reason
+	if c.notGone == "" {
+		c.notGone = reason
 	}
 	settled := tr.release()
 	tr.mu.Unlock()
@@ -816,10 +804,10 @@ func (tr *tenantRun) settle(it *item) (notGone string, ok bool) {
 	}
 	pending := false
 	for _, r := range it.rows {
-		if !r.notFound || tr.verified[r.pos] {
+		if !r.notFound || tr.cols[r.pos].verified {
 			continue
 		}
-		if why := tr.notGone[r.pos]; why != "" {
+		if why := tr.cols[r.pos].notGone; why != "" {
 			return why, true
 		}
 		pending = true
@@ -868,32 +856,37 @@ type pendingRow struct {
 
 // tenantRun is what a run has learnt of one tenant's collector.
 type tenantRun struct {
-	mu sync.Mutex
-	// verified are the chain's HTTP collectors, by position, that an
-	// answer showed reach the tenant's workspaces.
-	verified  map[int]bool
-	notFound  map[int]int // 404s of each before that
-	threshold int         // 404s that leave a collector out as misconfigured
-	held      []*item     // items whose 404s wait for their collectors to be verified or left out
-	stopped   string      // why the tenant was stopped; "" while it runs
-	// running are the items asking each HTTP collector, by position;
-	// suspect the collectors whose 404s reached the threshold while
-	// others were asking it, with why, and pending those others: the
-	// collector is left out once they have answered, unless one showed
-	// it reaches the tenant.
-	running map[int]map[*item]bool
-	suspect map[int]string
-	pending map[int]map[*item]bool
-	// notGone are the collectors, by position, left out as misconfigured
-	// (their 404s reached the threshold), with why: their unverified 404s
-	// are not gone.
-	notGone map[int]string
+	mu        sync.Mutex
+	threshold int     // 404s that leave a collector out as misconfigured
+	held      []*item // items whose 404s wait for their collectors to be verified or left out
+	stopped   string  // why the tenant was stopped; "" while it runs
 	// shared are the instance ids more than one of the tenant's live rows
 	// name; set once, before any of its items is queued.
 	shared map[string]bool
-	// broken are the chain's collectors refused for the whole tenant, by
-	// position, with why.
-	broken map[int]string
+	// cols is what the run has learnt of each collector of the tenant's
+	// chain, by position.
+	cols []collectorRun
+}
+
+// collectorRun is what a run has learnt of one collector of a tenant's
+// chain.
+type collectorRun struct {
+	// verified: an answer showed this HTTP collector reaches the tenant's
+	// workspaces; notFound counts its 404s before that.
+	verified bool
+	notFound int
+	// running are the items asking it; suspect, when its 404s reached the
+	// threshold while others were asking it, is why to leave it out, and
+	// pending those others: it is left out once they have answered,
+	// unless one showed it reaches the tenant.
+	running map[*item]bool
+	suspect string
+	pending map[*item]bool
+	// notGone, when it was left out as misconfigured (its 404s reached the
+	// threshold), is why: its unverified 404s are not gone.
+	notGone string
+	// broken, when it was refused for the whole tenant, is why.
+	broken string
 }
 
 // SharedInstances are the instance ids more than one of rows names: a
@@ -918,7 +911,7 @@ func SharedInstances(rows []workspace.Row) map[string]bool {
 func (tr *tenantRun) brokenReason(pos int) string {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return tr.broken[pos]
+	return tr.cols[pos].broken
 }
 
 // breakCollector takes collector pos of a tenant's chain of n out of use
@@ -931,17 +924,16 @@ func (tr *tenantRun) brokenReason(pos int) string {
 func (e *engine) breakCollector(ti, pos, n int, reason string) bool {
 	tr := e.runs[ti]
 	tr.mu.Lock()
-	if tr.broken == nil {
-		tr.broken = map[int]string{}
-	}
-	first := tr.broken[pos] == ""
+	c := &tr.cols[pos]
+	first := c.broken == ""
 	if first {
-		tr.broken[pos] = reason
+		c.broken = reason
 	}
-	left := n - len(tr.broken)
-	all := make([]string, 0, len(tr.broken))
+	left := n
+	var all []string
 	for p := range n {
-		if why := tr.broken[p]; why != "" {
+		if why := tr.cols[p].broken; why != "" {
+			left--
 			all = append(all, fmt.Sprintf("collector %d of %d: %s", p+1, n, why))
 		}
 	}
